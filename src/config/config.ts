@@ -1,0 +1,62 @@
+/** The validated, frozen configuration every other part receives. Built only by config/load.ts. */
+
+export interface RoleConfig {
+  /** The name served in IMDS paths and used as the metrics label; defaults to the role ARN's last segment. */
+  readonly name: string;
+  readonly roleArn: string;
+  readonly accountId: string;
+  readonly tokenFile: string;
+  readonly sessionName: string;
+  readonly durationSeconds?: number;
+  readonly region: string;
+  readonly stsEndpoint?: string;
+}
+
+export interface ListenAddress {
+  readonly host: string;
+  readonly port: number;
+}
+
+export interface ListenerConfig extends ListenAddress {
+  /** The role this listener's IMDS answers for, and its container endpoint's `/v1/credentials`. */
+  readonly role: string;
+}
+
+export interface StsConnectionConfig {
+  readonly caBundlePath?: string;
+  /** The CA bundle's PEM text, read once at start-up. */
+  readonly caBundle?: string;
+  readonly connectTimeoutMs: number;
+  readonly responseTimeoutMs: number;
+  readonly httpProxy?: string;
+  readonly httpsProxy?: string;
+  readonly noProxy?: string;
+}
+
+export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+
+export interface Config {
+  readonly roles: readonly RoleConfig[];
+  readonly listeners: readonly ListenerConfig[];
+  readonly admin: ListenAddress | null;
+  readonly authTokenFile?: string;
+  readonly allowImdsV1: boolean;
+  /** Host header values accepted besides the listen addresses (DNS names clients use for the daemon). */
+  readonly allowedHosts: readonly string[];
+  readonly sts: StsConnectionConfig;
+  readonly logLevel: LogLevel;
+}
+
+export const DEFAULT_LISTEN: ListenAddress = { host: '127.0.0.1', port: 8170 };
+export const DEFAULT_ADMIN_LISTEN: ListenAddress = { host: '127.0.0.1', port: 8171 };
+export const DEFAULT_STS_CONNECT_TIMEOUT_MS = 3_000;
+export const DEFAULT_STS_RESPONSE_TIMEOUT_MS = 10_000;
+
+/** Deep-freezes a plain object graph. */
+export function deepFreeze<T>(value: T): T {
+  if (value !== null && typeof value === 'object' && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const v of Object.values(value as Record<string, unknown>)) deepFreeze(v);
+  }
+  return value;
+}

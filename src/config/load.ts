@@ -1,0 +1,347 @@
+import { readFileSync } from 'node:fs';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+import { CrosscredError } from '../errors.js';
+import { accountIdOfRoleArn } from '../exchange/credentials.js';
+import { deriveSessionName, VALID_SESSION_NAME } from '../exchange/session-name.js';
+import {
+  DEFAULT_ADMIN_LISTEN,
+  DEFAULT_LISTEN,
+  DEFAULT_STS_CONNECT_TIMEOUT_MS,
+  DEFAULT_STS_RESPONSE_TIMEOUT_MS,
+  deepFreeze,
+  type Config,
+  type ListenAddress,
+  type ListenerConfig,
+  type LogLevel,
+  type RoleConfig,
+} from './config.js';
+import { formatAddress, parseListenSpec } from './listen-address.js';
+
+/**
+ * Builds the one frozen Config from three layers, highest first:
+ *   1. command-line flags,
+ *   2. the config file (--config or CROSSCRED_CONFIG; YAML or JSON; the only way to name several roles),
+ *   3. the environment variables AWS SDKs read for web identity (so an IRSA-style pod works unchanged).
+ * Every value is checked once here; all problems are reported together, each naming the setting
+ * and where it came from.
+ */
+
+/** The flags of `crosscred serve` (and of `credential-process` when it exchanges by itself). */
+export interface ServeFlags {
+  config?: string;
+  'role-arn'?: string;
+  'token-file'?: string;
+  'role-session-name'?: string;
+  'role-name'?: string;
+  region?: string;
+  'sts-endpoint'?: string;
+  'ca-bundle'?: string;
+  'duration-seconds'?: string;
+  listen?: string[];
+  'admin-listen'?: string;
+  'auth-token-file'?: string;
+  'allow-imdsv1'?: boolean;
+  'allowed-host'?: string[];
+  'log-level'?: string;
+  'sts-connect-timeout-ms'?: string;
+  'sts-timeout-ms'?: string;
+}
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+const fileRoleSchema = z.strictObject({
+  name: z.string().optional(),
+  roleArn: z.string(),
+  tokenFile: z.string().optional(),
+  sessionName: z.string().optional(),
+  durationSeconds: z.number().optional(),
+  region: z.string().optional(),
+  stsEndpoint: z.string().optional(),
+});
+
+const fileSchema = z.strictObject({
+  roles: z.array(fileRoleSchema).min(1).optional(),
+  tokenFile: z.string().optional(),
+  sessionName: z.string().optional(),
+  durationSeconds: z.number().optional(),
+  region: z.string().optional(),
+  stsEndpoint: z.string().optional(),
+  caBundle: z.string().optional(),
+  stsConnectTimeoutMs: z.number().optional(),
+  stsTimeoutMs: z.number().optional(),
+  listen: z.array(z.union([z.string(), z.strictObject({ address: z.string(), role: z.string().optional() })])).min(1).optional(),
+  adminListen: z.string().optional(),
+  authTokenFile: z.string().optional(),
+  allowImdsV1: z.boolean().optional(),
+  allowedHosts: z.array(z.string()).optional(),
+  logLevel: z.enum(LOG_LEVELS).optional(),
+});
+type FileConfig = z.infer<typeof fileSchema>;
+
+/** A value together with the place it came from, for error messages. */
+interface Sourced<T> {
+  value: T;
+  origin: string;
+}
+
+class Problems {
+  readonly list: string[] = [];
+  add(field: string, origin: string, problem: string): void {
+    this.list.push(`${field} (${origin}): ${problem}`);
+  }
+}
+
+export interface LoadInputs {
+  readonly flags: ServeFlags;
+  readonly env: Readonly<Record<string, string | undefined>>;
+  /** Injected for tests; defaults to reading the file system. */
+  readonly readText?: (path: string) => string;
+  readonly hostname?: string;
+}
+
+export function loadConfig(inputs: LoadInputs): Config {
+  const { flags, env } = inputs;
+  const readText = inputs.readText ?? ((path: string) => readFileSync(path, 'utf8'));
+  const problems = new Problems();
+
+  const configPath = pick([flags.config, '--config'], [env['CROSSCRED_CONFIG'], 'env CROSSCRED_CONFIG']);
+  const file = configPath ? readConfigFile(configPath, readText) : {};
+  const fileOrigin = configPath ? `config file ${configPath.value}` : 'config file';
+
+  // Settings shared by every role unless a role overrides them.
+  const region = pick(
+    [flags.region, '--region'],
+    [file.region, fileOrigin],
+    [env['AWS_REGION'], 'env AWS_REGION'],
+    [env['AWS_DEFAULT_REGION'], 'env AWS_DEFAULT_REGION'],
+  );
+  const stsEndpoint = pick(
+    [flags['sts-endpoint'], '--sts-endpoint'],
+    [file.stsEndpoint, fileOrigin],
+    [env['AWS_ENDPOINT_URL_STS'], 'env AWS_ENDPOINT_URL_STS'],
+    [env['AWS_ENDPOINT_URL'], 'env AWS_ENDPOINT_URL'],
+  );
+  const durationSeconds = pick(
+    [numberFlag(flags['duration-seconds']), '--duration-seconds'],
+    [file.durationSeconds, fileOrigin],
+  );
+  const tokenFile = pick(
+    [flags['token-file'], '--token-file'],
+    [file.tokenFile, fileOrigin],
+    [env['AWS_WEB_IDENTITY_TOKEN_FILE'], 'env AWS_WEB_IDENTITY_TOKEN_FILE'],
+  );
+  const sessionName = pick(
+    [flags['role-session-name'], '--role-session-name'],
+    [file.sessionName, fileOrigin],
+    [env['AWS_ROLE_SESSION_NAME'], 'env AWS_ROLE_SESSION_NAME'],
+  );
+
+  // Roles: from the file when it names them, else the single role of flags and environment.
+  let rawRoles: Array<{ index: number; origin: string; name?: Sourced<string>; roleArn?: Sourced<string>; tokenFile?: Sourced<string>; sessionName?: Sourced<string>; durationSeconds?: Sourced<number>; region?: Sourced<string>; stsEndpoint?: Sourced<string> }>;
+  if (file.roles) {
+    for (const flag of ['role-arn', 'role-name'] as const) {
+      if (flags[flag] !== undefined) problems.add(`--${flag}`, 'flag', `cannot be combined with the roles listed in ${fileOrigin}; edit the file instead`);
+    }
+    rawRoles = file.roles.map((r, index) => ({
+      index,
+      origin: `${fileOrigin} roles[${index}]`,
+      ...opt('name', r.name, `${fileOrigin} roles[${index}]`),
+      roleArn: { value: r.roleArn, origin: `${fileOrigin} roles[${index}]` },
+      ...opt('tokenFile', r.tokenFile, `${fileOrigin} roles[${index}]`, tokenFile),
+      ...opt('sessionName', r.sessionName, `${fileOrigin} roles[${index}]`, sessionName),
+      ...opt('durationSeconds', r.durationSeconds, `${fileOrigin} roles[${index}]`, durationSeconds),
+      ...opt('region', r.region, `${fileOrigin} roles[${index}]`, region),
+      ...opt('stsEndpoint', r.stsEndpoint, `${fileOrigin} roles[${index}]`, stsEndpoint),
+    }));
+  } else {
+    const roleArn = pick([flags['role-arn'], '--role-arn'], [env['AWS_ROLE_ARN'], 'env AWS_ROLE_ARN']);
+    const name = pick([flags['role-name'], '--role-name']);
+    rawRoles = [{ index: 0, origin: 'flags and environment', ...(roleArn ? { roleArn } : {}), ...(name ? { name } : {}), ...(tokenFile ? { tokenFile } : {}), ...(sessionName ? { sessionName } : {}), ...(durationSeconds ? { durationSeconds } : {}), ...(region ? { region } : {}), ...(stsEndpoint ? { stsEndpoint } : {}) }];
+  }
+
+  const roles: RoleConfig[] = [];
+  const seenNames = new Set<string>();
+  for (const raw of rawRoles) {
+    const field = (f: string) => (file.roles ? `roles[${raw.index}].${f}` : f);
+    if (!raw.roleArn) {
+      problems.add(field('roleArn'), raw.origin, 'no role to assume: set AWS_ROLE_ARN, --role-arn, or roles in a --config file');
+      continue;
+    }
+    const accountId = accountIdOfRoleArn(raw.roleArn.value);
+    if (!accountId) problems.add(field('roleArn'), raw.roleArn.origin, `"${clip(raw.roleArn.value)}" is not an IAM role ARN (arn:aws:iam::<12-digit account>:role/<name>)`);
+    const name = raw.name?.value ?? raw.roleArn.value.split('/').pop() ?? '';
+    if (!/^[\w+=,.@-]{1,64}$/.test(name)) problems.add(field('name'), raw.name?.origin ?? raw.roleArn.origin, `role name "${clip(name)}" must be 1–64 characters of letters, digits and +=,.@_-`);
+    else if (seenNames.has(name)) problems.add(field('name'), raw.name?.origin ?? raw.roleArn.origin, `role name "${name}" is used twice; give each role a distinct name`);
+    seenNames.add(name);
+    if (!raw.tokenFile || raw.tokenFile.value.trim() === '') problems.add(field('tokenFile'), raw.tokenFile?.origin ?? raw.origin, 'no token file: set AWS_WEB_IDENTITY_TOKEN_FILE or --token-file');
+    const session = raw.sessionName?.value ?? deriveSessionName(inputs.hostname);
+    if (!VALID_SESSION_NAME.test(session)) problems.add(field('sessionName'), raw.sessionName?.origin ?? 'derived', `"${clip(session)}" must be 2–64 characters of letters, digits and +=,.@_-`);
+    const duration = raw.durationSeconds?.value;
+    if (duration !== undefined && (!Number.isInteger(duration) || duration < 900 || duration > 43_200)) problems.add(field('durationSeconds'), raw.durationSeconds!.origin, `${duration} must be a whole number of seconds from 900 to 43200`);
+    const roleRegion = raw.region?.value ?? (raw.stsEndpoint ? 'us-east-1' : undefined);
+    if (!roleRegion) problems.add(field('region'), raw.origin, 'no region: set AWS_REGION, --region, or region in the config file (the STS endpoint is regional)');
+    else if (!/^[a-z]{2}(-[a-z]+)+-\d{1,2}$/.test(roleRegion)) problems.add(field('region'), raw.region?.origin ?? 'default', `"${clip(roleRegion)}" is not an AWS region name such as eu-west-1`);
+    if (raw.stsEndpoint) {
+      const bad = checkEndpoint(raw.stsEndpoint.value);
+      if (bad) problems.add(field('stsEndpoint'), raw.stsEndpoint.origin, bad);
+    }
+    roles.push({
+      name,
+      roleArn: raw.roleArn.value,
+      accountId: accountId ?? '',
+      tokenFile: raw.tokenFile?.value.trim() ?? '',
+      sessionName: session,
+      region: roleRegion ?? '',
+      ...(duration !== undefined ? { durationSeconds: duration } : {}),
+      ...(raw.stsEndpoint ? { stsEndpoint: raw.stsEndpoint.value } : {}),
+    });
+  }
+
+  // Listeners: each names the role its IMDS serves.
+  const listenSpecs: Array<{ spec: string; role?: string; origin: string }> = flags.listen?.length
+    ? flags.listen.map((spec) => ({ spec, origin: '--listen' }))
+    : file.listen
+      ? file.listen.map((l) => (typeof l === 'string' ? { spec: l, origin: fileOrigin } : { spec: l.address, ...(l.role ? { role: l.role } : {}), origin: fileOrigin }))
+      : [{ spec: formatAddress(DEFAULT_LISTEN), origin: 'default' }];
+  const listeners: ListenerConfig[] = [];
+  const seenAddresses = new Set<string>();
+  for (const l of listenSpecs) {
+    const parsed = parseListenSpec(l.spec);
+    if (typeof parsed === 'string') {
+      problems.add('listen', l.origin, parsed);
+      continue;
+    }
+    const roleName = l.role ?? parsed.role ?? (roles.length === 1 ? roles[0]!.name : undefined);
+    if (!roleName) problems.add('listen', l.origin, `${formatAddress(parsed.address)} serves no role: with several roles, write ADDRESS=ROLE`);
+    else if (!roles.some((r) => r.name === roleName)) problems.add('listen', l.origin, `${formatAddress(parsed.address)} names role "${clip(roleName)}", which is not configured (roles: ${roles.map((r) => r.name).join(', ')})`);
+    const key = formatAddress(parsed.address);
+    if (parsed.address.port !== 0 && seenAddresses.has(key)) problems.add('listen', l.origin, `${key} is listed twice`);
+    seenAddresses.add(key);
+    listeners.push({ ...parsed.address, role: roleName ?? '' });
+  }
+
+  // Admin listener: health, readiness and metrics.
+  const adminSpec = pick([flags['admin-listen'], '--admin-listen'], [file.adminListen, fileOrigin]);
+  let admin: ListenAddress | null = DEFAULT_ADMIN_LISTEN;
+  if (adminSpec) {
+    if (adminSpec.value === 'off') admin = null;
+    else {
+      const parsed = parseListenSpec(adminSpec.value);
+      if (typeof parsed === 'string' || parsed.role !== undefined) problems.add('admin-listen', adminSpec.origin, typeof parsed === 'string' ? `${parsed}, or "off"` : 'takes no role');
+      else admin = parsed.address;
+    }
+  }
+
+  const authTokenFile = pick([flags['auth-token-file'], '--auth-token-file'], [file.authTokenFile, fileOrigin]);
+  if (authTokenFile && authTokenFile.value.trim() === '') problems.add('auth-token-file', authTokenFile.origin, 'is empty');
+
+  const allowedHosts: string[] = [];
+  const hostList = pick([flags['allowed-host']?.length ? flags['allowed-host'] : undefined, '--allowed-host'], [file.allowedHosts, fileOrigin]);
+  for (const h of hostList?.value ?? []) {
+    if (!/^[A-Za-z0-9.-]{1,253}$|^\[[0-9A-Fa-f:.]+\]$/.test(h)) problems.add('allowed-host', hostList!.origin, `"${clip(h)}" is not a host name`);
+    else allowedHosts.push(h.toLowerCase());
+  }
+
+  const logLevel = pick([flags['log-level'], '--log-level'], [file.logLevel, fileOrigin], [env['CROSSCRED_LOG_LEVEL'], 'env CROSSCRED_LOG_LEVEL']);
+  if (logLevel && !(LOG_LEVELS as readonly string[]).includes(logLevel.value)) problems.add('log-level', logLevel.origin, `"${clip(logLevel.value)}" is not one of ${LOG_LEVELS.join(', ')}`);
+
+  const connectTimeout = pick([numberFlag(flags['sts-connect-timeout-ms']), '--sts-connect-timeout-ms'], [file.stsConnectTimeoutMs, fileOrigin]);
+  const responseTimeout = pick([numberFlag(flags['sts-timeout-ms']), '--sts-timeout-ms'], [file.stsTimeoutMs, fileOrigin]);
+  for (const [name, t] of [['sts-connect-timeout-ms', connectTimeout], ['sts-timeout-ms', responseTimeout]] as const) {
+    if (t && (!Number.isInteger(t.value) || t.value < 100 || t.value > 120_000)) problems.add(name, t.origin, `${t.value} must be a whole number of milliseconds from 100 to 120000`);
+  }
+
+  const caPath = pick([flags['ca-bundle'], '--ca-bundle'], [file.caBundle, fileOrigin], [env['AWS_CA_BUNDLE'], 'env AWS_CA_BUNDLE']);
+  let caBundle: string | undefined;
+  if (caPath) {
+    try {
+      caBundle = readText(caPath.value);
+      if (!caBundle.includes('-----BEGIN CERTIFICATE-----')) problems.add('ca-bundle', caPath.origin, `${caPath.value} holds no PEM certificate`);
+    } catch (err) {
+      problems.add('ca-bundle', caPath.origin, `cannot read ${caPath.value} (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+    }
+  }
+
+  if (problems.list.length > 0) {
+    throw new CrosscredError('CONFIG_INVALID', `invalid configuration:\n  - ${problems.list.join('\n  - ')}`);
+  }
+
+  const httpsProxy = env['HTTPS_PROXY'] ?? env['https_proxy'];
+  const httpProxy = env['HTTP_PROXY'] ?? env['http_proxy'];
+  const noProxy = env['NO_PROXY'] ?? env['no_proxy'];
+  return deepFreeze<Config>({
+    roles,
+    listeners,
+    admin,
+    ...(authTokenFile ? { authTokenFile: authTokenFile.value.trim() } : {}),
+    allowImdsV1: flags['allow-imdsv1'] ?? file.allowImdsV1 ?? false,
+    allowedHosts,
+    sts: {
+      ...(caPath && caBundle ? { caBundlePath: caPath.value, caBundle } : {}),
+      connectTimeoutMs: connectTimeout?.value ?? DEFAULT_STS_CONNECT_TIMEOUT_MS,
+      responseTimeoutMs: responseTimeout?.value ?? DEFAULT_STS_RESPONSE_TIMEOUT_MS,
+      ...(httpsProxy ? { httpsProxy } : {}),
+      ...(httpProxy ? { httpProxy } : {}),
+      ...(noProxy ? { noProxy } : {}),
+    },
+    logLevel: (logLevel?.value as LogLevel | undefined) ?? 'info',
+  });
+}
+
+function readConfigFile(path: Sourced<string>, readText: (p: string) => string): FileConfig {
+  let text: string;
+  try {
+    text = readText(path.value);
+  } catch (err) {
+    throw new CrosscredError('CONFIG_FILE_UNREADABLE', `cannot read config file ${path.value} (${(err as NodeJS.ErrnoException).code ?? 'error'}; from ${path.origin})`);
+  }
+  let data: unknown;
+  try {
+    data = parseYaml(text, { maxAliasCount: 100 });
+  } catch (err) {
+    throw new CrosscredError('CONFIG_INVALID', `config file ${path.value} is not valid YAML or JSON: ${(err as Error).message.split('\n')[0]}`);
+  }
+  const result = fileSchema.safeParse(data ?? {});
+  if (!result.success) {
+    const lines = result.error.issues.map((i) => `${i.path.length ? i.path.join('.') : '(top level)'}: ${i.message}`);
+    throw new CrosscredError('CONFIG_INVALID', `config file ${path.value}:\n  - ${lines.join('\n  - ')}`);
+  }
+  return result.data;
+}
+
+/** The first of the candidates that is set, with its origin. */
+function pick<T>(...candidates: Array<[T | undefined, string]>): Sourced<T> | undefined {
+  for (const [value, origin] of candidates) {
+    if (value !== undefined && value !== '') return { value, origin };
+  }
+  return undefined;
+}
+
+function opt<K extends string, T>(key: K, value: T | undefined, origin: string, fallback?: Sourced<T>): Partial<Record<K, Sourced<T>>> {
+  if (value !== undefined) return { [key]: { value, origin } } as Record<K, Sourced<T>>;
+  if (fallback) return { [key]: fallback } as Record<K, Sourced<T>>;
+  return {};
+}
+
+function numberFlag(value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  return /^\s*-?\d+(\.\d+)?\s*$/.test(value) ? Number(value) : NaN;
+}
+
+function checkEndpoint(value: string): string | undefined {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    return `"${clip(value)}" is not a URL`;
+  }
+  if (url.protocol !== 'https:' && url.protocol !== 'http:') return `"${clip(value)}" must be an http(s) URL`;
+  if (url.username || url.password) return 'must not contain credentials';
+  return undefined;
+}
+
+/** Shortens a user-supplied value for an error message. */
+function clip(value: string): string {
+  return value.length > 80 ? `${value.slice(0, 77)}...` : value;
+}

@@ -1,0 +1,262 @@
+import { randomBytes, randomUUID } from 'node:crypto';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+import { createRemoteJWKSet, errors as joseErrors, jwtVerify, type JWTVerifyGetKey } from 'jose';
+
+/**
+ * An AWS STS stand-in for the demo and the tests: a real HTTP server that answers
+ * AssumeRoleWithWebIdentity the way STS does (same form parameters, same XML, same error codes),
+ * after really verifying the token: signature against the issuer's JWKS (found through its OIDC
+ * discovery document, as IAM does), `iss`, `aud`, `exp`, and a trust rule on `sub`.
+ *
+ * Tests can also make it misbehave on command (5xx, Throttling, InvalidIdentityToken,
+ * ExpiredTokenException, a hang, garbage, short-lived credentials) — the failure paths real STS
+ * cannot be asked to produce.
+ */
+
+export interface TrustRule {
+  readonly roleArn: string;
+  /** Issuer URL the token's `iss` must equal (the IAM OIDC provider). */
+  readonly issuer: string;
+  /** The `aud` the provider is registered with (e.g. sts.amazonaws.com). */
+  readonly audience: string;
+  /** The `sub` the role's trust policy allows; `*` and `?` match as in IAM's StringLike. */
+  readonly subject: string;
+  /** The role's maximum session duration in seconds (IAM's default is 3600). */
+  readonly maxSessionDuration?: number;
+}
+
+export type StsFault =
+  | { readonly kind: 'error'; readonly status: number; readonly code: string; readonly message?: string }
+  | { readonly kind: 'hang' }
+  | { readonly kind: 'garbage' }
+  | { readonly kind: 'reset' }
+  | { readonly kind: 'delay'; readonly ms: number }
+  /** Succeed, but with credentials that expire this many seconds from now (may be ≤ 0). */
+  | { readonly kind: 'lifetime'; readonly seconds: number };
+
+export interface IssuedCredentials {
+  readonly accessKeyId: string;
+  readonly roleArn: string;
+  readonly sessionName: string;
+  readonly subject: string;
+  readonly expiration: Date;
+}
+
+export interface StsEmulatorOptions {
+  readonly trust: readonly TrustRule[];
+  readonly host?: string;
+  readonly port?: number;
+  /** Lifetime of issued credentials when the caller does not ask for one; STS's default is 3600. */
+  readonly defaultDurationSeconds?: number;
+}
+
+const NS = 'https://sts.amazonaws.com/doc/2011-06-15/';
+const MAX_BODY_BYTES = 64 * 1024;
+
+export class StsEmulator {
+  readonly url: string;
+  /** AssumeRoleWithWebIdentity requests received, whatever their outcome. */
+  calls = 0;
+  readonly issued: IssuedCredentials[] = [];
+  readonly #server: Server;
+  readonly #options: StsEmulatorOptions;
+  readonly #jwks = new Map<string, JWTVerifyGetKey>();
+  readonly #sockets = new Set<Socket>();
+  #queued: StsFault[] = [];
+  #persistent: StsFault | undefined;
+
+  private constructor(server: Server, url: string, options: StsEmulatorOptions) {
+    this.#server = server;
+    this.url = url;
+    this.#options = options;
+    server.on('connection', (s) => {
+      this.#sockets.add(s);
+      s.on('close', () => this.#sockets.delete(s));
+    });
+  }
+
+  static async start(options: StsEmulatorOptions): Promise<StsEmulator> {
+    const host = options.host ?? '127.0.0.1';
+    let emulator: StsEmulator | undefined;
+    const server = createServer((req, res) => void emulator!.#handle(req, res));
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(options.port ?? 0, host, resolve);
+    });
+    const port = (server.address() as AddressInfo).port;
+    emulator = new StsEmulator(server, `http://${host.includes(':') ? `[${host}]` : host}:${port}`, options);
+    return emulator;
+  }
+
+  /** Applies `fault` to the next request only (queued faults apply in order). */
+  failNext(...faults: StsFault[]): void {
+    this.#queued.push(...faults);
+  }
+
+  /** Applies `fault` to every request until `heal()`. */
+  failAlways(fault: StsFault): void {
+    this.#persistent = fault;
+  }
+
+  heal(): void {
+    this.#persistent = undefined;
+    this.#queued = [];
+  }
+
+  close(): Promise<void> {
+    return new Promise((resolve) => {
+      this.#server.close(() => resolve());
+      for (const s of this.#sockets) s.destroy();
+    });
+  }
+
+  async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    let body: string;
+    try {
+      body = await readBody(req);
+    } catch {
+      res.writeHead(413).end();
+      return;
+    }
+    const params = new URLSearchParams(body);
+    if (req.method !== 'POST' || params.get('Action') !== 'AssumeRoleWithWebIdentity') {
+      return sendError(res, 400, 'InvalidAction', 'only AssumeRoleWithWebIdentity is emulated');
+    }
+    this.calls += 1;
+    const fault = this.#queued.shift() ?? this.#persistent;
+    let lifetime: number | undefined;
+    if (fault) {
+      switch (fault.kind) {
+        case 'hang':
+          return; // never answer; the socket is destroyed on close()
+        case 'reset':
+          req.socket.destroy();
+          return;
+        case 'garbage':
+          res.writeHead(200, { 'content-type': 'text/xml' }).end('<<<this is not XML>>>\u0000');
+          return;
+        case 'error':
+          return sendError(res, fault.status, fault.code, fault.message ?? `emulated ${fault.code}`);
+        case 'delay':
+          await new Promise((r) => setTimeout(r, fault.ms));
+          break;
+        case 'lifetime':
+          lifetime = fault.seconds;
+          break;
+      }
+    }
+    await this.#assumeRole(params, res, lifetime);
+  }
+
+  async #assumeRole(params: URLSearchParams, res: ServerResponse, lifetimeOverride: number | undefined): Promise<void> {
+    if (params.get('Version') !== '2011-06-15') return sendError(res, 400, 'InvalidParameterValue', 'Version must be 2011-06-15');
+    const roleArn = params.get('RoleArn') ?? '';
+    const sessionName = params.get('RoleSessionName') ?? '';
+    const token = params.get('WebIdentityToken') ?? '';
+    if (!/^[\w+=,.@-]{2,64}$/.test(sessionName)) return sendError(res, 400, 'ValidationError', 'RoleSessionName must be 2-64 characters of [\\w+=,.@-]');
+    if (token.length < 4 || token.length > 20_000) return sendError(res, 400, 'ValidationError', 'WebIdentityToken must be 4-20000 characters');
+    const durationParam = params.get('DurationSeconds');
+    const duration = durationParam === null ? (this.#options.defaultDurationSeconds ?? 3600) : Number(durationParam);
+    if (!Number.isInteger(duration) || duration < 900 || duration > 43_200) return sendError(res, 400, 'ValidationError', 'DurationSeconds must be 900-43200');
+    const rule = this.#options.trust.find((r) => r.roleArn === roleArn);
+    if (!rule) return sendError(res, 403, 'AccessDenied', 'Not authorized to perform sts:AssumeRoleWithWebIdentity');
+    if (duration > (rule.maxSessionDuration ?? 3600)) {
+      return sendError(res, 400, 'ValidationError', `The requested DurationSeconds exceeds the MaxSessionDuration set for this role.`);
+    }
+
+    let subject: string;
+    try {
+      const { payload } = await jwtVerify(token, this.#keysFor(rule.issuer), {
+        issuer: rule.issuer,
+        audience: rule.audience,
+        algorithms: ['RS256', 'RS384', 'RS512', 'ES256', 'ES384', 'ES512'],
+        requiredClaims: ['exp', 'sub'],
+      });
+      subject = payload.sub!;
+    } catch (err) {
+      if (err instanceof joseErrors.JWTExpired) return sendError(res, 400, 'ExpiredTokenException', 'Token expired');
+      if (err instanceof joseErrors.JOSEError && (err.code === 'ERR_JWKS_TIMEOUT' || err.code === 'ERR_JOSE_GENERIC')) {
+        return sendError(res, 400, 'IDPCommunicationError', 'Could not reach the identity provider');
+      }
+      return sendError(res, 400, 'InvalidIdentityToken', 'Couldn\'t verify the token');
+    }
+    if (!globMatch(rule.subject, subject)) return sendError(res, 403, 'AccessDenied', 'Not authorized to perform sts:AssumeRoleWithWebIdentity');
+
+    const accountId = /^arn:aws:iam::(\d{12}):role\//.exec(roleArn)?.[1] ?? '000000000000';
+    const roleName = roleArn.split('/').pop()!;
+    const lifetime = lifetimeOverride ?? duration;
+    const expiration = new Date(Math.floor(Date.now() / 1000 + lifetime) * 1000);
+    const accessKeyId = `ASIA${randomBytes(12).toString('hex').toUpperCase().slice(0, 16)}`;
+    this.issued.push({ accessKeyId, roleArn, sessionName, subject, expiration });
+    const xml = `<AssumeRoleWithWebIdentityResponse xmlns="${NS}">
+  <AssumeRoleWithWebIdentityResult>
+    <Audience>${escapeXml(rule.audience)}</Audience>
+    <AssumedRoleUser>
+      <AssumedRoleId>AROA${randomBytes(8).toString('hex').toUpperCase()}:${escapeXml(sessionName)}</AssumedRoleId>
+      <Arn>arn:aws:sts::${accountId}:assumed-role/${escapeXml(roleName)}/${escapeXml(sessionName)}</Arn>
+    </AssumedRoleUser>
+    <Provider>${escapeXml(rule.issuer)}</Provider>
+    <Credentials>
+      <AccessKeyId>${accessKeyId}</AccessKeyId>
+      <SecretAccessKey>${randomBytes(30).toString('base64')}</SecretAccessKey>
+      <SessionToken>${randomBytes(300).toString('base64')}</SessionToken>
+      <Expiration>${expiration.toISOString()}</Expiration>
+    </Credentials>
+    <SubjectFromWebIdentityToken>${escapeXml(subject)}</SubjectFromWebIdentityToken>
+  </AssumeRoleWithWebIdentityResult>
+  <ResponseMetadata>
+    <RequestId>${randomUUID()}</RequestId>
+  </ResponseMetadata>
+</AssumeRoleWithWebIdentityResponse>
+`;
+    res.writeHead(200, { 'content-type': 'text/xml' }).end(xml);
+  }
+
+  /** The issuer's keys, found as IAM finds them: discovery document first, then its jwks_uri. */
+  #keysFor(issuer: string): JWTVerifyGetKey {
+    let keys = this.#jwks.get(issuer);
+    if (!keys) {
+      let resolved: JWTVerifyGetKey | undefined;
+      keys = async (header, token) => {
+        if (!resolved) {
+          const res = await fetch(`${issuer.replace(/\/$/, '')}/.well-known/openid-configuration`, { signal: AbortSignal.timeout(5000) });
+          const discovery = (await res.json()) as { jwks_uri?: string; issuer?: string };
+          if (!res.ok || typeof discovery.jwks_uri !== 'string' || discovery.issuer !== issuer) throw new joseErrors.JOSEError('bad discovery document');
+          resolved = createRemoteJWKSet(new URL(discovery.jwks_uri));
+        }
+        return resolved(header, token);
+      };
+      this.#jwks.set(issuer, keys);
+    }
+    return keys;
+  }
+}
+
+function sendError(res: ServerResponse, status: number, code: string, message: string): void {
+  const type = status >= 500 ? 'Receiver' : 'Sender';
+  res
+    .writeHead(status, { 'content-type': 'text/xml' })
+    .end(`<ErrorResponse xmlns="${NS}">\n  <Error>\n    <Type>${type}</Type>\n    <Code>${escapeXml(code)}</Code>\n    <Message>${escapeXml(message)}</Message>\n  </Error>\n  <RequestId>${randomUUID()}</RequestId>\n</ErrorResponse>\n`);
+}
+
+async function readBody(req: IncomingMessage): Promise<string> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req) {
+    size += (chunk as Buffer).length;
+    if (size > MAX_BODY_BYTES) throw new Error('body too large');
+    chunks.push(chunk as Buffer);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+function escapeXml(s: string): string {
+  return s.replace(/[<>&'"]/g, (c) => ({ '<': '&lt;', '>': '&gt;', '&': '&amp;', "'": '&apos;', '"': '&quot;' })[c]!);
+}
+
+/** IAM StringLike: `*` any run of characters, `?` one character. */
+export function globMatch(pattern: string, value: string): boolean {
+  const re = new RegExp(`^${pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.')}$`, 's');
+  return re.test(value);
+}

@@ -1,0 +1,67 @@
+/**
+ * The one catalogue of crosscred's errors. Every error that reaches a person (a log line, a CLI
+ * message, an HTTP answer) carries one of these stable codes. A retired code is never reused.
+ *
+ * Messages say what went wrong and what to do. They never contain a secret: callers pass only
+ * names, paths, codes and numbers, never a token, key or request header value.
+ */
+
+export const ErrorCodes = {
+  // Start-up configuration.
+  CONFIG_INVALID: { status: 500, hint: 'fix the named setting and start again' },
+  CONFIG_FILE_UNREADABLE: { status: 500, hint: 'check the --config path and its permissions' },
+  AUTH_TOKEN_FILE_INVALID: { status: 500, hint: 'write a non-empty secret to the file, or delete it to have one generated' },
+  LISTEN_FAILED: { status: 500, hint: 'check that the address exists on this host and the port is free' },
+
+  // The web-identity token.
+  TOKEN_FILE_UNREADABLE: { status: 503, hint: 'check that the token file exists and is readable by crosscred' },
+  TOKEN_TOO_LARGE: { status: 503, hint: 'the token file is not a JWT; check what writes it' },
+  TOKEN_NOT_JWT: { status: 503, hint: 'the token file does not hold a complete JWT yet; it is retried shortly' },
+  TOKEN_EXPIRED: { status: 503, hint: 'the token in the file has expired; check that the kubelet or issuer still rotates it' },
+
+  // AWS STS.
+  STS_REJECTED: { status: 503, hint: 'STS refused the exchange; check the role trust policy and the OIDC provider in IAM' },
+  STS_UNAVAILABLE: { status: 503, hint: 'STS could not be reached or failed; crosscred retries with backoff' },
+  STS_BAD_RESPONSE: { status: 503, hint: 'STS answered something that is not usable credentials; crosscred retries' },
+
+  // Serving.
+  CREDENTIALS_UNAVAILABLE: { status: 503, hint: 'no valid credentials are cached yet; retry after the Retry-After seconds' },
+  IMDS_TOKEN_REQUIRED: { status: 401, hint: 'PUT /latest/api/token first and send the token in X-aws-ec2-metadata-token' },
+  IMDS_TTL_INVALID: { status: 400, hint: 'send X-aws-ec2-metadata-token-ttl-seconds between 1 and 21600' },
+  IMDS_FORWARDED: { status: 403, hint: 'session tokens are not issued to forwarded requests' },
+  HOST_FORBIDDEN: { status: 403, hint: 'address the daemon by the IP it listens on, or add the name with --allowed-host' },
+  CONTAINER_AUTH_MISSING: { status: 401, hint: 'send the secret from AWS_CONTAINER_AUTHORIZATION_TOKEN(_FILE) in the Authorization header' },
+  CONTAINER_AUTH_INVALID: { status: 403, hint: 'the Authorization header does not match the secret in --auth-token-file' },
+  CONTAINER_ENDPOINT_DISABLED: { status: 404, hint: 'start crosscred with --auth-token-file to enable the container endpoint' },
+  NOT_FOUND: { status: 404, hint: 'see the README for the paths crosscred serves' },
+  METHOD_NOT_ALLOWED: { status: 405, hint: 'metadata paths answer GET and HEAD only; the token path answers PUT only' },
+
+  // The credential_process helper.
+  DAEMON_UNREACHABLE: { status: 503, hint: 'check that crosscred serve runs and --endpoint points at its container endpoint' },
+} as const satisfies Record<string, { status: number; hint: string }>;
+
+export type ErrorName = keyof typeof ErrorCodes;
+export type ErrorCode = `CROSSCRED_ERR_${ErrorName}`;
+
+export class CrosscredError extends Error {
+  readonly code: ErrorCode;
+  readonly statusCode: number;
+  readonly hint: string;
+
+  constructor(name: ErrorName, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'CrosscredError';
+    this.code = `CROSSCRED_ERR_${name}`;
+    this.statusCode = ErrorCodes[name].status;
+    this.hint = ErrorCodes[name].hint;
+  }
+
+  /** The message a person reads: code, what happened, what to do. */
+  describe(): string {
+    return `${this.code}: ${this.message} (${this.hint})`;
+  }
+}
+
+export function isCrosscredError(err: unknown, name?: ErrorName): err is CrosscredError {
+  return err instanceof CrosscredError && (name === undefined || err.code === `CROSSCRED_ERR_${name}`);
+}

@@ -1,0 +1,25 @@
+/** Temporary AWS credentials as crosscred holds them. Every string but the ARNs is secret. */
+export interface AwsCredentials {
+  readonly accessKeyId: string;
+  readonly secretAccessKey: string;
+  readonly sessionToken: string;
+  /** When STS says they expire (epoch ms). */
+  readonly expirationWall: number;
+  /** The role that was assumed, as configured. */
+  readonly roleArn: string;
+  /** The 12-digit account of the role. */
+  readonly accountId: string;
+}
+
+/** Anything that can produce fresh credentials for one role: the STS exchange, or a test double. */
+export interface CredentialExchange {
+  readonly roleName: string;
+  exchange(): Promise<AwsCredentials>;
+}
+
+const ROLE_ARN = /^arn:aws[a-z-]*:iam::(\d{12}):role\/[\w+=,.@/-]{1,512}$/;
+
+/** The account id of a role ARN, or undefined when the ARN is not one. */
+export function accountIdOfRoleArn(arn: string): string | undefined {
+  return ROLE_ARN.exec(arn)?.[1];
+}

@@ -1,0 +1,98 @@
+import { AssumeRoleWithWebIdentityCommand, STSClient } from '@aws-sdk/client-sts';
+import { CrosscredError } from '../errors.js';
+import type { Clock } from '../cache/clock.js';
+import type { TokenSource } from '../sources/token-source.js';
+import { classifyFailure } from './sts-failure.js';
+import { StsHttpHandler, type StsTransportOptions } from './sts-http-handler.js';
+import type { AwsCredentials, CredentialExchange } from './credentials.js';
+
+export interface StsEndpointOptions extends StsTransportOptions {
+  readonly region: string;
+  /** Overrides the regional endpoint (AWS_ENDPOINT_URL_STS): a private endpoint, a VPC endpoint, a test double. */
+  readonly endpoint?: string;
+}
+
+export interface RoleExchangeOptions {
+  readonly roleName: string;
+  readonly roleArn: string;
+  readonly accountId: string;
+  readonly sessionName: string;
+  readonly durationSeconds?: number;
+}
+
+/** A printable access key id: STS's are 16–128 upper-case letters and digits (ASIA…). */
+const ACCESS_KEY_ID = /^[A-Z0-9]{16,128}$/;
+
+/**
+ * One STS client per distinct endpoint, shared by the roles that use it. Retries are off in the
+ * SDK: the refresher owns retry policy (backoff, jitter, terminal errors), in one place.
+ */
+export function createStsClient(options: StsEndpointOptions): STSClient {
+  return new STSClient({
+    region: options.region,
+    ...(options.endpoint ? { endpoint: options.endpoint } : {}),
+    maxAttempts: 1,
+    // AssumeRoleWithWebIdentity is unsigned; these placeholder credentials only stop the SDK from
+    // walking its default chain, which on this host would ask crosscred itself.
+    credentials: { accessKeyId: 'unused', secretAccessKey: 'unused' },
+    requestHandler: new StsHttpHandler(options) as never,
+  });
+}
+
+/**
+ * Trades the token from `source` for credentials with AssumeRoleWithWebIdentity. Every field of
+ * the answer is checked before it is believed: STS's answer is untrusted input too.
+ */
+export class StsWebIdentityExchange implements CredentialExchange {
+  readonly roleName: string;
+
+  constructor(
+    private readonly role: RoleExchangeOptions,
+    private readonly source: TokenSource,
+    private readonly client: STSClient,
+    private readonly clock: Clock,
+  ) {
+    this.roleName = role.roleName;
+  }
+
+  async exchange(): Promise<AwsCredentials> {
+    try {
+      return await this.#exchangeOnce();
+    } catch (err) {
+      // STS says the JWT expired: the file has most likely been rotated since; read it again, once.
+      if (classifyFailure(err).kind !== 'token-expired') throw err;
+      return await this.#exchangeOnce();
+    }
+  }
+
+  async #exchangeOnce(): Promise<AwsCredentials> {
+    const { token } = await this.source.getToken();
+    const output = await this.client.send(
+      new AssumeRoleWithWebIdentityCommand({
+        RoleArn: this.role.roleArn,
+        RoleSessionName: this.role.sessionName,
+        WebIdentityToken: token,
+        ...(this.role.durationSeconds ? { DurationSeconds: this.role.durationSeconds } : {}),
+      }),
+    );
+    const c = output.Credentials;
+    const expiration = c?.Expiration instanceof Date ? c.Expiration.getTime() : NaN;
+    if (!c || typeof c.AccessKeyId !== 'string' || !ACCESS_KEY_ID.test(c.AccessKeyId)) {
+      throw new CrosscredError('STS_BAD_RESPONSE', `STS answered without a valid AccessKeyId for role ${this.role.roleName}`);
+    }
+    if (typeof c.SecretAccessKey !== 'string' || c.SecretAccessKey.length === 0 || typeof c.SessionToken !== 'string' || c.SessionToken.length === 0) {
+      throw new CrosscredError('STS_BAD_RESPONSE', `STS answered without a secret key or session token for role ${this.role.roleName}`);
+    }
+    if (!Number.isFinite(expiration) || expiration <= this.clock.wallNow()) {
+      throw new CrosscredError('STS_BAD_RESPONSE', `STS answered credentials for role ${this.role.roleName} that are already expired or have no valid Expiration`);
+    }
+    return {
+      accessKeyId: c.AccessKeyId,
+      secretAccessKey: c.SecretAccessKey,
+      sessionToken: c.SessionToken,
+      expirationWall: expiration,
+      roleArn: this.role.roleArn,
+      accountId: this.role.accountId,
+    };
+  }
+}

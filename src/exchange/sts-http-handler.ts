@@ -1,0 +1,104 @@
+import { Readable } from 'node:stream';
+import { EnvHttpProxyAgent, request, type Dispatcher } from 'undici';
+
+/**
+ * The HTTP transport under the STS client: undici, so that the STS connection honours
+ * HTTPS_PROXY / HTTP_PROXY / NO_PROXY (cross-cloud traffic often leaves through an egress proxy),
+ * a custom CA bundle (a private STS endpoint over a dedicated line), and bounded connect and
+ * response timeouts. The AWS SDK's own transport does none of the proxy part.
+ *
+ * It implements the smithy request-handler contract structurally: `handle(request)` resolves to
+ * `{ response: { statusCode, headers, body } }`.
+ */
+export interface StsTransportOptions {
+  /** PEM text of the CA certificates to trust instead of Node's bundled roots (AWS_CA_BUNDLE). */
+  readonly caBundle?: string;
+  readonly connectTimeoutMs: number;
+  /** Time allowed for the whole answer: headers and body. */
+  readonly responseTimeoutMs: number;
+  readonly httpProxy?: string;
+  readonly httpsProxy?: string;
+  readonly noProxy?: string;
+}
+
+/** STS answers are a few KiB; anything much larger is not an STS answer and is cut off. */
+const MAX_RESPONSE_BYTES = 256 * 1024;
+
+interface SmithyRequest {
+  method: string;
+  protocol: string;
+  hostname: string;
+  port?: number;
+  path: string;
+  query?: Record<string, string | Array<string> | null>;
+  headers: Record<string, string>;
+  body?: unknown;
+}
+
+export class StsHttpHandler {
+  readonly metadata = { handlerProtocol: 'http/1.1' };
+  readonly #dispatcher: Dispatcher;
+  readonly #options: StsTransportOptions;
+
+  constructor(options: StsTransportOptions) {
+    this.#options = options;
+    const tls = { ...(options.caBundle ? { ca: options.caBundle } : {}), timeout: options.connectTimeoutMs };
+    this.#dispatcher = new EnvHttpProxyAgent({
+      // Passed explicitly (they come from the frozen config), so a later change to
+      // process.env cannot redirect credentials traffic.
+      httpProxy: options.httpProxy ?? '',
+      httpsProxy: options.httpsProxy ?? '',
+      noProxy: options.noProxy ?? '',
+      connect: tls,
+      requestTls: tls,
+      proxyTls: tls,
+      headersTimeout: options.responseTimeoutMs,
+      bodyTimeout: options.responseTimeoutMs,
+      connections: 4,
+    });
+  }
+
+  async handle(req: SmithyRequest, handlerOptions?: { abortSignal?: AbortSignal }): Promise<{ response: { statusCode: number; headers: Record<string, string>; body: Readable } }> {
+    const url = new URL(`${req.protocol}//${req.hostname}${req.port ? `:${req.port}` : ''}${req.path}`);
+    for (const [key, value] of Object.entries(req.query ?? {})) {
+      if (value === null) url.searchParams.append(key, '');
+      else for (const v of Array.isArray(value) ? value : [value]) url.searchParams.append(key, v);
+    }
+    const deadline = AbortSignal.timeout(this.#options.connectTimeoutMs + this.#options.responseTimeoutMs);
+    const signal = handlerOptions?.abortSignal ? AbortSignal.any([deadline, handlerOptions.abortSignal]) : deadline;
+    const res = await request(url, {
+      method: req.method as Dispatcher.HttpMethod,
+      headers: req.headers,
+      body: req.body as string | Buffer | undefined,
+      dispatcher: this.#dispatcher,
+      signal,
+    });
+    const chunks: Buffer[] = [];
+    let size = 0;
+    for await (const chunk of res.body) {
+      size += (chunk as Buffer).length;
+      if (size > MAX_RESPONSE_BYTES) {
+        res.body.destroy();
+        throw Object.assign(new Error(`STS answer larger than ${MAX_RESPONSE_BYTES} bytes`), { name: 'ResponseTooLarge' });
+      }
+      chunks.push(chunk as Buffer);
+    }
+    const headers: Record<string, string> = {};
+    for (const [key, value] of Object.entries(res.headers)) {
+      if (value !== undefined) headers[key] = Array.isArray(value) ? value.join(', ') : value;
+    }
+    return { response: { statusCode: res.statusCode, headers, body: Readable.from([Buffer.concat(chunks)]) } };
+  }
+
+  updateHttpClientConfig(): void {
+    // Configuration is fixed at construction; the SDK's per-client tweaks do not apply.
+  }
+
+  httpHandlerConfigs(): Record<string, never> {
+    return {};
+  }
+
+  destroy(): void {
+    void this.#dispatcher.close();
+  }
+}

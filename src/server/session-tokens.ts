@@ -1,0 +1,57 @@
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import type { Clock } from '../cache/clock.js';
+
+/** IMDSv2 accepts TTLs from 1 s to 6 h. */
+export const MIN_TTL_SECONDS = 1;
+export const MAX_TTL_SECONDS = 21_600;
+
+const EXPIRY_BYTES = 8;
+const MAC_BYTES = 24;
+const TOKEN_BYTES = EXPIRY_BYTES + MAC_BYTES;
+/** base64url length of TOKEN_BYTES, plus the version prefix. */
+const PREFIX = 'cc1';
+const TOKEN_LENGTH = PREFIX.length + Math.ceil((TOKEN_BYTES * 4) / 3);
+
+/**
+ * IMDSv2 session tokens that hold no state: a token is its own expiry (monotonic ms) plus an
+ * HMAC of it under a key made at start-up. Any number of PUTs costs no memory, verification is one
+ * HMAC, and a restart (new key) invalidates every token, as a reboot does on EC2.
+ *
+ * One issuer per listener, so a token from one listener is worthless on another.
+ */
+export class SessionTokenIssuer {
+  readonly #key = randomBytes(32);
+
+  constructor(private readonly clock: Clock) {}
+
+  issue(ttlSeconds: number): string {
+    const payload = Buffer.alloc(TOKEN_BYTES);
+    payload.writeBigUInt64BE(BigInt(Math.ceil(this.clock.monotonicNow() + ttlSeconds * 1000)), 0);
+    this.#mac(payload.subarray(0, EXPIRY_BYTES)).copy(payload, EXPIRY_BYTES);
+    return PREFIX + payload.toString('base64url');
+  }
+
+  /** True when `token` was issued here and has not expired. Constant time in the MAC. */
+  verify(token: string | undefined): boolean {
+    if (token === undefined || token.length !== TOKEN_LENGTH || !token.startsWith(PREFIX)) return false;
+    const payload = Buffer.from(token.slice(PREFIX.length), 'base64url');
+    if (payload.length !== TOKEN_BYTES) return false;
+    const expected = this.#mac(payload.subarray(0, EXPIRY_BYTES));
+    if (!timingSafeEqual(expected, payload.subarray(EXPIRY_BYTES))) return false;
+    return Number(payload.readBigUInt64BE(0)) > this.clock.monotonicNow();
+  }
+
+  #mac(expiry: Buffer): Buffer {
+    return createHmac('sha256', this.#key).update(expiry).digest().subarray(0, MAC_BYTES);
+  }
+}
+
+/**
+ * The TTL header's value as whole seconds, or undefined when it is missing or not exactly a
+ * decimal integer within 1–21600 (no sign, no spaces, no exponent: `1e3`, ` 5`, `-1` are refused).
+ */
+export function parseTtlHeader(value: string | string[] | undefined): number | undefined {
+  if (typeof value !== 'string' || !/^[0-9]{1,5}$/.test(value)) return undefined;
+  const ttl = Number(value);
+  return ttl >= MIN_TTL_SECONDS && ttl <= MAX_TTL_SECONDS ? ttl : undefined;
+}

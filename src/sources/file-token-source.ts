@@ -1,0 +1,60 @@
+import { open } from 'node:fs/promises';
+import { CrosscredError } from '../errors.js';
+import type { Clock } from '../cache/clock.js';
+import { inspectJwt, STS_MAX_TOKEN_LENGTH } from './jwt-shape.js';
+import type { TokenSource, WebIdentityToken } from './token-source.js';
+
+/** Bytes read at most: a JWT STS accepts plus generous whitespace. More means it is not our token. */
+const MAX_FILE_BYTES = STS_MAX_TOKEN_LENGTH + 4096;
+
+/**
+ * A JWT in a file that something else rotates in place: the kubelet's projected ServiceAccount
+ * token (EKS IRSA, any cluster), ACK RRSA, TKE pod identity. Read fresh on every call, because
+ * the writer replaces it (the kubelet at 80% of the token's life) without telling anyone.
+ */
+export class FileTokenSource implements TokenSource {
+  readonly description: string;
+
+  constructor(
+    private readonly path: string,
+    private readonly clock: Clock,
+  ) {
+    this.description = `token file ${path}`;
+  }
+
+  async getToken(): Promise<WebIdentityToken> {
+    const raw = await this.#readBounded();
+    const token = raw.trim();
+    const claims = inspectJwt(token, this.clock.wallNow(), this.description);
+    return { token, expiresAtWall: claims.exp * 1000, claims };
+  }
+
+  async #readBounded(): Promise<string> {
+    let handle;
+    try {
+      handle = await open(this.path, 'r');
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code ?? 'unknown error';
+      throw new CrosscredError('TOKEN_FILE_UNREADABLE', `cannot open ${this.description} (${code})`);
+    }
+    try {
+      const buffer = Buffer.alloc(MAX_FILE_BYTES + 1);
+      let filled = 0;
+      while (filled < buffer.length) {
+        const { bytesRead } = await handle.read(buffer, filled, buffer.length - filled, filled);
+        if (bytesRead === 0) break;
+        filled += bytesRead;
+      }
+      if (filled > MAX_FILE_BYTES) {
+        throw new CrosscredError('TOKEN_TOO_LARGE', `${this.description} is larger than ${MAX_FILE_BYTES} bytes`);
+      }
+      return buffer.subarray(0, filled).toString('utf8');
+    } catch (err) {
+      if (err instanceof CrosscredError) throw err;
+      const code = (err as NodeJS.ErrnoException).code ?? 'unknown error';
+      throw new CrosscredError('TOKEN_FILE_UNREADABLE', `cannot read ${this.description} (${code})`);
+    } finally {
+      await handle.close();
+    }
+  }
+}
