@@ -1,4 +1,4 @@
-import { pino, type Logger, type LevelWithSilent } from 'pino';
+import { pino, type Logger, type LevelWithSilent, type LoggerOptions as LoggerConfig } from 'pino';
 
 /**
  * Secrets are never handed to the logger in the first place; these paths are a second line of
@@ -43,15 +43,17 @@ export interface LoggerOptions {
   readonly fd?: 1 | 2;
 }
 
+/** The logger settings, shared by the daemon and by tests that capture its output in memory. */
+export function loggerOptions(level: LevelWithSilent): LoggerConfig {
+  return {
+    level,
+    base: { service: 'crosscred' },
+    redact: { paths: REDACT_PATHS, censor: '[redacted]' },
+    timestamp: pino.stdTimeFunctions.isoTime,
+    formatters: { level: (label) => ({ level: label }) },
+  };
+}
+
 export function createLogger(options: LoggerOptions): Logger {
-  return pino(
-    {
-      level: options.level,
-      base: { service: 'crosscred' },
-      redact: { paths: REDACT_PATHS, censor: '[redacted]' },
-      timestamp: pino.stdTimeFunctions.isoTime,
-      formatters: { level: (label) => ({ level: label }) },
-    },
-    pino.destination({ fd: options.fd ?? 1, sync: false }),
-  );
+  return pino(loggerOptions(options.level), pino.destination({ fd: options.fd ?? 1, sync: false }));
 }

@@ -1,0 +1,184 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { Writable } from 'node:stream';
+import { fileURLToPath } from 'node:url';
+import { pino, type Logger } from 'pino';
+import { loadConfig, type ServeFlags } from '../../src/config/load.js';
+import { startDaemon, type RunningDaemon } from '../../src/daemon.js';
+import { DemoOidcIssuer } from '../../src/demo/oidc-issuer.js';
+import { StsEmulator, type TrustRule } from '../../src/demo/sts-emulator.js';
+import { loggerOptions } from '../../src/observability/logger.js';
+
+export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+export const CLI = join(REPO_ROOT, 'dist/cli/main.js');
+
+export const ACCOUNT = '111122223333';
+export const AUDIENCE = 'sts.amazonaws.com';
+export const SUBJECT = 'system:serviceaccount:payments:api';
+
+export function roleArn(name: string): string {
+  return `arn:aws:iam::${ACCOUNT}:role/${name}`;
+}
+
+/**
+ * The parts around crosscred that tests need: a real OIDC issuer and the STS emulator on loopback,
+ * a token file in a fresh directory, and a trust rule for each named role.
+ */
+export interface Chain {
+  readonly issuer: DemoOidcIssuer;
+  readonly sts: StsEmulator;
+  readonly dir: string;
+  readonly tokenFile: string;
+  /** Mints a token and writes it to the token file atomically; returns it. */
+  writeToken(claims?: { sub?: string; aud?: string; ttlSeconds?: number }): Promise<string>;
+  close(): Promise<void>;
+}
+
+export async function startChain(options: { roles?: string[]; maxSessionDuration?: number; subject?: string } = {}): Promise<Chain> {
+  const issuer = await DemoOidcIssuer.start();
+  const trust: TrustRule[] = (options.roles ?? ['app']).map((name) => ({
+    roleArn: roleArn(name),
+    issuer: issuer.url,
+    audience: AUDIENCE,
+    subject: options.subject ?? SUBJECT,
+    ...(options.maxSessionDuration ? { maxSessionDuration: options.maxSessionDuration } : {}),
+  }));
+  const sts = await StsEmulator.start({ trust });
+  const dir = await mkdtemp(join(tmpdir(), 'crosscred-test-'));
+  const tokenFile = join(dir, 'token');
+  const writeToken = async (claims: { sub?: string; aud?: string; ttlSeconds?: number } = {}) => {
+    const token = await issuer.mint({ sub: claims.sub ?? SUBJECT, aud: claims.aud ?? AUDIENCE, ttlSeconds: claims.ttlSeconds ?? 3600 });
+    await writeFile(`${tokenFile}.tmp`, token);
+    await rename(`${tokenFile}.tmp`, tokenFile);
+    return token;
+  };
+  await writeToken();
+  return {
+    issuer,
+    sts,
+    dir,
+    tokenFile,
+    writeToken,
+    close: async () => {
+      await Promise.all([sts.close(), issuer.close()]);
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** A logger that writes the daemon's real log lines (same options, same redaction) into memory. */
+export function memoryLogger(level: 'info' | 'debug' | 'trace' = 'debug'): { logger: Logger; lines: string[] } {
+  const lines: string[] = [];
+  const stream = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      lines.push(...chunk.toString('utf8').split('\n').filter(Boolean));
+      cb();
+    },
+  });
+  return { logger: pino(loggerOptions(level), stream), lines };
+}
+
+export interface InProcessDaemon {
+  readonly daemon: RunningDaemon;
+  readonly base: string;
+  readonly admin: string;
+  readonly logs: string[];
+  close(): Promise<void>;
+}
+
+/** crosscred serve in this process, on ephemeral loopback ports, against the chain's STS. */
+export async function startInProcess(chain: Chain, flags: ServeFlags = {}): Promise<InProcessDaemon> {
+  const config = loadConfig({
+    flags: {
+      'role-arn': roleArn('app'),
+      'token-file': chain.tokenFile,
+      region: 'us-east-1',
+      'sts-endpoint': chain.sts.url,
+      listen: ['127.0.0.1:0'],
+      'admin-listen': '127.0.0.1:0',
+      ...flags,
+    },
+    env: {},
+  });
+  const { logger, lines } = memoryLogger();
+  const daemon = await startDaemon(config, { logger });
+  return {
+    daemon,
+    base: `http://127.0.0.1:${daemon.listeners[0]!.port}`,
+    admin: `http://127.0.0.1:${daemon.admin!.port}`,
+    logs: lines,
+    close: () => daemon.close(),
+  };
+}
+
+export interface DaemonProcess {
+  readonly child: ChildProcess;
+  /** Base URLs of the credential listeners, in order. */
+  readonly listeners: string[];
+  readonly admin: string;
+  /** Every line the process wrote to stdout and stderr so far. */
+  readonly output: string[];
+  /** Sends SIGTERM and resolves with the exit code. */
+  stop(): Promise<number | null>;
+}
+
+/**
+ * The real `crosscred serve` binary (dist/, built by `npm test`) as a child process. Resolves once
+ * the admin listener is open, with the addresses it logged.
+ */
+export async function spawnDaemon(args: string[], env: Record<string, string> = {}): Promise<DaemonProcess> {
+  const child = spawn(process.execPath, [CLI, 'serve', '--admin-listen', '127.0.0.1:0', '--log-level', 'debug', ...args], {
+    env: { PATH: process.env['PATH'] ?? '', HOME: process.env['HOME'] ?? '/root', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const output: string[] = [];
+  const listeners: string[] = [];
+  let admin = '';
+  await new Promise<void>((resolveReady, reject) => {
+    const timer = setTimeout(() => reject(new Error(`daemon did not start in time:\n${output.join('\n')}`)), 15_000);
+    const onLine = (line: string) => {
+      output.push(line);
+      let entry: { msg?: string; address?: string };
+      try {
+        entry = JSON.parse(line) as typeof entry;
+      } catch {
+        return;
+      }
+      if (entry.msg === 'credential listener open' && entry.address) listeners.push(`http://${entry.address}`);
+      if (entry.msg?.startsWith('admin listener open') && entry.address) {
+        admin = `http://${entry.address}`;
+        clearTimeout(timer);
+        resolveReady();
+      }
+    };
+    for (const stream of [child.stdout!, child.stderr!]) {
+      let buffered = '';
+      stream.on('data', (chunk: Buffer) => {
+        buffered += chunk.toString('utf8');
+        let nl;
+        while ((nl = buffered.indexOf('\n')) >= 0) {
+          onLine(buffered.slice(0, nl));
+          buffered = buffered.slice(nl + 1);
+        }
+      });
+    }
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`daemon exited with ${code} before it was ready:\n${output.join('\n')}`));
+    });
+  });
+  return {
+    child,
+    listeners,
+    admin,
+    output,
+    stop: () =>
+      new Promise((resolveExit) => {
+        if (child.exitCode !== null) return resolveExit(child.exitCode);
+        child.once('exit', (code) => resolveExit(code));
+        child.kill('SIGTERM');
+      }),
+  };
+}
