@@ -114,7 +114,8 @@ export class RoleCredentialCache {
     return {
       role: this.role,
       ready: entry !== undefined,
-      expiresInSeconds: entry ? Math.floor((entry.credentials.expirationWall - this.#clock.wallNow()) / 1000) : null,
+      // From the monotonic deadline, so a wall-clock jump does not distort it either.
+      expiresInSeconds: entry ? Math.floor((entry.serveUntilMono + MIN_REMAINING_TO_SERVE_MS - now) / 1000) : null,
       refreshing: this.#inflight !== undefined,
       consecutiveFailures: this.#failures,
       lastError: this.#lastFailure ? { kind: this.#lastFailure.kind, code: this.#lastFailure.code, message: this.#lastFailure.message } : null,

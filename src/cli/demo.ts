@@ -88,7 +88,7 @@ export async function runDemo(args: string[]): Promise<number> {
 
 Point any AWS SDK or the AWS CLI at it with one of:
 
-  export AWS_EC2_METADATA_SERVICE_ENDPOINT=${base}
+  export AWS_EC2_METADATA_SERVICE_ENDPOINT=${base}/
 
   export AWS_CONTAINER_CREDENTIALS_FULL_URI=${base}/v1/credentials
   export AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE=${authTokenFile}

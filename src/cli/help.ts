@@ -60,7 +60,7 @@ General:
   -h, --help                  This text.
 
 Point an SDK at it:
-  AWS_EC2_METADATA_SERVICE_ENDPOINT=http://127.0.0.1:8170
+  AWS_EC2_METADATA_SERVICE_ENDPOINT=http://127.0.0.1:8170/   (keep the slash: AWS CLI v2 needs it)
   or AWS_CONTAINER_CREDENTIALS_FULL_URI=http://127.0.0.1:8170/v1/credentials
      with AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE=<the --auth-token-file>
 `;

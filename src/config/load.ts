@@ -267,9 +267,10 @@ export function loadConfig(inputs: LoadInputs): Config {
     throw new CrosscredError('CONFIG_INVALID', `invalid configuration:\n  - ${problems.list.join('\n  - ')}`);
   }
 
-  const httpsProxy = env['HTTPS_PROXY'] ?? env['https_proxy'];
-  const httpProxy = env['HTTP_PROXY'] ?? env['http_proxy'];
-  const noProxy = env['NO_PROXY'] ?? env['no_proxy'];
+  // Either spelling; an empty variable counts as unset, as curl and undici read them.
+  const httpsProxy = env['HTTPS_PROXY'] || env['https_proxy'];
+  const httpProxy = env['HTTP_PROXY'] || env['http_proxy'];
+  const noProxy = env['NO_PROXY'] || env['no_proxy'];
   return deepFreeze<Config>({
     roles,
     listeners,

@@ -17,6 +17,8 @@ export class HostGuard {
     const hosts = wildcard ? localAddresses() : [listen.host.toLowerCase()];
     for (const h of hosts) allowed.add(h);
     if (wildcard || hosts.some(isLoopback)) allowed.add('localhost');
+    // Listening on the name localhost binds the loopback address; clients may use either spelling.
+    if (hosts.includes('localhost')) for (const ip of ['127.0.0.1', '::1']) allowed.add(ip);
     this.#allowed = allowed;
   }
 

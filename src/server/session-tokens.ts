@@ -34,8 +34,11 @@ export class SessionTokenIssuer {
   /** True when `token` was issued here and has not expired. Constant time in the MAC. */
   verify(token: string | undefined): boolean {
     if (token === undefined || token.length !== TOKEN_LENGTH || !token.startsWith(PREFIX)) return false;
-    const payload = Buffer.from(token.slice(PREFIX.length), 'base64url');
-    if (payload.length !== TOKEN_BYTES) return false;
+    const encoded = token.slice(PREFIX.length);
+    const payload = Buffer.from(encoded, 'base64url');
+    // Node's decoder also takes '+' and '/' and ignores stray low bits: accept only the one
+    // spelling that was issued.
+    if (payload.length !== TOKEN_BYTES || payload.toString('base64url') !== encoded) return false;
     const expected = this.#mac(payload.subarray(0, EXPIRY_BYTES));
     if (!timingSafeEqual(expected, payload.subarray(EXPIRY_BYTES))) return false;
     return Number(payload.readBigUInt64BE(0)) > this.clock.monotonicNow();

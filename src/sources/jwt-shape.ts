@@ -4,8 +4,26 @@ import type { TokenClaimsSummary } from './token-source.js';
 /** STS rejects a WebIdentityToken longer than this many characters. */
 export const STS_MAX_TOKEN_LENGTH = 20_000;
 
-/** Algorithms STS accepts for web-identity tokens; anything else (notably `none`) is refused here. */
-const STS_ALGORITHMS = new Set(['RS256', 'RS384', 'RS512', 'ES256', 'ES384', 'ES512']);
+/**
+ * Algorithms STS accepts for web-identity tokens (anything else, notably `none`, is refused here)
+ * and whether a signature of `bytes` bytes is whole for them. ECDSA signatures have a fixed size
+ * (RFC 7518 §3.4); an RSA signature is as long as the key's modulus, 2048 to 8192 bits in steps
+ * of 1024 in practice. A file read mid-write loses its end, which is the signature: this is what
+ * catches it, so a passing rotation is retried rather than sent to STS (which would call it an
+ * InvalidIdentityToken, a terminal error).
+ */
+const SIGNATURE_COMPLETE: Record<string, (bytes: number) => boolean> = {
+  ES256: (n) => n === 64,
+  ES384: (n) => n === 96,
+  ES512: (n) => n === 132,
+  RS256: wholeRsaSignature,
+  RS384: wholeRsaSignature,
+  RS512: wholeRsaSignature,
+};
+
+function wholeRsaSignature(bytes: number): boolean {
+  return bytes >= 256 && bytes <= 1024 && bytes % 128 === 0;
+}
 
 const BASE64URL_SEGMENT = /^[A-Za-z0-9_-]+$/;
 
@@ -35,8 +53,16 @@ export function inspectJwt(token: string, nowWallMs: number, source: string): To
     throw new CrosscredError('TOKEN_NOT_JWT', `${source} holds a JWT whose header or payload is not a JSON object (truncated?)`);
   }
   const alg = header['alg'];
-  if (typeof alg !== 'string' || !STS_ALGORITHMS.has(alg)) {
-    throw new CrosscredError('TOKEN_NOT_JWT', `${source} holds a JWT with algorithm ${JSON.stringify(String(alg)).slice(0, 20)}; STS accepts only RS256/384/512 and ES256/384/512`);
+  const complete = typeof alg === 'string' && Object.hasOwn(SIGNATURE_COMPLETE, alg) ? SIGNATURE_COMPLETE[alg] : undefined;
+  if (complete === undefined) {
+    const shown = typeof alg === 'string' ? JSON.stringify(alg.slice(0, 20)) : `a ${alg === null ? 'null' : typeof alg}`;
+    throw new CrosscredError('TOKEN_NOT_JWT', `${source} holds a JWT with algorithm ${shown}; STS accepts only RS256/384/512 and ES256/384/512`);
+  }
+  const signature = parts[2]!;
+  // base64url without padding: a whole signature of n bytes is exactly ceil(4n/3) characters.
+  const signatureBytes = Buffer.from(signature, 'base64url').length;
+  if (!complete(signatureBytes) || signature.length !== Math.ceil((signatureBytes * 4) / 3)) {
+    throw new CrosscredError('TOKEN_NOT_JWT', `${source} holds a JWT whose ${alg} signature is incomplete (truncated?)`);
   }
   const exp = payload['exp'];
   if (typeof exp !== 'number' || !Number.isInteger(exp) || exp <= 0) {

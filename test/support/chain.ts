@@ -182,3 +182,16 @@ export async function spawnDaemon(args: string[], env: Record<string, string> = 
       }),
   };
 }
+
+/** Polls the admin listener's /readyz until it answers 200 (bounded). */
+export async function waitUntilReady(admin: string, timeoutMs = 10_000): Promise<void> {
+  const { request } = await import('undici');
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const res = await request(`${admin}/readyz`);
+    await res.body.dump();
+    if (res.statusCode === 200) return;
+    if (Date.now() > deadline) throw new Error(`${admin}/readyz did not turn ready within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}

@@ -1,0 +1,57 @@
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { describe, expect, it } from 'vitest';
+import { SERVE_OPTIONS } from '../../src/cli/serve-options.js';
+import { CLI } from '../support/chain.js';
+
+const run = promisify(execFile);
+
+/** Runs the built `crosscred` binary; resolves with exit code and output, never throws on a non-zero exit. */
+async function crosscred(args: string[], env: Record<string, string> = {}, timeout = 20_000) {
+  try {
+    const { stdout, stderr } = await run(process.execPath, [CLI, ...args], { env: { PATH: process.env['PATH'] ?? '', ...env }, timeout });
+    return { code: 0, stdout, stderr };
+  } catch (err) {
+    const e = err as { code?: number; stdout?: string; stderr?: string };
+    return { code: typeof e.code === 'number' ? e.code : -1, stdout: e.stdout ?? '', stderr: e.stderr ?? '' };
+  }
+}
+
+describe('crosscred command line', () => {
+  it('explains every command in --help', async () => {
+    const { code, stdout } = await crosscred(['--help']);
+    expect(code).toBe(0);
+    for (const command of ['serve', 'credential-process', 'demo']) expect(stdout).toContain(command);
+  });
+
+  it('documents every serve option in serve --help', async () => {
+    const { code, stdout } = await crosscred(['serve', '--help']);
+    expect(code).toBe(0);
+    for (const option of Object.keys(SERVE_OPTIONS)) expect(stdout, option).toContain(`--${option}`);
+  });
+
+  it('refuses an unknown option with exit code 2', async () => {
+    const { code, stderr } = await crosscred(['serve', '--rolearn', 'x']);
+    expect(code).toBe(2);
+    expect(stderr).toContain('--rolearn');
+  });
+
+  it('stops on invalid configuration with exit code 78 and a coded message naming every bad field and its origin', async () => {
+    const { code, stderr } = await crosscred(['serve', '--duration-seconds', '60', '--listen', 'nonsense'], { AWS_ROLE_ARN: 'arn:aws:iam::12:role/x', AWS_WEB_IDENTITY_TOKEN_FILE: '/tmp/t' });
+    expect(code).toBe(78);
+    expect(stderr).toContain('CROSSCRED_ERR_CONFIG_INVALID');
+    expect(stderr).toMatch(/roleArn \(env AWS_ROLE_ARN\)/);
+    expect(stderr).toMatch(/durationSeconds \(--duration-seconds\)/);
+    expect(stderr).toMatch(/region .*no region/);
+    expect(stderr).toMatch(/listen \(--listen\)/);
+  });
+
+  it('runs the README demo chain end to end (demo --check)', async () => {
+    const { code, stdout, stderr } = await crosscred(['demo', '--check', '--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--log-level', 'warn'], {}, 30_000);
+    expect(stderr).not.toContain('"level":"error"');
+    expect(code).toBe(0);
+    expect(stdout).toContain('export AWS_EC2_METADATA_SERVICE_ENDPOINT=http://127.0.0.1:');
+    expect(stdout).toContain('export AWS_CONTAINER_CREDENTIALS_FULL_URI=http://127.0.0.1:');
+    expect(stdout).toContain('Self-check passed');
+  });
+});
