@@ -1,5 +1,6 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import { createRemoteJWKSet, errors as joseErrors, jwtVerify, type JWTVerifyGetKey } from 'jose';
 
@@ -49,6 +50,8 @@ export interface StsEmulatorOptions {
   readonly port?: number;
   /** Lifetime of issued credentials when the caller does not ask for one; STS's default is 3600. */
   readonly defaultDurationSeconds?: number;
+  /** Serve HTTPS with this PEM key and certificate, as real STS does (tests of --ca-bundle and proxies). */
+  readonly tls?: { readonly key: string; readonly cert: string };
 }
 
 const NS = 'https://sts.amazonaws.com/doc/2011-06-15/';
@@ -79,13 +82,14 @@ export class StsEmulator {
   static async start(options: StsEmulatorOptions): Promise<StsEmulator> {
     const host = options.host ?? '127.0.0.1';
     let emulator: StsEmulator | undefined;
-    const server = createServer((req, res) => void emulator!.#handle(req, res));
+    const handler = (req: IncomingMessage, res: ServerResponse) => void emulator!.#handle(req, res);
+    const server = options.tls ? createHttpsServer({ key: options.tls.key, cert: options.tls.cert }, handler) : createServer(handler);
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(options.port ?? 0, host, resolve);
     });
     const port = (server.address() as AddressInfo).port;
-    emulator = new StsEmulator(server, `http://${host.includes(':') ? `[${host}]` : host}:${port}`, options);
+    emulator = new StsEmulator(server, `${options.tls ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${port}`, options);
     return emulator;
   }
 

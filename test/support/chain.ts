@@ -36,7 +36,7 @@ export interface Chain {
   close(): Promise<void>;
 }
 
-export async function startChain(options: { roles?: string[]; maxSessionDuration?: number; subject?: string } = {}): Promise<Chain> {
+export async function startChain(options: { roles?: string[]; maxSessionDuration?: number; subject?: string; tls?: { key: string; cert: string } } = {}): Promise<Chain> {
   const issuer = await DemoOidcIssuer.start();
   const trust: TrustRule[] = (options.roles ?? ['app']).map((name) => ({
     roleArn: roleArn(name),
@@ -45,7 +45,7 @@ export async function startChain(options: { roles?: string[]; maxSessionDuration
     subject: options.subject ?? SUBJECT,
     ...(options.maxSessionDuration ? { maxSessionDuration: options.maxSessionDuration } : {}),
   }));
-  const sts = await StsEmulator.start({ trust });
+  const sts = await StsEmulator.start({ trust, ...(options.tls ? { tls: options.tls } : {}) });
   const dir = await mkdtemp(join(tmpdir(), 'crosscred-test-'));
   const tokenFile = join(dir, 'token');
   const writeToken = async (claims: { sub?: string; aud?: string; ttlSeconds?: number } = {}) => {
@@ -89,7 +89,7 @@ export interface InProcessDaemon {
 }
 
 /** crosscred serve in this process, on ephemeral loopback ports, against the chain's STS. */
-export async function startInProcess(chain: Chain, flags: ServeFlags = {}): Promise<InProcessDaemon> {
+export async function startInProcess(chain: Chain, flags: ServeFlags = {}, env: Record<string, string> = {}): Promise<InProcessDaemon> {
   const config = loadConfig({
     flags: {
       'role-arn': roleArn('app'),
@@ -100,7 +100,7 @@ export async function startInProcess(chain: Chain, flags: ServeFlags = {}): Prom
       'admin-listen': '127.0.0.1:0',
       ...flags,
     },
-    env: {},
+    env,
   });
   const { logger, lines } = memoryLogger();
   const daemon = await startDaemon(config, { logger });

@@ -1,0 +1,100 @@
+import { execFile } from 'node:child_process';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { createServer, type Server } from 'node:http';
+import { connect, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { startChain, startInProcess, type Chain, type InProcessDaemon } from '../support/chain.js';
+
+/**
+ * The STS connection as it crosses clouds: HTTPS to an endpoint signed by a private CA
+ * (--ca-bundle / AWS_CA_BUNDLE), through an egress proxy (HTTPS_PROXY, NO_PROXY). The emulator
+ * serves TLS with a certificate made here by openssl; the proxy is a real CONNECT proxy on loopback.
+ */
+const run = promisify(execFile);
+
+let certDir: string;
+let caFile: string;
+let chain: Chain;
+let d: InProcessDaemon | undefined;
+
+beforeAll(async () => {
+  certDir = await mkdtemp(join(tmpdir(), 'crosscred-tls-'));
+  caFile = join(certDir, 'sts.pem');
+  const keyFile = join(certDir, 'sts.key');
+  await run('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '1', '-subj', '/CN=private-sts', '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', keyFile, '-out', caFile]);
+  chain = await startChain({ tls: { key: await readFile(keyFile, 'utf8'), cert: await readFile(caFile, 'utf8') } });
+});
+afterEach(async () => {
+  await d?.close();
+  d = undefined;
+});
+afterAll(async () => {
+  await chain?.close();
+  await rm(certDir, { recursive: true, force: true });
+});
+
+describe('STS over HTTPS with a private CA', () => {
+  it('refuses the endpoint without the CA bundle (retryable, nothing served)', async () => {
+    d = await startInProcess(chain);
+    await d.daemon.firstFetch;
+    const status = d.daemon.roles.get('app')!.cache.status();
+    expect(status.ready).toBe(false);
+    expect(status.lastError?.kind).toBe('retryable');
+  });
+
+  it('trusts it with --ca-bundle', async () => {
+    d = await startInProcess(chain, { 'ca-bundle': caFile });
+    await d.daemon.firstFetch;
+    expect(d.daemon.roles.get('app')!.cache.status().ready).toBe(true);
+  });
+
+  it('trusts it with AWS_CA_BUNDLE', async () => {
+    d = await startInProcess(chain, {}, { AWS_CA_BUNDLE: caFile });
+    await d.daemon.firstFetch;
+    expect(d.daemon.roles.get('app')!.cache.status().ready).toBe(true);
+  });
+});
+
+describe('egress proxy', () => {
+  let proxy: Server;
+  let proxyUrl: string;
+  const tunnels: string[] = [];
+
+  beforeAll(async () => {
+    proxy = createServer((_req, res) => res.writeHead(405).end());
+    proxy.on('connect', (req, clientSocket: Socket, head: Buffer) => {
+      tunnels.push(req.url ?? '');
+      const [host, port] = (req.url ?? '').split(':');
+      const upstream = connect(Number(port), host!, () => {
+        clientSocket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+        upstream.write(head);
+        upstream.pipe(clientSocket);
+        clientSocket.pipe(upstream);
+      });
+      upstream.on('error', () => clientSocket.destroy());
+      clientSocket.on('error', () => upstream.destroy());
+    });
+    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+    proxyUrl = `http://127.0.0.1:${(proxy.address() as { port: number }).port}`;
+  });
+  afterAll(() => new Promise<void>((resolve) => proxy.close(() => resolve())));
+
+  it('tunnels the STS call through HTTPS_PROXY', async () => {
+    tunnels.length = 0;
+    d = await startInProcess(chain, { 'ca-bundle': caFile }, { HTTPS_PROXY: proxyUrl });
+    await d.daemon.firstFetch;
+    expect(d.daemon.roles.get('app')!.cache.status().ready).toBe(true);
+    expect(tunnels).toEqual([new URL(chain.sts.url).host]);
+  });
+
+  it('goes direct for hosts in NO_PROXY', async () => {
+    tunnels.length = 0;
+    d = await startInProcess(chain, { 'ca-bundle': caFile }, { https_proxy: proxyUrl, NO_PROXY: '127.0.0.1' });
+    await d.daemon.firstFetch;
+    expect(d.daemon.roles.get('app')!.cache.status().ready).toBe(true);
+    expect(tunnels).toEqual([]);
+  });
+});
