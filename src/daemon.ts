@@ -15,6 +15,9 @@ import type { ServedRole } from './server/listener-context.js';
 import { SessionTokenIssuer } from './server/session-tokens.js';
 import { FileTokenSource } from './sources/file-token-source.js';
 
+/** Time allowed beyond the STS timeouts for reading the token and the SDK's own work, in ms. */
+const EXCHANGE_SLACK_MS = 5_000;
+
 export interface DaemonDependencies {
   readonly logger: Logger;
   readonly clock?: Clock;
@@ -61,7 +64,9 @@ export async function startDaemon(config: Config, deps: DaemonDependencies): Pro
       client,
       clock,
     );
-    const cache = new RoleCredentialCache({ exchange, clock, random, logger: log, observer: metrics });
+    // An ExpiredToken answer costs a second STS call; each call is bounded by the transport's timeouts.
+    const exchangeTimeoutMs = 2 * (config.sts.connectTimeoutMs + config.sts.responseTimeoutMs) + EXCHANGE_SLACK_MS;
+    const cache = new RoleCredentialCache({ exchange, clock, random, logger: log, observer: metrics, exchangeTimeoutMs });
     roles.set(role.name, { config: role, cache });
     log.info(
       { role: role.name, roleArn: role.roleArn, tokenFile: role.tokenFile, sessionName: role.sessionName, region: role.region, stsEndpoint: role.stsEndpoint ?? `regional (sts.${role.region}.amazonaws.com)`, durationSeconds: role.durationSeconds ?? 'role default' },

@@ -36,10 +36,3 @@ export const systemClock: Clock = {
 };
 
 export const systemRandom: RandomSource = Math.random;
-
-/** Resolves after `delayMs` on the given clock. */
-export function sleep(clock: Clock, delayMs: number): Promise<void> {
-  return new Promise((resolve) => {
-    clock.setTimeout(resolve, delayMs);
-  });
-}

@@ -18,6 +18,18 @@ export const TARGET_REMAINING_MS = 20 * MINUTE;
 /** Credentials closer than this to expiry are never served: they could expire before the client uses them. */
 export const MIN_REMAINING_TO_SERVE_MS = 60_000;
 
+/**
+ * Lifetimes outside these bounds (judged by this host's wall clock) mean the host clock is far
+ * off, or the endpoint is not a real STS (which issues 15 min to 12 h). Too short: nothing could be
+ * served and refreshing would spin; refused like a bad answer, with backoff. Too long: scheduled
+ * as if it were 12 h, so a refresh still happens.
+ */
+export const MIN_LIFETIME_MS = 5 * MINUTE;
+export const MAX_LIFETIME_MS = 12 * 60 * MINUTE;
+
+/** Longest delay a Node timer takes (2^31 - 1 ms, about 24.8 days); longer ones fire at once. */
+export const MAX_TIMER_DELAY_MS = 2 ** 31 - 1;
+
 /** Refreshes are spread over up to this much (or 10% of the lifetime, if less) so a fleet started together does not refresh together. */
 export const MAX_REFRESH_JITTER_MS = 5 * MINUTE;
 

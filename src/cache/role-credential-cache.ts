@@ -1,16 +1,23 @@
 import type { Logger } from 'pino';
 import type { AwsCredentials, CredentialExchange } from '../exchange/credentials.js';
+import { CrosscredError } from '../errors.js';
 import { classifyFailure, type ClassifiedFailure } from '../exchange/sts-failure.js';
 import type { Clock, RandomSource, TimerHandle } from './clock.js';
-import { MIN_REMAINING_TO_SERVE_MS, refreshDelayMs, retryDelayMs } from './refresh-policy.js';
+import { MAX_LIFETIME_MS, MAX_TIMER_DELAY_MS, MIN_LIFETIME_MS, MIN_REMAINING_TO_SERVE_MS, refreshDelayMs, retryDelayMs } from './refresh-policy.js';
 
 /** One set of credentials as the cache holds it. Immutable: a refresh replaces the whole object. */
 export interface CachedCredentials {
   readonly credentials: AwsCredentials;
   /** When crosscred received them (epoch ms), served as IMDS `LastUpdated`. */
   readonly receivedAtWall: number;
-  /** Monotonic instant after which they are no longer served (expiry minus a safety margin). */
+  /**
+   * They are served only while both clocks are before these instants (expiry minus a safety
+   * margin). The monotonic one survives the wall clock being stepped back; the wall one catches
+   * what the monotonic clock misses (a VM suspended, a host clock corrected by NTP), and it is the
+   * clock every client judges `Expiration` by.
+   */
   readonly serveUntilMono: number;
+  readonly serveUntilWall: number;
 }
 
 export interface RoleStatus {
@@ -33,6 +40,11 @@ export interface ExchangeObserver {
 
 export interface RoleCredentialCacheOptions {
   readonly exchange: CredentialExchange;
+  /**
+   * Longest an exchange may hold the single-flight slot, in ms, whatever the transport does
+   * (a proxy that accepts and never answers, a token source that hangs). Default 60 s.
+   */
+  readonly exchangeTimeoutMs?: number;
   readonly clock: Clock;
   readonly random: RandomSource;
   readonly logger: Logger;
@@ -55,6 +67,7 @@ export class RoleCredentialCache {
   readonly #random: RandomSource;
   readonly #log: Logger;
   readonly #observer: ExchangeObserver | undefined;
+  readonly #exchangeTimeoutMs: number;
 
   #current: CachedCredentials | undefined;
   #inflight: Promise<void> | undefined;
@@ -71,6 +84,7 @@ export class RoleCredentialCache {
     this.#random = options.random;
     this.#log = options.logger.child({ role: this.role });
     this.#observer = options.observer;
+    this.#exchangeTimeoutMs = options.exchangeTimeoutMs ?? 60_000;
   }
 
   /** Starts the first fetch. Resolves when it has finished, successfully or not. */
@@ -81,7 +95,13 @@ export class RoleCredentialCache {
   /** The credentials to serve right now, or undefined. Synchronous: this is the hot path. */
   current(): CachedCredentials | undefined {
     const entry = this.#current;
-    return entry !== undefined && this.#clock.monotonicNow() < entry.serveUntilMono ? entry : undefined;
+    if (entry === undefined || this.#clock.monotonicNow() >= entry.serveUntilMono) return undefined;
+    if (this.#clock.wallNow() < entry.serveUntilWall) return entry;
+    // Still valid by the monotonic clock but not by the wall clock: the host slept or its clock
+    // was stepped. Refresh now rather than at the scheduled time, once: only when the schedule is
+    // healthy (no failure pending, nothing in flight), so requests can never drive a storm.
+    if (this.#inflight === undefined && this.#failures === 0) void this.#refresh();
+    return undefined;
   }
 
   /**
@@ -114,8 +134,7 @@ export class RoleCredentialCache {
     return {
       role: this.role,
       ready: entry !== undefined,
-      // From the monotonic deadline, so a wall-clock jump does not distort it either.
-      expiresInSeconds: entry ? Math.floor((entry.serveUntilMono + MIN_REMAINING_TO_SERVE_MS - now) / 1000) : null,
+      expiresInSeconds: entry ? Math.floor((entry.credentials.expirationWall - this.#clock.wallNow()) / 1000) : null,
       refreshing: this.#inflight !== undefined,
       consecutiveFailures: this.#failures,
       lastError: this.#lastFailure ? { kind: this.#lastFailure.kind, code: this.#lastFailure.code, message: this.#lastFailure.message } : null,
@@ -150,22 +169,55 @@ export class RoleCredentialCache {
 
   async #attempt(): Promise<void> {
     const startedMono = this.#clock.monotonicNow();
+    let credentials: AwsCredentials;
     try {
-      const credentials = await this.#exchange.exchange();
-      this.#accept(credentials, startedMono);
+      credentials = await this.#exchangeWithDeadline();
     } catch (err) {
       this.#reject(err, startedMono);
+      return;
     }
+    this.#accept(credentials, startedMono);
+  }
+
+  #exchangeWithDeadline(): Promise<AwsCredentials> {
+    return new Promise((resolve, reject) => {
+      const timer = this.#clock.setTimeout(
+        () => reject(new CrosscredError('STS_UNAVAILABLE', `the exchange for role ${this.role} took longer than ${this.#exchangeTimeoutMs} ms`)),
+        this.#exchangeTimeoutMs,
+      );
+      this.#exchange.exchange().then(
+        (c) => {
+          this.#clock.clearTimeout(timer);
+          resolve(c);
+        },
+        (err: unknown) => {
+          this.#clock.clearTimeout(timer);
+          reject(err);
+        },
+      );
+    });
   }
 
   #accept(credentials: AwsCredentials, startedMono: number): void {
     const nowMono = this.#clock.monotonicNow();
     const nowWall = this.#clock.wallNow();
-    const lifetimeMs = credentials.expirationWall - nowWall;
+    const reportedLifetimeMs = credentials.expirationWall - nowWall;
+    if (reportedLifetimeMs < MIN_LIFETIME_MS) {
+      this.#reject(
+        new CrosscredError('STS_BAD_RESPONSE', `STS issued credentials for role ${this.role} that expire in ${Math.round(reportedLifetimeMs / 1000)} s by this host's clock; check the host clock (NTP)`),
+        startedMono,
+      );
+      return;
+    }
+    if (reportedLifetimeMs > MAX_LIFETIME_MS) {
+      this.#log.warn({ lifetimeSeconds: Math.round(reportedLifetimeMs / 1000) }, 'credentials last longer than STS ever issues by this host\'s clock; scheduling as if 12 h; check the host clock (NTP)');
+    }
+    const lifetimeMs = Math.min(reportedLifetimeMs, MAX_LIFETIME_MS);
     this.#current = {
       credentials,
       receivedAtWall: nowWall,
       serveUntilMono: nowMono + lifetimeMs - MIN_REMAINING_TO_SERVE_MS,
+      serveUntilWall: credentials.expirationWall - MIN_REMAINING_TO_SERVE_MS,
     };
     this.#failures = 0;
     this.#lastFailure = undefined;
@@ -201,8 +253,10 @@ export class RoleCredentialCache {
     else this.#log.error(fields, `no credentials to serve: ${failure.message}`);
   }
 
-  #schedule(delayMs: number): void {
+  #schedule(requestedDelayMs: number): void {
     if (this.#closed) return;
+    if (this.#timer) this.#clock.clearTimeout(this.#timer);
+    const delayMs = Math.min(Math.max(0, requestedDelayMs), MAX_TIMER_DELAY_MS);
     this.#nextAttemptMono = this.#clock.monotonicNow() + delayMs;
     this.#timer = this.#clock.setTimeout(() => {
       this.#timer = undefined;

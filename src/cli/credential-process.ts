@@ -1,4 +1,3 @@
-import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { request } from 'undici';
 import { systemClock } from '../cache/clock.js';
@@ -9,6 +8,7 @@ import { classifyFailure } from '../exchange/sts-failure.js';
 import { createStsClient, StsWebIdentityExchange } from '../exchange/sts-exchange.js';
 import { awsTimestamp } from '../server/credential-documents.js';
 import { FileTokenSource } from '../sources/file-token-source.js';
+import { readBoundedFile } from '../util/read-bounded-file.js';
 import { SERVE_OPTIONS } from './serve-options.js';
 
 const OPTIONS = {
@@ -45,7 +45,11 @@ export async function runCredentialProcess(args: string[]): Promise<number> {
 
 async function fromDaemon(endpoint: string, authTokenFile: string | undefined, timeoutMs: number): Promise<AwsCredentials> {
   const headers: Record<string, string> = {};
-  if (authTokenFile) headers['authorization'] = (await readFile(authTokenFile, 'utf8')).trim();
+  if (authTokenFile) {
+    const secret = await readBoundedFile(authTokenFile, 4096).catch(() => undefined);
+    if (secret === undefined) throw new CrosscredError('AUTH_TOKEN_FILE_INVALID', `cannot read ${authTokenFile}, or it is larger than 4096 bytes`);
+    headers['authorization'] = secret.toString('utf8').trim();
+  }
   let status: number;
   let text: string;
   try {

@@ -36,7 +36,8 @@ Role (one role; for several, use --config):
 
 STS:
   --region REGION             Region of the STS endpoint.            env AWS_REGION, AWS_DEFAULT_REGION
-  --sts-endpoint URL          Override the regional endpoint.        env AWS_ENDPOINT_URL_STS, AWS_ENDPOINT_URL
+  --sts-endpoint URL          Override the regional endpoint; https  env AWS_ENDPOINT_URL_STS, AWS_ENDPOINT_URL
+                              (plain http only to loopback).
   --ca-bundle PATH            PEM CA bundle for the STS connection.  env AWS_CA_BUNDLE
   --sts-connect-timeout-ms N  Connect timeout (default 3000).
   --sts-timeout-ms N          Time allowed for STS's answer (default 10000).
@@ -50,6 +51,8 @@ Serving:
   --auth-token-file PATH      Secret for the container endpoint (Authorization header). Created with
                               mode 0600 if missing. Without it the container endpoint is off.
   --allow-imdsv1              Also answer IMDS GETs that carry no session token (IMDSv1).
+  --allow-remote              Allow listen addresses other machines can reach (anything but
+                              loopback and link-local, e.g. 0.0.0.0). Refused without it.
   --allowed-host NAME         Extra Host header value to accept (DNS-rebinding guard); repeatable.
 
 General:

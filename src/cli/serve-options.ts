@@ -15,6 +15,7 @@ export const SERVE_OPTIONS = {
   'admin-listen': { type: 'string' },
   'auth-token-file': { type: 'string' },
   'allow-imdsv1': { type: 'boolean' },
+  'allow-remote': { type: 'boolean' },
   'allowed-host': { type: 'string', multiple: true },
   'log-level': { type: 'string' },
   'sts-connect-timeout-ms': { type: 'string' },

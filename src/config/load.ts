@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { CrosscredError } from '../errors.js';
@@ -42,6 +43,7 @@ export interface ServeFlags {
   'admin-listen'?: string;
   'auth-token-file'?: string;
   'allow-imdsv1'?: boolean;
+  'allow-remote'?: boolean;
   'allowed-host'?: string[];
   'log-level'?: string;
   'sts-connect-timeout-ms'?: string;
@@ -74,6 +76,7 @@ const fileSchema = z.strictObject({
   adminListen: z.string().optional(),
   authTokenFile: z.string().optional(),
   allowImdsV1: z.boolean().optional(),
+  allowRemote: z.boolean().optional(),
   allowedHosts: z.array(z.string()).optional(),
   logLevel: z.enum(LOG_LEVELS).optional(),
 });
@@ -204,6 +207,7 @@ export function loadConfig(inputs: LoadInputs): Config {
     : file.listen
       ? file.listen.map((l) => (typeof l === 'string' ? { spec: l, origin: fileOrigin } : { spec: l.address, ...(l.role ? { role: l.role } : {}), origin: fileOrigin }))
       : [{ spec: formatAddress(DEFAULT_LISTEN), origin: 'default' }];
+  const allowRemote = flags['allow-remote'] ?? file.allowRemote ?? false;
   const listeners: ListenerConfig[] = [];
   const seenAddresses = new Set<string>();
   for (const l of listenSpecs) {
@@ -215,6 +219,9 @@ export function loadConfig(inputs: LoadInputs): Config {
     const roleName = l.role ?? parsed.role ?? (roles.length === 1 ? roles[0]!.name : undefined);
     if (!roleName) problems.add('listen', l.origin, `${formatAddress(parsed.address)} serves no role: with several roles, write ADDRESS=ROLE`);
     else if (!roles.some((r) => r.name === roleName)) problems.add('listen', l.origin, `${formatAddress(parsed.address)} names role "${clip(roleName)}", which is not configured (roles: ${roles.map((r) => r.name).join(', ')})`);
+    if (!allowRemote && !isHostLocalAddress(parsed.address.host)) {
+      problems.add('listen', l.origin, `${formatAddress(parsed.address)} can be reached from other machines, which would get this host's AWS credentials; listen on loopback or a link-local address, or pass --allow-remote if that is intended`);
+    }
     const key = formatAddress(parsed.address);
     if (parsed.address.port !== 0 && seenAddresses.has(key)) problems.add('listen', l.origin, `${key} is listed twice`);
     seenAddresses.add(key);
@@ -263,14 +270,23 @@ export function loadConfig(inputs: LoadInputs): Config {
     }
   }
 
+  // Either spelling; an empty variable counts as unset, as curl and undici read them.
+  const proxies = {
+    httpsProxy: pick([env['HTTPS_PROXY'] || undefined, 'env HTTPS_PROXY'], [env['https_proxy'], 'env https_proxy']),
+    httpProxy: pick([env['HTTP_PROXY'] || undefined, 'env HTTP_PROXY'], [env['http_proxy'], 'env http_proxy']),
+  };
+  for (const proxy of Object.values(proxies)) {
+    const bad = proxy && checkProxy(proxy.value);
+    if (bad) problems.add(proxy.origin.replace('env ', ''), proxy.origin, `${bad} (the value is not shown: it may hold a password)`);
+  }
+  const noProxy = env['NO_PROXY'] || env['no_proxy'];
+
   if (problems.list.length > 0) {
     throw new CrosscredError('CONFIG_INVALID', `invalid configuration:\n  - ${problems.list.join('\n  - ')}`);
   }
 
-  // Either spelling; an empty variable counts as unset, as curl and undici read them.
-  const httpsProxy = env['HTTPS_PROXY'] || env['https_proxy'];
-  const httpProxy = env['HTTP_PROXY'] || env['http_proxy'];
-  const noProxy = env['NO_PROXY'] || env['no_proxy'];
+  const httpsProxy = proxies.httpsProxy && withScheme(proxies.httpsProxy.value);
+  const httpProxy = proxies.httpProxy && withScheme(proxies.httpProxy.value);
   return deepFreeze<Config>({
     roles,
     listeners,
@@ -337,9 +353,45 @@ function checkEndpoint(value: string): string | undefined {
   } catch {
     return `"${clip(value)}" is not a URL`;
   }
-  if (url.protocol !== 'https:' && url.protocol !== 'http:') return `"${clip(value)}" must be an http(s) URL`;
+  if (url.protocol !== 'https:' && url.protocol !== 'http:') return `"${clip(value)}" must be an https URL`;
   if (url.username || url.password) return 'must not contain credentials';
+  // The token goes out and AWS keys come back over this connection: plain HTTP only to this host
+  // (a local test double or a local TLS-terminating forwarder).
+  if (url.protocol === 'http:' && !isLoopbackHost(url.hostname)) return `"${clip(value)}" must use https (plain http is allowed only to loopback)`;
   return undefined;
+}
+
+/** Like curl, a proxy given without a scheme is taken as http://. */
+function withScheme(proxy: string): string {
+  return proxy.includes('://') ? proxy : `http://${proxy}`;
+}
+
+function checkProxy(value: string): string | undefined {
+  let url: URL;
+  try {
+    url = new URL(withScheme(value));
+  } catch {
+    return 'is not a URL';
+  }
+  return url.protocol === 'http:' || url.protocol === 'https:' ? undefined : `uses ${url.protocol.replace(':', '')}; only http:// and https:// proxies are supported`;
+}
+
+function isLoopbackHost(host: string): boolean {
+  const h = host.replace(/^\[|\]$/g, '').toLowerCase();
+  return h === 'localhost' || h === '::1' || (isIP(h) === 4 && h.startsWith('127.'));
+}
+
+/**
+ * Addresses only this host can reach: loopback, link-local (169.254.169.254 and 169.254.170.2 on a
+ * local interface, as on EC2 and ECS), and the IPv6 IMDS and Pod Identity addresses. Anything
+ * else, wildcards included, would hand credentials to other machines: it needs --allow-remote.
+ */
+function isHostLocalAddress(host: string): boolean {
+  const h = host.toLowerCase();
+  if (isLoopbackHost(h)) return true;
+  if (isIP(h) === 4) return h.startsWith('169.254.');
+  if (isIP(h) === 6) return /^fe[89ab][0-9a-f]?:/.test(h) || h === 'fd00:ec2::254' || h === 'fd00:ec2::23';
+  return false;
 }
 
 /** Shortens a user-supplied value for an error message. */

@@ -32,6 +32,14 @@ export function createStsClient(options: StsEndpointOptions): STSClient {
     region: options.region,
     ...(options.endpoint ? { endpoint: options.endpoint } : {}),
     maxAttempts: 1,
+    // Everything the SDK would otherwise read from AWS_* variables and ~/.aws/config is pinned:
+    // crosscred's configuration is the only source. (With AWS_DEFAULTS_MODE=auto the SDK would even
+    // ask IMDS — possibly crosscred itself — for the region.)
+    defaultsMode: 'standard',
+    retryMode: 'standard',
+    useFipsEndpoint: false,
+    useDualstackEndpoint: false,
+    authSchemePreference: [],
     // AssumeRoleWithWebIdentity is unsigned; these placeholder credentials only stop the SDK from
     // walking its default chain, which on this host would ask crosscred itself.
     credentials: { accessKeyId: 'unused', secretAccessKey: 'unused' },

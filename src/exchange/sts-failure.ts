@@ -5,7 +5,7 @@ import { isCrosscredError } from '../errors.js';
  * network error and token-source error (the EKS Pod Identity Agent's IsIrrecoverableApiError is the model):
  * - `terminal`: STS will say the same again until a person changes something (trust policy, IdP,
  *   token audience). Retried rarely, so a misconfiguration never becomes a retry storm.
- * - `retryable`: transient (throttling, 5xx, network, timeouts, a token file mid-rotation).
+ * - `retryable`: transient (throttling, 5xx, network, timeouts, TLS, a token file mid-rotation).
  *   Retried with exponential backoff and jitter.
  * - `token-expired`: STS says the JWT expired. Re-read the token once and retry at once: the file
  *   has usually been rotated since we read it.
@@ -14,13 +14,21 @@ export type FailureKind = 'terminal' | 'retryable' | 'token-expired';
 
 export interface ClassifiedFailure {
   readonly kind: FailureKind;
-  /** A short, stable, non-secret code for logs, metrics and /readyz (an STS error code or ours). */
+  /**
+   * A short, stable, non-secret code for logs, metrics and /readyz: an STS error code from the
+   * lists below, a network or TLS error code, `HTTP<status>`, `UnexpectedError`, or one of ours.
+   * Always from a bounded set, since it becomes a metric label.
+   */
   readonly code: string;
   /** A message safe to log: never contains the token, keys or a request body. */
   readonly message: string;
 }
 
-/** STS error codes that no retry can fix. The SDK appends "Exception" to some; both spellings are listed. */
+/**
+ * STS error codes that no retry can fix. @aws-sdk/client-sts names its modelled errors with an
+ * `Exception` suffix (InvalidIdentityTokenException…) and unmodelled ones as sent (AccessDenied);
+ * the suffix is stripped before looking them up.
+ */
 const TERMINAL_STS_CODES = new Set([
   'InvalidIdentityToken',
   'IDPRejectedClaim',
@@ -33,29 +41,25 @@ const TERMINAL_STS_CODES = new Set([
   'InvalidAction',
 ]);
 
-const RETRYABLE_STS_CODES = new Set(['IDPCommunicationError', 'Throttling', 'ThrottlingException', 'RequestLimitExceeded', 'ServiceUnavailable', 'InternalFailure', 'RequestTimeout']);
+const RETRYABLE_STS_CODES = new Set(['IDPCommunicationError', 'Throttling', 'RequestLimitExceeded', 'ServiceUnavailable', 'InternalFailure', 'RequestTimeout']);
 
 const NETWORK_ERROR_CODES = new Set([
   'ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH',
-  'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'UND_ERR_SOCKET', 'UND_ERR_CLOSED',
-  'UND_ERR_RESPONSE_STATUS_CODE', 'UND_ERR_ABORTED',
+  'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'UND_ERR_SOCKET', 'UND_ERR_CLOSED', 'UND_ERR_ABORTED',
 ]);
 
-/**
- * An error code from the wire becomes a log field and a metric label only if it looks like one,
- * so a hostile or broken endpoint cannot inject text or grow label cardinality without bound.
- */
-const SAFE_CODE = /^[A-Za-z][A-Za-z0-9.]{0,63}$/;
+/** OpenSSL and Node certificate errors: a missing or wrong CA bundle, a proxy intercepting TLS. */
+const TLS_ERROR_CODE = /^(?:CERT_[A-Z_]{1,40}|UNABLE_TO_[A-Z_]{1,40}|DEPTH_ZERO_SELF_SIGNED_CERT|SELF_SIGNED_CERT_IN_CHAIN|ERR_TLS_[A-Z_]{1,40}|ERR_SSL_[A-Z_]{1,60})$/;
 
 export function classifyFailure(err: unknown): ClassifiedFailure {
   if (isCrosscredError(err)) {
     // Our own errors: token-source problems are transient (a file mid-rotation, a kubelet that
-    // has not written yet) and a bad STS answer is retried like a 5xx.
+    // has not written yet) and a bad or late STS answer is retried like a 5xx.
     return { kind: 'retryable', code: err.code, message: err.message };
   }
 
-  const e = (err ?? {}) as { name?: unknown; code?: unknown; message?: unknown; $metadata?: { httpStatusCode?: number }; $fault?: unknown };
-  const name = typeof e.name === 'string' && SAFE_CODE.test(e.name) ? e.name : '';
+  const e = (err ?? {}) as { name?: unknown; code?: unknown; $metadata?: { httpStatusCode?: number }; cause?: { code?: unknown } };
+  const name = typeof e.name === 'string' ? e.name : '';
   const stsCode = name.replace(/Exception$/, '');
   const status = e.$metadata?.httpStatusCode;
 
@@ -65,25 +69,28 @@ export function classifyFailure(err: unknown): ClassifiedFailure {
   if (TERMINAL_STS_CODES.has(stsCode)) {
     return { kind: 'terminal', code: stsCode, message: `STS refused the exchange: ${stsCode}` };
   }
-  if (RETRYABLE_STS_CODES.has(stsCode) || RETRYABLE_STS_CODES.has(name)) {
+  if (RETRYABLE_STS_CODES.has(stsCode)) {
     return { kind: 'retryable', code: stsCode, message: `STS answered ${stsCode}` };
   }
-  const causeCode = (e as { cause?: { code?: unknown } }).cause?.code;
-  const rawNetCode = typeof e.code === 'string' ? e.code : typeof causeCode === 'string' ? causeCode : '';
-  const netCode = NETWORK_ERROR_CODES.has(rawNetCode) ? rawNetCode : '';
-  if (netCode !== '' || name === 'TimeoutError' || name === 'AbortError') {
-    return { kind: 'retryable', code: netCode || name, message: `STS could not be reached: ${netCode || name}` };
+  const rawCode = typeof e.code === 'string' ? e.code : typeof e.cause?.code === 'string' ? e.cause.code : '';
+  if (TLS_ERROR_CODE.test(rawCode)) {
+    return { kind: 'retryable', code: rawCode, message: `TLS to STS failed: ${rawCode} (check --ca-bundle / AWS_CA_BUNDLE, and any TLS-intercepting proxy)` };
   }
-  if (typeof status === 'number' && status >= 500) {
+  if (NETWORK_ERROR_CODES.has(rawCode) || name === 'TimeoutError' || name === 'AbortError') {
+    const code = NETWORK_ERROR_CODES.has(rawCode) ? rawCode : name;
+    return { kind: 'retryable', code, message: `STS could not be reached: ${code}` };
+  }
+  if (typeof status === 'number' && (status >= 500 || status === 429)) {
     return { kind: 'retryable', code: `HTTP${status}`, message: `STS answered HTTP ${status}` };
   }
-  if (typeof status === 'number' && status === 429) {
-    return { kind: 'retryable', code: 'HTTP429', message: 'STS answered HTTP 429' };
-  }
   if (typeof status === 'number' && status >= 400) {
-    // An error code we do not know, on a 4xx: a person has to look. Terminal, like AccessDenied.
-    return { kind: 'terminal', code: stsCode || `HTTP${status}`, message: `STS refused the exchange: ${stsCode || `HTTP ${status}`}` };
+    // An unknown code on a 4xx (a proxy's or firewall's own error page, an STS error we do not
+    // know): a person has to look, so terminal, like AccessDenied.
+    return { kind: 'terminal', code: `HTTP${status}`, message: `STS refused the exchange with HTTP ${status}${SAFE_NAME.test(name) ? ` (${name})` : ''}` };
   }
   // Anything else (the SDK failing to parse garbage, an unexpected exception): transient, retried.
-  return { kind: 'retryable', code: stsCode && stsCode !== 'Error' ? stsCode : 'UnexpectedError', message: 'STS exchange failed unexpectedly' };
+  return { kind: 'retryable', code: 'UnexpectedError', message: `STS exchange failed unexpectedly${SAFE_NAME.test(name) ? ` (${name})` : ''}` };
 }
+
+/** A name from the wire is shown in a log message only if it looks like an error name. */
+const SAFE_NAME = /^[A-Za-z][A-Za-z0-9.]{0,63}$/;

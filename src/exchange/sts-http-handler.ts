@@ -1,5 +1,5 @@
 import { Readable } from 'node:stream';
-import { EnvHttpProxyAgent, request, type Dispatcher } from 'undici';
+import { EnvHttpProxyAgent, Pool, request, type Dispatcher } from 'undici';
 
 /**
  * The HTTP transport under the STS client: undici, so that the STS connection honours
@@ -55,7 +55,10 @@ export class StsHttpHandler {
       headersTimeout: options.responseTimeoutMs,
       bodyTimeout: options.responseTimeoutMs,
       connections: 4,
-    });
+      // The connection to the proxy itself (the CONNECT request) otherwise waits undici's default
+      // 300 s for a proxy that accepts and never answers.
+      clientFactory: (origin: URL, opts: object) => new Pool(origin, { ...opts, headersTimeout: options.connectTimeoutMs, bodyTimeout: options.responseTimeoutMs }),
+    } as ConstructorParameters<typeof EnvHttpProxyAgent>[0]);
   }
 
   async handle(req: SmithyRequest, handlerOptions?: { abortSignal?: AbortSignal }): Promise<{ response: { statusCode: number; headers: Record<string, string>; body: Readable } }> {

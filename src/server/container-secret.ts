@@ -1,7 +1,8 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { constants } from 'node:fs';
-import { open, readFile } from 'node:fs/promises';
+import { link, open, stat, unlink } from 'node:fs/promises';
 import { CrosscredError } from '../errors.js';
+import { readBoundedFile } from '../util/read-bounded-file.js';
 
 /** Longest secret read from the file; a longer file is not one of ours. */
 const MAX_SECRET_BYTES = 4096;
@@ -28,18 +29,21 @@ export class ContainerSecret {
    * in one). Returns the secret's source for the start-up log line.
    */
   static async load(path: string): Promise<{ secret: ContainerSecret; generated: boolean }> {
-    let text: string;
+    let data: Buffer | undefined;
     try {
-      const data = await readFile(path);
-      if (data.length > MAX_SECRET_BYTES) throw new CrosscredError('AUTH_TOKEN_FILE_INVALID', `${path} is larger than ${MAX_SECRET_BYTES} bytes`);
-      text = data.toString('utf8').trim();
+      await checkOwnership(path);
+      data = await readBoundedFile(path, MAX_SECRET_BYTES);
     } catch (err) {
       if (err instanceof CrosscredError) throw err;
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
         throw new CrosscredError('AUTH_TOKEN_FILE_INVALID', `cannot read ${path} (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
       }
-      return { secret: new ContainerSecret(await generate(path)), generated: true };
+      const created = await generate(path);
+      // undefined: another process created the file first; use what it wrote.
+      return created === undefined ? ContainerSecret.load(path) : { secret: new ContainerSecret(created), generated: true };
     }
+    if (data === undefined) throw new CrosscredError('AUTH_TOKEN_FILE_INVALID', `${path} is larger than ${MAX_SECRET_BYTES} bytes`);
+    const text = data.toString('utf8').trim();
     if (text.length === 0) throw new CrosscredError('AUTH_TOKEN_FILE_INVALID', `${path} is empty`);
     if (/[\r\n]/.test(text) || !/^[\x21-\x7e]+$/.test(text)) {
       throw new CrosscredError('AUTH_TOKEN_FILE_INVALID', `${path} must hold one line of printable ASCII (it is sent as an HTTP header)`);
@@ -48,17 +52,44 @@ export class ContainerSecret {
   }
 }
 
-async function generate(path: string): Promise<string> {
+/**
+ * An existing secret file is trusted only if nobody but its owner (this daemon's user, or root)
+ * could have written it: otherwise another local user could plant a secret they know, or swap it.
+ */
+async function checkOwnership(path: string): Promise<void> {
+  const info = await stat(path);
+  if (!info.isFile()) throw new CrosscredError('AUTH_TOKEN_FILE_INVALID', `${path} is not a regular file`);
+  const uid = process.getuid?.();
+  if (uid !== undefined && info.uid !== uid && info.uid !== 0) {
+    throw new CrosscredError('AUTH_TOKEN_FILE_INVALID', `${path} belongs to uid ${info.uid}, not to crosscred's uid ${uid} or root`);
+  }
+  if ((info.mode & 0o022) !== 0) {
+    throw new CrosscredError('AUTH_TOKEN_FILE_INVALID', `${path} is writable by group or others (mode ${(info.mode & 0o777).toString(8)}); chmod go-w it`);
+  }
+}
+
+/**
+ * Writes a new secret; undefined when the file already exists. The secret is written to a private
+ * temporary file first and hard-linked into place, which fails if the name exists: the file appears
+ * complete or not at all, and an existing secret is never overwritten.
+ */
+async function generate(path: string): Promise<string | undefined> {
   const secret = randomBytes(32).toString('base64url');
-  let handle;
+  const tmp = `${path}.${randomBytes(6).toString('hex')}.tmp`;
   try {
-    // O_EXCL: if another process created the file meanwhile, fail rather than overwrite its secret.
-    handle = await open(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600);
-    await handle.writeFile(secret);
+    const handle = await open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600);
+    try {
+      await handle.writeFile(secret);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await link(tmp, path);
   } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return undefined;
     throw new CrosscredError('AUTH_TOKEN_FILE_INVALID', `cannot create ${path} (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
   } finally {
-    await handle?.close();
+    await unlink(tmp).catch(() => undefined);
   }
   return secret;
 }

@@ -11,7 +11,7 @@ import { sendError, type ListenerContext } from './listener-context.js';
 const LIMITS = {
   /** Credential requests carry no body; a small allowance keeps odd clients working. */
   bodyLimit: 1024,
-  /** Longest role name (64) plus room; longer path parameters are a 404 without further work. */
+  /** Longest role name (64) plus room; a longer path parameter is answered 414 without further work. */
   maxParamLength: 128,
   /** A client must send its whole request within this time (slow-loris protection), in ms. */
   requestTimeout: 10_000,
@@ -39,6 +39,12 @@ export function buildCredentialListener(options: CredentialListenerOptions): Fas
     requestTimeout: LIMITS.requestTimeout,
     keepAliveTimeout: LIMITS.keepAliveTimeout,
     return503OnClosing: true,
+    // Requests the router itself rejects (a bad percent-encoding, an over-long parameter) get the
+    // same error format as everything else, and never an echo of the URL.
+    frameworkErrors: (err, req, reply) => {
+      const name = err.code === 'FST_ERR_MAX_PARAM_LENGTH' ? 'PATH_TOO_LONG' : 'REQUEST_INVALID';
+      void sendError(reply, name, name === 'PATH_TOO_LONG' ? 'a path segment is too long' : 'the request URL is malformed', formatFor(req.url));
+    },
     routerOptions: { maxParamLength: LIMITS.maxParamLength, caseSensitive: true, ignoreTrailingSlash: false, ignoreDuplicateSlashes: false },
   });
 
@@ -50,7 +56,7 @@ export function buildCredentialListener(options: CredentialListenerOptions): Fas
   app.addHook('onRequest', (req, reply, done) => {
     if (!hostGuard.allows(req.headers.host)) {
       req.log.debug({ route: req.routeOptions.url ?? 'unmatched' }, 'refused a request for a foreign Host');
-      void sendError(reply, 'HOST_FORBIDDEN', 'Host header is not an address of this daemon', req.url.startsWith('/v1/') ? 'json' : 'text');
+      void sendError(reply, 'HOST_FORBIDDEN', 'Host header is not an address of this daemon', formatFor(req.url));
       return;
     }
     done();
@@ -63,12 +69,20 @@ export function buildCredentialListener(options: CredentialListenerOptions): Fas
   registerImdsRoutes(app, options.context);
   registerContainerRoutes(app, options.context);
 
-  app.setNotFoundHandler((req, reply) => sendError(reply, 'NOT_FOUND', 'no such path', req.url.startsWith('/v1/') ? 'json' : 'text'));
-  app.setErrorHandler((err: { statusCode?: number }, req, reply) => {
-    // Framework-level rejections (a malformed request, a body too large). Never echo the request.
+  app.setNotFoundHandler((req, reply) => sendError(reply, 'NOT_FOUND', 'no such path', formatFor(req.url)));
+  app.setErrorHandler((err: { statusCode?: number; code?: string }, req, reply) => {
+    // Rejections from request handling (a body too large, a bad content length). Never echo the request.
     const status = typeof err.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 500 ? err.statusCode : 500;
-    if (status === 500) req.log.error({ err }, 'unexpected error while answering');
-    return reply.code(status).type('text/plain').send(status === 500 ? 'internal error\n' : 'bad request\n');
+    if (status === 500) {
+      req.log.error({ errorCode: err.code }, 'unexpected error while answering');
+      return reply.code(500).type('text/plain').send('internal error\n');
+    }
+    return sendError(reply, 'REQUEST_INVALID', 'the request was refused', formatFor(req.url), status);
   });
   return app;
+}
+
+/** The container endpoint answers errors as JSON (the SDKs read them); IMDS as text, like EC2. */
+function formatFor(url: string): 'json' | 'text' {
+  return url.startsWith('/v1/') ? 'json' : 'text';
 }

@@ -41,10 +41,13 @@ export function unavailable(reply: FastifyReply, role: ServedRole, format: 'text
   return sendError(reply, 'CREDENTIALS_UNAVAILABLE', `no valid credentials for role ${role.config.name} yet`, format);
 }
 
-/** An error answer: `{"Code","Message"}` JSON for the container endpoint, one line of text for IMDS. */
-export function sendError(reply: FastifyReply, name: ErrorName, message: string, format: 'text' | 'json'): FastifyReply {
+/**
+ * An error answer: `{"Code","Message"}` JSON for the container endpoint, one line of text for IMDS.
+ * The status is the catalogue's, unless `status` overrides it (framework errors such as 413).
+ */
+export function sendError(reply: FastifyReply, name: ErrorName, message: string, format: 'text' | 'json', status?: number): FastifyReply {
   const err = new CrosscredError(name, message);
-  reply.code(ErrorCodes[name].status);
+  reply.code(status ?? ErrorCodes[name].status);
   if (format === 'json') {
     return reply.type('application/json').send(JSON.stringify({ Code: err.code, Message: `${err.message} (${err.hint})` }));
   }

@@ -5,11 +5,12 @@ import type { Clock } from '../cache/clock.js';
 export const MIN_TTL_SECONDS = 1;
 export const MAX_TTL_SECONDS = 21_600;
 
+/** A token: an 8-byte expiry and a 24-byte (192-bit) truncated HMAC-SHA256, base64url, after a version prefix. */
 const EXPIRY_BYTES = 8;
 const MAC_BYTES = 24;
 const TOKEN_BYTES = EXPIRY_BYTES + MAC_BYTES;
-/** base64url length of TOKEN_BYTES, plus the version prefix. */
 const PREFIX = 'cc1';
+/** base64url length of TOKEN_BYTES, plus the version prefix. */
 const TOKEN_LENGTH = PREFIX.length + Math.ceil((TOKEN_BYTES * 4) / 3);
 
 /**

@@ -1,8 +1,8 @@
-import { open } from 'node:fs/promises';
 import { CrosscredError } from '../errors.js';
 import type { Clock } from '../cache/clock.js';
 import { inspectJwt, STS_MAX_TOKEN_LENGTH } from './jwt-shape.js';
 import type { TokenSource, WebIdentityToken } from './token-source.js';
+import { readBoundedFile } from '../util/read-bounded-file.js';
 
 /** Bytes read at most: a JWT STS accepts plus generous whitespace. More means it is not our token. */
 const MAX_FILE_BYTES = STS_MAX_TOKEN_LENGTH + 4096;
@@ -30,31 +30,16 @@ export class FileTokenSource implements TokenSource {
   }
 
   async #readBounded(): Promise<string> {
-    let handle;
+    let data: Buffer | undefined;
     try {
-      handle = await open(this.path, 'r');
+      data = await readBoundedFile(this.path, MAX_FILE_BYTES);
     } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code ?? 'unknown error';
-      throw new CrosscredError('TOKEN_FILE_UNREADABLE', `cannot open ${this.description} (${code})`);
-    }
-    try {
-      const buffer = Buffer.alloc(MAX_FILE_BYTES + 1);
-      let filled = 0;
-      while (filled < buffer.length) {
-        const { bytesRead } = await handle.read(buffer, filled, buffer.length - filled, filled);
-        if (bytesRead === 0) break;
-        filled += bytesRead;
-      }
-      if (filled > MAX_FILE_BYTES) {
-        throw new CrosscredError('TOKEN_TOO_LARGE', `${this.description} is larger than ${MAX_FILE_BYTES} bytes`);
-      }
-      return buffer.subarray(0, filled).toString('utf8');
-    } catch (err) {
-      if (err instanceof CrosscredError) throw err;
       const code = (err as NodeJS.ErrnoException).code ?? 'unknown error';
       throw new CrosscredError('TOKEN_FILE_UNREADABLE', `cannot read ${this.description} (${code})`);
-    } finally {
-      await handle.close();
     }
+    if (data === undefined) {
+      throw new CrosscredError('TOKEN_TOO_LARGE', `${this.description} is larger than ${MAX_FILE_BYTES} bytes`);
+    }
+    return data.toString('utf8');
   }
 }

@@ -178,3 +178,26 @@ describe('IMDSv1 opt-in', () => {
     }
   });
 });
+
+describe('requests the router refuses', () => {
+  it('answers an over-long role name with 414 and a malformed escape with 400, in our format, without echoing the URL', async () => {
+    const token = await sessionToken();
+    const long = 'a'.repeat(300);
+    const tooLong = await get(`/latest/meta-data/iam/security-credentials/${long}`, { [TOKEN]: token });
+    expect(tooLong.status).toBe(414);
+    expect(tooLong.text).toMatch(/^CROSSCRED_ERR_PATH_TOO_LONG: /);
+    expect(tooLong.text).not.toContain(long);
+    const bad = await get('/latest/meta-data/iam/security-credentials/%zz', { [TOKEN]: token });
+    expect(bad.status).toBe(400);
+    expect(bad.text).toMatch(/^CROSSCRED_ERR_REQUEST_INVALID: /);
+    const json = await get(`/v1/credentials/${long}`);
+    expect(json.status).toBe(414);
+    expect(JSON.parse(json.text)).toMatchObject({ Code: 'CROSSCRED_ERR_PATH_TOO_LONG' });
+  });
+
+  it('refuses a body larger than the limit with 413 in our format', async () => {
+    const res = await request(`${d.base}/latest/api/token`, { method: 'PUT', headers: { [TTL]: '60', 'content-type': 'application/octet-stream' }, body: Buffer.alloc(64 * 1024) });
+    expect(res.statusCode).toBe(413);
+    expect(await res.body.text()).toMatch(/^CROSSCRED_ERR_REQUEST_INVALID: /);
+  });
+});

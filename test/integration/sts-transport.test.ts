@@ -98,3 +98,24 @@ describe('egress proxy', () => {
     expect(tunnels).toEqual([]);
   });
 });
+
+describe('a proxy that accepts and never answers', () => {
+  it('costs one bounded attempt, not undici\'s default 300 s, and frees the refresh slot', async () => {
+    const sockets = new Set<Socket>();
+    const silent = createServer();
+    silent.on('connect', (_req, socket: Socket) => sockets.add(socket)); // never answers the CONNECT
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    try {
+      const url = `http://127.0.0.1:${(silent.address() as { port: number }).port}`;
+      d = await startInProcess(chain, { 'ca-bundle': caFile, 'sts-connect-timeout-ms': '300', 'sts-timeout-ms': '500' }, { HTTPS_PROXY: url });
+      // If the CONNECT waited for undici's default, this would outlast the test's 30 s limit.
+      await d.daemon.firstFetch;
+      expect(sockets.size).toBeGreaterThan(0);
+      // The transport's own timeout ended it (not the cache's last-resort exchange deadline).
+      expect(d.daemon.roles.get('app')!.cache.status()).toMatchObject({ ready: false, refreshing: false, lastError: { kind: 'retryable', code: 'UND_ERR_HEADERS_TIMEOUT' } });
+    } finally {
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((resolve) => silent.close(() => resolve()));
+    }
+  });
+});

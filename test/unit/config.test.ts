@@ -140,6 +140,7 @@ describe('loadConfig precedence', () => {
         'role-name': 'custom',
         'duration-seconds': '3600',
         listen: ['0.0.0.0:9170'],
+        'allow-remote': true,
         'admin-listen': 'off',
         'allow-imdsv1': true,
         'allowed-host': ['Daemon.Local'],
@@ -333,5 +334,39 @@ describe('loadConfig errors', () => {
   it('refuses an STS endpoint that is not an http(s) URL or that carries credentials', () => {
     expect(configError({ env: { ...IRSA_ENV, AWS_ENDPOINT_URL_STS: 'ftp://sts.example.com' } })).toContain('stsEndpoint (env AWS_ENDPOINT_URL_STS)');
     expect(configError({ env: { ...IRSA_ENV, AWS_ENDPOINT_URL_STS: 'https://user:pw@sts.example.com' } })).toContain('must not contain credentials');
+  });
+});
+
+describe('addresses and endpoints that would leak credentials', () => {
+  it('refuses a listen address other machines can reach unless --allow-remote', () => {
+    for (const listen of ['0.0.0.0:8170', '[::]:8170', '10.1.2.3:80', 'daemon.example:80']) {
+      const message = configError({ env: IRSA_ENV, flags: { listen: [listen] } });
+      expect(message, listen).toMatch(/listen \(--listen\): .*--allow-remote/);
+      expect(load({ env: IRSA_ENV, flags: { listen: [listen], 'allow-remote': true } }).listeners).toHaveLength(1);
+    }
+  });
+
+  it('accepts loopback and link-local addresses without it', () => {
+    for (const listen of ['127.0.0.1:8170', '127.0.0.53:80', '[::1]:8170', 'localhost:8170', '169.254.169.254:80', '169.254.170.2:80', '[fd00:ec2::254]:80', '[fe80::1]:80']) {
+      expect(load({ env: IRSA_ENV, flags: { listen: [listen] } }).listeners, listen).toHaveLength(1);
+    }
+  });
+
+  it('refuses a plain-http STS endpoint unless it is on loopback', () => {
+    expect(configError({ env: IRSA_ENV, flags: { 'sts-endpoint': 'http://sts.internal.example' } })).toMatch(/stsEndpoint \(--sts-endpoint\): .*must use https/);
+    expect(load({ env: IRSA_ENV, flags: { 'sts-endpoint': 'http://127.0.0.1:4566' } }).roles[0]!.stsEndpoint).toBe('http://127.0.0.1:4566');
+    expect(load({ env: IRSA_ENV, flags: { 'sts-endpoint': 'http://[::1]:4566' } }).roles[0]!.stsEndpoint).toBe('http://[::1]:4566');
+  });
+
+  it('refuses a malformed proxy URL without echoing it (it may hold a password)', () => {
+    const message = configError({ env: { ...IRSA_ENV, HTTPS_PROXY: 'http://user:s3cret@[bad' } });
+    expect(message).toMatch(/HTTPS_PROXY \(env HTTPS_PROXY\)/);
+    expect(message).not.toContain('s3cret');
+    expect(configError({ env: { ...IRSA_ENV, https_proxy: 'socks5://proxy:1080' } })).toMatch(/only http:\/\/ and https:\/\/ proxies/);
+  });
+
+  it('takes a proxy without a scheme as http://, and an empty upper-case variable as unset', () => {
+    expect(load({ env: { ...IRSA_ENV, HTTPS_PROXY: 'proxy.internal:3128' } }).sts.httpsProxy).toBe('http://proxy.internal:3128');
+    expect(load({ env: { ...IRSA_ENV, HTTPS_PROXY: '', https_proxy: 'http://p:1' } }).sts.httpsProxy).toBe('http://p:1');
   });
 });

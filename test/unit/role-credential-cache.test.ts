@@ -453,32 +453,96 @@ describe('status()', () => {
 });
 
 describe('wall-clock jumps', () => {
-  for (const jump of [HOUR, -HOUR]) {
-    it(`a ${jump > 0 ? '+' : '-'}1 h wall-clock step neither hides fresh credentials nor triggers extra exchanges`, async () => {
-      const jumped = setup({ lifetimeMs: HOUR, random: 0.5 });
-      const control = setup({ lifetimeMs: HOUR, random: 0.5 });
-      await jumped.cache.start();
-      await control.cache.start();
-      const before = jumped.cache.current();
+  it('a -1 h step neither hides fresh credentials nor triggers extra exchanges (the monotonic clock rules)', async () => {
+    const jumped = setup({ lifetimeMs: HOUR, random: 0.5 });
+    const control = setup({ lifetimeMs: HOUR, random: 0.5 });
+    await jumped.cache.start();
+    await control.cache.start();
+    const before = jumped.cache.current();
 
-      await jumped.clock.advance(5 * MINUTE);
-      await control.clock.advance(5 * MINUTE);
-      jumped.clock.jumpWall(jump);
-      await jumped.clock.advance(0);
+    await jumped.clock.advance(5 * MINUTE);
+    await control.clock.advance(5 * MINUTE);
+    jumped.clock.jumpWall(-HOUR);
+    await jumped.clock.advance(0);
 
-      expect(jumped.cache.current()).toBe(before);
-      expect(jumped.exchange.calls).toBe(1);
-      // /readyz and the expiry metric read status(): it counts on the monotonic clock too.
-      expect(jumped.cache.status().expiresInSeconds).toBe(control.cache.status().expiresInSeconds);
+    expect(jumped.cache.current()).toBe(before);
+    expect(jumped.exchange.calls).toBe(1);
+    // /readyz reports expiry as clients see it, by the host's (now earlier) wall clock.
+    expect(jumped.cache.status().expiresInSeconds).toBe(control.cache.status().expiresInSeconds! + 3600);
 
-      // Run both for several hours: the jumped cache calls STS exactly as often as the control.
-      for (let t = 0; t < 4 * HOUR; t += MINUTE) {
-        await jumped.clock.advance(MINUTE);
-        await control.clock.advance(MINUTE);
-        expect(jumped.cache.current()).toBeDefined();
-        expect(jumped.exchange.calls).toBe(control.exchange.calls);
-      }
-      expect(jumped.exchange.calls).toBeGreaterThan(1);
-    });
-  }
+    // Run both for several hours: the jumped cache calls STS exactly as often as the control.
+    for (let t = 0; t < 4 * HOUR; t += MINUTE) {
+      await jumped.clock.advance(MINUTE);
+      await control.clock.advance(MINUTE);
+      expect(jumped.cache.current()).toBeDefined();
+      expect(jumped.exchange.calls).toBe(control.exchange.calls);
+    }
+    expect(jumped.exchange.calls).toBeGreaterThan(1);
+  });
+
+  it('a +1 h step (or a suspended VM) stops serving what clients would call expired, refreshes once, and does not storm', async () => {
+    const jumped = setup({ lifetimeMs: HOUR, random: 0.5 });
+    const control = setup({ lifetimeMs: HOUR, random: 0.5 });
+    await jumped.cache.start();
+    await control.cache.start();
+    const before = jumped.cache.current();
+
+    await jumped.clock.advance(5 * MINUTE);
+    await control.clock.advance(5 * MINUTE);
+    jumped.clock.jumpWall(HOUR);
+    // 55 min were left; by the wall clock they are gone: never served, and one refresh starts at once.
+    expect(jumped.cache.current()).toBeUndefined();
+    await jumped.clock.advance(0);
+    expect(jumped.exchange.calls).toBe(2);
+    const after = jumped.cache.current();
+    expect(after).toBeDefined();
+    expect(after).not.toBe(before);
+    expect(after!.credentials.expirationWall - jumped.clock.wallNow()).toBeGreaterThan(50 * MINUTE);
+
+    // From then on the schedule is as regular as the control's: one extra exchange in all.
+    for (let t = 0; t < 4 * HOUR; t += MINUTE) {
+      await jumped.clock.advance(MINUTE);
+      await control.clock.advance(MINUTE);
+      expect(jumped.cache.current()).toBeDefined();
+      expect(jumped.exchange.calls - control.exchange.calls).toBeLessThanOrEqual(1);
+    }
+  });
+
+  it('refuses credentials that look too short-lived by the host clock, with backoff, not a spin', async () => {
+    const { clock, exchange, cache } = setup({ lifetimeMs: 2 * MINUTE });
+    await cache.start();
+    expect(cache.current()).toBeUndefined();
+    expect(cache.status().lastError).toMatchObject({ kind: 'retryable', code: 'CROSSCRED_ERR_STS_BAD_RESPONSE' });
+    await clock.advance(10 * MINUTE);
+    // Backoff doubles from 1 s to the 60 s cap (×0.75 with this jitter draw): 19 attempts in ten
+    // minutes, where an unguarded schedule would refresh every 0.2 × 2 min = 24 s… or spin at 0.
+    expect(exchange.calls).toBeLessThanOrEqual(20);
+  });
+
+  it('schedules credentials that look longer than 12 h by the host clock as if they were 12 h', async () => {
+    const { clock, exchange, cache } = setup({ lifetimeMs: 60 * 24 * HOUR, random: 0 });
+    await cache.start();
+    expect(cache.current()).toBeDefined();
+    // 12 h lifetime keeps 6 h: refresh after 6 h, not after 30 days (nor at once, as an overflowing timer would).
+    expect(clock.pendingDelays()).toEqual([6 * HOUR]);
+    await clock.advance(HOUR);
+    expect(exchange.calls).toBe(1);
+  });
+});
+
+
+describe('exchange deadline', () => {
+  it('frees the single-flight slot when an exchange never settles, and retries with backoff', async () => {
+    const { clock, exchange, cache } = setup({ behaviour: 'hang' });
+    void cache.start();
+    await clock.advance(59 * SECOND);
+    expect(cache.status().refreshing).toBe(true);
+    await clock.advance(1 * SECOND);
+    expect(cache.status()).toMatchObject({ refreshing: false, consecutiveFailures: 1, lastError: { kind: 'retryable', code: 'CROSSCRED_ERR_STS_UNAVAILABLE' } });
+    // The retry is a fresh exchange; answering it serves credentials.
+    exchange.behaviour = 'succeed';
+    await clock.advance(2 * SECOND);
+    expect(exchange.calls).toBe(2);
+    expect(cache.current()).toBeDefined();
+  });
 });

@@ -36,8 +36,10 @@ describe('classifyFailure: terminal STS answers', () => {
     }
   }
 
-  it('treats an unknown error code on a 4xx as terminal, keeping a safe code', () => {
-    expect(classifyFailure(sdkError('SomethingNewException', 400))).toMatchObject({ kind: 'terminal', code: 'SomethingNew' });
+  it('treats an unknown error code on a 4xx as terminal, with a bounded code and the name in the message', () => {
+    const result = classifyFailure(sdkError('SomethingNewException', 400));
+    expect(result).toMatchObject({ kind: 'terminal', code: 'HTTP400' });
+    expect(result.message).toContain('SomethingNewException');
   });
 
   it('treats a bare 403 without a usable name as terminal HTTP403', () => {
@@ -101,13 +103,26 @@ describe('classifyFailure: retryable failures', () => {
 
   it('retries anything unrecognised without a status as UnexpectedError', () => {
     for (const err of [new Error('boom'), undefined, null, 'a string', 42, {}]) {
-      expect(classifyFailure(err)).toEqual({ kind: 'retryable', code: 'UnexpectedError', message: 'STS exchange failed unexpectedly' });
+      expect(classifyFailure(err)).toMatchObject({ kind: 'retryable', code: 'UnexpectedError' });
     }
-    expect(classifyFailure(new TypeError('x is undefined'))).toMatchObject({ kind: 'retryable', code: 'TypeError' });
+    const typeError = classifyFailure(new TypeError('x is undefined'));
+    expect(typeError).toMatchObject({ kind: 'retryable', code: 'UnexpectedError' });
+    expect(typeError.message).toContain('TypeError');
+    expect(typeError.message).not.toContain('x is undefined');
   });
 
   it('ignores network codes it does not know', () => {
-    expect(classifyFailure(networkError('EWHATEVER'))).toEqual({ kind: 'retryable', code: 'UnexpectedError', message: 'STS exchange failed unexpectedly' });
+    expect(classifyFailure(networkError('EWHATEVER'))).toMatchObject({ kind: 'retryable', code: 'UnexpectedError' });
+  });
+});
+
+describe('classifyFailure: TLS', () => {
+  it('retries certificate failures and names the CA bundle in the message', () => {
+    for (const code of ['DEPTH_ZERO_SELF_SIGNED_CERT', 'SELF_SIGNED_CERT_IN_CHAIN', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'CERT_HAS_EXPIRED', 'ERR_TLS_CERT_ALTNAME_INVALID']) {
+      const result = classifyFailure(networkError(code));
+      expect(result).toMatchObject({ kind: 'retryable', code });
+      expect(result.message).toContain('--ca-bundle');
+    }
   });
 });
 
@@ -131,7 +146,7 @@ describe('classifyFailure: hostile error names and codes', () => {
 
   it('never adopts a name with a newline, even one that looks like a known code', () => {
     const result = classifyFailure(sdkError('AccessDenied\nlevel=error msg=forged', 403));
-    expect(result).toEqual({ kind: 'terminal', code: 'HTTP403', message: 'STS refused the exchange: HTTP 403' });
+    expect(result).toEqual({ kind: 'terminal', code: 'HTTP403', message: 'STS refused the exchange with HTTP 403' });
     expect(classifyFailure(sdkError('Throttling\n', 400)).code).toBe('HTTP400');
   });
 
