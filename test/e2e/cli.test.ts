@@ -55,3 +55,28 @@ describe('crosscred command line', () => {
     expect(stdout).toContain('Self-check passed');
   });
 });
+
+describe('crosscred serve ignores the AWS SDK settings meant for applications', () => {
+  it('exchanges normally with AWS_DEFAULTS_MODE, AWS_RETRY_MODE and FIPS/dual-stack variables set to anything', async () => {
+    const { startChain, spawnDaemon, waitUntilReady, roleArn } = await import('../support/chain.js');
+    const chain = await startChain();
+    const daemon = await spawnDaemon(
+      ['--listen', '127.0.0.1:0', '--role-arn', roleArn('app'), '--token-file', chain.tokenFile, '--region', 'us-east-1', '--sts-endpoint', chain.sts.url],
+      { AWS_DEFAULTS_MODE: 'bogus', AWS_RETRY_MODE: 'bogus', AWS_USE_FIPS_ENDPOINT: 'true', AWS_USE_DUALSTACK_ENDPOINT: 'true', AWS_EC2_METADATA_DISABLED: 'false' },
+    );
+    try {
+      await waitUntilReady(daemon.admin);
+      expect(chain.sts.calls).toBe(1);
+      // The AWS SDK resolves some of these lazily; with its own HTTP handler an invalid
+      // AWS_DEFAULTS_MODE surfaces late as an unhandled rejection that ends the process. crosscred
+      // uses its own transport and pins these settings (src/exchange/sts-exchange.ts); this checks
+      // the outcome, whichever of the two provides it.
+      await new Promise((r) => setTimeout(r, 1500));
+      expect(daemon.child.exitCode).toBeNull();
+      expect(daemon.output.join('\n')).not.toMatch(/Invalid parameter|unhandled/i);
+    } finally {
+      expect(await daemon.stop()).toBe(0);
+      await chain.close();
+    }
+  });
+});
