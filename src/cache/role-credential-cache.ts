@@ -237,7 +237,7 @@ export class RoleCredentialCache {
     this.#lastFailure = failure;
     const nowMono = this.#clock.monotonicNow();
     const valid = this.current();
-    const remaining = valid ? valid.serveUntilMono - nowMono : 0;
+    const remaining = valid ? Math.min(valid.serveUntilMono - nowMono, valid.serveUntilWall - this.#clock.wallNow()) : 0;
     const delay = retryDelayMs(failure.kind, this.#failures, remaining, this.#random);
     this.#schedule(delay);
     this.#observer?.exchangeFailed(this.role, failure, (nowMono - startedMono) / 1000);
