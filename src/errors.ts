@@ -18,6 +18,9 @@ export const ErrorCodes = {
   TOKEN_TOO_LARGE: { status: 503, hint: 'the token file is not a JWT; check what writes it' },
   TOKEN_NOT_JWT: { status: 503, hint: 'the token file does not hold a complete JWT yet; it is retried shortly' },
   TOKEN_EXPIRED: { status: 503, hint: 'the token in the file has expired; check that the kubelet or issuer still rotates it' },
+  TOKEN_SOURCE_NOT_FOUND: { status: 500, hint: 'set AWS_WEB_IDENTITY_TOKEN_FILE (or the ACK/TKE variable), --token-file, --token-command, or run in a Kubernetes pod; crosscred doctor explains what it looked for' },
+  TOKEN_REQUEST_FAILED: { status: 503, hint: 'the Kubernetes API refused or failed the TokenRequest; check the pod\'s ServiceAccount may create serviceaccounts/token (RBAC) and the API server is reachable' },
+  TOKEN_COMMAND_FAILED: { status: 503, hint: 'run the --token-command by hand and check it prints a JWT, or JSON {"token","expiration"}, within the time limit' },
 
   // AWS STS.
   STS_REJECTED: { status: 503, hint: 'STS refused the exchange; check the role trust policy and the OIDC provider in IAM' },
