@@ -13,7 +13,7 @@ import { ContainerSecret } from './server/container-secret.js';
 import { buildCredentialListener } from './server/credential-listener.js';
 import type { ServedRole } from './server/listener-context.js';
 import { SessionTokenIssuer } from './server/session-tokens.js';
-import { FileTokenSource } from './sources/file-token-source.js';
+import { createTokenSource } from './sources/create-token-source.js';
 
 /** Time allowed beyond the STS timeouts for reading the token and the SDK's own work, in ms. */
 const EXCHANGE_SLACK_MS = 5_000;
@@ -47,6 +47,7 @@ export async function startDaemon(config: Config, deps: DaemonDependencies): Pro
 
   // One STS client per distinct (region, endpoint): roles that share it share its connection pool.
   const stsClients = new Map<string, STSClient>();
+  const sources: Array<{ close?(): unknown }> = [];
   const roles = new Map<string, ServedRole>();
   const roleStatuses = () => [...roles.values()].map((r) => r.cache.status());
   const metrics = new Metrics(roleStatuses);
@@ -58,9 +59,11 @@ export async function startDaemon(config: Config, deps: DaemonDependencies): Pro
       client = createStsClient({ region: role.region, ...(role.stsEndpoint ? { endpoint: role.stsEndpoint } : {}), ...config.sts });
       stsClients.set(key, client);
     }
+    const source = createTokenSource(role.token.source, clock);
+    sources.push(source);
     const exchange = new StsWebIdentityExchange(
       { roleName: role.name, roleArn: role.roleArn, accountId: role.accountId, sessionName: role.sessionName, ...(role.durationSeconds ? { durationSeconds: role.durationSeconds } : {}) },
-      new FileTokenSource(role.tokenFile, clock),
+      source,
       client,
       clock,
     );
@@ -69,9 +72,11 @@ export async function startDaemon(config: Config, deps: DaemonDependencies): Pro
     const cache = new RoleCredentialCache({ exchange, clock, random, logger: log, observer: metrics, exchangeTimeoutMs });
     roles.set(role.name, { config: role, cache });
     log.info(
-      { role: role.name, roleArn: role.roleArn, tokenFile: role.tokenFile, sessionName: role.sessionName, region: role.region, stsEndpoint: role.stsEndpoint ?? `regional (sts.${role.region}.amazonaws.com)`, durationSeconds: role.durationSeconds ?? 'role default' },
+      { role: role.name, roleArn: role.roleArn, sessionName: role.sessionName, region: role.region, stsEndpoint: role.stsEndpoint ?? `regional (sts.${role.region}.amazonaws.com)`, durationSeconds: role.durationSeconds ?? 'role default' },
       'role configured',
     );
+    log.info({ role: role.name, source: source.description, why: role.token.reason }, `token source: ${source.description}`);
+    for (const note of role.token.notes) log.info({ role: role.name }, note);
   }
   const firstFetch = Promise.all([...roles.values()].map((r) => r.cache.start())).then(() => undefined);
 
@@ -80,6 +85,7 @@ export async function startDaemon(config: Config, deps: DaemonDependencies): Pro
     await Promise.allSettled(apps.map((a) => a.close()));
     for (const r of roles.values()) r.cache.close();
     for (const c of stsClients.values()) c.destroy();
+    for (const s of sources) await s.close?.();
   };
 
   try {

@@ -7,7 +7,7 @@ import type { AwsCredentials } from '../exchange/credentials.js';
 import { classifyFailure } from '../exchange/sts-failure.js';
 import { createStsClient, StsWebIdentityExchange } from '../exchange/sts-exchange.js';
 import { awsTimestamp } from '../server/credential-documents.js';
-import { FileTokenSource } from '../sources/file-token-source.js';
+import { createTokenSource } from '../sources/create-token-source.js';
 import { readBoundedFile } from '../util/read-bounded-file.js';
 import { SERVE_OPTIONS } from './serve-options.js';
 
@@ -84,10 +84,11 @@ async function byExchange(flags: ServeFlags, roleName: string | undefined): Prom
   if (!role || (!roleName && config.roles.length > 1)) {
     throw new CrosscredError('CONFIG_INVALID', roleName ? `no role named "${roleName}" (roles: ${config.roles.map((r) => r.name).join(', ')})` : `several roles are configured; pick one with --role (${config.roles.map((r) => r.name).join(', ')})`);
   }
+  const source = createTokenSource(role.token.source, systemClock);
   const client = createStsClient({ region: role.region, ...(role.stsEndpoint ? { endpoint: role.stsEndpoint } : {}), ...config.sts });
   const exchange = new StsWebIdentityExchange(
     { roleName: role.name, roleArn: role.roleArn, accountId: role.accountId, sessionName: role.sessionName, ...(role.durationSeconds ? { durationSeconds: role.durationSeconds } : {}) },
-    new FileTokenSource(role.tokenFile, systemClock),
+    source,
     client,
     systemClock,
   );
@@ -99,6 +100,7 @@ async function byExchange(flags: ServeFlags, roleName: string | undefined): Prom
     throw new CrosscredError(failure.kind === 'terminal' ? 'STS_REJECTED' : 'STS_UNAVAILABLE', failure.message);
   } finally {
     client.destroy();
+    await source.close?.();
   }
 }
 

@@ -9,6 +9,11 @@ Commands:
                         credentials fresh, serve them on the IMDS and container endpoints.
   credential-process    Print credentials in the credential_process format (Version 1), from a
                         running daemon or by exchanging the token itself.
+  doctor                Check, link by link, that the chain can work here: token source,
+                        token claims, clock skew, the issuer's discovery and JWKS, STS; say
+                        what is wrong and how to fix it.
+  trust-policy          Print what AWS needs to accept this host's token: the IAM OIDC
+                        provider command and the role trust policy.
   demo                  Run the whole chain on this machine: an embedded OIDC issuer, an STS
                         emulator that verifies the token, and the daemon; prints the environment
                         that points an SDK at it.
@@ -26,16 +31,31 @@ Settings come from flags, then the --config file, then the AWS SDK environment v
 
 Role (one role; for several, use --config):
   --role-arn ARN              Role to assume.                        env AWS_ROLE_ARN
-  --token-file PATH           File holding the OIDC JWT, re-read     env AWS_WEB_IDENTITY_TOKEN_FILE
-                              before every exchange.
+  --token-file PATH           File holding the OIDC JWT, re-read before every exchange.
   --role-session-name NAME    STS session name (2-64 of [\\w+=,.@-]). env AWS_ROLE_SESSION_NAME
                               Default: crosscred-<hostname>.
   --role-name NAME            Name served under /latest/meta-data/iam/security-credentials/.
                               Default: the last segment of the role ARN.
   --duration-seconds N        Session length to ask for, 900-43200. Default: the role's own.
 
+Token source (where the OIDC JWT comes from):
+  --token-source KIND         auto (default), file, exec or kubernetes. env CROSSCRED_TOKEN_SOURCE
+                              auto takes the first that applies: --token-command, --token-file,
+                              AWS_WEB_IDENTITY_TOKEN_FILE (EKS IRSA), ALIBABA_CLOUD_OIDC_TOKEN_FILE
+                              (ACK RRSA), TKE_WEB_IDENTITY_TOKEN_FILE (TKE), then, in a Kubernetes
+                              pod, a TokenRequest to the API server.
+  --token-command CMD         Program that prints the JWT (or JSON {"token","expiration"}); a path,
+                              or a JSON array ["prog","arg",...]. Run without a shell.
+  --token-command-timeout-ms N  Time limit for the command (default 10000).
+  --token-audience AUD        Audience of Kubernetes TokenRequest tokens (default sts.amazonaws.com).
+  --token-expiration-seconds N  Lifetime asked of a TokenRequest, 600-86400 (default 3600).
+  --kubernetes-sa-dir DIR     Where the pod's ServiceAccount is mounted
+                              (default /var/run/secrets/kubernetes.io/serviceaccount).
+  POD_NAME and POD_UID (downward API) bind requested tokens to the pod.
+
 STS:
   --region REGION             Region of the STS endpoint.            env AWS_REGION, AWS_DEFAULT_REGION
+                              Default: the partition's home region (us-east-1 for aws).
   --sts-endpoint URL          Override the regional endpoint; https  env AWS_ENDPOINT_URL_STS, AWS_ENDPOINT_URL
                               (plain http only to loopback).
   --ca-bundle PATH            PEM CA bundle for the STS connection.  env AWS_CA_BUNDLE
@@ -92,4 +112,31 @@ until Ctrl-C.
   --listen HOST:PORT          Credential endpoints (default 127.0.0.1:8170).
   --admin-listen HOST:PORT    Admin endpoints (default 127.0.0.1:8171).
   --check                     Fetch credentials once through both endpoints, print the result and exit.
+`;
+
+export const DOCTOR_HELP = `Usage: crosscred doctor [serve's role and token options] [--no-exchange] [--timeout-ms N]
+
+Finds the token the way 'crosscred serve' would and checks each link of the chain:
+  - which token source applies, and why; platform variables seen and what they are for;
+  - the token's claims (iss, aud, sub, exp and time left, kid; never the token itself), clock skew;
+  - the issuer's /.well-known/openid-configuration and JWKS (AWS fetches them over public HTTPS);
+  - a real AssumeRoleWithWebIdentity at STS (skip with --no-exchange; the credentials are not shown).
+Prints what is wrong in plain words with the fix. Exit code 0 when the chain can work, 1 when not.
+
+  --no-exchange               Do not call STS.
+  --timeout-ms N              Bound on each network check (default 5000).
+`;
+
+export const TRUST_POLICY_HELP = `Usage: crosscred trust-policy [serve's role and token options] [--format text|json] [--sub-pattern P] [--account-id N]
+
+Reads the token the way 'crosscred serve' would and prints what the AWS side needs:
+  1. the 'aws iam create-open-id-connect-provider' command for the token's issuer and audience;
+  2. the role trust policy: Principal the issuer's OIDC provider, Condition pinning
+     <issuer-host/path>:aud and :sub.
+
+  --format text|json          text (default): commented commands and the policy, ready to paste.
+  --sub-pattern PATTERN       Allow every subject matching an IAM StringLike pattern, e.g.
+                              'system:serviceaccount:payments:*', instead of the token's exact sub.
+  --account-id N              The role's account, when no --role-arn is configured.
+  --role NAME                 With several roles in --config, the one to print for.
 `;

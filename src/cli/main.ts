@@ -2,8 +2,10 @@
 import { CrosscredError } from '../errors.js';
 import { runCredentialProcess } from './credential-process.js';
 import { runDemo } from './demo.js';
-import { CREDENTIAL_PROCESS_HELP, DEMO_HELP, MAIN_HELP, SERVE_HELP } from './help.js';
+import { runDoctor } from './doctor.js';
+import { CREDENTIAL_PROCESS_HELP, DEMO_HELP, DOCTOR_HELP, MAIN_HELP, SERVE_HELP, TRUST_POLICY_HELP } from './help.js';
 import { runServe } from './serve.js';
+import { runTrustPolicy } from './trust-policy.js';
 
 // The AWS SDK warns on every start that its releases after January 2027 need Node 22. crosscred
 // pins an exact SDK version that supports Node 20 (see package.json), so the warning would only
@@ -18,6 +20,8 @@ const COMMANDS: Record<string, { help: string; run: (args: string[]) => Promise<
   serve: { help: SERVE_HELP, run: runServe },
   'credential-process': { help: CREDENTIAL_PROCESS_HELP, run: runCredentialProcess },
   demo: { help: DEMO_HELP, run: runDemo },
+  doctor: { help: DOCTOR_HELP, run: runDoctor },
+  'trust-policy': { help: TRUST_POLICY_HELP, run: runTrustPolicy },
 };
 
 async function main(argv: string[]): Promise<number> {

@@ -1,11 +1,46 @@
 /** The validated, frozen configuration every other part receives. Built only by config/load.ts. */
 
+/** Where a role's web-identity token comes from, as detected or chosen (see detect-token-source.ts). */
+export type TokenSourceConfig =
+  | {
+      readonly kind: 'file';
+      readonly path: string;
+      /** Whose convention named the file, for messages: aws (IRSA / projected token), alibaba-ack (RRSA), tencent-tke, or configured. */
+      readonly platform: 'aws' | 'alibaba-ack' | 'tencent-tke' | 'configured';
+    }
+  | {
+      readonly kind: 'exec';
+      /** Program and arguments, run without a shell. */
+      readonly argv: readonly string[];
+      readonly timeoutMs: number;
+    }
+  | {
+      readonly kind: 'kubernetes';
+      readonly apiServer: string;
+      readonly caFile: string;
+      readonly serviceAccountTokenFile: string;
+      readonly namespace: string;
+      readonly serviceAccount: string;
+      readonly audience: string;
+      readonly expirationSeconds: number;
+      readonly pod?: { readonly name: string; readonly uid: string };
+    };
+
+/** What detection chose and why, said at start-up and by `crosscred doctor`. */
+export interface TokenSourceChoice {
+  readonly source: TokenSourceConfig;
+  /** One sentence: which setting or variable led to this source. */
+  readonly reason: string;
+  /** Things worth knowing about the environment (variables seen but not used, and why). */
+  readonly notes: readonly string[];
+}
+
 export interface RoleConfig {
   /** The name served in IMDS paths and used as the metrics label; defaults to the role ARN's last segment. */
   readonly name: string;
   readonly roleArn: string;
   readonly accountId: string;
-  readonly tokenFile: string;
+  readonly token: TokenSourceChoice;
   readonly sessionName: string;
   readonly durationSeconds?: number;
   readonly region: string;

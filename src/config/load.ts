@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
-import { CrosscredError } from '../errors.js';
+import { CrosscredError, ErrorCodes } from '../errors.js';
 import { accountIdOfRoleArn } from '../exchange/credentials.js';
 import { deriveSessionName, VALID_SESSION_NAME } from '../exchange/session-name.js';
 import {
@@ -18,6 +18,8 @@ import {
   type RoleConfig,
 } from './config.js';
 import { formatAddress, parseListenSpec } from './listen-address.js';
+import { detectTokenSource, SOURCE_KINDS, type InClusterFacts, type SourceKind } from './detect-token-source.js';
+import { inClusterDefaults, podFromEnv, SERVICE_ACCOUNT_MOUNT } from '../sources/kubernetes-in-cluster.js';
 
 /**
  * Builds the one frozen Config from three layers, highest first:
@@ -48,14 +50,25 @@ export interface ServeFlags {
   'log-level'?: string;
   'sts-connect-timeout-ms'?: string;
   'sts-timeout-ms'?: string;
+  'token-source'?: string;
+  'token-command'?: string;
+  'token-command-timeout-ms'?: string;
+  'token-audience'?: string;
+  'token-expiration-seconds'?: string;
+  'kubernetes-sa-dir'?: string;
 }
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
+const tokenCommandSchema = z.array(z.string().min(1)).min(1);
+
 const fileRoleSchema = z.strictObject({
   name: z.string().optional(),
   roleArn: z.string(),
+  tokenSource: z.enum(SOURCE_KINDS).optional(),
   tokenFile: z.string().optional(),
+  tokenCommand: tokenCommandSchema.optional(),
+  tokenAudience: z.string().optional(),
   sessionName: z.string().optional(),
   durationSeconds: z.number().optional(),
   region: z.string().optional(),
@@ -64,7 +77,13 @@ const fileRoleSchema = z.strictObject({
 
 const fileSchema = z.strictObject({
   roles: z.array(fileRoleSchema).min(1).optional(),
+  tokenSource: z.enum(SOURCE_KINDS).optional(),
   tokenFile: z.string().optional(),
+  tokenCommand: tokenCommandSchema.optional(),
+  tokenCommandTimeoutMs: z.number().optional(),
+  tokenAudience: z.string().optional(),
+  tokenExpirationSeconds: z.number().optional(),
+  kubernetesServiceAccountDir: z.string().optional(),
   sessionName: z.string().optional(),
   durationSeconds: z.number().optional(),
   region: z.string().optional(),
@@ -103,6 +122,15 @@ export interface LoadInputs {
   readonly hostname?: string;
 }
 
+/** Default audience of tokens requested from Kubernetes: the one AWS IRSA uses. */
+export const DEFAULT_TOKEN_AUDIENCE = 'sts.amazonaws.com';
+/** Default lifetime asked of a Kubernetes TokenRequest (the kubelet's default for projected tokens). */
+export const DEFAULT_TOKEN_EXPIRATION_SECONDS = 3600;
+export const DEFAULT_TOKEN_COMMAND_TIMEOUT_MS = 10_000;
+
+/** The STS region used when none is configured: the partition's home region, from the role ARN. */
+const PARTITION_DEFAULT_REGION: Record<string, string> = { aws: 'us-east-1', 'aws-cn': 'cn-north-1', 'aws-us-gov': 'us-gov-west-1' };
+
 export function loadConfig(inputs: LoadInputs): Config {
   const { flags, env } = inputs;
   const readText = inputs.readText ?? ((path: string) => readFileSync(path, 'utf8'));
@@ -129,11 +157,32 @@ export function loadConfig(inputs: LoadInputs): Config {
     [numberFlag(flags['duration-seconds']), '--duration-seconds'],
     [file.durationSeconds, fileOrigin],
   );
-  const tokenFile = pick(
-    [flags['token-file'], '--token-file'],
-    [file.tokenFile, fileOrigin],
-    [env['AWS_WEB_IDENTITY_TOKEN_FILE'], 'env AWS_WEB_IDENTITY_TOKEN_FILE'],
-  );
+  // Token source settings. Platform variables (AWS_WEB_IDENTITY_TOKEN_FILE, ACK, TKE, Kubernetes)
+  // are read by detectTokenSource, after these.
+  const tokenFile = pick([flags['token-file'], '--token-file'], [file.tokenFile, fileOrigin]);
+  const tokenSourceKind = pick<string>([flags['token-source'], '--token-source'], [file.tokenSource, fileOrigin], [env['CROSSCRED_TOKEN_SOURCE'], 'env CROSSCRED_TOKEN_SOURCE']);
+  if (tokenSourceKind && !(SOURCE_KINDS as readonly string[]).includes(tokenSourceKind.value)) {
+    problems.add('token-source', tokenSourceKind.origin, `"${clip(tokenSourceKind.value)}" is not one of ${SOURCE_KINDS.join(', ')}`);
+  }
+  const tokenCommand = pick<readonly string[]>([parseCommandFlag(flags['token-command']), '--token-command'], [file.tokenCommand, fileOrigin]);
+  if (tokenCommand && tokenCommand.value.length === 0) problems.add('token-command', tokenCommand.origin, 'must name a program: a path, or a JSON array ["program", "arg", …]');
+  const commandTimeout = pick([numberFlag(flags['token-command-timeout-ms']), '--token-command-timeout-ms'], [file.tokenCommandTimeoutMs, fileOrigin]);
+  if (commandTimeout && (!Number.isInteger(commandTimeout.value) || commandTimeout.value < 100 || commandTimeout.value > 120_000)) problems.add('token-command-timeout-ms', commandTimeout.origin, 'must be a whole number of milliseconds from 100 to 120000');
+  const audience = pick([flags['token-audience'], '--token-audience'], [file.tokenAudience, fileOrigin]);
+  if (audience && !/^[\x21-\x7e]{1,256}$/.test(audience.value)) problems.add('token-audience', audience.origin, 'must be 1-256 printable characters without spaces');
+  const tokenExpiration = pick([numberFlag(flags['token-expiration-seconds']), '--token-expiration-seconds'], [file.tokenExpirationSeconds, fileOrigin]);
+  if (tokenExpiration && (!Number.isInteger(tokenExpiration.value) || tokenExpiration.value < 600 || tokenExpiration.value > 86_400)) problems.add('token-expiration-seconds', tokenExpiration.origin, 'must be a whole number of seconds from 600 (the Kubernetes minimum) to 86400');
+  const serviceAccountDir = pick([flags['kubernetes-sa-dir'], '--kubernetes-sa-dir'], [file.kubernetesServiceAccountDir, fileOrigin])?.value ?? SERVICE_ACCOUNT_MOUNT;
+  let inCluster: InClusterFacts | undefined;
+  const readIfPresent = (path: string): string | undefined => {
+    try {
+      return readText(path);
+    } catch {
+      return undefined;
+    }
+  };
+  const inClusterOnce = () => (inCluster ??= inClusterDefaults(env, readIfPresent, serviceAccountDir));
+  const pod = podFromEnv(env);
   const sessionName = pick(
     [flags['role-session-name'], '--role-session-name'],
     [file.sessionName, fileOrigin],
@@ -141,7 +190,20 @@ export function loadConfig(inputs: LoadInputs): Config {
   );
 
   // Roles: from the file when it names them, else the single role of flags and environment.
-  let rawRoles: Array<{ index: number; origin: string; name?: Sourced<string>; roleArn?: Sourced<string>; tokenFile?: Sourced<string>; sessionName?: Sourced<string>; durationSeconds?: Sourced<number>; region?: Sourced<string>; stsEndpoint?: Sourced<string> }>;
+  let rawRoles: Array<{
+    index: number;
+    origin: string;
+    name?: Sourced<string>;
+    roleArn?: Sourced<string>;
+    tokenSource?: Sourced<string>;
+    tokenFile?: Sourced<string>;
+    tokenCommand?: Sourced<readonly string[]>;
+    tokenAudience?: Sourced<string>;
+    sessionName?: Sourced<string>;
+    durationSeconds?: Sourced<number>;
+    region?: Sourced<string>;
+    stsEndpoint?: Sourced<string>;
+  }>;
   if (file.roles) {
     for (const flag of ['role-arn', 'role-name'] as const) {
       if (flags[flag] !== undefined) problems.add(`--${flag}`, 'flag', `cannot be combined with the roles listed in ${fileOrigin}; edit the file instead`);
@@ -151,7 +213,10 @@ export function loadConfig(inputs: LoadInputs): Config {
       origin: `${fileOrigin} roles[${index}]`,
       ...opt('name', r.name, `${fileOrigin} roles[${index}]`),
       roleArn: { value: r.roleArn, origin: `${fileOrigin} roles[${index}]` },
+      ...opt('tokenSource', r.tokenSource, `${fileOrigin} roles[${index}]`, tokenSourceKind),
       ...opt('tokenFile', r.tokenFile, `${fileOrigin} roles[${index}]`, tokenFile),
+      ...opt<'tokenCommand', readonly string[]>('tokenCommand', r.tokenCommand, `${fileOrigin} roles[${index}]`, tokenCommand),
+      ...opt('tokenAudience', r.tokenAudience, `${fileOrigin} roles[${index}]`, audience),
       ...opt('sessionName', r.sessionName, `${fileOrigin} roles[${index}]`, sessionName),
       ...opt('durationSeconds', r.durationSeconds, `${fileOrigin} roles[${index}]`, durationSeconds),
       ...opt('region', r.region, `${fileOrigin} roles[${index}]`, region),
@@ -160,7 +225,22 @@ export function loadConfig(inputs: LoadInputs): Config {
   } else {
     const roleArn = pick([flags['role-arn'], '--role-arn'], [env['AWS_ROLE_ARN'], 'env AWS_ROLE_ARN']);
     const name = pick([flags['role-name'], '--role-name']);
-    rawRoles = [{ index: 0, origin: 'flags and environment', ...(roleArn ? { roleArn } : {}), ...(name ? { name } : {}), ...(tokenFile ? { tokenFile } : {}), ...(sessionName ? { sessionName } : {}), ...(durationSeconds ? { durationSeconds } : {}), ...(region ? { region } : {}), ...(stsEndpoint ? { stsEndpoint } : {}) }];
+    rawRoles = [
+      {
+        index: 0,
+        origin: 'flags and environment',
+        ...(roleArn ? { roleArn } : {}),
+        ...(name ? { name } : {}),
+        ...(tokenSourceKind ? { tokenSource: tokenSourceKind } : {}),
+        ...(tokenFile ? { tokenFile } : {}),
+        ...(tokenCommand ? { tokenCommand } : {}),
+        ...(audience ? { tokenAudience: audience } : {}),
+        ...(sessionName ? { sessionName } : {}),
+        ...(durationSeconds ? { durationSeconds } : {}),
+        ...(region ? { region } : {}),
+        ...(stsEndpoint ? { stsEndpoint } : {}),
+      },
+    ];
   }
 
   const roles: RoleConfig[] = [];
@@ -177,12 +257,27 @@ export function loadConfig(inputs: LoadInputs): Config {
     if (!/^[\w+=,.@-]{1,64}$/.test(name)) problems.add(field('name'), raw.name?.origin ?? raw.roleArn.origin, `role name "${clip(name)}" must be 1–64 characters of letters, digits and +=,.@_-`);
     else if (seenNames.has(name)) problems.add(field('name'), raw.name?.origin ?? raw.roleArn.origin, `role name "${name}" is used twice; give each role a distinct name`);
     seenNames.add(name);
-    if (!raw.tokenFile || raw.tokenFile.value.trim() === '') problems.add(field('tokenFile'), raw.tokenFile?.origin ?? raw.origin, 'no token file: set AWS_WEB_IDENTITY_TOKEN_FILE or --token-file');
+    if (raw.tokenFile && raw.tokenFile.value.trim() === '') problems.add(field('tokenFile'), raw.tokenFile.origin, 'is empty');
+    const detected = detectTokenSource({
+      kind: { value: (raw.tokenSource?.value ?? 'auto') as SourceKind, origin: raw.tokenSource?.origin ?? 'the default (auto)' },
+      ...(raw.tokenFile ? { tokenFile: { value: raw.tokenFile.value.trim(), origin: raw.tokenFile.origin } } : {}),
+      ...(raw.tokenCommand ? { tokenCommand: raw.tokenCommand } : {}),
+      commandTimeoutMs: commandTimeout?.value ?? DEFAULT_TOKEN_COMMAND_TIMEOUT_MS,
+      audience: raw.tokenAudience?.value ?? DEFAULT_TOKEN_AUDIENCE,
+      expirationSeconds: tokenExpiration?.value ?? DEFAULT_TOKEN_EXPIRATION_SECONDS,
+      env,
+      inCluster: inClusterOnce,
+      ...(pod ? { pod } : {}),
+    });
+    if ('problem' in detected) problems.add(field('tokenSource'), raw.tokenSource?.origin ?? 'auto-detection', `${detected.problem} (${ErrorCodes.TOKEN_SOURCE_NOT_FOUND.hint})`);
     const session = raw.sessionName?.value ?? deriveSessionName(inputs.hostname);
     if (!VALID_SESSION_NAME.test(session)) problems.add(field('sessionName'), raw.sessionName?.origin ?? 'derived', `"${clip(session)}" must be 2–64 characters of letters, digits and +=,.@_-`);
     const duration = raw.durationSeconds?.value;
     if (duration !== undefined && (!Number.isInteger(duration) || duration < 900 || duration > 43_200)) problems.add(field('durationSeconds'), raw.durationSeconds!.origin, `${duration} must be a whole number of seconds from 900 to 43200`);
-    const roleRegion = raw.region?.value ?? (raw.stsEndpoint ? 'us-east-1' : undefined);
+    // Without a region, the partition's home region: the STS endpoint there serves every account
+    // of the partition, so a pod on ACK or TKE needs nothing but the role ARN.
+    const partition = /^arn:(aws[a-z-]*):/.exec(raw.roleArn.value)?.[1];
+    const roleRegion = raw.region?.value ?? (partition ? PARTITION_DEFAULT_REGION[partition] : undefined);
     if (!roleRegion) problems.add(field('region'), raw.origin, 'no region: set AWS_REGION, --region, or region in the config file (the STS endpoint is regional)');
     else if (!/^[a-z]{2}(-[a-z]+)+-\d{1,2}$/.test(roleRegion)) problems.add(field('region'), raw.region?.origin ?? 'default', `"${clip(roleRegion)}" is not an AWS region name such as eu-west-1`);
     if (raw.stsEndpoint) {
@@ -193,7 +288,7 @@ export function loadConfig(inputs: LoadInputs): Config {
       name,
       roleArn: raw.roleArn.value,
       accountId: accountId ?? '',
-      tokenFile: raw.tokenFile?.value.trim() ?? '',
+      token: 'problem' in detected ? { source: { kind: 'file', path: '', platform: 'configured' }, reason: '', notes: [] } : detected,
       sessionName: session,
       region: roleRegion ?? '',
       ...(duration !== undefined ? { durationSeconds: duration } : {}),
@@ -339,6 +434,19 @@ function opt<K extends string, T>(key: K, value: T | undefined, origin: string, 
   if (value !== undefined) return { [key]: { value, origin } } as Record<K, Sourced<T>>;
   if (fallback) return { [key]: fallback } as Record<K, Sourced<T>>;
   return {};
+}
+
+/** `--token-command` is a program path, or a JSON array of program and arguments (never a shell line). */
+function parseCommandFlag(value: string | undefined): readonly string[] | undefined {
+  if (value === undefined) return undefined;
+  const trimmed = value.trim();
+  if (!trimmed.startsWith('[')) return trimmed === '' ? [] : [trimmed];
+  try {
+    const parsed: unknown = JSON.parse(trimmed);
+    return Array.isArray(parsed) && parsed.length > 0 && parsed.every((a) => typeof a === 'string' && a !== '') ? (parsed as string[]) : [];
+  } catch {
+    return [];
+  }
 }
 
 function numberFlag(value: string | undefined): number | undefined {

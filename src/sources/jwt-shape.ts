@@ -77,7 +77,9 @@ export function inspectJwt(token: string, nowWallMs: number, source: string): To
   if (typeof payload['sub'] === 'string') summary.sub = payload['sub'];
   const aud = payload['aud'];
   if (typeof aud === 'string' || (Array.isArray(aud) && aud.every((a) => typeof a === 'string'))) summary.aud = aud;
+  if (typeof payload['iat'] === 'number' && Number.isFinite(payload['iat'])) summary.iat = payload['iat'];
   if (typeof header['kid'] === 'string') summary.kid = header['kid'];
+  summary.alg = alg as string;
   return summary;
 }
 

@@ -17,7 +17,10 @@ export interface TokenClaimsSummary {
   readonly sub?: string;
   readonly aud?: string | string[];
   readonly exp: number;
+  /** Issued-at, when the token has one: compared with this host's clock to warn of skew. */
+  readonly iat?: number;
   readonly kid?: string;
+  readonly alg?: string;
 }
 
 export interface TokenSource {

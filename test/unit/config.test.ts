@@ -72,7 +72,11 @@ describe('loadConfig from the IRSA environment alone', () => {
         name: 'app',
         roleArn: ARN,
         accountId: '111122223333',
-        tokenFile: TOKEN_FILE,
+        token: {
+          source: { kind: 'file', path: TOKEN_FILE, platform: 'aws' },
+          reason: 'AWS_WEB_IDENTITY_TOKEN_FILE is set (EKS IRSA or a projected ServiceAccount token)',
+          notes: [],
+        },
         sessionName: 'crosscred-ip-10-0-0-1.eu-west-1.compute.internal',
         region: 'eu-west-1',
       },
@@ -153,7 +157,11 @@ describe('loadConfig precedence', () => {
         name: 'custom',
         roleArn: 'arn:aws:iam::999988887777:role/other',
         accountId: '999988887777',
-        tokenFile: '/tmp/token',
+        token: {
+          source: { kind: 'file', path: '/tmp/token', platform: 'configured' },
+          reason: 'the token file is named by --token-file',
+          notes: ['AWS_WEB_IDENTITY_TOKEN_FILE is set too, but not used.'],
+        },
         sessionName: 'from-flag',
         region: 'us-west-2',
         durationSeconds: 3600,
@@ -182,13 +190,14 @@ describe('loadConfig from a YAML file with several roles', () => {
 
   it('builds both roles, inheriting shared settings unless a role overrides them', () => {
     const config = load({ flags: { config: '/etc/crosscred.yaml' }, files, hostname: 'node-7' });
+    const fromFile = { source: { kind: 'file', path: '/var/run/token', platform: 'configured' }, reason: 'the token file is named by config file /etc/crosscred.yaml', notes: [] };
     expect(config.roles).toEqual([
-      { name: 'reader', roleArn: 'arn:aws:iam::111122223333:role/reader', accountId: '111122223333', tokenFile: '/var/run/token', sessionName: 'crosscred-node-7', region: 'eu-west-1' },
+      { name: 'reader', roleArn: 'arn:aws:iam::111122223333:role/reader', accountId: '111122223333', token: fromFile, sessionName: 'crosscred-node-7', region: 'eu-west-1' },
       {
         name: 'writer',
         roleArn: 'arn:aws:iam::444455556666:role/team/app-writer',
         accountId: '444455556666',
-        tokenFile: '/var/run/token',
+        token: fromFile,
         sessionName: 'crosscred-node-7',
         region: 'us-east-2',
         durationSeconds: 7200,
@@ -237,11 +246,11 @@ describe('loadConfig errors', () => {
     expect(configError({ env })).toMatch(/roleArn \(flags and environment\): no role to assume/);
   });
 
-  it('reports a missing region with the places to set it', () => {
+  it("defaults a missing region to the role partition's home region, so only the role ARN is needed", () => {
     const { AWS_REGION: _unused, ...env } = IRSA_ENV;
-    const message = configError({ env });
-    expect(message).toContain('region (flags and environment)');
-    expect(message).toContain('AWS_REGION');
+    expect(load({ env }).roles[0]!.region).toBe('us-east-1');
+    expect(load({ env: { ...env, AWS_ROLE_ARN: 'arn:aws-cn:iam::111122223333:role/app' } }).roles[0]!.region).toBe('cn-north-1');
+    expect(load({ env: { ...env, AWS_ROLE_ARN: 'arn:aws-us-gov:iam::111122223333:role/app' } }).roles[0]!.region).toBe('us-gov-west-1');
   });
 
   it('refuses a malformed region and names its origin', () => {

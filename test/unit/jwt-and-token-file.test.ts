@@ -94,6 +94,7 @@ describe('inspectJwt', () => {
       sub: 'system:serviceaccount:default:app',
       aud: 'sts.amazonaws.com',
       kid: 'key-1',
+      alg: 'ES256',
     });
   });
 

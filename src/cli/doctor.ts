@@ -1,0 +1,35 @@
+import { parseArgs } from 'node:util';
+import { diagnoseRole, formatReport, type Check } from '../advice/doctor.js';
+import { systemClock } from '../cache/clock.js';
+import type { ServeFlags } from '../config/load.js';
+import { CrosscredError } from '../errors.js';
+import { loadConfigForAdvice } from './role-config-for-advice.js';
+import { SERVE_OPTIONS } from './serve-options.js';
+
+const OPTIONS = {
+  ...SERVE_OPTIONS,
+  'no-exchange': { type: 'boolean' },
+  'timeout-ms': { type: 'string' },
+} as const;
+
+/** `crosscred doctor`: exit 0 when the chain can work, 1 when it cannot. */
+export async function runDoctor(args: string[]): Promise<number> {
+  const { values } = parseArgs({ args, options: OPTIONS, strict: true, allowPositionals: false });
+  const timeoutMs = Number(values['timeout-ms'] ?? 5000);
+  const preamble: Check[] = [];
+  let loaded;
+  try {
+    loaded = loadConfigForAdvice(values as ServeFlags);
+  } catch (err) {
+    if (!(err instanceof CrosscredError)) throw err;
+    preamble.push({ status: 'fail', title: 'the configuration is not valid', detail: err.message, fix: err.hint });
+    process.stdout.write(formatReport([], preamble));
+    return 1;
+  }
+  const reports = [];
+  for (const role of loaded.config.roles) {
+    reports.push(await diagnoseRole(loaded.config, role, { clock: systemClock, exchange: !values['no-exchange'], timeoutMs: Number.isFinite(timeoutMs) ? timeoutMs : 5000 }));
+  }
+  process.stdout.write(formatReport(reports, preamble));
+  return reports.some((r) => r.checks.some((c) => c.status === 'fail')) ? 1 : 0;
+}

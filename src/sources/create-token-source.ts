@@ -1,0 +1,32 @@
+import type { Clock } from '../cache/clock.js';
+import type { TokenSourceConfig } from '../config/config.js';
+import { ExecTokenSource } from './exec-token-source.js';
+import { FileTokenSource } from './file-token-source.js';
+import { KubernetesTokenSource } from './kubernetes-token-source.js';
+import type { TokenSource } from './token-source.js';
+
+/** Time allowed for one TokenRequest to the Kubernetes API server (connect and answer), in ms. */
+const KUBERNETES_REQUEST_TIMEOUT_MS = 10_000;
+
+/** The token source a role's configuration describes. */
+export function createTokenSource(config: TokenSourceConfig, clock: Clock): TokenSource & { close?(): unknown } {
+  switch (config.kind) {
+    case 'file':
+      return new FileTokenSource(config.path, clock);
+    case 'exec':
+      return new ExecTokenSource(config.argv, config.timeoutMs, clock);
+    case 'kubernetes':
+      return new KubernetesTokenSource({
+        apiServer: config.apiServer,
+        caFile: config.caFile,
+        serviceAccountTokenFile: config.serviceAccountTokenFile,
+        namespace: config.namespace,
+        serviceAccount: config.serviceAccount,
+        audience: config.audience,
+        expirationSeconds: config.expirationSeconds,
+        ...(config.pod ? { pod: config.pod } : {}),
+        requestTimeoutMs: KUBERNETES_REQUEST_TIMEOUT_MS,
+        clock,
+      });
+  }
+}

@@ -1,0 +1,113 @@
+import { spawn } from 'node:child_process';
+import { basename } from 'node:path';
+import { CrosscredError } from '../errors.js';
+import type { Clock } from '../cache/clock.js';
+import { inspectJwt, STS_MAX_TOKEN_LENGTH } from './jwt-shape.js';
+import type { TokenSource, WebIdentityToken } from './token-source.js';
+
+/** Output read at most: a token STS accepts in a JSON envelope, with room. More is not a token. */
+const MAX_STDOUT_BYTES = STS_MAX_TOKEN_LENGTH + 4096;
+/** stderr kept for the error message. */
+const MAX_STDERR_BYTES = 2048;
+/** Anything on stderr that looks like a JWT is masked before it reaches a message. */
+const JWT_LIKE = /eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*\.?[A-Za-z0-9_-]*/g;
+
+/**
+ * A program that prints the token: a vendor CLI, a script that asks a local agent. It runs with
+ * an argument vector and no shell, within a time limit and an output limit, on every exchange.
+ * It prints either the compact JWT, or JSON `{"token": "...", "expiration": "<ISO 8601> | <epoch s>"}`.
+ */
+export class ExecTokenSource implements TokenSource {
+  readonly description: string;
+  readonly #name: string;
+
+  constructor(
+    private readonly argv: readonly string[],
+    private readonly timeoutMs: number,
+    private readonly clock: Clock,
+  ) {
+    this.#name = basename(argv[0] ?? '');
+    this.description = `token command ${argv[0] ?? ''}`;
+  }
+
+  async getToken(): Promise<WebIdentityToken> {
+    const { stdout } = await this.#run();
+    let token = stdout.trim();
+    let declaredExpiry: number | undefined;
+    if (token.startsWith('{')) {
+      ({ token, declaredExpiry } = this.#parseEnvelope(token));
+    }
+    const claims = inspectJwt(token, this.clock.wallNow(), this.description);
+    const jwtExpiry = claims.exp * 1000;
+    // The token is good until the earlier of what the program says and what the JWT says.
+    return { token, expiresAtWall: declaredExpiry !== undefined ? Math.min(declaredExpiry, jwtExpiry) : jwtExpiry, claims };
+  }
+
+  #parseEnvelope(text: string): { token: string; declaredExpiry: number | undefined } {
+    let data: unknown;
+    try {
+      data = JSON.parse(text);
+    } catch {
+      throw this.#fail('printed something that starts like JSON but is not JSON');
+    }
+    const envelope = (data ?? {}) as { token?: unknown; expiration?: unknown };
+    if (typeof envelope.token !== 'string') throw this.#fail('printed JSON without a string "token" field');
+    const exp = envelope.expiration;
+    let declaredExpiry: number | undefined;
+    if (typeof exp === 'number' && Number.isFinite(exp)) declaredExpiry = exp * 1000;
+    else if (typeof exp === 'string' && Number.isFinite(Date.parse(exp))) declaredExpiry = Date.parse(exp);
+    else if (exp !== undefined && exp !== null) throw this.#fail('printed an "expiration" that is neither an ISO 8601 time nor epoch seconds');
+    return { token: envelope.token.trim(), declaredExpiry };
+  }
+
+  #run(): Promise<{ stdout: string }> {
+    return new Promise((resolve, reject) => {
+      const child = spawn(this.argv[0]!, this.argv.slice(1), { shell: false, stdio: ['ignore', 'pipe', 'pipe'] });
+      const out: Buffer[] = [];
+      const err: Buffer[] = [];
+      let outBytes = 0;
+      let errBytes = 0;
+      let failure: CrosscredError | undefined;
+      const stop = (reason: CrosscredError) => {
+        failure ??= reason;
+        child.kill('SIGKILL');
+      };
+      const timer = this.clock.setTimeout(() => stop(this.#fail(`did not finish within ${this.timeoutMs} ms`)), this.timeoutMs);
+      child.stdout.on('data', (chunk: Buffer) => {
+        outBytes += chunk.length;
+        if (outBytes > MAX_STDOUT_BYTES) stop(this.#fail(`printed more than ${MAX_STDOUT_BYTES} bytes`));
+        else out.push(chunk);
+      });
+      child.stderr.on('data', (chunk: Buffer) => {
+        if (errBytes < MAX_STDERR_BYTES) err.push(chunk.subarray(0, MAX_STDERR_BYTES - errBytes));
+        errBytes += chunk.length;
+      });
+      child.once('error', (e: NodeJS.ErrnoException) => {
+        this.clock.clearTimeout(timer);
+        reject(this.#fail(`could not be started (${e.code ?? e.message})`));
+      });
+      child.once('close', (code, signal) => {
+        this.clock.clearTimeout(timer);
+        if (failure) return reject(failure);
+        if (code !== 0) {
+          const stderr = shownStderr(Buffer.concat(err).toString('utf8'));
+          return reject(this.#fail(`exited with ${code === null ? `signal ${signal}` : `code ${code}`}${stderr ? `; stderr: ${stderr}` : ''}`));
+        }
+        resolve({ stdout: Buffer.concat(out).toString('utf8') });
+      });
+    });
+  }
+
+  #fail(what: string): CrosscredError {
+    return new CrosscredError('TOKEN_COMMAND_FAILED', `token command ${this.#name} ${what}`);
+  }
+}
+
+/** stderr as one readable line: control characters removed, JWT-like strings masked, bounded. */
+function shownStderr(text: string): string {
+  return text
+    .replace(JWT_LIKE, '[jwt]')
+    .replace(/[\u0000-\u001f\u007f]+/g, ' ')
+    .trim()
+    .slice(0, 500);
+}

@@ -1,0 +1,91 @@
+import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { generateKeyPair, SignJWT } from 'jose';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { systemClock } from '../../src/cache/clock.js';
+import { CrosscredError } from '../../src/errors.js';
+import { ExecTokenSource } from '../../src/sources/exec-token-source.js';
+
+/** Real programs (node scripts with a shebang, run without a shell) printing tokens or failing. */
+let dir: string;
+let jwt: string;
+const expSeconds = Math.floor(Date.now() / 1000) + 3600;
+
+async function program(name: string, body: string): Promise<string> {
+  const path = join(dir, name);
+  await writeFile(path, `#!${process.execPath}\n${body}\n`);
+  await chmod(path, 0o755);
+  return path;
+}
+
+async function failure(source: ExecTokenSource): Promise<CrosscredError> {
+  try {
+    await source.getToken();
+  } catch (err) {
+    expect(err).toBeInstanceOf(CrosscredError);
+    expect((err as CrosscredError).code).toBe('CROSSCRED_ERR_TOKEN_COMMAND_FAILED');
+    return err as CrosscredError;
+  }
+  throw new Error('the command was accepted');
+}
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'crosscred-exec-'));
+  const { privateKey } = await generateKeyPair('ES256');
+  jwt = await new SignJWT({}).setProtectedHeader({ alg: 'ES256', kid: 'k' }).setIssuer('https://issuer.example').setSubject('vm:i-123').setAudience('sts.amazonaws.com').setExpirationTime(expSeconds).sign(privateKey);
+});
+afterAll(() => rm(dir, { recursive: true, force: true }));
+
+describe('exec token source', () => {
+  it('takes a bare JWT from stdout, trimmed, and passes arguments without a shell', async () => {
+    const path = await program('print-token', `if (process.argv[2] !== 'a b;c' || process.argv[3] !== '$HOME') process.exit(3); process.stdout.write('\\n ${jwt}\\n');`);
+    const token = await new ExecTokenSource([path, 'a b;c', '$HOME'], 5000, systemClock).getToken();
+    expect(token.token).toBe(jwt);
+    expect(token.expiresAtWall).toBe(expSeconds * 1000);
+    expect(token.claims).toMatchObject({ iss: 'https://issuer.example', sub: 'vm:i-123' });
+  });
+
+  it('takes JSON {token, expiration} and keeps the earlier of the two expiries', async () => {
+    const early = new Date(Date.now() + 600_000).toISOString();
+    const iso = await program('json-iso', `console.log(JSON.stringify({ token: ${JSON.stringify(jwt)}, expiration: ${JSON.stringify(early)} }))`);
+    expect((await new ExecTokenSource([iso], 5000, systemClock).getToken()).expiresAtWall).toBe(Date.parse(early));
+    const late = await program('json-epoch', `console.log(JSON.stringify({ token: ${JSON.stringify(jwt)}, expiration: ${expSeconds + 9999} }))`);
+    expect((await new ExecTokenSource([late], 5000, systemClock).getToken()).expiresAtWall).toBe(expSeconds * 1000);
+  });
+
+  it('names the command and shows its stderr on a non-zero exit, masking anything JWT-like', async () => {
+    const path = await program('fail', `process.stderr.write('cannot reach the metadata server\\nleaked ${jwt}\\n'); process.exit(7);`);
+    const err = await failure(new ExecTokenSource([path], 5000, systemClock));
+    expect(err.message).toContain('token command fail exited with code 7');
+    expect(err.message).toContain('cannot reach the metadata server');
+    expect(err.message).not.toContain(jwt.split('.')[1]!);
+    expect(err.message).toContain('[jwt]');
+  });
+
+  it('kills a command that hangs past the time limit', async () => {
+    const path = await program('hang', 'setInterval(() => {}, 1000);');
+    const err = await failure(new ExecTokenSource([path], 300, systemClock));
+    expect(err.message).toContain('did not finish within 300 ms');
+  });
+
+  it('stops a command that prints too much', async () => {
+    const path = await program('flood', "const chunk = 'x'.repeat(65536); const write = () => process.stdout.write(chunk, write); write();");
+    const err = await failure(new ExecTokenSource([path], 5000, systemClock));
+    expect(err.message).toMatch(/printed more than \d+ bytes/);
+  });
+
+  it('refuses garbage and JSON without a token, and never sends them', async () => {
+    const garbage = await program('garbage', "console.log('hello, I am not a token')");
+    await expect(new ExecTokenSource([garbage], 5000, systemClock).getToken()).rejects.toMatchObject({ code: 'CROSSCRED_ERR_TOKEN_NOT_JWT' });
+    const noToken = await program('no-token', "console.log(JSON.stringify({ access_token: 'x' }))");
+    expect((await failure(new ExecTokenSource([noToken], 5000, systemClock))).message).toContain('without a string "token" field');
+    const badExp = await program('bad-exp', `console.log(JSON.stringify({ token: ${JSON.stringify(jwt)}, expiration: 'soon' }))`);
+    expect((await failure(new ExecTokenSource([badExp], 5000, systemClock))).message).toContain('"expiration"');
+  });
+
+  it('says when the program cannot be started', async () => {
+    const err = await failure(new ExecTokenSource([join(dir, 'does-not-exist')], 5000, systemClock));
+    expect(err.message).toContain('could not be started (ENOENT)');
+  });
+});
