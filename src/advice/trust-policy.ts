@@ -85,7 +85,8 @@ export function formatTrustPolicyText(advice: TrustPolicyAdvice, roleName: strin
   const role = roleName ?? '<ROLE_NAME>';
   const lines = [
     '# 1. Register the token issuer as an IAM OIDC identity provider (once per issuer and account).',
-    '#    IAM fetches the issuer\'s TLS certificate thumbprint itself when none is given.',
+    '#    IAM fetches the issuer\'s TLS certificate thumbprint itself when none is given (older AWS CLIs,',
+    '#    such as Debian\'s 2.9, still insist on --thumbprint-list).',
     shellJoin(advice.createProviderCommand),
     '',
     '# 2. Save the trust policy below as trust-policy.json, then attach it to the role:',

@@ -1,4 +1,5 @@
-import { createServer, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { exportJWK, generateKeyPair, SignJWT, type JWK } from 'jose';
 
@@ -22,13 +23,14 @@ export class DemoOidcIssuer {
     this.#kid = kid;
   }
 
-  static async start(options: { host?: string; port?: number } = {}): Promise<DemoOidcIssuer> {
+  /** `tls`: serve HTTPS with this PEM key and certificate, as IAM requires of real issuers. */
+  static async start(options: { host?: string; port?: number; tls?: { key: string; cert: string } } = {}): Promise<DemoOidcIssuer> {
     const { publicKey, privateKey } = await generateKeyPair('ES256', { extractable: false });
     const kid = `demo-${Date.now().toString(36)}`;
     const jwk: JWK = { ...(await exportJWK(publicKey)), kid, alg: 'ES256', use: 'sig' };
     const host = options.host ?? '127.0.0.1';
     let issuerUrl = '';
-    const server = createServer((req, res) => {
+    const handler = (req: IncomingMessage, res: ServerResponse) => {
       const path = (req.url ?? '').split('?')[0];
       let body: unknown;
       if (req.method === 'GET' && path === '/.well-known/openid-configuration') {
@@ -47,13 +49,14 @@ export class DemoOidcIssuer {
         return;
       }
       res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(body));
-    });
+    };
+    const server = options.tls ? createHttpsServer({ key: options.tls.key, cert: options.tls.cert }, handler) : createServer(handler);
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(options.port ?? 0, host, resolve);
     });
     const port = (server.address() as AddressInfo).port;
-    issuerUrl = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
+    issuerUrl = `${options.tls ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${port}`;
     return new DemoOidcIssuer(server, issuerUrl, privateKey, kid);
   }
 

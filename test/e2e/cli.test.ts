@@ -1,21 +1,6 @@
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { SERVE_OPTIONS } from '../../src/cli/serve-options.js';
-import { CLI } from '../support/chain.js';
-
-const run = promisify(execFile);
-
-/** Runs the built `crosscred` binary; resolves with exit code and output, never throws on a non-zero exit. */
-async function crosscred(args: string[], env: Record<string, string> = {}, timeout = 20_000) {
-  try {
-    const { stdout, stderr } = await run(process.execPath, [CLI, ...args], { env: { PATH: process.env['PATH'] ?? '', ...env }, timeout });
-    return { code: 0, stdout, stderr };
-  } catch (err) {
-    const e = err as { code?: number; stdout?: string; stderr?: string };
-    return { code: typeof e.code === 'number' ? e.code : -1, stdout: e.stdout ?? '', stderr: e.stderr ?? '' };
-  }
-}
+import { crosscred } from '../support/run-cli.js';
 
 describe('crosscred command line', () => {
   it('explains every command in --help', async () => {
@@ -37,12 +22,12 @@ describe('crosscred command line', () => {
   });
 
   it('stops on invalid configuration with exit code 78 and a coded message naming every bad field and its origin', async () => {
-    const { code, stderr } = await crosscred(['serve', '--duration-seconds', '60', '--listen', 'nonsense'], { AWS_ROLE_ARN: 'arn:aws:iam::12:role/x', AWS_WEB_IDENTITY_TOKEN_FILE: '/tmp/t' });
+    const { code, stderr } = await crosscred(['serve', '--duration-seconds', '60', '--listen', 'nonsense', '--sts-endpoint', 'http://sts.example'], { AWS_ROLE_ARN: 'arn:aws:iam::12:role/x', AWS_WEB_IDENTITY_TOKEN_FILE: '/tmp/t' });
     expect(code).toBe(78);
     expect(stderr).toContain('CROSSCRED_ERR_CONFIG_INVALID');
     expect(stderr).toMatch(/roleArn \(env AWS_ROLE_ARN\)/);
     expect(stderr).toMatch(/durationSeconds \(--duration-seconds\)/);
-    expect(stderr).toMatch(/region .*no region/);
+    expect(stderr).toMatch(/stsEndpoint \(--sts-endpoint\): .*must use https/);
     expect(stderr).toMatch(/listen \(--listen\)/);
   });
 

@@ -1,12 +1,10 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { roleArn, spawnDaemon, startChain, waitUntilReady, type Chain, type DaemonProcess } from '../support/chain.js';
 import { clientAvailable, clientEnv, CLIENTS, runClient } from '../support/clients.js';
+import { startMoto } from '../support/moto.js';
 
 /**
  * An STS we did not write: moto_server. crosscred exchanges the token at moto, serves what moto
@@ -15,21 +13,19 @@ import { clientAvailable, clientEnv, CLIENTS, runClient } from '../support/clien
  * exchange and of the served credentials; the emulator's tests prove the verification.
  */
 let available = false;
-let moto: ChildProcess | undefined;
+let moto: { url: string; close(): void } | undefined;
 let motoUrl = '';
 let chain: Chain;
 let daemon: DaemonProcess | undefined;
 let home: string;
 
 beforeAll(async () => {
-  available = await clientAvailable(CLIENTS.motoServer, ['--help']);
-  if (!available) return;
+  moto = await startMoto();
+  available = moto !== undefined;
+  if (!moto) return;
+  motoUrl = moto.url;
   chain = await startChain();
   home = await mkdtemp(join(tmpdir(), 'crosscred-moto-home-'));
-  const port = await freePort();
-  moto = spawn(CLIENTS.motoServer, ['-H', '127.0.0.1', '-p', String(port)], { stdio: 'ignore' });
-  motoUrl = `http://127.0.0.1:${port}`;
-  await waitForHttp(motoUrl, 30_000);
   daemon = await spawnDaemon(
     ['--listen', '127.0.0.1:0', '--role-arn', roleArn('moto-app'), '--role-session-name', 'crosscred-e2e', '--token-file', chain.tokenFile, '--region', 'us-east-1', '--sts-endpoint', motoUrl, '--auth-token-file', join(chain.dir, 'auth')],
     { AWS_ACCESS_KEY_ID: '', AWS_SECRET_ACCESS_KEY: '' },
@@ -39,7 +35,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   if (daemon) expect(await daemon.stop()).toBe(0);
-  moto?.kill('SIGTERM');
+  moto?.close();
   await chain?.close();
   if (home) await rm(home, { recursive: true, force: true });
 });
@@ -64,27 +60,21 @@ describe('against moto_server as STS', () => {
   });
 });
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
+describe('crosscred trust-policy output, given to IAM (moto)', () => {
+  it('registers the provider with the printed command and creates a role with the printed policy', async (ctx) => {
+    if (!available) ctx.skip('moto_server is not installed');
+    if (!(await clientAvailable(CLIENTS.awsCliV1))) ctx.skip("the image's AWS CLI v1 is not installed");
+    const { crosscred } = await import('../support/run-cli.js');
+    const printed = await crosscred(['trust-policy', '--format', 'json', '--role-arn', roleArn('trusting'), '--token-file', chain.tokenFile], { HOME: home });
+    expect(printed.code).toBe(0);
+    const advice = JSON.parse(printed.stdout) as { createProviderCommand: string[]; oidcProvider: { arn: string }; trustPolicy: unknown };
+    // moto accepts any well-formed request here; this proves the printed command and JSON are what the CLI and IAM's API take.
+    const env = clientEnv(home, { AWS_ACCESS_KEY_ID: 'testing', AWS_SECRET_ACCESS_KEY: 'testing', AWS_DEFAULT_REGION: 'us-east-1' });
+    const [cli, ...args] = advice.createProviderCommand;
+    expect(cli).toBe('aws');
+    const created = JSON.parse(await runClient(CLIENTS.awsCliV1, [...args, '--endpoint-url', motoUrl, '--output', 'json'], env)) as { OpenIDConnectProviderArn: string };
+    expect(created.OpenIDConnectProviderArn.replace(/:\d{12}:/, ':111122223333:')).toBe(advice.oidcProvider.arn);
+    const role = JSON.parse(await runClient(CLIENTS.awsCliV1, ['iam', 'create-role', '--role-name', 'trusting', '--assume-role-policy-document', JSON.stringify(advice.trustPolicy), '--endpoint-url', motoUrl, '--output', 'json'], env)) as { Role: { AssumeRolePolicyDocument: unknown } };
+    expect(role.Role.AssumeRolePolicyDocument).toEqual(advice.trustPolicy);
   });
-}
-
-async function waitForHttp(url: string, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      const res = await request(url);
-      await res.body.dump();
-      return;
-    } catch {
-      if (Date.now() > deadline) throw new Error(`${url} did not answer within ${timeoutMs} ms`);
-      await new Promise((r) => setTimeout(r, 200));
-    }
-  }
-}
+});
