@@ -1,4 +1,5 @@
 /** The validated, frozen configuration every other part receives. Built only by config/load.ts. */
+import type { KubernetesTokenSourceOptions } from '../sources/kubernetes-token-source.js';
 
 /** Where a role's web-identity token comes from, as detected or chosen (see detect-token-source.ts). */
 export type TokenSourceConfig =
@@ -14,17 +15,7 @@ export type TokenSourceConfig =
       readonly argv: readonly string[];
       readonly timeoutMs: number;
     }
-  | {
-      readonly kind: 'kubernetes';
-      readonly apiServer: string;
-      readonly caFile: string;
-      readonly serviceAccountTokenFile: string;
-      readonly namespace: string;
-      readonly serviceAccount: string;
-      readonly audience: string;
-      readonly expirationSeconds: number;
-      readonly pod?: { readonly name: string; readonly uid: string };
-    };
+  | ({ readonly kind: 'kubernetes' } & Omit<KubernetesTokenSourceOptions, 'requestTimeoutMs' | 'clock'>);
 
 /** What detection chose and why, said at start-up and by `crosscred doctor`. */
 export interface TokenSourceChoice {

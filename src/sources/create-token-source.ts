@@ -16,17 +16,6 @@ export function createTokenSource(config: TokenSourceConfig, clock: Clock): Toke
     case 'exec':
       return new ExecTokenSource(config.argv, config.timeoutMs, clock);
     case 'kubernetes':
-      return new KubernetesTokenSource({
-        apiServer: config.apiServer,
-        caFile: config.caFile,
-        serviceAccountTokenFile: config.serviceAccountTokenFile,
-        namespace: config.namespace,
-        serviceAccount: config.serviceAccount,
-        audience: config.audience,
-        expirationSeconds: config.expirationSeconds,
-        ...(config.pod ? { pod: config.pod } : {}),
-        requestTimeoutMs: KUBERNETES_REQUEST_TIMEOUT_MS,
-        clock,
-      });
+      return new KubernetesTokenSource({ ...config, requestTimeoutMs: KUBERNETES_REQUEST_TIMEOUT_MS, clock });
   }
 }
