@@ -17,9 +17,10 @@ export const ErrorCodes = {
   TOKEN_FILE_UNREADABLE: { status: 503, hint: 'check that the token file exists and is readable by crosscred' },
   TOKEN_TOO_LARGE: { status: 503, hint: 'the token file is not a JWT; check what writes it' },
   TOKEN_NOT_JWT: { status: 503, hint: 'the token file does not hold a complete JWT yet; it is retried shortly' },
-  TOKEN_EXPIRED: { status: 503, hint: 'the token in the file has expired; check that the kubelet or issuer still rotates it' },
+  TOKEN_EXPIRED: { status: 503, hint: 'check that whatever writes or issues the token still rotates it, and that this host\'s clock is right (NTP)' },
   TOKEN_SOURCE_NOT_FOUND: { status: 500, hint: 'set AWS_WEB_IDENTITY_TOKEN_FILE (or the ACK/TKE variable), --token-file, --token-command, or run in a Kubernetes pod; crosscred doctor explains what it looked for' },
   TOKEN_REQUEST_FAILED: { status: 503, hint: 'the Kubernetes API refused or failed the TokenRequest; check the pod\'s ServiceAccount may create serviceaccounts/token (RBAC) and the API server is reachable' },
+  TOKEN_UNTRUSTABLE: { status: 500, hint: 'IAM can trust only a token with an https issuer (iss), an audience (aud) and a subject (sub)' },
   TOKEN_COMMAND_FAILED: { status: 503, hint: 'run the --token-command by hand and check it prints a JWT, or JSON {"token","expiration"}, within the time limit' },
 
   // AWS STS.

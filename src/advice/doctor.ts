@@ -48,7 +48,7 @@ export async function diagnoseRole(config: Config, role: RoleConfig, options: Do
   const checks: Check[] = [];
   const add = (c: Check) => checks.push(c);
   const source = createTokenSource(role.token.source, options.clock);
-  add({ status: 'ok', title: `token source: ${source.description}`, detail: role.token.reason });
+  add({ status: 'info', title: `token source: ${source.description}`, detail: role.token.reason });
   for (const note of role.token.notes) add({ status: 'info', title: note });
 
   let claims: TokenClaimsSummary | undefined;
@@ -104,7 +104,7 @@ async function checkIssuer(claims: TokenClaimsSummary, config: Config, options: 
     return [{ status: 'fail', title: `the issuer ${claims.iss} is not a URL`, fix: 'STS needs an OIDC token with an https:// issuer' }];
   }
   if (issuer.protocol !== 'https:') {
-    checks.push({ status: 'fail', title: `the issuer ${claims.iss} is not HTTPS`, fix: 'AWS IAM accepts only https:// issuers; publish discovery and JWKS over HTTPS (crosscred issuer export-discovery, or the platform\'s public OIDC endpoint)' });
+    checks.push({ status: 'fail', title: `the issuer ${claims.iss} is not HTTPS`, fix: 'AWS IAM accepts only https:// issuers: the issuer must publish its discovery document and JWKS over public HTTPS (EKS, ACK and TKE each offer a public OIDC endpoint for this)' });
   } else if (isPrivateHost(issuer.hostname)) {
     checks.push({ status: 'warn', title: `the issuer's host ${issuer.hostname} looks private`, fix: 'AWS fetches the discovery document and JWKS over the public internet; a private address cannot work' });
   }
@@ -217,8 +217,11 @@ async function fetchJson(url: string, dispatcher: Dispatcher, timeoutMs: number)
     if (res.statusCode !== 200) return { error: `HTTP ${res.statusCode}` };
     return { value: JSON.parse(Buffer.concat(chunks).toString('utf8')) as unknown };
   } catch (err) {
-    const e = err as { code?: string; name?: string };
-    return { error: e instanceof SyntaxError ? 'not JSON' : (e.code ?? e.name ?? 'request failed') };
+    const e = err as { code?: unknown; name?: unknown };
+    if (e instanceof SyntaxError) return { error: 'not JSON' };
+    if (e.name === 'TimeoutError' || e.name === 'AbortError' || e.code === 'UND_ERR_HEADERS_TIMEOUT' || e.code === 'UND_ERR_BODY_TIMEOUT') return { error: `no answer within ${timeoutMs} ms` };
+    if (e.code === 'UND_ERR_CONNECT_TIMEOUT') return { error: `no connection within ${timeoutMs} ms` };
+    return { error: typeof e.code === 'string' ? e.code : typeof e.name === 'string' ? e.name : 'request failed' };
   }
 }
 
@@ -244,15 +247,23 @@ export function formatDuration(seconds: number): string {
   return `${sign}${h ? `${h} h ` : ''}${h || m ? `${m} min ` : ''}${s} s`.trim();
 }
 
+/**
+ * Claims, discovery fields and server messages come from elsewhere: control characters (terminal
+ * escape sequences) are shown as '?', so a hostile token or issuer cannot rewrite the screen.
+ */
+function printable(text: string): string {
+  return text.replace(/[\u0000-\u001f\u007f-\u009f]/g, '?');
+}
+
 const MARK: Record<CheckStatus, string> = { ok: '[ok]  ', warn: '[warn]', fail: '[FAIL]', info: '[info]' };
 
 /** The report as a person reads it on one screen. */
 export function formatReport(reports: readonly RoleReport[], preamble: readonly Check[]): string {
   const out: string[] = [];
   const line = (c: Check) => {
-    out.push(`  ${MARK[c.status]} ${c.title}`);
-    if (c.detail) for (const d of c.detail.split('\n')) out.push(`         ${d}`);
-    if (c.fix) out.push(`         fix: ${c.fix}`);
+    out.push(`  ${MARK[c.status]} ${printable(c.title)}`);
+    if (c.detail) for (const d of String(c.detail).split('\n')) out.push(`         ${printable(d)}`);
+    if (c.fix) out.push(`         fix: ${printable(c.fix)}`);
   };
   if (preamble.length > 0) {
     out.push('configuration');

@@ -54,6 +54,7 @@ export function trustPolicyFor(inputs: TrustPolicyInputs): TrustPolicyAdvice | {
   if (audiences.length === 0) return { problem: 'the token has no "aud" claim; IAM matches it against the provider\'s client IDs' };
 
   const notes: string[] = [];
+  if (issuer.port !== '') notes.push(`The issuer URL carries a port (${issuer.port}); IAM's OIDC provider URL must not, so a token with this issuer cannot be trusted as it is.`);
   if (issuer.protocol !== 'https:') notes.push(`The issuer ${claims.iss} is not HTTPS: IAM accepts only https:// issuers whose discovery document and JWKS it can fetch over the internet.`);
   // IAM's condition keys are the issuer without scheme and trailing slash.
   const providerPath = `${issuer.host}${issuer.pathname}`.replace(/\/+$/, '');

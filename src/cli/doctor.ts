@@ -16,6 +16,9 @@ const OPTIONS = {
 export async function runDoctor(args: string[]): Promise<number> {
   const { values } = parseArgs({ args, options: OPTIONS, strict: true, allowPositionals: false });
   const timeoutMs = Number(values['timeout-ms'] ?? 5000);
+  if (!Number.isInteger(timeoutMs) || timeoutMs < 100 || timeoutMs > 120_000) {
+    throw new CrosscredError('CONFIG_INVALID', '--timeout-ms must be a whole number of milliseconds from 100 to 120000');
+  }
   const preamble: Check[] = [];
   let loaded;
   try {
@@ -28,7 +31,7 @@ export async function runDoctor(args: string[]): Promise<number> {
   }
   const reports = [];
   for (const role of loaded.config.roles) {
-    reports.push(await diagnoseRole(loaded.config, role, { clock: systemClock, exchange: !values['no-exchange'], timeoutMs: Number.isFinite(timeoutMs) ? timeoutMs : 5000 }));
+    reports.push(await diagnoseRole(loaded.config, role, { clock: systemClock, exchange: !values['no-exchange'], timeoutMs }));
   }
   process.stdout.write(formatReport(reports, preamble));
   return reports.some((r) => r.checks.some((c) => c.status === 'fail')) ? 1 : 0;

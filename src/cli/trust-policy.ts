@@ -35,10 +35,11 @@ export async function runTrustPolicy(args: string[]): Promise<number> {
   } finally {
     await source.close?.();
   }
-  const partition = /^arn:(aws[a-z-]*):/.exec(role.roleArn)?.[1] ?? 'aws';
+  // The partition of the configured role; without one, the partition of the region.
+  const partition = roleConfigured ? (/^arn:(aws[a-z-]*):/.exec(role.roleArn)?.[1] ?? 'aws') : role.region.startsWith('cn-') ? 'aws-cn' : role.region.startsWith('us-gov-') ? 'aws-us-gov' : 'aws';
   const accountId = values['account-id'] ?? (roleConfigured ? role.accountId : undefined);
   const advice = trustPolicyFor({ claims, partition, ...(accountId ? { accountId } : {}), ...(values['sub-pattern'] !== undefined ? { subjectPattern: values['sub-pattern'] } : {}) });
-  if ('problem' in advice) throw new CrosscredError('TOKEN_NOT_JWT', `${source.description}: ${advice.problem}`);
+  if ('problem' in advice) throw new CrosscredError('TOKEN_UNTRUSTABLE', `${source.description}: ${advice.problem}`);
   const roleName = roleConfigured ? role.roleArn.split('/').pop() : undefined;
   process.stdout.write(format === 'json' ? `${JSON.stringify(advice, null, 2)}\n` : formatTrustPolicyText(advice, roleName));
   return 0;

@@ -181,7 +181,8 @@ export function loadConfig(inputs: LoadInputs): Config {
       return undefined;
     }
   };
-  const inClusterOnce = () => (inCluster ??= inClusterDefaults(env, readIfPresent, serviceAccountDir));
+  // The mounted files are read with the in-cluster module's own bounded reader, unless a test injects one.
+  const inClusterOnce = () => (inCluster ??= inClusterDefaults(env, inputs.readText ? readIfPresent : undefined, serviceAccountDir));
   const pod = podFromEnv(env);
   const sessionName = pick(
     [flags['role-session-name'], '--role-session-name'],
@@ -208,20 +209,26 @@ export function loadConfig(inputs: LoadInputs): Config {
     for (const flag of ['role-arn', 'role-name'] as const) {
       if (flags[flag] !== undefined) problems.add(`--${flag}`, 'flag', `cannot be combined with the roles listed in ${fileOrigin}; edit the file instead`);
     }
-    rawRoles = file.roles.map((r, index) => ({
-      index,
-      origin: `${fileOrigin} roles[${index}]`,
-      ...opt('name', r.name, `${fileOrigin} roles[${index}]`),
-      roleArn: { value: r.roleArn, origin: `${fileOrigin} roles[${index}]` },
-      ...opt('tokenSource', r.tokenSource, `${fileOrigin} roles[${index}]`, tokenSourceKind),
-      ...opt('tokenFile', r.tokenFile, `${fileOrigin} roles[${index}]`, tokenFile),
-      ...opt<'tokenCommand', readonly string[]>('tokenCommand', r.tokenCommand, `${fileOrigin} roles[${index}]`, tokenCommand),
-      ...opt('tokenAudience', r.tokenAudience, `${fileOrigin} roles[${index}]`, audience),
-      ...opt('sessionName', r.sessionName, `${fileOrigin} roles[${index}]`, sessionName),
-      ...opt('durationSeconds', r.durationSeconds, `${fileOrigin} roles[${index}]`, durationSeconds),
-      ...opt('region', r.region, `${fileOrigin} roles[${index}]`, region),
-      ...opt('stsEndpoint', r.stsEndpoint, `${fileOrigin} roles[${index}]`, stsEndpoint),
-    }));
+    rawRoles = file.roles.map((r, index) => {
+      // A role that says where its token comes from does not inherit the other kinds from the top
+      // level: a top-level tokenCommand must not override a role's own tokenFile.
+      const own = r.tokenSource !== undefined || r.tokenFile !== undefined || r.tokenCommand !== undefined;
+      const where = `${fileOrigin} roles[${index}]`;
+      return {
+        index,
+        origin: where,
+        ...opt('name', r.name, where),
+        roleArn: { value: r.roleArn, origin: where },
+        ...opt('tokenSource', r.tokenSource, where, own ? undefined : tokenSourceKind),
+        ...opt('tokenFile', r.tokenFile, where, own ? undefined : tokenFile),
+        ...opt<'tokenCommand', readonly string[]>('tokenCommand', r.tokenCommand, where, own ? undefined : tokenCommand),
+        ...opt('tokenAudience', r.tokenAudience, where, audience),
+        ...opt('sessionName', r.sessionName, where, sessionName),
+        ...opt('durationSeconds', r.durationSeconds, where, durationSeconds),
+        ...opt('region', r.region, where, region),
+        ...opt('stsEndpoint', r.stsEndpoint, where, stsEndpoint),
+      };
+    });
   } else {
     const roleArn = pick([flags['role-arn'], '--role-arn'], [env['AWS_ROLE_ARN'], 'env AWS_ROLE_ARN']);
     const name = pick([flags['role-name'], '--role-name']);

@@ -69,6 +69,7 @@ export class StsWebIdentityExchange implements CredentialExchange {
     } catch (err) {
       // STS says the JWT expired: the file has most likely been rotated since; read it again, once.
       if (classifyFailure(err).kind !== 'token-expired') throw err;
+      this.source.invalidate?.();
       return await this.#exchangeOnce();
     }
   }

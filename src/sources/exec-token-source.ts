@@ -31,46 +31,67 @@ export class ExecTokenSource implements TokenSource {
   }
 
   async getToken(): Promise<WebIdentityToken> {
-    const { stdout } = await this.#run();
+    const { stdout, stderr } = await this.#run();
     let token = stdout.trim();
     let declaredExpiry: number | undefined;
     if (token.startsWith('{')) {
-      ({ token, declaredExpiry } = this.#parseEnvelope(token));
+      ({ token, declaredExpiry } = this.#parseEnvelope(token, stderr));
     }
-    const claims = inspectJwt(token, this.clock.wallNow(), this.description);
+    let claims;
+    try {
+      claims = inspectJwt(token, this.clock.wallNow(), this.description);
+    } catch (err) {
+      // Output that is not a usable token: say so with the command's name and what it said on stderr.
+      const what = err instanceof CrosscredError ? err.message.replace(this.description, 'its output') : 'its output is not a JWT';
+      throw this.#fail(`printed no usable token (${what})${stderr ? `; stderr: ${stderr}` : ''}`);
+    }
     const jwtExpiry = claims.exp * 1000;
     // The token is good until the earlier of what the program says and what the JWT says.
     return { token, expiresAtWall: declaredExpiry !== undefined ? Math.min(declaredExpiry, jwtExpiry) : jwtExpiry, claims };
   }
 
-  #parseEnvelope(text: string): { token: string; declaredExpiry: number | undefined } {
+  #parseEnvelope(text: string, stderr: string): { token: string; declaredExpiry: number | undefined } {
+    const withStderr = (what: string) => this.#fail(`${what}${stderr ? `; stderr: ${stderr}` : ''}`);
     let data: unknown;
     try {
       data = JSON.parse(text);
     } catch {
-      throw this.#fail('printed something that starts like JSON but is not JSON');
+      throw withStderr('printed something that starts like JSON but is not JSON');
     }
     const envelope = (data ?? {}) as { token?: unknown; expiration?: unknown };
-    if (typeof envelope.token !== 'string') throw this.#fail('printed JSON without a string "token" field');
+    if (typeof envelope.token !== 'string') throw withStderr('printed JSON without a string "token" field');
     const exp = envelope.expiration;
     let declaredExpiry: number | undefined;
     if (typeof exp === 'number' && Number.isFinite(exp)) declaredExpiry = exp * 1000;
     else if (typeof exp === 'string' && Number.isFinite(Date.parse(exp))) declaredExpiry = Date.parse(exp);
-    else if (exp !== undefined && exp !== null) throw this.#fail('printed an "expiration" that is neither an ISO 8601 time nor epoch seconds');
+    else if (exp !== undefined && exp !== null) throw withStderr('printed an "expiration" that is neither an ISO 8601 time nor epoch seconds');
     return { token: envelope.token.trim(), declaredExpiry };
   }
 
-  #run(): Promise<{ stdout: string }> {
+  /**
+   * Runs the command in its own process group, so a time-out or an output flood kills everything
+   * it started (a script's `sleep`, a CLI's helpers), and settles as soon as that happens rather
+   * than when the last grandchild lets go of the pipes.
+   */
+  #run(): Promise<{ stdout: string; stderr: string }> {
     return new Promise((resolve, reject) => {
-      const child = spawn(this.argv[0]!, this.argv.slice(1), { shell: false, stdio: ['ignore', 'pipe', 'pipe'] });
+      const child = spawn(this.argv[0]!, this.argv.slice(1), { shell: false, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
       const out: Buffer[] = [];
       const err: Buffer[] = [];
       let outBytes = 0;
       let errBytes = 0;
-      let failure: CrosscredError | undefined;
+      let settled = false;
+      const settle = (outcome: () => void) => {
+        if (settled) return;
+        settled = true;
+        this.clock.clearTimeout(timer);
+        outcome();
+      };
       const stop = (reason: CrosscredError) => {
-        failure ??= reason;
-        child.kill('SIGKILL');
+        killGroup(child.pid);
+        child.stdout.destroy();
+        child.stderr.destroy();
+        settle(() => reject(reason));
       };
       const timer = this.clock.setTimeout(() => stop(this.#fail(`did not finish within ${this.timeoutMs} ms`)), this.timeoutMs);
       child.stdout.on('data', (chunk: Buffer) => {
@@ -82,24 +103,32 @@ export class ExecTokenSource implements TokenSource {
         if (errBytes < MAX_STDERR_BYTES) err.push(chunk.subarray(0, MAX_STDERR_BYTES - errBytes));
         errBytes += chunk.length;
       });
-      child.once('error', (e: NodeJS.ErrnoException) => {
-        this.clock.clearTimeout(timer);
-        reject(this.#fail(`could not be started (${e.code ?? e.message})`));
-      });
+      child.once('error', (e: NodeJS.ErrnoException) => settle(() => reject(this.#fail(`could not be started (${e.code ?? e.message})`))));
       child.once('close', (code, signal) => {
-        this.clock.clearTimeout(timer);
-        if (failure) return reject(failure);
+        const stderr = shownStderr(Buffer.concat(err).toString('utf8'));
         if (code !== 0) {
-          const stderr = shownStderr(Buffer.concat(err).toString('utf8'));
-          return reject(this.#fail(`exited with ${code === null ? `signal ${signal}` : `code ${code}`}${stderr ? `; stderr: ${stderr}` : ''}`));
+          settle(() => reject(this.#fail(`exited with ${code === null ? `signal ${signal}` : `code ${code}`}${stderr ? `; stderr: ${stderr}` : ''}`)));
+        } else {
+          settle(() => resolve({ stdout: Buffer.concat(out).toString('utf8'), stderr }));
         }
-        resolve({ stdout: Buffer.concat(out).toString('utf8') });
       });
+      // Anything the command left running once it exited is not waited for.
+      child.once('exit', () => killGroup(child.pid));
     });
   }
 
   #fail(what: string): CrosscredError {
     return new CrosscredError('TOKEN_COMMAND_FAILED', `token command ${this.#name} ${what}`);
+  }
+}
+
+/** SIGKILL to the command's whole process group (it leads its own: spawned detached). */
+function killGroup(pid: number | undefined): void {
+  if (pid === undefined) return;
+  try {
+    process.kill(-pid, 'SIGKILL');
+  } catch {
+    // Already gone.
   }
 }
 

@@ -111,6 +111,12 @@ export class KubernetesTokenSource implements TokenSource {
   #agent: { readonly ca: string; readonly dispatcher: Agent } | undefined;
   #closed = false;
 
+  /** STS said the token expired (a clock off, a token revoked): request a new one next time. */
+  invalidate(): void {
+    this.#cached = undefined;
+    this.#retryNotBeforeMono = undefined;
+  }
+
   constructor(options: KubernetesTokenSourceOptions) {
     this.#url = validateOptions(options);
     this.#options = options;

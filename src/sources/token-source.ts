@@ -31,4 +31,9 @@ export interface TokenSource {
    * Throws a CrosscredError (TOKEN_*) when no such token is available right now.
    */
   getToken(): Promise<WebIdentityToken>;
+  /**
+   * Forget any cached token, so the next getToken fetches a new one. Called when STS says the
+   * token expired. Sources that read fresh every time need not implement it.
+   */
+  invalidate?(): void;
 }

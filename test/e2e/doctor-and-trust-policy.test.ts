@@ -47,7 +47,7 @@ function env(extra: Record<string, string>): Record<string, string> {
 describe('crosscred doctor', () => {
   it('passes a healthy chain with an HTTPS issuer (exit 0), warning that a loopback issuer is not public', async () => {
     const { code, stdout } = await crosscred(['doctor', '--no-exchange'], env({ AWS_ROLE_ARN: roleArn('app'), AWS_WEB_IDENTITY_TOKEN_FILE: httpsTokenFile, NODE_EXTRA_CA_CERTS: caFile }));
-    expect(stdout).toContain(`[ok]   token source: token file ${httpsTokenFile}`);
+    expect(stdout).toContain(`[info] token source: token file ${httpsTokenFile}`);
     expect(stdout).toContain('AWS_WEB_IDENTITY_TOKEN_FILE is set (EKS IRSA or a projected ServiceAccount token)');
     expect(stdout).toContain(`iss ${httpsIssuer.url}`);
     expect(stdout).toContain(`sub ${SUBJECT}`);
@@ -94,6 +94,33 @@ describe('crosscred doctor', () => {
     const { stdout } = await crosscred(['doctor', '--no-exchange'], env({ AWS_ROLE_ARN: roleArn('app'), ALIBABA_CLOUD_OIDC_TOKEN_FILE: httpsTokenFile, ALIBABA_CLOUD_ROLE_ARN: 'acs:ram::1234:role/x', NODE_EXTRA_CA_CERTS: caFile }));
     expect(stdout).toContain('ALIBABA_CLOUD_OIDC_TOKEN_FILE is set (ACK RRSA)');
     expect(stdout).toMatch(/\[info\] ALIBABA_CLOUD_ROLE_ARN is set: the Alibaba RAM role for Alibaba STS/);
+  });
+
+  it('reports an issuer that accepts and never answers, within --timeout-ms, without losing the report', async () => {
+    const { createServer } = await import('node:net');
+    const silent = createServer(() => undefined);
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    try {
+      const { generateKeyPair, SignJWT } = await import('jose');
+      const { privateKey } = await generateKeyPair('ES256');
+      const iss = `http://127.0.0.1:${(silent.address() as { port: number }).port}`;
+      const token = await new SignJWT({}).setProtectedHeader({ alg: 'ES256', kid: 'k' }).setIssuer(iss).setSubject('s').setAudience('sts.amazonaws.com').setIssuedAt().setExpirationTime('1h').sign(privateKey);
+      const file = join(dir, 'silent-issuer-token');
+      await writeFile(file, token);
+      const { code, stdout } = await crosscred(['doctor', '--no-exchange', '--timeout-ms', '500', '--role-arn', roleArn('app'), '--token-file', file], env({}));
+      expect(stdout).toContain(`[FAIL] cannot fetch ${iss}/.well-known/openid-configuration`);
+      expect(stdout).toMatch(/no (answer|connection) within 500 ms/);
+      expect(stdout).toContain('The chain cannot work');
+      expect(code).toBe(1);
+    } finally {
+      silent.close();
+    }
+  });
+
+  it('refuses a --timeout-ms that is not a sane number', async () => {
+    const { code, stderr } = await crosscred(['doctor', '--timeout-ms=-1'], env({}));
+    expect(code).toBe(78);
+    expect(stderr).toContain('--timeout-ms must be a whole number');
   });
 
   it('reports a missing or truncated token file in plain words', async () => {

@@ -1,4 +1,4 @@
-import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { generateKeyPair, SignJWT } from 'jose';
@@ -69,15 +69,31 @@ describe('exec token source', () => {
     expect(err.message).toContain('did not finish within 300 ms');
   });
 
+  it('kills what the command started too, and does not wait for it', async () => {
+    const pidFile = join(dir, 'grandchild.pid');
+    // A script whose own child holds stdout open far longer than the limit, as `sh -c 'sleep 60'` would.
+    const path = await program('spawns', `const { spawn } = require('node:child_process'); const c = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 60000)'], { stdio: 'inherit' }); require('node:fs').writeFileSync(${JSON.stringify(pidFile)}, String(c.pid));`);
+    // Not a timing assertion: if the grandchild were waited for, this would outlast the test's own 30 s limit.
+    const err = await failure(new ExecTokenSource([path], 500, systemClock));
+    expect(err.message).toContain('did not finish within 500 ms');
+    const grandchild = Number(await readFile(pidFile, 'utf8'));
+    await new Promise((r) => setTimeout(r, 100));
+    // Gone, or a zombie waiting for whoever inherited it to reap it: either way it no longer runs.
+    const state = await readFile(`/proc/${grandchild}/status`, 'utf8').then((t) => /^State:\s+(\S)/m.exec(t)?.[1], () => 'gone');
+    expect(['gone', 'Z']).toContain(state);
+  });
+
   it('stops a command that prints too much', async () => {
     const path = await program('flood', "const chunk = 'x'.repeat(65536); const write = () => process.stdout.write(chunk, write); write();");
     const err = await failure(new ExecTokenSource([path], 5000, systemClock));
     expect(err.message).toMatch(/printed more than \d+ bytes/);
   });
 
-  it('refuses garbage and JSON without a token, and never sends them', async () => {
-    const garbage = await program('garbage', "console.log('hello, I am not a token')");
-    await expect(new ExecTokenSource([garbage], 5000, systemClock).getToken()).rejects.toMatchObject({ code: 'CROSSCRED_ERR_TOKEN_NOT_JWT' });
+  it('refuses garbage and JSON without a token, naming the command and showing its stderr', async () => {
+    const garbage = await program('garbage', "console.log('hello, I am not a token'); console.error('warning: using the fallback profile')");
+    const err = await failure(new ExecTokenSource([garbage], 5000, systemClock));
+    expect(err.message).toContain('token command garbage printed no usable token');
+    expect(err.message).toContain('stderr: warning: using the fallback profile');
     const noToken = await program('no-token', "console.log(JSON.stringify({ access_token: 'x' }))");
     expect((await failure(new ExecTokenSource([noToken], 5000, systemClock))).message).toContain('without a string "token" field');
     const badExp = await program('bad-exp', `console.log(JSON.stringify({ token: ${JSON.stringify(jwt)}, expiration: 'soon' }))`);

@@ -379,3 +379,12 @@ describe('addresses and endpoints that would leak credentials', () => {
     expect(load({ env: { ...IRSA_ENV, HTTPS_PROXY: '', https_proxy: 'http://p:1' } }).sts.httpsProxy).toBe('http://p:1');
   });
 });
+
+describe('token settings in a config file', () => {
+  it('lets a role that names its own token source inherit none of the top-level kinds', () => {
+    const yaml = 'region: eu-west-1\ntokenCommand: ["/usr/bin/get-token"]\nroles:\n  - name: a\n    roleArn: arn:aws:iam::111122223333:role/a\n  - name: b\n    roleArn: arn:aws:iam::111122223333:role/b\n    tokenFile: /var/run/b-token\nlisten: ["127.0.0.1:8170=a"]\n';
+    const config = load({ flags: { config: '/c.yaml' }, files: { '/c.yaml': yaml } });
+    expect(config.roles[0]!.token.source).toEqual({ kind: 'exec', argv: ['/usr/bin/get-token'], timeoutMs: 10_000 });
+    expect(config.roles[1]!.token.source).toEqual({ kind: 'file', path: '/var/run/b-token', platform: 'configured' });
+  });
+});
