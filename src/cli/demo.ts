@@ -25,7 +25,7 @@ const TOKEN_ROTATE_MS = TOKEN_TTL_SECONDS * 800;
 export async function runDemo(args: string[]): Promise<number> {
   const { values } = parseArgs({
     args,
-    options: { listen: { type: 'string' }, 'admin-listen': { type: 'string' }, check: { type: 'boolean' }, 'log-level': { type: 'string' } },
+    options: { listen: { type: 'string', multiple: true }, 'admin-listen': { type: 'string' }, check: { type: 'boolean' }, 'log-level': { type: 'string' } },
     strict: true,
     allowPositionals: false,
   });
@@ -53,7 +53,7 @@ export async function runDemo(args: string[]): Promise<number> {
       region: 'us-east-1',
       'sts-endpoint': sts.url,
       'auth-token-file': authTokenFile,
-      ...(values.listen ? { listen: [values.listen] } : {}),
+      ...(values.listen?.length ? { listen: values.listen } : {}),
       ...(values['admin-listen'] ? { 'admin-listen': values['admin-listen'] } : {}),
       ...(values['log-level'] ? { 'log-level': values['log-level'] } : {}),
     },

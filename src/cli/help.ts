@@ -14,6 +14,9 @@ Commands:
                         what is wrong and how to fix it.
   trust-policy          Print what AWS needs to accept this host's token: the IAM OIDC
                         provider command and the role trust policy.
+  net-setup up|down     Put 169.254.169.254 (and 169.254.170.2) on a local interface so serve
+                        can listen there and SDKs find it with no configuration (root).
+  wait-ready            Wait until a running daemon's /readyz says ready (systemd ExecStartPost).
   demo                  Run the whole chain on this machine: an embedded OIDC issuer, an STS
                         emulator that verifies the token, and the daemon; prints the environment
                         that points an SDK at it.
@@ -109,7 +112,7 @@ token's signature, issuer, audience, expiry and subject, and 'crosscred serve' e
 Prints the environment variables that point an AWS SDK or the AWS CLI at the daemon, then serves
 until Ctrl-C.
 
-  --listen HOST:PORT          Credential endpoints (default 127.0.0.1:8170).
+  --listen HOST:PORT          Credential endpoints (default 127.0.0.1:8170); repeatable.
   --admin-listen HOST:PORT    Admin endpoints (default 127.0.0.1:8171).
   --check                     Fetch credentials once through both endpoints, print the result and exit.
 `;
@@ -139,4 +142,23 @@ Reads the token the way 'crosscred serve' would and prints what the AWS side nee
                               'system:serviceaccount:payments:*', instead of the token's exact sub.
   --account-id N              The role's account, when no --role-arn is configured.
   --role NAME                 With several roles in --config, the one to print for.
+`;
+
+export const NET_SETUP_HELP = `Usage: crosscred net-setup up|down [--interface NAME] [--container-address] [--address CIDR]... [--hop-limit]
+
+Puts the metadata addresses on this host (up) or removes them (down), idempotently: run it as
+ExecStartPre/ExecStopPost of the systemd unit. Needs root (CAP_NET_ADMIN) and iproute2.
+
+  --interface NAME            Dummy link to create (default crosscred0); where the kernel has no
+                              dummy links, the loopback is used instead.
+  --container-address         Also 169.254.170.2/32, for the container-credentials endpoint.
+  --address CIDR              Exactly these addresses instead (repeatable).
+  --hop-limit                 Also an nftables rule: replies from these addresses leave with TTL 1,
+                              like the IMDSv2 hop limit (needs nft).
+`;
+
+export const WAIT_READY_HELP = `Usage: crosscred wait-ready [--admin URL] [--timeout-ms N]
+
+Polls URL/readyz (default http://127.0.0.1:8171) until it answers 200: exit 0; exit 1 after
+--timeout-ms (default 60000) with the roles' last errors.
 `;

@@ -2,8 +2,11 @@
 import { CrosscredError } from '../errors.js';
 import { runCredentialProcess } from './credential-process.js';
 import { runDemo } from './demo.js';
+import { EXIT_CONFIG, EXIT_USAGE } from './exit-codes.js';
+import { runNetSetup } from './net-setup.js';
+import { runWaitReady } from './wait-ready.js';
 import { runDoctor } from './doctor.js';
-import { CREDENTIAL_PROCESS_HELP, DEMO_HELP, DOCTOR_HELP, MAIN_HELP, SERVE_HELP, TRUST_POLICY_HELP } from './help.js';
+import { CREDENTIAL_PROCESS_HELP, DEMO_HELP, DOCTOR_HELP, MAIN_HELP, NET_SETUP_HELP, SERVE_HELP, TRUST_POLICY_HELP, WAIT_READY_HELP } from './help.js';
 import { runServe } from './serve.js';
 import { runTrustPolicy } from './trust-policy.js';
 
@@ -12,9 +15,6 @@ import { runTrustPolicy } from './trust-policy.js';
 // alarm operators; the pin and its reason are documented in the README.
 process.env['AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED'] ??= 'true';
 
-/** sysexits.h EX_CONFIG: systemd's RestartPreventExitStatus=78 stops restarting a misconfigured unit. */
-export const EXIT_CONFIG = 78;
-export const EXIT_USAGE = 2;
 
 const COMMANDS: Record<string, { help: string; run: (args: string[]) => Promise<number> }> = {
   serve: { help: SERVE_HELP, run: runServe },
@@ -22,6 +22,8 @@ const COMMANDS: Record<string, { help: string; run: (args: string[]) => Promise<
   demo: { help: DEMO_HELP, run: runDemo },
   doctor: { help: DOCTOR_HELP, run: runDoctor },
   'trust-policy': { help: TRUST_POLICY_HELP, run: runTrustPolicy },
+  'net-setup': { help: NET_SETUP_HELP, run: runNetSetup },
+  'wait-ready': { help: WAIT_READY_HELP, run: runWaitReady },
 };
 
 async function main(argv: string[]): Promise<number> {

@@ -1,0 +1,42 @@
+import { parseArgs } from 'node:util';
+import { linkLocalDown, linkLocalUp } from '../host/link-local-addresses.js';
+import { EXIT_USAGE } from './exit-codes.js';
+
+export const IMDS_ADDRESS = '169.254.169.254/32';
+export const CONTAINER_ADDRESS = '169.254.170.2/32';
+
+/** `crosscred net-setup up|down`: the metadata addresses on a local interface (run as root, before and after serve). */
+export async function runNetSetup(args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args,
+    options: {
+      interface: { type: 'string' },
+      address: { type: 'string', multiple: true },
+      'container-address': { type: 'boolean' },
+      'hop-limit': { type: 'boolean' },
+    },
+    strict: true,
+    allowPositionals: true,
+  });
+  const action = positionals[0];
+  if ((action !== 'up' && action !== 'down') || positionals.length !== 1) {
+    process.stderr.write("crosscred net-setup: say 'up' or 'down'\nRun 'crosscred net-setup --help' for the options.\n");
+    return EXIT_USAGE;
+  }
+  const addresses = values.address?.length ? values.address : [IMDS_ADDRESS, ...(values['container-address'] ? [CONTAINER_ADDRESS] : [])];
+  for (const a of addresses) {
+    if (!/^\d{1,3}(\.\d{1,3}){3}\/\d{1,2}$/.test(a)) {
+      process.stderr.write(`crosscred net-setup: ${JSON.stringify(a)} is not an IPv4 address with a prefix length, like ${IMDS_ADDRESS}\n`);
+      return EXIT_USAGE;
+    }
+  }
+  const options = {
+    interfaceName: values.interface ?? 'crosscred0',
+    addresses,
+    hopLimit: values['hop-limit'] ?? false,
+    log: (line: string) => process.stdout.write(`crosscred net-setup: ${line}\n`),
+  };
+  if (action === 'up') await linkLocalUp(options);
+  else await linkLocalDown(options);
+  return 0;
+}

@@ -1,0 +1,43 @@
+import { parseArgs } from 'node:util';
+import { request } from 'undici';
+import { EXIT_USAGE } from './exit-codes.js';
+
+/**
+ * `crosscred wait-ready`: polls a running daemon's /readyz until it answers 200. As systemd's
+ * ExecStartPost it holds the unit in "activating" until credentials are cached, so units ordered
+ * After=crosscred.service start only when an SDK would get credentials.
+ */
+export async function runWaitReady(args: string[]): Promise<number> {
+  const { values } = parseArgs({ args, options: { admin: { type: 'string' }, 'timeout-ms': { type: 'string' } }, strict: true, allowPositionals: false });
+  const admin = values.admin ?? 'http://127.0.0.1:8171';
+  const timeoutMs = Number(values['timeout-ms'] ?? 60_000);
+  if (!Number.isInteger(timeoutMs) || timeoutMs < 100) {
+    process.stderr.write('crosscred wait-ready: --timeout-ms must be a whole number of milliseconds, at least 100\n');
+    return EXIT_USAGE;
+  }
+  const deadline = Date.now() + timeoutMs;
+  let last = 'no answer yet';
+  while (Date.now() < deadline) {
+    try {
+      const res = await request(`${admin.replace(/\/$/, '')}/readyz`, { signal: AbortSignal.timeout(2_000) });
+      const body = await res.body.text();
+      if (res.statusCode === 200) return 0;
+      last = `HTTP ${res.statusCode}: ${summarize(body)}`;
+    } catch (err) {
+      last = (err as { code?: string }).code ?? (err as Error).name;
+    }
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  process.stderr.write(`crosscred wait-ready: ${admin}/readyz was not ready within ${timeoutMs} ms (last: ${last})\n`);
+  return 1;
+}
+
+/** The roles' last errors from a /readyz body, in one line. */
+function summarize(body: string): string {
+  try {
+    const parsed = JSON.parse(body) as { roles?: Array<{ role: string; lastError: { code: string } | null }> };
+    return (parsed.roles ?? []).map((r) => `${r.role}: ${r.lastError?.code ?? 'waiting'}`).join(', ').slice(0, 300);
+  } catch {
+    return 'unreadable body';
+  }
+}
