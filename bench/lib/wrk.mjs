@@ -1,0 +1,61 @@
+// Runs wrk (Debian's package) as a separate process and parses the JSON line our Lua `done` prints.
+import { spawn, spawnSync } from 'node:child_process';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const LUA = join(dirname(fileURLToPath(import.meta.url)), '..', 'lua');
+/** wrk's per-request timeout; a slower answer counts as an error. */
+const WRK_TIMEOUT = '5s';
+
+export function wrkVersion() {
+  const r = spawnSync('wrk', ['-v'], { encoding: 'utf8' });
+  if (r.error) return null;
+  return (r.stdout + r.stderr).split('\n')[0].replace(/\s*\[.*$/, '').trim();
+}
+
+/**
+ * One wrk run, single-threaded (the 2-core machine: one core for wrk, one for the server).
+ * scenario: 'imds' (the IMDSv2 three-request sequence) or 'container' (GET with Authorization).
+ */
+export function runWrk({ base, scenario, connections, durationS, keepAlive, imdsToken, role, authorization, containerPath = '/v1/credentials' }) {
+  const args = ['-t1', `-c${connections}`, `-d${durationS}s`, '--timeout', WRK_TIMEOUT];
+  let url;
+  if (scenario === 'imds') {
+    args.push('-s', join(LUA, 'imds-sequence.lua'));
+    url = `${base}/latest/api/token`;
+    args.push(url, '--', imdsToken, role, keepAlive ? 'keepalive' : 'close');
+  } else {
+    args.push('-s', join(LUA, 'report.lua'), '-H', `Authorization: ${authorization}`);
+    if (!keepAlive) args.push('-H', 'Connection: close');
+    url = `${base}${containerPath}`;
+    args.push(url);
+  }
+  return new Promise((resolve, reject) => {
+    const child = spawn('wrk', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (d) => (out += d));
+    child.stderr.on('data', (d) => (out += d));
+    // Bounded: the run's own duration plus generous slack for wrk to drain and report.
+    const kill = setTimeout(() => child.kill('SIGKILL'), (durationS + 20) * 1000);
+    child.on('exit', (code) => {
+      clearTimeout(kill);
+      const line = out.split('\n').find((l) => l.startsWith('BENCHJSON '));
+      if (code !== 0 || !line) return reject(new Error(`wrk ${args.join(' ')} failed (${code}):\n${out}`));
+      const r = JSON.parse(line.slice('BENCHJSON '.length));
+      const errors = Object.values(r.errors).reduce((a, b) => a + b, 0);
+      resolve({
+        connections,
+        keepAlive,
+        requests: r.requests,
+        rps: Math.round((r.requests / r.durationUs) * 1e6),
+        p50Ms: r.latencyUs.p50 / 1000,
+        p90Ms: r.latencyUs.p90 / 1000,
+        p99Ms: r.latencyUs.p99 / 1000,
+        p999Ms: r.latencyUs.p999 / 1000,
+        maxMs: r.latencyUs.max / 1000,
+        errors,
+        errorDetail: r.errors,
+      });
+    });
+  });
+}
