@@ -1,4 +1,4 @@
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { constants } from 'node:fs';
 import { link, open, stat, unlink } from 'node:fs/promises';
 import { CrosscredError } from '../errors.js';
@@ -9,18 +9,20 @@ const MAX_SECRET_BYTES = 4096;
 
 /**
  * The container endpoint's shared secret (AWS_CONTAINER_AUTHORIZATION_TOKEN[_FILE] on the client
- * side). Compared in constant time: both sides are hashed to 32 bytes first, so neither the
- * secret's length nor its content leaks through timing.
+ * side). Compared in constant time over its bytes. Only its length can leak through timing (a
+ * generated secret is always 43 characters), which is why no hash is computed per request: the
+ * benchmark profile showed SHA-256 of every Authorization header at about 10% of the hot path.
  */
 export class ContainerSecret {
-  readonly #digest: Buffer;
+  readonly #secret: Buffer;
 
   private constructor(secret: string) {
-    this.#digest = sha256(secret);
+    this.#secret = Buffer.from(secret, 'utf8');
   }
 
   matches(header: string | undefined): boolean {
-    return header !== undefined && timingSafeEqual(sha256(header), this.#digest);
+    if (header === undefined || Buffer.byteLength(header, 'utf8') !== this.#secret.length) return false;
+    return timingSafeEqual(Buffer.from(header, 'utf8'), this.#secret);
   }
 
   /**
@@ -92,8 +94,4 @@ async function generate(path: string): Promise<string | undefined> {
     await unlink(tmp).catch(() => undefined);
   }
   return secret;
-}
-
-function sha256(value: string): Buffer {
-  return createHash('sha256').update(value).digest();
 }
