@@ -17,7 +17,24 @@ import { renderMarkdown } from './lib/report.mjs';
 import { BENCH_DIR, CLI, memoryOf, nginxPath, spawnDaemonChild, spawnNodeBaseline, spawnServe, startNginx } from './lib/procs.mjs';
 import { runWrk, wrkVersion } from './lib/wrk.mjs';
 
-const { values: opts } = parseArgs({ options: { quick: { type: 'boolean', default: false }, out: { type: 'string' } } });
+const USAGE = `Usage: npm run bench [-- --quick] [-- --out DIR]
+
+  --quick     16 and 64 connections, 1-2 s runs, fewer cold-path and role-scale points (under 1 min)
+  --out DIR   where latest.{json,md,svg} go (default bench/results, or bench/results/quick)
+Needs wrk and nginx (apt-get install wrk nginx-light) and a built dist/ (npm run bench builds it).
+`;
+let parsed;
+try {
+  parsed = parseArgs({ options: { quick: { type: 'boolean', default: false }, out: { type: 'string' }, help: { type: 'boolean', short: 'h' } } });
+} catch (err) {
+  process.stderr.write(`bench: ${err.message}\n\n${USAGE}`);
+  process.exit(2);
+}
+if (parsed.values.help) {
+  process.stdout.write(USAGE);
+  process.exit(0);
+}
+const opts = parsed.values;
 const QUICK = opts.quick;
 const OUT = opts.out ?? join(BENCH_DIR, 'results', QUICK ? 'quick' : '');
 
