@@ -36,6 +36,8 @@ export interface DoctorOptions {
   readonly exchange: boolean;
   /** Bound on each network check, in ms. */
   readonly timeoutMs: number;
+  /** False when no role ARN was configured and the role is a stand-in: reported, never exchanged. */
+  readonly roleConfigured: boolean;
 }
 
 /** Tokens issued further in the future than this mean the host clock is behind the issuer's. */
@@ -83,7 +85,7 @@ export async function diagnoseRole(config: Config, role: RoleConfig, options: Do
     for (const c of await checkIssuer(claims, config, options)) add(c);
   }
 
-  if (role.roleArn.includes(':role/crosscred-doctor-placeholder')) {
+  if (!options.roleConfigured) {
     add({ status: 'fail', title: 'no AWS role is configured', fix: 'set AWS_ROLE_ARN or pass --role-arn (the role in the AWS account to assume)' });
   } else if (claims && options.exchange) {
     add(await checkExchange(config, role, source, options));

@@ -31,7 +31,7 @@ export async function runDoctor(args: string[]): Promise<number> {
   }
   const reports = [];
   for (const role of loaded.config.roles) {
-    reports.push(await diagnoseRole(loaded.config, role, { clock: systemClock, exchange: !values['no-exchange'], timeoutMs }));
+    reports.push(await diagnoseRole(loaded.config, role, { clock: systemClock, exchange: !values['no-exchange'], timeoutMs, roleConfigured: loaded.roleConfigured }));
   }
   process.stdout.write(formatReport(reports, preamble));
   return reports.some((r) => r.checks.some((c) => c.status === 'fail')) ? 1 : 0;

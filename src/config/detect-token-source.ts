@@ -1,3 +1,4 @@
+import type { InClusterDefaults, InClusterMissing } from '../sources/kubernetes-in-cluster.js';
 import type { TokenSourceChoice, TokenSourceConfig } from './config.js';
 
 /**
@@ -24,10 +25,8 @@ export const DETECTION_ORDER = [
 export const SOURCE_KINDS = ['auto', 'file', 'exec', 'kubernetes'] as const;
 export type SourceKind = (typeof SOURCE_KINDS)[number];
 
-/** The in-cluster facts a Kubernetes source needs, or what is missing for it. */
-export type InClusterFacts =
-  | { readonly apiServer: string; readonly caFile: string; readonly serviceAccountTokenFile: string; readonly namespace: string; readonly serviceAccount: string }
-  | { readonly missing: readonly string[] };
+/** The in-cluster facts a Kubernetes source needs, or what is missing for it (see kubernetes-in-cluster.ts). */
+export type InClusterFacts = InClusterDefaults | InClusterMissing;
 
 export interface DetectionInputs {
   readonly kind: { readonly value: SourceKind; readonly origin: string };

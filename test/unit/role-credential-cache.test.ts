@@ -452,16 +452,21 @@ describe('status()', () => {
   });
 });
 
+/** Two identical caches holding 1-hour credentials, 5 minutes after their first fetch: one to jump, one to compare with. */
+async function twinsFiveMinutesIn() {
+  const jumped = setup({ lifetimeMs: HOUR, random: 0.5 });
+  const control = setup({ lifetimeMs: HOUR, random: 0.5 });
+  await jumped.cache.start();
+  await control.cache.start();
+  const before = jumped.cache.current();
+  await jumped.clock.advance(5 * MINUTE);
+  await control.clock.advance(5 * MINUTE);
+  return { jumped, control, before };
+}
+
 describe('wall-clock jumps', () => {
   it('a -1 h step neither hides fresh credentials nor triggers extra exchanges (the monotonic clock rules)', async () => {
-    const jumped = setup({ lifetimeMs: HOUR, random: 0.5 });
-    const control = setup({ lifetimeMs: HOUR, random: 0.5 });
-    await jumped.cache.start();
-    await control.cache.start();
-    const before = jumped.cache.current();
-
-    await jumped.clock.advance(5 * MINUTE);
-    await control.clock.advance(5 * MINUTE);
+    const { jumped, control, before } = await twinsFiveMinutesIn();
     jumped.clock.jumpWall(-HOUR);
     await jumped.clock.advance(0);
 
@@ -481,14 +486,7 @@ describe('wall-clock jumps', () => {
   });
 
   it('a +1 h step (or a suspended VM) stops serving what clients would call expired, refreshes once, and does not storm', async () => {
-    const jumped = setup({ lifetimeMs: HOUR, random: 0.5 });
-    const control = setup({ lifetimeMs: HOUR, random: 0.5 });
-    await jumped.cache.start();
-    await control.cache.start();
-    const before = jumped.cache.current();
-
-    await jumped.clock.advance(5 * MINUTE);
-    await control.clock.advance(5 * MINUTE);
+    const { jumped, control, before } = await twinsFiveMinutesIn();
     jumped.clock.jumpWall(HOUR);
     // 55 min were left; by the wall clock they are gone: never served, and one refresh starts at once.
     expect(jumped.cache.current()).toBeUndefined();
