@@ -1,16 +1,15 @@
 import type { STSClient } from '@aws-sdk/client-sts';
-import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { systemClock, systemRandom, type Clock, type RandomSource } from './cache/clock.js';
 import { RoleCredentialCache } from './cache/role-credential-cache.js';
 import type { Config, ListenAddress } from './config/config.js';
 import { formatAddress } from './config/listen-address.js';
-import { CrosscredError } from './errors.js';
 import { createStsClient, StsWebIdentityExchange } from './exchange/sts-exchange.js';
 import { Metrics } from './observability/metrics.js';
 import { buildAdminListener } from './server/admin-listener.js';
 import { ContainerSecret } from './server/container-secret.js';
 import { buildCredentialListener } from './server/credential-listener.js';
+import type { HttpListener } from './server/http-listener.js';
 import type { ServedRole } from './server/listener-context.js';
 import { SessionTokenIssuer } from './server/session-tokens.js';
 import { createTokenSource } from './sources/create-token-source.js';
@@ -80,7 +79,7 @@ export async function startDaemon(config: Config, deps: DaemonDependencies): Pro
   }
   const firstFetch = Promise.all([...roles.values()].map((r) => r.cache.start())).then(() => undefined);
 
-  const apps: FastifyInstance[] = [];
+  const apps: HttpListener[] = [];
   const closeAll = async () => {
     await Promise.allSettled(apps.map((a) => a.close()));
     for (const r of roles.values()) r.cache.close();
@@ -107,7 +106,7 @@ export async function startDaemon(config: Config, deps: DaemonDependencies): Pro
         logger: log.child({ listener: formatAddress(listener) }),
       });
       apps.push(app);
-      const port = await listen(app, listener);
+      const port = await app.listen(listener);
       bound.push({ host: listener.host, port, role: listener.role });
       log.info({ address: formatAddress({ host: listener.host, port }), role: listener.role, imdsV1: config.allowImdsV1, containerEndpoint: containerSecret !== undefined }, 'credential listener open');
     }
@@ -116,7 +115,7 @@ export async function startDaemon(config: Config, deps: DaemonDependencies): Pro
     if (config.admin) {
       const app = buildAdminListener({ metrics, roleStatuses, logger: log.child({ listener: 'admin' }) });
       apps.push(app);
-      admin = { host: config.admin.host, port: await listen(app, config.admin) };
+      admin = { host: config.admin.host, port: await app.listen(config.admin) };
       log.info({ address: formatAddress(admin) }, 'admin listener open (/healthz, /readyz, /metrics)');
     }
     log.info({ httpsProxy: config.sts.httpsProxy !== undefined, caBundle: config.sts.caBundlePath ?? null }, 'STS connection settings');
@@ -126,14 +125,4 @@ export async function startDaemon(config: Config, deps: DaemonDependencies): Pro
     await closeAll();
     throw err;
   }
-}
-
-async function listen(app: FastifyInstance, address: ListenAddress): Promise<number> {
-  try {
-    await app.listen({ host: address.host, port: address.port, listenTextResolver: (bound) => `socket bound at ${bound}` });
-  } catch (err) {
-    throw new CrosscredError('LISTEN_FAILED', `cannot listen on ${formatAddress(address)} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
-  }
-  const a = app.server.address();
-  return typeof a === 'object' && a !== null ? a.port : address.port;
 }

@@ -41,6 +41,8 @@ export const ErrorCodes = {
   REQUEST_INVALID: { status: 400, hint: 'the request is not well-formed HTTP for this endpoint' },
   PATH_TOO_LONG: { status: 414, hint: 'role names are at most 64 characters' },
   METHOD_NOT_ALLOWED: { status: 405, hint: 'metadata paths answer GET and HEAD only; the token path answers PUT only' },
+  OVERLOADED: { status: 503, hint: 'too many clients at once; retry after the Retry-After seconds' },
+  SHUTTING_DOWN: { status: 503, hint: 'this crosscred is stopping; retry after the Retry-After seconds' },
 
   // The credential_process helper.
   DAEMON_UNREACHABLE: { status: 503, hint: 'check that crosscred serve runs and --endpoint points at its container endpoint' },

@@ -1,7 +1,5 @@
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
-import { parse as parseYaml } from 'yaml';
-import { z } from 'zod';
 import { CrosscredError, ErrorCodes } from '../errors.js';
 import { accountIdOfRoleArn } from '../exchange/credentials.js';
 import { deriveSessionName, VALID_SESSION_NAME } from '../exchange/session-name.js';
@@ -11,12 +9,14 @@ import {
   DEFAULT_STS_CONNECT_TIMEOUT_MS,
   DEFAULT_STS_RESPONSE_TIMEOUT_MS,
   deepFreeze,
+  LOG_LEVELS,
   type Config,
   type ListenAddress,
   type ListenerConfig,
   type LogLevel,
   type RoleConfig,
 } from './config.js';
+import { parseConfigFileText, type FileConfig } from './file-schema.js';
 import { formatAddress, parseListenSpec } from './listen-address.js';
 import { detectTokenSource, SOURCE_KINDS, type InClusterFacts, type SourceKind } from './detect-token-source.js';
 import { inClusterDefaults, podFromEnv, SERVICE_ACCOUNT_MOUNT } from '../sources/kubernetes-in-cluster.js';
@@ -57,49 +57,6 @@ export interface ServeFlags {
   'token-expiration-seconds'?: string;
   'kubernetes-sa-dir'?: string;
 }
-
-const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
-
-const tokenCommandSchema = z.array(z.string().min(1)).min(1);
-
-const fileRoleSchema = z.strictObject({
-  name: z.string().optional(),
-  roleArn: z.string(),
-  tokenSource: z.enum(SOURCE_KINDS).optional(),
-  tokenFile: z.string().optional(),
-  tokenCommand: tokenCommandSchema.optional(),
-  tokenAudience: z.string().optional(),
-  sessionName: z.string().optional(),
-  durationSeconds: z.number().optional(),
-  region: z.string().optional(),
-  stsEndpoint: z.string().optional(),
-});
-
-const fileSchema = z.strictObject({
-  roles: z.array(fileRoleSchema).min(1).optional(),
-  tokenSource: z.enum(SOURCE_KINDS).optional(),
-  tokenFile: z.string().optional(),
-  tokenCommand: tokenCommandSchema.optional(),
-  tokenCommandTimeoutMs: z.number().optional(),
-  tokenAudience: z.string().optional(),
-  tokenExpirationSeconds: z.number().optional(),
-  kubernetesServiceAccountDir: z.string().optional(),
-  sessionName: z.string().optional(),
-  durationSeconds: z.number().optional(),
-  region: z.string().optional(),
-  stsEndpoint: z.string().optional(),
-  caBundle: z.string().optional(),
-  stsConnectTimeoutMs: z.number().optional(),
-  stsTimeoutMs: z.number().optional(),
-  listen: z.array(z.union([z.string(), z.strictObject({ address: z.string(), role: z.string().optional() })])).min(1).optional(),
-  adminListen: z.string().optional(),
-  authTokenFile: z.string().optional(),
-  allowImdsV1: z.boolean().optional(),
-  allowRemote: z.boolean().optional(),
-  allowedHosts: z.array(z.string()).optional(),
-  logLevel: z.enum(LOG_LEVELS).optional(),
-});
-type FileConfig = z.infer<typeof fileSchema>;
 
 /** A value together with the place it came from, for error messages. */
 interface Sourced<T> {
@@ -415,18 +372,10 @@ function readConfigFile(path: Sourced<string>, readText: (p: string) => string):
   } catch (err) {
     throw new CrosscredError('CONFIG_FILE_UNREADABLE', `cannot read config file ${path.value} (${(err as NodeJS.ErrnoException).code ?? 'error'}; from ${path.origin})`);
   }
-  let data: unknown;
-  try {
-    data = parseYaml(text, { maxAliasCount: 100 });
-  } catch (err) {
-    throw new CrosscredError('CONFIG_INVALID', `config file ${path.value} is not valid YAML or JSON: ${(err as Error).message.split('\n')[0]}`);
-  }
-  const result = fileSchema.safeParse(data ?? {});
-  if (!result.success) {
-    const lines = result.error.issues.map((i) => `${i.path.length ? i.path.join('.') : '(top level)'}: ${i.message}`);
-    throw new CrosscredError('CONFIG_INVALID', `config file ${path.value}:\n  - ${lines.join('\n  - ')}`);
-  }
-  return result.data;
+  const result = parseConfigFileText(text);
+  if ('syntaxError' in result) throw new CrosscredError('CONFIG_INVALID', `config file ${path.value} is not valid YAML or JSON: ${result.syntaxError}`);
+  if ('problems' in result) throw new CrosscredError('CONFIG_INVALID', `config file ${path.value}:\n  - ${result.problems.join('\n  - ')}`);
+  return result.config;
 }
 
 /** The first of the candidates that is set, with its origin. */
@@ -505,7 +454,8 @@ function isHostLocalAddress(host: string): boolean {
   const h = host.toLowerCase();
   if (isLoopbackHost(h)) return true;
   if (isIP(h) === 4) return h.startsWith('169.254.');
-  if (isIP(h) === 6) return /^fe[89ab][0-9a-f]?:/.test(h) || h === 'fd00:ec2::254' || h === 'fd00:ec2::23';
+  // fe80::/10: a first group of four hex digits from fe80 to febf. `fe8::1` is 0fe8::1, not link-local.
+  if (isIP(h) === 6) return /^fe[89ab][0-9a-f]:/.test(h) || h === 'fd00:ec2::254' || h === 'fd00:ec2::23';
   return false;
 }
 

@@ -1,23 +1,17 @@
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import type { ListenAddress } from '../config/config.js';
 import type { Metrics } from '../observability/metrics.js';
-import { registerContainerRoutes } from './container-routes.js';
+import { addContainerRoutes } from './container-routes.js';
 import { HostGuard } from './host-guard.js';
-import { registerImdsRoutes } from './imds-routes.js';
-import { sendError, type ListenerContext } from './listener-context.js';
+import { HttpListener } from './http-listener.js';
+import { addImdsRoutes } from './imds-routes.js';
+import type { ListenerContext } from './listener-context.js';
+import { refuse, sendError, type ErrorFormat } from './responses.js';
+import { pathOf, RouteTable, type Route } from './route-table.js';
 
-/** Limits for untrusted clients; nothing a credential client sends comes near them. */
-const LIMITS = {
-  /** Credential requests carry no body; a small allowance keeps odd clients working. */
-  bodyLimit: 1024,
-  /** Longest role name (64) plus room; a longer path parameter is answered 414 without further work. */
-  maxParamLength: 128,
-  /** A client must send its whole request within this time (slow-loris protection), in ms. */
-  requestTimeout: 10_000,
-  /** Idle keep-alive connections are closed after this long, in ms. */
-  keepAliveTimeout: 5_000,
-} as const;
+/** Metrics label for requests that matched no route (never the path the client sent). */
+const UNMATCHED = 'unmatched';
 
 export interface CredentialListenerOptions {
   readonly address: ListenAddress;
@@ -25,67 +19,86 @@ export interface CredentialListenerOptions {
   readonly context: ListenerContext;
   readonly metrics: Metrics;
   readonly logger: Logger;
+  readonly maxConnections?: number;
 }
 
 /**
  * One credential listener: the IMDS and container endpoints for one address. It only adapts
- * HTTP to the cache; it never refreshes anything itself.
+ * HTTP to the cache; it never refreshes anything itself. Every answer to a known request is
+ * prepared before the request arrives (credential documents at refresh, errors at first use), so
+ * the hot path is a map lookup, a token or secret check and one write.
  */
-export function buildCredentialListener(options: CredentialListenerOptions): FastifyInstance {
-  const app = Fastify({
-    loggerInstance: options.logger as FastifyBaseLogger,
-    logController: new LogController({ disableRequestLogging: true }),
-    // No per-request child logger: creating one (bindings, redaction set-up) cost about 3% of the
-    // hot path in the benchmark profile, and these handlers log only rare refusals.
-    childLoggerFactory: (logger) => logger,
-    bodyLimit: LIMITS.bodyLimit,
-    requestTimeout: LIMITS.requestTimeout,
-    keepAliveTimeout: LIMITS.keepAliveTimeout,
-    return503OnClosing: true,
-    // Requests the router itself rejects (a bad percent-encoding, an over-long parameter) get the
-    // same error format as everything else, and never an echo of the URL.
-    frameworkErrors: (err, req, reply) => {
-      const name = err.code === 'FST_ERR_MAX_PARAM_LENGTH' ? 'PATH_TOO_LONG' : 'REQUEST_INVALID';
-      void sendError(reply, name, name === 'PATH_TOO_LONG' ? 'a path segment is too long' : 'the request URL is malformed', formatFor(req.url));
-    },
-    routerOptions: { maxParamLength: LIMITS.maxParamLength, caseSensitive: true, ignoreTrailingSlash: false, ignoreDuplicateSlashes: false },
-  });
-
-  // Bodies are never used: accept and ignore any content type rather than parsing attacker JSON.
-  app.removeAllContentTypeParsers();
-  app.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: LIMITS.bodyLimit }, (_req, _body, done) => done(null, undefined));
-
+export function buildCredentialListener(options: CredentialListenerOptions): HttpListener {
+  const { metrics, logger } = options;
+  const table = new RouteTable();
+  addImdsRoutes(table, options.context);
+  addContainerRoutes(table, options.context);
   const hostGuard = new HostGuard(options.address, options.allowedHosts);
-  app.addHook('onRequest', (req, reply, done) => {
+
+  /** Counts the answer under the route's template once the response is written. */
+  const count = (res: ServerResponse, template: string) => metrics.requestAnswered(template, res.statusCode);
+
+  const handle = (req: IncomingMessage, res: ServerResponse): void => {
+    const path = pathOf(req.url);
+    const match = table.match(path);
+    const template = match.kind === 'not-found' ? UNMATCHED : match.route.template;
     if (!hostGuard.allows(req.headers.host)) {
-      req.log.debug({ route: req.routeOptions.url ?? 'unmatched' }, 'refused a request for a foreign Host');
-      void sendError(reply, 'HOST_FORBIDDEN', 'Host header is not an address of this daemon', formatFor(req.url));
-      return;
+      logger.debug({ route: template }, 'refused a request for a foreign Host');
+      sendError(res, 'HOST_FORBIDDEN', 'Host header is not an address of this daemon', formatFor(path));
+      return count(res, template);
     }
-    done();
-  });
-  app.addHook('onResponse', (req, reply, done) => {
-    options.metrics.requestAnswered(req.routeOptions.url ?? 'unmatched', reply.statusCode);
-    done();
-  });
-
-  registerImdsRoutes(app, options.context);
-  registerContainerRoutes(app, options.context);
-
-  app.setNotFoundHandler((req, reply) => sendError(reply, 'NOT_FOUND', 'no such path', formatFor(req.url)));
-  app.setErrorHandler((err: { statusCode?: number; code?: string }, req, reply) => {
-    // Rejections from request handling (a body too large, a bad content length). Never echo the request.
-    const status = typeof err.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 500 ? err.statusCode : 500;
-    if (status === 500) {
-      req.log.error({ errorCode: err.code }, 'unexpected error while answering');
-      return reply.code(500).type('text/plain').send('internal error\n');
+    switch (match.kind) {
+      case 'not-found':
+        sendError(res, 'NOT_FOUND', 'no such path', formatFor(path));
+        return count(res, template);
+      case 'too-long':
+        sendError(res, 'PATH_TOO_LONG', 'a path segment is too long', match.route.format);
+        return count(res, template);
+      case 'malformed':
+        sendError(res, 'REQUEST_INVALID', 'the request URL is malformed', match.route.format);
+        return count(res, template);
+      case 'route':
+        return dispatch(req, res, match.route, match.param);
     }
-    return sendError(reply, 'REQUEST_INVALID', 'the request was refused', formatFor(req.url), status);
+  };
+
+  const dispatch = (req: IncomingMessage, res: ServerResponse, route: Route, param: string): void => {
+    const handler = req.method === 'GET' || req.method === 'HEAD' ? route.get : req.method === 'PUT' ? route.put : undefined;
+    if (handler === undefined) {
+      sendError(res, 'METHOD_NOT_ALLOWED', `${route.template} answers ${route.allow} only`, route.format, { headers: ['allow', route.allow] });
+      return count(res, route.template);
+    }
+    let pending: void | Promise<void>;
+    try {
+      pending = handler(req, res, param);
+    } catch (err) {
+      return internalError(res, route, err);
+    }
+    if (pending === undefined) return count(res, route.template);
+    pending.then(
+      () => count(res, route.template),
+      (err: unknown) => internalError(res, route, err),
+    );
+  };
+
+  const internalError = (res: ServerResponse, route: Route, err: unknown) => {
+    logger.error({ route: route.template, errorCode: (err as { code?: unknown })?.code ?? (err as Error)?.name }, 'unexpected error while answering');
+    if (!res.headersSent) res.writeHead(500, ['content-type', 'text/plain']).end('internal error\n');
+    else res.destroy();
+    count(res, route.template);
+  };
+
+  return new HttpListener({
+    handler: handle,
+    maxConnections: options.maxConnections,
+    refuse: (req, res, why) => {
+      refuse(res, why, formatFor(pathOf(req.url)));
+      count(res, UNMATCHED);
+    },
   });
-  return app;
 }
 
 /** The container endpoint answers errors as JSON (the SDKs read them); IMDS as text, like EC2. */
-function formatFor(url: string): 'json' | 'text' {
-  return url.startsWith('/v1/') ? 'json' : 'text';
+function formatFor(path: string): ErrorFormat {
+  return path.startsWith('/v1/') ? 'json' : 'text';
 }

@@ -1,9 +1,11 @@
 import { createHash } from 'node:crypto';
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { CachedCredentials } from '../cache/role-credential-cache.js';
 import { awsTimestamp, documentsFor } from './credential-documents.js';
-import { credentialsFor, sendError, unavailable, type ListenerContext } from './listener-context.js';
-import { parseTtlHeader, MAX_TTL_SECONDS } from './session-tokens.js';
-import { allowOnly } from './method-guard.js';
+import { credentialsFor, sendUnavailable, type ListenerContext } from './listener-context.js';
+import { send, sendError, TEXT_PLAIN } from './responses.js';
+import type { RouteTable } from './route-table.js';
+import { MAX_TTL_SECONDS, parseTtlHeader } from './session-tokens.js';
 
 const TOKEN_PATH = '/latest/api/token';
 const CREDENTIALS_LIST = '/latest/meta-data/iam/security-credentials';
@@ -14,87 +16,94 @@ const CREDENTIALS_EXTENDED_LIST = '/latest/meta-data/iam/security-credentials-ex
  * byte what the AWS SDKs and CLI expect (see ../shared/CLIENTS.md). IMDSv2 by default: every GET
  * needs a session token from `PUT /latest/api/token`; `--allow-imdsv1` also accepts token-less GETs.
  */
-export function registerImdsRoutes(app: FastifyInstance, ctx: ListenerContext): void {
+export function addImdsRoutes(table: RouteTable, ctx: ListenerContext): void {
   const role = ctx.role;
   const roleName = role.config.name;
-  const textPlain = 'text/plain';
   const startedAt = Date.now();
 
-  app.put(TOKEN_PATH, (req, reply) => {
-    // A forwarded request came through a proxy or a misconfigured NAT: no token, as on EC2.
-    if (req.headers['x-forwarded-for'] !== undefined) {
-      return sendError(reply, 'IMDS_FORWARDED', 'request carries X-Forwarded-For', 'text');
-    }
-    const ttl = parseTtlHeader(req.headers['x-aws-ec2-metadata-token-ttl-seconds']);
-    if (ttl === undefined) {
-      return sendError(reply, 'IMDS_TTL_INVALID', `missing or invalid X-aws-ec2-metadata-token-ttl-seconds (1-${MAX_TTL_SECONDS})`, 'text');
-    }
-    // The Go SDK requires the TTL echoed back to cache the token.
-    return reply.header('x-aws-ec2-metadata-token-ttl-seconds', String(ttl)).type(textPlain).send(ctx.sessionTokens.issue(ttl));
+  table.add(TOKEN_PATH, 'text', {
+    put: (req, res) => {
+      // A forwarded request came through a proxy or a misconfigured NAT: no token, as on EC2.
+      // Node lower-cases header names, so every spelling of the name is caught, repeated or not.
+      if (req.headers['x-forwarded-for'] !== undefined) return sendError(res, 'IMDS_FORWARDED', 'request carries X-Forwarded-For', 'text');
+      const ttl = parseTtlHeader(req.headers['x-aws-ec2-metadata-token-ttl-seconds']);
+      if (ttl === undefined) {
+        return sendError(res, 'IMDS_TTL_INVALID', `missing or invalid X-aws-ec2-metadata-token-ttl-seconds (1-${MAX_TTL_SECONDS})`, 'text');
+      }
+      // The Go SDK requires the TTL echoed back to cache the token.
+      send(res, 200, TEXT_PLAIN, Buffer.from(ctx.sessionTokens.issue(ttl)), ['x-aws-ec2-metadata-token-ttl-seconds', String(ttl)]);
+    },
   });
-  allowOnly(app, TOKEN_PATH, ['PUT']);
 
   /** The IMDSv2 gate: true when the request may read metadata; otherwise it has been answered 401. */
-  const authorized = (req: FastifyRequest, reply: FastifyReply): boolean => {
+  const authorized = (req: IncomingMessage, res: ServerResponse): boolean => {
     const token = req.headers['x-aws-ec2-metadata-token'];
     if (token === undefined && ctx.allowImdsV1) return true;
     if (typeof token === 'string' && ctx.sessionTokens.verify(token)) return true;
-    void sendError(reply, 'IMDS_TOKEN_REQUIRED', token === undefined ? 'missing IMDSv2 session token' : 'invalid or expired IMDSv2 session token', 'text');
+    sendError(res, 'IMDS_TOKEN_REQUIRED', token === undefined ? 'missing IMDSv2 session token' : 'invalid or expired IMDSv2 session token', 'text');
     return false;
   };
 
-  const listRoles = (req: FastifyRequest, reply: FastifyReply) => {
-    if (!authorized(req, reply)) return reply;
-    return reply.type(textPlain).send(roleName);
+  const roleList = Buffer.from(roleName);
+  const listRoles = (req: IncomingMessage, res: ServerResponse) => {
+    if (authorized(req, res)) send(res, 200, TEXT_PLAIN, roleList);
   };
-  for (const base of [CREDENTIALS_LIST, CREDENTIALS_EXTENDED_LIST]) {
-    app.get(base, listRoles);
-    app.get(`${base}/`, listRoles);
-    allowOnly(app, base, ['GET']);
-    allowOnly(app, `${base}/`, ['GET']);
+
+  const answerCredentials = (res: ServerResponse, entry: CachedCredentials | undefined, extended: boolean) => {
+    if (entry === undefined) return sendUnavailable(res, role, 'text');
+    const docs = documentsFor(entry);
+    send(res, 200, TEXT_PLAIN, extended ? docs.imdsExtended : docs.imds);
+  };
+  const serveCredentials = (extended: boolean) => (req: IncomingMessage, res: ServerResponse, name: string) => {
+    if (!authorized(req, res)) return;
+    if (name !== roleName) return sendError(res, 'NOT_FOUND', 'no such role on this listener', 'text');
+    const entry = credentialsFor(role);
+    // Answer synchronously from memory; only a cold role waits (boundedly) for its first fetch.
+    if (!(entry instanceof Promise)) return answerCredentials(res, entry, extended);
+    return entry.then((e) => answerCredentials(res, e, extended));
+  };
+
+  for (const [base, extended] of [
+    [CREDENTIALS_LIST, false],
+    [CREDENTIALS_EXTENDED_LIST, true],
+  ] as const) {
+    table.add(base, 'text', { get: listRoles });
+    table.add(`${base}/`, 'text', { get: listRoles });
+    table.add(`${base}/:role`, 'text', { get: serveCredentials(extended) });
   }
 
-  const serveCredentials = (extended: boolean) => async (req: FastifyRequest<{ Params: { role: string } }>, reply: FastifyReply) => {
-    if (!authorized(req, reply)) return reply;
-    if (req.params.role !== roleName) return sendError(reply, 'NOT_FOUND', 'no such role on this listener', 'text');
-    const entry = await credentialsFor(role);
-    if (!entry) return unavailable(reply, role, 'text');
-    const docs = documentsFor(entry);
-    return reply.type(textPlain).send(extended ? docs.imdsExtended : docs.imds);
-  };
-  app.get(`${CREDENTIALS_LIST}/:role`, serveCredentials(false));
-  app.get(`${CREDENTIALS_EXTENDED_LIST}/:role`, serveCredentials(true));
-  allowOnly(app, `${CREDENTIALS_LIST}/:role`, ['GET']);
-  allowOnly(app, `${CREDENTIALS_EXTENDED_LIST}/:role`, ['GET']);
-
   // Fixed documents, rendered once.
-  const region = role.config.region;
+  const region = Buffer.from(role.config.region);
   const accountId = role.config.accountId;
-  const identityDocument = JSON.stringify({ accountId, region }, null, 2);
+  const identityDocument = Buffer.from(JSON.stringify({ accountId, region: role.config.region }, null, 2));
+  const instanceProfileArn = `arn:aws:iam::${accountId}:instance-profile/${roleName}`;
+  const instanceProfileId = syntheticProfileId(role.config.roleArn);
   const infoDocument = (lastUpdatedMs: number) =>
-    JSON.stringify(
-      {
-        Code: 'Success',
-        LastUpdated: awsTimestamp(lastUpdatedMs),
-        // There is no instance profile; these name the role crosscred assumes, in the shape SDKs parse.
-        InstanceProfileArn: `arn:aws:iam::${accountId}:instance-profile/${roleName}`,
-        InstanceProfileId: syntheticProfileId(role.config.roleArn),
-      },
-      null,
-      2,
+    Buffer.from(
+      JSON.stringify(
+        {
+          Code: 'Success',
+          LastUpdated: awsTimestamp(lastUpdatedMs),
+          // There is no instance profile; these name the role crosscred assumes, in the shape SDKs parse.
+          InstanceProfileArn: instanceProfileArn,
+          InstanceProfileId: instanceProfileId,
+        },
+        null,
+        2,
+      ),
     );
 
-  const fixed: Array<[string, (req: FastifyRequest) => string]> = [
+  const fixed: Array<[string, () => Buffer]> = [
     ['/latest/meta-data/placement/region', () => region],
     ['/latest/dynamic/instance-identity/document', () => identityDocument],
     ['/latest/meta-data/iam/info', () => infoDocument(role.cache.current()?.receivedAtWall ?? startedAt)],
   ];
   for (const [path, body] of fixed) {
-    app.get(path, (req, reply) => {
-      if (!authorized(req, reply)) return reply;
-      return reply.type(textPlain).send(body(req));
+    table.add(path, 'text', {
+      get: (req, res) => {
+        if (authorized(req, res)) send(res, 200, TEXT_PLAIN, body());
+      },
     });
-    allowOnly(app, path, ['GET']);
   }
 }
 

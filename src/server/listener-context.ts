@@ -1,8 +1,8 @@
-import type { FastifyReply } from 'fastify';
+import type { ServerResponse } from 'node:http';
 import type { CachedCredentials, RoleCredentialCache } from '../cache/role-credential-cache.js';
 import type { RoleConfig } from '../config/config.js';
-import { CrosscredError, ErrorCodes, type ErrorName } from '../errors.js';
 import type { ContainerSecret } from './container-secret.js';
+import { sendError, type ErrorFormat } from './responses.js';
 import type { SessionTokenIssuer } from './session-tokens.js';
 
 /**
@@ -36,20 +36,8 @@ export function credentialsFor(role: ServedRole): CachedCredentials | Promise<Ca
 }
 
 /** A 503 for a role with nothing valid to serve; never a 200 with empty or expired credentials. */
-export function unavailable(reply: FastifyReply, role: ServedRole, format: 'text' | 'json'): FastifyReply {
-  reply.header('retry-after', String(role.cache.retryAfterSeconds()));
-  return sendError(reply, 'CREDENTIALS_UNAVAILABLE', `no valid credentials for role ${role.config.name} yet`, format);
-}
-
-/**
- * An error answer: `{"Code","Message"}` JSON for the container endpoint, one line of text for IMDS.
- * The status is the catalogue's, unless `status` overrides it (framework errors such as 413).
- */
-export function sendError(reply: FastifyReply, name: ErrorName, message: string, format: 'text' | 'json', status?: number): FastifyReply {
-  const err = new CrosscredError(name, message);
-  reply.code(status ?? ErrorCodes[name].status);
-  if (format === 'json') {
-    return reply.type('application/json').send(JSON.stringify({ Code: err.code, Message: `${err.message} (${err.hint})` }));
-  }
-  return reply.type('text/plain').send(`${err.describe()}\n`);
+export function sendUnavailable(res: ServerResponse, role: ServedRole, format: ErrorFormat): void {
+  sendError(res, 'CREDENTIALS_UNAVAILABLE', `no valid credentials for role ${role.config.name} yet`, format, {
+    headers: ['retry-after', String(role.cache.retryAfterSeconds())],
+  });
 }
