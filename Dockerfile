@@ -58,5 +58,5 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
 
 # distroless keeps Node at /nodejs/bin/node; the absolute path does not depend on PATH. Exec form:
 # no shell is needed (or present).
-ENTRYPOINT ["/nodejs/bin/node", "/app/dist/cli/main.js"]
+ENTRYPOINT ["/nodejs/bin/node", "--max-semi-space-size=2", "/app/dist/cli/main.js"]
 CMD ["serve"]

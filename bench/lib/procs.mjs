@@ -9,6 +9,21 @@ import { fileURLToPath } from 'node:url';
 export const BENCH_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 export const REPO_ROOT = resolve(BENCH_DIR, '..');
 export const CLI = join(REPO_ROOT, 'dist/cli/main.js');
+/**
+ * The V8 flags crosscred runs with, read from the CLI's own shebang line
+ * (`#!/usr/bin/env -S node FLAGS`), so the suite measures the daemon as the installed command, the
+ * systemd unit and the image start it.
+ */
+export const RUNTIME_FLAGS = (() => {
+  let first = '';
+  try {
+    first = readFileSync(CLI, 'utf8').split('\n', 1)[0];
+  } catch {
+    return [];
+  }
+  const m = /^#!\S*env -S node(.*)$/.exec(first);
+  return m ? m[1].trim().split(/\s+/).filter(Boolean) : [];
+})();
 
 const START_TIMEOUT_MS = 120_000; // 10,000 roles take a while to fetch; everything else is far faster
 const STOP_TIMEOUT_MS = 8_000;
@@ -59,7 +74,7 @@ export function memoryOf(pid) {
  */
 export function spawnServe(args) {
   const startedAt = performance.now();
-  const child = spawn(process.execPath, [CLI, 'serve', '--admin-listen', '127.0.0.1:0', '--log-level', 'info', ...args], {
+  const child = spawn(process.execPath, [...RUNTIME_FLAGS, CLI, 'serve', '--admin-listen', '127.0.0.1:0', '--log-level', 'info', ...args], {
     env: childEnv(),
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -96,7 +111,7 @@ export function spawnServe(args) {
  * IPC channel so the suite can force refreshes (cache.refreshNow(), the schedule's own entry point).
  */
 export function spawnDaemonChild(flags) {
-  const child = spawn(process.execPath, [join(BENCH_DIR, 'daemon-child.mjs'), JSON.stringify(flags)], {
+  const child = spawn(process.execPath, [...RUNTIME_FLAGS, join(BENCH_DIR, 'daemon-child.mjs'), JSON.stringify(flags)], {
     env: childEnv(),
     stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
   });
