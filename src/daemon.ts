@@ -2,7 +2,7 @@ import type { STSClient } from '@aws-sdk/client-sts';
 import type { Logger } from 'pino';
 import { systemClock, systemRandom, type Clock, type RandomSource } from './cache/clock.js';
 import { RoleCredentialCache } from './cache/role-credential-cache.js';
-import type { Config, ListenAddress } from './config/config.js';
+import type { Config, ListenAddress, RoleConfig, StsConnectionConfig } from './config/config.js';
 import { formatAddress } from './config/listen-address.js';
 import { createStsClient, StsWebIdentityExchange } from './exchange/sts-exchange.js';
 import { Metrics } from './observability/metrics.js';
@@ -31,6 +31,8 @@ export interface RunningDaemon {
   readonly metrics: Metrics;
   /** Resolves when every role's first fetch has finished (successfully or not). */
   readonly firstFetch: Promise<void>;
+  /** Applies a new configuration without dropping cached credentials (SIGHUP); see ReloadSummary. */
+  reload(next: Config): Promise<ReloadSummary>;
   /** Stops accepting, lets in-flight requests finish, stops refreshing. */
   close(): Promise<void>;
 }
@@ -44,47 +46,131 @@ export async function startDaemon(config: Config, deps: DaemonDependencies): Pro
   const random = deps.random ?? systemRandom;
   const log = deps.logger;
 
-  // One STS client per distinct (region, endpoint): roles that share it share its connection pool.
-  const stsClients = new Map<string, STSClient>();
-  const sources: Array<{ close?(): unknown }> = [];
-  const roles = new Map<string, ServedRole>();
-  const roleStatuses = () => [...roles.values()].map((r) => r.cache.status());
+  // One STS client per distinct (region, endpoint, connection settings): roles that share it share
+  // its connection pool. A reload that changes the settings gets new clients; old ones are
+  // destroyed once no role uses them.
+  const stsClients = new Map<string, { client: STSClient; users: number }>();
+  const roles = new Map<string, RunningRole>();
+  const served = new Map<string, ServedRole>();
+  const roleStatuses = () => [...served.values()].map((r) => r.cache.status());
   const metrics = new Metrics(roleStatuses);
+  let current = config;
 
-  for (const role of config.roles) {
-    const key = `${role.region} ${role.stsEndpoint ?? ''}`;
-    let client = stsClients.get(key);
-    if (!client) {
-      client = createStsClient({ region: role.region, ...(role.stsEndpoint ? { endpoint: role.stsEndpoint } : {}), ...config.sts });
-      stsClients.set(key, client);
+  /** Builds a role's source, exchange and cache (not started). */
+  const buildRole = (role: RoleConfig, sts: StsConnectionConfig): RunningRole => {
+    const clientKey = JSON.stringify([role.region, role.stsEndpoint ?? '', sts]);
+    let shared = stsClients.get(clientKey);
+    if (!shared) {
+      shared = { client: createStsClient({ region: role.region, ...(role.stsEndpoint ? { endpoint: role.stsEndpoint } : {}), ...sts }), users: 0 };
+      stsClients.set(clientKey, shared);
     }
+    shared.users++;
     const source = createTokenSource(role.token.source, clock);
-    sources.push(source);
     const exchange = new StsWebIdentityExchange(
       { roleName: role.name, roleArn: role.roleArn, accountId: role.accountId, sessionName: role.sessionName, ...(role.durationSeconds ? { durationSeconds: role.durationSeconds } : {}) },
       source,
-      client,
+      shared.client,
       clock,
     );
     // An ExpiredToken answer costs a second STS call; each call is bounded by the transport's timeouts.
-    const exchangeTimeoutMs = 2 * (config.sts.connectTimeoutMs + config.sts.responseTimeoutMs) + EXCHANGE_SLACK_MS;
+    const exchangeTimeoutMs = 2 * (sts.connectTimeoutMs + sts.responseTimeoutMs) + EXCHANGE_SLACK_MS;
     const cache = new RoleCredentialCache({ exchange, clock, random, logger: log, observer: metrics, exchangeTimeoutMs });
-    roles.set(role.name, { config: role, cache });
     log.info(
       { role: role.name, roleArn: role.roleArn, sessionName: role.sessionName, region: role.region, stsEndpoint: role.stsEndpoint ?? `regional (sts.${role.region}.amazonaws.com)`, durationSeconds: role.durationSeconds ?? 'role default' },
       'role configured',
     );
     log.info({ role: role.name, source: source.description, why: role.token.reason }, `token source: ${source.description}`);
     for (const note of role.token.notes) log.info({ role: role.name }, note);
-  }
-  const firstFetch = Promise.all([...roles.values()].map((r) => r.cache.start())).then(() => undefined);
+    const release = async () => {
+      cache.close();
+      await source.close?.();
+      if (--shared.users === 0) {
+        shared.client.destroy();
+        stsClients.delete(clientKey);
+      }
+    };
+    return { served: { config: role, cache }, sts, release };
+  };
 
-  const apps: HttpListener[] = [];
+  for (const role of config.roles) {
+    const built = buildRole(role, config.sts);
+    roles.set(role.name, built);
+    served.set(role.name, built.served);
+  }
+  const firstFetch = Promise.all([...served.values()].map((r) => r.cache.start())).then(() => undefined);
+
+  const listeners: HttpListener[] = [];
+  /** Child loggers keep the level they were made with; a reload sets it on each. */
+  const listenerLoggers: Logger[] = [];
   const closeAll = async () => {
-    await Promise.allSettled(apps.map((a) => a.close()));
-    for (const r of roles.values()) r.cache.close();
-    for (const c of stsClients.values()) c.destroy();
-    for (const s of sources) await s.close?.();
+    await Promise.allSettled(listeners.map((l) => l.close()));
+    for (const r of roles.values()) await r.release();
+    roles.clear();
+  };
+
+  /**
+   * Applies a new configuration (SIGHUP). Roles whose settings did not change keep their cache and
+   * go on serving without a pause. A changed or added role is fetched first and swapped in once
+   * that fetch has finished, so the old credentials are served until then. Settings that belong to
+   * an open socket (listen and admin addresses, the container secret, IMDSv1, accepted Host names)
+   * need a restart; a change to them is reported and otherwise ignored.
+   */
+  const reload = async (next: Config): Promise<ReloadSummary> => {
+    const restartNeeded: string[] = [];
+    const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
+    if (!same(next.listeners, current.listeners)) restartNeeded.push('listen');
+    if (!same(next.admin, current.admin)) restartNeeded.push('admin-listen');
+    if (next.authTokenFile !== current.authTokenFile) restartNeeded.push('auth-token-file');
+    if (next.allowImdsV1 !== current.allowImdsV1) restartNeeded.push('allow-imdsv1');
+    if (!same(next.allowedHosts, current.allowedHosts)) restartNeeded.push('allowed-host');
+
+    const unchanged: string[] = [];
+    const replaced: string[] = [];
+    const added: string[] = [];
+    const removed: string[] = [];
+    const kept: string[] = [];
+    const pending: Array<Promise<void>> = [];
+    for (const role of next.roles) {
+      const old = roles.get(role.name);
+      if (old && same(old.served.config, role) && same(old.sts, next.sts)) {
+        unchanged.push(role.name);
+        continue;
+      }
+      (old ? replaced : added).push(role.name);
+      const built = buildRole(role, next.sts);
+      pending.push(
+        built.served.cache.start().then(async () => {
+          roles.set(role.name, built);
+          served.set(role.name, built.served);
+          await old?.release();
+        }),
+      );
+    }
+    const listenedRoles = new Set(current.listeners.map((l) => l.role));
+    for (const name of roles.keys()) {
+      if (next.roles.some((r) => r.name === name)) continue;
+      if (listenedRoles.has(name)) {
+        // A listener still serves it; dropping it would leave that IMDS with nothing to serve.
+        kept.push(name);
+        continue;
+      }
+      removed.push(name);
+      const old = roles.get(name)!;
+      roles.delete(name);
+      served.delete(name);
+      await old.release();
+    }
+    if (kept.length > 0) restartNeeded.push(`roles still served by a listener (${kept.join(', ')})`);
+    await Promise.all(pending);
+    for (const logger of [log, ...listenerLoggers]) logger.level = next.logLevel;
+    current = next;
+    return { unchanged, replaced, added, removed, restartNeeded };
+  };
+
+  const listenerLogger = (name: string) => {
+    const child = log.child({ listener: name });
+    listenerLoggers.push(child);
+    return child;
   };
 
   try {
@@ -97,15 +183,14 @@ export async function startDaemon(config: Config, deps: DaemonDependencies): Pro
 
     const bound: Array<ListenAddress & { role: string }> = [];
     for (const listener of config.listeners) {
-      const role = roles.get(listener.role)!;
       const app = buildCredentialListener({
         address: listener,
         allowedHosts: config.allowedHosts,
-        context: { role, roles, sessionTokens: new SessionTokenIssuer(clock), containerSecret, allowImdsV1: config.allowImdsV1 },
+        context: { roleName: listener.role, roles: served, sessionTokens: new SessionTokenIssuer(clock), containerSecret, allowImdsV1: config.allowImdsV1 },
         metrics,
-        logger: log.child({ listener: formatAddress(listener) }),
+        logger: listenerLogger(formatAddress(listener)),
       });
-      apps.push(app);
+      listeners.push(app);
       const port = await app.listen(listener);
       bound.push({ host: listener.host, port, role: listener.role });
       log.info({ address: formatAddress({ host: listener.host, port }), role: listener.role, imdsV1: config.allowImdsV1, containerEndpoint: containerSecret !== undefined }, 'credential listener open');
@@ -113,16 +198,42 @@ export async function startDaemon(config: Config, deps: DaemonDependencies): Pro
 
     let admin: ListenAddress | null = null;
     if (config.admin) {
-      const app = buildAdminListener({ metrics, roleStatuses, logger: log.child({ listener: 'admin' }) });
-      apps.push(app);
+      const app = buildAdminListener({ metrics, roleStatuses, logger: listenerLogger('admin') });
+      listeners.push(app);
       admin = { host: config.admin.host, port: await app.listen(config.admin) };
       log.info({ address: formatAddress(admin) }, 'admin listener open (/healthz, /readyz, /metrics)');
     }
     log.info({ httpsProxy: config.sts.httpsProxy !== undefined, caBundle: config.sts.caBundlePath ?? null }, 'STS connection settings');
 
-    return { listeners: bound, admin, roles, metrics, firstFetch, close: closeAll };
+    return {
+      listeners: bound,
+      admin,
+      roles: served,
+      metrics,
+      firstFetch,
+      reload,
+      close: closeAll,
+    };
   } catch (err) {
     await closeAll();
     throw err;
   }
+}
+
+/** A role as the daemon runs it: what the listeners serve, and how to stop it. */
+interface RunningRole {
+  readonly served: ServedRole;
+  /** The STS connection settings its client was made with. */
+  readonly sts: StsConnectionConfig;
+  /** Stops its refreshes and releases its token source and (when unused) its STS client. */
+  release(): Promise<void>;
+}
+
+/** What a reload did, by role name; `restartNeeded` names changed settings that were not applied. */
+export interface ReloadSummary {
+  readonly unchanged: readonly string[];
+  readonly replaced: readonly string[];
+  readonly added: readonly string[];
+  readonly removed: readonly string[];
+  readonly restartNeeded: readonly string[];
 }

@@ -1,5 +1,6 @@
 import { parseArgs } from 'node:util';
 import { loadConfig, type ServeFlags } from '../config/load.js';
+import { CrosscredError } from '../errors.js';
 import { startDaemon } from '../daemon.js';
 import { createLogger } from '../observability/logger.js';
 import { SERVE_OPTIONS } from './serve-options.js';
@@ -33,7 +34,27 @@ export async function runServe(args: string[]): Promise<number> {
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
-  // Reloading configuration is not supported yet; do not let SIGHUP's default action kill the daemon.
-  process.on('SIGHUP', () => logger.warn('SIGHUP ignored: configuration reload is not supported; restart to apply changes'));
+
+  // SIGHUP re-reads the configuration (the same flags, the config file, the environment the
+  // process started with) and applies it without dropping cached credentials. Reloads run one at
+  // a time; a configuration that does not validate is reported and the running one kept.
+  let reloading: Promise<void> = Promise.resolve();
+  process.on('SIGHUP', () => {
+    reloading = reloading.then(async () => {
+      if (stopping) return;
+      logger.info({ signal: 'SIGHUP' }, 'reloading configuration');
+      let next;
+      try {
+        next = loadConfig({ flags: values as ServeFlags, env: process.env });
+      } catch (err) {
+        const reason = err instanceof CrosscredError ? err.describe() : String(err);
+        logger.error({ errorCode: (err as CrosscredError).code }, `configuration reload refused, still running the previous one: ${reason}`);
+        return;
+      }
+      const summary = await daemon.reload(next);
+      if (summary.restartNeeded.length > 0) logger.warn({ settings: summary.restartNeeded }, 'changed settings need a restart to take effect: they belong to open sockets');
+      logger.info({ ...summary }, 'configuration reloaded');
+    });
+  });
   return -1;
 }

@@ -28,6 +28,6 @@ export function addContainerRoutes(table: RouteTable, ctx: ListenerContext): voi
     return entry.then((e) => answer(res, role, e));
   };
 
-  table.add('/v1/credentials', 'json', { get: (req, res) => serve(req, res, ctx.role) });
+  table.add('/v1/credentials', 'json', { get: (req, res) => serve(req, res, ctx.roles.get(ctx.roleName)) });
   table.add('/v1/credentials/:role', 'json', { get: (req, res, name) => serve(req, res, ctx.roles.get(name)) });
 }

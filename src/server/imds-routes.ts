@@ -2,7 +2,8 @@ import { createHash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { CachedCredentials } from '../cache/role-credential-cache.js';
 import { awsTimestamp, documentsFor } from './credential-documents.js';
-import { credentialsFor, sendUnavailable, type ListenerContext } from './listener-context.js';
+import type { RoleConfig } from '../config/config.js';
+import { credentialsFor, sendUnavailable, type ListenerContext, type ServedRole } from './listener-context.js';
 import { send, sendError, TEXT_PLAIN } from './responses.js';
 import type { RouteTable } from './route-table.js';
 import { MAX_TTL_SECONDS, parseTtlHeader } from './session-tokens.js';
@@ -17,9 +18,10 @@ const CREDENTIALS_EXTENDED_LIST = '/latest/meta-data/iam/security-credentials-ex
  * needs a session token from `PUT /latest/api/token`; `--allow-imdsv1` also accepts token-less GETs.
  */
 export function addImdsRoutes(table: RouteTable, ctx: ListenerContext): void {
-  const role = ctx.role;
-  const roleName = role.config.name;
+  const roleName = ctx.roleName;
   const startedAt = Date.now();
+  /** This listener's role as now configured (a reload may have replaced it; it is never removed). */
+  const currentRole = (): ServedRole => ctx.roles.get(roleName)!;
 
   table.add(TOKEN_PATH, 'text', {
     put: (req, res) => {
@@ -49,7 +51,7 @@ export function addImdsRoutes(table: RouteTable, ctx: ListenerContext): void {
     if (authorized(req, res)) send(res, 200, TEXT_PLAIN, roleList);
   };
 
-  const answerCredentials = (res: ServerResponse, entry: CachedCredentials | undefined, extended: boolean) => {
+  const answerCredentials = (res: ServerResponse, role: ServedRole, entry: CachedCredentials | undefined, extended: boolean) => {
     if (entry === undefined) return sendUnavailable(res, role, 'text');
     const docs = documentsFor(entry);
     send(res, 200, TEXT_PLAIN, extended ? docs.imdsExtended : docs.imds);
@@ -57,10 +59,11 @@ export function addImdsRoutes(table: RouteTable, ctx: ListenerContext): void {
   const serveCredentials = (extended: boolean) => (req: IncomingMessage, res: ServerResponse, name: string) => {
     if (!authorized(req, res)) return;
     if (name !== roleName) return sendError(res, 'NOT_FOUND', 'no such role on this listener', 'text');
+    const role = currentRole();
     const entry = credentialsFor(role);
     // Answer synchronously from memory; only a cold role waits (boundedly) for its first fetch.
-    if (!(entry instanceof Promise)) return answerCredentials(res, entry, extended);
-    return entry.then((e) => answerCredentials(res, e, extended));
+    if (!(entry instanceof Promise)) return answerCredentials(res, role, entry, extended);
+    return entry.then((e) => answerCredentials(res, role, e, extended));
   };
 
   for (const [base, extended] of [
@@ -72,39 +75,49 @@ export function addImdsRoutes(table: RouteTable, ctx: ListenerContext): void {
     table.add(`${base}/:role`, 'text', { get: serveCredentials(extended) });
   }
 
-  // Fixed documents, rendered once.
-  const region = Buffer.from(role.config.region);
-  const accountId = role.config.accountId;
-  const identityDocument = Buffer.from(JSON.stringify({ accountId, region: role.config.region }, null, 2));
-  const instanceProfileArn = `arn:aws:iam::${accountId}:instance-profile/${roleName}`;
-  const instanceProfileId = syntheticProfileId(role.config.roleArn);
-  const infoDocument = (lastUpdatedMs: number) =>
-    Buffer.from(
-      JSON.stringify(
-        {
-          Code: 'Success',
-          LastUpdated: awsTimestamp(lastUpdatedMs),
-          // There is no instance profile; these name the role crosscred assumes, in the shape SDKs parse.
-          InstanceProfileArn: instanceProfileArn,
-          InstanceProfileId: instanceProfileId,
-        },
-        null,
-        2,
-      ),
-    );
-
-  const fixed: Array<[string, () => Buffer]> = [
-    ['/latest/meta-data/placement/region', () => region],
-    ['/latest/dynamic/instance-identity/document', () => identityDocument],
-    ['/latest/meta-data/iam/info', () => infoDocument(role.cache.current()?.receivedAtWall ?? startedAt)],
+  const fixed: Array<[string, (role: ServedRole) => Buffer]> = [
+    ['/latest/meta-data/placement/region', (role) => fixedDocumentsFor(role.config).region],
+    ['/latest/dynamic/instance-identity/document', (role) => fixedDocumentsFor(role.config).identity],
+    ['/latest/meta-data/iam/info', (role) => infoDocument(role.config, role.cache.current()?.receivedAtWall ?? startedAt)],
   ];
   for (const [path, body] of fixed) {
     table.add(path, 'text', {
       get: (req, res) => {
-        if (authorized(req, res)) send(res, 200, TEXT_PLAIN, body());
+        if (authorized(req, res)) send(res, 200, TEXT_PLAIN, body(currentRole()));
       },
     });
   }
+}
+
+/** The documents that depend only on a role's configuration, rendered once per configuration. */
+interface FixedDocuments {
+  readonly region: Buffer;
+  readonly identity: Buffer;
+  readonly instanceProfileArn: string;
+  readonly instanceProfileId: string;
+}
+
+const fixedDocuments = new WeakMap<RoleConfig, FixedDocuments>();
+
+function fixedDocumentsFor(config: RoleConfig): FixedDocuments {
+  let docs = fixedDocuments.get(config);
+  if (docs === undefined) {
+    docs = {
+      region: Buffer.from(config.region),
+      identity: Buffer.from(JSON.stringify({ accountId: config.accountId, region: config.region }, null, 2)),
+      // There is no instance profile; these name the role crosscred assumes, in the shape SDKs parse.
+      instanceProfileArn: `arn:aws:iam::${config.accountId}:instance-profile/${config.name}`,
+      instanceProfileId: syntheticProfileId(config.roleArn),
+    };
+    fixedDocuments.set(config, docs);
+  }
+  return docs;
+}
+
+function infoDocument(config: RoleConfig, lastUpdatedMs: number): Buffer {
+  const fixed = fixedDocumentsFor(config);
+  const info = { Code: 'Success', LastUpdated: awsTimestamp(lastUpdatedMs), InstanceProfileArn: fixed.instanceProfileArn, InstanceProfileId: fixed.instanceProfileId };
+  return Buffer.from(JSON.stringify(info, null, 2));
 }
 
 /** A stable, instance-profile-shaped id (AIPA + 17 characters) derived from the role ARN. */

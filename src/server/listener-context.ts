@@ -20,9 +20,12 @@ export interface ServedRole {
 
 /** Everything the route handlers of one credential listener need. */
 export interface ListenerContext {
-  /** The role of this listener's IMDS and of its bare `/v1/credentials`. */
-  readonly role: ServedRole;
-  /** Every configured role by name, for `/v1/credentials/<name>`. */
+  /** The name of the role of this listener's IMDS and of its bare `/v1/credentials`. */
+  readonly roleName: string;
+  /**
+   * Every configured role by name (`/v1/credentials/<name>`), looked up on each request: a
+   * configuration reload (SIGHUP) replaces entries in place.
+   */
   readonly roles: ReadonlyMap<string, ServedRole>;
   readonly sessionTokens: SessionTokenIssuer;
   /** Undefined when no --auth-token-file is configured: the container endpoint is then off. */
