@@ -26,6 +26,10 @@ beforeAll(async () => {
   await mkdir(join(root, 'usr/lib/systemd'), { recursive: true });
   await writeFile(join(root, 'usr/local/bin/crosscred'), '#!/bin/sh\n');
   await chmod(join(root, 'usr/local/bin/crosscred'), 0o755);
+  // ExecReload's /bin/kill: any Debian or RHEL host has it; verify checks that it exists.
+  await mkdir(join(root, 'bin'), { recursive: true });
+  await writeFile(join(root, 'bin/kill'), '#!/bin/sh\n');
+  await chmod(join(root, 'bin/kill'), 0o755);
   await cp(join(REPO_ROOT, 'systemd/crosscred.service'), join(root, 'etc/systemd/system/crosscred.service'));
   await cp(join(REPO_ROOT, 'systemd/crosscred.env'), join(root, 'etc/crosscred/crosscred.env'));
   await cp('/lib/systemd/system', join(root, 'usr/lib/systemd/system'), { recursive: true });
