@@ -28,6 +28,9 @@ const COMMANDS: Record<string, { help: string; load: () => Promise<Run> }> = {
   'wait-ready': { help: WAIT_READY_HELP, load: async () => (await import('./wait-ready.js')).runWaitReady },
 };
 
+/** Errors that restarting cannot fix: exit 78, which the systemd unit does not restart. */
+const CONFIGURATION_ERRORS: ReadonlySet<string> = new Set(['CROSSCRED_ERR_CONFIG_INVALID', 'CROSSCRED_ERR_CONFIG_FILE_UNREADABLE', 'CROSSCRED_ERR_AUTH_TOKEN_FILE_INVALID']);
+
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   if (command === undefined || command === '--help' || command === '-h' || command === 'help') {
@@ -53,7 +56,7 @@ async function main(argv: string[]): Promise<number> {
   } catch (err) {
     if (err instanceof CrosscredError) {
       process.stderr.write(`crosscred ${command}: ${err.describe()}\n`);
-      return err.code === 'CROSSCRED_ERR_CONFIG_INVALID' || err.code === 'CROSSCRED_ERR_CONFIG_FILE_UNREADABLE' ? EXIT_CONFIG : 1;
+      return CONFIGURATION_ERRORS.has(err.code) ? EXIT_CONFIG : 1;
     }
     if (err instanceof TypeError && 'code' in err && String(err.code).startsWith('ERR_PARSE_ARGS')) {
       process.stderr.write(`crosscred ${command}: ${err.message}\nRun 'crosscred ${command} --help' for the options.\n`);

@@ -18,6 +18,9 @@ export const REDACT_PATHS = [
   'Token',
   'WebIdentityToken',
   'credentials',
+  // Node's HTTP parser errors carry the request's raw bytes, headers (and so secrets) included.
+  'rawPacket',
+  '*.rawPacket',
   '*.token',
   '*.jwt',
   '*.secret',

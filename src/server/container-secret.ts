@@ -6,6 +6,8 @@ import { readBoundedFile } from '../util/read-bounded-file.js';
 
 /** Longest secret read from the file; a longer file is not one of ours. */
 const MAX_SECRET_BYTES = 4096;
+/** Shortest secret accepted: anything shorter is guessable (a generated one has 43 characters). */
+export const MIN_SECRET_LENGTH = 16;
 
 /**
  * The container endpoint's shared secret (AWS_CONTAINER_AUTHORIZATION_TOKEN[_FILE] on the client
@@ -50,13 +52,19 @@ export class ContainerSecret {
     if (/[\r\n]/.test(text) || !/^[\x21-\x7e]+$/.test(text)) {
       throw new CrosscredError('AUTH_TOKEN_FILE_INVALID', `${path} must hold one line of printable ASCII (it is sent as an HTTP header)`);
     }
+    if (text.length < MIN_SECRET_LENGTH) {
+      throw new CrosscredError('AUTH_TOKEN_FILE_INVALID', `${path} holds a secret of ${text.length} characters; use at least ${MIN_SECRET_LENGTH} (or delete the file to have one generated)`);
+    }
     return { secret: new ContainerSecret(text), generated: false };
   }
 }
 
 /**
  * An existing secret file is trusted only if nobody but its owner (this daemon's user, or root)
- * could have written it: otherwise another local user could plant a secret they know, or swap it.
+ * could have written it, or can read it: otherwise another local user could plant a secret they
+ * know, swap it, or simply read it and fetch the credentials. Like OpenSSH with private keys, any
+ * group or other permission is refused (the generated file is 0600; applications that read it run
+ * as the same user, see k8s/base/deployment.yaml).
  */
 async function checkOwnership(path: string): Promise<void> {
   const info = await stat(path);
@@ -65,8 +73,8 @@ async function checkOwnership(path: string): Promise<void> {
   if (uid !== undefined && info.uid !== uid && info.uid !== 0) {
     throw new CrosscredError('AUTH_TOKEN_FILE_INVALID', `${path} belongs to uid ${info.uid}, not to crosscred's uid ${uid} or root`);
   }
-  if ((info.mode & 0o022) !== 0) {
-    throw new CrosscredError('AUTH_TOKEN_FILE_INVALID', `${path} is writable by group or others (mode ${(info.mode & 0o777).toString(8)}); chmod go-w it`);
+  if ((info.mode & 0o077) !== 0) {
+    throw new CrosscredError('AUTH_TOKEN_FILE_INVALID', `${path} is open to group or others (mode ${(info.mode & 0o777).toString(8)}); chmod 600 it`);
   }
 }
 

@@ -134,7 +134,7 @@ adminListen: 127.0.0.1:0
 
   it('uses an existing secret file, trimmed', async () => {
     const file = join(chain.dir, 'given-secret');
-    await writeFile(file, 'my-shared-secret\n');
+    await writeFile(file, 'my-shared-secret\n', { mode: 0o600 });
     const d = await startInProcess(chain, { 'auth-token-file': file });
     try {
       await d.daemon.firstFetch;

@@ -35,20 +35,28 @@ describe('ContainerSecret.load', () => {
 
   it('reads an existing secret, trimmed, also through a symlink (Kubernetes projects secrets that way)', async () => {
     const path = join(dir, 'given');
-    await writeFile(path, '  shared-secret\n', { mode: 0o600 });
+    await writeFile(path, '  a-shared-secret-of-some-length\n', { mode: 0o600 });
     await symlink(path, join(dir, 'link'));
     for (const p of [path, join(dir, 'link')]) {
       const { secret, generated } = await ContainerSecret.load(p);
       expect(generated).toBe(false);
-      expect(secret.matches('shared-secret')).toBe(true);
+      expect(secret.matches('a-shared-secret-of-some-length')).toBe(true);
     }
   });
 
-  it('refuses a file that others could have written', async () => {
-    const path = join(dir, 'group-writable');
-    await writeFile(path, 'planted');
-    await chmod(path, 0o620);
-    expect(await loadError(path)).toMatch(/writable by group or others \(mode 620\)/);
+  it('refuses a file that others could have written or can read', async () => {
+    for (const mode of [0o620, 0o602, 0o640, 0o604]) {
+      const path = join(dir, `open-${mode.toString(8)}`);
+      await writeFile(path, 'a-secret-of-sufficient-length');
+      await chmod(path, mode);
+      expect(await loadError(path)).toContain(`open to group or others (mode ${mode.toString(8)})`);
+    }
+  });
+
+  it('refuses a secret shorter than 16 characters', async () => {
+    const path = join(dir, 'short');
+    await writeFile(path, 'fifteen-chars-x', { mode: 0o600 });
+    expect(await loadError(path)).toMatch(/holds a secret of 15 characters; use at least 16/);
   });
 
   it('refuses a file owned by another user (when running as root, any non-root owner)', async (ctx) => {
