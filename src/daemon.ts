@@ -122,6 +122,7 @@ export async function startDaemon(config: Config, deps: DaemonDependencies): Pro
     if (!same(next.admin, current.admin)) restartNeeded.push('admin-listen');
     if (next.authTokenFile !== current.authTokenFile) restartNeeded.push('auth-token-file');
     if (next.allowImdsV1 !== current.allowImdsV1) restartNeeded.push('allow-imdsv1');
+    if (next.imdsEnabled !== current.imdsEnabled) restartNeeded.push('disable-imds');
     if (!same(next.allowedHosts, current.allowedHosts)) restartNeeded.push('allowed-host');
 
     const unchanged: string[] = [];
@@ -186,14 +187,14 @@ export async function startDaemon(config: Config, deps: DaemonDependencies): Pro
       const app = buildCredentialListener({
         address: listener,
         allowedHosts: config.allowedHosts,
-        context: { roleName: listener.role, roles: served, sessionTokens: new SessionTokenIssuer(clock), containerSecret, allowImdsV1: config.allowImdsV1 },
+        context: { roleName: listener.role, roles: served, sessionTokens: new SessionTokenIssuer(clock), containerSecret, allowImdsV1: config.allowImdsV1, imdsEnabled: config.imdsEnabled },
         metrics,
         logger: listenerLogger(formatAddress(listener)),
       });
       listeners.push(app);
       const port = await app.listen(listener);
       bound.push({ host: listener.host, port, role: listener.role });
-      log.info({ address: formatAddress({ host: listener.host, port }), role: listener.role, imdsV1: config.allowImdsV1, containerEndpoint: containerSecret !== undefined }, 'credential listener open');
+      log.info({ address: formatAddress({ host: listener.host, port }), role: listener.role, imds: config.imdsEnabled ? (config.allowImdsV1 ? 'v1 and v2' : 'v2') : 'off', containerEndpoint: containerSecret !== undefined }, 'credential listener open');
     }
 
     let admin: ListenAddress | null = null;

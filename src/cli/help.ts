@@ -74,6 +74,9 @@ Serving:
   --auth-token-file PATH      Secret for the container endpoint (Authorization header). Created with
                               mode 0600 if missing. Without it the container endpoint is off.
   --allow-imdsv1              Also answer IMDS GETs that carry no session token (IMDSv1).
+  --disable-imds              Serve only the container endpoint (needs --auth-token-file): for a
+                              sidecar whose pod neighbours must not get credentials without the
+                              secret, since any local process can use IMDS.
   --allow-remote              Allow listen addresses other machines can reach (anything but
                               loopback and link-local, e.g. 0.0.0.0). Refused without it.
   --allowed-host NAME         Extra Host header value to accept (DNS-rebinding guard); repeatable.

@@ -21,6 +21,7 @@ export const SERVE_OPTIONS = {
   'admin-listen': { type: 'string' },
   'auth-token-file': { type: 'string' },
   'allow-imdsv1': { type: 'boolean' },
+  'disable-imds': { type: 'boolean' },
   'allow-remote': { type: 'boolean' },
   'allowed-host': { type: 'string', multiple: true },
   'log-level': { type: 'string' },

@@ -68,6 +68,8 @@ export interface Config {
   readonly admin: ListenAddress | null;
   readonly authTokenFile?: string;
   readonly allowImdsV1: boolean;
+  /** False with --disable-imds: the listeners then serve only the container endpoint. */
+  readonly imdsEnabled: boolean;
   /** Host header values accepted besides the listen addresses (DNS names clients use for the daemon). */
   readonly allowedHosts: readonly string[];
   readonly sts: StsConnectionConfig;

@@ -47,6 +47,7 @@ function buildSchema(z: typeof ZodModule.z) {
     adminListen: z.string().optional(),
     authTokenFile: z.string().optional(),
     allowImdsV1: z.boolean().optional(),
+    disableImds: z.boolean().optional(),
     allowRemote: z.boolean().optional(),
     allowedHosts: z.array(z.string()).optional(),
     logLevel: z.enum(LOG_LEVELS).optional(),

@@ -45,6 +45,7 @@ export interface ServeFlags {
   'admin-listen'?: string;
   'auth-token-file'?: string;
   'allow-imdsv1'?: boolean;
+  'disable-imds'?: boolean;
   'allow-remote'?: boolean;
   'allowed-host'?: string[];
   'log-level'?: string;
@@ -302,6 +303,15 @@ export function loadConfig(inputs: LoadInputs): Config {
   const authTokenFile = pick([flags['auth-token-file'], '--auth-token-file'], [file.authTokenFile, fileOrigin]);
   if (authTokenFile && authTokenFile.value.trim() === '') problems.add('auth-token-file', authTokenFile.origin, 'is empty');
 
+  const allowImdsV1 = flags['allow-imdsv1'] ?? file.allowImdsV1 ?? false;
+  const disableImds = pick([flags['disable-imds'], '--disable-imds'], [file.disableImds, fileOrigin]);
+  if (disableImds?.value === true) {
+    // Without IMDS only the secret-guarded container endpoint is left: a sidecar whose pod
+    // neighbours must not read credentials without the secret.
+    if (!authTokenFile) problems.add('disable-imds', disableImds.origin, 'leaves nothing to serve without --auth-token-file (the container endpoint)');
+    if (allowImdsV1) problems.add('disable-imds', disableImds.origin, 'contradicts --allow-imdsv1');
+  }
+
   const allowedHosts: string[] = [];
   const hostList = pick([flags['allowed-host']?.length ? flags['allowed-host'] : undefined, '--allowed-host'], [file.allowedHosts, fileOrigin]);
   for (const h of hostList?.value ?? []) {
@@ -351,7 +361,8 @@ export function loadConfig(inputs: LoadInputs): Config {
     listeners,
     admin,
     ...(authTokenFile ? { authTokenFile: authTokenFile.value.trim() } : {}),
-    allowImdsV1: flags['allow-imdsv1'] ?? file.allowImdsV1 ?? false,
+    allowImdsV1,
+    imdsEnabled: disableImds?.value !== true,
     allowedHosts,
     sts: {
       ...(caPath && caBundle ? { caBundlePath: caPath.value, caBundle } : {}),

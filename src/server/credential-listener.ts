@@ -31,7 +31,7 @@ export interface CredentialListenerOptions {
 export function buildCredentialListener(options: CredentialListenerOptions): HttpListener {
   const { metrics, logger } = options;
   const table = new RouteTable();
-  addImdsRoutes(table, options.context);
+  if (options.context.imdsEnabled) addImdsRoutes(table, options.context);
   addContainerRoutes(table, options.context);
   const hostGuard = new HostGuard(options.address, options.allowedHosts);
 

@@ -31,6 +31,8 @@ export interface ListenerContext {
   /** Undefined when no --auth-token-file is configured: the container endpoint is then off. */
   readonly containerSecret: ContainerSecret | undefined;
   readonly allowImdsV1: boolean;
+  /** False with --disable-imds: no `/latest/…` routes at all (they answer 404). */
+  readonly imdsEnabled: boolean;
 }
 
 /** Answers from memory, or waits a bounded time for the in-flight fetch of a cold role. */

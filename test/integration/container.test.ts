@@ -132,6 +132,25 @@ adminListen: 127.0.0.1:0
     }
   });
 
+  it('with --disable-imds serves only the container endpoint: no IMDS session token, no IMDS path', async () => {
+    const d = await startInProcess(chain, { 'auth-token-file': join(chain.dir, 'auth-no-imds'), 'disable-imds': true });
+    try {
+      await d.daemon.firstFetch;
+      const secret = await readFile(join(chain.dir, 'auth-no-imds'), 'utf8');
+      expect((await get(`${d.base}/v1/credentials`, { authorization: secret })).status).toBe(200);
+      const put = await request(`${d.base}/latest/api/token`, { method: 'PUT', headers: { 'x-aws-ec2-metadata-token-ttl-seconds': '60' } });
+      expect(put.statusCode).toBe(404);
+      expect(await put.body.text()).toMatch(/^CROSSCRED_ERR_NOT_FOUND: /);
+      for (const path of ['/latest/meta-data/iam/security-credentials/', '/latest/meta-data/iam/security-credentials/app', '/latest/meta-data/placement/region']) {
+        const res = await get(`${d.base}${path}`);
+        expect(res.status, path).toBe(404);
+        expect(res.text).not.toContain('SecretAccessKey');
+      }
+    } finally {
+      await d.close();
+    }
+  });
+
   it('uses an existing secret file, trimmed', async () => {
     const file = join(chain.dir, 'given-secret');
     await writeFile(file, 'my-shared-secret\n', { mode: 0o600 });

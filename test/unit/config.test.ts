@@ -236,6 +236,13 @@ describe('loadConfig from a YAML file with several roles', () => {
 });
 
 describe('loadConfig errors', () => {
+  it('refuses --disable-imds without a container endpoint to serve instead, or together with --allow-imdsv1', () => {
+    expect(configError({ env: IRSA_ENV, flags: { 'disable-imds': true } })).toContain('disable-imds (--disable-imds): leaves nothing to serve without --auth-token-file');
+    expect(configError({ env: IRSA_ENV, flags: { 'disable-imds': true, 'auth-token-file': '/run/a', 'allow-imdsv1': true } })).toContain('disable-imds (--disable-imds): contradicts --allow-imdsv1');
+    expect(load({ env: IRSA_ENV, flags: { 'disable-imds': true, 'auth-token-file': '/run/a' } }).imdsEnabled).toBe(false);
+    expect(load({ env: IRSA_ENV }).imdsEnabled).toBe(true);
+  });
+
   it('names the field and origin of a bad role ARN', () => {
     expect(configError({ env: { ...IRSA_ENV, AWS_ROLE_ARN: 'arn:aws:iam::12345:role/x' } })).toContain('roleArn (env AWS_ROLE_ARN)');
     expect(configError({ env: IRSA_ENV, flags: { 'role-arn': 'arn:aws:iam::111122223333:user/bob' } })).toContain('roleArn (--role-arn)');
