@@ -32,8 +32,8 @@ export class Metrics implements ExchangeObserver {
     registers: [this.registry],
   });
 
-  /** Pre-bound counters per (route, status): avoids hashing label sets on every request. */
-  readonly #requestChildren = new Map<string, { inc(): void }>();
+  /** Pre-bound counters per route and status: no label-set hashing on the hot path. */
+  readonly #requestChildren = new Map<string, Map<number, { inc(): void }>>();
 
   constructor(roleStatuses: () => readonly RoleStatus[]) {
     collectDefaultMetrics({ register: this.registry, prefix: 'crosscred_' });
@@ -60,11 +60,15 @@ export class Metrics implements ExchangeObserver {
   }
 
   requestAnswered(route: string, status: number): void {
-    const key = `${route} ${status}`;
-    let child = this.#requestChildren.get(key);
+    let byStatus = this.#requestChildren.get(route);
+    if (!byStatus) {
+      byStatus = new Map();
+      this.#requestChildren.set(route, byStatus);
+    }
+    let child = byStatus.get(status);
     if (!child) {
       child = this.#requests.labels(route, String(status));
-      this.#requestChildren.set(key, child);
+      byStatus.set(status, child);
     }
     child.inc();
   }

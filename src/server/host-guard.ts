@@ -2,6 +2,9 @@ import { isIP } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import type { ListenAddress } from '../config/config.js';
 
+/** Distinct raw Host values whose verdict is remembered. */
+const MAX_REMEMBERED_VERDICTS = 64;
+
 /**
  * Which Host header values a credential listener accepts. A DNS-rebinding attack makes a browser
  * send the attacker's own host name to our address; refusing every Host that is not one of our
@@ -22,9 +25,21 @@ export class HostGuard {
     this.#allowed = allowed;
   }
 
+  /**
+   * Verdicts by raw header value: clients send the same Host on every request, so the hot path is
+   * one lookup. Bounded: a client cycling through made-up names only ever costs a cleared map.
+   */
+  readonly #verdicts = new Map<string, boolean>();
+
   allows(hostHeader: string | undefined): boolean {
     if (hostHeader === undefined) return true;
-    return this.#allowed.has(hostOnly(hostHeader));
+    let verdict = this.#verdicts.get(hostHeader);
+    if (verdict === undefined) {
+      verdict = this.#allowed.has(hostOnly(hostHeader));
+      if (this.#verdicts.size >= MAX_REMEMBERED_VERDICTS) this.#verdicts.clear();
+      this.#verdicts.set(hostHeader, verdict);
+    }
+    return verdict;
   }
 }
 
