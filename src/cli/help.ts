@@ -15,7 +15,8 @@ Commands:
   trust-policy          Print what AWS needs to accept this host's token: the IAM OIDC
                         provider command and the role trust policy.
   net-setup up|down     Put 169.254.169.254 (and 169.254.170.2) on a local interface so serve
-                        can listen there and SDKs find it with no configuration (root).
+                        can listen there and SDKs find it with no configuration (root);
+                        --local-only also refuses other hosts and containers (nftables).
   wait-ready            Wait until a running daemon's /readyz says ready (systemd ExecStartPost).
   demo                  Run the whole chain on this machine: an embedded OIDC issuer, an STS
                         emulator that verifies the token, and the daemon; prints the environment
@@ -147,17 +148,35 @@ Reads the token the way 'crosscred serve' would and prints what the AWS side nee
   --role NAME                 With several roles in --config, the one to print for.
 `;
 
-export const NET_SETUP_HELP = `Usage: crosscred net-setup up|down [--interface NAME] [--container-address] [--address CIDR]... [--hop-limit]
+export const NET_SETUP_HELP = `Usage: crosscred net-setup up|down [--interface NAME] [--container-address] [--address CIDR]... [--local-only] [--hop-limit]
 
 Puts the metadata addresses on this host (up) or removes them (down), idempotently: run it as
-ExecStartPre/ExecStopPost of the systemd unit. Needs root (CAP_NET_ADMIN) and iproute2.
+ExecStartPre/ExecStopPost of the systemd unit. Needs root (CAP_NET_ADMIN) and iproute2;
+--local-only and --hop-limit also need nft (Debian package nftables).
+
+The kernel accepts packets for these addresses on any interface: without --local-only, every
+container on a bridge (Docker, Podman) and any machine with a route through this host gets this
+host's credentials.
 
   --interface NAME            Dummy link to create (default crosscred0); where the kernel has no
                               dummy links, the loopback is used instead.
   --container-address         Also 169.254.170.2/32, for the container-credentials endpoint.
   --address CIDR              Exactly these addresses instead (repeatable).
-  --hop-limit                 Also an nftables rule: replies from these addresses leave with TTL 1,
-                              like the IMDSv2 hop limit (needs nft).
+  --local-only                Also an nftables rule (table inet crosscred_local_only) refusing
+                              every packet for these addresses that does not come from this host
+                              itself: TCP gets a reset, anything else ICMP admin-prohibited, so
+                              clients fail at once instead of timing out. Host processes (and
+                              containers on the host network) still get credentials; containers
+                              on a bridge and other machines do not. Use it on any host with
+                              containers, unless they are meant to have this host's role.
+  --hop-limit                 Also an nftables rule (table inet crosscred_metadata): replies from
+                              these addresses leave with TTL 1. That stops only a client with a
+                              router between it and this host. It does NOT stop a container on a
+                              bridge or veth of this host, which gets the reply directly (IMDSv2's
+                              hop limit works on EC2 because there the host forwards for its
+                              containers). For containers, use --local-only.
+
+'down' removes the addresses and both nftables tables, whatever the flags.
 `;
 
 export const WAIT_READY_HELP = `Usage: crosscred wait-ready [--admin URL] [--timeout-ms N]

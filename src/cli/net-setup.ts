@@ -13,6 +13,7 @@ export async function runNetSetup(args: string[]): Promise<number> {
       interface: { type: 'string' },
       address: { type: 'string', multiple: true },
       'container-address': { type: 'boolean' },
+      'local-only': { type: 'boolean' },
       'hop-limit': { type: 'boolean' },
     },
     strict: true,
@@ -33,10 +34,17 @@ export async function runNetSetup(args: string[]): Promise<number> {
   const options = {
     interfaceName: values.interface ?? 'crosscred0',
     addresses,
+    localOnly: values['local-only'] ?? false,
     hopLimit: values['hop-limit'] ?? false,
     log: (line: string) => process.stdout.write(`crosscred net-setup: ${line}\n`),
   };
-  if (action === 'up') await linkLocalUp(options);
-  else await linkLocalDown(options);
+  try {
+    if (action === 'up') await linkLocalUp(options);
+    else await linkLocalDown(options);
+  } catch (err) {
+    // ip and nft failures are the operator's to fix (a missing tool, no root): say what failed, no stack.
+    process.stderr.write(`crosscred net-setup ${action}: ${err instanceof Error ? err.message : String(err)}\n`);
+    return 1;
+  }
   return 0;
 }

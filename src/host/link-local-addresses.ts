@@ -10,13 +10,26 @@ const run = promisify(execFile);
  * (metadata at 100.100.100.200) and Tencent CVM (169.254.0.23) these addresses are free.
  *
  * They go on a dedicated `dummy` link where the kernel has that type, else on the loopback.
- * Both are local-only: nothing off the host can route to them. Every step checks before it
- * acts, so `up` and `down` can each run any number of times (systemd's ExecStartPre/ExecStopPost).
+ * Neither makes them private to the host: Linux accepts a packet for a local address whatever
+ * interface it arrives on, so anything with a route to them through this host reaches crosscred
+ * (every container on a Docker or Podman bridge has one: its default route). `localOnly` adds the
+ * nftables rule that refuses those. Every step checks before it acts, so `up` and `down` can each
+ * run any number of times (systemd's ExecStartPre/ExecStopPost).
  */
 export interface LinkLocalOptions {
   readonly interfaceName: string;
   readonly addresses: readonly string[];
-  /** Also install an nftables rule that sets the TTL of replies from these addresses to 1, like IMDSv2's hop limit. */
+  /**
+   * Also an nftables input rule refusing packets for these addresses that did not come from this
+   * host itself. A host's own traffic to a local address is delivered through the loopback, whichever
+   * link holds the address, so "arrived on lo" is exactly "sent by a process of this host".
+   */
+  readonly localOnly: boolean;
+  /**
+   * Also an nftables rule that sets the TTL of replies from these addresses to 1. It stops only a
+   * client with a router between it and this host; a container on a bridge or veth of this host gets
+   * the reply directly (on EC2 the host forwards for its containers, which is why the hop limit works there).
+   */
   readonly hopLimit: boolean;
   /** Where `ip` and `nft` are; injectable for a network namespace (`ip netns exec NAME …`). */
   readonly ip?: string;
@@ -24,10 +37,14 @@ export interface LinkLocalOptions {
   readonly log: (line: string) => void;
 }
 
-export const NFT_TABLE = 'crosscred_metadata';
+/** Each rule has a table of its own, replaced whole on `up` and deleted on `down`. The hop-limit name predates the other. */
+export const NFT_HOP_LIMIT_TABLE = 'crosscred_metadata';
+export const NFT_LOCAL_ONLY_TABLE = 'crosscred_local_only';
 
 export async function linkLocalUp(options: LinkLocalOptions): Promise<{ device: string }> {
   const ip = options.ip ?? 'ip';
+  // Before the addresses, so that they are never reachable from outside while the rule is wanted.
+  if (options.localOnly) await localOnlyUp(options);
   let device = options.interfaceName;
   if (!(await linkExists(ip, device))) {
     try {
@@ -54,6 +71,10 @@ export async function linkLocalUp(options: LinkLocalOptions): Promise<{ device: 
   return { device };
 }
 
+/**
+ * Removes the addresses, the dummy link, and both nftables tables whatever `localOnly` and
+ * `hopLimit` say: a flag dropped from crosscred.env then leaves no rule behind after a restart.
+ */
 export async function linkLocalDown(options: LinkLocalOptions): Promise<void> {
   const ip = options.ip ?? 'ip';
   for (const device of [options.interfaceName, 'lo']) {
@@ -66,10 +87,16 @@ export async function linkLocalDown(options: LinkLocalOptions): Promise<void> {
     }
   }
   if (options.interfaceName !== 'lo' && (await linkExists(ip, options.interfaceName))) {
-    await run(ip, ['link', 'del', options.interfaceName]);
-    options.log(`deleted link ${options.interfaceName}`);
+    // Only a dummy link can be one `up` made; `--interface eth0` must not delete eth0.
+    if ((await linkKind(ip, options.interfaceName)) === 'dummy') {
+      await run(ip, ['link', 'del', options.interfaceName]);
+      options.log(`deleted link ${options.interfaceName}`);
+    } else {
+      options.log(`left link ${options.interfaceName} in place: it is not a dummy link`);
+    }
   }
-  if (options.hopLimit) await hopLimitDown(options);
+  await deleteTable(options, NFT_HOP_LIMIT_TABLE);
+  await deleteTable(options, NFT_LOCAL_ONLY_TABLE);
 }
 
 async function linkExists(ip: string, device: string): Promise<boolean> {
@@ -81,6 +108,11 @@ async function linkExists(ip: string, device: string): Promise<boolean> {
   }
 }
 
+async function linkKind(ip: string, device: string): Promise<string | undefined> {
+  const { stdout } = await run(ip, ['-d', '-j', 'link', 'show', 'dev', device]);
+  return (JSON.parse(stdout) as Array<{ linkinfo?: { info_kind?: string } }>)[0]?.linkinfo?.info_kind;
+}
+
 /** The addresses on `device` in `ADDRESS/PREFIX` form. */
 async function addressesOn(ip: string, device: string): Promise<Set<string>> {
   const { stdout } = await run(ip, ['-j', 'addr', 'show', 'dev', device]);
@@ -88,37 +120,78 @@ async function addressesOn(ip: string, device: string): Promise<Set<string>> {
   return new Set(links.flatMap((l) => (l.addr_info ?? []).map((a) => `${a.local}/${a.prefixlen}`)));
 }
 
-/** One table of our own, replaced whole each time: idempotent, and removed by deleting it. */
+/** The IPv4 host addresses of `ADDRESS/PREFIX` entries, once each: what is local, not the prefix. */
+function ipv4Hosts(addresses: readonly string[]): string[] {
+  return [...new Set(addresses.filter((a) => !a.includes(':')).map((a) => a.split('/')[0]!))];
+}
+
+/**
+ * The local-only chain. Rejected rather than dropped: a refused client (an SDK in a container
+ * trying IMDS) fails in milliseconds and moves on down its credential chain, instead of waiting
+ * out its connect timeout and retries. The reply tells the client little it could not learn anyway:
+ * the address is well known and its route leads to this host.
+ */
+export function localOnlyRules(hosts: readonly string[]): string[] {
+  const daddr = `ip daddr { ${hosts.join(', ')} } iifname != "lo"`;
+  return [`${daddr} meta l4proto tcp reject with tcp reset`, `${daddr} reject with icmpx type admin-prohibited`];
+}
+
+async function localOnlyUp(options: LinkLocalOptions): Promise<void> {
+  const hosts = ipv4Hosts(options.addresses);
+  if (hosts.length === 0) return;
+  await replaceTable(options, NFT_LOCAL_ONLY_TABLE, [
+    '  chain input {',
+    '    type filter hook input priority filter; policy accept;',
+    ...localOnlyRules(hosts).map((rule) => `    ${rule}`),
+    '  }',
+  ]);
+  options.log(`nftables table ${NFT_LOCAL_ONLY_TABLE}: packets for ${hosts.join(', ')} from anywhere but this host are refused`);
+}
+
 async function hopLimitUp(options: LinkLocalOptions): Promise<void> {
-  const sources = options.addresses.filter((a) => !a.includes(':')).map((a) => a.split('/')[0]!);
+  const sources = ipv4Hosts(options.addresses);
   if (sources.length === 0) return;
-  const ruleset = [
-    `table inet ${NFT_TABLE} {`,
+  await replaceTable(options, NFT_HOP_LIMIT_TABLE, [
     '  chain output {',
     '    type filter hook output priority mangle; policy accept;',
     `    ip saddr { ${sources.join(', ')} } ip ttl set 1`,
     '  }',
-    '}',
-  ].join('\n');
-  await hopLimitDown(options);
-  await runWithInput(options.nft ?? 'nft', ['-f', '-'], ruleset);
-  options.log(`nftables table ${NFT_TABLE}: replies from ${sources.join(', ')} leave with TTL 1`);
+  ]);
+  options.log(`nftables table ${NFT_HOP_LIMIT_TABLE}: replies from ${sources.join(', ')} leave with TTL 1 (this stops only clients behind a router)`);
 }
 
-async function hopLimitDown(options: LinkLocalOptions): Promise<void> {
+/**
+ * Creates `table` if missing, deletes it and writes it anew, in one `nft -f` transaction: the old
+ * rules stay in force until the new ones are, and a second `up` leaves exactly one copy.
+ */
+async function replaceTable(options: LinkLocalOptions, table: string, body: readonly string[]): Promise<void> {
+  const ruleset = [`table inet ${table}`, `delete table inet ${table}`, `table inet ${table} {`, ...body, '}', ''].join('\n');
+  await runWithInput(options.nft ?? 'nft', ['-f', '-'], ruleset);
+}
+
+/** Deletes `table` if it is there; without nft there is no table to delete. */
+async function deleteTable(options: LinkLocalOptions, table: string): Promise<void> {
   const nft = options.nft ?? 'nft';
   try {
-    await run(nft, ['list', 'table', 'inet', NFT_TABLE]);
+    await run(nft, ['list', 'table', 'inet', table]);
   } catch {
     return;
   }
-  await run(nft, ['delete', 'table', 'inet', NFT_TABLE]);
-  options.log(`deleted nftables table ${NFT_TABLE}`);
+  await run(nft, ['delete', 'table', 'inet', table]);
+  options.log(`deleted nftables table ${table}`);
 }
 
 function runWithInput(command: string, args: string[], input: string): Promise<void> {
   return new Promise((resolve, reject) => {
-    const child = execFile(command, args, (err, _stdout, stderr) => (err ? reject(new Error(`${command} ${args.join(' ')} failed: ${String(stderr).trim()}`)) : resolve()));
+    const child = execFile(command, args, (err, _stdout, stderr) => {
+      if (!err) return resolve();
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+        return reject(new Error(`${command} not found: --local-only and --hop-limit need nftables (Debian and Ubuntu: apt-get install nftables)`));
+      }
+      reject(new Error(`${command} ${args.join(' ')} failed: ${String(stderr).trim()}`));
+    });
+    // A missing or failing nft closes its stdin early; the callback above reports why.
+    child.stdin?.on('error', () => undefined);
     child.stdin?.end(input);
   });
 }

@@ -2,9 +2,10 @@ import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CLI, REPO_ROOT } from '../support/chain.js';
+import { AUDIENCE, CLI, REPO_ROOT, roleArn, SUBJECT } from '../support/chain.js';
 import { clientAvailable, clientEnv, CLIENTS, runClient } from '../support/clients.js';
 
 /**
@@ -155,3 +156,283 @@ describe('crosscred net-setup --hop-limit', () => {
     await expect(run(nft, nftArgs)).rejects.toBeTruthy();
   });
 });
+
+/**
+ * What `--local-only` is for (a security review found `--hop-limit` does not do it): a "host"
+ * namespace holds 169.254.169.254 and runs `crosscred serve` on port 80, with the OIDC issuer and
+ * the STS emulator on its loopback; a "container" namespace is joined to it by a veth pair and
+ * routes 169.254.169.254 via the host side, as a container on a Docker bridge does through its
+ * default route. Run twice: with the address on lo, and on a link of its own (crosscred0: a dummy
+ * link where the kernel has them, else a bridge standing in, since it is the same to the rule).
+ */
+const LOCAL_ONLY_TABLE = 'crosscred_local_only';
+const HOP_LIMIT_TABLE = 'crosscred_metadata';
+/** Time allowed to one probe (ms): a dropped SYN would use all of it. */
+const PROBE_TIMEOUT_MS = 3_000;
+/** "Fails fast" (ms): a refusal takes tens of ms here (more under load); a drop would take all of PROBE_TIMEOUT_MS. */
+const REFUSED_WITHIN_MS = 1_000;
+/** Bound on any one command of these tests, the SDK clients included (ms). */
+const COMMAND_TIMEOUT_MS = 30_000;
+/** Bound on the issuer and STS emulator starting, and on serve caching its first credentials (ms). */
+const START_TIMEOUT_MS = 20_000;
+const LOCAL_ONLY_ROLE = roleArn('app');
+
+/**
+ * An IMDSv2 client as an SDK does it (token PUT, role list, credentials) with one deadline; or,
+ * with `udp` as its argument, a datagram to port 80 and the error that comes back. Prints JSON.
+ */
+const PROBE_SCRIPT = `
+const t0 = performance.now();
+const elapsed = () => Math.round(performance.now() - t0);
+const out = (o) => process.stdout.write(JSON.stringify({ ...o, ms: elapsed() }));
+if (process.argv[1] === 'udp') {
+  const socket = (await import('node:dgram')).createSocket('udp4');
+  const timer = setTimeout(() => { out({ error: 'none' }); process.exit(0); }, ${PROBE_TIMEOUT_MS});
+  socket.on('error', (e) => { clearTimeout(timer); out({ error: e.code }); process.exit(0); });
+  socket.connect(80, '169.254.169.254', () => { socket.send('x'); setTimeout(() => socket.send('x'), 100).unref(); });
+} else {
+  const base = 'http://169.254.169.254';
+  const signal = AbortSignal.timeout(${PROBE_TIMEOUT_MS});
+  try {
+    const put = await fetch(base + '/latest/api/token', { method: 'PUT', headers: { 'x-aws-ec2-metadata-token-ttl-seconds': '60' }, signal });
+    const headers = { 'x-aws-ec2-metadata-token': await put.text() };
+    const list = await fetch(base + '/latest/meta-data/iam/security-credentials/', { headers, signal });
+    const role = (await list.text()).trim();
+    const creds = await fetch(base + '/latest/meta-data/iam/security-credentials/' + role, { headers, signal });
+    const body = await creds.json();
+    out({ statuses: [put.status, list.status, creds.status], accessKeyId: body.AccessKeyId });
+  } catch (e) {
+    out({ error: e.cause?.code ?? e.name });
+  }
+}
+`;
+
+/** Runs inside the host namespace: the issuer and STS emulator, a token for them; prints STS's URL. */
+function chainScript(tokenFile: string): string {
+  const module = (name: string) => JSON.stringify(pathToFileURL(join(REPO_ROOT, 'dist/demo', name)).href);
+  return `
+import { writeFile } from 'node:fs/promises';
+const { DemoOidcIssuer } = await import(${module('oidc-issuer.js')});
+const { StsEmulator } = await import(${module('sts-emulator.js')});
+const issuer = await DemoOidcIssuer.start();
+const sts = await StsEmulator.start({ trust: [{ roleArn: ${JSON.stringify(LOCAL_ONLY_ROLE)}, issuer: issuer.url, audience: ${JSON.stringify(AUDIENCE)}, subject: ${JSON.stringify(SUBJECT)} }] });
+await writeFile(${JSON.stringify(tokenFile)}, await issuer.mint({ sub: ${JSON.stringify(SUBJECT)}, aud: ${JSON.stringify(AUDIENCE)}, ttlSeconds: 3600 }), { mode: 0o600 });
+process.stdout.write(JSON.stringify({ sts: sts.url }) + '\\n');
+process.once('SIGTERM', () => void Promise.all([sts.close(), issuer.close()]).then(() => process.exit(0)));
+`;
+}
+
+interface Probe {
+  readonly ms: number;
+  readonly error?: string;
+  readonly statuses?: number[];
+  readonly accessKeyId?: string;
+}
+
+/** Where net-setup puts the address: lo, or a link named crosscred0 made before `up` (when it is not a dummy, `up` uses it and `down` leaves it). */
+interface Holder {
+  readonly title: string;
+  readonly tag: string;
+  readonly args: readonly string[];
+  /** Makes the link if one is needed; returns the device the address should be on, and what it is. */
+  prepare(ns: string): Promise<{ device: string; kind: string }>;
+}
+
+const HOLDERS: readonly Holder[] = [
+  { title: 'address on lo', tag: 'lo', args: ['--interface', 'lo'], prepare: async () => ({ device: 'lo', kind: 'loopback' }) },
+  {
+    title: 'address on a link of its own',
+    tag: 'link',
+    args: ['--interface', 'crosscred0'],
+    prepare: async (ns) => {
+      try {
+        await run('ip', ['-n', ns, 'link', 'add', 'crosscred0', 'type', 'dummy']);
+        return { device: 'crosscred0', kind: 'dummy' };
+      } catch {
+        await run('ip', ['-n', ns, 'link', 'add', 'crosscred0', 'type', 'bridge']);
+        return { device: 'crosscred0', kind: 'bridge (this kernel has no dummy links)' };
+      }
+    },
+  },
+];
+
+for (const holder of HOLDERS) {
+  describe(`crosscred net-setup --local-only (${holder.title}): a container one veth away`, () => {
+    const hostNs = `crosscred-e2e-${process.pid}-${holder.tag}-host`;
+    const containerNs = `crosscred-e2e-${process.pid}-${holder.tag}-ctr`;
+    const made: string[] = [];
+    const children: ChildProcess[] = [];
+    let skip: string | undefined;
+    let dir: string | undefined;
+    let device = '';
+    let kind = '';
+    let serveOutput = '';
+
+    function inside(ns: string, command: string, args: readonly string[], env?: Record<string, string>) {
+      return run('ip', ['netns', 'exec', ns, command, ...args], { timeout: COMMAND_TIMEOUT_MS, ...(env ? { env } : {}) });
+    }
+    async function netSetupIn(...args: string[]): Promise<string> {
+      return (await inside(hostNs, process.execPath, [CLI, 'net-setup', ...args, ...holder.args])).stdout;
+    }
+    async function probe(ns: string, mode: 'imds' | 'udp' = 'imds'): Promise<Probe> {
+      return JSON.parse((await inside(ns, process.execPath, ['--input-type=module', '-e', PROBE_SCRIPT, mode])).stdout) as Probe;
+    }
+    async function nftList(...args: string[]): Promise<string> {
+      return (await inside(hostNs, 'nft', ['list', ...args])).stdout;
+    }
+    /** The unmodified JS SDK's default chain, with no endpoint variable: what an app would do. */
+    async function jsSdk(ns: string): Promise<{ ok: boolean; output: string; ms: number }> {
+      const started = performance.now();
+      const result = await inside(ns, process.execPath, [JS_CLIENT, 'node-provider-chain'], clientEnv(dir!, {})).then(
+        (r) => ({ ok: true, output: r.stdout }),
+        (e: { stdout?: string; stderr?: string; message: string }) => ({ ok: false, output: `${e.stdout ?? ''}${e.stderr ?? e.message}` }),
+      );
+      return { ...result, ms: Math.round(performance.now() - started) };
+    }
+    /** Spawns `command` in the host namespace and resolves with its output once `ready` matches it. */
+    function startIn(command: string, args: string[], ready: RegExp, onOutput: (all: string) => void = () => undefined): Promise<string> {
+      const child = spawn('ip', ['netns', 'exec', hostNs, command, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin', HOME: dir! } });
+      children.push(child);
+      let output = '';
+      return new Promise((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`${command} ${args[0]} did not start within ${START_TIMEOUT_MS} ms:\n${output}`)), START_TIMEOUT_MS);
+        const onData = (chunk: Buffer) => {
+          output += chunk.toString('utf8');
+          onOutput(output);
+          if (ready.test(output)) {
+            clearTimeout(timer);
+            resolve(output);
+          }
+        };
+        child.stdout!.on('data', onData);
+        child.stderr!.on('data', onData);
+        child.once('exit', (code) => {
+          clearTimeout(timer);
+          reject(new Error(`${command} ${args[0]} exited with ${code}:\n${output}`));
+        });
+      });
+    }
+
+    beforeAll(async () => {
+      if (unavailable) return;
+      if (!(await clientAvailable('nft', ['--version']))) {
+        skip = 'nft is not installed (Debian package nftables)';
+        return;
+      }
+      dir = await mkdtemp(join(tmpdir(), 'crosscred-local-only-'));
+      for (const ns of [hostNs, containerNs]) {
+        await run('ip', ['netns', 'add', ns]);
+        made.push(ns);
+        await run('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
+      }
+      ({ device, kind } = await holder.prepare(hostNs));
+      // The container's side of a bridge: its own address, and the metadata address via the host.
+      await run('ip', ['link', 'add', 'cc-host', 'netns', hostNs, 'type', 'veth', 'peer', 'name', 'cc-ctr', 'netns', containerNs]);
+      await run('ip', ['-n', hostNs, 'addr', 'add', '10.254.0.1/30', 'dev', 'cc-host']);
+      await run('ip', ['-n', containerNs, 'addr', 'add', '10.254.0.2/30', 'dev', 'cc-ctr']);
+      await run('ip', ['-n', hostNs, 'link', 'set', 'cc-host', 'up']);
+      await run('ip', ['-n', containerNs, 'link', 'set', 'cc-ctr', 'up']);
+      await run('ip', ['-n', containerNs, 'route', 'add', '169.254.169.254/32', 'via', '10.254.0.1']);
+
+      await netSetupIn('up');
+      const tokenFile = join(dir, 'token');
+      const stsLine = /\{"sts":"[^"]+"\}/;
+      const chainOutput = await startIn(process.execPath, ['--input-type=module', '-e', chainScript(tokenFile)], stsLine);
+      const stsUrl = (JSON.parse(stsLine.exec(chainOutput)![0]) as { sts: string }).sts;
+      // Started once its credential listener is open; whether it has credentials, wait-ready asks
+      // /readyz, as the unit's ExecStartPost does.
+      await startIn(process.execPath, [CLI, 'serve', '--role-arn', LOCAL_ONLY_ROLE, '--token-file', tokenFile, '--region', 'us-east-1', '--sts-endpoint', stsUrl, '--listen', '169.254.169.254:80', '--admin-listen', '127.0.0.1:8171'], /credential listener open/, (all) => (serveOutput = all));
+      await inside(hostNs, process.execPath, [CLI, 'wait-ready', '--admin', 'http://127.0.0.1:8171', '--timeout-ms', String(START_TIMEOUT_MS)]).catch((err: Error) => {
+        throw new Error(`crosscred serve did not become ready: ${err.message}\n${serveOutput}`);
+      });
+    }, 3 * START_TIMEOUT_MS + 10_000);
+
+    afterAll(async () => {
+      await Promise.all(
+        children.map(
+          (child) =>
+            new Promise<void>((resolve) => {
+              if (child.exitCode !== null || child.signalCode !== null) return resolve();
+              const kill = setTimeout(() => child.kill('SIGKILL'), 5_000);
+              child.once('exit', () => {
+                clearTimeout(kill);
+                resolve();
+              });
+              child.kill('SIGTERM');
+            }),
+        ),
+      );
+      // Deleting a namespace takes its links, addresses and nftables tables with it.
+      for (const ns of made) await run('ip', ['netns', 'del', ns]).catch(() => undefined);
+      if (dir) await rm(dir, { recursive: true, force: true });
+    }, 20_000);
+
+    function skipIfNeeded(ctx: { skip: (note?: string) => void }): void {
+      if (unavailable) ctx.skip(unavailable);
+      if (skip) ctx.skip(skip);
+    }
+
+    it('without --local-only, the container gets credentials from 169.254.169.254 (the path works)', async (ctx) => {
+      skipIfNeeded(ctx);
+      ctx.annotate(`address on ${device}: ${kind}`);
+      expect((await run('ip', ['-n', hostNs, '-j', 'addr', 'show', 'dev', device])).stdout).toContain('"169.254.169.254"');
+      const fromContainer = await probe(containerNs);
+      expect(fromContainer).toMatchObject({ statuses: [200, 200, 200], accessKeyId: expect.stringMatching(/^ASIA/) });
+      // And an unmodified SDK there, with no configuration: what --local-only is to take away.
+      const containerSdk = await jsSdk(containerNs);
+      expect(containerSdk.ok, containerSdk.output).toBe(true);
+    });
+
+    it('--hop-limit alone does not stop it: the host sends the reply straight to the container', async (ctx) => {
+      skipIfNeeded(ctx);
+      await netSetupIn('up', '--hop-limit');
+      expect(await nftList('table', 'inet', HOP_LIMIT_TABLE)).toMatch(/ip saddr 169\.254\.169\.254 ip ttl set 1/);
+      expect(await probe(containerNs)).toMatchObject({ statuses: [200, 200, 200] });
+      // Off again, so that what follows shows --local-only on its own.
+      await inside(hostNs, 'nft', ['delete', 'table', 'inet', HOP_LIMIT_TABLE]);
+    });
+
+    it('with --local-only, the container is refused at once while the host still gets credentials', async (ctx) => {
+      skipIfNeeded(ctx);
+      await netSetupIn('up', '--local-only');
+      await netSetupIn('up', '--local-only');
+      const table = await nftList('table', 'inet', LOCAL_ONLY_TABLE);
+      // Exactly one copy of each rule after two runs.
+      expect(table.match(/ip daddr 169\.254\.169\.254 iifname != "lo" meta l4proto tcp reject with tcp reset/g)).toHaveLength(1);
+      expect(table.match(/ip daddr 169\.254\.169\.254 iifname != "lo" reject with icmpx admin-prohibited/g)).toHaveLength(1);
+      expect(table).toContain('type filter hook input priority filter; policy accept;');
+
+      const refused = await probe(containerNs);
+      expect(refused.error).toBe('ECONNREFUSED');
+      expect(refused.ms).toBeLessThan(REFUSED_WITHIN_MS);
+      // Not TCP: ICMP admin-prohibited, which the socket reports as EHOSTUNREACH (a closed port would be ECONNREFUSED).
+      const udp = await probe(containerNs, 'udp');
+      expect(udp.error).toBe('EHOSTUNREACH');
+      // An app in the container: the SDK's chain ends at once with no credentials, rather than after timeouts.
+      const containerSdk = await jsSdk(containerNs);
+      expect(containerSdk.ok).toBe(false);
+      expect(containerSdk.output).toMatch(/Could not load credentials from any providers/);
+      expect(containerSdk.ms).toBeLessThan(COMMAND_TIMEOUT_MS);
+
+      const fromHost = await probe(hostNs);
+      expect(fromHost).toMatchObject({ statuses: [200, 200, 200], accessKeyId: expect.stringMatching(/^ASIA/) });
+      const hostSdk = await jsSdk(hostNs);
+      expect(hostSdk.ok, hostSdk.output).toBe(true);
+      expect((JSON.parse(hostSdk.output) as { accessKeyId: string }).accessKeyId).toBe(fromHost.accessKeyId);
+      ctx.annotate(`container refused in ${refused.ms} ms (raw IMDSv2), its JS SDK chain gave up in ${containerSdk.ms} ms; host JS SDK got credentials in ${hostSdk.ms} ms (process start included)`);
+    });
+
+    it('down removes the rule (whatever the flags) and the address, and can run twice', async (ctx) => {
+      skipIfNeeded(ctx);
+      const output = await netSetupIn('down');
+      await netSetupIn('down');
+      expect(output).toContain(`deleted nftables table ${LOCAL_ONLY_TABLE}`);
+      await expect(nftList('table', 'inet', LOCAL_ONLY_TABLE)).rejects.toBeTruthy();
+      expect(await nftList('ruleset')).not.toMatch(/crosscred/);
+      const linkLeft = await run('ip', ['-n', hostNs, '-j', 'addr', 'show', 'dev', device]).then((r) => r.stdout, () => '');
+      expect(linkLeft).not.toContain('169.254.169.254');
+      // A dummy link is net-setup's to delete; any other link named by --interface is left alone.
+      if (device !== 'lo') expect(linkLeft !== '').toBe(kind !== 'dummy');
+    });
+  });
+}
