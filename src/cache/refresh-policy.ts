@@ -19,13 +19,19 @@ export const TARGET_REMAINING_MS = 20 * MINUTE;
 export const MIN_REMAINING_TO_SERVE_MS = 60_000;
 
 /**
- * Lifetimes outside these bounds (judged by this host's wall clock) mean the host clock is far
- * off, or the endpoint is not a real STS (which issues 15 min to 12 h). Too short: nothing could be
- * served and refreshing would spin; refused like a bad answer, with backoff. Too long: scheduled
- * as if it were 12 h, so a refresh still happens.
+ * Lifetimes outside these bounds (judged by the shorter of this host's clock and STS's Date) mean
+ * the host clock is far off, or the endpoint is not a real STS (which issues 15 min to 12 h). Too
+ * short: nothing could be served and refreshing would spin; refused like a bad answer, with
+ * backoff. Too long: scheduled as if it were 12 h, so a refresh still happens.
  */
 export const MIN_LIFETIME_MS = 5 * MINUTE;
 export const MAX_LIFETIME_MS = 12 * 60 * MINUTE;
+
+/**
+ * This host's clock and STS's (its Date header, whole seconds, plus the time the answer took)
+ * agree to a few seconds when NTP works; beyond this, a warning says so with each refresh.
+ */
+export const CLOCK_SKEW_WARNING_MS = 30_000;
 
 /** Longest delay a Node timer takes (2^31 - 1 ms, about 24.8 days); longer ones fire at once. */
 export const MAX_TIMER_DELAY_MS = 2 ** 31 - 1;

@@ -3,7 +3,7 @@ import type { AwsCredentials, CredentialExchange } from '../exchange/credentials
 import { CrosscredError } from '../errors.js';
 import { classifyFailure, type ClassifiedFailure } from '../exchange/sts-failure.js';
 import type { Clock, RandomSource, TimerHandle } from './clock.js';
-import { MAX_LIFETIME_MS, MAX_TIMER_DELAY_MS, MIN_LIFETIME_MS, MIN_REMAINING_TO_SERVE_MS, refreshDelayMs, retryDelayMs } from './refresh-policy.js';
+import { CLOCK_SKEW_WARNING_MS, MAX_LIFETIME_MS, MAX_TIMER_DELAY_MS, MIN_LIFETIME_MS, MIN_REMAINING_TO_SERVE_MS, refreshDelayMs, retryDelayMs } from './refresh-policy.js';
 
 /** One set of credentials as the cache holds it. Immutable: a refresh replaces the whole object. */
 export interface CachedCredentials {
@@ -58,7 +58,8 @@ export interface RoleCredentialCacheOptions {
  * out expired or empty credentials.
  *
  * Every decision about validity and scheduling uses the monotonic clock; STS's wall-clock
- * Expiration is translated once, when the credentials arrive.
+ * Expiration is translated once, when the credentials arrive (by STS's own clock when its answer
+ * is dated, so a wrong host clock cannot stretch it).
  */
 export class RoleCredentialCache {
   readonly role: string;
@@ -201,12 +202,29 @@ export class RoleCredentialCache {
   #accept(credentials: AwsCredentials, startedMono: number): void {
     const nowMono = this.#clock.monotonicNow();
     const nowWall = this.#clock.wallNow();
-    const reportedLifetimeMs = credentials.expirationWall - nowWall;
+    // Two views of how long they last: by this host's clock (which the SDKs here judge Expiration
+    // by) and by STS's (which decides when AWS stops accepting them). They differ when the host
+    // clock is off; the shorter one rules, so a host clock that is behind cannot make expired
+    // credentials look valid, nor delay their refresh. (STS's Date has whole seconds, so its view
+    // can be up to a second long: the 60 s serving margin absorbs that.)
+    const hostLifetimeMs = credentials.expirationWall - nowWall;
+    const stsLifetimeMs = credentials.stsDateWall === undefined ? hostLifetimeMs : credentials.expirationWall - credentials.stsDateWall;
+    const reportedLifetimeMs = Math.min(hostLifetimeMs, stsLifetimeMs);
+    // Positive when this host's clock is behind STS's.
+    const skewMs = hostLifetimeMs - stsLifetimeMs;
+    const skewed = Math.abs(skewMs) > CLOCK_SKEW_WARNING_MS;
+    const skewText = `this host's clock is ${Math.round(Math.abs(skewMs) / 1000)} s ${skewMs > 0 ? 'behind' : 'ahead of'} STS's`;
+    if (skewed) {
+      this.#log.warn({ hostClockBehindStsSeconds: Math.round(skewMs / 1000) }, `${skewText}; credentials are timed by the shorter lifetime; check the host clock (NTP)`);
+    }
     if (reportedLifetimeMs < MIN_LIFETIME_MS) {
-      this.#reject(
-        new CrosscredError('STS_BAD_RESPONSE', `STS issued credentials for role ${this.role} that expire in ${Math.round(reportedLifetimeMs / 1000)} s by this host's clock; check the host clock (NTP)`),
-        startedMono,
-      );
+      const why =
+        credentials.stsDateWall === undefined
+          ? 'by this host\'s clock; check the host clock (NTP), and what answers at the STS endpoint'
+          : skewed
+            ? `(${skewText}); check the host clock (NTP)`
+            : 'by both this host\'s clock and STS\'s; real STS issues at least 15 minutes: check what answers at the STS endpoint';
+      this.#reject(new CrosscredError('STS_BAD_RESPONSE', `STS issued credentials for role ${this.role} that expire in ${Math.round(reportedLifetimeMs / 1000)} s ${why}`), startedMono);
       return;
     }
     if (reportedLifetimeMs > MAX_LIFETIME_MS) {

@@ -8,7 +8,7 @@ import { classifyFailure } from '../exchange/sts-failure.js';
 import { createStsClient, StsWebIdentityExchange } from '../exchange/sts-exchange.js';
 import { awsTimestamp } from '../server/credential-documents.js';
 import { createTokenSource } from '../sources/create-token-source.js';
-import { readBoundedFile } from '../util/read-bounded-file.js';
+import { readRegularFile } from '../util/read-regular-file.js';
 import { SERVE_OPTIONS } from './serve-options.js';
 
 const OPTIONS = {
@@ -46,7 +46,7 @@ export async function runCredentialProcess(args: string[]): Promise<number> {
 async function fromDaemon(endpoint: string, authTokenFile: string | undefined, timeoutMs: number): Promise<AwsCredentials> {
   const headers: Record<string, string> = {};
   if (authTokenFile) {
-    const secret = await readBoundedFile(authTokenFile, 4096).catch(() => undefined);
+    const secret = await readRegularFile(authTokenFile, 4096).catch(() => undefined);
     if (secret === undefined) throw new CrosscredError('AUTH_TOKEN_FILE_INVALID', `cannot read ${authTokenFile}, or it is larger than 4096 bytes`);
     headers['authorization'] = secret.toString('utf8').trim();
   }

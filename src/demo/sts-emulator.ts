@@ -11,8 +11,9 @@ import { createRemoteJWKSet, errors as joseErrors, jwtVerify, type JWTVerifyGetK
  * discovery document, as IAM does), `iss`, `aud`, `exp`, and a trust rule on `sub`.
  *
  * Tests can also make it misbehave on command (5xx, Throttling, InvalidIdentityToken,
- * ExpiredTokenException, a hang, garbage, short-lived credentials) — the failure paths real STS
- * cannot be asked to produce.
+ * ExpiredTokenException, a hang, garbage, a load balancer's error page, short-lived credentials,
+ * refused connections) — the failure paths real STS cannot be asked to produce — and read back
+ * every request it received (`requests`).
  */
 
 export interface TrustRule {
@@ -34,7 +35,20 @@ export type StsFault =
   | { readonly kind: 'reset' }
   | { readonly kind: 'delay'; readonly ms: number }
   /** Succeed, but with credentials that expire this many seconds from now (may be ≤ 0). */
-  | { readonly kind: 'lifetime'; readonly seconds: number };
+  | { readonly kind: 'lifetime'; readonly seconds: number }
+  /** An answer that is not STS's at all, e.g. a load balancer's HTML 503 page. */
+  | { readonly kind: 'raw'; readonly status: number; readonly body: string; readonly contentType?: string };
+
+/** One AssumeRoleWithWebIdentity request as the emulator received it, before any fault or check. */
+export interface StsCallRecord {
+  /** The emulator's clock (`now()`) when the request arrived. */
+  readonly atWall: number;
+  /** The WebIdentityToken parameter exactly as sent (empty when absent). Secret: tests only. */
+  readonly token: string;
+  readonly roleArn: string;
+  /** The fault applied to this request, if any. */
+  readonly fault: StsFault['kind'] | null;
+}
 
 export interface IssuedCredentials {
   readonly accessKeyId: string;
@@ -52,6 +66,12 @@ export interface StsEmulatorOptions {
   readonly defaultDurationSeconds?: number;
   /** Serve HTTPS with this PEM key and certificate, as real STS does (tests of --ca-bundle and proxies). */
   readonly tls?: { readonly key: string; readonly cert: string };
+  /**
+   * STS's own clock (epoch ms), default Date.now: it dates Expiration and the Date header and
+   * judges the token's `exp`. Tests with a fake clock pass theirs, to move STS's time with it (or
+   * not, to model a host clock that is wrong while STS's is right).
+   */
+  readonly now?: () => number;
 }
 
 const NS = 'https://sts.amazonaws.com/doc/2011-06-15/';
@@ -62,6 +82,10 @@ export class StsEmulator {
   /** AssumeRoleWithWebIdentity requests received, whatever their outcome. */
   calls = 0;
   readonly issued: IssuedCredentials[] = [];
+  /** Every AssumeRoleWithWebIdentity request received, in order (what `calls` counts). */
+  readonly requests: StsCallRecord[] = [];
+  /** STS's clock; see StsEmulatorOptions.now. */
+  now: () => number;
   readonly #server: Server;
   readonly #options: StsEmulatorOptions;
   readonly #jwks = new Map<string, JWTVerifyGetKey>();
@@ -73,6 +97,7 @@ export class StsEmulator {
     this.#server = server;
     this.url = url;
     this.#options = options;
+    this.now = options.now ?? Date.now;
     server.on('connection', (s) => {
       this.#sockets.add(s);
       s.on('close', () => this.#sockets.delete(s));
@@ -115,6 +140,26 @@ export class StsEmulator {
     });
   }
 
+  /**
+   * Stops listening and drops every open connection, so the next connection attempt is refused
+   * (ECONNREFUSED), as when STS or the proxy in front of it is down. `acceptConnections()` listens
+   * again on the same port.
+   */
+  refuseConnections(): Promise<void> {
+    return this.close();
+  }
+
+  acceptConnections(): Promise<void> {
+    const { hostname, port } = new URL(this.url);
+    return new Promise((resolve, reject) => {
+      this.#server.once('error', reject);
+      this.#server.listen(Number(port), hostname.replace(/^\[|\]$/g, ''), () => {
+        this.#server.off('error', reject);
+        resolve();
+      });
+    });
+  }
+
   async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     let body: string;
     try {
@@ -129,6 +174,9 @@ export class StsEmulator {
     }
     this.calls += 1;
     const fault = this.#queued.shift() ?? this.#persistent;
+    this.requests.push({ atWall: this.now(), token: params.get('WebIdentityToken') ?? '', roleArn: params.get('RoleArn') ?? '', fault: fault?.kind ?? null });
+    // Real STS dates every answer by its own clock; so does the emulator, by `now`.
+    res.setHeader('date', new Date(this.now()).toUTCString());
     let lifetime: number | undefined;
     if (fault) {
       switch (fault.kind) {
@@ -142,6 +190,9 @@ export class StsEmulator {
           return;
         case 'error':
           return sendError(res, fault.status, fault.code, fault.message ?? `emulated ${fault.code}`);
+        case 'raw':
+          res.writeHead(fault.status, { 'content-type': fault.contentType ?? 'text/html' }).end(fault.body);
+          return;
         case 'delay':
           await new Promise((r) => setTimeout(r, fault.ms));
           break;
@@ -176,6 +227,7 @@ export class StsEmulator {
         audience: rule.audience,
         algorithms: ['RS256', 'RS384', 'RS512', 'ES256', 'ES384', 'ES512'],
         requiredClaims: ['exp', 'sub'],
+        currentDate: new Date(this.now()),
       });
       subject = payload.sub!;
     } catch (err) {
@@ -190,7 +242,7 @@ export class StsEmulator {
     const accountId = /^arn:aws:iam::(\d{12}):role\//.exec(roleArn)?.[1] ?? '000000000000';
     const roleName = roleArn.split('/').pop()!;
     const lifetime = lifetimeOverride ?? duration;
-    const expiration = new Date(Math.floor(Date.now() / 1000 + lifetime) * 1000);
+    const expiration = new Date(Math.floor(this.now() / 1000 + lifetime) * 1000);
     const accessKeyId = `ASIA${randomBytes(12).toString('hex').toUpperCase().slice(0, 16)}`;
     this.issued.push({ accessKeyId, roleArn, sessionName, subject, expiration });
     const xml = `<AssumeRoleWithWebIdentityResponse xmlns="${NS}">

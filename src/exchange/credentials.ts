@@ -5,6 +5,12 @@ export interface AwsCredentials {
   readonly sessionToken: string;
   /** When STS says they expire (epoch ms). */
   readonly expirationWall: number;
+  /**
+   * STS's own clock when it answered (epoch ms, from its HTTP Date header, whole seconds), when
+   * it sent one. With it the credentials' lifetime is known by STS's clock, which decides when
+   * AWS stops accepting them, whatever this host's clock says.
+   */
+  readonly stsDateWall?: number;
   /** The role that was assumed, as configured. */
   readonly roleArn: string;
   /** The 12-digit account of the role. */

@@ -76,14 +76,22 @@ export class StsWebIdentityExchange implements CredentialExchange {
 
   async #exchangeOnce(): Promise<AwsCredentials> {
     const { token } = await this.source.getToken();
-    const output = await this.client.send(
-      new AssumeRoleWithWebIdentityCommand({
-        RoleArn: this.role.roleArn,
-        RoleSessionName: this.role.sessionName,
-        WebIdentityToken: token,
-        ...(this.role.durationSeconds ? { DurationSeconds: this.role.durationSeconds } : {}),
-      }),
+    const command = new AssumeRoleWithWebIdentityCommand({
+      RoleArn: this.role.roleArn,
+      RoleSessionName: this.role.sessionName,
+      WebIdentityToken: token,
+      ...(this.role.durationSeconds ? { DurationSeconds: this.role.durationSeconds } : {}),
+    });
+    let stsDateWall: number | undefined;
+    command.middlewareStack.add(
+      (next) => async (args) => {
+        const result = await next(args);
+        stsDateWall = parseHttpDate((result.response as { headers?: Record<string, string | undefined> } | undefined)?.headers?.['date']);
+        return result;
+      },
+      { step: 'build', name: 'crosscredStsDate' },
     );
+    const output = await this.client.send(command);
     const c = output.Credentials;
     const expiration = c?.Expiration instanceof Date ? c.Expiration.getTime() : NaN;
     if (!c || typeof c.AccessKeyId !== 'string' || !ACCESS_KEY_ID.test(c.AccessKeyId)) {
@@ -92,16 +100,35 @@ export class StsWebIdentityExchange implements CredentialExchange {
     if (typeof c.SecretAccessKey !== 'string' || c.SecretAccessKey.length === 0 || typeof c.SessionToken !== 'string' || c.SessionToken.length === 0) {
       throw new CrosscredError('STS_BAD_RESPONSE', `STS answered without a secret key or session token for role ${this.role.roleName}`);
     }
-    if (!Number.isFinite(expiration) || expiration <= this.clock.wallNow()) {
-      throw new CrosscredError('STS_BAD_RESPONSE', `STS answered credentials for role ${this.role.roleName} that are already expired or have no valid Expiration`);
+    if (!Number.isFinite(expiration)) {
+      throw new CrosscredError('STS_BAD_RESPONSE', `STS answered credentials for role ${this.role.roleName} without a valid Expiration`);
+    }
+    const nowWall = this.clock.wallNow();
+    if (stsDateWall !== undefined && expiration <= stsDateWall) {
+      throw new CrosscredError('STS_BAD_RESPONSE', `STS answered credentials for role ${this.role.roleName} that are already expired by its own clock`);
+    }
+    if (expiration <= nowWall) {
+      // Valid by STS's clock (or STS did not say) but past by this host's: the host clock is ahead.
+      const skew = stsDateWall === undefined ? '' : ` (this host's clock is ${Math.round((nowWall - stsDateWall) / 1000)} s ahead of STS's)`;
+      throw new CrosscredError('STS_BAD_RESPONSE', `STS answered credentials for role ${this.role.roleName} that are already expired by this host's clock${skew}; check the host clock (NTP)`);
     }
     return {
       accessKeyId: c.AccessKeyId,
       secretAccessKey: c.SecretAccessKey,
       sessionToken: c.SessionToken,
       expirationWall: expiration,
+      ...(stsDateWall !== undefined ? { stsDateWall } : {}),
       roleArn: this.role.roleArn,
       accountId: this.role.accountId,
     };
   }
+}
+
+/** An HTTP Date header (IMF-fixdate, RFC 9110 §5.6.7) as epoch ms; undefined when absent or malformed. */
+const IMF_FIXDATE = /^(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d{2} (?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) \d{4} \d{2}:\d{2}:\d{2} GMT$/;
+
+function parseHttpDate(value: string | undefined): number | undefined {
+  if (value === undefined || !IMF_FIXDATE.test(value)) return undefined;
+  const ms = Date.parse(value);
+  return Number.isFinite(ms) ? ms : undefined;
 }

@@ -2,7 +2,7 @@ import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { constants } from 'node:fs';
 import { link, open, stat, unlink } from 'node:fs/promises';
 import { CrosscredError } from '../errors.js';
-import { readBoundedFile } from '../util/read-bounded-file.js';
+import { readRegularFile } from '../util/read-regular-file.js';
 
 /** Longest secret read from the file; a longer file is not one of ours. */
 const MAX_SECRET_BYTES = 4096;
@@ -36,7 +36,7 @@ export class ContainerSecret {
     let data: Buffer | undefined;
     try {
       await checkOwnership(path);
-      data = await readBoundedFile(path, MAX_SECRET_BYTES);
+      data = await readRegularFile(path, MAX_SECRET_BYTES);
     } catch (err) {
       if (err instanceof CrosscredError) throw err;
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {

@@ -2,7 +2,7 @@ import { CrosscredError } from '../errors.js';
 import type { Clock } from '../cache/clock.js';
 import { inspectJwt, STS_MAX_TOKEN_LENGTH } from './jwt-shape.js';
 import type { TokenSource, WebIdentityToken } from './token-source.js';
-import { readBoundedFile } from '../util/read-bounded-file.js';
+import { NotARegularFileError, readRegularFile } from '../util/read-regular-file.js';
 
 /** Bytes read at most: a JWT STS accepts plus generous whitespace. More means it is not our token. */
 const MAX_FILE_BYTES = STS_MAX_TOKEN_LENGTH + 4096;
@@ -32,8 +32,13 @@ export class FileTokenSource implements TokenSource {
   async #readBounded(): Promise<string> {
     let data: Buffer | undefined;
     try {
-      data = await readBoundedFile(this.path, MAX_FILE_BYTES);
+      // Only a regular file (or a symlink to one), opened without blocking: a FIFO or a device at
+      // the path must fail this read, not hang it (see read-regular-file.ts).
+      data = await readRegularFile(this.path, MAX_FILE_BYTES);
     } catch (err) {
+      if (err instanceof NotARegularFileError) {
+        throw new CrosscredError('TOKEN_FILE_UNREADABLE', `${this.description} is ${err.kind}, not a regular file; it is read afresh before every exchange, so it must be a file (or a symlink to one); for a program's output use --token-command`);
+      }
       const code = (err as NodeJS.ErrnoException).code ?? 'unknown error';
       throw new CrosscredError('TOKEN_FILE_UNREADABLE', `cannot read ${this.description} (${code})`);
     }

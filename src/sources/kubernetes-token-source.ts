@@ -2,7 +2,7 @@ import { STATUS_CODES } from 'node:http';
 import { Agent, request, type Dispatcher } from 'undici';
 import type { Clock } from '../cache/clock.js';
 import { CrosscredError } from '../errors.js';
-import { readBoundedFile } from '../util/read-bounded-file.js';
+import { readRegularFile } from '../util/read-regular-file.js';
 import { inspectJwt } from './jwt-shape.js';
 import type { TokenSource, WebIdentityToken } from './token-source.js';
 
@@ -290,7 +290,7 @@ export class KubernetesTokenSource implements TokenSource {
     const path = this.#options.serviceAccountTokenFile;
     let data: Buffer | undefined;
     try {
-      data = await readBoundedFile(path, MAX_SA_TOKEN_BYTES);
+      data = await readRegularFile(path, MAX_SA_TOKEN_BYTES);
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code ?? 'unknown error';
       throw new CrosscredError('TOKEN_FILE_UNREADABLE', `cannot read the pod's ServiceAccount token ${path} (${code}), needed to authenticate the TokenRequest`);
@@ -311,7 +311,7 @@ export class KubernetesTokenSource implements TokenSource {
     const { caFile, requestTimeoutMs } = this.#options;
     let data: Buffer | undefined;
     try {
-      data = await readBoundedFile(caFile, MAX_CA_BYTES);
+      data = await readRegularFile(caFile, MAX_CA_BYTES);
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code ?? 'unknown error';
       throw this.#failure(`cannot read the API server CA ${caFile} (${code})`);

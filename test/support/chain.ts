@@ -6,7 +6,7 @@ import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { pino, type Logger } from 'pino';
 import { loadConfig, type ServeFlags } from '../../src/config/load.js';
-import { startDaemon, type RunningDaemon } from '../../src/daemon.js';
+import { startDaemon, type DaemonDependencies, type RunningDaemon } from '../../src/daemon.js';
 import { DemoOidcIssuer } from '../../src/demo/oidc-issuer.js';
 import { StsEmulator, type TrustRule } from '../../src/demo/sts-emulator.js';
 import { loggerOptions } from '../../src/observability/logger.js';
@@ -36,7 +36,16 @@ export interface Chain {
   close(): Promise<void>;
 }
 
-export async function startChain(options: { roles?: string[]; maxSessionDuration?: number; subject?: string; tls?: { key: string; cert: string } } = {}): Promise<Chain> {
+export async function startChain(
+  options: {
+    roles?: string[];
+    maxSessionDuration?: number;
+    subject?: string;
+    tls?: { key: string; cert: string };
+    /** STS's clock (epoch ms); see StsEmulatorOptions.now. */
+    stsNow?: () => number;
+  } = {},
+): Promise<Chain> {
   const issuer = await DemoOidcIssuer.start();
   const trust: TrustRule[] = (options.roles ?? ['app']).map((name) => ({
     roleArn: roleArn(name),
@@ -45,7 +54,7 @@ export async function startChain(options: { roles?: string[]; maxSessionDuration
     subject: options.subject ?? SUBJECT,
     ...(options.maxSessionDuration ? { maxSessionDuration: options.maxSessionDuration } : {}),
   }));
-  const sts = await StsEmulator.start({ trust, ...(options.tls ? { tls: options.tls } : {}) });
+  const sts = await StsEmulator.start({ trust, ...(options.tls ? { tls: options.tls } : {}), ...(options.stsNow ? { now: options.stsNow } : {}) });
   const dir = await mkdtemp(join(tmpdir(), 'crosscred-test-'));
   const tokenFile = join(dir, 'token');
   const writeToken = async (claims: { sub?: string; aud?: string; ttlSeconds?: number } = {}) => {
@@ -88,8 +97,16 @@ export interface InProcessDaemon {
   close(): Promise<void>;
 }
 
-/** crosscred serve in this process, on ephemeral loopback ports, against the chain's STS. */
-export async function startInProcess(chain: Chain, flags: ServeFlags = {}, env: Record<string, string> = {}): Promise<InProcessDaemon> {
+/**
+ * crosscred serve in this process, on ephemeral loopback ports, against the chain's STS. `deps`
+ * injects a clock and a random source (test/support/fake-clock.ts).
+ */
+export async function startInProcess(
+  chain: Chain,
+  flags: ServeFlags = {},
+  env: Record<string, string> = {},
+  deps: Pick<DaemonDependencies, 'clock' | 'random'> = {},
+): Promise<InProcessDaemon> {
   const config = loadConfig({
     flags: {
       'role-arn': roleArn('app'),
@@ -103,7 +120,7 @@ export async function startInProcess(chain: Chain, flags: ServeFlags = {}, env: 
     env,
   });
   const { logger, lines } = memoryLogger();
-  const daemon = await startDaemon(config, { logger });
+  const daemon = await startDaemon(config, { logger, ...deps });
   return {
     daemon,
     base: `http://127.0.0.1:${daemon.listeners[0]!.port}`,
@@ -126,12 +143,13 @@ export interface DaemonProcess {
 
 /**
  * The real `crosscred serve` binary (dist/, built by `npm test`) as a child process. Resolves once
- * the admin listener is open, with the addresses it logged.
+ * the admin listener is open, with the addresses it logged. `as` runs it as another user (root only).
  */
-export async function spawnDaemon(args: string[], env: Record<string, string> = {}): Promise<DaemonProcess> {
+export async function spawnDaemon(args: string[], env: Record<string, string> = {}, as: { uid?: number; gid?: number } = {}): Promise<DaemonProcess> {
   const child = spawn(process.execPath, [CLI, 'serve', '--admin-listen', '127.0.0.1:0', '--log-level', 'debug', ...args], {
     env: { PATH: process.env['PATH'] ?? '', HOME: process.env['HOME'] ?? '/root', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
+    ...as,
   });
   const output: string[] = [];
   const listeners: string[] = [];
@@ -194,4 +212,53 @@ export async function waitUntilReady(admin: string, timeoutMs = 10_000): Promise
     if (Date.now() > deadline) throw new Error(`${admin}/readyz did not turn ready within ${timeoutMs} ms`);
     await new Promise((r) => setTimeout(r, 50));
   }
+}
+
+/** One endpoint's answer as a client sees it. */
+export interface EndpointAnswer {
+  readonly status: number;
+  /** The Retry-After header, when there is one. */
+  readonly retryAfter: string | undefined;
+  readonly text: string;
+}
+
+/** What every kind of client would get from a daemon at one instant, and what its /readyz says. */
+export interface EndpointView {
+  readonly imds: EndpointAnswer;
+  /** Undefined when no container secret was given. */
+  readonly container: EndpointAnswer | undefined;
+  readonly readyz: { readonly status: number; readonly body: ReadyzBody };
+}
+
+export interface ReadyzBody {
+  readonly ready: boolean;
+  readonly roles: ReadonlyArray<{
+    readonly role: string;
+    readonly ready: boolean;
+    readonly expiresInSeconds: number | null;
+    readonly refreshing: boolean;
+    readonly consecutiveFailures: number;
+    readonly lastError: { readonly kind: string; readonly code: string; readonly message: string } | null;
+    readonly nextAttemptInSeconds: number | null;
+  }>;
+}
+
+/**
+ * Asks a daemon for `role`'s credentials the way the SDKs do (IMDSv2: token PUT then GET; the
+ * container endpoint with the secret) and reads /readyz, all over real loopback sockets.
+ */
+export async function viewEndpoints(d: { base: string; admin: string }, options: { role?: string; containerSecret?: string } = {}): Promise<EndpointView> {
+  const { request } = await import('undici');
+  const role = options.role ?? 'app';
+  const answer = async (res: Awaited<ReturnType<typeof request>>): Promise<EndpointAnswer> => {
+    const retryAfter = res.headers['retry-after'];
+    return { status: res.statusCode, retryAfter: Array.isArray(retryAfter) ? retryAfter.join(',') : retryAfter, text: await res.body.text() };
+  };
+  const tokenRes = await request(`${d.base}/latest/api/token`, { method: 'PUT', headers: { 'x-aws-ec2-metadata-token-ttl-seconds': '60' } });
+  const token = await tokenRes.body.text();
+  const imds = await answer(await request(`${d.base}/latest/meta-data/iam/security-credentials/${role}`, { headers: { 'x-aws-ec2-metadata-token': token } }));
+  const container = options.containerSecret === undefined ? undefined : await answer(await request(`${d.base}/v1/credentials/${role}`, { headers: { authorization: options.containerSecret } }));
+  const readyRes = await request(`${d.admin}/readyz`);
+  const readyz = { status: readyRes.statusCode, body: (await readyRes.body.json()) as ReadyzBody };
+  return { imds, container, readyz };
 }

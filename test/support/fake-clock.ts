@@ -68,6 +68,28 @@ export class FakeClock implements Clock {
     await settle();
   }
 
+  /**
+   * Like advance(), for code whose timers start real I/O (an in-process daemon calling the STS
+   * emulator over loopback): fires one due instant at a time, and after each waits in real time
+   * until `busy()` is false, so an exchange on the wire completes at the fake instant it started
+   * instead of being overtaken by fake time (and by its own deadline timer). `afterEach` runs once
+   * the work of each fired instant has settled. Throws if work stays busy for `realTimeoutMs`.
+   */
+  async advanceSettling(ms: number, busy: () => boolean, options: { afterEach?: () => void | Promise<void>; realTimeoutMs?: number } = {}): Promise<void> {
+    const target = this.#mono + ms;
+    const idle = () => waitUntilIdle(busy, options.realTimeoutMs ?? 10_000);
+    for (;;) {
+      await idle();
+      const next = this.#nextDue(target);
+      if (!next) break;
+      await this.advance(next.dueMono - this.#mono);
+      await idle();
+      await options.afterEach?.();
+    }
+    await this.advance(target - this.#mono);
+    await idle();
+  }
+
   /** Moves only the wall clock, as an NTP step or an operator's `date -s` would. */
   jumpWall(ms: number): void {
     this.#wall += ms;
@@ -81,6 +103,15 @@ export class FakeClock implements Clock {
     }
     return best;
   }
+}
+
+async function waitUntilIdle(busy: () => boolean, realTimeoutMs: number): Promise<void> {
+  const deadline = Date.now() + realTimeoutMs;
+  while (busy()) {
+    if (Date.now() > deadline) throw new Error(`still busy after ${realTimeoutMs} ms of real time (an exchange that never finishes?)`);
+    await new Promise((resolve) => setTimeout(resolve, 2));
+  }
+  await settle();
 }
 
 /** Lets every already-queued promise callback run (several turns, for chains of awaits). */
