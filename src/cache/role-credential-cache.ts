@@ -181,12 +181,16 @@ export class RoleCredentialCache {
   }
 
   #exchangeWithDeadline(): Promise<AwsCredentials> {
+    // The deadline also aborts the exchange, so an attempt given up on sends nothing more: a
+    // request still queued for an STS connection is dropped rather than sent late, and answered
+    // by nobody (which would cost an STS call the retry then repeats).
+    const abort = new AbortController();
     return new Promise((resolve, reject) => {
-      const timer = this.#clock.setTimeout(
-        () => reject(new CrosscredError('STS_UNAVAILABLE', `the exchange for role ${this.role} took longer than ${this.#exchangeTimeoutMs} ms`)),
-        this.#exchangeTimeoutMs,
-      );
-      this.#exchange.exchange().then(
+      const timer = this.#clock.setTimeout(() => {
+        reject(new CrosscredError('STS_UNAVAILABLE', `the exchange for role ${this.role} took longer than ${this.#exchangeTimeoutMs} ms`));
+        abort.abort();
+      }, this.#exchangeTimeoutMs);
+      this.#exchange.exchange(abort.signal).then(
         (c) => {
           this.#clock.clearTimeout(timer);
           resolve(c);
@@ -198,6 +202,7 @@ export class RoleCredentialCache {
       );
     });
   }
+
 
   #accept(credentials: AwsCredentials, startedMono: number): void {
     const nowMono = this.#clock.monotonicNow();

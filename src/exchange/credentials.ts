@@ -20,7 +20,8 @@ export interface AwsCredentials {
 /** Anything that can produce fresh credentials for one role: the STS exchange, or a test double. */
 export interface CredentialExchange {
   readonly roleName: string;
-  exchange(): Promise<AwsCredentials>;
+  /** `signal` aborts the exchange (the cache's deadline passed): nothing more is sent for it. */
+  exchange(signal?: AbortSignal): Promise<AwsCredentials>;
 }
 
 const ROLE_ARN = /^arn:aws[a-z-]*:iam::(\d{12}):role\/[\w+=,.@/-]{1,512}$/;

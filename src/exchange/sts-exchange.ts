@@ -63,18 +63,18 @@ export class StsWebIdentityExchange implements CredentialExchange {
     this.roleName = role.roleName;
   }
 
-  async exchange(): Promise<AwsCredentials> {
+  async exchange(signal?: AbortSignal): Promise<AwsCredentials> {
     try {
-      return await this.#exchangeOnce();
+      return await this.#exchangeOnce(signal);
     } catch (err) {
       // STS says the JWT expired: the file has most likely been rotated since; read it again, once.
-      if (classifyFailure(err).kind !== 'token-expired') throw err;
+      if (classifyFailure(err).kind !== 'token-expired' || signal?.aborted) throw err;
       this.source.invalidate?.();
-      return await this.#exchangeOnce();
+      return await this.#exchangeOnce(signal);
     }
   }
 
-  async #exchangeOnce(): Promise<AwsCredentials> {
+  async #exchangeOnce(signal: AbortSignal | undefined): Promise<AwsCredentials> {
     const { token } = await this.source.getToken();
     const command = new AssumeRoleWithWebIdentityCommand({
       RoleArn: this.role.roleArn,
@@ -91,7 +91,7 @@ export class StsWebIdentityExchange implements CredentialExchange {
       },
       { step: 'build', name: 'crosscredStsDate' },
     );
-    const output = await this.client.send(command);
+    const output = await this.client.send(command, signal ? { abortSignal: signal } : {});
     const c = output.Credentials;
     const expiration = c?.Expiration instanceof Date ? c.Expiration.getTime() : NaN;
     if (!c || typeof c.AccessKeyId !== 'string' || !ACCESS_KEY_ID.test(c.AccessKeyId)) {

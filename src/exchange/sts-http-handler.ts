@@ -24,6 +24,14 @@ export interface StsTransportOptions {
 /** STS answers are a few KiB; anything much larger is not an STS answer and is cut off. */
 const MAX_RESPONSE_BYTES = 256 * 1024;
 
+/**
+ * STS requests in flight at once through one client (one connection each); more wait their turn
+ * here, in order. The per-request timeouts start only once a request has its turn, so a burst of
+ * many roles (10,000 first fetches at start-up) is not failed by time spent queueing, which used
+ * to turn the tail of such a burst into timed-out calls that STS had answered and then retries.
+ */
+export const MAX_CONCURRENT_STS_REQUESTS = 8;
+
 interface SmithyRequest {
   method: string;
   protocol: string;
@@ -39,6 +47,7 @@ export class StsHttpHandler {
   readonly metadata = { handlerProtocol: 'http/1.1' };
   readonly #dispatcher: Dispatcher;
   readonly #options: StsTransportOptions;
+  readonly #turns = new Turns(MAX_CONCURRENT_STS_REQUESTS);
 
   constructor(options: StsTransportOptions) {
     this.#options = options;
@@ -54,7 +63,7 @@ export class StsHttpHandler {
       proxyTls: tls,
       headersTimeout: options.responseTimeoutMs,
       bodyTimeout: options.responseTimeoutMs,
-      connections: 4,
+      connections: MAX_CONCURRENT_STS_REQUESTS,
       // The connection to the proxy itself (the CONNECT request) otherwise waits undici's default
       // 300 s for a proxy that accepts and never answers.
       clientFactory: (origin: URL, opts: object) => new Pool(origin, { ...opts, headersTimeout: options.connectTimeoutMs, bodyTimeout: options.responseTimeoutMs }),
@@ -67,8 +76,18 @@ export class StsHttpHandler {
       if (value === null) url.searchParams.append(key, '');
       else for (const v of Array.isArray(value) ? value : [value]) url.searchParams.append(key, v);
     }
+    const callerSignal = handlerOptions?.abortSignal;
+    await this.#turns.take(callerSignal);
+    try {
+      return await this.#send(req, url, callerSignal);
+    } finally {
+      this.#turns.give();
+    }
+  }
+
+  async #send(req: SmithyRequest, url: URL, callerSignal: AbortSignal | undefined): Promise<{ response: { statusCode: number; headers: Record<string, string>; body: Readable } }> {
     const deadline = AbortSignal.timeout(this.#options.connectTimeoutMs + this.#options.responseTimeoutMs);
-    const signal = handlerOptions?.abortSignal ? AbortSignal.any([deadline, handlerOptions.abortSignal]) : deadline;
+    const signal = callerSignal ? AbortSignal.any([deadline, callerSignal]) : deadline;
     const res = await request(url, {
       method: req.method as Dispatcher.HttpMethod,
       headers: req.headers,
@@ -104,4 +123,46 @@ export class StsHttpHandler {
   destroy(): void {
     void this.#dispatcher.close();
   }
+}
+
+/** A fair queue of `size` turns: take() waits (in order) for a free turn, give() hands it on. */
+class Turns {
+  #free: number;
+  readonly #waiting: Array<() => void> = [];
+
+  constructor(size: number) {
+    this.#free = size;
+  }
+
+  /** Resolves once a turn is held; rejects (and leaves the queue) if `signal` aborts first. */
+  take(signal: AbortSignal | undefined): Promise<void> {
+    if (signal?.aborted) return Promise.reject(abortError());
+    if (this.#free > 0) {
+      this.#free--;
+      return Promise.resolve();
+    }
+    return new Promise((resolve, reject) => {
+      const onAbort = () => {
+        const i = this.#waiting.indexOf(granted);
+        if (i >= 0) this.#waiting.splice(i, 1);
+        reject(abortError());
+      };
+      const granted = () => {
+        signal?.removeEventListener('abort', onAbort);
+        resolve();
+      };
+      this.#waiting.push(granted);
+      signal?.addEventListener('abort', onAbort, { once: true });
+    });
+  }
+
+  give(): void {
+    const next = this.#waiting.shift();
+    if (next) next();
+    else this.#free++;
+  }
+}
+
+function abortError(): Error {
+  return Object.assign(new Error('the STS request was abandoned before it was sent'), { name: 'AbortError' });
 }

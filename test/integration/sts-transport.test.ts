@@ -1,12 +1,13 @@
 import { execFile } from 'node:child_process';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { startChain, startInProcess, type Chain, type InProcessDaemon } from '../support/chain.js';
+import { MAX_CONCURRENT_STS_REQUESTS, StsHttpHandler } from '../../src/exchange/sts-http-handler.js';
+import { roleArn, startChain, startInProcess, type Chain, type InProcessDaemon } from '../support/chain.js';
 
 /**
  * The STS connection as it crosses clouds: HTTPS to an endpoint signed by a private CA
@@ -117,5 +118,54 @@ describe('a proxy that accepts and never answers', () => {
       for (const s of sockets) s.destroy();
       await new Promise<void>((resolve) => silent.close(() => resolve()));
     }
+  });
+});
+
+describe('many roles at once through one STS client', () => {
+  let plain: Chain;
+  beforeAll(async () => {
+    plain = await startChain({ roles: Array.from({ length: 120 }, (_, i) => `burst-${i}`) });
+  });
+  afterAll(async () => {
+    await plain?.close();
+  });
+
+  it('queues requests beyond the concurrency limit without counting the wait against their timeouts: one STS call per role', async () => {
+    // 120 roles, STS answering each call in 150 ms, at most MAX_CONCURRENT_STS_REQUESTS (8) in
+    // flight: the last call waits about 2 s for its turn, five times its own 400 ms deadline
+    // (100 ms connect + 300 ms response). Counting the wait made the tail time out and retry.
+    plain.sts.failAlways({ kind: 'delay', ms: 150 });
+    const configFile = join(plain.dir, 'burst.json');
+    const names = Array.from({ length: 120 }, (_, i) => `burst-${i}`);
+    await writeFile(configFile, JSON.stringify({ roles: names.map((name) => ({ name, roleArn: roleArn(name) })) }));
+    d = await startInProcess(plain, { config: configFile, 'role-arn': undefined, listen: [`127.0.0.1:0=${names[0]}`], 'sts-connect-timeout-ms': '100', 'sts-timeout-ms': '300' });
+    await d.daemon.firstFetch;
+    const perRole = new Map<string, number>();
+    for (const r of plain.sts.requests) perRole.set(r.roleArn, (perRole.get(r.roleArn) ?? 0) + 1);
+    expect(perRole.size).toBe(120);
+    expect([...perRole.values()].every((n) => n === 1)).toBe(true);
+    expect([...d.daemon.roles.values()].every((r) => r.cache.status().ready)).toBe(true);
+  });
+
+  it('drops a request still waiting for its turn when the exchange is abandoned, without sending it', async () => {
+    plain.sts.heal();
+    plain.sts.failAlways({ kind: 'hang' });
+    const handler = new StsHttpHandler({ connectTimeoutMs: 200, responseTimeoutMs: 800 });
+    const { port } = new URL(plain.sts.url);
+    const requestOf = () => ({ protocol: 'http:', hostname: '127.0.0.1', port: Number(port), method: 'POST', path: '/', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'Action=AssumeRoleWithWebIdentity' });
+    const before = plain.sts.requests.length;
+    const abandon = new AbortController();
+    const hanging = Array.from({ length: MAX_CONCURRENT_STS_REQUESTS }, () => handler.handle(requestOf()).catch((e: Error) => e));
+    const queued = handler.handle(requestOf(), { abortSignal: abandon.signal }).catch((e: Error) => e);
+    // Every turn is taken by a hanging call once STS has received all of them.
+    for (let i = 0; i < 100 && plain.sts.requests.length - before < MAX_CONCURRENT_STS_REQUESTS; i++) await new Promise((r) => setTimeout(r, 20));
+    expect(plain.sts.requests.length - before).toBe(MAX_CONCURRENT_STS_REQUESTS);
+    abandon.abort();
+    expect(((await queued) as Error).name).toBe('AbortError');
+    handler.destroy();
+    await Promise.all(hanging);
+    // The abandoned request never reached STS.
+    expect(plain.sts.requests.length - before).toBe(MAX_CONCURRENT_STS_REQUESTS);
+    plain.sts.heal();
   });
 });
