@@ -91,6 +91,7 @@ export function buildCredentialListener(options: CredentialListenerOptions): Htt
   return new HttpListener({
     handler: handle,
     maxConnections: options.maxConnections,
+    errorFormat: (target) => formatFor(pathOf(target)),
     refuse: (req, res, why) => {
       refuse(res, why, formatFor(pathOf(req.url)));
       count(res, UNMATCHED);

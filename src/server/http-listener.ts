@@ -1,7 +1,9 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
 import type { ListenAddress } from '../config/config.js';
 import { formatAddress } from '../config/listen-address.js';
 import { CrosscredError } from '../errors.js';
+import { renderError, type ErrorFormat } from './responses.js';
 
 /**
  * Limits for untrusted clients; nothing a credential client sends comes near them.
@@ -31,14 +33,36 @@ export const HTTP_LIMITS = {
   maxConnections: 4_096,
 } as const;
 
+/** The whole answer to a CONNECT request, which arrives as a bare socket, in the given format. */
+function connectRefusal(format: ErrorFormat): Buffer {
+  const answer = renderError('REQUEST_INVALID', 'CONNECT is not served here', format);
+  const head = `HTTP/1.1 ${answer.status} Bad Request\r\ncontent-type: ${answer.contentType}\r\ncontent-length: ${answer.body.length}\r\nconnection: close\r\n\r\n`;
+  return Buffer.concat([Buffer.from(head), answer.body]);
+}
+
+/** True when the raw header list (name, value, name, value…) has more than one Host line. */
+function repeatsHost(raw: readonly string[]): boolean {
+  let seen = false;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!;
+    if (name.length === 4 && name.toLowerCase() === 'host') {
+      if (seen) return true;
+      seen = true;
+    }
+  }
+  return false;
+}
+
 /** What a listener does with a request it will not route: closing, or over its connection limit. */
-export type Refusal = 'closing' | 'overloaded' | 'body-too-large';
+export type Refusal = 'closing' | 'overloaded' | 'body-too-large' | 'body-chunked' | 'transfer-coding-invalid' | 'host-repeated';
 
 export interface HttpListenerOptions {
   readonly handler: (req: IncomingMessage, res: ServerResponse) => void;
   /** Answers a request the listener refuses before routing; must end the response. */
   readonly refuse: (req: IncomingMessage, res: ServerResponse, why: Refusal) => void;
   readonly maxConnections?: number;
+  /** The error format for a request target (answers made before routing, such as to CONNECT). */
+  readonly errorFormat?: (target: string) => ErrorFormat;
 }
 
 /**
@@ -68,6 +92,14 @@ export class HttpListener {
       },
       (req, res) => this.#onRequest(req, res),
     );
+    // Every header line counts: Node's default keeps only the first 1,000 and drops the rest
+    // silently, so an X-Forwarded-For or a second Host after 1,000 filler lines went unseen. The
+    // 16 KiB header limit still bounds the request.
+    this.server.maxHeadersCount = 0;
+    // CONNECT is not a request for a path: without this, Node closes the connection unanswered.
+    this.server.on('connect', (req: IncomingMessage, socket: Duplex) => {
+      socket.end(connectRefusal(options.errorFormat?.(req.url ?? '') ?? 'text'));
+    });
     this.server.on('connection', (socket) => {
       this.#connections++;
       socket.once('close', () => this.#connections--);
@@ -114,11 +146,6 @@ export class HttpListener {
     });
   }
 
-  /** Closes every connection at once, in-flight requests included (after a graceful close timed out). */
-  destroyConnections(): void {
-    this.server.closeAllConnections();
-  }
-
   #onRequest(req: IncomingMessage, res: ServerResponse): void {
     if (this.#closing) {
       res.shouldKeepAlive = false;
@@ -130,12 +157,27 @@ export class HttpListener {
       this.options.refuse(req, res, 'overloaded');
       return;
     }
+    // RFC 9112 §3.2: more than one Host line is 400. Node keeps only the first in req.headers, so
+    // the Host guard would judge a request by the line of the client's choosing.
+    if (repeatsHost(req.rawHeaders)) {
+      res.shouldKeepAlive = false;
+      this.options.refuse(req, res, 'host-repeated');
+      return;
+    }
     // A request with a body is never one of ours; it is answered without reading the body, and
     // the connection is not reused, so an unread body can never be taken for the next request.
     const length = req.headers['content-length'];
-    if (length !== undefined ? length !== '0' : req.headers['transfer-encoding'] !== undefined) {
+    const codings = req.headers['transfer-encoding'];
+    if (codings !== undefined) {
       res.shouldKeepAlive = false;
-      if (length !== undefined && Number(length) > HTTP_LIMITS.maxRequestBodyBytes) {
+      // RFC 9112 §6.3: a final coding other than chunked leaves the length unknowable: 400. A
+      // chunked body's size is not declared, and it is never read to find out: 413.
+      this.options.refuse(req, res, /(?:^|,)\s*chunked\s*$/i.test(codings) ? 'body-chunked' : 'transfer-coding-invalid');
+      return;
+    }
+    if (length !== undefined && length !== '0') {
+      res.shouldKeepAlive = false;
+      if (Number(length) > HTTP_LIMITS.maxRequestBodyBytes) {
         this.options.refuse(req, res, 'body-too-large');
         return;
       }

@@ -17,7 +17,7 @@ export function send(res: ServerResponse, status: number, contentType: string, b
 }
 
 /** A rendered error answer; rendered once per (error, message, format, status) and reused. */
-interface ErrorAnswer {
+export interface ErrorAnswer {
   readonly status: number;
   readonly contentType: string;
   readonly body: Buffer;
@@ -36,7 +36,12 @@ const rendered = new Map<string, ErrorAnswer>();
  * `message` must never contain request bytes or a secret.
  */
 export function sendError(res: ServerResponse, name: ErrorName, message: string, format: ErrorFormat, options?: { status?: number; headers?: readonly string[] }): void {
-  const status = options?.status ?? ErrorCodes[name].status;
+  const answer = renderError(name, message, format, options?.status);
+  send(res, answer.status, answer.contentType, answer.body, options?.headers);
+}
+
+/** An error answer's status, content type and body, rendered once and then reused. */
+export function renderError(name: ErrorName, message: string, format: ErrorFormat, status: number = ErrorCodes[name].status): ErrorAnswer {
   const key = `${format}\u0000${status}\u0000${name}\u0000${message}`;
   let answer = rendered.get(key);
   if (answer === undefined) {
@@ -47,7 +52,7 @@ export function sendError(res: ServerResponse, name: ErrorName, message: string,
         : { status, contentType: TEXT_PLAIN, body: Buffer.from(`${err.describe()}\n`) };
     rendered.set(key, answer);
   }
-  send(res, answer.status, answer.contentType, answer.body, options?.headers);
+  return answer;
 }
 
 /** Answers a request the listener refuses before routing, in the endpoint's error format. */
@@ -59,5 +64,11 @@ export function refuse(res: ServerResponse, why: Refusal, format: ErrorFormat): 
       return sendError(res, 'OVERLOADED', 'too many open connections', format, { headers: ['retry-after', '1'] });
     case 'body-too-large':
       return sendError(res, 'REQUEST_INVALID', `request bodies are not accepted (limit ${HTTP_LIMITS.maxRequestBodyBytes} bytes)`, format, { status: 413 });
+    case 'body-chunked':
+      return sendError(res, 'REQUEST_INVALID', 'chunked request bodies are not accepted', format, { status: 413 });
+    case 'transfer-coding-invalid':
+      return sendError(res, 'REQUEST_INVALID', 'a request Transfer-Encoding must end in chunked', format);
+    case 'host-repeated':
+      return sendError(res, 'REQUEST_INVALID', 'the request has more than one Host header', format);
   }
 }
