@@ -31,10 +31,9 @@ import { headerOf, sendRaw, type RawExchange, type RawResponse } from '../suppor
  * - error bodies are one line of text on IMDS paths and `{"Code","Message"}` under `/v1/`; 405
  *   carries `Allow`; a request with a body gets its answer and then the connection is closed.
  * Where the documents allow more than one answer, the model returns all of them and the comment
- * says why. Where the daemon (in practice Node's HTTP parser) departs from them, the departure is
- * listed in KNOWN_ISSUES: tolerated by the properties, so the fuzz keeps covering that input, and
- * counted; the security-relevant ones also have a test of their own marked `it.fails`, which
- * starts failing (and must be flipped to `it`) once the daemon is fixed.
+ * says why. Answers Node's HTTP parser gives before routing (a method it does not know, an
+ * unexpected Expect) are listed in KNOWN_ISSUES: they override the routing rules, and are counted.
+ * A departure found later goes there too, with a test of its own marked `it.fails` until fixed.
  *
  * Runs are seeded: the seed is printed at the end of the run and in every failure message; set
  * CROSSCRED_FUZZ_SEED to it to replay the run (the same requests, with that run's tokens, secret
