@@ -10,31 +10,54 @@ const EXPIRY_BYTES = 8;
 const MAC_BYTES = 24;
 const TOKEN_BYTES = EXPIRY_BYTES + MAC_BYTES;
 const PREFIX = 'cc1';
+/** Tokens remembered after issue or verification (about 100 bytes each). */
+const MAX_RECENT_TOKENS = 4096;
 /** base64url length of TOKEN_BYTES, plus the version prefix. */
 const TOKEN_LENGTH = PREFIX.length + Math.ceil((TOKEN_BYTES * 4) / 3);
 
 /**
  * IMDSv2 session tokens that hold no state: a token is its own expiry (monotonic ms) plus an
- * HMAC of it under a key made at start-up. Any number of PUTs costs no memory, verification is one
+ * HMAC of it under a key made at start-up. Any number of PUTs costs bounded memory, verification is one
  * HMAC, and a restart (new key) invalidates every token, as a reboot does on EC2.
  *
  * One issuer per listener, so a token from one listener is worthless on another.
  */
 export class SessionTokenIssuer {
   readonly #key = randomBytes(32);
+  /**
+   * Recently issued or verified tokens and their expiry, so the GETs that follow a PUT skip the
+   * HMAC (about 10% of the IMDS sequence's time in the benchmark profile). Bounded: the oldest
+   * entry goes first, and a token no longer here is simply verified by its MAC again.
+   */
+  readonly #recent = new Map<string, number>();
 
   constructor(private readonly clock: Clock) {}
 
   issue(ttlSeconds: number): string {
     const payload = Buffer.alloc(TOKEN_BYTES);
-    payload.writeBigUInt64BE(BigInt(Math.ceil(this.clock.monotonicNow() + ttlSeconds * 1000)), 0);
+    const expiresMono = Math.ceil(this.clock.monotonicNow() + ttlSeconds * 1000);
+    payload.writeBigUInt64BE(BigInt(expiresMono), 0);
     this.#mac(payload.subarray(0, EXPIRY_BYTES)).copy(payload, EXPIRY_BYTES);
-    return PREFIX + payload.toString('base64url');
+    const token = PREFIX + payload.toString('base64url');
+    this.#remember(token, expiresMono);
+    return token;
   }
 
   /** True when `token` was issued here and has not expired. Constant time in the MAC. */
   verify(token: string | undefined): boolean {
-    if (token === undefined || token.length !== TOKEN_LENGTH || !token.startsWith(PREFIX)) return false;
+    if (token === undefined) return false;
+    const known = this.#recent.get(token);
+    if (known !== undefined) return known > this.clock.monotonicNow();
+    return this.#verifyMac(token);
+  }
+
+  #remember(token: string, expiresMono: number): void {
+    if (this.#recent.size >= MAX_RECENT_TOKENS) this.#recent.delete(this.#recent.keys().next().value!);
+    this.#recent.set(token, expiresMono);
+  }
+
+  #verifyMac(token: string): boolean {
+    if (token.length !== TOKEN_LENGTH || !token.startsWith(PREFIX)) return false;
     const encoded = token.slice(PREFIX.length);
     const payload = Buffer.from(encoded, 'base64url');
     // Node's decoder also takes '+' and '/' and ignores stray low bits: accept only the one
@@ -42,7 +65,10 @@ export class SessionTokenIssuer {
     if (payload.length !== TOKEN_BYTES || payload.toString('base64url') !== encoded) return false;
     const expected = this.#mac(payload.subarray(0, EXPIRY_BYTES));
     if (!timingSafeEqual(expected, payload.subarray(EXPIRY_BYTES))) return false;
-    return Number(payload.readBigUInt64BE(0)) > this.clock.monotonicNow();
+    const expiresMono = Number(payload.readBigUInt64BE(0));
+    if (expiresMono <= this.clock.monotonicNow()) return false;
+    this.#remember(token, expiresMono);
+    return true;
   }
 
   #mac(expiry: Buffer): Buffer {

@@ -130,6 +130,29 @@ describe('SessionTokenIssuer', () => {
   });
 });
 
+describe('SessionTokenIssuer memo of recent tokens', () => {
+  it('still verifies a token by its MAC once a flood of PUTs has pushed it out of the memo, and refuses it once expired', async () => {
+    const { clock, issuer } = setup();
+    const early = issuer.issue(60);
+    for (let i = 0; i < 5_000; i++) issuer.issue(1 + (i % 600));
+    expect(issuer.verify(early)).toBe(true);
+    // Now in the memo again; expiry is still judged there.
+    await clock.advance(60_000);
+    expect(issuer.verify(early)).toBe(false);
+  });
+
+  it('refuses a remembered token after its TTL, and forgeries never enter the memo', async () => {
+    const { clock, issuer } = setup();
+    const token = issuer.issue(1);
+    expect(issuer.verify(token)).toBe(true);
+    await clock.advance(1_000);
+    expect(issuer.verify(token)).toBe(false);
+    const forged = replaceAt(token, TOKEN_LENGTH - 2, token[TOKEN_LENGTH - 2] === 'A' ? 'B' : 'A');
+    expect(issuer.verify(forged)).toBe(false);
+    expect(issuer.verify(forged)).toBe(false);
+  });
+});
+
 describe('parseTtlHeader', () => {
   it('accepts whole seconds from 1 to 21600', () => {
     expect(parseTtlHeader('1')).toBe(1);
