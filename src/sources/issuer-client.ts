@@ -1,0 +1,87 @@
+import { Agent, request } from 'undici';
+import { CrosscredError } from '../errors.js';
+import { ISSUER_PATHS, JWT_TOKEN_TYPE, TOKEN_EXCHANGE_GRANT_TYPE, type SubjectTokenType, type TokenExchangeError, type TokenExchangeResponse } from '../issuer/protocol.js';
+
+/** A token answer is a JWT and a few fields; anything much larger is not one. */
+const MAX_ANSWER_BYTES = 64 * 1024;
+
+export interface IssuerClientOptions {
+  /** The issuer URL, exactly as it appears in the JWTs' `iss` (https, or http to loopback for tests). */
+  readonly issuerUrl: string;
+  /** PEM text of CA certificates to trust for the issuer instead of Node's bundled roots. */
+  readonly caBundle?: string;
+  /** The `aud` to ask for (default: the issuer's own default, sts.amazonaws.com). */
+  readonly audience?: string;
+  readonly connectTimeoutMs: number;
+  readonly responseTimeoutMs: number;
+}
+
+/**
+ * The VM sources' side of the token endpoint (src/issuer/protocol.ts): sends one attestation,
+ * returns the JWT. Errors are CrosscredError TOKEN_REQUEST_FAILED with the issuer's own
+ * `error` / `error_description` (which never hold a secret), or the transport's failure.
+ */
+export class IssuerClient {
+  readonly #dispatcher: Agent;
+  readonly #tokenUrl: string;
+
+  constructor(private readonly options: IssuerClientOptions) {
+    this.#tokenUrl = new URL(ISSUER_PATHS.token.slice(1), options.issuerUrl.endsWith('/') ? options.issuerUrl : `${options.issuerUrl}/`).toString();
+    const tls = { ...(options.caBundle ? { ca: options.caBundle } : {}), timeout: options.connectTimeoutMs };
+    this.#dispatcher = new Agent({ connect: tls, headersTimeout: options.responseTimeoutMs, bodyTimeout: options.responseTimeoutMs, connections: 2 });
+  }
+
+  /** Trades `subjectToken` (an encoded attestation) for a JWT. */
+  async exchange(subjectTokenType: SubjectTokenType, subjectToken: string, signal?: AbortSignal): Promise<{ token: string; expiresInSeconds: number }> {
+    const form = new URLSearchParams({ grant_type: TOKEN_EXCHANGE_GRANT_TYPE, subject_token_type: subjectTokenType, subject_token: subjectToken, requested_token_type: JWT_TOKEN_TYPE });
+    if (this.options.audience) form.set('audience', this.options.audience);
+    const deadline = AbortSignal.timeout(this.options.connectTimeoutMs + this.options.responseTimeoutMs);
+    let res;
+    try {
+      res = await request(this.#tokenUrl, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
+        body: form.toString(),
+        dispatcher: this.#dispatcher,
+        signal: signal ? AbortSignal.any([deadline, signal]) : deadline,
+      });
+    } catch (err) {
+      throw new CrosscredError('TOKEN_REQUEST_FAILED', `the issuer ${this.options.issuerUrl} could not be reached (${(err as NodeJS.ErrnoException).code ?? (err as Error).name})`);
+    }
+    const text = await readCapped(res.body);
+    let answer: unknown;
+    try {
+      answer = text === undefined ? undefined : JSON.parse(text);
+    } catch {
+      answer = undefined;
+    }
+    if (res.statusCode !== 200) {
+      const e = answer as Partial<TokenExchangeError> | undefined;
+      const why = typeof e?.error === 'string' ? `${e.error}: ${String(e.error_description ?? '').slice(0, 300)}` : 'not an OAuth error answer';
+      throw new CrosscredError('TOKEN_REQUEST_FAILED', `the issuer ${this.options.issuerUrl} refused the attestation with HTTP ${res.statusCode} (${why})`);
+    }
+    const ok = answer as Partial<TokenExchangeResponse> | undefined;
+    if (typeof ok?.access_token !== 'string' || ok.issued_token_type !== JWT_TOKEN_TYPE || typeof ok.expires_in !== 'number') {
+      throw new CrosscredError('TOKEN_REQUEST_FAILED', `the issuer ${this.options.issuerUrl} answered 200 without a JWT (access_token, issued_token_type, expires_in)`);
+    }
+    return { token: ok.access_token, expiresInSeconds: ok.expires_in };
+  }
+
+  close(): Promise<void> {
+    return this.#dispatcher.close();
+  }
+}
+
+async function readCapped(body: AsyncIterable<Buffer | Uint8Array> & { destroy(): void }): Promise<string | undefined> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of body) {
+    size += chunk.length;
+    if (size > MAX_ANSWER_BYTES) {
+      body.destroy();
+      return undefined;
+    }
+    chunks.push(Buffer.from(chunk));
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
