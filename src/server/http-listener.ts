@@ -1,4 +1,5 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { Duplex } from 'node:stream';
 import type { ListenAddress } from '../config/config.js';
 import { formatAddress } from '../config/listen-address.js';
@@ -27,8 +28,11 @@ export const HTTP_LIMITS = {
   /** Request line plus headers; Node answers 431 beyond it. */
   maxHeaderBytes: 16 * 1024,
   /**
-   * Open connections per listener beyond which a request is answered 503 with Retry-After and the
-   * connection closed: an overloaded daemon says so at once instead of letting clients time out.
+   * Open connections per listener. A connection accepted beyond them has each request answered
+   * 503 with Retry-After and is closed: an overloaded daemon says so at once instead of letting
+   * clients time out, while the connections it already holds (SDKs on keep-alive) go on being
+   * served. (Refusing every request while over the cap turned a boot storm of 10,000 first
+   * requests into 97% 503s in the benchmark.)
    */
   maxConnections: 4_096,
 } as const;
@@ -63,6 +67,13 @@ export interface HttpListenerOptions {
   readonly maxConnections?: number;
   /** The error format for a request target (answers made before routing, such as to CONNECT). */
   readonly errorFormat?: (target: string) => ErrorFormat;
+  /**
+   * Largest declared body passed to the handler, which then reads it itself (only the issuer's
+   * token endpoint does). Default HTTP_LIMITS.maxRequestBodyBytes, for listeners that never read one.
+   */
+  readonly maxRequestBodyBytes?: number;
+  /** Serve HTTPS with this PEM key and certificate chain (the issuer); plain HTTP without. */
+  readonly tls?: { readonly key: string | Buffer; readonly cert: string | Buffer };
 }
 
 /**
@@ -77,21 +88,27 @@ export class HttpListener {
   #closing = false;
   #connections = 0;
   readonly #maxConnections: number;
+  readonly #maxBodyBytes: number;
+  /** Connections accepted while the listener was over its cap: each request on them is refused. */
+  readonly #overCap = new WeakSet<object>();
 
   constructor(private readonly options: HttpListenerOptions) {
     this.#maxConnections = options.maxConnections ?? HTTP_LIMITS.maxConnections;
-    this.server = createServer(
-      {
-        requestTimeout: HTTP_LIMITS.requestTimeoutMs,
-        headersTimeout: HTTP_LIMITS.requestTimeoutMs,
-        connectionsCheckingInterval: HTTP_LIMITS.connectionsCheckingIntervalMs,
-        keepAliveTimeout: HTTP_LIMITS.keepAliveTimeoutMs,
-        maxHeaderSize: HTTP_LIMITS.maxHeaderBytes,
-        // Requests are tiny and answered from memory; Nagle would only add latency.
-        noDelay: true,
-      },
-      (req, res) => this.#onRequest(req, res),
-    );
+    this.#maxBodyBytes = options.maxRequestBodyBytes ?? HTTP_LIMITS.maxRequestBodyBytes;
+    const httpOptions = {
+      requestTimeout: HTTP_LIMITS.requestTimeoutMs,
+      headersTimeout: HTTP_LIMITS.requestTimeoutMs,
+      connectionsCheckingInterval: HTTP_LIMITS.connectionsCheckingIntervalMs,
+      keepAliveTimeout: HTTP_LIMITS.keepAliveTimeoutMs,
+      maxHeaderSize: HTTP_LIMITS.maxHeaderBytes,
+      // Requests are tiny and answered from memory; Nagle would only add latency.
+      noDelay: true,
+    };
+    const onRequest = (req: IncomingMessage, res: ServerResponse) => this.#onRequest(req, res);
+    // An https.Server is an http.Server over TLS (the same request events and limits).
+    this.server = options.tls
+      ? (createHttpsServer({ ...httpOptions, key: options.tls.key, cert: options.tls.cert, minVersion: 'TLSv1.2' }, onRequest) as unknown as Server)
+      : createServer(httpOptions, onRequest);
     // Every header line counts: Node's default keeps only the first 1,000 and drops the rest
     // silently, so an X-Forwarded-For or a second Host after 1,000 filler lines went unseen. The
     // 16 KiB header limit still bounds the request.
@@ -102,8 +119,15 @@ export class HttpListener {
     });
     this.server.on('connection', (socket) => {
       this.#connections++;
+      if (this.#connections > this.#maxConnections) this.#overCap.add(socket);
       socket.once('close', () => this.#connections--);
     });
+    // Over TLS, requests arrive on the TLS socket wrapped around the TCP one counted above.
+    if (options.tls) {
+      this.server.on('secureConnection', (tlsSocket: object) => {
+        if (this.#connections > this.#maxConnections) this.#overCap.add(tlsSocket);
+      });
+    }
   }
 
   get closing(): boolean {
@@ -152,7 +176,7 @@ export class HttpListener {
       this.options.refuse(req, res, 'closing');
       return;
     }
-    if (this.#connections > this.#maxConnections) {
+    if (this.#overCap.has(req.socket)) {
       res.shouldKeepAlive = false;
       this.options.refuse(req, res, 'overloaded');
       return;
@@ -164,8 +188,9 @@ export class HttpListener {
       this.options.refuse(req, res, 'host-repeated');
       return;
     }
-    // A request with a body is never one of ours; it is answered without reading the body, and
-    // the connection is not reused, so an unread body can never be taken for the next request.
+    // A request with a body is never one of ours (except on a listener that reads bodies, up to
+    // its maxRequestBodyBytes); it is answered without reading the body, and the connection is not
+    // reused, so an unread body can never be taken for the next request.
     const length = req.headers['content-length'];
     const codings = req.headers['transfer-encoding'];
     if (codings !== undefined) {
@@ -176,11 +201,13 @@ export class HttpListener {
       return;
     }
     if (length !== undefined && length !== '0') {
-      res.shouldKeepAlive = false;
-      if (Number(length) > HTTP_LIMITS.maxRequestBodyBytes) {
+      if (!(Number(length) <= this.#maxBodyBytes)) {
+        res.shouldKeepAlive = false;
         this.options.refuse(req, res, 'body-too-large');
         return;
       }
+      // A listener that reads bodies reads them whole (or closes the connection itself).
+      if (this.options.maxRequestBodyBytes === undefined) res.shouldKeepAlive = false;
     }
     this.options.handler(req, res);
   }

@@ -109,8 +109,17 @@ describe.skipIf(skipReason !== undefined)(skipReason ?? 'soak, quick form', () =
     // Every bad-request class was sent, and the overload phase really went past the cap.
     const bad = summary.checks.find((c) => c.name === 'bad requests answered with their documented status')!.detail as { sentByExpectedStatus: Record<string, number> };
     expect(Object.keys(bad.sentByExpectedStatus).sort()).toEqual(['400', '401', '403', '404', '405', '413', '414']);
-    const overload = summary.checks.find((c) => c.name === 'overload answered with 503 + Retry-After, quickly')!.detail as { cap: number; maxAcceptedSeen: number };
+    const overload = summary.checks.find((c) => c.name === 'overload answered with 503 + Retry-After, quickly')!.detail as {
+      cap: number;
+      maxAcceptedSeen: number;
+      answers: { total: number };
+      withinCap: { total: number; served: number };
+    };
     expect(overload.maxAcceptedSeen).toBeGreaterThan(overload.cap);
+    // Both kinds of connection were asked: those opened past the cap (503) and those held from before (served).
+    expect(overload.answers.total).toBeGreaterThan(100);
+    expect(overload.withinCap.total).toBeGreaterThan(100);
+    expect(overload.withinCap.served).toBe(overload.withinCap.total);
     // Credentials changed hands under load (reloads), and each sample checked them.
     const served = summary.checks.find((c) => c.name === 'credentials served correctly all along (checked at every sample)')!.detail as { samplesChecked: number; distinctKeysServed: number };
     expect(served.samplesChecked).toBe(counts.loadSamples);

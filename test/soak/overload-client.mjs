@@ -30,7 +30,10 @@ const result = {
   cap,
   extra,
   rounds: [],
+  // On connections opened beyond the cap: each must be 503 + Retry-After + Connection: close.
   answers: { total: 0, status503WithRetryAfter: 0, otherStatus: {}, missingRetryAfter: 0, notConnectionClose: 0, timeout: 0, reset: 0, closedWithoutAnswer: 0 },
+  // On connections opened within the cap, asked at the same time: served as usual, never 503.
+  withinCap: { total: 0, served: 0, refused503: 0, timeout: 0, reset: 0, closedWithoutAnswer: 0 },
   latencyMs: { p50: null, p99: null, max: null },
   connectErrors: 0,
   maxAcceptedSeen: 0,
@@ -59,6 +62,9 @@ async function openUpTo(total) {
     const opened = await Promise.all(Array.from({ length: n }, openOne));
     for (const s of opened) {
       if (!s) continue;
+      // How many connections this client held when it opened this one: the daemon's count, give or
+      // take the soak's own occasional checks (hence the margins in pick()).
+      s.position = idle.length;
       // An idle connection the daemon closes (it should not, here) just leaves the pool.
       s.on('error', () => {});
       s.once('close', () => (idle = idle.filter((x) => x !== s)));
@@ -108,13 +114,16 @@ function ask(socket, bytes) {
   });
 }
 
+/** Margins around the cap: connections this close to it may land on either side of it. */
+const CAP_MARGIN = 64;
+
 function pick(n) {
-  // Half on the newest connections (over the cap), half on older ones a client had open before.
-  const newest = idle.slice(-Math.ceil(n / 2));
-  const older = idle.slice(0, -Math.ceil(n / 2));
-  const chosen = new Set(newest);
-  while (chosen.size < n && older.length > 0) chosen.add(older.splice(Math.floor(Math.random() * older.length), 1)[0]);
-  return [...chosen];
+  // Half on the newest connections (opened over the cap), half on older ones opened within it.
+  const over = idle.filter((s) => s.position >= cap + 8).slice(-Math.ceil(n / 2));
+  const within = idle.filter((s) => s.position < cap - CAP_MARGIN);
+  const chosenWithin = [];
+  while (chosenWithin.length < n - over.length && within.length > 0) chosenWithin.push(within.splice(Math.floor(Math.random() * within.length), 1)[0]);
+  return { over, within: chosenWithin };
 }
 
 try {
@@ -123,8 +132,21 @@ try {
     await openUpTo(cap + extra);
     const openedMs = Math.round(performance.now() - t0);
     const accepted = await waitAccepted(cap + extra);
-    const targets = pick(extra);
-    const answers = await Promise.all(targets.map((s, i) => ask(s, REQUESTS[i % REQUESTS.length])));
+    const { over, within } = pick(extra);
+    const targets = [...over, ...within];
+    const [answers, withinAnswers] = await Promise.all([
+      Promise.all(over.map((s, i) => ask(s, REQUESTS[i % REQUESTS.length]))),
+      Promise.all(within.map((s, i) => ask(s, REQUESTS[i % REQUESTS.length]))),
+    ]);
+    const w = result.withinCap;
+    for (const x of withinAnswers) {
+      w.total++;
+      if (x.kind === 'timeout') w.timeout++;
+      else if (x.kind === 'reset') w.reset++;
+      else if (x.kind === 'closed') w.closedWithoutAnswer++;
+      else if (x.status === 503) w.refused503++;
+      else w.served++;
+    }
     const a = result.answers;
     for (const x of answers) {
       a.total++;
