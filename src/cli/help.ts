@@ -18,6 +18,10 @@ Commands:
                         can listen there and SDKs find it with no configuration (root);
                         --local-only also refuses other hosts and containers (nftables).
   wait-ready            Wait until a running daemon's /readyz says ready (systemd ExecStartPost).
+  issuer serve|keygen|export-discovery
+                        Run an OIDC issuer that attests Alibaba ECS and Tencent CVM instances
+                        and mints JWTs for AWS; make its signing keys; export its discovery
+                        documents for a public bucket.
   demo                  Run the whole chain on this machine: an embedded OIDC issuer, an STS
                         emulator that verifies the token, and the daemon; prints the environment
                         that points an SDK at it.
@@ -43,15 +47,26 @@ Role (one role; for several, use --config):
   --duration-seconds N        Session length to ask for, 900-43200. Default: the role's own.
 
 Token source (where the OIDC JWT comes from):
-  --token-source KIND         auto (default), file, exec or kubernetes. env CROSSCRED_TOKEN_SOURCE
-                              auto takes the first that applies: --token-command, --token-file,
-                              AWS_WEB_IDENTITY_TOKEN_FILE (EKS IRSA), ALIBABA_CLOUD_OIDC_TOKEN_FILE
-                              (ACK RRSA), TKE_WEB_IDENTITY_TOKEN_FILE (TKE), then, in a Kubernetes
-                              pod, a TokenRequest to the API server.
+  --token-source KIND         auto (default), file, exec, kubernetes, alibaba-ecs or tencent-cvm.
+                              env CROSSCRED_TOKEN_SOURCE. auto takes the first that applies:
+                              --token-command, --token-file, AWS_WEB_IDENTITY_TOKEN_FILE (EKS IRSA),
+                              ALIBABA_CLOUD_OIDC_TOKEN_FILE (ACK RRSA), TKE_WEB_IDENTITY_TOKEN_FILE
+                              (TKE), in a Kubernetes pod a TokenRequest to the API server, then,
+                              with --issuer-url, this VM attested to crosscred issuer (the cloud is
+                              told by which metadata server answers).
   --token-command CMD         Program that prints the JWT (or JSON {"token","expiration"}); a path,
                               or a JSON array ["prog","arg",...]. Run without a shell.
   --token-command-timeout-ms N  Time limit for the command (default 10000).
-  --token-audience AUD        Audience of Kubernetes TokenRequest tokens (default sts.amazonaws.com).
+  --token-audience AUD        Audience of Kubernetes TokenRequest tokens, and of JWTs asked of
+                              crosscred issuer (default sts.amazonaws.com).
+  --issuer-url URL            crosscred issuer, for an Alibaba ECS or Tencent CVM instance with no
+                              OIDC token: its attestation is traded there for a JWT. env
+                              CROSSCRED_ISSUER_URL. Must equal the issuer's publicUrl exactly.
+  --issuer-ca-bundle FILE     PEM CAs to trust for the issuer (a private CA).
+  --issuer-token-endpoint URL The issuer's token endpoint, when it is not --issuer-url + /token
+                              (discovery published in a bucket, the endpoint kept private).
+  --alibaba-attestation KIND  ecs-identity (default: the signed instance identity document) or
+                              ram-role (a GetCallerIdentity signed with the instance's RAM role).
   --token-expiration-seconds N  Lifetime asked of a TokenRequest, 600-86400 (default 3600).
   --kubernetes-sa-dir DIR     Where the pod's ServiceAccount is mounted
                               (default /var/run/secrets/kubernetes.io/serviceaccount).
@@ -183,4 +198,36 @@ export const WAIT_READY_HELP = `Usage: crosscred wait-ready [--admin URL] [--tim
 
 Polls URL/readyz (default http://127.0.0.1:8171) until it answers 200: exit 0; exit 1 after
 --timeout-ms (default 60000) with the roles' last errors.
+`;
+
+export const ISSUER_HELP = `Usage: crosscred issuer serve --config FILE [--log-level LEVEL]
+       crosscred issuer keygen --alg ES256|RS256 --out FILE [--bits N]
+       crosscred issuer export-discovery --config FILE --out DIR
+
+An OIDC identity provider for VMs that have no OIDC token of their own. A VM source (alibaba-ecs,
+tencent-cvm) sends a cloud-signed attestation to the token endpoint (RFC 8693 token exchange);
+the issuer verifies it, checks its policy, and answers with a short-lived JWT that AWS STS
+AssumeRoleWithWebIdentity accepts once the issuer is registered as an IAM OIDC provider.
+
+serve              Serves /.well-known/openid-configuration, /.well-known/jwks.json (under
+                   publicUrl's path) and the token endpoint; /healthz and /metrics on the admin
+                   address. HTTPS with tls.certFile/keyFile; plain HTTP only on loopback or with
+                   allowPlainHttp (behind a TLS-terminating load balancer). SIGHUP re-reads the
+                   config: keys, policy, audiences, lifetime, attestors, certificate.
+  --config FILE    The issuer's YAML or JSON config.       env CROSSCRED_ISSUER_CONFIG
+  --log-level L    fatal, error, warn, info (default), debug, trace, silent.
+keygen             Writes a new signing key as PKCS#8 PEM with mode 0600; never overwrites.
+  --alg ALG        ES256 (P-256, default) or RS256.
+  --bits N         RSA modulus for RS256, 2048-8192 (default 3072).
+  --out FILE       Where to write it; must not exist.
+export-discovery   Writes DIR/.well-known/openid-configuration and DIR/.well-known/jwks.json,
+                   byte for byte what serve answers, for a public bucket (S3, OSS, COS) at
+                   publicUrl; the token endpoint can then stay private (tokenEndpointUrl).
+  --config FILE    As for serve (it reads the keys).
+  --out DIR        Directory to write into (created if missing; the two files are replaced).
+
+Key rotation: add the next key (published only), re-export or reload, wait until AWS can have
+fetched it (a day is safe); make it active; keep the old key published for the token lifetime
+plus that day, then remove it. See the README for the config file and the sub formats.
+Exit codes: 0 success, 1 runtime failure, 2 bad command line, 78 invalid configuration or keys.
 `;

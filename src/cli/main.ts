@@ -4,7 +4,7 @@
 // about 30 MB of resident memory for no throughput gain. The Dockerfile passes the same flag.
 import { CrosscredError } from '../errors.js';
 import { EXIT_CONFIG, EXIT_USAGE } from './exit-codes.js';
-import { CREDENTIAL_PROCESS_HELP, DEMO_HELP, DOCTOR_HELP, MAIN_HELP, NET_SETUP_HELP, SERVE_HELP, TRUST_POLICY_HELP, WAIT_READY_HELP } from './help.js';
+import { CREDENTIAL_PROCESS_HELP, DEMO_HELP, DOCTOR_HELP, ISSUER_HELP, MAIN_HELP, NET_SETUP_HELP, SERVE_HELP, TRUST_POLICY_HELP, WAIT_READY_HELP } from './help.js';
 
 // The AWS SDK warns on every start that its releases after January 2027 need Node 22. crosscred
 // pins an exact SDK version that supports Node 20 (see package.json), so the warning would only
@@ -26,6 +26,7 @@ const COMMANDS: Record<string, { help: string; load: () => Promise<Run> }> = {
   'trust-policy': { help: TRUST_POLICY_HELP, load: async () => (await import('./trust-policy.js')).runTrustPolicy },
   'net-setup': { help: NET_SETUP_HELP, load: async () => (await import('./net-setup.js')).runNetSetup },
   'wait-ready': { help: WAIT_READY_HELP, load: async () => (await import('./wait-ready.js')).runWaitReady },
+  issuer: { help: ISSUER_HELP, load: async () => (await import('./issuer.js')).runIssuer },
 };
 
 /** Errors that restarting cannot fix: exit 78, which the systemd unit does not restart. */

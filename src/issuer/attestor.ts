@@ -41,6 +41,11 @@ export interface Attestor {
   readonly subjectTokenType: SubjectTokenType;
   /** The identity the attestation proves, or an AttestationError saying why not. */
   attest(subjectToken: string, context: AttestationContext): Promise<AttestedIdentity>;
+  /**
+   * Releases what the attestor holds (connection pools). The issuer calls it when a reload
+   * replaces the attestor and when it stops; calls already in flight must still complete.
+   */
+  close?(): Promise<void>;
 }
 
 /**

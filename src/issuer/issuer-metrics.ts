@@ -1,0 +1,87 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { ErrorName } from '../errors.js';
+
+/**
+ * `crosscred issuer`'s Prometheus metrics. Label values come from fixed sets only: the kind
+ * labels below (`unknown` for a type the issuer does not know), catalogue error names, route
+ * templates and status codes. Nothing a client sends becomes a label.
+ */
+export const KIND_LABELS = ['alibaba-ecs-identity', 'alibaba-ram-role', 'tencent-cam-role', 'unknown'] as const;
+export type KindLabel = (typeof KIND_LABELS)[number];
+
+export class IssuerMetrics {
+  readonly registry = new Registry();
+
+  readonly #issued = new Counter({
+    name: 'crosscred_issuer_tokens_issued_total',
+    help: 'JWTs issued, by attestation kind.',
+    labelNames: ['kind'] as const,
+    registers: [this.registry],
+  });
+
+  readonly #refused = new Counter({
+    name: 'crosscred_issuer_tokens_refused_total',
+    help: 'Token requests refused, by attestation kind and reason (the error code without its CROSSCRED_ERR_ prefix).',
+    labelNames: ['kind', 'reason'] as const,
+    registers: [this.registry],
+  });
+
+  readonly #attestationSeconds = new Histogram({
+    name: 'crosscred_issuer_attestation_duration_seconds',
+    help: 'Time taken to verify one attestation (including any call to the cloud\'s STS), by kind and outcome (ok, refused, unavailable).',
+    labelNames: ['kind', 'outcome'] as const,
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers: [this.registry],
+  });
+
+  readonly #requests = new Counter({
+    name: 'crosscred_issuer_http_requests_total',
+    help: 'Requests answered on the issuer listener, by route template and HTTP status.',
+    labelNames: ['route', 'status'] as const,
+    registers: [this.registry],
+  });
+
+  constructor(gauges: { replayEntries: () => number; rateLimitedIdentities: () => number; attestationsInFlight: () => number }) {
+    collectDefaultMetrics({ register: this.registry, prefix: 'crosscred_issuer_' });
+    new Gauge({
+      name: 'crosscred_issuer_replay_set_entries',
+      help: 'Attestations remembered to refuse a replay (bounded by replayCacheEntries).',
+      registers: [this.registry],
+      collect() {
+        this.set(gauges.replayEntries());
+      },
+    });
+    new Gauge({
+      name: 'crosscred_issuer_rate_limited_identities',
+      help: 'Identities with a rate-limit bucket (bounded by rateLimit.maxIdentities).',
+      registers: [this.registry],
+      collect() {
+        this.set(gauges.rateLimitedIdentities());
+      },
+    });
+    new Gauge({
+      name: 'crosscred_issuer_attestations_in_flight',
+      help: 'Attestations being verified now (bounded by maxConcurrentAttestations).',
+      registers: [this.registry],
+      collect() {
+        this.set(gauges.attestationsInFlight());
+      },
+    });
+  }
+
+  issued(kind: KindLabel): void {
+    this.#issued.inc({ kind });
+  }
+
+  refused(kind: KindLabel, reason: ErrorName): void {
+    this.#refused.inc({ kind, reason });
+  }
+
+  attested(kind: KindLabel, outcome: 'ok' | 'refused' | 'unavailable', seconds: number): void {
+    this.#attestationSeconds.observe({ kind, outcome }, seconds);
+  }
+
+  requestAnswered(route: string, status: number): void {
+    this.#requests.inc({ route, status: String(status) });
+  }
+}

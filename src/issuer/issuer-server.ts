@@ -1,0 +1,261 @@
+import { readFile } from 'node:fs/promises';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Server as HttpsServer } from 'node:https';
+import type { Logger } from 'pino';
+import { systemClock, type Clock } from '../cache/clock.js';
+import type { ListenAddress } from '../config/config.js';
+import { formatAddress } from '../config/listen-address.js';
+import { CrosscredError } from '../errors.js';
+import { HttpListener, type Refusal } from '../server/http-listener.js';
+import { APPLICATION_JSON, refuse as refuseRequest, send, sendError, TEXT_PLAIN } from '../server/responses.js';
+import { pathOf } from '../server/route-table.js';
+import type { Attestor } from './attestor.js';
+import { createAttestors } from './attestors/index.js';
+import { renderDiscovery, type DiscoveryDocuments } from './discovery.js';
+import type { IssuerConfig } from './issuer-config.js';
+import { IssuerMetrics } from './issuer-metrics.js';
+import { loadKeySet } from './keys.js';
+import { IssuerPolicy } from './policy.js';
+import { ISSUER_PATHS, type SubjectTokenType } from './protocol.js';
+import { IdentityRateLimiter } from './rate-limiter.js';
+import { ReplayGuard } from './replay-guard.js';
+import { MAX_TOKEN_REQUEST_BYTES, sendOAuthError, TokenEndpoint, type IssuerState } from './token-endpoint.js';
+
+/**
+ * `crosscred issuer serve`: discovery, JWKS and the token endpoint on one listener (HTTPS when a
+ * certificate is configured), `/healthz` and `/metrics` on an admin listener. Stateless apart from
+ * the replay guard and rate limiter in memory, so replicas can serve behind a load balancer.
+ */
+
+export interface IssuerDependencies {
+  readonly logger: Logger;
+  readonly clock?: Clock;
+  /** Builds the attestors for a configuration; tests pass fakes. Default: createAttestors. */
+  readonly createAttestors?: (config: IssuerConfig) => Promise<ReadonlyMap<SubjectTokenType, Attestor>>;
+}
+
+export interface RunningIssuer {
+  readonly address: ListenAddress;
+  readonly admin: ListenAddress | null;
+  readonly metrics: IssuerMetrics;
+  /** The discovery documents being served now. */
+  discovery(): DiscoveryDocuments;
+  /**
+   * Applies a new configuration's keys, audiences, lifetime, policy and attestors (and the TLS
+   * certificate, re-read from its files). Listen addresses, TLS on/off, rate and replay bounds
+   * need a restart: they are listed in the answer.
+   */
+  reload(next: IssuerConfig): Promise<{ restartNeeded: string[]; kids: string[]; activeKid: string }>;
+  close(): Promise<void>;
+}
+
+const OK = Buffer.from('ok\n');
+/** AWS and other relying parties may cache discovery and keys briefly; a rotation is seen within this, in s. */
+const DISCOVERY_MAX_AGE_SECONDS = 300;
+
+/** Everything built from a configuration that a reload swaps at once. */
+async function buildState(config: IssuerConfig, deps: IssuerDependencies): Promise<{ state: IssuerState; discovery: DiscoveryDocuments }> {
+  const keys = await loadKeySet(config.keys);
+  const attestors = await (deps.createAttestors ?? createAttestors)(config);
+  const state: IssuerState = {
+    issuerUrl: config.publicUrl,
+    keys,
+    audiences: config.audiences,
+    tokenLifetimeSeconds: config.tokenLifetimeSeconds,
+    attestationTimeoutMs: config.attestationTimeoutMs,
+    policy: new IssuerPolicy(config.policy),
+    attestors,
+  };
+  return { state, discovery: renderDiscovery({ issuerUrl: config.publicUrl, tokenEndpointUrl: config.tokenEndpointUrl, keys }) };
+}
+
+async function readTls(config: IssuerConfig): Promise<{ key: Buffer; cert: Buffer } | undefined> {
+  if (!config.tls) return undefined;
+  try {
+    const [cert, key] = await Promise.all([readFile(config.tls.certFile), readFile(config.tls.keyFile)]);
+    return { key, cert };
+  } catch (err) {
+    throw new CrosscredError('CONFIG_INVALID', `tls: cannot read the certificate or key file (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+  }
+}
+
+/** The path part of a URL without a trailing slash ('' for the root). */
+function basePath(url: string): string {
+  return new URL(url).pathname.replace(/\/$/, '');
+}
+
+export async function startIssuer(config: IssuerConfig, deps: IssuerDependencies): Promise<RunningIssuer> {
+  const clock = deps.clock ?? systemClock;
+  const log = deps.logger;
+  let current = await buildState(config, deps);
+  let currentConfig = config;
+  const replay = new ReplayGuard(config.replayCacheEntries);
+  const rateLimiter = new IdentityRateLimiter(config.rateLimit);
+  let endpoint: TokenEndpoint | undefined;
+  const metrics = new IssuerMetrics({ replayEntries: () => replay.size, rateLimitedIdentities: () => rateLimiter.size, attestationsInFlight: () => endpoint?.attestationsInFlight ?? 0 });
+  endpoint = new TokenEndpoint({
+    state: () => current.state,
+    replay,
+    rateLimiter,
+    metrics,
+    logger: log,
+    clock,
+    maxConcurrentAttestations: config.maxConcurrentAttestations,
+  });
+  const tokenEndpoint = endpoint;
+
+  // Routes are fixed at start: they follow publicUrl's and tokenEndpointUrl's paths, which a
+  // reload cannot change (see reload()).
+  const issuerBase = basePath(config.publicUrl);
+  const discoveryPath = `${issuerBase}${ISSUER_PATHS.discovery}`;
+  const jwksPath = `${issuerBase}${ISSUER_PATHS.jwks}`;
+  const tokenPath = new URL(config.tokenEndpointUrl).pathname;
+
+  const serveDocument = (req: IncomingMessage, res: ServerResponse, body: Buffer, route: string) => {
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.shouldKeepAlive = false;
+      sendError(res, 'ISSUER_METHOD_NOT_ALLOWED', `${route} answers GET and HEAD only`, 'text', { headers: ['allow', 'GET, HEAD'] });
+      return metrics.requestAnswered(route, 405);
+    }
+    send(res, 200, APPLICATION_JSON, body, ['cache-control', `public, max-age=${DISCOVERY_MAX_AGE_SECONDS}`]);
+    metrics.requestAnswered(route, 200);
+  };
+
+  const handler = (req: IncomingMessage, res: ServerResponse) => {
+    const path = pathOf(req.url);
+    if (path === tokenPath) {
+      tokenEndpoint.handle(req, res).then(
+        (status) => metrics.requestAnswered(ISSUER_PATHS.token, status),
+        (err: unknown) => {
+          log.error({ errorName: (err as Error)?.name }, 'unexpected error while answering a token request');
+          res.destroy();
+        },
+      );
+      return;
+    }
+    // Nothing but the token endpoint reads a body; a request that sent one is not reused.
+    if (req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0') res.shouldKeepAlive = false;
+    if (path === discoveryPath) return serveDocument(req, res, current.discovery.openidConfiguration, ISSUER_PATHS.discovery);
+    if (path === jwksPath) return serveDocument(req, res, current.discovery.jwks, ISSUER_PATHS.jwks);
+    if (path === '/healthz' && (req.method === 'GET' || req.method === 'HEAD')) {
+      send(res, 200, TEXT_PLAIN, OK);
+      return metrics.requestAnswered('/healthz', 200);
+    }
+    sendError(res, 'NOT_FOUND', 'the issuer serves its discovery document, JWKS, token endpoint and /healthz only', 'text');
+    metrics.requestAnswered('other', 404);
+  };
+
+  const refuse = (req: IncomingMessage, res: ServerResponse, why: Refusal) => {
+    const onToken = pathOf(req.url) === tokenPath;
+    let status: number;
+    switch (why) {
+      case 'closing':
+      case 'overloaded':
+        status = onToken
+          ? sendOAuthError(res, 'ISSUER_BUSY', why === 'closing' ? 'the issuer is stopping' : 'too many open connections', { headers: ['retry-after', '1'] })
+          : (sendError(res, why === 'closing' ? 'SHUTTING_DOWN' : 'OVERLOADED', why === 'closing' ? 'crosscred issuer is stopping' : 'too many open connections', 'text', { headers: ['retry-after', '1'] }), 503);
+        break;
+      case 'body-too-large':
+        status = onToken
+          ? sendOAuthError(res, 'ISSUER_REQUEST_INVALID', `the request body exceeds ${MAX_TOKEN_REQUEST_BYTES} bytes`, { status: 413 })
+          : (sendError(res, 'REQUEST_INVALID', 'request bodies are not accepted here', 'text', { status: 413 }), 413);
+        break;
+      case 'body-chunked':
+        status = onToken
+          ? sendOAuthError(res, 'ISSUER_REQUEST_INVALID', 'send the form with a Content-Length (chunked bodies are not read)', { status: 411 })
+          : (sendError(res, 'REQUEST_INVALID', 'chunked request bodies are not accepted', 'text', { status: 413 }), 413);
+        break;
+      case 'transfer-coding-invalid':
+        status = onToken ? sendOAuthError(res, 'ISSUER_REQUEST_INVALID', 'a request Transfer-Encoding must end in chunked') : (sendError(res, 'REQUEST_INVALID', 'a request Transfer-Encoding must end in chunked', 'text'), 400);
+        break;
+      case 'host-repeated':
+        status = onToken ? sendOAuthError(res, 'ISSUER_REQUEST_INVALID', 'the request has more than one Host header') : (sendError(res, 'REQUEST_INVALID', 'the request has more than one Host header', 'text'), 400);
+        break;
+    }
+    metrics.requestAnswered(onToken ? ISSUER_PATHS.token : 'refused', status);
+  };
+
+  const tls = await readTls(config);
+  const listener = new HttpListener({ handler, refuse, maxRequestBodyBytes: MAX_TOKEN_REQUEST_BYTES, ...(tls ? { tls } : {}) });
+  const port = await listener.listen(config.listen);
+  const address = { host: config.listen.host, port };
+  log.info({ address: formatAddress(address), tls: tls !== undefined, issuer: config.publicUrl, activeKid: current.state.keys.active.kid, kinds: current.state.policy.kinds }, 'issuer listener open');
+
+  let admin: { listener: HttpListener; address: ListenAddress } | null = null;
+  if (config.admin) {
+    const adminListener = buildIssuerAdminListener(metrics, log);
+    try {
+      const adminPort = await adminListener.listen(config.admin);
+      admin = { listener: adminListener, address: { host: config.admin.host, port: adminPort } };
+    } catch (err) {
+      await listener.close();
+      throw err;
+    }
+    log.info({ address: formatAddress(admin.address) }, 'issuer admin listener open (/healthz, /metrics)');
+  }
+
+  return {
+    address,
+    admin: admin?.address ?? null,
+    metrics,
+    discovery: () => current.discovery,
+    async reload(next) {
+      const restartNeeded: string[] = [];
+      if (formatAddress(next.listen) !== formatAddress(currentConfig.listen)) restartNeeded.push('listen');
+      if (JSON.stringify(next.admin) !== JSON.stringify(currentConfig.admin)) restartNeeded.push('adminListen');
+      if ((next.tls === undefined) !== (currentConfig.tls === undefined)) restartNeeded.push('tls');
+      if (basePath(next.publicUrl) !== issuerBase || new URL(next.tokenEndpointUrl).pathname !== tokenPath) restartNeeded.push('publicUrl/tokenEndpointUrl paths');
+      if (JSON.stringify(next.rateLimit) !== JSON.stringify(currentConfig.rateLimit)) restartNeeded.push('rateLimit');
+      if (next.replayCacheEntries !== currentConfig.replayCacheEntries) restartNeeded.push('replayCacheEntries');
+      if (next.maxConcurrentAttestations !== currentConfig.maxConcurrentAttestations) restartNeeded.push('maxConcurrentAttestations');
+      const built = await buildState(next, deps);
+      if (next.tls && currentConfig.tls) {
+        const nextTls = await readTls(next);
+        (listener.server as unknown as HttpsServer).setSecureContext({ key: nextTls!.key, cert: nextTls!.cert, minVersion: 'TLSv1.2' });
+      }
+      const previous = current;
+      current = built;
+      currentConfig = next;
+      // Requests that started with the previous attestors may still use them until their deadline.
+      const retire = setTimeout(() => void closeAttestors(previous.state.attestors, log), previous.state.attestationTimeoutMs + 1_000);
+      retire.unref();
+      return { restartNeeded, kids: built.state.keys.published.map((k) => k.kid), activeKid: built.state.keys.active.kid };
+    },
+    async close() {
+      await Promise.all([listener.close(), admin?.listener.close()]);
+      await closeAttestors(current.state.attestors, log);
+    },
+  };
+}
+
+/** Lets replaced attestors release their connection pools (each finishes the calls it has in flight). */
+async function closeAttestors(attestors: ReadonlyMap<SubjectTokenType, Attestor>, log: Logger): Promise<void> {
+  await Promise.all(
+    [...attestors.values()].map((a) =>
+      a.close?.().catch((err: unknown) => {
+        log.warn({ kind: a.subjectTokenType, errorName: (err as Error)?.name }, 'an attestor did not close cleanly');
+      }),
+    ),
+  );
+}
+
+/** `/healthz`, `/readyz` (the same: an issuer that runs has its keys) and `/metrics`. */
+function buildIssuerAdminListener(metrics: IssuerMetrics, log: Logger): HttpListener {
+  const handle = (req: IncomingMessage, res: ServerResponse) => {
+    const path = pathOf(req.url);
+    if (path !== '/healthz' && path !== '/readyz' && path !== '/metrics') return sendError(res, 'NOT_FOUND', 'the issuer admin listener serves /healthz, /readyz and /metrics only', 'text');
+    if (req.method !== 'GET' && req.method !== 'HEAD') return sendError(res, 'METHOD_NOT_ALLOWED', 'admin paths answer GET and HEAD only', 'text', { headers: ['allow', 'GET, HEAD'] });
+    if (path !== '/metrics') return send(res, 200, TEXT_PLAIN, OK);
+    metrics.registry.metrics().then(
+      (body) => send(res, 200, metrics.registry.contentType, Buffer.from(body)),
+      (err: unknown) => {
+        log.error({ errorName: (err as Error)?.name }, 'cannot render metrics');
+        if (!res.headersSent) res.writeHead(500, ['content-type', TEXT_PLAIN]).end('internal error\n');
+      },
+    );
+  };
+  return new HttpListener({
+    handler: handle,
+    refuse: (_req, res, why) => refuseRequest(res, why, 'text'),
+  });
+}

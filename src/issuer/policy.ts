@@ -1,0 +1,109 @@
+import type { AttestedIdentity } from './attestor.js';
+import { SUBJECT_TOKEN_TYPES, type SubjectTokenType } from './protocol.js';
+import { buildTagsClaim, type AwsTagsClaim, type SessionTagRule } from './session-tags.js';
+
+/**
+ * Who may get a token, and what its `sub` and session tags are: decided from attested facts only.
+ *
+ * Every dimension of a kind's policy is an allow-list that must be written out: an empty or
+ * missing list refuses everything, never allows everything. `"*"` (which must be written
+ * explicitly, and is not accepted for accounts) matches any value, and also an identity whose
+ * attestation does not state that fact (a RAM-role session that is not an instance's).
+ *
+ * `sub` formats (stable; IAM trust policies match on them):
+ * - alibaba-ecs-identity: `alibaba-ecs:<owner-account-id>:<region-id>:<instance-id>`
+ * - alibaba-ram-role:     `alibaba-ram:<account-id>:role/<role-name>`
+ * - tencent-cam-role:     `tencent-cam:<uin>:role/<role-id>`
+ */
+
+/** The attestation kinds, by their configuration names. */
+export const ATTESTATION_KINDS = ['alibabaEcsIdentity', 'alibabaRamRole', 'tencentCamRole'] as const;
+export type AttestationKind = (typeof ATTESTATION_KINDS)[number];
+
+/** Which allow-lists each kind's policy must have (besides `accounts`). */
+export const KIND_DIMENSIONS: Record<AttestationKind, readonly ('regions' | 'roles' | 'instanceIds')[]> = {
+  alibabaEcsIdentity: ['regions', 'instanceIds'],
+  alibabaRamRole: ['roles', 'instanceIds'],
+  tencentCamRole: ['roles', 'instanceIds'],
+};
+
+export const KIND_CLOUD: Record<AttestationKind, AttestedIdentity['cloud']> = {
+  alibabaEcsIdentity: 'alibaba',
+  alibabaRamRole: 'alibaba',
+  tencentCamRole: 'tencent',
+};
+
+export function kindOfTokenType(type: string): AttestationKind | undefined {
+  return ATTESTATION_KINDS.find((k) => SUBJECT_TOKEN_TYPES[k] === type);
+}
+
+/** Matches any value, and an absent one; must be written explicitly. */
+export const ANY = '*';
+
+export interface KindPolicy {
+  readonly accounts: readonly string[];
+  readonly regions?: readonly string[];
+  /** Alibaba: RAM role names. Tencent: CAM role ids (GetCallerIdentity names roles by id). */
+  readonly roles?: readonly string[];
+  readonly instanceIds?: readonly string[];
+  readonly sessionTags: readonly SessionTagRule[];
+  readonly transitiveTagKeys: readonly string[];
+}
+
+export type PolicyDecision =
+  | { readonly allowed: true; readonly subject: string; readonly tags?: AwsTagsClaim }
+  | { readonly allowed: false; readonly reason: string };
+
+/**
+ * An attested id that goes into `sub` must look like a cloud id: this keeps the `:`-separated
+ * formats unambiguous whatever an attestor passes on.
+ */
+const SUBJECT_PART = /^[A-Za-z0-9][A-Za-z0-9._@+=,-]{0,127}$/;
+
+export class IssuerPolicy {
+  constructor(private readonly policies: Readonly<Partial<Record<AttestationKind, KindPolicy>>>) {}
+
+  /** The kinds that have a policy (and so may get tokens). */
+  get kinds(): AttestationKind[] {
+    return ATTESTATION_KINDS.filter((k) => this.policies[k] !== undefined);
+  }
+
+  decide(identity: AttestedIdentity, expectedType: SubjectTokenType): PolicyDecision {
+    const kind = kindOfTokenType(identity.kind);
+    if (kind === undefined || identity.kind !== expectedType) return { allowed: false, reason: 'the attestor reported an identity of another kind' };
+    const policy = this.policies[kind];
+    if (!policy) return { allowed: false, reason: `no policy for ${kind}` };
+    if (identity.cloud !== KIND_CLOUD[kind]) return { allowed: false, reason: `the attestor reported a ${identity.cloud} identity for ${kind}` };
+
+    const label = SUBJECT_TOKEN_TYPES[kind].slice(SUBJECT_TOKEN_TYPES[kind].lastIndexOf(':') + 1);
+    if (!SUBJECT_PART.test(identity.accountId)) return { allowed: false, reason: 'the attested account id has unexpected characters' };
+    if (!policy.accounts.includes(identity.accountId)) return { allowed: false, reason: `account ${identity.accountId} may not get ${label} tokens` };
+    const role = kind === 'tencentCamRole' ? identity.roleId : identity.roleName;
+    const values: Record<'regions' | 'roles' | 'instanceIds', string | undefined> = { regions: identity.region, roles: role, instanceIds: identity.instanceId };
+    const names = { regions: 'region', roles: kind === 'tencentCamRole' ? 'role id' : 'role', instanceIds: 'instance' } as const;
+    for (const dimension of KIND_DIMENSIONS[kind]) {
+      const allowed = policy[dimension] ?? [];
+      const value = values[dimension];
+      if (value !== undefined && !SUBJECT_PART.test(value)) return { allowed: false, reason: `the attested ${names[dimension]} has unexpected characters` };
+      if (allowed.includes(ANY)) continue;
+      if (value === undefined) return { allowed: false, reason: `the attestation states no ${names[dimension]}, and the policy lists specific ones` };
+      if (!allowed.includes(value)) return { allowed: false, reason: `${names[dimension]} ${value} of account ${identity.accountId} may not get ${label} tokens` };
+    }
+
+    let subject: string | undefined;
+    switch (kind) {
+      case 'alibabaEcsIdentity':
+        if (identity.region && identity.instanceId) subject = `alibaba-ecs:${identity.accountId}:${identity.region}:${identity.instanceId}`;
+        break;
+      case 'alibabaRamRole':
+        if (identity.roleName) subject = `alibaba-ram:${identity.accountId}:role/${identity.roleName}`;
+        break;
+      case 'tencentCamRole':
+        if (identity.roleId) subject = `tencent-cam:${identity.accountId}:role/${identity.roleId}`;
+        break;
+    }
+    if (subject === undefined) return { allowed: false, reason: `the attestation lacks a fact the ${label} subject is made of` };
+    const tags = buildTagsClaim(policy.sessionTags, policy.transitiveTagKeys, identity);
+    return tags ? { allowed: true, subject, tags } : { allowed: true, subject };
+  }
+}

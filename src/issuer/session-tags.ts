@@ -1,0 +1,90 @@
+import type { AttestedIdentity } from './attestor.js';
+
+/**
+ * AWS session tags from attested facts, carried in the `https://aws.amazon.com/tags` claim that
+ * STS AssumeRoleWithWebIdentity reads (IAM user guide, "Passing session tags using
+ * AssumeRoleWithWebIdentity"): `principal_tags` maps each key to an array holding one string,
+ * `transitive_tag_keys` lists the keys that survive role chaining. The role's trust policy must
+ * also allow `sts:TagSession`.
+ */
+export interface AwsTagsClaim {
+  readonly principal_tags: Readonly<Record<string, readonly [string]>>;
+  readonly transitive_tag_keys?: readonly string[];
+}
+
+/** Where a tag's value comes from: a field of the attested identity, or `attribute:<name>`. */
+export const TAG_VALUE_FIELDS = ['kind', 'cloud', 'accountId', 'region', 'instanceId', 'roleName', 'roleId'] as const;
+export type TagValueField = (typeof TAG_VALUE_FIELDS)[number];
+
+export interface SessionTagRule {
+  readonly key: string;
+  /** A TAG_VALUE_FIELDS name, or `attribute:<name>` for one of AttestedIdentity.attributes. */
+  readonly from: string;
+}
+
+/** STS limits: at most 50 session tags, keys 1–128 characters, values 0–256. */
+export const MAX_SESSION_TAGS = 50;
+export const MAX_TAG_KEY_LENGTH = 128;
+export const MAX_TAG_VALUE_LENGTH = 256;
+
+/** IAM's tag character set: letters, digits, white space and `_ . : / = + - @`. */
+const TAG_CHARACTER = /[\p{L}\p{Z}\p{N}_.:/=+\-@]/u;
+const TAG_TEXT = /^[\p{L}\p{Z}\p{N}_.:/=+\-@]*$/u;
+
+/** The problem with a configured tag key, or undefined. */
+export function tagKeyProblem(key: string): string | undefined {
+  if (key.length < 1 || key.length > MAX_TAG_KEY_LENGTH) return `must be 1-${MAX_TAG_KEY_LENGTH} characters`;
+  if (!TAG_TEXT.test(key)) return 'may hold only letters, digits, spaces and _ . : / = + - @ (IAM\'s tag characters)';
+  if (key.toLowerCase().startsWith('aws:')) return 'must not start with "aws:" (reserved by AWS)';
+  return undefined;
+}
+
+/** The problem with a configured value source, or undefined. */
+export function tagSourceProblem(from: string): string | undefined {
+  if ((TAG_VALUE_FIELDS as readonly string[]).includes(from)) return undefined;
+  if (/^attribute:[A-Za-z0-9._-]{1,64}$/.test(from)) return undefined;
+  return `must be one of ${TAG_VALUE_FIELDS.join(', ')}, or attribute:<name>`;
+}
+
+/**
+ * An attested value made fit for a tag: characters outside IAM's set become `_`, and it is cut to
+ * 256 characters. Attested values are cloud ids and names (`cn-hangzhou`, `ecs.g7.large`), which
+ * pass unchanged; the rule only keeps an odd value from making STS refuse the whole token.
+ */
+export function sanitizeTagValue(value: string): string {
+  let out = '';
+  for (const ch of value) {
+    if (out.length >= MAX_TAG_VALUE_LENGTH) break;
+    out += TAG_CHARACTER.test(ch) ? ch : '_';
+  }
+  return out.slice(0, MAX_TAG_VALUE_LENGTH);
+}
+
+function valueOf(identity: AttestedIdentity, from: string): string | undefined {
+  if (from.startsWith('attribute:')) return identity.attributes[from.slice('attribute:'.length)];
+  if (from === 'kind') return kindLabelOf(identity.kind);
+  const value = identity[from as Exclude<TagValueField, 'kind'>];
+  return typeof value === 'string' ? value : undefined;
+}
+
+/** The last segment of a subject token type URN: `alibaba-ecs-identity`, … */
+export function kindLabelOf(subjectTokenType: string): string {
+  return subjectTokenType.slice(subjectTokenType.lastIndexOf(':') + 1);
+}
+
+/**
+ * The tags claim for an identity, or undefined when no rule yields a value. A rule whose source the
+ * identity lacks (or has empty) adds no tag: an absent fact is not turned into an empty tag.
+ */
+export function buildTagsClaim(rules: readonly SessionTagRule[], transitiveKeys: readonly string[], identity: AttestedIdentity): AwsTagsClaim | undefined {
+  const tags: Record<string, [string]> = {};
+  for (const rule of rules) {
+    const raw = valueOf(identity, rule.from);
+    if (raw === undefined || raw === '') continue;
+    tags[rule.key] = [sanitizeTagValue(raw)];
+  }
+  const keys = Object.keys(tags);
+  if (keys.length === 0) return undefined;
+  const transitive = transitiveKeys.filter((k) => k in tags);
+  return transitive.length > 0 ? { principal_tags: tags, transitive_tag_keys: transitive } : { principal_tags: tags };
+}

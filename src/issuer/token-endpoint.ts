@@ -1,0 +1,319 @@
+import { randomBytes } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Logger } from 'pino';
+import type { Clock } from '../cache/clock.js';
+import { ErrorCodes, type ErrorName } from '../errors.js';
+import { AttestationError, type Attestor, type AttestedIdentity } from './attestor.js';
+import type { IssuerMetrics, KindLabel } from './issuer-metrics.js';
+import type { IssuerKeySet } from './keys.js';
+import { kindOfTokenType, type IssuerPolicy } from './policy.js';
+import { JWT_TOKEN_TYPE, SUBJECT_TOKEN_TYPES, TOKEN_EXCHANGE_GRANT_TYPE, type SubjectTokenType, type TokenExchangeError, type TokenExchangeResponse } from './protocol.js';
+import { rateLimitKey, type IdentityRateLimiter } from './rate-limiter.js';
+import type { ReplayGuard } from './replay-guard.js';
+import { kindLabelOf } from './session-tags.js';
+import { mintToken } from './token-minter.js';
+
+/**
+ * The token endpoint: OAuth 2.0 Token Exchange (RFC 8693) as src/issuer/protocol.ts describes.
+ * A form POST is read (bounded in size and time), checked, its attestation verified by the
+ * attestor of its kind (under a deadline), refused if seen before, rate-limited per attested
+ * identity, judged by the policy, and answered with a freshly signed JWT. Every refusal is an
+ * RFC 6749 §5.2 JSON error with `Cache-Control: no-store`.
+ *
+ * Neither the subject token, nor any part of it, nor the JWT is ever logged; only the facts an
+ * attestor established (ids and names) and the catalogue code of a refusal.
+ */
+
+/** A token request is a few kilobytes (the largest attestation, a signed Alibaba request, ~3 KB). */
+export const MAX_TOKEN_REQUEST_BYTES = 64 * 1024;
+/** The whole body must arrive within this time once the handler starts reading, in ms. */
+export const BODY_READ_TIMEOUT_MS = 5_000;
+/** Retry-After for answers that mean "busy, come back soon", in seconds. */
+const BUSY_RETRY_AFTER_SECONDS = 1;
+/** Retry-After when the cloud service behind an attestor could not be reached, in seconds. */
+const UNAVAILABLE_RETRY_AFTER_SECONDS = 5;
+/** RFC 6749 §5.2: error_description is printable ASCII without `"` and `\`; it is also cut short. */
+const MAX_DESCRIPTION_LENGTH = 400;
+
+/** Everything a reload replaces together, so one request sees one consistent configuration. */
+export interface IssuerState {
+  readonly issuerUrl: string;
+  readonly keys: IssuerKeySet;
+  /** Allowed audiences; the first is the default. */
+  readonly audiences: readonly string[];
+  readonly tokenLifetimeSeconds: number;
+  readonly attestationTimeoutMs: number;
+  readonly policy: IssuerPolicy;
+  readonly attestors: ReadonlyMap<SubjectTokenType, Attestor>;
+}
+
+export interface TokenEndpointOptions {
+  readonly state: () => IssuerState;
+  readonly replay: ReplayGuard;
+  readonly rateLimiter: IdentityRateLimiter;
+  readonly metrics: IssuerMetrics;
+  readonly logger: Logger;
+  readonly clock: Clock;
+  readonly maxConcurrentAttestations: number;
+}
+
+type OAuthErrorCode = TokenExchangeError['error'] | 'server_error';
+
+/** How each catalogue refusal is answered: the RFC 6749 error code and the HTTP status. */
+const REFUSALS: Partial<Record<ErrorName, { error: OAuthErrorCode; status: number }>> = {
+  ISSUER_REQUEST_INVALID: { error: 'invalid_request', status: 400 },
+  ISSUER_METHOD_NOT_ALLOWED: { error: 'invalid_request', status: 405 },
+  ISSUER_GRANT_TYPE_UNSUPPORTED: { error: 'unsupported_grant_type', status: 400 },
+  ISSUER_TOKEN_TYPE_UNSUPPORTED: { error: 'invalid_request', status: 400 },
+  ISSUER_AUDIENCE_REFUSED: { error: 'invalid_target', status: 400 },
+  ISSUER_ATTESTATION_INVALID: { error: 'invalid_grant', status: 400 },
+  ISSUER_ATTESTATION_REPLAYED: { error: 'invalid_grant', status: 400 },
+  ISSUER_POLICY_REFUSED: { error: 'invalid_grant', status: 400 },
+  ISSUER_RATE_LIMITED: { error: 'slow_down', status: 429 },
+  ISSUER_BUSY: { error: 'temporarily_unavailable', status: 503 },
+  ISSUER_ATTESTATION_UNAVAILABLE: { error: 'temporarily_unavailable', status: 503 },
+};
+
+const JSON_HEADERS = ['content-type', 'application/json;charset=UTF-8', 'cache-control', 'no-store', 'pragma', 'no-cache'];
+
+/** Makes a description safe for error_description (and for the log): RFC 6749's character set, bounded. */
+export function oauthDescription(text: string): string {
+  return text.replace(/"/g, "'").replace(/\\/g, '/').replace(/[^\x20-\x7e]/g, '?').slice(0, MAX_DESCRIPTION_LENGTH);
+}
+
+/** Answers an RFC 6749 error; the description ends with the catalogue code. */
+export function sendOAuthError(res: ServerResponse, name: ErrorName, description: string, options: { status?: number; error?: OAuthErrorCode; headers?: readonly string[] } = {}): number {
+  const mapping = REFUSALS[name] ?? { error: 'invalid_request' as const, status: ErrorCodes[name].status };
+  const status = options.status ?? mapping.status;
+  const body = Buffer.from(JSON.stringify({ error: options.error ?? mapping.error, error_description: oauthDescription(`${description} (CROSSCRED_ERR_${name})`) }));
+  res.writeHead(status, [...JSON_HEADERS, 'content-length', String(body.length), ...(options.headers ?? [])]);
+  res.end(body);
+  return status;
+}
+
+class Refusal extends Error {
+  constructor(
+    readonly code: ErrorName,
+    readonly description: string,
+    readonly options: { status?: number; headers?: readonly string[] } = {},
+  ) {
+    super(description);
+  }
+}
+
+type BodyResult = { readonly body: Buffer } | { readonly failure: 'too-large' | 'timeout' | 'aborted' };
+
+/** Reads the request body, at most `maxBytes`, within `timeoutMs`. */
+export function readBody(req: IncomingMessage, maxBytes: number, timeoutMs: number): Promise<BodyResult> {
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let done = false;
+    const finish = (result: BodyResult) => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      req.off('data', onData);
+      req.off('end', onEnd);
+      req.off('error', onAbort);
+      req.off('aborted', onAbort);
+      if (!('body' in result)) req.pause();
+      resolve(result);
+    };
+    const onData = (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > maxBytes) return finish({ failure: 'too-large' });
+      chunks.push(chunk);
+    };
+    const onEnd = () => finish({ body: Buffer.concat(chunks, size) });
+    const onAbort = () => finish({ failure: 'aborted' });
+    const timer = setTimeout(() => finish({ failure: 'timeout' }), timeoutMs);
+    timer.unref();
+    req.on('data', onData);
+    req.once('end', onEnd);
+    req.once('error', onAbort);
+    req.once('aborted', onAbort);
+  });
+}
+
+/** The form parameters this endpoint reads; each may appear at most once (RFC 6749 §3.2). */
+const SINGLE_PARAMETERS = ['grant_type', 'subject_token', 'subject_token_type', 'audience', 'requested_token_type', 'resource', 'scope', 'actor_token', 'actor_token_type'];
+
+export class TokenEndpoint {
+  #inFlight = 0;
+
+  constructor(private readonly options: TokenEndpointOptions) {}
+
+  get attestationsInFlight(): number {
+    return this.#inFlight;
+  }
+
+  /** Answers one request to the token path; resolves with the HTTP status sent. */
+  async handle(req: IncomingMessage, res: ServerResponse): Promise<number> {
+    const requestId = randomBytes(6).toString('hex');
+    const log = this.options.logger.child({ requestId, client: req.socket.remoteAddress });
+    let kind: KindLabel = 'unknown';
+    let bodyRead = false;
+    try {
+      if (req.method !== 'POST') {
+        throw new Refusal('ISSUER_METHOD_NOT_ALLOWED', 'the token endpoint answers POST only', { headers: ['allow', 'POST'] });
+      }
+      const type = (req.headers['content-type'] ?? '').toLowerCase().split(';').map((p) => p.trim());
+      if (type[0] !== 'application/x-www-form-urlencoded') {
+        throw new Refusal('ISSUER_REQUEST_INVALID', 'send the request as Content-Type: application/x-www-form-urlencoded');
+      }
+      const charset = type.slice(1).find((p) => p.startsWith('charset='));
+      if (charset !== undefined && !/^charset="?utf-8"?$/.test(charset)) throw new Refusal('ISSUER_REQUEST_INVALID', 'the form must be UTF-8');
+      const read = await readBody(req, MAX_TOKEN_REQUEST_BYTES, BODY_READ_TIMEOUT_MS);
+      if ('failure' in read) {
+        if (read.failure === 'too-large') throw new Refusal('ISSUER_REQUEST_INVALID', `the request body exceeds ${MAX_TOKEN_REQUEST_BYTES} bytes`, { status: 413 });
+        if (read.failure === 'timeout') throw new Refusal('ISSUER_REQUEST_INVALID', `the request body did not arrive within ${BODY_READ_TIMEOUT_MS} ms`, { status: 408 });
+        res.destroy();
+        return 0;
+      }
+      bodyRead = true;
+      const form = new URLSearchParams(read.body.toString('utf8'));
+      for (const name of SINGLE_PARAMETERS) {
+        if (form.getAll(name).length > 1) throw new Refusal('ISSUER_REQUEST_INVALID', `parameter ${name} appears more than once`);
+      }
+      const grantType = form.get('grant_type');
+      if (!grantType) throw new Refusal('ISSUER_REQUEST_INVALID', 'grant_type is missing');
+      if (grantType !== TOKEN_EXCHANGE_GRANT_TYPE) throw new Refusal('ISSUER_GRANT_TYPE_UNSUPPORTED', 'only the token-exchange grant type is supported');
+      const subjectTokenType = form.get('subject_token_type');
+      const subjectToken = form.get('subject_token');
+      if (!subjectTokenType) throw new Refusal('ISSUER_REQUEST_INVALID', 'subject_token_type is missing');
+      if (!subjectToken) throw new Refusal('ISSUER_REQUEST_INVALID', 'subject_token is missing');
+      const attestationKind = kindOfTokenType(subjectTokenType);
+      if (attestationKind !== undefined) kind = kindLabelOf(SUBJECT_TOKEN_TYPES[attestationKind]) as KindLabel;
+      if (form.has('actor_token') || form.has('actor_token_type')) throw new Refusal('ISSUER_REQUEST_INVALID', 'delegation (actor_token) is not supported');
+      const requested = form.get('requested_token_type');
+      if (requested !== null && requested !== JWT_TOKEN_TYPE) throw new Refusal('ISSUER_REQUEST_INVALID', `requested_token_type must be ${JWT_TOKEN_TYPE}`);
+      if (form.has('resource')) throw new Refusal('ISSUER_AUDIENCE_REFUSED', 'resource is not supported; name the target with audience');
+
+      const state = this.options.state();
+      const audienceParam = form.get('audience');
+      const audience = audienceParam ?? state.audiences[0]!;
+      if (!state.audiences.includes(audience)) throw new Refusal('ISSUER_AUDIENCE_REFUSED', 'this issuer does not issue tokens for the requested audience');
+      const attestor = attestationKind === undefined ? undefined : state.attestors.get(subjectTokenType as SubjectTokenType);
+      if (attestor === undefined || attestationKind === undefined || !state.policy.kinds.includes(attestationKind)) {
+        throw new Refusal('ISSUER_TOKEN_TYPE_UNSUPPORTED', 'this issuer does not accept that subject_token_type');
+      }
+
+      const identity = await this.#attest(attestor, subjectToken, state, kind, log);
+      const nowWall = this.options.clock.wallNow();
+      switch (this.options.replay.check(identity.replayKey, identity.replayUntilWall, nowWall)) {
+        case 'fresh':
+          break;
+        case 'replayed':
+          throw new Refusal('ISSUER_ATTESTATION_REPLAYED', 'this attestation was already used');
+        case 'full':
+          throw new Refusal('ISSUER_BUSY', 'the replay guard is at its bound', { headers: ['retry-after', String(BUSY_RETRY_AFTER_SECONDS)] });
+        case 'stale':
+          throw new Refusal('ISSUER_ATTESTATION_INVALID', 'the attestation is past its validity window');
+        case 'window-too-long':
+          throw new Refusal('ISSUER_ATTESTATION_INVALID', 'the attestation claims a validity window longer than this issuer keeps replay records');
+      }
+      const rate = this.options.rateLimiter.take(rateLimitKey(identity), this.options.clock.monotonicNow());
+      if (!rate.allowed) {
+        if (rate.full) throw new Refusal('ISSUER_BUSY', 'the rate limiter is at its bound', { headers: ['retry-after', String(BUSY_RETRY_AFTER_SECONDS)] });
+        throw new Refusal('ISSUER_RATE_LIMITED', 'too many token requests for this identity', { headers: ['retry-after', String(rate.retryAfterSeconds)] });
+      }
+      const decision = state.policy.decide(identity, subjectTokenType as SubjectTokenType);
+      if (!decision.allowed) {
+        log.info({ kind, account: identity.accountId, instance: identity.instanceId, role: identity.roleName ?? identity.roleId }, 'attested identity refused by policy');
+        throw new Refusal('ISSUER_POLICY_REFUSED', decision.reason);
+      }
+      const minted = await mintToken(
+        state.issuerUrl,
+        state.keys,
+        { subject: decision.subject, audience, lifetimeSeconds: state.tokenLifetimeSeconds, identity, ...(decision.tags ? { tags: decision.tags } : {}) },
+        nowWall,
+      );
+      const answer: TokenExchangeResponse = { access_token: minted.jwt, issued_token_type: JWT_TOKEN_TYPE, token_type: 'N_A', expires_in: minted.expiresAt - minted.issuedAt };
+      const body = Buffer.from(JSON.stringify(answer));
+      res.writeHead(200, [...JSON_HEADERS, 'content-length', String(body.length)]);
+      res.end(body);
+      this.options.metrics.issued(kind);
+      log.info({ kind, sub: decision.subject, aud: audience, jti: minted.jti, kid: minted.kid, exp: minted.expiresAt, instance: identity.instanceId }, 'token issued');
+      return 200;
+    } catch (err) {
+      if (!bodyRead) res.shouldKeepAlive = false;
+      if (err instanceof Refusal) {
+        this.options.metrics.refused(kind, err.code);
+        log.info({ kind, errorCode: `CROSSCRED_ERR_${err.code}`, reason: oauthDescription(err.description) }, 'token request refused');
+        return sendOAuthError(res, err.code, err.description, err.options);
+      }
+      log.error({ kind, errorName: (err as Error)?.name }, 'unexpected error while answering a token request');
+      if (res.headersSent) {
+        res.destroy();
+        return 500;
+      }
+      return sendOAuthError(res, 'ISSUER_BUSY', 'the issuer failed unexpectedly; see its log', { status: 500, error: 'server_error' });
+    }
+  }
+
+  /** Runs the attestor under the deadline and the concurrency bound; maps its refusals. */
+  async #attest(attestor: Attestor, subjectToken: string, state: IssuerState, kind: KindLabel, log: Logger): Promise<AttestedIdentity> {
+    if (this.#inFlight >= this.options.maxConcurrentAttestations) {
+      throw new Refusal('ISSUER_BUSY', 'too many attestations in progress', { headers: ['retry-after', String(BUSY_RETRY_AFTER_SECONDS)] });
+    }
+    this.#inFlight++;
+    const controller = new AbortController();
+    let timer: NodeJS.Timeout | undefined;
+    const started = performance.now();
+    try {
+      // The deadline holds even for an attestor that ignores its signal.
+      const deadline = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => {
+          controller.abort(new Error('attestation deadline'));
+          reject(new Refusal('ISSUER_ATTESTATION_UNAVAILABLE', `the attestation could not be verified within ${state.attestationTimeoutMs} ms`, { headers: ['retry-after', String(UNAVAILABLE_RETRY_AFTER_SECONDS)] }));
+        }, state.attestationTimeoutMs);
+        timer.unref();
+      });
+      const identity = await Promise.race([
+        attestor.attest(subjectToken, { issuerUrl: state.issuerUrl, nowWall: this.options.clock.wallNow(), signal: controller.signal }),
+        deadline,
+      ]);
+      if (!isIdentity(identity)) {
+        log.error({ kind }, 'the attestor returned no usable identity');
+        throw new Refusal('ISSUER_ATTESTATION_INVALID', 'the attestation did not yield an identity');
+      }
+      this.options.metrics.attested(kind, 'ok', (performance.now() - started) / 1000);
+      return identity;
+    } catch (err) {
+      const seconds = (performance.now() - started) / 1000;
+      if (err instanceof AttestationError) {
+        const unavailable = err.oauthError === 'temporarily_unavailable';
+        this.options.metrics.attested(kind, unavailable ? 'unavailable' : 'refused', seconds);
+        if (unavailable) throw new Refusal('ISSUER_ATTESTATION_UNAVAILABLE', err.message, { headers: ['retry-after', String(UNAVAILABLE_RETRY_AFTER_SECONDS)] });
+        if (err.oauthError === 'invalid_request') throw new Refusal('ISSUER_REQUEST_INVALID', err.message);
+        throw new Refusal('ISSUER_ATTESTATION_INVALID', err.message);
+      }
+      if (err instanceof Refusal) {
+        this.options.metrics.attested(kind, err.code === 'ISSUER_ATTESTATION_UNAVAILABLE' ? 'unavailable' : 'refused', seconds);
+        throw err;
+      }
+      this.options.metrics.attested(kind, 'unavailable', seconds);
+      log.error({ kind, errorName: (err as Error)?.name }, 'the attestor failed unexpectedly');
+      throw new Refusal('ISSUER_ATTESTATION_UNAVAILABLE', 'the attestation could not be verified', { headers: ['retry-after', String(UNAVAILABLE_RETRY_AFTER_SECONDS)] });
+    } finally {
+      clearTimeout(timer);
+      this.#inFlight--;
+    }
+  }
+}
+
+function isIdentity(value: unknown): value is AttestedIdentity {
+  const v = value as Partial<AttestedIdentity> | null;
+  return (
+    typeof v === 'object' &&
+    v !== null &&
+    typeof v.accountId === 'string' &&
+    v.accountId.length > 0 &&
+    typeof v.replayKey === 'string' &&
+    v.replayKey.length > 0 &&
+    typeof v.replayUntilWall === 'number' &&
+    typeof v.attributes === 'object' &&
+    v.attributes !== null
+  );
+}
