@@ -15,7 +15,31 @@ export type TokenSourceConfig =
       readonly argv: readonly string[];
       readonly timeoutMs: number;
     }
-  | ({ readonly kind: 'kubernetes' } & Omit<KubernetesTokenSourceOptions, 'requestTimeoutMs' | 'clock'>);
+  | ({ readonly kind: 'kubernetes' } & Omit<KubernetesTokenSourceOptions, 'requestTimeoutMs' | 'clock'>)
+  /**
+   * A VM without an OIDC token: an attestation of the instance, traded at `crosscred issuer`.
+   * `cloud: 'detect'` finds out at the first fetch, from which metadata server answers.
+   */
+  | {
+      readonly kind: 'vm-issuer';
+      readonly cloud: 'alibaba-ecs' | 'tencent-cvm' | 'detect';
+      readonly issuer: IssuerConnection;
+      /** Alibaba only: what is attested (see src/sources/alibaba-ecs-token-source.ts). */
+      readonly alibabaAttestation: 'ecs-identity' | 'ram-role';
+    };
+
+/** How `crosscred serve` reaches `crosscred issuer`. */
+export interface IssuerConnection {
+  /** The issuer URL, exactly as the JWTs' `iss` and the attestations' binding. */
+  readonly url: string;
+  /** Its token endpoint, when not `url` + `/token` (the issuer's tokenEndpointUrl). */
+  readonly tokenEndpointUrl?: string;
+  readonly caBundlePath?: string;
+  /** PEM text of the CA bundle, read at start-up. */
+  readonly caBundle?: string;
+  /** The `aud` asked for (default sts.amazonaws.com). */
+  readonly audience: string;
+}
 
 /** What detection chose and why, said at start-up and by `crosscred doctor`. */
 export interface TokenSourceChoice {

@@ -1,5 +1,5 @@
 import type { InClusterDefaults, InClusterMissing } from '../sources/kubernetes-in-cluster.js';
-import type { TokenSourceChoice, TokenSourceConfig } from './config.js';
+import type { IssuerConnection, TokenSourceChoice, TokenSourceConfig } from './config.js';
 
 /**
  * Finds where a role's web-identity token comes from. With `auto` (the default) the first of these
@@ -20,9 +20,10 @@ export const DETECTION_ORDER = [
   'ALIBABA_CLOUD_OIDC_TOKEN_FILE (ACK RRSA)',
   'TKE_WEB_IDENTITY_TOKEN_FILE (TKE pod identity)',
   'Kubernetes TokenRequest (KUBERNETES_SERVICE_HOST and a mounted ServiceAccount)',
+  '--issuer-url / issuerUrl (an Alibaba ECS or Tencent CVM instance attested by crosscred issuer)',
 ] as const;
 
-export const SOURCE_KINDS = ['auto', 'file', 'exec', 'kubernetes'] as const;
+export const SOURCE_KINDS = ['auto', 'file', 'exec', 'kubernetes', 'alibaba-ecs', 'tencent-cvm'] as const;
 export type SourceKind = (typeof SOURCE_KINDS)[number];
 
 /** The in-cluster facts a Kubernetes source needs, or what is missing for it (see kubernetes-in-cluster.ts). */
@@ -39,6 +40,10 @@ export interface DetectionInputs {
   /** Read lazily: only when the Kubernetes source is considered. */
   readonly inCluster: () => InClusterFacts;
   readonly pod?: { readonly name: string; readonly uid: string };
+  /** `--issuer-url` and its settings, when configured: the VM sources need them. */
+  readonly issuer?: { readonly value: IssuerConnection; readonly origin: string };
+  /** Default ecs-identity. */
+  readonly alibabaAttestation?: 'ecs-identity' | 'ram-role';
 }
 
 /** The variables each platform sets that are not the AWS role, with what they are for. */
@@ -94,7 +99,17 @@ export function detectTokenSource(inputs: DetectionInputs): TokenSourceChoice | 
     );
   };
 
+  const vm = (cloud: 'alibaba-ecs' | 'tencent-cvm' | 'detect'): TokenSourceChoice | undefined =>
+    inputs.issuer &&
+    choose(
+      { kind: 'vm-issuer', cloud, issuer: inputs.issuer.value, alibabaAttestation: inputs.alibabaAttestation ?? 'ecs-identity' },
+      cloud === 'detect'
+        ? `${inputs.issuer.origin} names crosscred issuer and no token file or pod was found: this VM is attested to it (Alibaba ECS or Tencent CVM, told by which metadata server answers at the first fetch)`
+        : `the token comes from crosscred issuer (${inputs.issuer.origin}), attesting this ${cloud === 'alibaba-ecs' ? 'Alibaba ECS' : 'Tencent CVM'} instance`,
+    );
+
   const { value: kind, origin } = inputs.kind;
+  if (kind === 'alibaba-ecs' || kind === 'tencent-cvm') return vm(kind) ?? { problem: `${origin} chooses ${kind}, but no --issuer-url names the crosscred issuer to attest to` };
   if (kind === 'exec') return exec() ?? { problem: `${origin} chooses exec, but no --token-command is given` };
   if (kind === 'file') return file() ?? { problem: `${origin} chooses file, but no token file is named (--token-file, ${ENV_FILES.map(([n]) => n).join(', ')})` };
   if (kind === 'kubernetes') {
@@ -102,7 +117,7 @@ export function detectTokenSource(inputs: DetectionInputs): TokenSourceChoice | 
     if (k === undefined) return { problem: `${origin} chooses kubernetes, but KUBERNETES_SERVICE_HOST is not set: this is not a pod` };
     return k;
   }
-  const found = exec() ?? file() ?? kubernetes();
+  const found = exec() ?? file() ?? kubernetes() ?? vm('detect');
   if (found) return found;
   return { problem: `found no web-identity token; looked for, in order: ${DETECTION_ORDER.join('; ')}` };
 }

@@ -57,6 +57,10 @@ export interface ServeFlags {
   'token-audience'?: string;
   'token-expiration-seconds'?: string;
   'kubernetes-sa-dir'?: string;
+  'issuer-url'?: string;
+  'issuer-ca-bundle'?: string;
+  'issuer-token-endpoint'?: string;
+  'alibaba-attestation'?: string;
 }
 
 /** A value together with the place it came from, for error messages. */
@@ -130,6 +134,31 @@ export function loadConfig(inputs: LoadInputs): Config {
   if (audience && !/^[\x21-\x7e]{1,256}$/.test(audience.value)) problems.add('token-audience', audience.origin, 'must be 1-256 printable characters without spaces');
   const tokenExpiration = pick([numberFlag(flags['token-expiration-seconds']), '--token-expiration-seconds'], [file.tokenExpirationSeconds, fileOrigin]);
   if (tokenExpiration && (!Number.isInteger(tokenExpiration.value) || tokenExpiration.value < 600 || tokenExpiration.value > 86_400)) problems.add('token-expiration-seconds', tokenExpiration.origin, 'must be a whole number of seconds from 600 (the Kubernetes minimum) to 86400');
+  // crosscred issuer, for VMs without an OIDC token (the alibaba-ecs and tencent-cvm sources).
+  const issuerUrl = pick([flags['issuer-url'], '--issuer-url'], [file.issuerUrl, fileOrigin], [env['CROSSCRED_ISSUER_URL'], 'env CROSSCRED_ISSUER_URL']);
+  if (issuerUrl) {
+    const bad = checkEndpoint(issuerUrl.value);
+    if (bad) problems.add('issuer-url', issuerUrl.origin, bad);
+  }
+  const issuerTokenEndpoint = pick([flags['issuer-token-endpoint'], '--issuer-token-endpoint'], [file.issuerTokenEndpoint, fileOrigin]);
+  if (issuerTokenEndpoint) {
+    const bad = checkEndpoint(issuerTokenEndpoint.value);
+    if (bad) problems.add('issuer-token-endpoint', issuerTokenEndpoint.origin, bad);
+  }
+  const issuerCaPath = pick([flags['issuer-ca-bundle'], '--issuer-ca-bundle'], [file.issuerCaBundle, fileOrigin]);
+  let issuerCaBundle: string | undefined;
+  if (issuerCaPath) {
+    try {
+      issuerCaBundle = readText(issuerCaPath.value);
+      if (!issuerCaBundle.includes('-----BEGIN CERTIFICATE-----')) problems.add('issuer-ca-bundle', issuerCaPath.origin, `${issuerCaPath.value} holds no PEM certificate`);
+    } catch (err) {
+      problems.add('issuer-ca-bundle', issuerCaPath.origin, `cannot read ${issuerCaPath.value} (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+    }
+  }
+  const alibabaAttestation = pick<string>([flags['alibaba-attestation'], '--alibaba-attestation'], [file.alibabaAttestation, fileOrigin]);
+  if (alibabaAttestation && alibabaAttestation.value !== 'ecs-identity' && alibabaAttestation.value !== 'ram-role') {
+    problems.add('alibaba-attestation', alibabaAttestation.origin, `"${clip(alibabaAttestation.value)}" is not one of ecs-identity, ram-role`);
+  }
   const serviceAccountDir = pick([flags['kubernetes-sa-dir'], '--kubernetes-sa-dir'], [file.kubernetesServiceAccountDir, fileOrigin])?.value ?? SERVICE_ACCOUNT_MOUNT;
   let inCluster: InClusterFacts | undefined;
   const readIfPresent = (path: string): string | undefined => {
@@ -233,6 +262,20 @@ export function loadConfig(inputs: LoadInputs): Config {
       env,
       inCluster: inClusterOnce,
       ...(pod ? { pod } : {}),
+      ...(issuerUrl
+        ? {
+            issuer: {
+              value: {
+                url: issuerUrl.value,
+                ...(issuerTokenEndpoint ? { tokenEndpointUrl: issuerTokenEndpoint.value } : {}),
+                ...(issuerCaPath && issuerCaBundle ? { caBundlePath: issuerCaPath.value, caBundle: issuerCaBundle } : {}),
+                audience: raw.tokenAudience?.value ?? DEFAULT_TOKEN_AUDIENCE,
+              },
+              origin: issuerUrl.origin,
+            },
+          }
+        : {}),
+      alibabaAttestation: alibabaAttestation?.value === 'ram-role' ? 'ram-role' : 'ecs-identity',
     });
     if ('problem' in detected) problems.add(field('tokenSource'), raw.tokenSource?.origin ?? 'auto-detection', `${detected.problem} (${ErrorCodes.TOKEN_SOURCE_NOT_FOUND.hint})`);
     const session = raw.sessionName?.value ?? deriveSessionName(inputs.hostname);

@@ -4,6 +4,7 @@ import { ExecTokenSource } from './exec-token-source.js';
 import { FileTokenSource } from './file-token-source.js';
 import { KubernetesTokenSource } from './kubernetes-token-source.js';
 import type { TokenSource } from './token-source.js';
+import { VmTokenSource } from './vm-token-source.js';
 
 /** Time allowed for one TokenRequest to the Kubernetes API server (connect and answer), in ms. */
 const KUBERNETES_REQUEST_TIMEOUT_MS = 10_000;
@@ -17,5 +18,7 @@ export function createTokenSource(config: TokenSourceConfig, clock: Clock): Toke
       return new ExecTokenSource(config.argv, config.timeoutMs, clock);
     case 'kubernetes':
       return new KubernetesTokenSource({ ...config, requestTimeoutMs: KUBERNETES_REQUEST_TIMEOUT_MS, clock });
+    case 'vm-issuer':
+      return new VmTokenSource({ cloud: config.cloud, issuer: config.issuer, alibabaAttestation: config.alibabaAttestation, clock });
   }
 }

@@ -8,6 +8,8 @@ const MAX_ANSWER_BYTES = 64 * 1024;
 export interface IssuerClientOptions {
   /** The issuer URL, exactly as it appears in the JWTs' `iss` (https, or http to loopback for tests). */
   readonly issuerUrl: string;
+  /** The token endpoint, when it is not `issuerUrl` + `/token` (discovery in a public bucket, the endpoint private). */
+  readonly tokenEndpointUrl?: string;
   /** PEM text of CA certificates to trust for the issuer instead of Node's bundled roots. */
   readonly caBundle?: string;
   /** The `aud` to ask for (default: the issuer's own default, sts.amazonaws.com). */
@@ -26,7 +28,7 @@ export class IssuerClient {
   readonly #tokenUrl: string;
 
   constructor(private readonly options: IssuerClientOptions) {
-    this.#tokenUrl = new URL(ISSUER_PATHS.token.slice(1), options.issuerUrl.endsWith('/') ? options.issuerUrl : `${options.issuerUrl}/`).toString();
+    this.#tokenUrl = options.tokenEndpointUrl ?? new URL(ISSUER_PATHS.token.slice(1), options.issuerUrl.endsWith('/') ? options.issuerUrl : `${options.issuerUrl}/`).toString();
     const tls = { ...(options.caBundle ? { ca: options.caBundle } : {}), timeout: options.connectTimeoutMs };
     this.#dispatcher = new Agent({ connect: tls, headersTimeout: options.responseTimeoutMs, bodyTimeout: options.responseTimeoutMs, connections: 2 });
   }

@@ -236,6 +236,16 @@ describe('loadConfig from a YAML file with several roles', () => {
 });
 
 describe('loadConfig errors', () => {
+  it('checks the crosscred issuer settings: URL, CA bundle, Alibaba attestation kind', () => {
+    const { AWS_WEB_IDENTITY_TOKEN_FILE: _unused, ...env } = IRSA_ENV;
+    const message = configError({ env, flags: { 'issuer-url': 'ftp://issuer', 'issuer-ca-bundle': '/missing.pem', 'alibaba-attestation': 'pkcs7' } });
+    expect(message).toContain('issuer-url (--issuer-url)');
+    expect(message).toContain('issuer-ca-bundle (--issuer-ca-bundle): cannot read /missing.pem');
+    expect(message).toContain('alibaba-attestation (--alibaba-attestation): "pkcs7" is not one of ecs-identity, ram-role');
+    const config = load({ env, flags: { 'issuer-url': 'https://issuer.example.com', 'token-source': 'alibaba-ecs', 'alibaba-attestation': 'ram-role' } });
+    expect(config.roles[0]!.token.source).toEqual({ kind: 'vm-issuer', cloud: 'alibaba-ecs', issuer: { url: 'https://issuer.example.com', audience: 'sts.amazonaws.com' }, alibabaAttestation: 'ram-role' });
+  });
+
   it('refuses --disable-imds without a container endpoint to serve instead, or together with --allow-imdsv1', () => {
     expect(configError({ env: IRSA_ENV, flags: { 'disable-imds': true } })).toContain('disable-imds (--disable-imds): leaves nothing to serve without --auth-token-file');
     expect(configError({ env: IRSA_ENV, flags: { 'disable-imds': true, 'auth-token-file': '/run/a', 'allow-imdsv1': true } })).toContain('disable-imds (--disable-imds): contradicts --allow-imdsv1');

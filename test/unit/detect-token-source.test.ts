@@ -90,3 +90,24 @@ describe('an explicit choice always wins', () => {
     expect((detect(KUBE, { kind: { value: 'file', origin: '--token-source' } }) as { problem: string }).problem).toMatch(/no token file is named/);
   });
 });
+
+describe('VMs attested to crosscred issuer', () => {
+  const issuer = { value: { url: 'https://issuer.example.com', audience: 'sts.amazonaws.com' }, origin: '--issuer-url' };
+
+  it('is the last resort of auto: only with --issuer-url and nothing else found, the cloud detected at the first fetch', () => {
+    expect(sourceOf(detect({}, { issuer }))).toEqual({ kind: 'vm-issuer', cloud: 'detect', issuer: issuer.value, alibabaAttestation: 'ecs-identity' });
+    // A token file or a pod still wins over the issuer.
+    expect(sourceOf(detect({ AWS_WEB_IDENTITY_TOKEN_FILE: '/t' }, { issuer })).kind).toBe('file');
+    expect(sourceOf(detect(KUBE, { issuer })).kind).toBe('kubernetes');
+    // Without it, nothing is found, and the problem names the issuer among what was looked for.
+    const none = detect({});
+    expect('problem' in none && none.problem).toContain('--issuer-url');
+  });
+
+  it('takes an explicit alibaba-ecs or tencent-cvm, which needs --issuer-url', () => {
+    expect(sourceOf(detect({}, { issuer, kind: { value: 'tencent-cvm', origin: '--token-source' } }))).toMatchObject({ kind: 'vm-issuer', cloud: 'tencent-cvm' });
+    expect(sourceOf(detect({}, { issuer, alibabaAttestation: 'ram-role', kind: { value: 'alibaba-ecs', origin: '--token-source' } }))).toMatchObject({ kind: 'vm-issuer', cloud: 'alibaba-ecs', alibabaAttestation: 'ram-role' });
+    const missing = detect({}, { kind: { value: 'alibaba-ecs', origin: '--token-source' } });
+    expect('problem' in missing && missing.problem).toBe('--token-source chooses alibaba-ecs, but no --issuer-url names the crosscred issuer to attest to');
+  });
+});

@@ -1,0 +1,95 @@
+import { request } from 'undici';
+import type { Clock } from '../cache/clock.js';
+import type { IssuerConnection } from '../config/config.js';
+import { CrosscredError } from '../errors.js';
+import { IssuerClient } from './issuer-client.js';
+import type { TokenSource, WebIdentityToken } from './token-source.js';
+
+/** The Alibaba ECS metadata server; it answers a token PUT (hardened mode) on every ECS instance. */
+const ALIBABA_METADATA_URL = 'http://100.100.100.200';
+/** The Tencent CVM metadata server, by the name its SDKs use. */
+const TENCENT_METADATA_URL = 'http://metadata.tencentyun.com';
+/** Each probe of a metadata server gives up after this long, in ms. */
+const PROBE_TIMEOUT_MS = 1_000;
+/** Connecting to the issuer, and waiting for its answer (it calls the cloud's STS), in ms. */
+const ISSUER_CONNECT_TIMEOUT_MS = 3_000;
+const ISSUER_RESPONSE_TIMEOUT_MS = 15_000;
+
+export interface VmTokenSourceOptions {
+  readonly cloud: 'alibaba-ecs' | 'tencent-cvm' | 'detect';
+  readonly issuer: IssuerConnection;
+  readonly alibabaAttestation: 'ecs-identity' | 'ram-role';
+  readonly clock: Clock;
+}
+
+/**
+ * The token source of a VM with no OIDC token: an attestation of the instance, traded at
+ * `crosscred issuer` for a JWT. The cloud's own source (and its SDK) is loaded at the first fetch,
+ * so a daemon that never uses it never holds it in memory; with `cloud: 'detect'` the cloud is
+ * whichever metadata server answers first.
+ */
+export class VmTokenSource implements TokenSource {
+  description: string;
+  readonly #options: VmTokenSourceOptions;
+  #inner: Promise<TokenSource & { close?(): unknown }> | undefined;
+
+  constructor(options: VmTokenSourceOptions) {
+    this.#options = options;
+    this.description = `crosscred issuer ${options.issuer.url} (${options.cloud === 'detect' ? 'Alibaba ECS or Tencent CVM, detected at the first fetch' : options.cloud})`;
+  }
+
+  async getToken(): Promise<WebIdentityToken> {
+    this.#inner ??= this.#load().catch((err: unknown) => {
+      this.#inner = undefined;
+      throw err;
+    });
+    return (await this.#inner).getToken();
+  }
+
+  invalidate(): void {
+    void this.#inner?.then((s) => s.invalidate?.(), () => undefined);
+  }
+
+  async close(): Promise<void> {
+    const inner = await this.#inner?.catch(() => undefined);
+    await inner?.close?.();
+  }
+
+  async #load(): Promise<TokenSource & { close?(): unknown }> {
+    const o = this.#options;
+    const cloud = o.cloud === 'detect' ? await detectCloud() : o.cloud;
+    const issuer = new IssuerClient({
+      issuerUrl: o.issuer.url,
+      ...(o.issuer.tokenEndpointUrl ? { tokenEndpointUrl: o.issuer.tokenEndpointUrl } : {}),
+      ...(o.issuer.caBundle ? { caBundle: o.issuer.caBundle } : {}),
+      audience: o.issuer.audience,
+      connectTimeoutMs: ISSUER_CONNECT_TIMEOUT_MS,
+      responseTimeoutMs: ISSUER_RESPONSE_TIMEOUT_MS,
+    });
+    const source =
+      cloud === 'alibaba-ecs'
+        ? new (await import('./alibaba-ecs-token-source.js')).AlibabaEcsTokenSource({ issuer, issuerUrl: o.issuer.url, attestation: o.alibabaAttestation, clock: o.clock })
+        : new (await import('./tencent-cvm-token-source.js')).TencentCvmTokenSource({ issuer, issuerUrl: o.issuer.url, clock: o.clock });
+    this.description = `crosscred issuer ${o.issuer.url} (${source.description})`;
+    return source;
+  }
+}
+
+/** Which cloud's metadata server answers here: Alibaba's token PUT first, then Tencent's instance id. */
+async function detectCloud(): Promise<'alibaba-ecs' | 'tencent-cvm'> {
+  const answers = async (url: string, init: { method: 'PUT' | 'GET'; headers?: Record<string, string> }): Promise<boolean> => {
+    try {
+      const res = await request(url, { ...init, signal: AbortSignal.timeout(PROBE_TIMEOUT_MS) });
+      await res.body.dump();
+      return res.statusCode === 200;
+    } catch {
+      return false;
+    }
+  };
+  if (await answers(`${ALIBABA_METADATA_URL}/latest/api/token`, { method: 'PUT', headers: { 'x-aliyun-ecs-metadata-token-ttl-seconds': '60' } })) return 'alibaba-ecs';
+  if (await answers(`${TENCENT_METADATA_URL}/latest/meta-data/instance-id`, { method: 'GET' })) return 'tencent-cvm';
+  throw new CrosscredError(
+    'TOKEN_SOURCE_NOT_FOUND',
+    `--issuer-url is set, but neither the Alibaba ECS metadata server (${ALIBABA_METADATA_URL}) nor the Tencent CVM one (${TENCENT_METADATA_URL}) answered within ${PROBE_TIMEOUT_MS} ms; set --token-source alibaba-ecs or tencent-cvm to skip detection`,
+  );
+}
