@@ -19,7 +19,7 @@ export const ErrorCodes = {
   TOKEN_NOT_JWT: { status: 503, hint: 'the token file does not hold a complete JWT yet; it is retried shortly' },
   TOKEN_EXPIRED: { status: 503, hint: 'check that whatever writes or issues the token still rotates it, and that this host\'s clock is right (NTP)' },
   TOKEN_SOURCE_NOT_FOUND: { status: 500, hint: 'set AWS_WEB_IDENTITY_TOKEN_FILE (or the ACK/TKE variable), --token-file, --token-command, or run in a Kubernetes pod; crosscred doctor explains what it looked for' },
-  TOKEN_REQUEST_FAILED: { status: 503, hint: 'the Kubernetes API refused or failed the TokenRequest; check the pod\'s ServiceAccount may create serviceaccounts/token (RBAC) and the API server is reachable' },
+  TOKEN_REQUEST_FAILED: { status: 503, hint: 'the Kubernetes API (TokenRequest) or crosscred issuer (token exchange) refused or failed the request; for Kubernetes check the ServiceAccount may create serviceaccounts/token (RBAC), for the issuer check --issuer-url, its CA and the issuer\'s log' },
   TOKEN_UNTRUSTABLE: { status: 500, hint: 'IAM can trust only a token with an https issuer (iss), an audience (aud) and a subject (sub)' },
   TOKEN_COMMAND_FAILED: { status: 503, hint: 'run the --token-command by hand and check it prints a JWT, or JSON {"token","expiration"}, within the time limit' },
 

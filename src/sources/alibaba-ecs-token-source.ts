@@ -107,7 +107,7 @@ export class AlibabaEcsTokenSource implements TokenSource {
     const metadataUrl = options.metadataUrl ?? ECS_METADATA_URL;
     if (!/^http:\/\/[^/?#@]+\/?$/.test(metadataUrl)) throw invalid(`metadataUrl ${JSON.stringify(metadataUrl)} must be a plain http://host[:port] URL`);
     const stsUrl = options.stsUrl ?? DEFAULT_ALIBABA_STS_URL;
-    if (!/^https?:\/\/[^/?#@]+\/?$/.test(stsUrl)) throw invalid(`stsUrl ${JSON.stringify(stsUrl)} must be a plain https://host[:port]/ URL`);
+    if (!/^(https:\/\/[^/?#@]+|http:\/\/(127\.[0-9.]+|\[::1\])(:[0-9]+)?)\/?$/.test(stsUrl)) throw invalid(`stsUrl ${JSON.stringify(stsUrl)} must be a plain https://host[:port]/ URL (http only to loopback, for tests)`);
     if (options.roleName !== undefined && !/^[A-Za-z0-9._-]{1,64}$/.test(options.roleName)) throw invalid('roleName must be a RAM role name (letters, digits, . _ -, at most 64)');
     const timeoutMs = options.metadataTimeoutMs ?? DEFAULT_METADATA_TIMEOUT_MS;
     if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) throw invalid(`metadataTimeoutMs must be a positive number of milliseconds, not ${timeoutMs}`);
