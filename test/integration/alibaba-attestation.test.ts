@@ -180,7 +180,9 @@ describe('AlibabaEcsIdentityAttestor', () => {
       const lying = { ...attestation, document: attestation.document.replace(instance.instanceId, 'i-someoneelse000000') };
       expect((await ecsAttestor.attest(tokenOf(lying), context())).instanceId).toBe(instance.instanceId);
       // But the audience inside must be the one the attestation names.
-      const otherAudience = { ...attestation, audience: audienceFor(ISSUER, Math.floor(Date.now() / 1000) - 1) };
+      // (Another signingTime than the signed one, whatever second this test runs in.)
+      const signedTime = (JSON.parse(attestation.audience) as { signingTime: number }).signingTime;
+      const otherAudience = { ...attestation, audience: audienceFor(ISSUER, signedTime - 5) };
       expect((await refusal(ecsAttestor.attest(tokenOf(otherAudience), context()))).message).toMatch(/audience inside the signed content differs/);
     } finally {
       metadata.signOptions = {};

@@ -131,14 +131,15 @@ describe('many roles at once through one STS client', () => {
   });
 
   it('queues requests beyond the concurrency limit without counting the wait against their timeouts: one STS call per role', async () => {
-    // 120 roles, STS answering each call in 150 ms, at most MAX_CONCURRENT_STS_REQUESTS (8) in
-    // flight: the last call waits about 2 s for its turn, five times its own 400 ms deadline
-    // (100 ms connect + 300 ms response). Counting the wait made the tail time out and retry.
-    plain.sts.failAlways({ kind: 'delay', ms: 150 });
+    // 120 roles, STS answering each call in 250 ms, at most MAX_CONCURRENT_STS_REQUESTS (8) in
+    // flight: the last call waits about 3.75 s for its turn, three times its own 1.25 s deadline
+    // (250 ms connect + 1 s response, room enough on a loaded machine). Counting the wait made the
+    // tail time out and retry.
+    plain.sts.failAlways({ kind: 'delay', ms: 250 });
     const configFile = join(plain.dir, 'burst.json');
     const names = Array.from({ length: 120 }, (_, i) => `burst-${i}`);
     await writeFile(configFile, JSON.stringify({ roles: names.map((name) => ({ name, roleArn: roleArn(name) })) }));
-    d = await startInProcess(plain, { config: configFile, 'role-arn': undefined, listen: [`127.0.0.1:0=${names[0]}`], 'sts-connect-timeout-ms': '100', 'sts-timeout-ms': '300' });
+    d = await startInProcess(plain, { config: configFile, 'role-arn': undefined, listen: [`127.0.0.1:0=${names[0]}`], 'sts-connect-timeout-ms': '250', 'sts-timeout-ms': '1000' });
     await d.daemon.firstFetch;
     const perRole = new Map<string, number>();
     for (const r of plain.sts.requests) perRole.set(r.roleArn, (perRole.get(r.roleArn) ?? 0) + 1);
@@ -153,19 +154,22 @@ describe('many roles at once through one STS client', () => {
     const handler = new StsHttpHandler({ connectTimeoutMs: 200, responseTimeoutMs: 800 });
     const { port } = new URL(plain.sts.url);
     const requestOf = () => ({ protocol: 'http:', hostname: '127.0.0.1', port: Number(port), method: 'POST', path: '/', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'Action=AssumeRoleWithWebIdentity' });
-    const before = plain.sts.requests.length;
+    // Only this test's own requests count (they name no role); a retry still in flight from the
+    // test before must not.
+    const ours = () => plain.sts.requests.filter((r) => r.roleArn === '').length;
+    const before = ours();
     const abandon = new AbortController();
     const hanging = Array.from({ length: MAX_CONCURRENT_STS_REQUESTS }, () => handler.handle(requestOf()).catch((e: Error) => e));
     const queued = handler.handle(requestOf(), { abortSignal: abandon.signal }).catch((e: Error) => e);
     // Every turn is taken by a hanging call once STS has received all of them.
-    for (let i = 0; i < 100 && plain.sts.requests.length - before < MAX_CONCURRENT_STS_REQUESTS; i++) await new Promise((r) => setTimeout(r, 20));
-    expect(plain.sts.requests.length - before).toBe(MAX_CONCURRENT_STS_REQUESTS);
+    for (let i = 0; i < 100 && ours() - before < MAX_CONCURRENT_STS_REQUESTS; i++) await new Promise((r) => setTimeout(r, 20));
+    expect(ours() - before).toBe(MAX_CONCURRENT_STS_REQUESTS);
     abandon.abort();
     expect(((await queued) as Error).name).toBe('AbortError');
     handler.destroy();
     await Promise.all(hanging);
     // The abandoned request never reached STS.
-    expect(plain.sts.requests.length - before).toBe(MAX_CONCURRENT_STS_REQUESTS);
+    expect(ours() - before).toBe(MAX_CONCURRENT_STS_REQUESTS);
     plain.sts.heal();
   });
 });
