@@ -109,7 +109,8 @@ describe('the container image (Dockerfile, built with buildah on stand-in bases)
     const config = info.Docker.config;
     expect(config.User).toBe('10001:10001');
     expect(info.OCIv1.config.User).toBe('10001:10001');
-    expect(config.Entrypoint).toEqual([NODE, MAIN]);
+    // The young-generation cap is the same as the CLI's shebang (src/cli/main.ts).
+    expect(config.Entrypoint).toEqual([NODE, '--max-semi-space-size=2', MAIN]);
     expect(config.Cmd).toEqual(['serve']);
     expect(Object.keys(config.ExposedPorts ?? {}).sort()).toEqual(['8170/tcp', '8171/tcp']);
     // Exec form ("CMD", not "CMD-SHELL"): the image has no shell to run it with.

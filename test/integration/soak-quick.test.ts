@@ -55,14 +55,29 @@ function runSoak(): Promise<{ code: number | null; stdout: string; stderr: strin
 }
 
 describe.skipIf(skipReason !== undefined)(skipReason ?? 'soak, quick form', () => {
-  it('passes every check, having sampled and loaded the daemon for real', { timeout: SOAK_TIMEOUT_MS + 10_000 }, async () => {
+  it('passes every check, having sampled and loaded the daemon for real', { timeout: 2 * SOAK_TIMEOUT_MS + 10_000 }, async () => {
     expect(wrkMissing, 'wrk is required with CROSSCRED_E2E_STRICT=1').toBe(false);
-    const run = await runSoak();
-    let summary: Summary;
-    try {
-      summary = JSON.parse(run.stdout) as Summary;
-    } catch {
-      throw new Error(`the soak printed no JSON summary (exit ${run.code}):\n${run.stderr.slice(-4000)}\n${run.stdout.slice(-2000)}`);
+    const parse = (run: { code: number | null; stdout: string; stderr: string }): Summary => {
+      try {
+        return JSON.parse(run.stdout) as Summary;
+      } catch {
+        throw new Error(`the soak printed no JSON summary (exit ${run.code}):\n${run.stderr.slice(-4000)}\n${run.stdout.slice(-2000)}`);
+      }
+    };
+    let run = await runSoak();
+    let summary = parse(run);
+    // One load generator (a wrk run) sometimes ends with no report at all on a loaded CI machine
+    // (seen once in ten runs, on the Connection: close churn): that measures wrk, not the daemon.
+    // Such a run is repeated once, and said so; any other failure, or the same one twice, fails.
+    const generatorsWithoutReport = (s: Summary) => {
+      const timeouts = s.checks.find((c) => c.name === 'zero timeouts')?.detail as { wrk?: Record<string, { timeouts: number | null }> } | undefined;
+      return Object.entries(timeouts?.wrk ?? {}).filter(([, w]) => w.timeouts === null).map(([name]) => name);
+    };
+    const missing = generatorsWithoutReport(summary);
+    if (!summary.ok && missing.length > 0) {
+      console.warn(`soak: load generator(s) ${missing.join(', ')} ended without a report; running the quick soak once more. stderr tail:\n${run.stderr.slice(-1500)}`);
+      run = await runSoak();
+      summary = parse(run);
     }
     expect(summary.schema).toBe('crosscred-soak/1');
     expect(summary.mode).toBe('quick');
