@@ -1,5 +1,6 @@
 import { Agent, request, type Dispatcher } from 'undici';
 import { CrosscredError } from '../errors.js';
+import { readBoundedBody } from '../util/bounded-body.js';
 
 /** The ECS metadata server, reachable from every ECS instance (and only from it). */
 export const ECS_METADATA_URL = 'http://100.100.100.200';
@@ -56,7 +57,7 @@ export class EcsMetadataClient {
     try {
       const res = await request(`${this.#baseUrl}${path}`, { method, headers, dispatcher: this.#dispatcher, signal: signal ? AbortSignal.any([signal, deadline]) : deadline });
       statusCode = res.statusCode;
-      text = await readCapped(res.body, maxBytes);
+      text = await readBoundedBody(res.body, maxBytes);
     } catch (err) {
       const code = (err as { code?: unknown } | null)?.code;
       const why = deadline.aborted ? `no answer within ${this.#timeoutMs} ms` : typeof code === 'string' ? code : (err as Error | null)?.name ?? 'Error';
@@ -75,16 +76,3 @@ function failure(text: string): CrosscredError {
   return new CrosscredError('ALIBABA_METADATA_FAILED', text);
 }
 
-async function readCapped(body: Dispatcher.ResponseData['body'], maxBytes: number): Promise<string | undefined> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of body) {
-    size += (chunk as Buffer).length;
-    if (size > maxBytes) {
-      body.destroy();
-      return undefined;
-    }
-    chunks.push(chunk as Buffer);
-  }
-  return Buffer.concat(chunks).toString('utf8');
-}

@@ -1,5 +1,6 @@
 import { Agent, request } from 'undici';
 import { CrosscredError } from '../errors.js';
+import { readBoundedBody } from '../util/bounded-body.js';
 import { ISSUER_PATHS, JWT_TOKEN_TYPE, TOKEN_EXCHANGE_GRANT_TYPE, type SubjectTokenType, type TokenExchangeError, type TokenExchangeResponse } from '../issuer/protocol.js';
 
 /** A token answer is a JWT and a few fields; anything much larger is not one. */
@@ -50,7 +51,7 @@ export class IssuerClient {
     } catch (err) {
       throw new CrosscredError('TOKEN_REQUEST_FAILED', `the issuer ${this.options.issuerUrl} could not be reached (${(err as NodeJS.ErrnoException).code ?? (err as Error).name})`);
     }
-    const text = await readCapped(res.body);
+    const text = await readBoundedBody(res.body, MAX_ANSWER_BYTES);
     let answer: unknown;
     try {
       answer = text === undefined ? undefined : JSON.parse(text);
@@ -72,18 +73,4 @@ export class IssuerClient {
   close(): Promise<void> {
     return this.#dispatcher.close();
   }
-}
-
-async function readCapped(body: AsyncIterable<Buffer | Uint8Array> & { destroy(): void }): Promise<string | undefined> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of body) {
-    size += chunk.length;
-    if (size > MAX_ANSWER_BYTES) {
-      body.destroy();
-      return undefined;
-    }
-    chunks.push(Buffer.from(chunk));
-  }
-  return Buffer.concat(chunks).toString('utf8');
 }

@@ -5,6 +5,7 @@ import { CrosscredError } from '../errors.js';
 import { readRegularFile } from '../util/read-regular-file.js';
 import { inspectJwt } from './jwt-shape.js';
 import type { TokenSource, WebIdentityToken } from './token-source.js';
+import { isObject, parseJson, readBoundedBody } from '../util/bounded-body.js';
 
 export interface KubernetesTokenSourceOptions {
   /** Base URL of the API server, e.g. `https://10.0.0.1:443` (from KUBERNETES_SERVICE_HOST/PORT). */
@@ -361,33 +362,6 @@ function validateOptions(options: KubernetesTokenSourceOptions): URL {
   const base = url.pathname.replace(/\/+$/, '');
   url.pathname = `${base}/api/v1/namespaces/${encodeURIComponent(options.namespace)}/serviceaccounts/${encodeURIComponent(options.serviceAccount)}/token`;
   return url;
-}
-
-/** Reads a response body up to `maxBytes`; `undefined` (and the body discarded) when it is larger. */
-async function readBoundedBody(body: Dispatcher.ResponseData['body'], maxBytes: number): Promise<string | undefined> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of body) {
-    size += (chunk as Buffer).length;
-    if (size > maxBytes) {
-      body.destroy();
-      return undefined;
-    }
-    chunks.push(chunk as Buffer);
-  }
-  return Buffer.concat(chunks).toString('utf8');
-}
-
-function parseJson(text: string): unknown {
-  try {
-    return JSON.parse(text) as unknown;
-  } catch {
-    return undefined;
-  }
-}
-
-function isObject(value: unknown): value is Record<string, unknown> {
-  return value !== null && typeof value === 'object' && !Array.isArray(value);
 }
 
 /**

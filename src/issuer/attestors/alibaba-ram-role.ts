@@ -4,6 +4,7 @@ import { Agent, request, type Dispatcher } from 'undici';
 import { CrosscredError } from '../../errors.js';
 import { AttestationError, type AttestationContext, type AttestedIdentity, type Attestor } from '../attestor.js';
 import { BINDING_HEADERS, SUBJECT_TOKEN_TYPES, type SignedRequestAttestation } from '../protocol.js';
+import { isObject, parseJson, readBoundedBody } from '../../util/bounded-body.js';
 
 /**
  * Verifies an Alibaba RAM-role attestation: a GetCallerIdentity request the instance signed
@@ -218,7 +219,7 @@ export class AlibabaRamRoleAttestor implements Attestor {
     try {
       const res = await request(url, { method: 'POST', headers, body: '', dispatcher: this.#dispatcher, signal: AbortSignal.any([signal, deadline]) });
       statusCode = res.statusCode;
-      text = await readCapped(res.body, MAX_ANSWER_BYTES);
+      text = await readBoundedBody(res.body, MAX_ANSWER_BYTES);
     } catch (err) {
       const why = signal.aborted ? 'the token request\'s deadline passed' : deadline.aborted ? `no answer within ${this.#timeoutMs} ms` : errorCode(err);
       throw new AttestationError('temporarily_unavailable', `Alibaba STS (${host}) could not be asked to confirm the identity: ${why}`);
@@ -292,20 +293,6 @@ function identityFromAnswer(answer: unknown): Pick<AttestedIdentity, 'accountId'
   return { accountId, roleName, instanceId: instance, attributes: { ...attributes, 'instance-id-source': 'session-name' } };
 }
 
-async function readCapped(body: Dispatcher.ResponseData['body'], maxBytes: number): Promise<string | undefined> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of body) {
-    size += (chunk as Buffer).length;
-    if (size > maxBytes) {
-      body.destroy();
-      return undefined;
-    }
-    chunks.push(chunk as Buffer);
-  }
-  return Buffer.concat(chunks).toString('utf8');
-}
-
 function isLoopback(hostname: string): boolean {
   const bare = hostname.replace(/^\[|\]$/g, '');
   if (isIP(bare) === 4) return bare.startsWith('127.');
@@ -320,18 +307,6 @@ function describeUrl(url: URL): string {
 function errorCode(err: unknown): string {
   const code = (err as { code?: unknown } | null)?.code;
   return typeof code === 'string' ? code : (err as Error | null)?.name ?? 'Error';
-}
-
-function parseJson(text: string): unknown {
-  try {
-    return JSON.parse(text) as unknown;
-  } catch {
-    return undefined;
-  }
-}
-
-function isObject(value: unknown): value is Record<string, unknown> {
-  return value !== null && typeof value === 'object' && !Array.isArray(value);
 }
 
 function printable(text: string): string {

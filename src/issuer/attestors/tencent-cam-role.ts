@@ -5,6 +5,7 @@ import { CrosscredError } from '../../errors.js';
 import { AttestationError, type AttestationContext, type AttestedIdentity, type Attestor } from '../attestor.js';
 import { BINDING_HEADERS, SUBJECT_TOKEN_TYPES, type SignedRequestAttestation } from '../protocol.js';
 import { parseTc3Authorization, Tc3FormatError, tc3Date, TENCENT_GET_CALLER_IDENTITY as GCI, type Tc3Authorization } from '../tc3-signature.js';
+import { isObject, parseJson, readBoundedBody } from '../../util/bounded-body.js';
 
 export interface TencentCamRoleAttestorOptions {
   /**
@@ -225,7 +226,7 @@ export class TencentCamRoleAttestor implements Attestor {
         signal: AbortSignal.any([context.signal, timeout]),
       });
       statusCode = res.statusCode;
-      text = await readCapped(res.body, MAX_ANSWER_BYTES);
+      text = await readBoundedBody(res.body, MAX_ANSWER_BYTES);
     } catch (err) {
       if (context.signal.aborted) throw new AttestationError('temporarily_unavailable', `the token request's deadline passed while Tencent STS at ${host} was being asked`);
       if (timeout.aborted) throw new AttestationError('temporarily_unavailable', `Tencent STS at ${host} did not answer within ${this.#timeoutMs} ms`);
@@ -355,28 +356,3 @@ function shown(text: string): string {
   return JSON.stringify(clean.length > 80 ? `${clean.slice(0, 79)}…` : clean);
 }
 
-async function readCapped(body: Dispatcher.ResponseData['body'], maxBytes: number): Promise<string | undefined> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of body) {
-    size += (chunk as Buffer).length;
-    if (size > maxBytes) {
-      body.destroy();
-      return undefined;
-    }
-    chunks.push(chunk as Buffer);
-  }
-  return Buffer.concat(chunks).toString('utf8');
-}
-
-function parseJson(text: string): unknown {
-  try {
-    return JSON.parse(text) as unknown;
-  } catch {
-    return undefined;
-  }
-}
-
-function isObject(value: unknown): value is Record<string, unknown> {
-  return value !== null && typeof value === 'object' && !Array.isArray(value);
-}
