@@ -4,7 +4,9 @@ import { systemClock, systemRandom, type Clock, type RandomSource } from './cach
 import { RoleCredentialCache } from './cache/role-credential-cache.js';
 import type { Config, ListenAddress, RoleConfig, StsConnectionConfig } from './config/config.js';
 import { formatAddress } from './config/listen-address.js';
+import { MAX_CONCURRENT_STS_REQUESTS } from './exchange/sts-http-handler.js';
 import { createStsClient, StsWebIdentityExchange } from './exchange/sts-exchange.js';
+import { Turns } from './util/turns.js';
 import { Metrics } from './observability/metrics.js';
 import { buildAdminListener } from './server/admin-listener.js';
 import { ContainerSecret } from './server/container-secret.js';
@@ -49,7 +51,7 @@ export async function startDaemon(config: Config, deps: DaemonDependencies): Pro
   // One STS client per distinct (region, endpoint, connection settings): roles that share it share
   // its connection pool. A reload that changes the settings gets new clients; old ones are
   // destroyed once no role uses them.
-  const stsClients = new Map<string, { client: STSClient; users: number }>();
+  const stsClients = new Map<string, { client: STSClient; turns: Turns; users: number }>();
   const roles = new Map<string, RunningRole>();
   const served = new Map<string, ServedRole>();
   const roleStatuses = () => [...served.values()].map((r) => r.cache.status());
@@ -61,7 +63,7 @@ export async function startDaemon(config: Config, deps: DaemonDependencies): Pro
     const clientKey = JSON.stringify([role.region, role.stsEndpoint ?? '', sts]);
     let shared = stsClients.get(clientKey);
     if (!shared) {
-      shared = { client: createStsClient({ region: role.region, ...(role.stsEndpoint ? { endpoint: role.stsEndpoint } : {}), ...sts }), users: 0 };
+      shared = { client: createStsClient({ region: role.region, ...(role.stsEndpoint ? { endpoint: role.stsEndpoint } : {}), ...sts }), turns: new Turns(MAX_CONCURRENT_STS_REQUESTS), users: 0 };
       stsClients.set(clientKey, shared);
     }
     shared.users++;
@@ -74,7 +76,7 @@ export async function startDaemon(config: Config, deps: DaemonDependencies): Pro
     );
     // An ExpiredToken answer costs a second STS call; each call is bounded by the transport's timeouts.
     const exchangeTimeoutMs = 2 * (sts.connectTimeoutMs + sts.responseTimeoutMs) + EXCHANGE_SLACK_MS;
-    const cache = new RoleCredentialCache({ exchange, clock, random, logger: log, observer: metrics, exchangeTimeoutMs });
+    const cache = new RoleCredentialCache({ exchange, clock, random, logger: log, observer: metrics, exchangeTimeoutMs, turns: shared.turns });
     log.info(
       { role: role.name, roleArn: role.roleArn, sessionName: role.sessionName, region: role.region, stsEndpoint: role.stsEndpoint ?? `regional (sts.${role.region}.amazonaws.com)`, durationSeconds: role.durationSeconds ?? 'role default' },
       'role configured',

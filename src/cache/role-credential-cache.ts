@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import type { AwsCredentials, CredentialExchange } from '../exchange/credentials.js';
 import { CrosscredError } from '../errors.js';
 import { classifyFailure, type ClassifiedFailure } from '../exchange/sts-failure.js';
+import type { Turns } from '../util/turns.js';
 import type { Clock, RandomSource, TimerHandle } from './clock.js';
 import { CLOCK_SKEW_WARNING_MS, MAX_LIFETIME_MS, MAX_TIMER_DELAY_MS, MIN_LIFETIME_MS, MIN_REMAINING_TO_SERVE_MS, refreshDelayMs, retryDelayMs } from './refresh-policy.js';
 
@@ -49,6 +50,12 @@ export interface RoleCredentialCacheOptions {
   readonly random: RandomSource;
   readonly logger: Logger;
   readonly observer?: ExchangeObserver;
+  /**
+   * Shared by the roles of one STS client: an exchange waits for a turn before its deadline
+   * starts, so a burst of many roles queues instead of timing out in the queue (10,000 roles at
+   * start-up made 10,003 STS calls when the deadline counted the wait).
+   */
+  readonly turns?: Turns;
 }
 
 /**
@@ -77,6 +84,8 @@ export class RoleCredentialCache {
   #failures = 0;
   #lastFailure: ClassifiedFailure | undefined;
   #closed = false;
+  /** Aborted by close(): releases an attempt still waiting for its turn. */
+  readonly #closing = new AbortController();
 
   constructor(options: RoleCredentialCacheOptions) {
     this.role = options.exchange.roleName;
@@ -86,7 +95,10 @@ export class RoleCredentialCache {
     this.#log = options.logger.child({ role: this.role });
     this.#observer = options.observer;
     this.#exchangeTimeoutMs = options.exchangeTimeoutMs ?? 60_000;
+    this.#turns = options.turns;
   }
+
+  readonly #turns: Turns | undefined;
 
   /** Starts the first fetch. Resolves when it has finished, successfully or not. */
   start(): Promise<void> {
@@ -150,6 +162,7 @@ export class RoleCredentialCache {
 
   close(): void {
     this.#closed = true;
+    this.#closing.abort();
     if (this.#timer) this.#clock.clearTimeout(this.#timer);
     this.#timer = undefined;
     this.#nextAttemptMono = undefined;
@@ -169,15 +182,26 @@ export class RoleCredentialCache {
   }
 
   async #attempt(): Promise<void> {
-    const startedMono = this.#clock.monotonicNow();
-    let credentials: AwsCredentials;
-    try {
-      credentials = await this.#exchangeWithDeadline();
-    } catch (err) {
-      this.#reject(err, startedMono);
-      return;
+    if (this.#turns) {
+      try {
+        await this.#turns.take(this.#closing.signal);
+      } catch {
+        return; // closed while waiting
+      }
     }
-    this.#accept(credentials, startedMono);
+    try {
+      const startedMono = this.#clock.monotonicNow();
+      let credentials: AwsCredentials;
+      try {
+        credentials = await this.#exchangeWithDeadline();
+      } catch (err) {
+        this.#reject(err, startedMono);
+        return;
+      }
+      this.#accept(credentials, startedMono);
+    } finally {
+      this.#turns?.give();
+    }
   }
 
   #exchangeWithDeadline(): Promise<AwsCredentials> {

@@ -1,5 +1,6 @@
 import { Readable } from 'node:stream';
 import { EnvHttpProxyAgent, Pool, request, type Dispatcher } from 'undici';
+import { Turns } from '../util/turns.js';
 
 /**
  * The HTTP transport under the STS client: undici, so that the STS connection honours
@@ -123,46 +124,4 @@ export class StsHttpHandler {
   destroy(): void {
     void this.#dispatcher.close();
   }
-}
-
-/** A fair queue of `size` turns: take() waits (in order) for a free turn, give() hands it on. */
-class Turns {
-  #free: number;
-  readonly #waiting: Array<() => void> = [];
-
-  constructor(size: number) {
-    this.#free = size;
-  }
-
-  /** Resolves once a turn is held; rejects (and leaves the queue) if `signal` aborts first. */
-  take(signal: AbortSignal | undefined): Promise<void> {
-    if (signal?.aborted) return Promise.reject(abortError());
-    if (this.#free > 0) {
-      this.#free--;
-      return Promise.resolve();
-    }
-    return new Promise((resolve, reject) => {
-      const onAbort = () => {
-        const i = this.#waiting.indexOf(granted);
-        if (i >= 0) this.#waiting.splice(i, 1);
-        reject(abortError());
-      };
-      const granted = () => {
-        signal?.removeEventListener('abort', onAbort);
-        resolve();
-      };
-      this.#waiting.push(granted);
-      signal?.addEventListener('abort', onAbort, { once: true });
-    });
-  }
-
-  give(): void {
-    const next = this.#waiting.shift();
-    if (next) next();
-    else this.#free++;
-  }
-}
-
-function abortError(): Error {
-  return Object.assign(new Error('the STS request was abandoned before it was sent'), { name: 'AbortError' });
 }

@@ -3,6 +3,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { RoleCredentialCache } from '../../src/cache/role-credential-cache.js';
 import { MIN_REMAINING_TO_SERVE_MS, TERMINAL_RETRY_MS } from '../../src/cache/refresh-policy.js';
 import type { AwsCredentials, CredentialExchange } from '../../src/exchange/credentials.js';
+import { Turns } from '../../src/util/turns.js';
 import { FakeClock, settle } from '../support/fake-clock.js';
 
 const SECOND = 1_000;
@@ -542,5 +543,55 @@ describe('exchange deadline', () => {
     await clock.advance(2 * SECOND);
     expect(exchange.calls).toBe(2);
     expect(cache.current()).toBeDefined();
+  });
+});
+
+describe('turns shared by the roles of one STS client', () => {
+  it("starts an exchange's deadline at its turn, not while it waits for one", async () => {
+    const clock = new FakeClock();
+    const turns = new Turns(1);
+    const a = new ExchangeDouble(clock);
+    const b = new ExchangeDouble(clock);
+    a.behaviour = 'hang';
+    b.behaviour = 'hang';
+    const cacheA = new RoleCredentialCache({ exchange: a, clock, random: () => 0.5, logger, exchangeTimeoutMs: 10 * SECOND, turns });
+    const cacheB = new RoleCredentialCache({ exchange: b, clock, random: () => 0.5, logger, exchangeTimeoutMs: 10 * SECOND, turns });
+    caches.push(cacheA, cacheB);
+    void cacheA.start();
+    void cacheB.start();
+    await settle();
+    // One turn: B waits for it without calling STS.
+    expect([a.calls, b.calls]).toEqual([1, 0]);
+    await clock.advance(9 * SECOND);
+    a.resolveNext();
+    await settle();
+    expect(cacheA.current()).toBeDefined();
+    expect(b.calls).toBe(1);
+    // 18 s since B's attempt began, 9 s since its turn: within its 10 s deadline.
+    await clock.advance(9 * SECOND);
+    expect(cacheB.status()).toMatchObject({ refreshing: true, consecutiveFailures: 0 });
+    b.resolveNext();
+    await settle();
+    expect(cacheB.current()).toBeDefined();
+    expect(b.calls).toBe(1);
+  });
+
+  it('releases a role still waiting for its turn when its cache is closed', async () => {
+    const clock = new FakeClock();
+    const turns = new Turns(1);
+    const a = new ExchangeDouble(clock);
+    const b = new ExchangeDouble(clock);
+    a.behaviour = 'hang';
+    const cacheA = new RoleCredentialCache({ exchange: a, clock, random: () => 0.5, logger, turns });
+    const cacheB = new RoleCredentialCache({ exchange: b, clock, random: () => 0.5, logger, turns });
+    caches.push(cacheA, cacheB);
+    void cacheA.start();
+    const waiting = cacheB.start();
+    await settle();
+    cacheB.close();
+    await waiting;
+    a.resolveNext();
+    await settle();
+    expect(b.calls).toBe(0);
   });
 });
