@@ -1,12 +1,16 @@
 import { isIP } from 'node:net';
-import { EnvHttpProxyAgent, request, type Dispatcher } from 'undici';
+import { Agent, EnvHttpProxyAgent, request, type Dispatcher } from 'undici';
 import type { Clock } from '../cache/clock.js';
 import type { Config, RoleConfig } from '../config/config.js';
 import { isCrosscredError } from '../errors.js';
 import { classifyFailure } from '../exchange/sts-failure.js';
 import { createStsClient, StsWebIdentityExchange } from '../exchange/sts-exchange.js';
+import { issuerUrlProblem } from '../issuer/discovery.js';
+import { AlibabaEcsTokenSource } from '../sources/alibaba-ecs-token-source.js';
 import { createTokenSource } from '../sources/create-token-source.js';
-import type { TokenClaimsSummary } from '../sources/token-source.js';
+import { IssuerClient } from '../sources/issuer-client.js';
+import { TencentCvmTokenSource } from '../sources/tencent-cvm-token-source.js';
+import type { TokenClaimsSummary, TokenSource } from '../sources/token-source.js';
 
 /**
  * `crosscred doctor`: walks the chain a role depends on — token source, token, issuer discovery,
@@ -38,6 +42,8 @@ export interface DoctorOptions {
   readonly timeoutMs: number;
   /** False when no role ARN was configured and the role is a stand-in: reported, never exchanged. */
   readonly roleConfigured: boolean;
+  /** VM sources: the metadata servers to ask (default the real addresses). */
+  readonly metadataUrls?: VmMetadataUrls;
 }
 
 /** Tokens issued further in the future than this mean the host clock is behind the issuer's. */
@@ -49,23 +55,49 @@ const MAX_DOCUMENT_BYTES = 256 * 1024;
 export async function diagnoseRole(config: Config, role: RoleConfig, options: DoctorOptions): Promise<RoleReport> {
   const checks: Check[] = [];
   const add = (c: Check) => checks.push(c);
-  const source = createTokenSource(role.token.source, options.clock);
+  const vm = role.token.source.kind === 'vm-issuer' ? role.token.source : undefined;
+  let source: TokenSource & { close?(): unknown } = createTokenSource(role.token.source, options.clock);
   add({ status: 'info', title: `token source: ${source.description}`, detail: role.token.reason });
   for (const note of role.token.notes) add({ status: 'info', title: note });
 
   let claims: TokenClaimsSummary | undefined;
-  try {
-    const token = await source.getToken();
-    claims = token.claims;
-  } catch (err) {
-    add({ status: 'fail', title: 'no usable token', detail: describe(err), fix: isCrosscredError(err) ? err.hint : undefined });
+  let issuerClient: IssuerClient | undefined;
+  let attempt = true;
+  if (vm) {
+    // Step by step, so that a failure names the step: metadata server, attestation material, issuer.
+    const cloud = await checkVmSteps(vm, options, add);
+    if (!cloud) attempt = false;
+    else {
+      issuerClient = new IssuerClient({
+        issuerUrl: vm.issuer.url,
+        ...(vm.issuer.tokenEndpointUrl ? { tokenEndpointUrl: vm.issuer.tokenEndpointUrl } : {}),
+        ...(vm.issuer.caBundle ? { caBundle: vm.issuer.caBundle } : {}),
+        audience: vm.issuer.audience,
+        connectTimeoutMs: options.timeoutMs,
+        responseTimeoutMs: options.timeoutMs,
+      });
+      source =
+        cloud === 'alibaba-ecs'
+          ? new AlibabaEcsTokenSource({ issuer: issuerClient, issuerUrl: vm.issuer.url, attestation: vm.alibabaAttestation, metadataUrl: (options.metadataUrls?.alibaba ?? DEFAULT_ALIBABA_METADATA_URL).replace(/\/+$/, ''), clock: options.clock })
+          : new TencentCvmTokenSource({ issuer: issuerClient, issuerUrl: vm.issuer.url, clock: options.clock });
+    }
+  }
+  if (attempt) {
+    try {
+      const token = await source.getToken();
+      claims = token.claims;
+    } catch (err) {
+      const message = describe(err);
+      if (vm) add({ status: 'fail', title: `the issuer did not return a token`, detail: message, fix: issuerRefusalFix(message) ?? (isCrosscredError(err) ? err.hint : undefined) });
+      else add({ status: 'fail', title: 'no usable token', detail: message, fix: isCrosscredError(err) ? err.hint : undefined });
+    }
   }
   if (claims) {
     const now = options.clock.wallNow() / 1000;
     const left = Math.round(claims.exp - now);
     add({
       status: 'ok',
-      title: 'token read (its content is never shown)',
+      title: vm ? 'the issuer returned a JWT (never shown)' : 'token read (its content is never shown)',
       detail: [
         `iss ${claims.iss ?? '(none)'}`,
         `aud ${Array.isArray(claims.aud) ? claims.aud.join(', ') : (claims.aud ?? '(none)')}`,
@@ -82,7 +114,8 @@ export async function diagnoseRole(config: Config, role: RoleConfig, options: Do
     if (audiences.length > 0 && !audiences.includes('sts.amazonaws.com')) {
       add({ status: 'info', title: `the token's audience is ${audiences.join(', ')}, not sts.amazonaws.com`, detail: 'that works, if the IAM OIDC provider lists it as a client ID (crosscred trust-policy prints the command)' });
     }
-    for (const c of await checkIssuer(claims, config, options)) add(c);
+    // For VM sources the issuer was checked step by step above, at --issuer-url (= the JWT's iss).
+    if (!vm) for (const c of await checkIssuer(claims, config, options)) add(c);
   }
 
   if (!options.roleConfigured) {
@@ -93,6 +126,7 @@ export async function diagnoseRole(config: Config, role: RoleConfig, options: Do
     add({ status: 'info', title: 'STS exchange not tried (--no-exchange)' });
   }
   await source.close?.();
+  await issuerClient?.close();
   return { role: role.name, roleArn: role.roleArn, checks, ...(claims ? { claims } : {}) };
 }
 
@@ -155,7 +189,7 @@ async function checkIssuer(claims: TokenClaimsSummary, config: Config, options: 
   return checks;
 }
 
-async function checkExchange(config: Config, role: RoleConfig, source: ReturnType<typeof createTokenSource>, options: DoctorOptions): Promise<Check> {
+async function checkExchange(config: Config, role: RoleConfig, source: TokenSource, options: DoctorOptions): Promise<Check> {
   const endpoint = role.stsEndpoint ?? `https://sts.${role.region}.amazonaws.com`;
   const client = createStsClient({ region: role.region, ...(role.stsEndpoint ? { endpoint: role.stsEndpoint } : {}), ...config.sts });
   const exchange = new StsWebIdentityExchange(
@@ -173,6 +207,211 @@ async function checkExchange(config: Config, role: RoleConfig, source: ReturnTyp
     return { status: 'fail', title: `STS at ${endpoint}: ${failure.message}`, fix: fixFor(failure.code, failure.kind) };
   } finally {
     client.destroy();
+  }
+}
+
+/** Where `doctor` looks for the VM metadata servers; tests point them at fakes on loopback. */
+export interface VmMetadataUrls {
+  /** Default http://100.100.100.200 (token mode). */
+  readonly alibaba?: string;
+  /** Default http://metadata.tencentyun.com. */
+  readonly tencent?: string;
+}
+
+const DEFAULT_ALIBABA_METADATA_URL = 'http://100.100.100.200';
+const DEFAULT_TENCENT_METADATA_URL = 'http://metadata.tencentyun.com';
+/** Each metadata probe gives up after this long, in ms: the servers answer in milliseconds, and elsewhere never. */
+const METADATA_PROBE_TIMEOUT_MS = 1_000;
+/** The JWS algorithms AWS IAM accepts from an OIDC provider. */
+const AWS_ACCEPTED_ALGORITHMS = ['RS256', 'RS384', 'RS512', 'ES256', 'ES384', 'ES512'];
+const MAX_METADATA_BYTES = 64 * 1024;
+
+type VmSourceConfig = Extract<RoleConfig['token']['source'], { kind: 'vm-issuer' }>;
+
+/**
+ * The VM steps before the exchange: which cloud's metadata server answers, what it hands out
+ * (never shown), the issuer's discovery and token endpoint. Returns the cloud found, if any.
+ */
+async function checkVmSteps(source: VmSourceConfig, options: DoctorOptions, add: (c: Check) => void): Promise<'alibaba-ecs' | 'tencent-cvm' | undefined> {
+  const alibabaUrl = (options.metadataUrls?.alibaba ?? DEFAULT_ALIBABA_METADATA_URL).replace(/\/+$/, '');
+  const tencentUrl = (options.metadataUrls?.tencent ?? DEFAULT_TENCENT_METADATA_URL).replace(/\/+$/, '');
+  const timeoutMs = Math.min(options.timeoutMs, METADATA_PROBE_TIMEOUT_MS * 3);
+  const dispatcher = new Agent({ connect: { timeout: timeoutMs }, headersTimeout: timeoutMs, bodyTimeout: timeoutMs });
+  let cloud: 'alibaba-ecs' | 'tencent-cvm' | undefined;
+  try {
+    // 1. Which metadata server answers.
+    let alibabaToken: string | undefined;
+    if (source.cloud !== 'tencent-cvm') {
+      const res = await fetchText(`${alibabaUrl}/latest/api/token`, dispatcher, timeoutMs, { method: 'PUT', headers: { 'x-aliyun-ecs-metadata-token-ttl-seconds': '60' } });
+      if ('text' in res && res.status === 200 && /^[\x21-\x7e]{1,1024}$/.test(res.text)) {
+        alibabaToken = res.text;
+        cloud = 'alibaba-ecs';
+        add({ status: 'ok', title: `Alibaba ECS metadata server answered at ${alibabaUrl} (token mode)` });
+      } else if (source.cloud === 'alibaba-ecs') {
+        add({ status: 'fail', title: `the Alibaba ECS metadata server at ${alibabaUrl} did not hand out a session token`, detail: 'text' in res ? `HTTP ${res.status}` : res.error, fix: 'run this on the ECS instance itself; a firewall or proxy must not intercept 100.100.100.200, and the instance\'s metadata service must be enabled' });
+        return undefined;
+      }
+    }
+    if (!cloud && source.cloud !== 'alibaba-ecs') {
+      const res = await fetchText(`${tencentUrl}/latest/meta-data/instance-id`, dispatcher, timeoutMs);
+      if ('text' in res && res.status === 200) {
+        cloud = 'tencent-cvm';
+        add({ status: 'ok', title: `Tencent CVM metadata server answered at ${tencentUrl}`, detail: `instance ${res.text.trim().slice(0, 64)}` });
+      } else {
+        add({
+          status: 'fail',
+          title: source.cloud === 'tencent-cvm' ? `the Tencent CVM metadata server at ${tencentUrl} did not answer` : `neither the Alibaba ECS metadata server (${alibabaUrl}) nor the Tencent CVM one (${tencentUrl}) answered`,
+          detail: 'text' in res ? `HTTP ${res.status}` : res.error,
+          fix: 'run this on the ECS or CVM instance itself (the metadata servers answer only there); elsewhere crosscred issuer cannot attest the host, so use another token source',
+        });
+        return undefined;
+      }
+    }
+
+    // 2. What the instance will attest with.
+    if (cloud === 'alibaba-ecs' && source.alibabaAttestation === 'ecs-identity') {
+      const headers = { 'x-aliyun-ecs-metadata-token': alibabaToken! };
+      const doc = await fetchText(`${alibabaUrl}/latest/dynamic/instance-identity/document`, dispatcher, timeoutMs, { headers });
+      let facts: { 'owner-account-id'?: unknown; 'region-id'?: unknown; 'instance-id'?: unknown } | undefined;
+      try {
+        facts = 'text' in doc && doc.status === 200 ? (JSON.parse(doc.text) as typeof facts) : undefined;
+      } catch {
+        facts = undefined;
+      }
+      if (!facts) {
+        add({ status: 'fail', title: 'the instance identity document cannot be read', detail: 'text' in doc ? `HTTP ${doc.status}` : doc.error, fix: 'the ECS metadata server must serve /latest/dynamic/instance-identity/document; check that the instance metadata service is enabled' });
+      } else {
+        add({ status: 'ok', title: 'instance identity document read (not shown)', detail: `the issuer will give sub alibaba-ecs:${String(facts['owner-account-id'])}:${String(facts['region-id'])}:${String(facts['instance-id'])} if its policy allows it` });
+      }
+      const audience = JSON.stringify({ aud: source.issuer.url, signingTime: Math.floor(options.clock.wallNow() / 1000) });
+      const pkcs7 = await fetchText(`${alibabaUrl}/latest/dynamic/instance-identity/pkcs7?audience=${encodeURIComponent(audience)}`, dispatcher, timeoutMs, { headers });
+      if ('text' in pkcs7 && pkcs7.status === 200 && pkcs7.text.trim().length > 0) add({ status: 'ok', title: 'signed instance identity (PKCS#7) fetched with an audience naming the issuer (not shown)' });
+      else add({ status: 'fail', title: 'the signed instance identity (PKCS#7) cannot be fetched', detail: 'text' in pkcs7 ? `HTTP ${pkcs7.status}` : pkcs7.error, fix: 'the ECS metadata server must serve /latest/dynamic/instance-identity/pkcs7; or use --alibaba-attestation ram-role with a RAM role attached' });
+    } else if (cloud) {
+      const alibaba = cloud === 'alibaba-ecs';
+      const base = alibaba ? `${alibabaUrl}/latest/meta-data/ram/security-credentials/` : `${tencentUrl}/latest/meta-data/cam/security-credentials/`;
+      const headers: Record<string, string> = alibaba ? { 'x-aliyun-ecs-metadata-token': alibabaToken! } : {};
+      const what = alibaba ? 'RAM' : 'CAM';
+      const named = await fetchText(base, dispatcher, timeoutMs, { headers });
+      const roleName = 'text' in named && named.status === 200 ? named.text.trim().split('\n')[0]!.trim() : '';
+      if (!/^[A-Za-z0-9+=,.@_-]{1,128}$/.test(roleName)) {
+        add({ status: 'fail', title: `no ${what} role is attached to this instance`, detail: 'text' in named ? `HTTP ${named.status}` : named.error, fix: alibaba ? 'attach a RAM role to the instance (ECS console: Instance > Attach/Detach RAM Role), or use --alibaba-attestation ecs-identity' : 'bind a CAM role to the instance (CVM console: Instance > More > Instance Settings > Bind Role)' });
+      } else {
+        add({ status: 'ok', title: `${what} role ${roleName} is attached to this instance` });
+        const creds = await fetchText(`${base}${encodeURIComponent(roleName)}`, dispatcher, timeoutMs, { headers });
+        let body: Record<string, unknown> | undefined;
+        try {
+          body = 'text' in creds && creds.status === 200 ? (JSON.parse(creds.text) as Record<string, unknown>) : undefined;
+        } catch {
+          body = undefined;
+        }
+        const complete = body && body['Code'] === 'Success' && (alibaba ? typeof body['AccessKeyId'] === 'string' && typeof body['SecurityToken'] === 'string' : typeof body['TmpSecretId'] === 'string' && typeof body['Token'] === 'string');
+        if (complete) add({ status: 'ok', title: `temporary credentials of ${what} role ${roleName} obtainable (not shown)`, ...(alibaba ? {} : { detail: 'the issuer will give sub tencent-cam:<uin>:role/<role id>: CAM names roles by id, see the role in the CAM console' }) });
+        else add({ status: 'fail', title: `the metadata server did not hand out credentials for ${what} role ${roleName}`, detail: 'text' in creds ? `HTTP ${creds.status}${body && typeof body['Code'] === 'string' ? `, Code ${String(body['Code']).slice(0, 40)}` : ''}` : creds.error, fix: `check the ${what} role still exists and that its trust policy lets the ${alibaba ? 'ECS' : 'CVM'} service assume it` });
+      }
+    }
+  } finally {
+    await dispatcher.close();
+  }
+  await checkIssuerService(source, options, add);
+  return cloud;
+}
+
+/** The issuer as the instance and AWS see it: discovery at --issuer-url, its JWKS, its token endpoint. */
+async function checkIssuerService(source: VmSourceConfig, options: DoctorOptions, add: (c: Check) => void): Promise<void> {
+  const url = source.issuer.url;
+  const problem = issuerUrlProblem(url);
+  if (problem) add({ status: 'fail', title: `--issuer-url ${url} ${problem}`, fix: 'use the issuer\'s publicUrl exactly as in its config' });
+  else if (!url.startsWith('https://')) add({ status: 'warn', title: `the issuer ${url} is plain HTTP on loopback`, fix: 'AWS accepts only an https:// publicUrl on port 443; this works for tests only' });
+  const dispatcher = new Agent({ connect: { timeout: options.timeoutMs, ...(source.issuer.caBundle ? { ca: source.issuer.caBundle } : {}) }, headersTimeout: options.timeoutMs, bodyTimeout: options.timeoutMs });
+  const caFix = source.issuer.caBundle ? '' : ' (a private CA: --issuer-ca-bundle)';
+  try {
+    const discoveryUrl = `${url.replace(/\/+$/, '')}/.well-known/openid-configuration`;
+    const discovery = await fetchJson(discoveryUrl, dispatcher, options.timeoutMs);
+    let tokenEndpoint = source.issuer.tokenEndpointUrl;
+    if ('error' in discovery) {
+      add({ status: 'fail', title: `cannot fetch the issuer's discovery document ${discoveryUrl}`, detail: discovery.error, fix: `run 'crosscred issuer serve', or upload 'crosscred issuer export-discovery' to a bucket at publicUrl; check the URL${caFix}` });
+    } else {
+      const doc = discovery.value as { issuer?: unknown; jwks_uri?: unknown; token_endpoint?: unknown; id_token_signing_alg_values_supported?: unknown };
+      if (doc.issuer !== url) add({ status: 'fail', title: 'the discovery document names another issuer', detail: `document:    ${String(doc.issuer).slice(0, 200)}\n--issuer-url: ${url}`, fix: '--issuer-url must equal the issuer\'s publicUrl character for character (no trailing /)' });
+      else add({ status: 'ok', title: `issuer discovery document found at ${discoveryUrl}`, detail: `issuer ${url}` });
+      const algs = Array.isArray(doc.id_token_signing_alg_values_supported) ? doc.id_token_signing_alg_values_supported.map(String) : [];
+      const rejected = algs.filter((a) => !AWS_ACCEPTED_ALGORITHMS.includes(a));
+      if (algs.length === 0 || rejected.length > 0) add({ status: 'fail', title: `the issuer signs with ${algs.length ? rejected.join(', ') : 'no declared algorithm'}`, fix: `AWS accepts ${AWS_ACCEPTED_ALGORITHMS.join(', ')}: make keys with 'crosscred issuer keygen --alg ES256'` });
+      else add({ status: 'ok', title: `signing algorithms ${algs.join(', ')} (AWS accepts them)` });
+      if (typeof doc.jwks_uri !== 'string') {
+        add({ status: 'fail', title: 'the discovery document has no jwks_uri' });
+      } else {
+        const jwks = await fetchJson(doc.jwks_uri, dispatcher, options.timeoutMs);
+        const keys = 'value' in jwks ? (jwks.value as { keys?: unknown }).keys : undefined;
+        if ('error' in jwks) add({ status: 'fail', title: `cannot fetch the JWKS at ${doc.jwks_uri}`, detail: jwks.error, fix: 'publish jwks.json next to the discovery document (export-discovery writes both)' });
+        else if (!Array.isArray(keys) || keys.length === 0) add({ status: 'fail', title: `the JWKS at ${doc.jwks_uri} holds no keys`, fix: 'the issuer config needs at least one key (crosscred issuer keygen)' });
+        else add({ status: 'ok', title: `JWKS found at ${doc.jwks_uri} (${keys.length} key${keys.length === 1 ? '' : 's'})` });
+      }
+      if (!tokenEndpoint && typeof doc.token_endpoint === 'string' && doc.token_endpoint !== `${url}/token`) {
+        add({ status: 'warn', title: `the discovery document names the token endpoint ${doc.token_endpoint}, but serve will use ${url}/token`, fix: `pass --issuer-token-endpoint ${doc.token_endpoint}` });
+      }
+    }
+    tokenEndpoint ??= `${url}/token`;
+    // An empty request: a token endpoint answers it with an OAuth error, and nothing is attested.
+    try {
+      const res = await request(tokenEndpoint, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: '', dispatcher, signal: AbortSignal.timeout(options.timeoutMs) });
+      const text = await res.body.text();
+      let error: unknown;
+      try {
+        error = (JSON.parse(text) as { error?: unknown }).error;
+      } catch {
+        error = undefined;
+      }
+      if (typeof error === 'string') add({ status: 'ok', title: `token endpoint ${tokenEndpoint} reachable (it answered an empty request with ${error.slice(0, 40)}, as it should)` });
+      else add({ status: 'fail', title: `${tokenEndpoint} answered HTTP ${res.statusCode}, not as a crosscred issuer token endpoint`, fix: 'check --issuer-token-endpoint (or the issuer\'s tokenEndpointUrl) and any proxy in front of it' });
+    } catch (err) {
+      const e = err as { code?: unknown; name?: unknown };
+      add({ status: 'fail', title: `the token endpoint ${tokenEndpoint} cannot be reached`, detail: typeof e.code === 'string' ? e.code : String(e.name), fix: `the instance must reach the issuer over HTTPS${caFix}; check firewalls and the security group` });
+    }
+  } finally {
+    await dispatcher.close();
+  }
+}
+
+/** What to do about the issuer's refusal, from its OAuth error code (src/issuer/protocol.ts). */
+function issuerRefusalFix(message: string): string | undefined {
+  const code = /\((invalid_request|invalid_grant|unsupported_grant_type|invalid_target|temporarily_unavailable|slow_down):/.exec(message)?.[1];
+  switch (code) {
+    case 'invalid_grant':
+      return 'the issuer did not accept this instance: its policy must list this account (and region, role, instance), --issuer-url must equal its publicUrl, and both clocks must be right (NTP); the issuer\'s log says which';
+    case 'invalid_target':
+      return 'the audience asked for (--token-audience) is not among the issuer\'s audiences: add it there, or ask for one it lists';
+    case 'invalid_request':
+    case 'unsupported_grant_type':
+      return 'the issuer has no attestor or policy for this kind (attestors and policy in its config), or runs another crosscred version';
+    case 'temporarily_unavailable':
+      return 'the issuer could not reach the cloud\'s STS or is overloaded: check its egress and log, and try again';
+    case 'slow_down':
+      return 'this identity asked too often (the issuer\'s rateLimit): wait a minute';
+    default:
+      return /could not be reached/.test(message) ? 'the instance must reach the issuer\'s token endpoint over HTTPS (--issuer-ca-bundle for a private CA)' : undefined;
+  }
+}
+
+async function fetchText(url: string, dispatcher: Dispatcher, timeoutMs: number, init: { method?: 'GET' | 'PUT'; headers?: Record<string, string> } = {}): Promise<{ status: number; text: string } | { error: string }> {
+  try {
+    const res = await request(url, { method: init.method ?? 'GET', headers: init.headers ?? {}, dispatcher, signal: AbortSignal.timeout(timeoutMs) });
+    const chunks: Buffer[] = [];
+    let size = 0;
+    for await (const chunk of res.body) {
+      size += (chunk as Buffer).length;
+      if (size > MAX_METADATA_BYTES) {
+        res.body.destroy();
+        return { error: `larger than ${MAX_METADATA_BYTES} bytes` };
+      }
+      chunks.push(chunk as Buffer);
+    }
+    return { status: res.statusCode, text: Buffer.concat(chunks).toString('utf8') };
+  } catch (err) {
+    const e = err as { code?: unknown; name?: unknown };
+    if (e.name === 'TimeoutError' || e.name === 'AbortError' || e.code === 'UND_ERR_CONNECT_TIMEOUT' || e.code === 'UND_ERR_HEADERS_TIMEOUT') return { error: `no answer within ${timeoutMs} ms` };
+    return { error: typeof e.code === 'string' ? e.code : typeof e.name === 'string' ? e.name : 'request failed' };
   }
 }
 

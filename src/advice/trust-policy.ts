@@ -1,3 +1,4 @@
+import { issuerUrlProblem } from '../issuer/discovery.js';
 import type { TokenClaimsSummary } from '../sources/token-source.js';
 
 /**
@@ -19,7 +20,8 @@ export interface TrustPolicyAdvice {
     readonly Statement: ReadonlyArray<{
       readonly Effect: 'Allow';
       readonly Principal: { readonly Federated: string };
-      readonly Action: 'sts:AssumeRoleWithWebIdentity';
+      /** With session tags (the `https://aws.amazon.com/tags` claim), STS also needs sts:TagSession. */
+      readonly Action: 'sts:AssumeRoleWithWebIdentity' | readonly ['sts:AssumeRoleWithWebIdentity', 'sts:TagSession'];
       readonly Condition: Record<string, Record<string, string>>;
     }>;
   };
@@ -35,6 +37,8 @@ export interface TrustPolicyInputs {
   readonly partition?: string;
   /** An IAM StringLike pattern for `sub` (e.g. `system:serviceaccount:payments:*`); default: the token's exact sub. */
   readonly subjectPattern?: string;
+  /** The token carries session tags: allow sts:TagSession too, or STS refuses the exchange. */
+  readonly sessionTags?: boolean;
 }
 
 export const ACCOUNT_PLACEHOLDER = '<ACCOUNT_ID>';
@@ -75,10 +79,145 @@ export function trustPolicyFor(inputs: TrustPolicyInputs): TrustPolicyAdvice | {
     createProviderCommand: ['aws', 'iam', 'create-open-id-connect-provider', '--url', `https://${providerPath}`, '--client-id-list', ...audiences],
     trustPolicy: {
       Version: '2012-10-17',
-      Statement: [{ Effect: 'Allow', Principal: { Federated: providerArn }, Action: 'sts:AssumeRoleWithWebIdentity', Condition: condition }],
+      Statement: [{ Effect: 'Allow', Principal: { Federated: providerArn }, Action: inputs.sessionTags ? ['sts:AssumeRoleWithWebIdentity', 'sts:TagSession'] : 'sts:AssumeRoleWithWebIdentity', Condition: condition }],
     },
     notes,
   };
+}
+
+/**
+ * The three `sub` formats of `crosscred issuer` (src/issuer/policy.ts), by the prefix each starts
+ * with. They are stable: IAM trust policies match on them.
+ */
+export const VM_SUBJECT_KINDS = ['alibaba-ecs', 'alibaba-ram', 'tencent-cam'] as const;
+export type VmSubjectKind = (typeof VM_SUBJECT_KINDS)[number];
+
+/** What the operator knows about the instances, to build a `sub` pattern without a token in hand. */
+export interface VmSubjectFacts {
+  /** Alibaba account id, or Tencent UIN: required, and never a wildcard. */
+  readonly cloudAccount?: string;
+  /** Alibaba ecs-identity only: the region id (e.g. cn-hangzhou); default any. */
+  readonly region?: string;
+  /** Alibaba ecs-identity only: one instance id; default any. */
+  readonly instanceId?: string;
+  /** RAM role name (alibaba-ram) or CAM role id (tencent-cam); default any. */
+  readonly role?: string;
+}
+
+export interface VmTrustPolicyInputs {
+  /** The issuer's publicUrl, exactly as in its JWTs' `iss` (the `--issuer-url` of serve). */
+  readonly issuerUrl: string;
+  /** The `aud` serve asks the issuer for (`--token-audience`, default sts.amazonaws.com). */
+  readonly audience: string;
+  /** Which attestation the instance uses; undefined when serve detects the cloud at run time. */
+  readonly kind?: VmSubjectKind;
+  readonly facts: VmSubjectFacts;
+  /** An explicit IAM StringLike pattern for `sub`, instead of one built from `facts`. */
+  readonly subjectPattern?: string;
+  readonly accountId?: string;
+  readonly partition?: string;
+  /** The issuer's policy sets sessionTags for this kind: the statement must also allow sts:TagSession. */
+  readonly sessionTags?: boolean;
+}
+
+/** An account id in a pattern: literal, since a wildcard there would trust other tenants' instances. */
+const LITERAL_ACCOUNT = /^[A-Za-z0-9][A-Za-z0-9._@+=,-]{0,127}$/;
+/** A region, instance id or role in a pattern: a cloud id, where `*` and `?` are IAM wildcards. */
+const PATTERN_PART = /^[A-Za-z0-9*?][A-Za-z0-9._@+=,*?-]{0,127}$/;
+
+/** The kind a `sub` value or pattern belongs to, from its prefix. */
+export function vmSubjectKindOf(subject: string): VmSubjectKind | undefined {
+  return VM_SUBJECT_KINDS.find((k) => subject.startsWith(`${k}:`));
+}
+
+/**
+ * Why `pattern` is not a safe `sub` condition for tokens of crosscred issuer, or undefined. It must
+ * start with a kind's prefix and a literal account followed by `:`: `alibaba-ecs:1335*` would also
+ * match every account whose id starts with those digits.
+ */
+export function vmSubjectPatternProblem(pattern: string, kind: VmSubjectKind | undefined): string | undefined {
+  const found = vmSubjectKindOf(pattern);
+  if (!found) return `--sub-pattern must start with one of ${VM_SUBJECT_KINDS.map((k) => `${k}:`).join(', ')} (the formats crosscred issuer puts in sub)`;
+  if (kind && found !== kind) return `--sub-pattern starts with ${found}:, but this instance's tokens will have ${kind}: subjects`;
+  const rest = pattern.slice(found.length + 1);
+  const colon = rest.indexOf(':');
+  const account = colon < 0 ? rest : rest.slice(0, colon);
+  if (colon < 0 || !LITERAL_ACCOUNT.test(account)) return `--sub-pattern must name the ${found === 'tencent-cam' ? 'Tencent UIN' : 'Alibaba account id'} literally, followed by ":" (e.g. ${exampleSubject(found)}); a wildcard there would trust other accounts' instances`;
+  if (/[^\x21-\x7e]/.test(pattern)) return '--sub-pattern must be printable ASCII without spaces';
+  return undefined;
+}
+
+/** A `sub` pattern for `kind` from what the operator knows; unknown parts become `*`. */
+export function vmSubjectPattern(kind: VmSubjectKind, facts: VmSubjectFacts): { readonly pattern: string } | { readonly problem: string } {
+  const accountName = kind === 'tencent-cam' ? 'Tencent UIN' : 'Alibaba account id';
+  if (facts.cloudAccount === undefined) {
+    return { problem: `give --cloud-account (the ${accountName} the instances belong to) or --sub-pattern (e.g. ${exampleSubject(kind)}): a trust policy must not trust every account the issuer serves` };
+  }
+  if (!LITERAL_ACCOUNT.test(facts.cloudAccount)) return { problem: `--cloud-account must be the ${accountName} itself, without wildcards` };
+  for (const [flag, value] of [['--cloud-region', facts.region], ['--instance-id', facts.instanceId], ['--cloud-role', facts.role]] as const) {
+    if (value !== undefined && !PATTERN_PART.test(value)) return { problem: `${flag} ${JSON.stringify(value.slice(0, 40))} is not a cloud id (letters, digits, ._@+=,- and the wildcards * ?)` };
+  }
+  if (kind !== 'alibaba-ecs' && (facts.region !== undefined || facts.instanceId !== undefined)) {
+    return { problem: `--cloud-region and --instance-id apply to alibaba-ecs subjects only: a ${kind} sub names the account and the role (use --alibaba-attestation ecs-identity to pin instances)` };
+  }
+  if (kind === 'alibaba-ecs' && facts.role !== undefined) return { problem: '--cloud-role applies to alibaba-ram and tencent-cam subjects; an alibaba-ecs sub names the region and instance' };
+  switch (kind) {
+    case 'alibaba-ecs':
+      return { pattern: `alibaba-ecs:${facts.cloudAccount}:${facts.region ?? '*'}:${facts.instanceId ?? '*'}` };
+    case 'alibaba-ram':
+      return { pattern: `alibaba-ram:${facts.cloudAccount}:role/${facts.role ?? '*'}` };
+    case 'tencent-cam':
+      return { pattern: `tencent-cam:${facts.cloudAccount}:role/${facts.role ?? '*'}` };
+  }
+}
+
+function exampleSubject(kind: VmSubjectKind): string {
+  switch (kind) {
+    case 'alibaba-ecs':
+      return 'alibaba-ecs:1335926999564873:cn-hangzhou:*';
+    case 'alibaba-ram':
+      return 'alibaba-ram:1335926999564873:role/app-role';
+    case 'tencent-cam':
+      return 'tencent-cam:100012345678:role/4611686018427397919';
+  }
+}
+
+/**
+ * The advice for an instance whose token comes from `crosscred issuer`, built without a token (the
+ * instance may not get one until the role exists): the provider is the issuer URL, the audience the
+ * configured one, and `sub` follows the issuer's documented formats.
+ */
+export function vmTrustPolicyFor(inputs: VmTrustPolicyInputs): TrustPolicyAdvice | { readonly problem: string } {
+  const urlProblem = issuerUrlProblem(inputs.issuerUrl);
+  if (urlProblem) return { problem: `--issuer-url ${inputs.issuerUrl} ${urlProblem}` };
+  let subject: string;
+  let kind = inputs.kind;
+  if (inputs.subjectPattern !== undefined) {
+    const problem = vmSubjectPatternProblem(inputs.subjectPattern, kind);
+    if (problem) return { problem };
+    subject = inputs.subjectPattern;
+    kind = vmSubjectKindOf(subject);
+  } else {
+    if (!kind) return { problem: 'serve detects the cloud at run time, so say which one: --token-source alibaba-ecs or tencent-cvm (with --alibaba-attestation for Alibaba), or give --sub-pattern' };
+    const built = vmSubjectPattern(kind, inputs.facts);
+    if ('problem' in built) return built;
+    subject = built.pattern;
+  }
+  const advice = trustPolicyFor({
+    claims: { iss: inputs.issuerUrl, sub: subject, aud: inputs.audience, exp: 0 },
+    ...(inputs.accountId ? { accountId: inputs.accountId } : {}),
+    ...(inputs.partition ? { partition: inputs.partition } : {}),
+    subjectPattern: subject,
+    ...(inputs.sessionTags ? { sessionTags: true } : {}),
+  });
+  if ('problem' in advice) return advice;
+  const notes = [
+    `The token comes from crosscred issuer: the provider is its publicUrl ${inputs.issuerUrl}, whose discovery document and JWKS AWS must be able to fetch over public HTTPS (serve them, or upload 'crosscred issuer export-discovery' to a bucket).`,
+    `sub is pinned to ${subject}${/[*?]/.test(subject) ? ' (StringLike)' : ''}; the issuer's own policy decides which instances get a token at all.`,
+  ];
+  if (kind === 'alibaba-ram') notes.push('A RAM-role subject names the role, not the instance: every instance (or anyone) able to assume that RAM role matches.');
+  if (!inputs.sessionTags) notes.push("If the issuer's policy sets sessionTags for this kind, STS also needs sts:TagSession in the statement: rerun with --session-tags.");
+  return { ...advice, notes: [...notes, ...advice.notes] };
 }
 
 /** The advice as a person reads it: commented shell and the policy JSON, ready to paste. */

@@ -143,6 +143,14 @@ Finds the token the way 'crosscred serve' would and checks each link of the chai
   - the token's claims (iss, aud, sub, exp and time left, kid; never the token itself), clock skew;
   - the issuer's /.well-known/openid-configuration and JWKS (AWS fetches them over public HTTPS);
   - a real AssumeRoleWithWebIdentity at STS (skip with --no-exchange; the credentials are not shown).
+With --issuer-url (an Alibaba ECS or Tencent CVM instance attested by crosscred issuer), step by step:
+  - which metadata server answered (Alibaba 100.100.100.200 in token mode, Tencent
+    metadata.tencentyun.com), or that neither did;
+  - Alibaba ecs-identity: the identity document and its PKCS#7 can be had (neither is shown);
+    ram-role and Tencent: the RAM/CAM role attached, and that its credentials can be had (not shown);
+  - the issuer: discovery at --issuer-url (issuer equal to it exactly, JWKS reachable, algorithms
+    AWS accepts) and its token endpoint;
+  - the exchange at the issuer: the JWT's iss, sub, aud and exp (never the JWT), or its OAuth error.
 Prints what is wrong in plain words with the fix. Exit code 0 when the chain can work, 1 when not.
 
   --no-exchange               Do not call STS.
@@ -150,17 +158,35 @@ Prints what is wrong in plain words with the fix. Exit code 0 when the chain can
 `;
 
 export const TRUST_POLICY_HELP = `Usage: crosscred trust-policy [serve's role and token options] [--format text|json] [--sub-pattern P] [--account-id N]
+                             [--session-tags] [--cloud-account ID] [--cloud-region R] [--instance-id I] [--cloud-role R]
 
 Reads the token the way 'crosscred serve' would and prints what the AWS side needs:
   1. the 'aws iam create-open-id-connect-provider' command for the token's issuer and audience;
   2. the role trust policy: Principal the issuer's OIDC provider, Condition pinning
      <issuer-host/path>:aud and :sub.
 
+With --issuer-url (an Alibaba ECS or Tencent CVM instance attested by crosscred issuer) no token
+is fetched: the provider is the issuer URL, the audience --token-audience (default
+sts.amazonaws.com), and sub follows the issuer's formats
+  alibaba-ecs:<account-id>:<region-id>:<instance-id>   (--token-source alibaba-ecs, the default attestation)
+  alibaba-ram:<account-id>:role/<role-name>            (--token-source alibaba-ecs --alibaba-attestation ram-role)
+  tencent-cam:<uin>:role/<role-id>                     (--token-source tencent-cvm)
+built from --cloud-account (required, never a wildcard) and the optional parts below, or given
+whole with --sub-pattern.
+
   --format text|json          text (default): commented commands and the policy, ready to paste.
   --sub-pattern PATTERN       Allow every subject matching an IAM StringLike pattern, e.g.
-                              'system:serviceaccount:payments:*', instead of the token's exact sub.
+                              'system:serviceaccount:payments:*' or
+                              'alibaba-ecs:1335926999564873:cn-hangzhou:*', instead of the
+                              token's exact sub.
   --account-id N              The role's account, when no --role-arn is configured.
   --role NAME                 With several roles in --config, the one to print for.
+  --session-tags              The token carries session tags (the issuer's policy sets
+                              sessionTags): also allow sts:TagSession, which STS then requires.
+  --cloud-account ID          Issuer tokens: the Alibaba account id or Tencent UIN.
+  --cloud-region R            alibaba-ecs: the region id (default any).
+  --instance-id I             alibaba-ecs: one instance id (default any).
+  --cloud-role R              alibaba-ram: the RAM role name; tencent-cam: the CAM role id (default any).
 `;
 
 export const NET_SETUP_HELP = `Usage: crosscred net-setup up|down [--interface NAME] [--container-address] [--address CIDR]... [--local-only] [--hop-limit]

@@ -1,5 +1,5 @@
 import { parseArgs } from 'node:util';
-import { formatTrustPolicyText, trustPolicyFor } from '../advice/trust-policy.js';
+import { formatTrustPolicyText, trustPolicyFor, vmTrustPolicyFor, type TrustPolicyAdvice, type VmSubjectKind } from '../advice/trust-policy.js';
 import { systemClock } from '../cache/clock.js';
 import type { ServeFlags } from '../config/load.js';
 import { CrosscredError } from '../errors.js';
@@ -13,11 +13,18 @@ const OPTIONS = {
   'sub-pattern': { type: 'string' },
   'account-id': { type: 'string' },
   role: { type: 'string' },
+  'session-tags': { type: 'boolean' },
+  // Instances attested by crosscred issuer: what the `sub` pattern is built from.
+  'cloud-account': { type: 'string' },
+  'cloud-region': { type: 'string' },
+  'instance-id': { type: 'string' },
+  'cloud-role': { type: 'string' },
 } as const;
 
 /**
  * `crosscred trust-policy`: from the token crosscred detects, what to create on the AWS side —
- * the IAM OIDC provider command and the role trust policy — ready to paste.
+ * the IAM OIDC provider command and the role trust policy — ready to paste. For an instance
+ * attested by crosscred issuer, from --issuer-url and the flags alone, without a token.
  */
 export async function runTrustPolicy(args: string[]): Promise<number> {
   const { values } = parseArgs({ args, options: OPTIONS, strict: true, allowPositionals: false });
@@ -28,18 +35,47 @@ export async function runTrustPolicy(args: string[]): Promise<number> {
   const role = values.role ? config.roles.find((r) => r.name === values.role) : config.roles[0];
   if (!role) throw new CrosscredError('CONFIG_INVALID', `no role named "${values.role}" (roles: ${config.roles.map((r) => r.name).join(', ')})`);
 
-  const source = createTokenSource(role.token.source, systemClock);
-  let claims;
-  try {
-    claims = (await source.getToken()).claims;
-  } finally {
-    await source.close?.();
-  }
   // The partition of the configured role; without one, the partition of the region.
   const partition = roleConfigured ? (/^arn:(aws[a-z-]*):/.exec(role.roleArn)?.[1] ?? 'aws') : role.region.startsWith('cn-') ? 'aws-cn' : role.region.startsWith('us-gov-') ? 'aws-us-gov' : 'aws';
   const accountId = values['account-id'] ?? (roleConfigured ? role.accountId : undefined);
-  const advice = trustPolicyFor({ claims, partition, ...(accountId ? { accountId } : {}), ...(values['sub-pattern'] !== undefined ? { subjectPattern: values['sub-pattern'] } : {}) });
-  if ('problem' in advice) throw new CrosscredError('TOKEN_UNTRUSTABLE', `${source.description}: ${advice.problem}`);
+  const sessionTags = values['session-tags'] === true;
+  const subjectPattern = values['sub-pattern'];
+  const vmFlags = (['cloud-account', 'cloud-region', 'instance-id', 'cloud-role'] as const).filter((f) => values[f] !== undefined);
+
+  let advice: TrustPolicyAdvice | { readonly problem: string };
+  const tokenSource = role.token.source;
+  if (tokenSource.kind === 'vm-issuer') {
+    // No token is fetched: the instance may not be able to get one before the role exists, and
+    // everything the policy needs follows from the issuer URL, the audience and the sub format.
+    const kind: VmSubjectKind | undefined = tokenSource.cloud === 'tencent-cvm' ? 'tencent-cam' : tokenSource.cloud === 'alibaba-ecs' ? (tokenSource.alibabaAttestation === 'ram-role' ? 'alibaba-ram' : 'alibaba-ecs') : undefined;
+    advice = vmTrustPolicyFor({
+      issuerUrl: tokenSource.issuer.url,
+      audience: tokenSource.issuer.audience,
+      ...(kind ? { kind } : {}),
+      facts: {
+        ...(values['cloud-account'] !== undefined ? { cloudAccount: values['cloud-account'] } : {}),
+        ...(values['cloud-region'] !== undefined ? { region: values['cloud-region'] } : {}),
+        ...(values['instance-id'] !== undefined ? { instanceId: values['instance-id'] } : {}),
+        ...(values['cloud-role'] !== undefined ? { role: values['cloud-role'] } : {}),
+      },
+      ...(subjectPattern !== undefined ? { subjectPattern } : {}),
+      partition,
+      ...(accountId ? { accountId } : {}),
+      sessionTags,
+    });
+    if ('problem' in advice) throw new CrosscredError('CONFIG_INVALID', `trust-policy for crosscred issuer ${tokenSource.issuer.url}: ${advice.problem}`);
+  } else {
+    if (vmFlags.length > 0) throw new CrosscredError('CONFIG_INVALID', `--${vmFlags[0]} applies only to instances attested by crosscred issuer (--issuer-url)`);
+    const source = createTokenSource(tokenSource, systemClock);
+    let claims;
+    try {
+      claims = (await source.getToken()).claims;
+    } finally {
+      await source.close?.();
+    }
+    advice = trustPolicyFor({ claims, partition, ...(accountId ? { accountId } : {}), ...(subjectPattern !== undefined ? { subjectPattern } : {}), sessionTags });
+    if ('problem' in advice) throw new CrosscredError('TOKEN_UNTRUSTABLE', `${source.description}: ${advice.problem}`);
+  }
   const roleName = roleConfigured ? role.roleArn.split('/').pop() : undefined;
   process.stdout.write(format === 'json' ? `${JSON.stringify(advice, null, 2)}\n` : formatTrustPolicyText(advice, roleName));
   return 0;
