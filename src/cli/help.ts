@@ -67,6 +67,9 @@ Token source (where the OIDC JWT comes from):
                               (discovery published in a bucket, the endpoint kept private).
   --alibaba-attestation KIND  ecs-identity (default: the signed instance identity document) or
                               ram-role (a GetCallerIdentity signed with the instance's RAM role).
+  --cloud-sts-endpoint URL    The Alibaba or Tencent STS endpoint that GetCallerIdentity is signed
+                              for (ram-role, Tencent), e.g. a regional or VPC one; the issuer must
+                              allow it. Default: the global endpoint.
   --token-expiration-seconds N  Lifetime asked of a TokenRequest, 600-86400 (default 3600).
   --kubernetes-sa-dir DIR     Where the pod's ServiceAccount is mounted
                               (default /var/run/secrets/kubernetes.io/serviceaccount).

@@ -13,6 +13,7 @@ export const SERVE_OPTIONS = {
   'issuer-ca-bundle': { type: 'string' },
   'issuer-token-endpoint': { type: 'string' },
   'alibaba-attestation': { type: 'string' },
+  'cloud-sts-endpoint': { type: 'string' },
   'token-expiration-seconds': { type: 'string' },
   'kubernetes-sa-dir': { type: 'string' },
   'role-session-name': { type: 'string' },

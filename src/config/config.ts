@@ -26,6 +26,11 @@ export type TokenSourceConfig =
       readonly issuer: IssuerConnection;
       /** Alibaba only: what is attested (see src/sources/alibaba-ecs-token-source.ts). */
       readonly alibabaAttestation: 'ecs-identity' | 'ram-role';
+      /**
+       * The cloud STS endpoint a signed GetCallerIdentity is made for (Alibaba ram-role, Tencent),
+       * when not the global one; it must be on the issuer's allow-list.
+       */
+      readonly cloudStsEndpoint?: string;
     };
 
 /** How `crosscred serve` reaches `crosscred issuer`. */

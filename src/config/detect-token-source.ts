@@ -44,6 +44,8 @@ export interface DetectionInputs {
   readonly issuer?: { readonly value: IssuerConnection; readonly origin: string };
   /** Default ecs-identity. */
   readonly alibabaAttestation?: 'ecs-identity' | 'ram-role';
+  /** --cloud-sts-endpoint, for the VM sources' signed requests. */
+  readonly cloudStsEndpoint?: string;
 }
 
 /** The variables each platform sets that are not the AWS role, with what they are for. */
@@ -102,7 +104,7 @@ export function detectTokenSource(inputs: DetectionInputs): TokenSourceChoice | 
   const vm = (cloud: 'alibaba-ecs' | 'tencent-cvm' | 'detect'): TokenSourceChoice | undefined =>
     inputs.issuer &&
     choose(
-      { kind: 'vm-issuer', cloud, issuer: inputs.issuer.value, alibabaAttestation: inputs.alibabaAttestation ?? 'ecs-identity' },
+      { kind: 'vm-issuer', cloud, issuer: inputs.issuer.value, alibabaAttestation: inputs.alibabaAttestation ?? 'ecs-identity', ...(inputs.cloudStsEndpoint ? { cloudStsEndpoint: inputs.cloudStsEndpoint } : {}) },
       cloud === 'detect'
         ? `${inputs.issuer.origin} names crosscred issuer and no token file or pod was found: this VM is attested to it (Alibaba ECS or Tencent CVM, told by which metadata server answers at the first fetch)`
         : `the token comes from crosscred issuer (${inputs.issuer.origin}), attesting this ${cloud === 'alibaba-ecs' ? 'Alibaba ECS' : 'Tencent CVM'} instance`,

@@ -40,6 +40,7 @@ function buildSchema(z: typeof ZodModule.z) {
     issuerCaBundle: z.string().optional(),
     issuerTokenEndpoint: z.string().optional(),
     alibabaAttestation: z.string().optional(),
+    cloudStsEndpoint: z.string().optional(),
     sessionName: z.string().optional(),
     durationSeconds: z.number().optional(),
     region: z.string().optional(),

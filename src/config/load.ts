@@ -61,6 +61,7 @@ export interface ServeFlags {
   'issuer-ca-bundle'?: string;
   'issuer-token-endpoint'?: string;
   'alibaba-attestation'?: string;
+  'cloud-sts-endpoint'?: string;
 }
 
 /** A value together with the place it came from, for error messages. */
@@ -158,6 +159,12 @@ export function loadConfig(inputs: LoadInputs): Config {
   const alibabaAttestation = pick<string>([flags['alibaba-attestation'], '--alibaba-attestation'], [file.alibabaAttestation, fileOrigin]);
   if (alibabaAttestation && alibabaAttestation.value !== 'ecs-identity' && alibabaAttestation.value !== 'ram-role') {
     problems.add('alibaba-attestation', alibabaAttestation.origin, `"${clip(alibabaAttestation.value)}" is not one of ecs-identity, ram-role`);
+  }
+  const cloudStsEndpoint = pick([flags['cloud-sts-endpoint'], '--cloud-sts-endpoint'], [file.cloudStsEndpoint, fileOrigin]);
+  if (cloudStsEndpoint) {
+    const bad = checkEndpoint(cloudStsEndpoint.value);
+    if (bad) problems.add('cloud-sts-endpoint', cloudStsEndpoint.origin, bad);
+    else if (!/^https?:\/\/[^/?#@]+\/?$/.test(cloudStsEndpoint.value)) problems.add('cloud-sts-endpoint', cloudStsEndpoint.origin, 'must be just a scheme and host, such as https://sts.cn-hangzhou.aliyuncs.com (no path, query or user)');
   }
   const serviceAccountDir = pick([flags['kubernetes-sa-dir'], '--kubernetes-sa-dir'], [file.kubernetesServiceAccountDir, fileOrigin])?.value ?? SERVICE_ACCOUNT_MOUNT;
   let inCluster: InClusterFacts | undefined;
@@ -276,6 +283,7 @@ export function loadConfig(inputs: LoadInputs): Config {
           }
         : {}),
       alibabaAttestation: alibabaAttestation?.value === 'ram-role' ? 'ram-role' : 'ecs-identity',
+      ...(cloudStsEndpoint ? { cloudStsEndpoint: cloudStsEndpoint.value } : {}),
     });
     if ('problem' in detected) problems.add(field('tokenSource'), raw.tokenSource?.origin ?? 'auto-detection', `${detected.problem} (${ErrorCodes.TOKEN_SOURCE_NOT_FOUND.hint})`);
     const session = raw.sessionName?.value ?? deriveSessionName(inputs.hostname);

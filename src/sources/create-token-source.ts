@@ -19,6 +19,6 @@ export function createTokenSource(config: TokenSourceConfig, clock: Clock): Toke
     case 'kubernetes':
       return new KubernetesTokenSource({ ...config, requestTimeoutMs: KUBERNETES_REQUEST_TIMEOUT_MS, clock });
     case 'vm-issuer':
-      return new VmTokenSource({ cloud: config.cloud, issuer: config.issuer, alibabaAttestation: config.alibabaAttestation, clock });
+      return new VmTokenSource({ cloud: config.cloud, issuer: config.issuer, alibabaAttestation: config.alibabaAttestation, ...(config.cloudStsEndpoint ? { cloudStsEndpoint: config.cloudStsEndpoint } : {}), clock });
   }
 }

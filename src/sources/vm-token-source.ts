@@ -19,6 +19,8 @@ export interface VmTokenSourceOptions {
   readonly cloud: 'alibaba-ecs' | 'tencent-cvm' | 'detect';
   readonly issuer: IssuerConnection;
   readonly alibabaAttestation: 'ecs-identity' | 'ram-role';
+  /** The cloud STS endpoint signed requests are made for, when not the global one. */
+  readonly cloudStsEndpoint?: string;
   readonly clock: Clock;
 }
 
@@ -68,8 +70,8 @@ export class VmTokenSource implements TokenSource {
     });
     const source =
       cloud === 'alibaba-ecs'
-        ? new (await import('./alibaba-ecs-token-source.js')).AlibabaEcsTokenSource({ issuer, issuerUrl: o.issuer.url, attestation: o.alibabaAttestation, clock: o.clock })
-        : new (await import('./tencent-cvm-token-source.js')).TencentCvmTokenSource({ issuer, issuerUrl: o.issuer.url, clock: o.clock });
+        ? new (await import('./alibaba-ecs-token-source.js')).AlibabaEcsTokenSource({ issuer, issuerUrl: o.issuer.url, attestation: o.alibabaAttestation, ...(o.cloudStsEndpoint ? { stsUrl: o.cloudStsEndpoint } : {}), clock: o.clock })
+        : new (await import('./tencent-cvm-token-source.js')).TencentCvmTokenSource({ issuer, issuerUrl: o.issuer.url, ...(o.cloudStsEndpoint ? { stsEndpoint: o.cloudStsEndpoint } : {}), clock: o.clock });
     this.description = `crosscred issuer ${o.issuer.url} (${source.description})`;
     return source;
   }

@@ -244,6 +244,9 @@ describe('loadConfig errors', () => {
     expect(message).toContain('alibaba-attestation (--alibaba-attestation): "pkcs7" is not one of ecs-identity, ram-role');
     const config = load({ env, flags: { 'issuer-url': 'https://issuer.example.com', 'token-source': 'alibaba-ecs', 'alibaba-attestation': 'ram-role' } });
     expect(config.roles[0]!.token.source).toEqual({ kind: 'vm-issuer', cloud: 'alibaba-ecs', issuer: { url: 'https://issuer.example.com', audience: 'sts.amazonaws.com' }, alibabaAttestation: 'ram-role' });
+    expect(configError({ env, flags: { 'issuer-url': 'https://issuer.example.com', 'cloud-sts-endpoint': 'https://sts.aliyuncs.com/x?y' } })).toContain('cloud-sts-endpoint (--cloud-sts-endpoint): must be just a scheme and host');
+    const regional = load({ env, flags: { 'issuer-url': 'https://issuer.example.com', 'token-source': 'tencent-cvm', 'cloud-sts-endpoint': 'https://sts.ap-guangzhou.tencentcloudapi.com' } });
+    expect(regional.roles[0]!.token.source).toMatchObject({ kind: 'vm-issuer', cloud: 'tencent-cvm', cloudStsEndpoint: 'https://sts.ap-guangzhou.tencentcloudapi.com' });
   });
 
   it('refuses --disable-imds without a container endpoint to serve instead, or together with --allow-imdsv1', () => {
