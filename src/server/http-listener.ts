@@ -130,10 +130,6 @@ export class HttpListener {
     }
   }
 
-  get closing(): boolean {
-    return this.#closing;
-  }
-
   /** Binds `address`; resolves with the bound port (useful when 0 was asked for). */
   listen(address: ListenAddress): Promise<number> {
     return new Promise((resolve, reject) => {
