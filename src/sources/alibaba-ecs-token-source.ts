@@ -6,6 +6,7 @@ import { DEFAULT_ALIBABA_STS_URL, ecsRamRoleCredential, loadRamRoleCredentials, 
 import type { IssuerClient } from './issuer-client.js';
 import { inspectJwt } from './jwt-shape.js';
 import type { TokenSource, WebIdentityToken } from './token-source.js';
+import { RenewingToken, type RenewableToken } from './renewing-token.js';
 
 export type AlibabaAttestationKind = 'ecs-identity' | 'ram-role';
 
@@ -49,10 +50,6 @@ const RENEW_AT_FRACTION = 0.8;
 const RENEW_BEFORE_EXPIRY_MS = 5 * 60_000;
 /** …but never before half of it has passed, so a short-lived JWT is still reused. */
 const MIN_REUSE_FRACTION = 0.5;
-/** After a failed renewal, a cached JWT valid for at least this long (ms) is still handed out. */
-const MIN_REMAINING_ON_FAILURE_MS = 60_000;
-/** …and for this long (ms, monotonic) no new attempt is made, so a broken issuer is not hammered. */
-const RENEWAL_RETRY_HOLDOFF_MS = 10_000;
 
 /**
  * The last audience signingTime (Unix s) used in this process. The signed content is the document
@@ -70,11 +67,6 @@ function nextSigningTime(nowWall: number): number {
   return lastSigningTime;
 }
 
-interface CachedToken {
-  readonly token: WebIdentityToken;
-  readonly renewAtWall: number;
-}
-
 /**
  * The `alibaba-ecs` source of `crosscred serve`: on an Alibaba ECS instance, gathers an
  * attestation of the instance (or its RAM role), trades it at `crosscred issuer` for a JWT, and
@@ -89,9 +81,7 @@ export class AlibabaEcsTokenSource implements TokenSource {
   readonly #stsUrl: string;
   #metadata: EcsMetadataClient | undefined;
   #credential: AlibabaCredential | undefined;
-  #cached: CachedToken | undefined;
-  #inFlight: Promise<WebIdentityToken> | undefined;
-  #retryNotBeforeMono: number | undefined;
+  readonly #held: RenewingToken;
   readonly #closing = new AbortController();
 
   constructor(options: AlibabaEcsTokenSourceOptions) {
@@ -119,29 +109,17 @@ export class AlibabaEcsTokenSource implements TokenSource {
     const how = options.attestation === 'ecs-identity' ? 'instance identity' : `RAM role${options.roleName ? ` ${options.roleName}` : ''}`;
     this.description = `alibaba-ecs ${how} attested to ${options.issuerUrl}`;
     this.#sourceName = `the issuer ${options.issuerUrl} (alibaba-ecs ${options.attestation})`;
+    this.#held = new RenewingToken(options.clock, () => this.#fetch(), () => this.#closing.signal.aborted);
   }
 
   /** STS said the JWT expired or was refused: the next getToken attests again. */
   invalidate(): void {
-    this.#cached = undefined;
-    this.#retryNotBeforeMono = undefined;
+    this.#held.invalidate();
   }
 
   async getToken(): Promise<WebIdentityToken> {
     if (this.#closing.signal.aborted) throw new CrosscredError('TOKEN_REQUEST_FAILED', `${this.#sourceName} was asked for a token after the source was closed`);
-    const { clock } = this.#options;
-    const cached = this.#cached;
-    if (cached) {
-      const now = clock.wallNow();
-      if (now < cached.renewAtWall) return cached.token;
-      const holdingOff = this.#retryNotBeforeMono !== undefined && clock.monotonicNow() < this.#retryNotBeforeMono;
-      if (holdingOff && cached.token.expiresAtWall - now >= MIN_REMAINING_ON_FAILURE_MS) return cached.token;
-    }
-    // Assigned before any await, so every caller arriving meanwhile shares it.
-    this.#inFlight ??= this.#renew().finally(() => {
-      this.#inFlight = undefined;
-    });
-    return this.#inFlight;
+    return this.#held.get();
   }
 
   /** Stops using the metadata server; a renewal under way fails. */
@@ -150,24 +128,7 @@ export class AlibabaEcsTokenSource implements TokenSource {
     await this.#metadata?.close();
   }
 
-  async #renew(): Promise<WebIdentityToken> {
-    const { clock } = this.#options;
-    try {
-      const fresh = await this.#fetch();
-      this.#cached = fresh;
-      this.#retryNotBeforeMono = undefined;
-      return fresh.token;
-    } catch (err) {
-      const cached = this.#cached;
-      if (cached && !this.#closing.signal.aborted && cached.token.expiresAtWall - clock.wallNow() >= MIN_REMAINING_ON_FAILURE_MS) {
-        this.#retryNotBeforeMono = clock.monotonicNow() + RENEWAL_RETRY_HOLDOFF_MS;
-        return cached.token;
-      }
-      throw err;
-    }
-  }
-
-  async #fetch(): Promise<CachedToken> {
+  async #fetch(): Promise<RenewableToken> {
     const { clock, issuer, attestation } = this.#options;
     const subjectToken = attestation === 'ecs-identity' ? await this.#identityAttestation() : await this.#ramRoleAttestation();
     const type = attestation === 'ecs-identity' ? SUBJECT_TOKEN_TYPES.alibabaEcsIdentity : SUBJECT_TOKEN_TYPES.alibabaRamRole;

@@ -6,6 +6,7 @@ import { readRegularFile } from '../util/read-regular-file.js';
 import { inspectJwt } from './jwt-shape.js';
 import type { TokenSource, WebIdentityToken } from './token-source.js';
 import { isObject, parseJson, readBoundedBody } from '../util/bounded-body.js';
+import { RenewingToken, type RenewableToken } from './renewing-token.js';
 
 export interface KubernetesTokenSourceOptions {
   /** Base URL of the API server, e.g. `https://10.0.0.1:443` (from KUBERNETES_SERVICE_HOST/PORT). */
@@ -39,17 +40,6 @@ const MIN_EXPIRATION_SECONDS = 600;
 const RENEW_AT_FRACTION = 0.8;
 /** …and at the latest after 24 h, the kubelet's other renewal bound, for very long grants. */
 const MAX_TOKEN_AGE_MS = 24 * 60 * 60 * 1000;
-/**
- * When a renewal fails, the cached token is still handed out if it stays valid at least this long
- * (ms): enough for one STS exchange to carry it there. Less, and the failure is reported instead.
- */
-const MIN_REMAINING_ON_FAILURE_MS = 60_000;
-/**
- * After a failed renewal that fell back to the cached token, callers get that token without a
- * new request for this long (ms, monotonic), so a broken API server or RBAC rule is not hit on
- * every single getToken call.
- */
-const RENEWAL_RETRY_HOLDOFF_MS = 10_000;
 /** Kubernetes Status.message and transport error texts are cut to this many characters. */
 const MAX_SHOWN_MESSAGE_CHARS = 200;
 
@@ -83,12 +73,6 @@ const JWT_LIKE = /[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}/g;
 // eslint-disable-next-line no-control-regex
 const CONTROL_CHARS = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g;
 
-interface CachedToken {
-  readonly token: WebIdentityToken;
-  /** Wall time (ms) after which a new token is requested. */
-  readonly renewAtWall: number;
-}
-
 /**
  * Asks the Kubernetes API server for a ServiceAccount token with the AWS audience
  * (`POST …/serviceaccounts/{sa}/token`, the TokenRequest API), for a sidecar whose pod has no
@@ -106,16 +90,13 @@ export class KubernetesTokenSource implements TokenSource {
   readonly #url: URL;
   /** Names the source in errors, as inspectJwt words them. */
   readonly #sourceName: string;
-  #cached: CachedToken | undefined;
-  #inFlight: Promise<WebIdentityToken> | undefined;
-  #retryNotBeforeMono: number | undefined;
   #agent: { readonly ca: string; readonly dispatcher: Agent } | undefined;
   #closed = false;
+  readonly #held: RenewingToken;
 
   /** STS said the token expired (a clock off, a token revoked): request a new one next time. */
   invalidate(): void {
-    this.#cached = undefined;
-    this.#retryNotBeforeMono = undefined;
+    this.#held.invalidate();
   }
 
   constructor(options: KubernetesTokenSourceOptions) {
@@ -124,6 +105,7 @@ export class KubernetesTokenSource implements TokenSource {
     const who = `${options.namespace}/${options.serviceAccount}`;
     this.description = `Kubernetes TokenRequest for ${who} (audience ${options.audience})`;
     this.#sourceName = `Kubernetes TokenRequest for serviceaccount ${who}`;
+    this.#held = new RenewingToken(options.clock, () => this.#requestToken(), () => this.#closed);
   }
 
   /**
@@ -133,19 +115,7 @@ export class KubernetesTokenSource implements TokenSource {
    */
   async getToken(): Promise<WebIdentityToken> {
     if (this.#closed) throw this.#failure('was asked for a token after it was closed');
-    const { clock } = this.#options;
-    const cached = this.#cached;
-    if (cached) {
-      const now = clock.wallNow();
-      if (now < cached.renewAtWall) return cached.token;
-      const holdingOff = this.#retryNotBeforeMono !== undefined && clock.monotonicNow() < this.#retryNotBeforeMono;
-      if (holdingOff && this.#stillUsable(cached, now)) return cached.token;
-    }
-    // Assigned before any await, so every caller arriving meanwhile finds it.
-    this.#inFlight ??= this.#renew().finally(() => {
-      this.#inFlight = undefined;
-    });
-    return this.#inFlight;
+    return this.#held.get();
   }
 
   /** Closes the connection to the API server. A request still under way fails. */
@@ -156,27 +126,7 @@ export class KubernetesTokenSource implements TokenSource {
     if (agent) await agent.dispatcher.destroy();
   }
 
-  async #renew(): Promise<WebIdentityToken> {
-    try {
-      const fresh = await this.#requestToken();
-      this.#cached = fresh;
-      this.#retryNotBeforeMono = undefined;
-      return fresh.token;
-    } catch (err) {
-      const cached = this.#cached;
-      if (cached && !this.#closed && this.#stillUsable(cached, this.#options.clock.wallNow())) {
-        this.#retryNotBeforeMono = this.#options.clock.monotonicNow() + RENEWAL_RETRY_HOLDOFF_MS;
-        return cached.token;
-      }
-      throw err;
-    }
-  }
-
-  #stillUsable(cached: CachedToken, nowWall: number): boolean {
-    return cached.token.expiresAtWall - nowWall >= MIN_REMAINING_ON_FAILURE_MS;
-  }
-
-  async #requestToken(): Promise<CachedToken> {
+  async #requestToken(): Promise<RenewableToken> {
     const { clock, requestTimeoutMs } = this.#options;
     const bearer = await this.#readServiceAccountToken();
     const dispatcher = await this.#dispatcher();
@@ -225,7 +175,7 @@ export class KubernetesTokenSource implements TokenSource {
     };
   }
 
-  #acceptAnswer(statusCode: number, body: unknown, issuedAtWall: number): CachedToken {
+  #acceptAnswer(statusCode: number, body: unknown, issuedAtWall: number): RenewableToken {
     const status = isObject(body) && isObject(body['status']) ? body['status'] : undefined;
     if (!status) {
       throw this.#failure(`got HTTP ${statusCode} with an answer that is not a TokenRequest JSON object with a "status"`);

@@ -6,6 +6,7 @@ import type { IssuerClient } from './issuer-client.js';
 import { inspectJwt } from './jwt-shape.js';
 import { cvmRoleCredentials, type TencentRoleCredentials } from './tencent-cvm-role-credentials.js';
 import type { TokenSource, WebIdentityToken } from './token-source.js';
+import { RenewingToken, type RenewableToken } from './renewing-token.js';
 
 export type { TencentRoleCredentials } from './tencent-cvm-role-credentials.js';
 
@@ -32,10 +33,6 @@ const RENEW_AT_FRACTION = 0.8;
 const RENEW_BEFORE_EXPIRY_MS = 5 * 60_000;
 /** …but never before half of it, so a short-lived JWT is not renewed on every call. */
 const MIN_LIFETIME_FRACTION = 0.5;
-/** When a renewal fails, the cached JWT is still handed out if it stays valid this long (ms). */
-const MIN_REMAINING_ON_FAILURE_MS = 60_000;
-/** After such a fallback, no new attempt for this long (ms, monotonic): a broken issuer is not hit on every call. */
-const RENEWAL_RETRY_HOLDOFF_MS = 10_000;
 const REGION = /^[a-z]{2,8}(-[a-z0-9]{1,32}){1,4}$/;
 /** How far ahead of the clock uniqueTimestamp may move a timestamp, in seconds (Tencent and the issuer allow 300). */
 const MAX_TIMESTAMP_LEAD_SECONDS = 5;
@@ -56,11 +53,6 @@ function uniqueTimestamp(nowSecond: number): number {
   return timestamp;
 }
 
-interface CachedToken {
-  readonly token: WebIdentityToken;
-  readonly renewAtWall: number;
-}
-
 /**
  * The `tencent-cvm` source: proves this CVM instance's CAM role to `crosscred issuer` and hands the
  * JWT it gets to the exchange. The proof is a TC3-signed Tencent STS GetCallerIdentity request
@@ -74,9 +66,7 @@ export class TencentCvmTokenSource implements TokenSource {
   readonly #endpoint: URL;
   readonly #credentials: () => Promise<TencentRoleCredentials>;
   readonly #sourceName: string;
-  #cached: CachedToken | undefined;
-  #inFlight: Promise<WebIdentityToken> | undefined;
-  #retryNotBeforeMono: number | undefined;
+  readonly #held: RenewingToken;
 
   constructor(options: TencentCvmTokenSourceOptions) {
     this.#endpoint = validateOptions(options);
@@ -84,47 +74,19 @@ export class TencentCvmTokenSource implements TokenSource {
     this.#credentials = options.credentials ?? cvmRoleCredentials(options.clock);
     this.description = `tencent-cvm CAM role, attested to ${options.issuerUrl}`;
     this.#sourceName = `the JWT from issuer ${options.issuerUrl}`;
+    this.#held = new RenewingToken(options.clock, () => this.#attest());
   }
 
   /** STS said the JWT expired or was refused: attest again next time. */
   invalidate(): void {
-    this.#cached = undefined;
-    this.#retryNotBeforeMono = undefined;
+    this.#held.invalidate();
   }
 
   async getToken(): Promise<WebIdentityToken> {
-    const { clock } = this.#options;
-    const cached = this.#cached;
-    if (cached) {
-      const now = clock.wallNow();
-      if (now < cached.renewAtWall) return cached.token;
-      const holdingOff = this.#retryNotBeforeMono !== undefined && clock.monotonicNow() < this.#retryNotBeforeMono;
-      if (holdingOff && stillUsable(cached, now)) return cached.token;
-    }
-    // Assigned before any await, so every caller arriving meanwhile shares this one attestation.
-    this.#inFlight ??= this.#renew().finally(() => {
-      this.#inFlight = undefined;
-    });
-    return this.#inFlight;
+    return this.#held.get();
   }
 
-  async #renew(): Promise<WebIdentityToken> {
-    try {
-      const fresh = await this.#attest();
-      this.#cached = fresh;
-      this.#retryNotBeforeMono = undefined;
-      return fresh.token;
-    } catch (err) {
-      const cached = this.#cached;
-      if (cached && stillUsable(cached, this.#options.clock.wallNow())) {
-        this.#retryNotBeforeMono = this.#options.clock.monotonicNow() + RENEWAL_RETRY_HOLDOFF_MS;
-        return cached.token;
-      }
-      throw err;
-    }
-  }
-
-  async #attest(): Promise<CachedToken> {
+  async #attest(): Promise<RenewableToken> {
     const { clock, issuer, issuerUrl, region } = this.#options;
     const credentials = await this.#credentials();
     const attestation = signTencentGetCallerIdentity({
@@ -186,10 +148,6 @@ export function signTencentGetCallerIdentity(input: SignGetCallerIdentityInput):
     throw err;
   }
   return { method: 'POST', url: origin, headers, body: GCI.body };
-}
-
-function stillUsable(cached: CachedToken, nowWall: number): boolean {
-  return cached.token.expiresAtWall - nowWall >= MIN_REMAINING_ON_FAILURE_MS;
 }
 
 function validateOptions(options: TencentCvmTokenSourceOptions): URL {
