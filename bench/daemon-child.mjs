@@ -3,7 +3,7 @@
 // cache.refreshNow() (the refresh schedule's own entry point) and answers with their durations.
 // Usage (by bench/lib/procs.mjs only): node daemon-child.mjs '<serve flags as JSON>'
 import { loadConfig } from '../dist/config/load.js';
-import { startDaemon } from '../dist/daemon.js';
+import { startDaemon } from '../dist/serve/daemon.js';
 import { createLogger } from '../dist/observability/logger.js';
 
 const flags = JSON.parse(process.argv[2]);

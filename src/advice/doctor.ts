@@ -1,10 +1,10 @@
 import { isIP } from 'node:net';
 import { Agent, EnvHttpProxyAgent, request, type Dispatcher } from 'undici';
-import type { Clock } from '../cache/clock.js';
+import type { Clock } from '../core/clock.js';
 import type { Config, RoleConfig } from '../config/config.js';
-import { isCrosscredError } from '../errors.js';
-import { classifyFailure } from '../exchange/sts-failure.js';
-import { createStsClient, StsWebIdentityExchange } from '../exchange/sts-exchange.js';
+import { isCrosscredError } from '../core/errors.js';
+import { classifyFailure } from '../exchange/failure.js';
+import { createStsClient, StsWebIdentityExchange } from '../exchange/aws-web-identity-exchange.js';
 import { issuerUrlProblem } from '../issuer/discovery.js';
 import { AlibabaEcsTokenSource } from '../sources/alibaba-ecs-token-source.js';
 import { createTokenSource } from '../sources/create-token-source.js';
@@ -374,7 +374,7 @@ async function checkIssuerService(source: VmSourceConfig, options: DoctorOptions
   }
 }
 
-/** What to do about the issuer's refusal, from its OAuth error code (src/issuer/protocol.ts). */
+/** What to do about the issuer's refusal, from its OAuth error code (src/protocol/issuer-token-exchange.ts). */
 function issuerRefusalFix(message: string): string | undefined {
   const code = /\((invalid_request|invalid_grant|unsupported_grant_type|invalid_target|temporarily_unavailable|slow_down):/.exec(message)?.[1];
   switch (code) {

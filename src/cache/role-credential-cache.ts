@@ -1,9 +1,9 @@
 import type { Logger } from 'pino';
 import type { AwsCredentials, CredentialExchange } from '../exchange/credentials.js';
-import { CrosscredError } from '../errors.js';
-import { classifyFailure, type ClassifiedFailure } from '../exchange/sts-failure.js';
+import { CrosscredError } from '../core/errors.js';
+import { classifyFailure, type ClassifiedFailure } from '../exchange/failure.js';
 import type { Turns } from '../util/turns.js';
-import type { Clock, RandomSource, TimerHandle } from './clock.js';
+import type { Clock, RandomSource, TimerHandle } from '../core/clock.js';
 import { CLOCK_SKEW_WARNING_MS, MAX_LIFETIME_MS, MAX_TIMER_DELAY_MS, MIN_LIFETIME_MS, MIN_REMAINING_TO_SERVE_MS, refreshDelayMs, retryDelayMs } from './refresh-policy.js';
 
 /** One set of credentials as the cache holds it. Immutable: a refresh replaces the whole object. */

@@ -1,12 +1,12 @@
 import { parseArgs } from 'node:util';
 import { request } from 'undici';
-import { systemClock } from '../cache/clock.js';
+import { systemClock } from '../core/clock.js';
 import { loadConfig, type ServeFlags } from '../config/load.js';
-import { CrosscredError } from '../errors.js';
+import { CrosscredError } from '../core/errors.js';
 import type { AwsCredentials } from '../exchange/credentials.js';
-import { classifyFailure } from '../exchange/sts-failure.js';
-import { createStsClient, StsWebIdentityExchange } from '../exchange/sts-exchange.js';
-import { awsTimestamp } from '../server/credential-documents.js';
+import { classifyFailure } from '../exchange/failure.js';
+import { createStsClient, StsWebIdentityExchange } from '../exchange/aws-web-identity-exchange.js';
+import { awsTimestamp } from '../platform/aws/credential-documents.js';
 import { createTokenSource } from '../sources/create-token-source.js';
 import { readRegularFile } from '../util/read-regular-file.js';
 import { SERVE_OPTIONS } from './serve-options.js';

@@ -1,8 +1,8 @@
 import { parseArgs } from 'node:util';
 import { diagnoseRole, formatReport, type Check } from '../advice/doctor.js';
-import { systemClock } from '../cache/clock.js';
+import { systemClock } from '../core/clock.js';
 import type { ServeFlags } from '../config/load.js';
-import { CrosscredError } from '../errors.js';
+import { CrosscredError } from '../core/errors.js';
 import { loadConfigForAdvice } from './role-config-for-advice.js';
 import { SERVE_OPTIONS } from './serve-options.js';
 

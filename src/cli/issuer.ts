@@ -1,5 +1,5 @@
 import { parseArgs } from 'node:util';
-import { CrosscredError } from '../errors.js';
+import { CrosscredError } from '../core/errors.js';
 import { createLogger } from '../observability/logger.js';
 import { LOG_LEVELS, type LogLevel } from '../config/config.js';
 import { EXIT_CONFIG, EXIT_USAGE } from './exit-codes.js';

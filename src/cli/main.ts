@@ -2,7 +2,7 @@
 // The V8 flag caps the young generation at 2 MB per semi-space (default 16 MB): the daemon
 // allocates little per request, and the benchmark measured the default's growth under load at
 // about 30 MB of resident memory for no throughput gain. The Dockerfile passes the same flag.
-import { CrosscredError } from '../errors.js';
+import { CrosscredError } from '../core/errors.js';
 import { EXIT_CONFIG, EXIT_USAGE } from './exit-codes.js';
 import { CREDENTIAL_PROCESS_HELP, DEMO_HELP, DOCTOR_HELP, ISSUER_HELP, MAIN_HELP, NET_SETUP_HELP, SERVE_HELP, TRUST_POLICY_HELP, WAIT_READY_HELP } from './help.js';
 

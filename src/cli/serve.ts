@@ -1,7 +1,7 @@
 import { parseArgs } from 'node:util';
 import { loadConfig, type ServeFlags } from '../config/load.js';
-import { CrosscredError } from '../errors.js';
-import { startDaemon } from '../daemon.js';
+import { CrosscredError } from '../core/errors.js';
+import { startDaemon } from '../serve/daemon.js';
 import { createLogger } from '../observability/logger.js';
 import { SERVE_OPTIONS } from './serve-options.js';
 

@@ -1,8 +1,8 @@
 import { parseArgs } from 'node:util';
 import { formatTrustPolicyText, trustPolicyFor, vmTrustPolicyFor, type TrustPolicyAdvice, type VmSubjectKind } from '../advice/trust-policy.js';
-import { systemClock } from '../cache/clock.js';
+import { systemClock } from '../core/clock.js';
 import type { ServeFlags } from '../config/load.js';
-import { CrosscredError } from '../errors.js';
+import { CrosscredError } from '../core/errors.js';
 import { createTokenSource } from '../sources/create-token-source.js';
 import { loadConfigForAdvice } from './role-config-for-advice.js';
 import { SERVE_OPTIONS } from './serve-options.js';

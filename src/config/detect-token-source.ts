@@ -1,4 +1,4 @@
-import type { InClusterDefaults, InClusterMissing } from '../sources/kubernetes-in-cluster.js';
+import type { InClusterDefaults, InClusterMissing } from '../platform/kubernetes/in-cluster.js';
 import type { IssuerConnection, TokenSourceChoice, TokenSourceConfig } from './config.js';
 
 /**

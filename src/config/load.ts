@@ -1,8 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
-import { CrosscredError, ErrorCodes } from '../errors.js';
+import { CrosscredError, ErrorCodes } from '../core/errors.js';
 import { accountIdOfRoleArn } from '../exchange/credentials.js';
-import { deriveSessionName, VALID_SESSION_NAME } from '../exchange/session-name.js';
+import { deriveSessionName, VALID_SESSION_NAME } from '../platform/aws/session-name.js';
 import {
   DEFAULT_ADMIN_LISTEN,
   DEFAULT_LISTEN,
@@ -17,9 +17,9 @@ import {
   type RoleConfig,
 } from './config.js';
 import { parseConfigFileText, type FileConfig } from './file-schema.js';
-import { formatAddress, parseListenSpec } from './listen-address.js';
+import { formatAddress, parseListenSpec } from '../core/listen-address.js';
 import { detectTokenSource, SOURCE_KINDS, type InClusterFacts, type SourceKind } from './detect-token-source.js';
-import { inClusterDefaults, podFromEnv, SERVICE_ACCOUNT_MOUNT } from '../sources/kubernetes-in-cluster.js';
+import { inClusterDefaults, podFromEnv, SERVICE_ACCOUNT_MOUNT } from '../platform/kubernetes/in-cluster.js';
 
 /**
  * Builds the one frozen Config from three layers, highest first:

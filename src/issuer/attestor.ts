@@ -1,4 +1,4 @@
-import type { SubjectTokenType, TokenExchangeError } from './protocol.js';
+import type { SubjectTokenType, TokenExchangeError } from '../protocol/issuer-token-exchange.js';
 
 /**
  * What an attestation proved about the caller, in the cloud's own terms. Only facts the cloud

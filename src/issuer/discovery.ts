@@ -3,7 +3,7 @@ import { mkdir, open, rename, unlink } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { ISSUER_PATHS, TOKEN_EXCHANGE_GRANT_TYPE } from './protocol.js';
+import { ISSUER_PATHS, TOKEN_EXCHANGE_GRANT_TYPE } from '../protocol/issuer-token-exchange.js';
 import type { IssuerKeySet } from './keys.js';
 import { ATTESTATION_CLAIM, AWS_TAGS_CLAIM } from './token-minter.js';
 

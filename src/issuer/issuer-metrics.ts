@@ -1,5 +1,5 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { ErrorName } from '../errors.js';
+import type { ErrorName } from '../core/errors.js';
 
 /**
  * `crosscred issuer`'s Prometheus metrics. Label values come from fixed sets only: the kind

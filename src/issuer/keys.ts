@@ -3,7 +3,7 @@ import { constants } from 'node:fs';
 import { link, open, stat, unlink } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { calculateJwkThumbprint, type JWK } from 'jose';
-import { CrosscredError } from '../errors.js';
+import { CrosscredError } from '../core/errors.js';
 import { readRegularFile } from '../util/read-regular-file.js';
 
 /**

@@ -1,5 +1,5 @@
 import type { AttestedIdentity } from './attestor.js';
-import { SUBJECT_TOKEN_TYPES, type SubjectTokenType } from './protocol.js';
+import { SUBJECT_TOKEN_TYPES, type SubjectTokenType } from '../protocol/issuer-token-exchange.js';
 import { buildTagsClaim, type AwsTagsClaim, type SessionTagRule } from './session-tags.js';
 
 /**

@@ -1,20 +1,20 @@
 import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
-import type { Clock } from '../cache/clock.js';
-import { ErrorCodes, type ErrorName } from '../errors.js';
+import type { Clock } from '../core/clock.js';
+import { ErrorCodes, type ErrorName } from '../core/errors.js';
 import { AttestationError, type Attestor, type AttestedIdentity } from './attestor.js';
 import type { IssuerMetrics, KindLabel } from './issuer-metrics.js';
 import type { IssuerKeySet } from './keys.js';
 import { kindOfTokenType, type IssuerPolicy } from './policy.js';
-import { JWT_TOKEN_TYPE, SUBJECT_TOKEN_TYPES, TOKEN_EXCHANGE_GRANT_TYPE, type SubjectTokenType, type TokenExchangeError, type TokenExchangeResponse } from './protocol.js';
+import { JWT_TOKEN_TYPE, SUBJECT_TOKEN_TYPES, TOKEN_EXCHANGE_GRANT_TYPE, type SubjectTokenType, type TokenExchangeError, type TokenExchangeResponse } from '../protocol/issuer-token-exchange.js';
 import { rateLimitKey, type IdentityRateLimiter } from './rate-limiter.js';
 import type { ReplayGuard } from './replay-guard.js';
 import { kindLabelOf } from './session-tags.js';
 import { mintToken } from './token-minter.js';
 
 /**
- * The token endpoint: OAuth 2.0 Token Exchange (RFC 8693) as src/issuer/protocol.ts describes.
+ * The token endpoint: OAuth 2.0 Token Exchange (RFC 8693) as src/protocol/issuer-token-exchange.ts describes.
  * A form POST is read (bounded in size and time), checked, its attestation verified by the
  * attestor of its kind (under a deadline), refused if seen before, rate-limited per attested
  * identity, judged by the policy, and answered with a freshly signed JWT. Every refusal is an

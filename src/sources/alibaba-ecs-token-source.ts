@@ -1,8 +1,8 @@
-import type { Clock } from '../cache/clock.js';
-import { CrosscredError } from '../errors.js';
-import { SUBJECT_TOKEN_TYPES, encodeSubjectToken, type AlibabaEcsIdentityAttestation, type EcsAttestationAudience } from '../issuer/protocol.js';
-import { ECS_METADATA_URL, EcsMetadataClient } from './alibaba-ecs-metadata.js';
-import { DEFAULT_ALIBABA_STS_URL, ecsRamRoleCredential, loadRamRoleCredentials, signGetCallerIdentity, type AlibabaCredential } from './alibaba-ram-request-signer.js';
+import type { Clock } from '../core/clock.js';
+import { CrosscredError } from '../core/errors.js';
+import { SUBJECT_TOKEN_TYPES, encodeSubjectToken, type AlibabaEcsIdentityAttestation, type EcsAttestationAudience } from '../protocol/issuer-token-exchange.js';
+import { ECS_METADATA_URL, EcsMetadataClient } from '../platform/alibaba/ecs-metadata.js';
+import { DEFAULT_ALIBABA_STS_URL, ecsRamRoleCredential, loadRamRoleCredentials, signGetCallerIdentity, type AlibabaCredential } from '../platform/alibaba/ram-request-signer.js';
 import type { IssuerClient } from './issuer-client.js';
 import { inspectJwt } from './jwt-shape.js';
 import type { TokenSource, WebIdentityToken } from './token-source.js';

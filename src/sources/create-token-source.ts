@@ -1,4 +1,4 @@
-import type { Clock } from '../cache/clock.js';
+import type { Clock } from '../core/clock.js';
 import type { TokenSourceConfig } from '../config/config.js';
 import { ExecTokenSource } from './exec-token-source.js';
 import { FileTokenSource } from './file-token-source.js';

@@ -1,5 +1,5 @@
-import { CrosscredError } from '../errors.js';
-import type { Clock } from '../cache/clock.js';
+import { CrosscredError } from '../core/errors.js';
+import type { Clock } from '../core/clock.js';
 import { inspectJwt, STS_MAX_TOKEN_LENGTH } from './jwt-shape.js';
 import type { TokenSource, WebIdentityToken } from './token-source.js';
 import { NotARegularFileError, readRegularFile } from '../util/read-regular-file.js';

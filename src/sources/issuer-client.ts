@@ -1,7 +1,7 @@
 import { Agent, request } from 'undici';
-import { CrosscredError } from '../errors.js';
+import { CrosscredError } from '../core/errors.js';
 import { readBoundedBody } from '../util/bounded-body.js';
-import { ISSUER_PATHS, JWT_TOKEN_TYPE, TOKEN_EXCHANGE_GRANT_TYPE, type SubjectTokenType, type TokenExchangeError, type TokenExchangeResponse } from '../issuer/protocol.js';
+import { ISSUER_PATHS, JWT_TOKEN_TYPE, TOKEN_EXCHANGE_GRANT_TYPE, type SubjectTokenType, type TokenExchangeError, type TokenExchangeResponse } from '../protocol/issuer-token-exchange.js';
 
 /** A token answer is a JWT and a few fields; anything much larger is not one. */
 const MAX_ANSWER_BYTES = 64 * 1024;
@@ -20,7 +20,7 @@ export interface IssuerClientOptions {
 }
 
 /**
- * The VM sources' side of the token endpoint (src/issuer/protocol.ts): sends one attestation,
+ * The VM sources' side of the token endpoint (src/protocol/issuer-token-exchange.ts): sends one attestation,
  * returns the JWT. Errors are CrosscredError TOKEN_REQUEST_FAILED with the issuer's own
  * `error` / `error_description` (which never hold a secret), or the transport's failure.
  */

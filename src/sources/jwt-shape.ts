@@ -1,4 +1,4 @@
-import { CrosscredError } from '../errors.js';
+import { CrosscredError } from '../core/errors.js';
 import type { TokenClaimsSummary } from './token-source.js';
 
 /** STS rejects a WebIdentityToken longer than this many characters. */

@@ -1,7 +1,7 @@
 import { STATUS_CODES } from 'node:http';
 import { Agent, request, type Dispatcher } from 'undici';
-import type { Clock } from '../cache/clock.js';
-import { CrosscredError } from '../errors.js';
+import type { Clock } from '../core/clock.js';
+import { CrosscredError } from '../core/errors.js';
 import { readRegularFile } from '../util/read-regular-file.js';
 import { inspectJwt } from './jwt-shape.js';
 import type { TokenSource, WebIdentityToken } from './token-source.js';

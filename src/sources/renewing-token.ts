@@ -1,4 +1,4 @@
-import type { Clock } from '../cache/clock.js';
+import type { Clock } from '../core/clock.js';
 import type { WebIdentityToken } from './token-source.js';
 
 /** After a failed renewal, a held JWT valid for at least this long (ms) is still handed out… */

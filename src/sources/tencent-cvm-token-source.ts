@@ -1,14 +1,14 @@
-import type { Clock } from '../cache/clock.js';
-import { CrosscredError } from '../errors.js';
-import { BINDING_HEADERS, encodeSubjectToken, SUBJECT_TOKEN_TYPES, type SignedRequestAttestation } from '../issuer/protocol.js';
-import { signTc3, Tc3FormatError, TENCENT_GET_CALLER_IDENTITY as GCI } from '../issuer/tc3-signature.js';
+import type { Clock } from '../core/clock.js';
+import { CrosscredError } from '../core/errors.js';
+import { BINDING_HEADERS, encodeSubjectToken, SUBJECT_TOKEN_TYPES, type SignedRequestAttestation } from '../protocol/issuer-token-exchange.js';
+import { signTc3, Tc3FormatError, TENCENT_GET_CALLER_IDENTITY as GCI } from '../platform/tencent/tc3-signature.js';
 import type { IssuerClient } from './issuer-client.js';
 import { inspectJwt } from './jwt-shape.js';
-import { cvmRoleCredentials, type TencentRoleCredentials } from './tencent-cvm-role-credentials.js';
+import { cvmRoleCredentials, type TencentRoleCredentials } from '../platform/tencent/cvm-role-credentials.js';
 import type { TokenSource, WebIdentityToken } from './token-source.js';
 import { RenewingToken, type RenewableToken } from './renewing-token.js';
 
-export type { TencentRoleCredentials } from './tencent-cvm-role-credentials.js';
+export type { TencentRoleCredentials } from '../platform/tencent/cvm-role-credentials.js';
 
 export interface TencentCvmTokenSourceOptions {
   /** The client for `crosscred issuer`'s token endpoint. */

@@ -1,7 +1,7 @@
 import { request } from 'undici';
-import type { Clock } from '../cache/clock.js';
+import type { Clock } from '../core/clock.js';
 import type { IssuerConnection } from '../config/config.js';
-import { CrosscredError } from '../errors.js';
+import { CrosscredError } from '../core/errors.js';
 import { IssuerClient } from './issuer-client.js';
 import type { TokenSource, WebIdentityToken } from './token-source.js';
 

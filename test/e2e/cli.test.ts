@@ -54,7 +54,7 @@ describe('crosscred serve ignores the AWS SDK settings meant for applications', 
       expect(chain.sts.calls).toBe(1);
       // The AWS SDK resolves some of these lazily; with its own HTTP handler an invalid
       // AWS_DEFAULTS_MODE surfaces late as an unhandled rejection that ends the process. crosscred
-      // uses its own transport and pins these settings (src/exchange/sts-exchange.ts); this checks
+      // uses its own transport and pins these settings (src/exchange/aws-web-identity-exchange.ts); this checks
       // the outcome, whichever of the two provides it.
       await new Promise((r) => setTimeout(r, 1500));
       expect(daemon.child.exitCode).toBeNull();

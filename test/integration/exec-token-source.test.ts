@@ -3,8 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { generateKeyPair, SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { systemClock } from '../../src/cache/clock.js';
-import { CrosscredError } from '../../src/errors.js';
+import { systemClock } from '../../src/core/clock.js';
+import { CrosscredError } from '../../src/core/errors.js';
 import { ExecTokenSource } from '../../src/sources/exec-token-source.js';
 
 /** Real programs (node scripts with a shebang, run without a shell) printing tokens or failing. */

@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import type { RandomSource } from '../../src/cache/clock.js';
+import type { RandomSource } from '../../src/core/clock.js';
 import { MIN_REMAINING_TO_SERVE_MS, RETRY_CAP_MS } from '../../src/cache/refresh-policy.js';
 import { startChain, startInProcess, viewEndpoints, type Chain, type EndpointView, type InProcessDaemon } from '../support/chain.js';
 import { FakeClock } from '../support/fake-clock.js';

@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { request } from 'undici';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import type { RandomSource } from '../../src/cache/clock.js';
+import type { RandomSource } from '../../src/core/clock.js';
 import { MIN_LIFETIME_MS, MIN_REMAINING_TO_SERVE_MS, RETRY_BASE_MS, RETRY_CAP_MS, TERMINAL_RETRY_MIN_MS, TERMINAL_RETRY_MS } from '../../src/cache/refresh-policy.js';
 import type { ServeFlags } from '../../src/config/load.js';
 import type { StsFault } from '../../src/demo/sts-emulator.js';

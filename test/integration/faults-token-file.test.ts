@@ -5,7 +5,7 @@ import { chmod, mkdir, open, readFile, rm, symlink, writeFile } from 'node:fs/pr
 import { join } from 'node:path';
 import { request } from 'undici';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import type { RandomSource } from '../../src/cache/clock.js';
+import type { RandomSource } from '../../src/core/clock.js';
 import { RETRY_CAP_MS } from '../../src/cache/refresh-policy.js';
 import { inspectJwt } from '../../src/sources/jwt-shape.js';
 import { AUDIENCE, roleArn, spawnDaemon, startChain, startInProcess, SUBJECT, viewEndpoints, type Chain, type DaemonProcess, type EndpointView, type InProcessDaemon } from '../support/chain.js';

@@ -63,7 +63,7 @@ const MAX_TTL = 21_600;
 // unexpected Expect, the rule that a connection that carried a body is closed.
 // (The departures this file found first — header lines after the 1,000th dropped, a repeated Host
 // answered from its first line, CONNECT left unanswered, a chunked body over 1 KiB or a final
-// coding other than chunked accepted — were fixed in src/server/http-listener.ts and are now
+// coding other than chunked accepted — were fixed in src/http/listener.ts and are now
 // plain documented behaviour in the model below.)
 // ---------------------------------------------------------------------------------------------
 const KNOWN_ISSUES = {
@@ -1433,7 +1433,7 @@ describe('hostile input on a credential listener', () => {
 
 // ---------------------------------------------------------------------------------------------
 // The security-relevant departures this file found, kept as plain tests now that they are fixed:
-// each was a 200 before (src/server/http-listener.ts: maxHeadersCount, repeatsHost).
+// each was a 200 before (src/http/listener.ts: maxHeadersCount, repeatsHost).
 // ---------------------------------------------------------------------------------------------
 
 describe('header tricks that used to get past the guards', () => {

@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { StsEmulator } from '../../src/demo/sts-emulator.js';
 import { startIssuer } from '../../src/issuer/issuer-server.js';
-import { JWT_TOKEN_TYPE, SUBJECT_TOKEN_TYPES, TOKEN_EXCHANGE_GRANT_TYPE } from '../../src/issuer/protocol.js';
+import { JWT_TOKEN_TYPE, SUBJECT_TOKEN_TYPES, TOKEN_EXCHANGE_GRANT_TYPE } from '../../src/protocol/issuer-token-exchange.js';
 import { memoryLogger } from '../support/chain.js';
 import { baseConfig, configFrom, ECS_ACCOUNT, fakeSubjectToken, freePort, makeKey, startTestIssuer, tempDir, TENCENT_UIN, type TestIssuer } from '../support/issuer-fixtures.js';
 import { crosscred } from '../support/run-cli.js';

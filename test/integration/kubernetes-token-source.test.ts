@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { generateKeyPair, SignJWT } from 'jose';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { CrosscredError } from '../../src/errors.js';
+import { CrosscredError } from '../../src/core/errors.js';
 import { KubernetesTokenSource, type KubernetesTokenSourceOptions } from '../../src/sources/kubernetes-token-source.js';
 import { FAKE_KUBE_ISSUER, FakeKubeApiServer, makeUnrelatedCa } from '../support/fake-kube-apiserver.js';
 import { FakeClock } from '../support/fake-clock.js';

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { systemClock } from '../../src/cache/clock.js';
-import { createStsClient, StsWebIdentityExchange } from '../../src/exchange/sts-exchange.js';
+import { systemClock } from '../../src/core/clock.js';
+import { createStsClient, StsWebIdentityExchange } from '../../src/exchange/aws-web-identity-exchange.js';
 import { FileTokenSource } from '../../src/sources/file-token-source.js';
 import type { TokenSource } from '../../src/sources/token-source.js';
 import { roleArn, startChain, type Chain } from '../support/chain.js';

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { MAX_CONCURRENT_STS_REQUESTS, StsHttpHandler } from '../../src/exchange/sts-http-handler.js';
+import { MAX_CONCURRENT_STS_REQUESTS, StsHttpHandler } from '../../src/platform/aws/sts-http-handler.js';
 import { roleArn, startChain, startInProcess, type Chain, type InProcessDaemon } from '../support/chain.js';
 
 /**

@@ -1,7 +1,7 @@
 import { open, writeFile } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { systemClock } from '../../src/cache/clock.js';
-import { CrosscredError } from '../../src/errors.js';
+import { systemClock } from '../../src/core/clock.js';
+import { CrosscredError } from '../../src/core/errors.js';
 import { FileTokenSource } from '../../src/sources/file-token-source.js';
 import { startChain, startInProcess, type Chain } from '../support/chain.js';
 

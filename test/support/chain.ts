@@ -6,7 +6,7 @@ import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { pino, type Logger } from 'pino';
 import { loadConfig, type ServeFlags } from '../../src/config/load.js';
-import { startDaemon, type DaemonDependencies, type RunningDaemon } from '../../src/daemon.js';
+import { startDaemon, type DaemonDependencies, type RunningDaemon } from '../../src/serve/daemon.js';
 import { DemoOidcIssuer } from '../../src/demo/oidc-issuer.js';
 import { StsEmulator, type TrustRule } from '../../src/demo/sts-emulator.js';
 import { loggerOptions } from '../../src/observability/logger.js';

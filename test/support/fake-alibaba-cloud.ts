@@ -26,7 +26,7 @@ import { createRequire } from 'node:module';
  */
 
 const run = promisify(execFile);
-/** The official signer (CommonJS; required as such, see src/sources/alibaba-ram-request-signer.ts). */
+/** The official signer (CommonJS; required as such, see src/platform/alibaba/ram-request-signer.ts). */
 const { OpenApiUtil } = createRequire(import.meta.url)('@alicloud/openapi-core') as typeof import('@alicloud/openapi-core');
 const MAX_BODY_BYTES = 64 * 1024;
 /** Alibaba's gateway refuses an x-acs-date this far from its clock (s); the v1 Timestamp window is 15 min. */

@@ -1,4 +1,4 @@
-import type { Clock, TimerHandle } from '../../src/cache/clock.js';
+import type { Clock, TimerHandle } from '../../src/core/clock.js';
 
 interface PendingTimer extends TimerHandle {
   dueMono: number;

@@ -22,7 +22,7 @@ const run = promisify(execFile);
  *   the fake STS issued and re-issuing it before it expires, as the real one does.
  *
  * The TC3 verification here is written from Tencent's "Signature v3" page, separately from
- * src/issuer/tc3-signature.ts, and the tests check it against the official SDK's own requests
+ * src/platform/tencent/tc3-signature.ts, and the tests check it against the official SDK's own requests
  * (CommonClient through `stsAgent`), so a signer we wrote is checked by a verifier that a signer we
  * did not write agrees with.
  */

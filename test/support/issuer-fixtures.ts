@@ -8,7 +8,7 @@ import { AttestationError, type AttestationContext, type Attestor, type Attested
 import { parseIssuerConfigText, type IssuerConfig } from '../../src/issuer/issuer-config.js';
 import { startIssuer, type RunningIssuer } from '../../src/issuer/issuer-server.js';
 import { generateKeyFile, type SigningAlgorithm } from '../../src/issuer/keys.js';
-import { JWT_TOKEN_TYPE, SUBJECT_TOKEN_TYPES, TOKEN_EXCHANGE_GRANT_TYPE, type SubjectTokenType } from '../../src/issuer/protocol.js';
+import { JWT_TOKEN_TYPE, SUBJECT_TOKEN_TYPES, TOKEN_EXCHANGE_GRANT_TYPE, type SubjectTokenType } from '../../src/protocol/issuer-token-exchange.js';
 import { memoryLogger } from './chain.js';
 
 export const ECS_ACCOUNT = '1335926999564873';

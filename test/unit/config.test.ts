@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { loadConfig, type LoadInputs, type ServeFlags } from '../../src/config/load.js';
-import { CrosscredError } from '../../src/errors.js';
+import { CrosscredError } from '../../src/core/errors.js';
 
 const ARN = 'arn:aws:iam::111122223333:role/app';
 const TOKEN_FILE = '/var/run/secrets/eks.amazonaws.com/serviceaccount/token';

@@ -2,7 +2,7 @@ import { chmod, chown, mkdtemp, readFile, rm, stat, symlink, writeFile } from 'n
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ContainerSecret } from '../../src/server/container-secret.js';
+import { ContainerSecret } from '../../src/serve/container-secret.js';
 
 let dir: string;
 beforeAll(async () => {

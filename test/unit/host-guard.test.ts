@@ -1,6 +1,6 @@
 import { networkInterfaces } from 'node:os';
 import { describe, expect, it } from 'vitest';
-import { HostGuard, hostOnly } from '../../src/server/host-guard.js';
+import { HostGuard, hostOnly } from '../../src/http/host-guard.js';
 
 describe('hostOnly', () => {
   it('strips the port and lower-cases', () => {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
-import { isCrosscredError } from '../../src/errors.js';
+import { isCrosscredError } from '../../src/core/errors.js';
 import { issuerUrlProblem } from '../../src/issuer/discovery.js';
 import { loadIssuerConfig, parseIssuerConfigText } from '../../src/issuer/issuer-config.js';
 import { baseConfig } from '../support/issuer-fixtures.js';

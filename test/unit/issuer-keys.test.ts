@@ -3,7 +3,7 @@ import { chmod, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { calculateJwkThumbprint, exportJWK, importPKCS8, jwtVerify, SignJWT, type JWK } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { isCrosscredError } from '../../src/errors.js';
+import { isCrosscredError } from '../../src/core/errors.js';
 import { generateKeyFile, loadKeyFile, loadKeySet } from '../../src/issuer/keys.js';
 import { tempDir } from '../support/issuer-fixtures.js';
 

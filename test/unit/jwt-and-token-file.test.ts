@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import fc from 'fast-check';
 import { CompactSign, SignJWT, UnsecuredJWT, generateKeyPair, type CryptoKey } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CrosscredError } from '../../src/errors.js';
+import { CrosscredError } from '../../src/core/errors.js';
 import { FileTokenSource } from '../../src/sources/file-token-source.js';
 import { STS_MAX_TOKEN_LENGTH, inspectJwt } from '../../src/sources/jwt-shape.js';
 import { FakeClock } from '../support/fake-clock.js';

@@ -2,7 +2,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { inClusterDefaults, podFromEnv, SERVICE_ACCOUNT_MOUNT, serviceAccountFromToken } from '../../src/sources/kubernetes-in-cluster.js';
+import { inClusterDefaults, podFromEnv, SERVICE_ACCOUNT_MOUNT, serviceAccountFromToken } from '../../src/platform/kubernetes/in-cluster.js';
 
 const MOUNT = '/var/run/secrets/kubernetes.io/serviceaccount';
 const ENV = { KUBERNETES_SERVICE_HOST: '10.96.0.1', KUBERNETES_SERVICE_PORT: '443' };

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { MAX_TTL_SECONDS, SessionTokenIssuer, parseTtlHeader } from '../../src/server/session-tokens.js';
+import { MAX_TTL_SECONDS, SessionTokenIssuer, parseTtlHeader } from '../../src/serve/session-tokens.js';
 import { FakeClock } from '../support/fake-clock.js';
 
 const BASE64URL = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';

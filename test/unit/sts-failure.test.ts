@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { CrosscredError } from '../../src/errors.js';
-import { classifyFailure } from '../../src/exchange/sts-failure.js';
+import { CrosscredError } from '../../src/core/errors.js';
+import { classifyFailure } from '../../src/exchange/failure.js';
 
 /** An error shaped as @aws-sdk/client-sts throws them (name = error code, $metadata with status). */
 function sdkError(name: string, httpStatusCode?: number): Error {

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { createRequire } from 'node:module';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { parseTc3Authorization, signTc3, tc3CanonicalRequest, Tc3FormatError, tc3StringToSign } from '../../src/issuer/tc3-signature.js';
+import { parseTc3Authorization, signTc3, tc3CanonicalRequest, Tc3FormatError, tc3StringToSign } from '../../src/platform/tencent/tc3-signature.js';
 
 /**
  * The TC3 signer is checked against code we did not write: the official Node SDK's `Sign.sign3`

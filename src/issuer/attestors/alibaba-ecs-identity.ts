@@ -1,9 +1,9 @@
 import { createHash, webcrypto } from 'node:crypto';
 import * as asn1js from 'asn1js';
 import * as pkijs from 'pkijs';
-import { CrosscredError } from '../../errors.js';
+import { CrosscredError } from '../../core/errors.js';
 import { AttestationError, type AttestationContext, type AttestedIdentity, type Attestor } from '../attestor.js';
-import { SUBJECT_TOKEN_TYPES, type AlibabaEcsIdentityAttestation, type EcsAttestationAudience } from '../protocol.js';
+import { SUBJECT_TOKEN_TYPES, type AlibabaEcsIdentityAttestation, type EcsAttestationAudience } from '../../protocol/issuer-token-exchange.js';
 
 /**
  * Verifies an Alibaba ECS instance identity attestation: the instance identity document and the

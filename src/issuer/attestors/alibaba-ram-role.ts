@@ -1,9 +1,9 @@
 import { createHash } from 'node:crypto';
 import { isIP } from 'node:net';
 import { Agent, request, type Dispatcher } from 'undici';
-import { CrosscredError } from '../../errors.js';
+import { CrosscredError } from '../../core/errors.js';
 import { AttestationError, type AttestationContext, type AttestedIdentity, type Attestor } from '../attestor.js';
-import { BINDING_HEADERS, SUBJECT_TOKEN_TYPES, type SignedRequestAttestation } from '../protocol.js';
+import { BINDING_HEADERS, SUBJECT_TOKEN_TYPES, type SignedRequestAttestation } from '../../protocol/issuer-token-exchange.js';
 import { isObject, parseJson, readBoundedBody } from '../../util/bounded-body.js';
 
 /**

@@ -1,8 +1,8 @@
 import { readFile } from 'node:fs/promises';
-import { CrosscredError } from '../../errors.js';
+import { CrosscredError } from '../../core/errors.js';
 import type { Attestor } from '../attestor.js';
 import type { IssuerConfig } from '../issuer-config.js';
-import { SUBJECT_TOKEN_TYPES, type SubjectTokenType } from '../protocol.js';
+import { SUBJECT_TOKEN_TYPES, type SubjectTokenType } from '../../protocol/issuer-token-exchange.js';
 
 /**
  * Time kept back from the token request's attestation deadline for the attestor's own call to a

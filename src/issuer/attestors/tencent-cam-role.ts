@@ -1,10 +1,10 @@
 import { createHash } from 'node:crypto';
 import { isIP } from 'node:net';
 import { Agent, request, type Dispatcher } from 'undici';
-import { CrosscredError } from '../../errors.js';
+import { CrosscredError } from '../../core/errors.js';
 import { AttestationError, type AttestationContext, type AttestedIdentity, type Attestor } from '../attestor.js';
-import { BINDING_HEADERS, SUBJECT_TOKEN_TYPES, type SignedRequestAttestation } from '../protocol.js';
-import { parseTc3Authorization, Tc3FormatError, tc3Date, TENCENT_GET_CALLER_IDENTITY as GCI, type Tc3Authorization } from '../tc3-signature.js';
+import { BINDING_HEADERS, SUBJECT_TOKEN_TYPES, type SignedRequestAttestation } from '../../protocol/issuer-token-exchange.js';
+import { parseTc3Authorization, Tc3FormatError, tc3Date, TENCENT_GET_CALLER_IDENTITY as GCI, type Tc3Authorization } from '../../platform/tencent/tc3-signature.js';
 import { isObject, parseJson, readBoundedBody } from '../../util/bounded-body.js';
 
 export interface TencentCamRoleAttestorOptions {

@@ -1,11 +1,11 @@
 import { createHash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { CachedCredentials } from '../cache/role-credential-cache.js';
-import { awsTimestamp, documentsFor } from './credential-documents.js';
+import { awsTimestamp, documentsFor } from '../platform/aws/credential-documents.js';
 import type { RoleConfig } from '../config/config.js';
 import { credentialsFor, sendUnavailable, type ListenerContext, type ServedRole } from './listener-context.js';
-import { send, sendError, TEXT_PLAIN } from './responses.js';
-import type { RouteTable } from './route-table.js';
+import { send, sendError, TEXT_PLAIN } from '../http/responses.js';
+import type { RouteTable } from '../http/route-table.js';
 import { MAX_TTL_SECONDS, parseTtlHeader } from './session-tokens.js';
 
 const TOKEN_PATH = '/latest/api/token';

@@ -1,20 +1,20 @@
 import type { STSClient } from '@aws-sdk/client-sts';
 import type { Logger } from 'pino';
-import { systemClock, systemRandom, type Clock, type RandomSource } from './cache/clock.js';
-import { RoleCredentialCache } from './cache/role-credential-cache.js';
-import type { Config, ListenAddress, RoleConfig, StsConnectionConfig } from './config/config.js';
-import { formatAddress } from './config/listen-address.js';
-import { MAX_CONCURRENT_STS_REQUESTS } from './exchange/sts-http-handler.js';
-import { createStsClient, StsWebIdentityExchange } from './exchange/sts-exchange.js';
-import { Turns } from './util/turns.js';
-import { Metrics } from './observability/metrics.js';
-import { buildAdminListener } from './server/admin-listener.js';
-import { ContainerSecret } from './server/container-secret.js';
-import { buildCredentialListener } from './server/credential-listener.js';
-import type { HttpListener } from './server/http-listener.js';
-import type { ServedRole } from './server/listener-context.js';
-import { SessionTokenIssuer } from './server/session-tokens.js';
-import { createTokenSource } from './sources/create-token-source.js';
+import { systemClock, systemRandom, type Clock, type RandomSource } from '../core/clock.js';
+import { RoleCredentialCache } from '../cache/role-credential-cache.js';
+import type { Config, ListenAddress, RoleConfig, StsConnectionConfig } from '../config/config.js';
+import { formatAddress } from '../core/listen-address.js';
+import { MAX_CONCURRENT_STS_REQUESTS } from '../platform/aws/sts-http-handler.js';
+import { createStsClient, StsWebIdentityExchange } from '../exchange/aws-web-identity-exchange.js';
+import { Turns } from '../util/turns.js';
+import { Metrics } from './metrics.js';
+import { buildAdminListener } from './admin-listener.js';
+import { ContainerSecret } from './container-secret.js';
+import { buildCredentialListener } from './credential-listener.js';
+import type { HttpListener } from '../http/listener.js';
+import type { ServedRole } from './listener-context.js';
+import { SessionTokenIssuer } from './session-tokens.js';
+import { createTokenSource } from '../sources/create-token-source.js';
 
 /** Time allowed beyond the STS timeouts for reading the token and the SDK's own work, in ms. */
 const EXCHANGE_SLACK_MS = 5_000;

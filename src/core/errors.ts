@@ -59,7 +59,7 @@ export const ErrorCodes = {
   ISSUER_KEY_FILE_EXISTS: { status: 500, hint: 'keygen never overwrites a key: choose a new file name' },
   ISSUER_ATTESTOR_UNAVAILABLE: { status: 500, hint: 'an attestation kind is configured whose attestor is not part of this build, or its settings are unusable' },
   // crosscred issuer: token requests (answered as RFC 6749 errors; the code is in the log and the description).
-  ISSUER_REQUEST_INVALID: { status: 400, hint: 'send a token-exchange form POST as in src/issuer/protocol.ts' },
+  ISSUER_REQUEST_INVALID: { status: 400, hint: 'send a token-exchange form POST as in src/protocol/issuer-token-exchange.ts' },
   ISSUER_METHOD_NOT_ALLOWED: { status: 405, hint: 'the discovery documents answer GET and HEAD; the token endpoint answers POST' },
   ISSUER_GRANT_TYPE_UNSUPPORTED: { status: 400, hint: 'grant_type must be urn:ietf:params:oauth:grant-type:token-exchange' },
   ISSUER_TOKEN_TYPE_UNSUPPORTED: { status: 400, hint: 'subject_token_type must be an attestation kind this issuer has configured' },

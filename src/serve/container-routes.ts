@@ -1,9 +1,9 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { CachedCredentials } from '../cache/role-credential-cache.js';
-import { documentsFor } from './credential-documents.js';
+import { documentsFor } from '../platform/aws/credential-documents.js';
 import { credentialsFor, sendUnavailable, type ListenerContext, type ServedRole } from './listener-context.js';
-import { APPLICATION_JSON, send, sendError } from './responses.js';
-import type { RouteTable } from './route-table.js';
+import { APPLICATION_JSON, send, sendError } from '../http/responses.js';
+import type { RouteTable } from '../http/route-table.js';
 
 /**
  * The container-credentials endpoint (AWS_CONTAINER_CREDENTIALS_FULL_URI), as ECS and the EKS Pod

@@ -1,5 +1,5 @@
 import { isIP } from 'node:net';
-import type { ListenAddress } from './config.js';
+import type { ListenAddress } from '../config/config.js';
 
 /**
  * Parses `HOST:PORT`, `[IPv6]:PORT`, each optionally followed by `=ROLE`. Returns an error string

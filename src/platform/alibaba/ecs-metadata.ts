@@ -1,6 +1,6 @@
 import { Agent, request, type Dispatcher } from 'undici';
-import { CrosscredError } from '../errors.js';
-import { readBoundedBody } from '../util/bounded-body.js';
+import { CrosscredError } from '../../core/errors.js';
+import { readBoundedBody } from '../../util/bounded-body.js';
 
 /** The ECS metadata server, reachable from every ECS instance (and only from it). */
 export const ECS_METADATA_URL = 'http://100.100.100.200';

@@ -1,6 +1,6 @@
 import { createRequire } from 'node:module';
-import type { Clock } from '../cache/clock.js';
-import { CrosscredError } from '../errors.js';
+import type { Clock } from '../../core/clock.js';
+import { CrosscredError } from '../../core/errors.js';
 
 // The SDK is CommonJS and exports CvmRoleCredential through a getter, which Node's ESM named-export
 // detection does not see (and bundlers' default-import interop differs): require it as CommonJS.

@@ -1,6 +1,6 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { ExchangeObserver, RoleStatus } from '../cache/role-credential-cache.js';
-import type { ClassifiedFailure } from '../exchange/sts-failure.js';
+import type { ClassifiedFailure } from '../exchange/failure.js';
 
 /**
  * crosscred's Prometheus metrics. Label values are only route templates, status codes, role names

@@ -1,4 +1,4 @@
-import { isCrosscredError } from '../errors.js';
+import { isCrosscredError } from '../core/errors.js';
 
 /**
  * What to do after a failed exchange. This is the one place that decides it, for every STS answer,

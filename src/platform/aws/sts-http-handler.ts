@@ -1,6 +1,6 @@
 import { Readable } from 'node:stream';
 import { EnvHttpProxyAgent, Pool, request, type Dispatcher } from 'undici';
-import { Turns } from '../util/turns.js';
+import { Turns } from '../../util/turns.js';
 
 /**
  * The HTTP transport under the STS client: undici, so that the STS connection honours

@@ -2,9 +2,9 @@ import { randomBytes } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createRequire } from 'node:module';
-import { CrosscredError } from '../errors.js';
-import { BINDING_HEADERS, type SignedRequestAttestation } from '../issuer/protocol.js';
-import { ECS_METADATA_URL } from './alibaba-ecs-metadata.js';
+import { CrosscredError } from '../../core/errors.js';
+import { BINDING_HEADERS, type SignedRequestAttestation } from '../../protocol/issuer-token-exchange.js';
+import { ECS_METADATA_URL } from './ecs-metadata.js';
 
 /**
  * The alibaba-ecs source's RAM-role half: the instance's RAM-role credentials from the official

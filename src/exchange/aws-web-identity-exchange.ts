@@ -1,9 +1,9 @@
 import { AssumeRoleWithWebIdentityCommand, STSClient } from '@aws-sdk/client-sts';
-import { CrosscredError } from '../errors.js';
-import type { Clock } from '../cache/clock.js';
+import { CrosscredError } from '../core/errors.js';
+import type { Clock } from '../core/clock.js';
 import type { TokenSource } from '../sources/token-source.js';
-import { classifyFailure } from './sts-failure.js';
-import { StsHttpHandler, type StsTransportOptions } from './sts-http-handler.js';
+import { classifyFailure } from './failure.js';
+import { StsHttpHandler, type StsTransportOptions } from '../platform/aws/sts-http-handler.js';
 import type { AwsCredentials, CredentialExchange } from './credentials.js';
 
 export interface StsEndpointOptions extends StsTransportOptions {

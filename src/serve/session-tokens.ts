@@ -1,5 +1,5 @@
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
-import type { Clock } from '../cache/clock.js';
+import type { Clock } from '../core/clock.js';
 
 /** IMDSv2 accepts TTLs from 1 s to 6 h. */
 export const MIN_TTL_SECONDS = 1;

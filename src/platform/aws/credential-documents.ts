@@ -1,4 +1,4 @@
-import type { CachedCredentials } from '../cache/role-credential-cache.js';
+import type { CachedCredentials } from '../../cache/role-credential-cache.js';
 
 /**
  * The response bodies for one set of cached credentials, serialized once and reused by every

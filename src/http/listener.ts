@@ -2,8 +2,8 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { createServer as createHttpsServer } from 'node:https';
 import type { Duplex } from 'node:stream';
 import type { ListenAddress } from '../config/config.js';
-import { formatAddress } from '../config/listen-address.js';
-import { CrosscredError } from '../errors.js';
+import { formatAddress } from '../core/listen-address.js';
+import { CrosscredError } from '../core/errors.js';
 import { renderError, type ErrorFormat } from './responses.js';
 
 /**

@@ -1,6 +1,6 @@
 import type { ServerResponse } from 'node:http';
-import { CrosscredError, ErrorCodes, type ErrorName } from '../errors.js';
-import { HTTP_LIMITS, type Refusal } from './http-listener.js';
+import { CrosscredError, ErrorCodes, type ErrorName } from '../core/errors.js';
+import { HTTP_LIMITS, type Refusal } from './listener.js';
 
 /** IMDS answers in plain text, as EC2 does; the container endpoint in JSON (the SDKs parse its errors). */
 export type ErrorFormat = 'text' | 'json';

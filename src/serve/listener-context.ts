@@ -2,7 +2,7 @@ import type { ServerResponse } from 'node:http';
 import type { CachedCredentials, RoleCredentialCache } from '../cache/role-credential-cache.js';
 import type { RoleConfig } from '../config/config.js';
 import type { ContainerSecret } from './container-secret.js';
-import { sendError, type ErrorFormat } from './responses.js';
+import { sendError, type ErrorFormat } from '../http/responses.js';
 import type { SessionTokenIssuer } from './session-tokens.js';
 
 /**
