@@ -4,8 +4,11 @@ import type { Clock } from '../core/clock.js';
 import type { Config, RoleConfig } from '../config/config.js';
 import { isCrosscredError } from '../core/errors.js';
 import { classifyFailure } from '../exchange/failure.js';
-import { createStsClient, StsWebIdentityExchange } from '../exchange/aws-web-identity-exchange.js';
-import { issuerUrlProblem } from '../issuer/discovery.js';
+import { createStsClient } from '../exchange/aws-web-identity-exchange.js';
+import { webIdentityRoleFor } from '../roles/web-identity-role.js';
+import { issuerUrlProblem } from '../core/url-checks.js';
+import { ECS_METADATA_URL } from '../platform/alibaba/ecs-metadata.js';
+import { CVM_METADATA_URL } from '../platform/tencent/cvm-metadata.js';
 import { AlibabaEcsTokenSource } from '../sources/alibaba-ecs-token-source.js';
 import { createTokenSource } from '../sources/create-token-source.js';
 import { IssuerClient } from '../sources/issuer-client.js';
@@ -78,7 +81,7 @@ export async function diagnoseRole(config: Config, role: RoleConfig, options: Do
       });
       source =
         cloud === 'alibaba-ecs'
-          ? new AlibabaEcsTokenSource({ issuer: issuerClient, issuerUrl: vm.issuer.url, attestation: vm.alibabaAttestation, metadataUrl: (options.metadataUrls?.alibaba ?? DEFAULT_ALIBABA_METADATA_URL).replace(/\/+$/, ''), clock: options.clock })
+          ? new AlibabaEcsTokenSource({ issuer: issuerClient, issuerUrl: vm.issuer.url, attestation: vm.alibabaAttestation, metadataUrl: (options.metadataUrls?.alibaba ?? ECS_METADATA_URL).replace(/\/+$/, ''), clock: options.clock })
           : new TencentCvmTokenSource({ issuer: issuerClient, issuerUrl: vm.issuer.url, clock: options.clock });
     }
   }
@@ -192,12 +195,7 @@ async function checkIssuer(claims: TokenClaimsSummary, config: Config, options: 
 async function checkExchange(config: Config, role: RoleConfig, source: TokenSource, options: DoctorOptions): Promise<Check> {
   const endpoint = role.stsEndpoint ?? `https://sts.${role.region}.amazonaws.com`;
   const client = createStsClient({ region: role.region, ...(role.stsEndpoint ? { endpoint: role.stsEndpoint } : {}), ...config.sts });
-  const exchange = new StsWebIdentityExchange(
-    { roleName: role.name, roleArn: role.roleArn, accountId: role.accountId, sessionName: role.sessionName, ...(role.durationSeconds ? { durationSeconds: role.durationSeconds } : {}) },
-    source,
-    client,
-    options.clock,
-  );
+  const exchange = webIdentityRoleFor(role, source, client, options.clock);
   try {
     const credentials = await exchange.exchange();
     const left = Math.round((credentials.expirationWall - options.clock.wallNow()) / 1000);
@@ -218,8 +216,6 @@ export interface VmMetadataUrls {
   readonly tencent?: string;
 }
 
-const DEFAULT_ALIBABA_METADATA_URL = 'http://100.100.100.200';
-const DEFAULT_TENCENT_METADATA_URL = 'http://metadata.tencentyun.com';
 /** Each metadata probe gives up after this long, in ms: the servers answer in milliseconds, and elsewhere never. */
 const METADATA_PROBE_TIMEOUT_MS = 1_000;
 /** The JWS algorithms AWS IAM accepts from an OIDC provider. */
@@ -233,8 +229,8 @@ type VmSourceConfig = Extract<RoleConfig['token']['source'], { kind: 'vm-issuer'
  * (never shown), the issuer's discovery and token endpoint. Returns the cloud found, if any.
  */
 async function checkVmSteps(source: VmSourceConfig, options: DoctorOptions, add: (c: Check) => void): Promise<'alibaba-ecs' | 'tencent-cvm' | undefined> {
-  const alibabaUrl = (options.metadataUrls?.alibaba ?? DEFAULT_ALIBABA_METADATA_URL).replace(/\/+$/, '');
-  const tencentUrl = (options.metadataUrls?.tencent ?? DEFAULT_TENCENT_METADATA_URL).replace(/\/+$/, '');
+  const alibabaUrl = (options.metadataUrls?.alibaba ?? ECS_METADATA_URL).replace(/\/+$/, '');
+  const tencentUrl = (options.metadataUrls?.tencent ?? CVM_METADATA_URL).replace(/\/+$/, '');
   const timeoutMs = Math.min(options.timeoutMs, METADATA_PROBE_TIMEOUT_MS * 3);
   const dispatcher = new Agent({ connect: { timeout: timeoutMs }, headersTimeout: timeoutMs, bodyTimeout: timeoutMs });
   let cloud: 'alibaba-ecs' | 'tencent-cvm' | undefined;

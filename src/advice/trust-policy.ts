@@ -1,4 +1,5 @@
-import { issuerUrlProblem } from '../issuer/discovery.js';
+import { issuerUrlProblem } from '../core/url-checks.js';
+import { formatVmSubject, VM_SUBJECT_KINDS, vmSubjectKindOf, type VmSubjectKind } from '../protocol/vm-subjects.js';
 import type { TokenClaimsSummary } from '../sources/token-source.js';
 
 /**
@@ -85,12 +86,6 @@ export function trustPolicyFor(inputs: TrustPolicyInputs): TrustPolicyAdvice | {
   };
 }
 
-/**
- * The three `sub` formats of `crosscred issuer` (src/issuer/policy.ts), by the prefix each starts
- * with. They are stable: IAM trust policies match on them.
- */
-export const VM_SUBJECT_KINDS = ['alibaba-ecs', 'alibaba-ram', 'tencent-cam'] as const;
-export type VmSubjectKind = (typeof VM_SUBJECT_KINDS)[number];
 
 /** What the operator knows about the instances, to build a `sub` pattern without a token in hand. */
 export interface VmSubjectFacts {
@@ -125,10 +120,6 @@ const LITERAL_ACCOUNT = /^[A-Za-z0-9][A-Za-z0-9._@+=,-]{0,127}$/;
 /** A region, instance id or role in a pattern: a cloud id, where `*` and `?` are IAM wildcards. */
 const PATTERN_PART = /^[A-Za-z0-9*?][A-Za-z0-9._@+=,*?-]{0,127}$/;
 
-/** The kind a `sub` value or pattern belongs to, from its prefix. */
-export function vmSubjectKindOf(subject: string): VmSubjectKind | undefined {
-  return VM_SUBJECT_KINDS.find((k) => subject.startsWith(`${k}:`));
-}
 
 /**
  * Why `pattern` is not a safe `sub` condition for tokens of crosscred issuer, or undefined. It must
@@ -161,14 +152,10 @@ export function vmSubjectPattern(kind: VmSubjectKind, facts: VmSubjectFacts): { 
     return { problem: `--cloud-region and --instance-id apply to alibaba-ecs subjects only: a ${kind} sub names the account and the role (use --alibaba-attestation ecs-identity to pin instances)` };
   }
   if (kind === 'alibaba-ecs' && facts.role !== undefined) return { problem: '--cloud-role applies to alibaba-ram and tencent-cam subjects; an alibaba-ecs sub names the region and instance' };
-  switch (kind) {
-    case 'alibaba-ecs':
-      return { pattern: `alibaba-ecs:${facts.cloudAccount}:${facts.region ?? '*'}:${facts.instanceId ?? '*'}` };
-    case 'alibaba-ram':
-      return { pattern: `alibaba-ram:${facts.cloudAccount}:role/${facts.role ?? '*'}` };
-    case 'tencent-cam':
-      return { pattern: `tencent-cam:${facts.cloudAccount}:role/${facts.role ?? '*'}` };
-  }
+  const account = facts.cloudAccount;
+  return {
+    pattern: formatVmSubject(kind === 'alibaba-ecs' ? { kind, account, region: facts.region ?? '*', instanceId: facts.instanceId ?? '*' } : { kind, account, role: facts.role ?? '*' }),
+  };
 }
 
 function exampleSubject(kind: VmSubjectKind): string {

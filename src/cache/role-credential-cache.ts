@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import type { AwsCredentials, CredentialExchange } from '../exchange/credentials.js';
+import type { CloudCredentials, CredentialExchange } from '../exchange/credentials.js';
 import { CrosscredError } from '../core/errors.js';
 import { classifyFailure, type ClassifiedFailure } from '../exchange/failure.js';
 import type { Turns } from '../util/turns.js';
@@ -8,7 +8,7 @@ import { CLOCK_SKEW_WARNING_MS, MAX_LIFETIME_MS, MAX_TIMER_DELAY_MS, MIN_LIFETIM
 
 /** One set of credentials as the cache holds it. Immutable: a refresh replaces the whole object. */
 export interface CachedCredentials {
-  readonly credentials: AwsCredentials;
+  readonly credentials: CloudCredentials;
   /** When crosscred received them (epoch ms), served as IMDS `LastUpdated`. */
   readonly receivedAtWall: number;
   /**
@@ -191,7 +191,7 @@ export class RoleCredentialCache {
     }
     try {
       const startedMono = this.#clock.monotonicNow();
-      let credentials: AwsCredentials;
+      let credentials: CloudCredentials;
       try {
         credentials = await this.#exchangeWithDeadline();
       } catch (err) {
@@ -204,7 +204,7 @@ export class RoleCredentialCache {
     }
   }
 
-  #exchangeWithDeadline(): Promise<AwsCredentials> {
+  #exchangeWithDeadline(): Promise<CloudCredentials> {
     // The deadline also aborts the exchange, so an attempt given up on sends nothing more: a
     // request still queued for an STS connection is dropped rather than sent late, and answered
     // by nobody (which would cost an STS call the retry then repeats).
@@ -228,7 +228,7 @@ export class RoleCredentialCache {
   }
 
 
-  #accept(credentials: AwsCredentials, startedMono: number): void {
+  #accept(credentials: CloudCredentials, startedMono: number): void {
     const nowMono = this.#clock.monotonicNow();
     const nowWall = this.#clock.wallNow();
     // Two views of how long they last: by this host's clock (which the SDKs here judge Expiration

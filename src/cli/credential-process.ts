@@ -3,9 +3,10 @@ import { request } from 'undici';
 import { systemClock } from '../core/clock.js';
 import { loadConfig, type ServeFlags } from '../config/load.js';
 import { CrosscredError } from '../core/errors.js';
-import type { AwsCredentials } from '../exchange/credentials.js';
+import type { AwsCredentials } from '../platform/aws/credentials.js';
 import { classifyFailure } from '../exchange/failure.js';
-import { createStsClient, StsWebIdentityExchange } from '../exchange/aws-web-identity-exchange.js';
+import { createStsClient } from '../exchange/aws-web-identity-exchange.js';
+import { webIdentityRoleFor } from '../roles/web-identity-role.js';
 import { awsTimestamp } from '../platform/aws/credential-documents.js';
 import { createTokenSource } from '../sources/create-token-source.js';
 import { readRegularFile } from '../util/read-regular-file.js';
@@ -75,7 +76,7 @@ async function fromDaemon(endpoint: string, authTokenFile: string | undefined, t
   if (typeof AccessKeyId !== 'string' || typeof SecretAccessKey !== 'string' || typeof Token !== 'string' || !Number.isFinite(expiration)) {
     throw new CrosscredError('DAEMON_UNREACHABLE', `${endpoint} answered without complete credentials`);
   }
-  return { accessKeyId: AccessKeyId, secretAccessKey: SecretAccessKey, sessionToken: Token, expirationWall: expiration, roleArn: String(RoleArn ?? ''), accountId: String(AccountId ?? '') };
+  return { cloud: 'aws', accessKeyId: AccessKeyId, secretAccessKey: SecretAccessKey, sessionToken: Token, expirationWall: expiration, roleArn: String(RoleArn ?? ''), accountId: String(AccountId ?? '') };
 }
 
 async function byExchange(flags: ServeFlags, roleName: string | undefined): Promise<AwsCredentials> {
@@ -86,12 +87,7 @@ async function byExchange(flags: ServeFlags, roleName: string | undefined): Prom
   }
   const source = createTokenSource(role.token.source, systemClock);
   const client = createStsClient({ region: role.region, ...(role.stsEndpoint ? { endpoint: role.stsEndpoint } : {}), ...config.sts });
-  const exchange = new StsWebIdentityExchange(
-    { roleName: role.name, roleArn: role.roleArn, accountId: role.accountId, sessionName: role.sessionName, ...(role.durationSeconds ? { durationSeconds: role.durationSeconds } : {}) },
-    source,
-    client,
-    systemClock,
-  );
+  const exchange = webIdentityRoleFor(role, source, client, systemClock);
   try {
     return await exchange.exchange();
   } catch (err) {

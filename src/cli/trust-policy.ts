@@ -1,5 +1,6 @@
 import { parseArgs } from 'node:util';
-import { formatTrustPolicyText, trustPolicyFor, vmTrustPolicyFor, type TrustPolicyAdvice, type VmSubjectKind } from '../advice/trust-policy.js';
+import { formatTrustPolicyText, trustPolicyFor, vmTrustPolicyFor, type TrustPolicyAdvice } from '../advice/trust-policy.js';
+import type { VmSubjectKind } from '../protocol/vm-subjects.js';
 import { systemClock } from '../core/clock.js';
 import type { ServeFlags } from '../config/load.js';
 import { CrosscredError } from '../core/errors.js';

@@ -1,5 +1,5 @@
 /** The validated, frozen configuration every other part receives. Built only by config/load.ts. */
-import type { KubernetesTokenSourceOptions } from '../sources/kubernetes-token-source.js';
+import type { ListenAddress } from '../core/listen-address.js';
 
 /** Where a role's web-identity token comes from, as detected or chosen (see detect-token-source.ts). */
 export type TokenSourceConfig =
@@ -15,7 +15,7 @@ export type TokenSourceConfig =
       readonly argv: readonly string[];
       readonly timeoutMs: number;
     }
-  | ({ readonly kind: 'kubernetes' } & Omit<KubernetesTokenSourceOptions, 'requestTimeoutMs' | 'clock'>)
+  | ({ readonly kind: 'kubernetes' } & KubernetesTokenRequestConfig)
   /**
    * A VM without an OIDC token: an attestation of the instance, traded at `crosscred issuer`.
    * `cloud: 'detect'` finds out at the first fetch, from which metadata server answers.
@@ -32,6 +32,24 @@ export type TokenSourceConfig =
        */
       readonly cloudStsEndpoint?: string;
     };
+
+/** A token minted by the Kubernetes TokenRequest API for this pod's ServiceAccount. */
+export interface KubernetesTokenRequestConfig {
+  /** Base URL of the API server, e.g. `https://10.0.0.1:443` (from KUBERNETES_SERVICE_HOST/PORT). */
+  readonly apiServer: string;
+  /** PEM CA bundle of the API server; the only roots trusted for this connection. */
+  readonly caFile: string;
+  /** The pod's own ServiceAccount token, sent as the Bearer. Re-read on every request: the kubelet rotates it. */
+  readonly serviceAccountTokenFile: string;
+  readonly namespace: string;
+  readonly serviceAccount: string;
+  /** The `aud` the token is minted for; callers default to `sts.amazonaws.com`. */
+  readonly audience: string;
+  /** Lifetime asked for, in seconds. The API server may grant another one; its answer is what counts. */
+  readonly expirationSeconds: number;
+  /** Binds the token to this pod (downward API POD_NAME/POD_UID): it stops working when the pod is deleted. */
+  readonly pod?: { readonly name: string; readonly uid: string };
+}
 
 /** How `crosscred serve` reaches `crosscred issuer`. */
 export interface IssuerConnection {
@@ -65,11 +83,6 @@ export interface RoleConfig {
   readonly durationSeconds?: number;
   readonly region: string;
   readonly stsEndpoint?: string;
-}
-
-export interface ListenAddress {
-  readonly host: string;
-  readonly port: number;
 }
 
 export interface ListenerConfig extends ListenAddress {
@@ -110,11 +123,3 @@ export const DEFAULT_ADMIN_LISTEN: ListenAddress = { host: '127.0.0.1', port: 81
 export const DEFAULT_STS_CONNECT_TIMEOUT_MS = 3_000;
 export const DEFAULT_STS_RESPONSE_TIMEOUT_MS = 10_000;
 
-/** Deep-freezes a plain object graph. */
-export function deepFreeze<T>(value: T): T {
-  if (value !== null && typeof value === 'object' && !Object.isFrozen(value)) {
-    Object.freeze(value);
-    for (const v of Object.values(value as Record<string, unknown>)) deepFreeze(v);
-  }
-  return value;
-}

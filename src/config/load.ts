@@ -1,23 +1,23 @@
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { CrosscredError, ErrorCodes } from '../core/errors.js';
-import { accountIdOfRoleArn } from '../exchange/credentials.js';
+import { accountIdOfRoleArn } from '../platform/aws/credentials.js';
 import { deriveSessionName, VALID_SESSION_NAME } from '../platform/aws/session-name.js';
 import {
   DEFAULT_ADMIN_LISTEN,
   DEFAULT_LISTEN,
   DEFAULT_STS_CONNECT_TIMEOUT_MS,
   DEFAULT_STS_RESPONSE_TIMEOUT_MS,
-  deepFreeze,
   LOG_LEVELS,
   type Config,
-  type ListenAddress,
   type ListenerConfig,
   type LogLevel,
   type RoleConfig,
 } from './config.js';
+import { deepFreeze } from '../core/deep-freeze.js';
+import { isHostLocalAddress, isLoopbackHost } from '../core/url-checks.js';
 import { parseConfigFileText, type FileConfig } from './file-schema.js';
-import { formatAddress, parseListenSpec } from '../core/listen-address.js';
+import { formatAddress, parseListenSpec, type ListenAddress } from '../core/listen-address.js';
 import { detectTokenSource, SOURCE_KINDS, type InClusterFacts, type SourceKind } from './detect-token-source.js';
 import { inClusterDefaults, podFromEnv, SERVICE_ACCOUNT_MOUNT } from '../platform/kubernetes/in-cluster.js';
 
@@ -500,25 +500,6 @@ function checkProxy(value: string): string | undefined {
     return 'is not a URL';
   }
   return url.protocol === 'http:' || url.protocol === 'https:' ? undefined : `uses ${url.protocol.replace(':', '')}; only http:// and https:// proxies are supported`;
-}
-
-function isLoopbackHost(host: string): boolean {
-  const h = host.replace(/^\[|\]$/g, '').toLowerCase();
-  return h === 'localhost' || h === '::1' || (isIP(h) === 4 && h.startsWith('127.'));
-}
-
-/**
- * Addresses only this host can reach: loopback, link-local (169.254.169.254 and 169.254.170.2 on a
- * local interface, as on EC2 and ECS), and the IPv6 IMDS and Pod Identity addresses. Anything
- * else, wildcards included, would hand credentials to other machines: it needs --allow-remote.
- */
-function isHostLocalAddress(host: string): boolean {
-  const h = host.toLowerCase();
-  if (isLoopbackHost(h)) return true;
-  if (isIP(h) === 4) return h.startsWith('169.254.');
-  // fe80::/10: a first group of four hex digits from fe80 to febf. `fe8::1` is 0fe8::1, not link-local.
-  if (isIP(h) === 6) return /^fe[89ab][0-9a-f]:/.test(h) || h === 'fd00:ec2::254' || h === 'fd00:ec2::23';
-  return false;
 }
 
 /** Shortens a user-supplied value for an error message. */

@@ -1,5 +1,10 @@
 import { isIP } from 'node:net';
-import type { ListenAddress } from '../config/config.js';
+
+/** Where a listener binds: an IP address or host name, and a TCP port. */
+export interface ListenAddress {
+  readonly host: string;
+  readonly port: number;
+}
 
 /**
  * Parses `HOST:PORT`, `[IPv6]:PORT`, each optionally followed by `=ROLE`. Returns an error string

@@ -1,10 +1,9 @@
 import { AssumeRoleWithWebIdentityCommand, STSClient } from '@aws-sdk/client-sts';
 import { CrosscredError } from '../core/errors.js';
 import type { Clock } from '../core/clock.js';
-import type { TokenSource } from '../sources/token-source.js';
-import { classifyFailure } from './failure.js';
+import type { AwsCredentials } from '../platform/aws/credentials.js';
 import { StsHttpHandler, type StsTransportOptions } from '../platform/aws/sts-http-handler.js';
-import type { AwsCredentials, CredentialExchange } from './credentials.js';
+import type { WebIdentityExchange } from './credentials.js';
 
 export interface StsEndpointOptions extends StsTransportOptions {
   readonly region: string;
@@ -48,34 +47,19 @@ export function createStsClient(options: StsEndpointOptions): STSClient {
 }
 
 /**
- * Trades the token from `source` for credentials with AssumeRoleWithWebIdentity. Every field of
- * the answer is checked before it is believed: STS's answer is untrusted input too.
+ * Trades a web-identity token for one role's credentials with AWS STS AssumeRoleWithWebIdentity.
+ * Every field of the answer is checked before it is believed: STS's answer is untrusted input too.
  */
-export class StsWebIdentityExchange implements CredentialExchange {
-  readonly roleName: string;
+export class AwsWebIdentityExchange implements WebIdentityExchange<AwsCredentials> {
+  readonly cloud = 'aws';
 
   constructor(
     private readonly role: RoleExchangeOptions,
-    private readonly source: TokenSource,
     private readonly client: STSClient,
     private readonly clock: Clock,
-  ) {
-    this.roleName = role.roleName;
-  }
+  ) {}
 
-  async exchange(signal?: AbortSignal): Promise<AwsCredentials> {
-    try {
-      return await this.#exchangeOnce(signal);
-    } catch (err) {
-      // STS says the JWT expired: the file has most likely been rotated since; read it again, once.
-      if (classifyFailure(err).kind !== 'token-expired' || signal?.aborted) throw err;
-      this.source.invalidate?.();
-      return await this.#exchangeOnce(signal);
-    }
-  }
-
-  async #exchangeOnce(signal: AbortSignal | undefined): Promise<AwsCredentials> {
-    const { token } = await this.source.getToken();
+  async exchange(token: string, signal?: AbortSignal): Promise<AwsCredentials> {
     const command = new AssumeRoleWithWebIdentityCommand({
       RoleArn: this.role.roleArn,
       RoleSessionName: this.role.sessionName,
@@ -113,6 +97,7 @@ export class StsWebIdentityExchange implements CredentialExchange {
       throw new CrosscredError('STS_BAD_RESPONSE', `STS answered credentials for role ${this.role.roleName} that are already expired by this host's clock${skew}; check the host clock (NTP)`);
     }
     return {
+      cloud: 'aws',
       accessKeyId: c.AccessKeyId,
       secretAccessKey: c.SecretAccessKey,
       sessionToken: c.SessionToken,

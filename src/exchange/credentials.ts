@@ -1,32 +1,30 @@
-/** Temporary AWS credentials as crosscred holds them. Every string but the ARNs is secret. */
-export interface AwsCredentials {
-  readonly accessKeyId: string;
-  readonly secretAccessKey: string;
-  readonly sessionToken: string;
-  /** When STS says they expire (epoch ms). */
-  readonly expirationWall: number;
-  /**
-   * STS's own clock when it answered (epoch ms, from its HTTP Date header, whole seconds), when
-   * it sent one. With it the credentials' lifetime is known by STS's clock, which decides when
-   * AWS stops accepting them, whatever this host's clock says.
-   */
-  readonly stsDateWall?: number;
-  /** The role that was assumed, as configured. */
-  readonly roleArn: string;
-  /** The 12-digit account of the role. */
-  readonly accountId: string;
+import type { AwsCredentials } from '../platform/aws/credentials.js';
+
+/**
+ * The credential port. Each cloud's STS sits behind it; what is above it (the cache, the
+ * endpoints, metrics) never knows which cloud answered except through the `cloud` tag.
+ */
+
+/** Short-lived credentials from any cloud's STS, tagged with their cloud. (#13 adds Alibaba's and Tencent's.) */
+export type CloudCredentials = AwsCredentials;
+
+/** The clouds whose STS crosscred can exchange a token at. */
+export type Cloud = CloudCredentials['cloud'];
+
+/**
+ * Trades one web-identity token for one role's credentials at one cloud's STS. It is handed the
+ * token: where the token comes from, and reading it again when STS says it expired, belong to
+ * whatever composes a role (src/roles/).
+ */
+export interface WebIdentityExchange<C extends CloudCredentials = CloudCredentials> {
+  readonly cloud: C['cloud'];
+  /** `signal` aborts the exchange (the cache's deadline passed): nothing more is sent for it. */
+  exchange(token: string, signal?: AbortSignal): Promise<C>;
 }
 
-/** Anything that can produce fresh credentials for one role: the STS exchange, or a test double. */
+/** Anything that can produce fresh credentials for one named role: what the cache refreshes from. */
 export interface CredentialExchange {
   readonly roleName: string;
   /** `signal` aborts the exchange (the cache's deadline passed): nothing more is sent for it. */
-  exchange(signal?: AbortSignal): Promise<AwsCredentials>;
-}
-
-const ROLE_ARN = /^arn:aws[a-z-]*:iam::(\d{12}):role\/[\w+=,.@/-]{1,512}$/;
-
-/** The account id of a role ARN, or undefined when the ARN is not one. */
-export function accountIdOfRoleArn(arn: string): string | undefined {
-  return ROLE_ARN.exec(arn)?.[1];
+  exchange(signal?: AbortSignal): Promise<CloudCredentials>;
 }

@@ -1,8 +1,10 @@
 import { isCrosscredError } from '../core/errors.js';
+import { AWS_STS_EXPIRED_TOKEN_CODE, AWS_STS_RETRYABLE_CODES, AWS_STS_TERMINAL_CODES } from '../platform/aws/sts-error-codes.js';
 
 /**
  * What to do after a failed exchange. This is the one place that decides it, for every STS answer,
- * network error and token-source error (the EKS Pod Identity Agent's IsIrrecoverableApiError is the model):
+ * network error and token-source error (the EKS Pod Identity Agent's IsIrrecoverableApiError is the model).
+ * Each cloud's STS error codes (src/platform/<cloud>/) map onto the one FailureKind here:
  * - `terminal`: STS will say the same again until a person changes something (trust policy, IdP,
  *   token audience). Retried rarely, so a misconfiguration never becomes a retry storm.
  * - `retryable`: transient (throttling, 5xx, network, timeouts, TLS, a token file mid-rotation).
@@ -15,33 +17,14 @@ export type FailureKind = 'terminal' | 'retryable' | 'token-expired';
 export interface ClassifiedFailure {
   readonly kind: FailureKind;
   /**
-   * A short, stable, non-secret code for logs, metrics and /readyz: an STS error code from the
-   * lists below, a network or TLS error code, `HTTP<status>`, `UnexpectedError`, or one of ours.
+   * A short, stable, non-secret code for logs, metrics and /readyz: an STS error code (src/platform/<cloud>/), a
+   * network or TLS error code, `HTTP<status>`, `UnexpectedError`, or one of ours.
    * Always from a bounded set, since it becomes a metric label.
    */
   readonly code: string;
   /** A message safe to log: never contains the token, keys or a request body. */
   readonly message: string;
 }
-
-/**
- * STS error codes that no retry can fix. @aws-sdk/client-sts names its modelled errors with an
- * `Exception` suffix (InvalidIdentityTokenException…) and unmodelled ones as sent (AccessDenied);
- * the suffix is stripped before looking them up.
- */
-const TERMINAL_STS_CODES = new Set([
-  'InvalidIdentityToken',
-  'IDPRejectedClaim',
-  'AccessDenied',
-  'MalformedPolicyDocument',
-  'PackedPolicyTooLarge',
-  'RegionDisabled',
-  'ValidationError',
-  'InvalidParameterValue',
-  'InvalidAction',
-]);
-
-const RETRYABLE_STS_CODES = new Set(['IDPCommunicationError', 'Throttling', 'RequestLimitExceeded', 'ServiceUnavailable', 'InternalFailure', 'RequestTimeout']);
 
 const NETWORK_ERROR_CODES = new Set([
   'ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH',
@@ -63,13 +46,13 @@ export function classifyFailure(err: unknown): ClassifiedFailure {
   const stsCode = name.replace(/Exception$/, '');
   const status = e.$metadata?.httpStatusCode;
 
-  if (stsCode === 'ExpiredToken') {
+  if (stsCode === AWS_STS_EXPIRED_TOKEN_CODE) {
     return { kind: 'token-expired', code: 'ExpiredToken', message: 'STS says the web-identity token has expired' };
   }
-  if (TERMINAL_STS_CODES.has(stsCode)) {
+  if (AWS_STS_TERMINAL_CODES.has(stsCode)) {
     return { kind: 'terminal', code: stsCode, message: `STS refused the exchange: ${stsCode}` };
   }
-  if (RETRYABLE_STS_CODES.has(stsCode)) {
+  if (AWS_STS_RETRYABLE_CODES.has(stsCode)) {
     return { kind: 'retryable', code: stsCode, message: `STS answered ${stsCode}` };
   }
   const rawCode = typeof e.code === 'string' ? e.code : typeof e.cause?.code === 'string' ? e.cause.code : '';

@@ -1,6 +1,6 @@
 import { isIP } from 'node:net';
 import { networkInterfaces } from 'node:os';
-import type { ListenAddress } from '../config/config.js';
+import type { ListenAddress } from '../core/listen-address.js';
 
 /** Distinct raw Host values whose verdict is remembered. */
 const MAX_REMEMBERED_VERDICTS = 64;

@@ -1,41 +1,13 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { Duplex } from 'node:stream';
-import type { ListenAddress } from '../config/config.js';
+import type { ListenAddress } from '../core/listen-address.js';
 import { formatAddress } from '../core/listen-address.js';
 import { CrosscredError } from '../core/errors.js';
+import { HTTP_LIMITS } from './limits.js';
+import type { Refusal } from './refusals.js';
 import { renderError, type ErrorFormat } from './responses.js';
 
-/**
- * Limits for untrusted clients; nothing a credential client sends comes near them.
- * Requests beyond them are answered by Node's HTTP parser (400, 408, 431) or by us (413, 503).
- */
-export const HTTP_LIMITS = {
-  /**
-   * Credential requests carry no body. A declared body up to this size is tolerated (and never
-   * read); a larger one is answered 413.
-   */
-  maxRequestBodyBytes: 1024,
-  /** A client must send its whole request within this time (slow-loris protection), in ms. */
-  requestTimeoutMs: 10_000,
-  /**
-   * How often Node looks for requests past that timeout, in ms. Its default (30 s) let a slow-loris
-   * connection live up to 40 s; the soak measured every one closed at 30.0 s.
-   */
-  connectionsCheckingIntervalMs: 1_000,
-  /** Idle keep-alive connections are closed after this long, in ms. */
-  keepAliveTimeoutMs: 5_000,
-  /** Request line plus headers; Node answers 431 beyond it. */
-  maxHeaderBytes: 16 * 1024,
-  /**
-   * Open connections per listener. A connection accepted beyond them has each request answered
-   * 503 with Retry-After and is closed: an overloaded daemon says so at once instead of letting
-   * clients time out, while the connections it already holds (SDKs on keep-alive) go on being
-   * served. (Refusing every request while over the cap turned a boot storm of 10,000 first
-   * requests into 97% 503s in the benchmark.)
-   */
-  maxConnections: 4_096,
-} as const;
 
 /** The whole answer to a CONNECT request, which arrives as a bare socket, in the given format. */
 function connectRefusal(format: ErrorFormat): Buffer {
@@ -56,9 +28,6 @@ function repeatsHost(raw: readonly string[]): boolean {
   }
   return false;
 }
-
-/** What a listener does with a request it will not route: closing, or over its connection limit. */
-export type Refusal = 'closing' | 'overloaded' | 'body-too-large' | 'body-chunked' | 'transfer-coding-invalid' | 'host-repeated';
 
 export interface HttpListenerOptions {
   readonly handler: (req: IncomingMessage, res: ServerResponse) => void;

@@ -1,6 +1,7 @@
 import type { ServerResponse } from 'node:http';
 import { CrosscredError, ErrorCodes, type ErrorName } from '../core/errors.js';
-import { HTTP_LIMITS, type Refusal } from './listener.js';
+import { HTTP_LIMITS } from './limits.js';
+import { refusalAnswer, type Refusal } from './refusals.js';
 
 /** IMDS answers in plain text, as EC2 does; the container endpoint in JSON (the SDKs parse its errors). */
 export type ErrorFormat = 'text' | 'json';
@@ -57,18 +58,6 @@ export function renderError(name: ErrorName, message: string, format: ErrorForma
 
 /** Answers a request the listener refuses before routing, in the endpoint's error format. */
 export function refuse(res: ServerResponse, why: Refusal, format: ErrorFormat): void {
-  switch (why) {
-    case 'closing':
-      return sendError(res, 'SHUTTING_DOWN', 'crosscred is stopping', format, { headers: ['retry-after', '1'] });
-    case 'overloaded':
-      return sendError(res, 'OVERLOADED', 'too many open connections', format, { headers: ['retry-after', '1'] });
-    case 'body-too-large':
-      return sendError(res, 'REQUEST_INVALID', `request bodies are not accepted (limit ${HTTP_LIMITS.maxRequestBodyBytes} bytes)`, format, { status: 413 });
-    case 'body-chunked':
-      return sendError(res, 'REQUEST_INVALID', 'chunked request bodies are not accepted', format, { status: 413 });
-    case 'transfer-coding-invalid':
-      return sendError(res, 'REQUEST_INVALID', 'a request Transfer-Encoding must end in chunked', format);
-    case 'host-repeated':
-      return sendError(res, 'REQUEST_INVALID', 'the request has more than one Host header', format);
-  }
+  const answer = refusalAnswer(why, { maxRequestBodyBytes: HTTP_LIMITS.maxRequestBodyBytes });
+  sendError(res, answer.name, answer.message, format, { status: answer.status, ...(answer.headers ? { headers: answer.headers } : {}) });
 }

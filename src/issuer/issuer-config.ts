@@ -3,10 +3,12 @@ import { createRequire } from 'node:module';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import type * as YamlModule from 'yaml';
 import type * as ZodModule from 'zod';
-import { LOG_LEVELS, type ListenAddress, type LogLevel } from '../config/config.js';
+import { LOG_LEVELS, type LogLevel } from '../config/config.js';
+import type { ListenAddress } from '../core/listen-address.js';
 import { formatAddress, parseListenSpec } from '../core/listen-address.js';
 import { CrosscredError } from '../core/errors.js';
-import { endpointUrlProblem, isLoopbackHost, issuerUrlProblem } from './discovery.js';
+import { deepFreeze } from '../core/deep-freeze.js';
+import { endpointUrlProblem, isLoopbackHost, issuerUrlProblem } from '../core/url-checks.js';
 import type { KeyFileConfig } from './keys.js';
 import { ANY, ATTESTATION_KINDS, KIND_DIMENSIONS, type AttestationKind, type KindPolicy } from './policy.js';
 import { ISSUER_PATHS } from '../protocol/issuer-token-exchange.js';
@@ -267,12 +269,4 @@ function resolveConfig(file: FileIssuerConfig, path: string): { config: IssuerCo
 
 function stripUndefined<T extends object>(o: T): Partial<T> {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
-}
-
-function deepFreeze<T>(value: T): T {
-  if (value && typeof value === 'object' && !Object.isFrozen(value)) {
-    Object.freeze(value);
-    for (const v of Object.values(value)) deepFreeze(v);
-  }
-  return value;
 }

@@ -3,10 +3,11 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Server as HttpsServer } from 'node:https';
 import type { Logger } from 'pino';
 import { systemClock, type Clock } from '../core/clock.js';
-import type { ListenAddress } from '../config/config.js';
+import type { ListenAddress } from '../core/listen-address.js';
 import { formatAddress } from '../core/listen-address.js';
 import { CrosscredError } from '../core/errors.js';
-import { HttpListener, type Refusal } from '../http/listener.js';
+import { HttpListener } from '../http/listener.js';
+import { refusalAnswer, type Refusal } from '../http/refusals.js';
 import { APPLICATION_JSON, refuse as refuseRequest, send, sendError, TEXT_PLAIN } from '../http/responses.js';
 import { pathOf } from '../http/route-table.js';
 import type { Attestor } from './attestor.js';
@@ -145,34 +146,15 @@ export async function startIssuer(config: IssuerConfig, deps: IssuerDependencies
     metrics.requestAnswered('other', 404);
   };
 
+  // The one refusal table (src/http/refusals.ts), rendered as an OAuth error on the token endpoint
+  // (whose clients parse one) and as text elsewhere.
   const refuse = (req: IncomingMessage, res: ServerResponse, why: Refusal) => {
     const onToken = pathOf(req.url) === tokenPath;
-    let status: number;
-    switch (why) {
-      case 'closing':
-      case 'overloaded':
-        status = onToken
-          ? sendOAuthError(res, 'ISSUER_BUSY', why === 'closing' ? 'the issuer is stopping' : 'too many open connections', { headers: ['retry-after', '1'] })
-          : (sendError(res, why === 'closing' ? 'SHUTTING_DOWN' : 'OVERLOADED', why === 'closing' ? 'crosscred issuer is stopping' : 'too many open connections', 'text', { headers: ['retry-after', '1'] }), 503);
-        break;
-      case 'body-too-large':
-        status = onToken
-          ? sendOAuthError(res, 'ISSUER_REQUEST_INVALID', `the request body exceeds ${MAX_TOKEN_REQUEST_BYTES} bytes`, { status: 413 })
-          : (sendError(res, 'REQUEST_INVALID', 'request bodies are not accepted here', 'text', { status: 413 }), 413);
-        break;
-      case 'body-chunked':
-        status = onToken
-          ? sendOAuthError(res, 'ISSUER_REQUEST_INVALID', 'send the form with a Content-Length (chunked bodies are not read)', { status: 411 })
-          : (sendError(res, 'REQUEST_INVALID', 'chunked request bodies are not accepted', 'text', { status: 413 }), 413);
-        break;
-      case 'transfer-coding-invalid':
-        status = onToken ? sendOAuthError(res, 'ISSUER_REQUEST_INVALID', 'a request Transfer-Encoding must end in chunked') : (sendError(res, 'REQUEST_INVALID', 'a request Transfer-Encoding must end in chunked', 'text'), 400);
-        break;
-      case 'host-repeated':
-        status = onToken ? sendOAuthError(res, 'ISSUER_REQUEST_INVALID', 'the request has more than one Host header') : (sendError(res, 'REQUEST_INVALID', 'the request has more than one Host header', 'text'), 400);
-        break;
-    }
-    metrics.requestAnswered(onToken ? ISSUER_PATHS.token : 'refused', status);
+    const answer = refusalAnswer(why, { maxRequestBodyBytes: MAX_TOKEN_REQUEST_BYTES, readsBodies: onToken });
+    const options = { status: answer.status, ...(answer.headers ? { headers: answer.headers } : {}) };
+    if (onToken) sendOAuthError(res, answer.busy ? 'ISSUER_BUSY' : 'ISSUER_REQUEST_INVALID', answer.message, options);
+    else sendError(res, answer.name, answer.message, 'text', options);
+    metrics.requestAnswered(onToken ? ISSUER_PATHS.token : 'refused', answer.status);
   };
 
   const tls = await readTls(config);

@@ -1,4 +1,5 @@
 import type { AttestedIdentity } from './attestor.js';
+import { formatVmSubject } from '../protocol/vm-subjects.js';
 import { SUBJECT_TOKEN_TYPES, type SubjectTokenType } from '../protocol/issuer-token-exchange.js';
 import { buildTagsClaim, type AwsTagsClaim, type SessionTagRule } from './session-tags.js';
 
@@ -10,10 +11,7 @@ import { buildTagsClaim, type AwsTagsClaim, type SessionTagRule } from './sessio
  * explicitly, and is not accepted for accounts) matches any value, and also an identity whose
  * attestation does not state that fact (a RAM-role session that is not an instance's).
  *
- * `sub` formats (stable; IAM trust policies match on them):
- * - alibaba-ecs-identity: `alibaba-ecs:<owner-account-id>:<region-id>:<instance-id>`
- * - alibaba-ram-role:     `alibaba-ram:<account-id>:role/<role-name>`
- * - tencent-cam-role:     `tencent-cam:<uin>:role/<role-id>`
+ * The `sub` formats are in src/protocol/vm-subjects.ts.
  */
 
 /** The attestation kinds, by their configuration names. */
@@ -93,13 +91,13 @@ export class IssuerPolicy {
     let subject: string | undefined;
     switch (kind) {
       case 'alibabaEcsIdentity':
-        if (identity.region && identity.instanceId) subject = `alibaba-ecs:${identity.accountId}:${identity.region}:${identity.instanceId}`;
+        if (identity.region && identity.instanceId) subject = formatVmSubject({ kind: 'alibaba-ecs', account: identity.accountId, region: identity.region, instanceId: identity.instanceId });
         break;
       case 'alibabaRamRole':
-        if (identity.roleName) subject = `alibaba-ram:${identity.accountId}:role/${identity.roleName}`;
+        if (identity.roleName) subject = formatVmSubject({ kind: 'alibaba-ram', account: identity.accountId, role: identity.roleName });
         break;
       case 'tencentCamRole':
-        if (identity.roleId) subject = `tencent-cam:${identity.accountId}:role/${identity.roleId}`;
+        if (identity.roleId) subject = formatVmSubject({ kind: 'tencent-cam', account: identity.accountId, role: identity.roleId });
         break;
     }
     if (subject === undefined) return { allowed: false, reason: `the attestation lacks a fact the ${label} subject is made of` };

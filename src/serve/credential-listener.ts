@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
-import type { ListenAddress } from '../config/config.js';
+import type { ListenAddress } from '../core/listen-address.js';
 import type { Metrics } from './metrics.js';
 import { addContainerRoutes } from './container-routes.js';
 import { HostGuard } from '../http/host-guard.js';

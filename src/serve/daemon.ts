@@ -2,17 +2,18 @@ import type { STSClient } from '@aws-sdk/client-sts';
 import type { Logger } from 'pino';
 import { systemClock, systemRandom, type Clock, type RandomSource } from '../core/clock.js';
 import { RoleCredentialCache } from '../cache/role-credential-cache.js';
-import type { Config, ListenAddress, RoleConfig, StsConnectionConfig } from '../config/config.js';
+import type { Config, RoleConfig, StsConnectionConfig } from '../config/config.js';
+import type { ListenAddress } from '../core/listen-address.js';
 import { formatAddress } from '../core/listen-address.js';
 import { MAX_CONCURRENT_STS_REQUESTS } from '../platform/aws/sts-http-handler.js';
-import { createStsClient, StsWebIdentityExchange } from '../exchange/aws-web-identity-exchange.js';
+import { createStsClient } from '../exchange/aws-web-identity-exchange.js';
+import { webIdentityRoleFor } from '../roles/web-identity-role.js';
 import { Turns } from '../util/turns.js';
 import { Metrics } from './metrics.js';
 import { buildAdminListener } from './admin-listener.js';
 import { ContainerSecret } from './container-secret.js';
 import { buildCredentialListener } from './credential-listener.js';
 import type { HttpListener } from '../http/listener.js';
-import type { ServedRole } from './listener-context.js';
 import { SessionTokenIssuer } from './session-tokens.js';
 import { createTokenSource } from '../sources/create-token-source.js';
 
@@ -29,7 +30,7 @@ export interface RunningDaemon {
   /** The bound addresses (ports resolved when 0 was asked for), in configuration order. */
   readonly listeners: ReadonlyArray<ListenAddress & { readonly role: string }>;
   readonly admin: ListenAddress | null;
-  readonly roles: ReadonlyMap<string, ServedRole>;
+  readonly roles: ReadonlyMap<string, DaemonRole>;
   readonly metrics: Metrics;
   /** Resolves when every role's first fetch has finished (successfully or not). */
   readonly firstFetch: Promise<void>;
@@ -53,7 +54,7 @@ export async function startDaemon(config: Config, deps: DaemonDependencies): Pro
   // destroyed once no role uses them.
   const stsClients = new Map<string, { client: STSClient; turns: Turns; users: number }>();
   const roles = new Map<string, RunningRole>();
-  const served = new Map<string, ServedRole>();
+  const served = new Map<string, DaemonRole>();
   const roleStatuses = () => [...served.values()].map((r) => r.cache.status());
   const metrics = new Metrics(roleStatuses);
   let current = config;
@@ -68,12 +69,7 @@ export async function startDaemon(config: Config, deps: DaemonDependencies): Pro
     }
     shared.users++;
     const source = createTokenSource(role.token.source, clock);
-    const exchange = new StsWebIdentityExchange(
-      { roleName: role.name, roleArn: role.roleArn, accountId: role.accountId, sessionName: role.sessionName, ...(role.durationSeconds ? { durationSeconds: role.durationSeconds } : {}) },
-      source,
-      shared.client,
-      clock,
-    );
+    const exchange = webIdentityRoleFor(role, source, shared.client, clock);
     // An ExpiredToken answer costs a second STS call; each call is bounded by the transport's timeouts.
     const exchangeTimeoutMs = 2 * (sts.connectTimeoutMs + sts.responseTimeoutMs) + EXCHANGE_SLACK_MS;
     const cache = new RoleCredentialCache({ exchange, clock, random, logger: log, observer: metrics, exchangeTimeoutMs, turns: shared.turns });
@@ -225,11 +221,21 @@ export async function startDaemon(config: Config, deps: DaemonDependencies): Pro
 
 /** A role as the daemon runs it: what the listeners serve, and how to stop it. */
 interface RunningRole {
-  readonly served: ServedRole;
+  readonly served: DaemonRole;
   /** The STS connection settings its client was made with. */
   readonly sts: StsConnectionConfig;
   /** Stops its refreshes and releases its token source and (when unused) its STS client. */
   release(): Promise<void>;
+}
+
+/**
+ * A role as the daemon runs it: its configuration and its concrete cache (started, refreshed and
+ * closed here). The listeners are handed the same entries as ServedRole, which sees the cache only
+ * through the CredentialResolver port.
+ */
+export interface DaemonRole {
+  readonly config: RoleConfig;
+  readonly cache: RoleCredentialCache;
 }
 
 /** What a reload did, by role name; `restartNeeded` names changed settings that were not applied. */

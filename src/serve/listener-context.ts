@@ -1,7 +1,8 @@
 import type { ServerResponse } from 'node:http';
-import type { CachedCredentials, RoleCredentialCache } from '../cache/role-credential-cache.js';
+import type { CachedCredentials } from '../cache/role-credential-cache.js';
 import type { RoleConfig } from '../config/config.js';
 import type { ContainerSecret } from './container-secret.js';
+import type { CredentialResolver } from './credential-resolver.js';
 import { sendError, type ErrorFormat } from '../http/responses.js';
 import type { SessionTokenIssuer } from './session-tokens.js';
 
@@ -12,10 +13,10 @@ import type { SessionTokenIssuer } from './session-tokens.js';
  */
 export const COLD_WAIT_MS = 400;
 
-/** A role as one listener serves it: its cache and its configuration. */
+/** A role as one listener serves it: its configuration, and its credential cache seen through the resolver port. */
 export interface ServedRole {
   readonly config: RoleConfig;
-  readonly cache: RoleCredentialCache;
+  readonly cache: CredentialResolver;
 }
 
 /** Everything the route handlers of one credential listener need. */

@@ -1,5 +1,6 @@
 import { STATUS_CODES } from 'node:http';
 import { Agent, request, type Dispatcher } from 'undici';
+import type { KubernetesTokenRequestConfig } from '../config/config.js';
 import type { Clock } from '../core/clock.js';
 import { CrosscredError } from '../core/errors.js';
 import { readRegularFile } from '../util/read-regular-file.js';
@@ -8,21 +9,7 @@ import type { TokenSource, WebIdentityToken } from './token-source.js';
 import { isObject, parseJson, readBoundedBody } from '../util/bounded-body.js';
 import { RenewingToken, type RenewableToken } from './renewing-token.js';
 
-export interface KubernetesTokenSourceOptions {
-  /** Base URL of the API server, e.g. `https://10.0.0.1:443` (from KUBERNETES_SERVICE_HOST/PORT). */
-  readonly apiServer: string;
-  /** PEM CA bundle of the API server; the only roots trusted for this connection. */
-  readonly caFile: string;
-  /** The pod's own ServiceAccount token, sent as the Bearer. Re-read on every request: the kubelet rotates it. */
-  readonly serviceAccountTokenFile: string;
-  readonly namespace: string;
-  readonly serviceAccount: string;
-  /** The `aud` the token is minted for; callers default to `sts.amazonaws.com`. */
-  readonly audience: string;
-  /** Lifetime asked for, in seconds. The API server may grant another one; its answer is what counts. */
-  readonly expirationSeconds: number;
-  /** Binds the token to this pod (downward API POD_NAME/POD_UID): it stops working when the pod is deleted. */
-  readonly pod?: { readonly name: string; readonly uid: string };
+export interface KubernetesTokenSourceOptions extends KubernetesTokenRequestConfig {
   /** Bound on one request: connect, TLS handshake and the whole answer, in ms. */
   readonly requestTimeoutMs: number;
   readonly clock: Clock;

@@ -2,13 +2,11 @@ import { request } from 'undici';
 import type { Clock } from '../core/clock.js';
 import type { IssuerConnection } from '../config/config.js';
 import { CrosscredError } from '../core/errors.js';
+import { ECS_METADATA_URL } from '../platform/alibaba/ecs-metadata.js';
+import { CVM_METADATA_URL } from '../platform/tencent/cvm-metadata.js';
 import { IssuerClient } from './issuer-client.js';
 import type { TokenSource, WebIdentityToken } from './token-source.js';
 
-/** The Alibaba ECS metadata server; it answers a token PUT (hardened mode) on every ECS instance. */
-const ALIBABA_METADATA_URL = 'http://100.100.100.200';
-/** The Tencent CVM metadata server, by the name its SDKs use. */
-const TENCENT_METADATA_URL = 'http://metadata.tencentyun.com';
 /** Each probe of a metadata server gives up after this long, in ms. */
 const PROBE_TIMEOUT_MS = 1_000;
 /** Connecting to the issuer, and waiting for its answer (it calls the cloud's STS), in ms. */
@@ -88,10 +86,10 @@ async function detectCloud(): Promise<'alibaba-ecs' | 'tencent-cvm'> {
       return false;
     }
   };
-  if (await answers(`${ALIBABA_METADATA_URL}/latest/api/token`, { method: 'PUT', headers: { 'x-aliyun-ecs-metadata-token-ttl-seconds': '60' } })) return 'alibaba-ecs';
-  if (await answers(`${TENCENT_METADATA_URL}/latest/meta-data/instance-id`, { method: 'GET' })) return 'tencent-cvm';
+  if (await answers(`${ECS_METADATA_URL}/latest/api/token`, { method: 'PUT', headers: { 'x-aliyun-ecs-metadata-token-ttl-seconds': '60' } })) return 'alibaba-ecs';
+  if (await answers(`${CVM_METADATA_URL}/latest/meta-data/instance-id`, { method: 'GET' })) return 'tencent-cvm';
   throw new CrosscredError(
     'TOKEN_SOURCE_NOT_FOUND',
-    `--issuer-url is set, but neither the Alibaba ECS metadata server (${ALIBABA_METADATA_URL}) nor the Tencent CVM one (${TENCENT_METADATA_URL}) answered within ${PROBE_TIMEOUT_MS} ms; set --token-source alibaba-ecs or tencent-cvm to skip detection`,
+    `--issuer-url is set, but neither the Alibaba ECS metadata server (${ECS_METADATA_URL}) nor the Tencent CVM one (${CVM_METADATA_URL}) answered within ${PROBE_TIMEOUT_MS} ms; set --token-source alibaba-ecs or tencent-cvm to skip detection`,
   );
 }

@@ -53,7 +53,7 @@ if (spawnSync('wrk', ['-v']).error) {
 }
 const { DemoOidcIssuer } = await import('../../dist/demo/oidc-issuer.js');
 const { StsEmulator } = await import('../../dist/demo/sts-emulator.js');
-const { HTTP_LIMITS } = await import('../../dist/http/listener.js');
+const { HTTP_LIMITS } = await import('../../dist/http/limits.js');
 // The overload phase holds the listener's whole connection cap and more open, in the daemon and in
 // the client alike (Node raises its soft fd limit to the hard one; this checks the hard one).
 const fdLimit = Number(spawnSync('sh', ['-c', 'ulimit -Hn'], { encoding: 'utf8' }).stdout.trim());

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { isCrosscredError } from '../../src/core/errors.js';
-import { issuerUrlProblem } from '../../src/issuer/discovery.js';
+import { issuerUrlProblem } from '../../src/core/url-checks.js';
 import { loadIssuerConfig, parseIssuerConfigText } from '../../src/issuer/issuer-config.js';
 import { baseConfig } from '../support/issuer-fixtures.js';
 

@@ -2,7 +2,8 @@ import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { RoleCredentialCache } from '../../src/cache/role-credential-cache.js';
 import { MIN_REMAINING_TO_SERVE_MS, TERMINAL_RETRY_MS } from '../../src/cache/refresh-policy.js';
-import type { AwsCredentials, CredentialExchange } from '../../src/exchange/credentials.js';
+import type { CredentialExchange } from '../../src/exchange/credentials.js';
+import type { AwsCredentials } from '../../src/platform/aws/credentials.js';
 import { Turns } from '../../src/util/turns.js';
 import { FakeClock, settle } from '../support/fake-clock.js';
 
@@ -37,6 +38,7 @@ function accessKeyId(): string {
 
 function makeCredentials(clock: FakeClock, lifetimeMs: number): AwsCredentials {
   return {
+    cloud: 'aws',
     accessKeyId: accessKeyId(),
     secretAccessKey: `secret-${keyCounter}`,
     sessionToken: `session-token-${keyCounter}`,

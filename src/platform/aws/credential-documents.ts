@@ -1,4 +1,14 @@
-import type { CachedCredentials } from '../../cache/role-credential-cache.js';
+import type { AwsCredentials } from './credentials.js';
+
+/**
+ * One set of AWS credentials as received: the cache's entries have this shape. The object's
+ * identity keys the memo below, so it must be replaced, never changed, when the credentials are.
+ */
+export interface ReceivedAwsCredentials {
+  readonly credentials: AwsCredentials;
+  /** When crosscred received them (epoch ms), served as IMDS `LastUpdated`. */
+  readonly receivedAtWall: number;
+}
 
 /**
  * The response bodies for one set of cached credentials, serialized once and reused by every
@@ -13,9 +23,9 @@ export interface CredentialDocuments {
   readonly container: Buffer;
 }
 
-const memo = new WeakMap<CachedCredentials, CredentialDocuments>();
+const memo = new WeakMap<ReceivedAwsCredentials, CredentialDocuments>();
 
-export function documentsFor(entry: CachedCredentials): CredentialDocuments {
+export function documentsFor(entry: ReceivedAwsCredentials): CredentialDocuments {
   let docs = memo.get(entry);
   if (docs === undefined) {
     docs = render(entry);
@@ -33,7 +43,7 @@ export function awsTimestamp(epochMs: number): string {
   return new Date(epochMs).toISOString().replace(/\.\d{3}Z$/, 'Z');
 }
 
-function render(entry: CachedCredentials): CredentialDocuments {
+function render(entry: ReceivedAwsCredentials): CredentialDocuments {
   const c = entry.credentials;
   const expiration = awsTimestamp(c.expirationWall);
   const imds = {

@@ -1,0 +1,27 @@
+/** Temporary AWS credentials as crosscred holds them. Every string but the ARNs is secret. */
+export interface AwsCredentials {
+  /** Which cloud's STS issued them: the tag every consumer of the credential port switches on. */
+  readonly cloud: 'aws';
+  readonly accessKeyId: string;
+  readonly secretAccessKey: string;
+  readonly sessionToken: string;
+  /** When STS says they expire (epoch ms). */
+  readonly expirationWall: number;
+  /**
+   * STS's own clock when it answered (epoch ms, from its HTTP Date header, whole seconds), when
+   * it sent one. With it the credentials' lifetime is known by STS's clock, which decides when
+   * AWS stops accepting them, whatever this host's clock says.
+   */
+  readonly stsDateWall?: number;
+  /** The role that was assumed, as configured. */
+  readonly roleArn: string;
+  /** The 12-digit account of the role. */
+  readonly accountId: string;
+}
+
+const ROLE_ARN = /^arn:aws[a-z-]*:iam::(\d{12}):role\/[\w+=,.@/-]{1,512}$/;
+
+/** The account id of an IAM role ARN (any partition), or undefined when the ARN is not one. */
+export function accountIdOfRoleArn(arn: string): string | undefined {
+  return ROLE_ARN.exec(arn)?.[1];
+}
