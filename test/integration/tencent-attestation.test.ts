@@ -364,6 +364,8 @@ describe('TencentCamRoleAttestor when STS misbehaves', () => {
     sts.failNext({ kind: 'delay', ms: 2_000 });
     await refused(quick.attest(token(honest()), context()), 'temporarily_unavailable', /did not answer within 200 ms/);
     await quick.close();
+    // Both delayed requests are recorded when their delay ends: let that happen in this test's window.
+    await sts.idle();
   });
 
   it('reaches an HTTPS endpoint through the configured CA bundle, and refuses a certificate it does not trust', async () => {

@@ -176,7 +176,13 @@ export class FakeAlibabaSts {
 
   static async start(options: { readonly now?: () => number } = {}): Promise<FakeAlibabaSts> {
     let sts: FakeAlibabaSts | undefined;
-    const server = createServer((req, res) => void sts!.#handle(req, res));
+    const server = createServer((req, res) => {
+      sts!.#inflight += 1;
+      void sts!.#handle(req, res).finally(() => {
+        sts!.#inflight -= 1;
+        if (sts!.#inflight === 0) for (const wake of sts!.#idleWaiters.splice(0)) wake();
+      });
+    });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     sts = new FakeAlibabaSts(server, options.now ?? Date.now);
     return sts;
@@ -213,6 +219,18 @@ export class FakeAlibabaSts {
   /** The next answers go wrong in these ways, one each. */
   fault(...faults: AlibabaStsFault[]): void {
     this.#faults.push(...faults);
+  }
+
+  /** Requests being handled now; a delayed one is recorded only when its delay ends. */
+  #inflight = 0;
+  readonly #idleWaiters: Array<() => void> = [];
+
+  /**
+   * Resolves once no request is being handled. A test whose client gave up on a delayed answer
+   * waits for it, so the late record lands in its own window and not in the next test's.
+   */
+  idle(): Promise<void> {
+    return this.#inflight === 0 ? Promise.resolve() : new Promise((resolve) => this.#idleWaiters.push(resolve));
   }
 
   async close(): Promise<void> {

@@ -96,7 +96,13 @@ export class FakeTencentSts {
     const server: Server = tls ? createHttpsServer({ key: tls.key, cert: tls.cert }) : createServer();
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     const sts = new FakeTencentSts(server, options.now ?? Date.now, tls?.ca);
-    server.on('request', (req, res) => void sts.#handle(req, res));
+    server.on('request', (req, res) => {
+      sts.#inflight += 1;
+      void sts.#handle(req, res).finally(() => {
+        sts.#inflight -= 1;
+        if (sts.#inflight === 0) for (const wake of sts.#idleWaiters.splice(0)) wake();
+      });
+    });
     return sts;
   }
 
@@ -126,6 +132,18 @@ export class FakeTencentSts {
   /** Requests that were verified and answered with an identity. */
   get accepted(): StsRecord[] {
     return this.records.filter((r) => r.outcome === 'ok');
+  }
+
+  /** Requests being handled now; a delayed one is recorded only when its delay ends. */
+  #inflight = 0;
+  readonly #idleWaiters: Array<() => void> = [];
+
+  /**
+   * Resolves once no request is being handled. A test whose client gave up on a delayed answer
+   * waits for it, so the late record lands in its own window and not in the next test's.
+   */
+  idle(): Promise<void> {
+    return this.#inflight === 0 ? Promise.resolve() : new Promise((resolve) => this.#idleWaiters.push(resolve));
   }
 
   async close(): Promise<void> {
