@@ -127,7 +127,7 @@ Without --endpoint, it exchanges the token at STS itself, with the role options 
 (--role-arn, --token-file, --region, --config, ...); with several roles in --config, --role NAME picks one.
 `;
 
-export const DEMO_HELP = `Usage: crosscred demo [--listen HOST:PORT] [--admin-listen HOST:PORT] [--check]
+export const DEMO_HELP = `Usage: crosscred demo [--listen HOST:PORT] [--admin-listen HOST:PORT] [--check] [--log-level LEVEL]
 
 Starts, on loopback: an OIDC issuer (ES256, discovery and JWKS), an STS emulator that verifies the
 token's signature, issuer, audience, expiry and subject, and 'crosscred serve' exchanging at it.
@@ -137,6 +137,7 @@ until Ctrl-C.
   --listen HOST:PORT          Credential endpoints (default 127.0.0.1:8170); repeatable.
   --admin-listen HOST:PORT    Admin endpoints (default 127.0.0.1:8171).
   --check                     Fetch credentials once through both endpoints, print the result and exit.
+  --log-level LEVEL           The daemon's log lines on stderr (default warn: only problems).
 `;
 
 export const DOCTOR_HELP = `Usage: crosscred doctor [serve's role and token options] [--no-exchange] [--timeout-ms N]

@@ -39,6 +39,26 @@ describe('crosscred command line', () => {
     expect(stdout).toContain('export AWS_CONTAINER_CREDENTIALS_FULL_URI=http://127.0.0.1:');
     expect(stdout).toContain('Self-check passed');
   });
+
+  it('demo --check does not say it is running as it exits, and ends saying it stopped', async () => {
+    const { code, stdout } = await crosscred(['demo', '--check', '--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0'], {}, 30_000);
+    expect(code).toBe(0);
+    expect(stdout).not.toMatch(/is running/i);
+    expect(stdout).not.toContain('Ctrl-C');
+    expect(stdout.trimEnd().split('\n').at(-1)).toMatch(/stopped/);
+  });
+
+  it("demo keeps the daemon's JSON log lines out of its text unless --log-level asks for them", async () => {
+    const args = ['demo', '--check', '--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0'];
+    const quiet = await crosscred(args, {}, 30_000);
+    expect(quiet.code).toBe(0);
+    expect(`${quiet.stdout}${quiet.stderr}`).not.toMatch(/^\{/m);
+    // The same run with --log-level info shows them, on stderr: the check above can see them.
+    const verbose = await crosscred([...args, '--log-level', 'info'], {}, 30_000);
+    expect(verbose.code).toBe(0);
+    expect(verbose.stderr).toMatch(/^\{.*"msg":"credentials refreshed"/m);
+    expect(verbose.stdout).not.toMatch(/^\{/m);
+  });
 });
 
 describe('crosscred serve ignores the AWS SDK settings meant for applications', () => {
