@@ -1,3 +1,4 @@
+import { createServer, type AddressInfo } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { SERVE_OPTIONS } from '../../src/cli/serve-options.js';
 import { crosscred } from '../support/run-cli.js';
@@ -81,6 +82,43 @@ describe('crosscred serve ignores the AWS SDK settings meant for applications', 
       expect(daemon.output.join('\n')).not.toMatch(/Invalid parameter|unhandled/i);
     } finally {
       expect(await daemon.stop()).toBe(0);
+      await chain.close();
+    }
+  });
+});
+
+/** A loopback port held open by this test, so that crosscred finds it taken. */
+async function takenPort<T>(use: (port: number) => Promise<T>): Promise<T> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  try {
+    return await use((server.address() as AddressInfo).port);
+  } finally {
+    await new Promise((resolve) => server.close(resolve));
+  }
+}
+
+describe('a port already in use is reported as the cause, alone', () => {
+  it('demo: the listen error comes first, with no STS failure before or after it', async () => {
+    const { code, stdout, stderr } = await takenPort((port) => crosscred(['demo', '--listen', `127.0.0.1:${port}`, '--admin-listen', '127.0.0.1:0'], {}, 30_000));
+    expect(code).toBe(1);
+    expect(stdout).toBe('');
+    expect(stderr.split('\n')[0]).toMatch(/^crosscred demo: CROSSCRED_ERR_LISTEN_FAILED: cannot listen on 127\.0\.0\.1:\d+ \(EADDRINUSE\)/);
+    expect(stderr).not.toMatch(/STS|"level":"(error|warn)"/);
+  });
+
+  it('serve: the listen error, and no exchange begun (none at STS, none failed in the log)', async () => {
+    const { startChain, roleArn } = await import('../support/chain.js');
+    const chain = await startChain();
+    try {
+      const { code, stdout, stderr } = await takenPort((port) =>
+        crosscred(['serve', '--listen', `127.0.0.1:${port}`, '--admin-listen', '127.0.0.1:0', '--role-arn', roleArn('app'), '--token-file', chain.tokenFile, '--region', 'us-east-1', '--sts-endpoint', chain.sts.url]),
+      );
+      expect(code).toBe(1);
+      expect(stderr).toMatch(/^crosscred serve: CROSSCRED_ERR_LISTEN_FAILED: cannot listen on 127\.0\.0\.1:\d+ \(EADDRINUSE\)/);
+      expect(stdout).not.toMatch(/STS could not be reached|"level":"(error|warn)"/);
+      expect(chain.sts.calls).toBe(0);
+    } finally {
       await chain.close();
     }
   });
