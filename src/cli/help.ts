@@ -26,6 +26,7 @@ Commands:
                         emulator that verifies the token, and the daemon; prints the environment
                         that points an SDK at it.
   help [command]        Show help for a command.
+  --version             Print crosscred's version.
 
 Run 'crosscred <command> --help' for the options of a command.
 Exit codes: 0 success, 1 runtime failure, 2 bad command line, 78 invalid configuration.

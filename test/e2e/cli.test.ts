@@ -1,3 +1,4 @@
+import { readFile } from 'node:fs/promises';
 import { createServer, type AddressInfo } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { SERVE_OPTIONS } from '../../src/cli/serve-options.js';
@@ -8,6 +9,15 @@ describe('crosscred command line', () => {
     const { code, stdout } = await crosscred(['--help']);
     expect(code).toBe(0);
     for (const command of ['serve', 'credential-process', 'demo']) expect(stdout).toContain(command);
+  });
+
+  it('lists --version in --help, and --version prints the package version', async () => {
+    const help = await crosscred(['--help']);
+    expect(help.stdout).toMatch(/^\s+--version\s/m);
+    const { version } = JSON.parse(await readFile(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+    const { code, stdout } = await crosscred(['--version']);
+    expect(code).toBe(0);
+    expect(stdout).toBe(`${version}\n`);
   });
 
   it('documents every serve option in serve --help', async () => {
