@@ -133,3 +133,31 @@ describe('a port already in use is reported as the cause, alone', () => {
     }
   });
 });
+
+describe('serve without a role', () => {
+  it('shows the one-role way (--role-arn) first and the several-roles syntax second', async () => {
+    const { code, stderr } = await crosscred(['serve']);
+    expect(code).toBe(78);
+    expect(stderr).toContain('CROSSCRED_ERR_CONFIG_INVALID');
+    const oneRole = stderr.indexOf('--role-arn');
+    const severalRoles = stderr.indexOf('ADDRESS=ROLE');
+    expect(oneRole).toBeGreaterThan(0);
+    expect(severalRoles).toBeGreaterThan(oneRole);
+    // Not the listener's "with several roles, write ADDRESS=ROLE", which only follows from having none.
+    expect(stderr).not.toContain('serves no role');
+  });
+
+  it('still lists every other problem', async () => {
+    const { code, stderr } = await crosscred(['serve', '--listen', 'nonsense']);
+    expect(code).toBe(78);
+    expect(stderr.indexOf('--role-arn')).toBeLessThan(stderr.indexOf('listen (--listen)'));
+    expect(stderr).toMatch(/listen \(--listen\): "nonsense"/);
+  });
+
+  it('keeps the usual report when a role is given but something else is wrong', async () => {
+    const { code, stderr } = await crosscred(['serve', '--listen', 'nonsense'], { AWS_ROLE_ARN: 'arn:aws:iam::111122223333:role/x', AWS_WEB_IDENTITY_TOKEN_FILE: '/tmp/t' });
+    expect(code).toBe(78);
+    expect(stderr).not.toContain('no role to assume');
+    expect(stderr).toMatch(/listen \(--listen\): "nonsense"/);
+  });
+});
