@@ -94,7 +94,7 @@ Point any AWS SDK or the AWS CLI at it with one of:
   export AWS_EC2_METADATA_SERVICE_ENDPOINT=${base}/
 
   export AWS_CONTAINER_CREDENTIALS_FULL_URI=${base}/v1/credentials
-  export AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE=${authTokenFile}
+  export AWS_CONTAINER_AUTHORIZATION_TOKEN="$(cat ${shellQuote(authTokenFile)})"
 
 (The credentials come from the emulator: they work against nothing but it.)
 `);
@@ -117,6 +117,15 @@ Point any AWS SDK or the AWS CLI at it with one of:
   });
   await cleanup();
   return 0;
+}
+
+/**
+ * A path as one shell word. The container block reads the secret through the shell, not printed:
+ * every client reads AWS_CONTAINER_AUTHORIZATION_TOKEN (AWS CLI 2.9, botocore 1.29 and the Go SDKs
+ * read nothing else), and with the _FILE variable set as well the JS SDK warns on every lookup.
+ */
+function shellQuote(path: string): string {
+  return /^[\w@%+=:,./-]+$/.test(path) ? path : `'${path.replaceAll("'", `'\\''`)}'`;
 }
 
 /** The request sequence an SDK makes on each endpoint; returns what it saw, without secrets. */

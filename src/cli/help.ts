@@ -111,7 +111,9 @@ General:
 Point an SDK at it:
   AWS_EC2_METADATA_SERVICE_ENDPOINT=http://127.0.0.1:8170/   (keep the slash: AWS CLI v2 needs it)
   or AWS_CONTAINER_CREDENTIALS_FULL_URI=http://127.0.0.1:8170/v1/credentials
-     with AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE=<the --auth-token-file>
+     with AWS_CONTAINER_AUTHORIZATION_TOKEN="$(cat <the --auth-token-file>)", which every client
+     reads (AWS CLI 2.9, botocore 1.29 and the Go SDKs read only this one), or
+     AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE=<the --auth-token-file> for recent SDKs alone
 `;
 
 export const CREDENTIAL_PROCESS_HELP = `Usage: crosscred credential-process [--endpoint URL --auth-token-file PATH] [serve's role options]
