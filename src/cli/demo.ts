@@ -17,6 +17,8 @@ const DEMO_AUDIENCE = 'sts.amazonaws.com';
 /** Token life as the kubelet's default projected token, rewritten at 80% of it as the kubelet does. */
 const TOKEN_TTL_SECONDS = 3600;
 const TOKEN_ROTATE_MS = TOKEN_TTL_SECONDS * 800;
+/** The daemon's log level unless --log-level is given: problems only. */
+const DEMO_LOG_LEVEL = 'warn';
 
 /**
  * `crosscred demo`: the whole chain on loopback, so a newcomer sees it work with nothing but Node.
@@ -59,8 +61,9 @@ export async function runDemo(args: string[]): Promise<number> {
     },
     env: {},
   });
-  // Logs go to stderr so that stdout carries only what a person copies.
-  const logger = createLogger({ level: config.logLevel, fd: 2 });
+  // Logs go to stderr so that stdout carries only what a person copies. The daemon's JSON lines
+  // would bury the text a person reads: only warnings and errors show unless --log-level asks.
+  const logger = createLogger({ level: values['log-level'] ? config.logLevel : DEMO_LOG_LEVEL, fd: 2 });
   let daemon: RunningDaemon | undefined;
   const cleanup = async () => {
     clearInterval(rotation);
@@ -79,7 +82,7 @@ export async function runDemo(args: string[]): Promise<number> {
   }
   const listener = daemon.listeners[0]!;
   const base = `http://${formatAddress(listener)}`;
-  process.stdout.write(`crosscred demo is running.
+  process.stdout.write(`${values.check ? 'crosscred demo --check: the chain is up for one self-check, then it stops.' : 'crosscred demo is running.'}
   OIDC issuer:   ${issuer.url} (ES256; discovery at /.well-known/openid-configuration)
   STS emulator:  ${sts.url} (verifies signature, iss, aud=${DEMO_AUDIENCE}, exp, sub=${DEMO_SUBJECT})
   Token file:    ${tokenFile}
@@ -91,7 +94,7 @@ Point any AWS SDK or the AWS CLI at it with one of:
   export AWS_EC2_METADATA_SERVICE_ENDPOINT=${base}/
 
   export AWS_CONTAINER_CREDENTIALS_FULL_URI=${base}/v1/credentials
-  export AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE=${authTokenFile}
+  export AWS_CONTAINER_AUTHORIZATION_TOKEN="$(cat ${shellQuote(authTokenFile)})"
 
 (The credentials come from the emulator: they work against nothing but it.)
 `);
@@ -100,10 +103,11 @@ Point any AWS SDK or the AWS CLI at it with one of:
     try {
       const summary = await selfCheck(base, authTokenFile);
       process.stdout.write(`\nSelf-check passed: ${summary}\n`);
-      return 0;
     } finally {
       await cleanup();
     }
+    process.stdout.write(`The demo has stopped; run 'crosscred demo' without --check to keep it serving.\n`);
+    return 0;
   }
 
   process.stdout.write('\nPress Ctrl-C to stop.\n');
@@ -113,6 +117,15 @@ Point any AWS SDK or the AWS CLI at it with one of:
   });
   await cleanup();
   return 0;
+}
+
+/**
+ * A path as one shell word. The container block reads the secret through the shell, not printed:
+ * every client reads AWS_CONTAINER_AUTHORIZATION_TOKEN (AWS CLI 2.9, botocore 1.29 and the Go SDKs
+ * read nothing else), and with the _FILE variable set as well the JS SDK warns on every lookup.
+ */
+function shellQuote(path: string): string {
+  return /^[\w@%+=:,./-]+$/.test(path) ? path : `'${path.replaceAll("'", `'\\''`)}'`;
 }
 
 /** The request sequence an SDK makes on each endpoint; returns what it saw, without secrets. */

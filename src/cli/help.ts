@@ -26,6 +26,7 @@ Commands:
                         emulator that verifies the token, and the daemon; prints the environment
                         that points an SDK at it.
   help [command]        Show help for a command.
+  --version             Print crosscred's version.
 
 Run 'crosscred <command> --help' for the options of a command.
 Exit codes: 0 success, 1 runtime failure, 2 bad command line, 78 invalid configuration.
@@ -110,7 +111,9 @@ General:
 Point an SDK at it:
   AWS_EC2_METADATA_SERVICE_ENDPOINT=http://127.0.0.1:8170/   (keep the slash: AWS CLI v2 needs it)
   or AWS_CONTAINER_CREDENTIALS_FULL_URI=http://127.0.0.1:8170/v1/credentials
-     with AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE=<the --auth-token-file>
+     with AWS_CONTAINER_AUTHORIZATION_TOKEN="$(cat <the --auth-token-file>)", which every client
+     reads (AWS CLI 2.9, botocore 1.29 and the Go SDKs read only this one), or
+     AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE=<the --auth-token-file> for recent SDKs alone
 `;
 
 export const CREDENTIAL_PROCESS_HELP = `Usage: crosscred credential-process [--endpoint URL --auth-token-file PATH] [serve's role options]
@@ -127,7 +130,7 @@ Without --endpoint, it exchanges the token at STS itself, with the role options 
 (--role-arn, --token-file, --region, --config, ...); with several roles in --config, --role NAME picks one.
 `;
 
-export const DEMO_HELP = `Usage: crosscred demo [--listen HOST:PORT] [--admin-listen HOST:PORT] [--check]
+export const DEMO_HELP = `Usage: crosscred demo [--listen HOST:PORT] [--admin-listen HOST:PORT] [--check] [--log-level LEVEL]
 
 Starts, on loopback: an OIDC issuer (ES256, discovery and JWKS), an STS emulator that verifies the
 token's signature, issuer, audience, expiry and subject, and 'crosscred serve' exchanging at it.
@@ -137,6 +140,7 @@ until Ctrl-C.
   --listen HOST:PORT          Credential endpoints (default 127.0.0.1:8170); repeatable.
   --admin-listen HOST:PORT    Admin endpoints (default 127.0.0.1:8171).
   --check                     Fetch credentials once through both endpoints, print the result and exit.
+  --log-level LEVEL           The daemon's log lines on stderr (default warn: only problems).
 `;
 
 export const DOCTOR_HELP = `Usage: crosscred doctor [serve's role and token options] [--no-exchange] [--timeout-ms N]

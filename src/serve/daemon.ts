@@ -42,7 +42,9 @@ export interface RunningDaemon {
 
 /**
  * Wires the layers together for `crosscred serve`: sources → exchange → cache → server.
- * Credentials are fetched at once, before the listeners open, so the first SDK request finds them.
+ * The listeners are bound first and the first fetch starts right after, before the event loop can
+ * hand them a request: a start-up that cannot bind (port in use) fails with that cause alone,
+ * without an exchange begun and then cut off, and the first SDK request finds the fetch in flight.
  */
 export async function startDaemon(config: Config, deps: DaemonDependencies): Promise<RunningDaemon> {
   const clock = deps.clock ?? systemClock;
@@ -95,7 +97,6 @@ export async function startDaemon(config: Config, deps: DaemonDependencies): Pro
     roles.set(role.name, built);
     served.set(role.name, built.served);
   }
-  const firstFetch = Promise.all([...served.values()].map((r) => r.cache.start())).then(() => undefined);
 
   const listeners: HttpListener[] = [];
   /** Child loggers keep the level they were made with; a reload sets it on each. */
@@ -203,6 +204,9 @@ export async function startDaemon(config: Config, deps: DaemonDependencies): Pro
       log.info({ address: formatAddress(admin) }, 'admin listener open (/healthz, /readyz, /metrics)');
     }
     log.info({ httpsProxy: config.sts.httpsProxy !== undefined, caBundle: config.sts.caBundlePath ?? null }, 'STS connection settings');
+    // Right after the last bind, with no I/O turn between (binding an IP address completes on
+    // process.nextTick): no request can have been read before the fetch is in flight.
+    const firstFetch = Promise.all([...served.values()].map((r) => r.cache.start())).then(() => undefined);
 
     return {
       listeners: bound,

@@ -1,3 +1,5 @@
+import { readFile } from 'node:fs/promises';
+import { createServer, type AddressInfo } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { SERVE_OPTIONS } from '../../src/cli/serve-options.js';
 import { crosscred } from '../support/run-cli.js';
@@ -7,6 +9,15 @@ describe('crosscred command line', () => {
     const { code, stdout } = await crosscred(['--help']);
     expect(code).toBe(0);
     for (const command of ['serve', 'credential-process', 'demo']) expect(stdout).toContain(command);
+  });
+
+  it('lists --version in --help, and --version prints the package version', async () => {
+    const help = await crosscred(['--help']);
+    expect(help.stdout).toMatch(/^\s+--version\s/m);
+    const { version } = JSON.parse(await readFile(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+    const { code, stdout } = await crosscred(['--version']);
+    expect(code).toBe(0);
+    expect(stdout).toBe(`${version}\n`);
   });
 
   it('documents every serve option in serve --help', async () => {
@@ -39,6 +50,26 @@ describe('crosscred command line', () => {
     expect(stdout).toContain('export AWS_CONTAINER_CREDENTIALS_FULL_URI=http://127.0.0.1:');
     expect(stdout).toContain('Self-check passed');
   });
+
+  it('demo --check does not say it is running as it exits, and ends saying it stopped', async () => {
+    const { code, stdout } = await crosscred(['demo', '--check', '--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0'], {}, 30_000);
+    expect(code).toBe(0);
+    expect(stdout).not.toMatch(/is running/i);
+    expect(stdout).not.toContain('Ctrl-C');
+    expect(stdout.trimEnd().split('\n').at(-1)).toMatch(/stopped/);
+  });
+
+  it("demo keeps the daemon's JSON log lines out of its text unless --log-level asks for them", async () => {
+    const args = ['demo', '--check', '--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0'];
+    const quiet = await crosscred(args, {}, 30_000);
+    expect(quiet.code).toBe(0);
+    expect(`${quiet.stdout}${quiet.stderr}`).not.toMatch(/^\{/m);
+    // The same run with --log-level info shows them, on stderr: the check above can see them.
+    const verbose = await crosscred([...args, '--log-level', 'info'], {}, 30_000);
+    expect(verbose.code).toBe(0);
+    expect(verbose.stderr).toMatch(/^\{.*"msg":"credentials refreshed"/m);
+    expect(verbose.stdout).not.toMatch(/^\{/m);
+  });
 });
 
 describe('crosscred serve ignores the AWS SDK settings meant for applications', () => {
@@ -63,5 +94,70 @@ describe('crosscred serve ignores the AWS SDK settings meant for applications', 
       expect(await daemon.stop()).toBe(0);
       await chain.close();
     }
+  });
+});
+
+/** A loopback port held open by this test, so that crosscred finds it taken. */
+async function takenPort<T>(use: (port: number) => Promise<T>): Promise<T> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  try {
+    return await use((server.address() as AddressInfo).port);
+  } finally {
+    await new Promise((resolve) => server.close(resolve));
+  }
+}
+
+describe('a port already in use is reported as the cause, alone', () => {
+  it('demo: the listen error comes first, with no STS failure before or after it', async () => {
+    const { code, stdout, stderr } = await takenPort((port) => crosscred(['demo', '--listen', `127.0.0.1:${port}`, '--admin-listen', '127.0.0.1:0'], {}, 30_000));
+    expect(code).toBe(1);
+    expect(stdout).toBe('');
+    expect(stderr.split('\n')[0]).toMatch(/^crosscred demo: CROSSCRED_ERR_LISTEN_FAILED: cannot listen on 127\.0\.0\.1:\d+ \(EADDRINUSE\)/);
+    expect(stderr).not.toMatch(/STS|"level":"(error|warn)"/);
+  });
+
+  it('serve: the listen error, and no exchange begun (none at STS, none failed in the log)', async () => {
+    const { startChain, roleArn } = await import('../support/chain.js');
+    const chain = await startChain();
+    try {
+      const { code, stdout, stderr } = await takenPort((port) =>
+        crosscred(['serve', '--listen', `127.0.0.1:${port}`, '--admin-listen', '127.0.0.1:0', '--role-arn', roleArn('app'), '--token-file', chain.tokenFile, '--region', 'us-east-1', '--sts-endpoint', chain.sts.url]),
+      );
+      expect(code).toBe(1);
+      expect(stderr).toMatch(/^crosscred serve: CROSSCRED_ERR_LISTEN_FAILED: cannot listen on 127\.0\.0\.1:\d+ \(EADDRINUSE\)/);
+      expect(stdout).not.toMatch(/STS could not be reached|"level":"(error|warn)"/);
+      expect(chain.sts.calls).toBe(0);
+    } finally {
+      await chain.close();
+    }
+  });
+});
+
+describe('serve without a role', () => {
+  it('shows the one-role way (--role-arn) first and the several-roles syntax second', async () => {
+    const { code, stderr } = await crosscred(['serve']);
+    expect(code).toBe(78);
+    expect(stderr).toContain('CROSSCRED_ERR_CONFIG_INVALID');
+    const oneRole = stderr.indexOf('--role-arn');
+    const severalRoles = stderr.indexOf('ADDRESS=ROLE');
+    expect(oneRole).toBeGreaterThan(0);
+    expect(severalRoles).toBeGreaterThan(oneRole);
+    // Not the listener's "with several roles, write ADDRESS=ROLE", which only follows from having none.
+    expect(stderr).not.toContain('serves no role');
+  });
+
+  it('still lists every other problem', async () => {
+    const { code, stderr } = await crosscred(['serve', '--listen', 'nonsense']);
+    expect(code).toBe(78);
+    expect(stderr.indexOf('--role-arn')).toBeLessThan(stderr.indexOf('listen (--listen)'));
+    expect(stderr).toMatch(/listen \(--listen\): "nonsense"/);
+  });
+
+  it('keeps the usual report when a role is given but something else is wrong', async () => {
+    const { code, stderr } = await crosscred(['serve', '--listen', 'nonsense'], { AWS_ROLE_ARN: 'arn:aws:iam::111122223333:role/x', AWS_WEB_IDENTITY_TOKEN_FILE: '/tmp/t' });
+    expect(code).toBe(78);
+    expect(stderr).not.toContain('no role to assume');
+    expect(stderr).toMatch(/listen \(--listen\): "nonsense"/);
   });
 });

@@ -1,20 +1,15 @@
-import { execFile } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { REPO_ROOT, roleArn, spawnDaemon, startChain, waitUntilReady, type Chain, type DaemonProcess } from '../support/chain.js';
-import { clientAvailable, clientEnv, runClient } from '../support/clients.js';
+import { buildGoClients, clientEnv, goClientsAvailable, runClient } from '../support/clients.js';
 
 /**
  * The AWS SDKs for Go v1 (1.44) and v2 (1.17), built offline from Debian's packages. Go is the
  * strictest IMDS client: it requires the TTL header echoed on the token PUT and `Code: Success`.
  * Neither reads AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE, only the token value.
  */
-const run = promisify(execFile);
-const GO_PATH = '/usr/share/gocode';
-
 let available = false;
 let binDir: string;
 let chain: Chain;
@@ -24,13 +19,10 @@ let secret: string;
 
 beforeAll(async () => {
   // The Go toolchain, and the SDK sources Debian installs under GOPATH (checked with test(1)).
-  available = (await clientAvailable('go', ['version'])) && (await clientAvailable('test', ['-d', `${GO_PATH}/src/github.com/aws/aws-sdk-go-v2/config`]));
+  available = await goClientsAvailable();
   if (!available) return;
   binDir = await mkdtemp(join(tmpdir(), 'crosscred-go-'));
-  const env = { ...process.env, GO111MODULE: 'off', GOPATH: GO_PATH, GOPROXY: 'off', GOCACHE: join(binDir, 'cache'), GOFLAGS: '' };
-  for (const v of ['v1', 'v2']) {
-    await run('go', ['build', '-o', join(binDir, `go-sdk-${v}`), join(REPO_ROOT, `test/e2e/clients/go-sdk-${v}/main.go`)], { env, timeout: 180_000 });
-  }
+  await buildGoClients(REPO_ROOT, binDir);
   chain = await startChain();
   daemon = await spawnDaemon(['--listen', '127.0.0.1:0', '--role-arn', roleArn('app'), '--token-file', chain.tokenFile, '--region', 'us-east-1', '--sts-endpoint', chain.sts.url, '--auth-token-file', join(chain.dir, 'auth')]);
   await waitUntilReady(daemon.admin);

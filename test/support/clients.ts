@@ -1,10 +1,11 @@
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
 
 const run = promisify(execFile);
 
-/** The real AWS clients of ../shared/CLIENTS.md that the end-to-end tests drive. */
+/** The real AWS clients that the end-to-end tests drive. */
 export const CLIENTS = {
   /** AWS CLI v2 from Debian's awscli package (the pyenv `aws` on PATH is v1). */
   awsCliV2: '/usr/bin/aws',
@@ -57,5 +58,24 @@ export async function runClient(command: string, args: string[], env: Record<str
   } catch (err) {
     const e = err as { stderr?: string; stdout?: string; message: string };
     throw new Error(`${command} ${args.join(' ')} failed: ${e.message}\nstdout: ${e.stdout ?? ''}\nstderr: ${e.stderr ?? ''}`);
+  }
+}
+
+/** Where Debian's golang-github-aws-aws-sdk-go(-v2)-dev put the Go SDK sources (GOPATH mode). */
+const GO_PATH = '/usr/share/gocode';
+
+/** Whether the Go toolchain and Debian's Go SDK sources are here (strict: throws when not). */
+export async function goClientsAvailable(): Promise<boolean> {
+  return (await clientAvailable('go', ['version'])) && (await clientAvailable('test', ['-d', `${GO_PATH}/src/github.com/aws/aws-sdk-go-v2/config`]));
+}
+
+/**
+ * Builds test/e2e/clients/go-sdk-v1 and -v2 offline into binDir as go-sdk-v1 and go-sdk-v2. Each
+ * asks the unmodified SDK's default chain for credentials and prints the provider and access key.
+ */
+export async function buildGoClients(repoRoot: string, binDir: string): Promise<void> {
+  const env = { ...process.env, GO111MODULE: 'off', GOPATH: GO_PATH, GOPROXY: 'off', GOCACHE: join(binDir, 'cache'), GOFLAGS: '' };
+  for (const v of ['v1', 'v2']) {
+    await run('go', ['build', '-o', join(binDir, `go-sdk-${v}`), join(repoRoot, `test/e2e/clients/go-sdk-${v}/main.go`)], { env, timeout: 180_000 });
   }
 }
