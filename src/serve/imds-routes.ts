@@ -14,7 +14,7 @@ const CREDENTIALS_EXTENDED_LIST = '/latest/meta-data/iam/security-credentials-ex
 
 /**
  * The EC2 instance metadata service, as much of it as credential and region lookups use, byte for
- * byte what the AWS SDKs and CLI expect (see ../shared/CLIENTS.md). IMDSv2 by default: every GET
+ * byte what the AWS SDKs and CLI expect (docs/client-compatibility.md). IMDSv2 by default: every GET
  * needs a session token from `PUT /latest/api/token`; `--allow-imdsv1` also accepts token-less GETs.
  */
 export function addImdsRoutes(table: RouteTable, ctx: ListenerContext): void {

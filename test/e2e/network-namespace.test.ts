@@ -97,7 +97,8 @@ describe('unmodified clients find crosscred with no configuration', () => {
       demo!.stderr!.on('data', onData);
       demo!.once('exit', (code) => reject(new Error(`demo exited with ${code}:\n${demoOutput}`)));
     });
-    authTokenFile = /AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE=(\S+)/.exec(demoOutput)![1]!;
+    // The demo prints the secret as the shell reads it from its file: AWS_CONTAINER_AUTHORIZATION_TOKEN="$(cat FILE)".
+    authTokenFile = /AWS_CONTAINER_AUTHORIZATION_TOKEN="\$\(cat '?([^')]+)'?\)"/.exec(demoOutput)![1]!;
   }, 40_000);
 
   /** Runs a client inside the namespace with a clean environment: no AWS_* endpoint at all. */
