@@ -60,7 +60,7 @@ function runSoak(): Promise<{ code: number | null; stdout: string; stderr: strin
   });
 }
 
-describe.skipIf(skipReason !== undefined)(skipReason ?? 'soak, quick form', () => {
+describe('soak, quick form', { skip: skipReason !== undefined, meta: { skipReason } }, () => {
   it('passes every check, having sampled and loaded the daemon for real', { timeout: 2 * SOAK_TIMEOUT_MS + 10_000 }, async () => {
     expect(wrkMissing, 'wrk is required with CROSSCRED_E2E_STRICT=1').toBe(false);
     const parse = (run: { code: number | null; stdout: string; stderr: string }): Summary => {
