@@ -1,6 +1,18 @@
 import { defineConfig } from 'vitest/config';
+import { SkippedReporter } from './test/support/skipped-reporter.js';
 
 export default defineConfig({
+  plugins: [
+    {
+      name: 'crosscred:skipped-tests',
+      // Every skipped test with its reason, at the end of the run. Added here rather than in
+      // test.reporters, which --reporter on the command line replaces (as .ci/run's does): this
+      // hook runs once the reporters are resolved, so the list follows whichever were chosen.
+      configureVitest({ vitest }) {
+        if (!vitest.config.reporters.some((r) => r instanceof SkippedReporter)) vitest.config.reporters.push(new SkippedReporter());
+      },
+    },
+  ],
   test: {
     include: ['test/**/*.test.ts'],
     // Integration and end-to-end tests start real servers and processes; give them room on a shared 2-core machine.

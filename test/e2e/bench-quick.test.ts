@@ -19,7 +19,7 @@ const QUICK_TIMEOUT_MS = 180_000;
 
 interface WrkResult { rps: number; p99Ms: number; errors: number; requests: number }
 
-describe.skipIf(skipReason !== undefined)(skipReason ?? 'npm run bench -- --quick', () => {
+describe('npm run bench -- --quick', { skip: skipReason !== undefined, meta: { skipReason } }, () => {
   it('completes and writes a report with every scenario', { timeout: QUICK_TIMEOUT_MS + 10_000 }, async () => {
     expect(wrkMissing, 'wrk is required with CROSSCRED_E2E_STRICT=1').toBe(false);
     const out = await mkdtemp(join(tmpdir(), 'crosscred-bench-quick-'));

@@ -41,29 +41,45 @@ const EXCHANGES = {
   },
 };
 
-/** Connections given up on: nothing is expected back; only a failure to connect counts against the daemon. */
+/**
+ * Connections given up on: nothing is expected back; only a failure to connect counts against the
+ * daemon. `mayBeAnswered`: the request's head is complete, so the daemon may read it and answer
+ * (with that status) before it sees the connection gone, or may not; nobody can tell which, so the
+ * soak's accounting of the daemon's answers allows each such abandon to have been answered or not.
+ */
 const ABANDONS = {
   'abandon-after-connect': { bytes: null, how: 'end' },
   'abandon-mid-request-line': { bytes: 'GET /latest/meta-da', how: 'destroy' },
   'abandon-mid-headers': { bytes: `GET /latest/meta-data/iam/security-credentials/ HTTP/1.1\r\n${H}X-aws-ec2-metad`, how: 'destroy' },
-  'abandon-before-reading-answer': { bytes: `PUT /latest/api/token HTTP/1.1\r\n${H}X-aws-ec2-metadata-token-ttl-seconds: 60\r\n\r\n`, how: 'destroy' },
-  'abandon-mid-body': { bytes: `PUT /latest/api/token HTTP/1.1\r\n${H}X-aws-ec2-metadata-token-ttl-seconds: 60\r\nContent-Length: 512\r\n\r\n${'b'.repeat(100)}`, how: 'destroy' },
+  'abandon-before-reading-answer': { bytes: `PUT /latest/api/token HTTP/1.1\r\n${H}X-aws-ec2-metadata-token-ttl-seconds: 60\r\n\r\n`, how: 'destroy', mayBeAnswered: 200 },
+  // The head is complete (a declared body of 512 bytes is within the 1 KiB limit): the daemon answers without reading the body, of which 100 bytes come.
+  'abandon-mid-body': { bytes: `PUT /latest/api/token HTTP/1.1\r\n${H}X-aws-ec2-metadata-token-ttl-seconds: 60\r\nContent-Length: 512\r\n\r\n${'b'.repeat(100)}`, how: 'destroy', mayBeAnswered: 200 },
   'reset-mid-headers': { bytes: `GET /v1/credentials HTTP/1.1\r\n${H}Authoriz`, how: 'reset' },
-  'reset-before-reading-answer': { bytes: `GET /v1/credentials HTTP/1.1\r\n${H}Authorization: ${secret}\r\n\r\n`, how: 'reset' },
+  'reset-before-reading-answer': { bytes: `GET /v1/credentials HTTP/1.1\r\n${H}Authorization: ${secret}\r\n\r\n`, how: 'reset', mayBeAnswered: 200 },
 };
 
 const result = {
-  exchanges: {}, // name → { ok, wrongStatus, timeout, reset, closedEarly, connectError, statuses }
-  abandons: {}, // name → { done, connectError }
+  // name → { expected, ok, wrongStatus, timeout, reset, closedEarly, connectError, statuses, daemonStatuses }:
+  // expected is the number of answers one exchange expects; daemonStatuses are the answers made by
+  // the daemon's request handling (which its request counts include), told from those of Node's
+  // HTTP parser (400, 431, 408: not counted) by their typed body.
+  exchanges: {},
+  abandons: {}, // name → { done, connectError, mayBeAnswered }
   slowLoris: { opened: 0, closedByServer: 0, answered408: 0, otherAnswers: {}, heldMsMax: 0, heldMs: [], openAtEnd: 0, ageAtEndMsMax: 0, connectError: 0 },
   errors: [],
 };
-for (const n of Object.keys(EXCHANGES)) result.exchanges[n] = { ok: 0, wrongStatus: 0, timeout: 0, reset: 0, closedEarly: 0, connectError: 0, statuses: {} };
-for (const n of Object.keys(ABANDONS)) result.abandons[n] = { done: 0, connectError: 0 };
+for (const [n, x] of Object.entries(EXCHANGES)) result.exchanges[n] = { expected: x.expect.length, ok: 0, wrongStatus: 0, timeout: 0, reset: 0, closedEarly: 0, connectError: 0, statuses: {}, daemonStatuses: {} };
+for (const [n, a] of Object.entries(ABANDONS)) result.abandons[n] = { done: 0, connectError: 0, mayBeAnswered: a.mayBeAnswered ?? null };
 
-/** Statuses of the complete responses at the start of `buf` (status line, headers, Content-Length body). */
+/**
+ * Statuses of the complete responses at the start of `buf` (status line, headers, Content-Length
+ * body). Those made by the daemon's request handling are also listed in `fromDaemon`: each of its
+ * answers has a Content-Type (an error document, a token or a credential), none of Node's
+ * parser-level refusals has. (Its answer to CONNECT is typed but not counted; nothing here sends one.)
+ */
 function parseResponses(buf) {
   const statuses = [];
+  const fromDaemon = [];
   let at = 0;
   for (;;) {
     const end = buf.indexOf('\r\n\r\n', at);
@@ -77,8 +93,10 @@ function parseResponses(buf) {
     const length = Number(/\r\ncontent-length:\s*(\d+)/i.exec(head)?.[1] ?? 0);
     if (buf.length < end + 4 + length) break;
     statuses.push(Number(m[1]));
+    if (/\r\ncontent-type:/i.test(head)) fromDaemon.push(Number(m[1]));
     at = end + 4 + length;
   }
+  statuses.fromDaemon = fromDaemon;
   return statuses;
 }
 
@@ -95,6 +113,7 @@ function exchange(name) {
       settled = true;
       clearTimeout(timer);
       for (const s of statuses) tally.statuses[s] = (tally.statuses[s] ?? 0) + 1;
+      for (const s of statuses.fromDaemon ?? []) tally.daemonStatuses[s] = (tally.daemonStatuses[s] ?? 0) + 1;
       tally[outcome]++;
       socket.destroy();
       resolve();

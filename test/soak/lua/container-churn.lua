@@ -10,8 +10,7 @@ function init(args)
 end
 
 function request()
-  bump(sent, "credentials")
-  return wrk.format("GET", "/v1/credentials", { ["Authorization"] = secret, ["Connection"] = "close" })
+  return wrk.format("GET", "/v1/credentials", { ["Authorization"] = secret, ["Connection"] = "close" }), "credentials"
 end
 
 function delay()
@@ -19,7 +18,6 @@ function delay()
 end
 
 function response(status, headers, body)
-  bump(statuses, tostring(status))
   if status ~= 200 then return end
   if body:find('"AccessKeyId"', 1, true) and body:find('"RoleArn"', 1, true) and body:find('"Expiration"', 1, true) then
     bump(kinds, "credentials")

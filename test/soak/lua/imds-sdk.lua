@@ -18,18 +18,14 @@ end
 function request()
   step = step % 3 + 1
   if step == 1 then
-    bump(sent, "token")
-    return wrk.format("PUT", "/latest/api/token", { ["X-aws-ec2-metadata-token-ttl-seconds"] = "21600" })
+    return wrk.format("PUT", "/latest/api/token", { ["X-aws-ec2-metadata-token-ttl-seconds"] = "21600" }), "token"
   elseif step == 2 then
-    bump(sent, "list")
-    return wrk.format("GET", CREDS, { ["X-aws-ec2-metadata-token"] = token })
+    return wrk.format("GET", CREDS, { ["X-aws-ec2-metadata-token"] = token }), "list"
   end
-  bump(sent, "credentials")
-  return wrk.format("GET", CREDS .. role, { ["X-aws-ec2-metadata-token"] = token })
+  return wrk.format("GET", CREDS .. role, { ["X-aws-ec2-metadata-token"] = token }), "credentials"
 end
 
 function response(status, headers, body)
-  bump(statuses, tostring(status))
   if status ~= 200 then return end
   for k, v in pairs(headers) do
     if string.lower(k) == "x-aws-ec2-metadata-token-ttl-seconds" then

@@ -4,12 +4,10 @@ local n = 0
 
 function request()
   n = n + 1
-  bump(sent, "token")
-  return wrk.format("PUT", "/latest/api/token", { ["X-aws-ec2-metadata-token-ttl-seconds"] = tostring(n % 21600 + 1) })
+  return wrk.format("PUT", "/latest/api/token", { ["X-aws-ec2-metadata-token-ttl-seconds"] = tostring(n % 21600 + 1) }), "token"
 end
 
 function response(status, headers, body)
-  bump(statuses, tostring(status))
   if status ~= 200 then return end
   for k, _ in pairs(headers) do
     if string.lower(k) == "x-aws-ec2-metadata-token-ttl-seconds" and #body > 0 then
