@@ -40,9 +40,9 @@ const ROOMS = {
   ],
 };
 
-const escape = (s) => s.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
-const roomPath = (room) => `^src/${escape(room)}/`;
-const anyOf = (rooms) => `^src/(?:${rooms.map(escape).join('|')})/`;
+const escapeRegExp = (s) => s.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
+const roomPath = (room) => `^src/${escapeRegExp(room)}/`;
+const anyOf = (rooms) => `^src/(?:${rooms.map(escapeRegExp).join('|')})/`;
 
 const floorRules = Object.entries(ROOMS).map(([room, allowed]) => ({
   name: `floor-${room.replace('/', '-')}`,

@@ -29,13 +29,19 @@ process.on('message', (m) => {
       res.on('end', () => {
         statuses[res.statusCode] = (statuses[res.statusCode] ?? 0) + 1;
         latencies.push(performance.now() - started);
-        if (++answered === n) (clearTimeout(limit), finish());
+        if (++answered === n) {
+          clearTimeout(limit);
+          finish();
+        }
       });
     });
     req.on('timeout', () => req.destroy(new Error('timeout')));
     req.on('error', () => {
       errors++;
-      if (++answered === n) (clearTimeout(limit), finish());
+      if (++answered === n) {
+        clearTimeout(limit);
+        finish();
+      }
     });
     req.end();
   };

@@ -71,8 +71,13 @@ const suiteTimer = setTimeout(() => {
 suiteTimer.unref();
 
 const children = [];
-const track = (p) => (children.push(p), p);
-process.on('exit', () => children.forEach((c) => c.child.exitCode === null && c.child.kill('SIGKILL')));
+const track = (p) => {
+  children.push(p);
+  return p;
+};
+process.on('exit', () => {
+  for (const c of children) if (c.child.exitCode === null) c.child.kill('SIGKILL');
+});
 
 async function getText(url, init) {
   const r = await fetch(url, init);
@@ -149,7 +154,7 @@ try {
 report.finishedAt = new Date().toISOString();
 report.durationSeconds = Math.round((performance.now() - T0) / 1000);
 await mkdir(OUT, { recursive: true });
-await writeFile(join(OUT, 'latest.json'), JSON.stringify(report, null, 2) + '\n');
+await writeFile(join(OUT, 'latest.json'), `${JSON.stringify(report, null, 2)}\n`);
 await writeFile(join(OUT, 'latest.md'), renderMarkdown(report));
 await writeFile(join(OUT, 'latest.svg'), renderChart(report));
 log(`wrote ${join(OUT, 'latest.json')}, latest.md, latest.svg in ${report.durationSeconds} s`);
@@ -319,7 +324,10 @@ function median(xs) {
 
 function summarisePairs(pairs, extra) {
   const byScenario = {};
-  for (const p of pairs) (byScenario[p.scenario] ??= []).push(p);
+  for (const p of pairs) {
+    byScenario[p.scenario] ??= [];
+    byScenario[p.scenario].push(p);
+  }
   const summary = {};
   for (const [scenario, ps] of Object.entries(byScenario)) {
     const q = median(ps.map((p) => p.quiet.p99Ms));

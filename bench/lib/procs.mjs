@@ -39,8 +39,7 @@ function lines(child, onLine) {
     let buf = '';
     stream.on('data', (chunk) => {
       buf += chunk.toString('utf8');
-      let nl;
-      while ((nl = buf.indexOf('\n')) >= 0) {
+      for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) {
         onLine(buf.slice(0, nl));
         buf = buf.slice(nl + 1);
       }
@@ -121,13 +120,19 @@ export function spawnDaemonChild(flags) {
   const ready = new Promise((r) => (readyResolve = r));
   child.on('message', (m) => {
     if (m.type === 'ready') readyResolve(m);
-    else pending.get(m.id)?.(m), pending.delete(m.id);
+    else {
+      pending.get(m.id)?.(m);
+      pending.delete(m.id);
+    }
   });
   const call = (msg, timeoutMs = 30_000) =>
     new Promise((res, rej) => {
       const id = ++seq;
       const t = setTimeout(() => rej(new Error(`daemon-child did not answer ${msg.type}`)), timeoutMs);
-      pending.set(id, (m) => (clearTimeout(t), res(m)));
+      pending.set(id, (m) => {
+        clearTimeout(t);
+        res(m);
+      });
       child.send({ ...msg, id });
     });
   return Promise.race([

@@ -23,7 +23,7 @@ export function renderMarkdown(r) {
   out.push(`Memory with one role: RSS ${mem.afterStartup?.rssMb} MB after start-up, ${mem.afterHotPath?.rssMb} MB after the hot path (peak ${mem.afterHotPath?.peakRssMb} MB). Start-up: listening after ${mem.startupMs?.listening} ms, ready (/readyz 200) after ${mem.startupMs?.ready} ms from process start.`, '');
 
   out.push('## Cold path', '');
-  out.push('N simultaneous first requests, one connection each, split over 2 roles (`/v1/credentials/cold-a`, `cold-b`), fired as soon as the listener opens while the first STS call is still in flight (the fake STS takes ' + (r.coldPath[0]?.stsDelayMs ?? '–') + ' ms).', '');
+  out.push(`N simultaneous first requests, one connection each, split over 2 roles (\`/v1/credentials/cold-a\`, \`cold-b\`), fired as soon as the listener opens while the first STS call is still in flight (the fake STS takes ${r.coldPath[0]?.stsDelayMs ?? '–'} ms).`, '');
   out.push('| N | STS calls (cold-a / cold-b) | all answered ms | p50 ms | p99 ms | statuses | client errors | start → listening ms | start → ready ms |');
   out.push('|---:|---|---:|---:|---:|---|---:|---:|---:|');
   for (const c of r.coldPath) out.push(`| ${c.n} | ${c.stsCalls['cold-a']} / ${c.stsCalls['cold-b']} | ${c.allAnsweredMs} | ${f(c.p50Ms, 1)} | ${f(c.p99Ms, 1)} | ${Object.entries(c.statuses).map(([k, v]) => `${k}×${v}`).join(' ')} | ${c.clientErrors} | ${c.processStartToListeningMs} | ${c.processStartToReadyMs} |`);

@@ -20,7 +20,7 @@ export async function runDoctor(args: string[]): Promise<number> {
     throw new CrosscredError('CONFIG_INVALID', '--timeout-ms must be a whole number of milliseconds from 100 to 120000');
   }
   const preamble: Check[] = [];
-  let loaded;
+  let loaded: ReturnType<typeof loadConfigForAdvice> | undefined;
   try {
     loaded = loadConfigForAdvice(values as ServeFlags);
   } catch (err) {

@@ -1,4 +1,5 @@
 import { parseArgs } from 'node:util';
+import type { Config } from '../config/config.js';
 import { loadConfig, type ServeFlags } from '../config/load.js';
 import { CrosscredError, isCrosscredError } from '../core/errors.js';
 import { startDaemon } from '../serve/daemon.js';
@@ -43,7 +44,7 @@ export async function runServe(args: string[]): Promise<number> {
     reloading = reloading.then(async () => {
       if (stopping) return;
       logger.info({ signal: 'SIGHUP' }, 'reloading configuration');
-      let next;
+      let next: Config;
       try {
         next = loadConfig({ flags: values as ServeFlags, env: process.env });
       } catch (err) {

@@ -5,6 +5,7 @@ import { systemClock } from '../core/clock.js';
 import type { ServeFlags } from '../config/load.js';
 import { CrosscredError } from '../core/errors.js';
 import { createTokenSource } from '../sources/create-token-source.js';
+import type { TokenClaimsSummary } from '../sources/token-source.js';
 import { loadConfigForAdvice } from './role-config-for-advice.js';
 import { SERVE_OPTIONS } from './serve-options.js';
 
@@ -68,7 +69,7 @@ export async function runTrustPolicy(args: string[]): Promise<number> {
   } else {
     if (vmFlags.length > 0) throw new CrosscredError('CONFIG_INVALID', `--${vmFlags[0]} applies only to instances attested by crosscred issuer (--issuer-url)`);
     const source = createTokenSource(tokenSource, systemClock);
-    let claims;
+    let claims: TokenClaimsSummary;
     try {
       claims = (await source.getToken()).claims;
     } finally {

@@ -1,6 +1,5 @@
 import { constants } from 'node:fs';
 import { mkdir, open, rename, unlink } from 'node:fs/promises';
-import { isIP } from 'node:net';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { ISSUER_PATHS, TOKEN_EXCHANGE_GRANT_TYPE } from '../protocol/issuer-token-exchange.js';

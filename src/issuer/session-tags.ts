@@ -60,7 +60,7 @@ export function sanitizeTagValue(value: string): string {
   return out.slice(0, MAX_TAG_VALUE_LENGTH);
 }
 
-function valueOf(identity: AttestedIdentity, from: string): string | undefined {
+function attestedValue(identity: AttestedIdentity, from: string): string | undefined {
   if (from.startsWith('attribute:')) return identity.attributes[from.slice('attribute:'.length)];
   if (from === 'kind') return kindLabelOf(identity.kind);
   const value = identity[from as Exclude<TagValueField, 'kind'>];
@@ -79,7 +79,7 @@ export function kindLabelOf(subjectTokenType: string): string {
 export function buildTagsClaim(rules: readonly SessionTagRule[], transitiveKeys: readonly string[], identity: AttestedIdentity): AwsTagsClaim | undefined {
   const tags: Record<string, [string]> = {};
   for (const rule of rules) {
-    const raw = valueOf(identity, rule.from);
+    const raw = attestedValue(identity, rule.from);
     if (raw === undefined || raw === '') continue;
     tags[rule.key] = [sanitizeTagValue(raw)];
   }

@@ -45,20 +45,25 @@ export function buildCredentialListener(options: CredentialListenerOptions): Htt
     if (!hostGuard.allows(req.headers.host)) {
       logger.debug({ route: template }, 'refused a request for a foreign Host');
       sendError(res, 'HOST_FORBIDDEN', 'Host header is not an address of this daemon', formatFor(path));
-      return count(res, template);
+      count(res, template);
+      return;
     }
     switch (match.kind) {
       case 'not-found':
         sendError(res, 'NOT_FOUND', 'no such path', formatFor(path));
-        return count(res, template);
+        count(res, template);
+        return;
       case 'too-long':
         sendError(res, 'PATH_TOO_LONG', 'a path segment is too long', match.route.format);
-        return count(res, template);
+        count(res, template);
+        return;
       case 'malformed':
         sendError(res, 'REQUEST_INVALID', 'the request URL is malformed', match.route.format);
-        return count(res, template);
+        count(res, template);
+        return;
       case 'route':
-        return dispatch(req, res, match.route, match.param);
+        dispatch(req, res, match.route, match.param);
+        return;
     }
   };
 
@@ -66,15 +71,20 @@ export function buildCredentialListener(options: CredentialListenerOptions): Htt
     const handler = req.method === 'GET' || req.method === 'HEAD' ? route.get : req.method === 'PUT' ? route.put : undefined;
     if (handler === undefined) {
       sendError(res, 'METHOD_NOT_ALLOWED', `${route.template} answers ${route.allow} only`, route.format, { headers: ['allow', route.allow] });
-      return count(res, route.template);
+      count(res, route.template);
+      return;
     }
     let pending: void | Promise<void>;
     try {
       pending = handler(req, res, param);
     } catch (err) {
-      return internalError(res, route, err);
+      internalError(res, route, err);
+      return;
     }
-    if (pending === undefined) return count(res, route.template);
+    if (pending === undefined) {
+      count(res, route.template);
+      return;
+    }
     pending.then(
       () => count(res, route.template),
       (err: unknown) => internalError(res, route, err),

@@ -150,7 +150,8 @@ export class AlibabaEcsTokenSource implements TokenSource {
 
   /** Token-mode session, the document, and its PKCS#7 over an audience naming the issuer and now. */
   async #identityAttestation(): Promise<string> {
-    const metadata = (this.#metadata ??= new EcsMetadataClient({ baseUrl: this.#metadataUrl, timeoutMs: this.#timeoutMs }));
+    this.#metadata ??= new EcsMetadataClient({ baseUrl: this.#metadataUrl, timeoutMs: this.#timeoutMs });
+    const metadata = this.#metadata;
     const signal = this.#closing.signal;
     const session = await metadata.token(signal);
     const document = await metadata.get('/latest/dynamic/instance-identity/document', session, MAX_DOCUMENT_BYTES, 'the instance identity document', signal);
@@ -163,11 +164,12 @@ export class AlibabaEcsTokenSource implements TokenSource {
 
   /** GetCallerIdentity signed by the official SDK with the instance's RAM-role credentials. */
   async #ramRoleAttestation(): Promise<string> {
-    const credential = (this.#credential ??= ecsRamRoleCredential({
+    this.#credential ??= ecsRamRoleCredential({
       ...(this.#options.roleName ? { roleName: this.#options.roleName } : {}),
       metadataUrl: this.#metadataUrl,
       timeoutMs: this.#timeoutMs,
-    }));
+    });
+    const credential = this.#credential;
     // Fetched first so a metadata failure is reported as one, not as a signing failure.
     await loadRamRoleCredentials(credential);
     const signed = await signGetCallerIdentity({ credential, stsUrl: this.#stsUrl, issuerUrl: this.#options.issuerUrl, timeoutMs: this.#timeoutMs });

@@ -3,7 +3,7 @@ import { basename } from 'node:path';
 import { CrosscredError } from '../core/errors.js';
 import type { Clock } from '../core/clock.js';
 import { inspectJwt, STS_MAX_TOKEN_LENGTH } from './jwt-shape.js';
-import type { TokenSource, WebIdentityToken } from './token-source.js';
+import type { TokenClaimsSummary, TokenSource, WebIdentityToken } from './token-source.js';
 
 /** Output read at most: a token STS accepts in a JSON envelope, with room. More is not a token. */
 const MAX_STDOUT_BYTES = STS_MAX_TOKEN_LENGTH + 4096;
@@ -37,7 +37,7 @@ export class ExecTokenSource implements TokenSource {
     if (token.startsWith('{')) {
       ({ token, declaredExpiry } = this.#parseEnvelope(token, stderr));
     }
-    let claims;
+    let claims: TokenClaimsSummary;
     try {
       claims = inspectJwt(token, this.clock.wallNow(), this.description);
     } catch (err) {

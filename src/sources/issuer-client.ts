@@ -1,4 +1,4 @@
-import { Agent, request } from 'undici';
+import { Agent, type Dispatcher, request } from 'undici';
 import { CrosscredError } from '../core/errors.js';
 import { readBoundedBody } from '../util/bounded-body.js';
 import { ISSUER_PATHS, JWT_TOKEN_TYPE, TOKEN_EXCHANGE_GRANT_TYPE, type SubjectTokenType, type TokenExchangeError, type TokenExchangeResponse } from '../protocol/issuer-token-exchange.js';
@@ -39,7 +39,7 @@ export class IssuerClient {
     const form = new URLSearchParams({ grant_type: TOKEN_EXCHANGE_GRANT_TYPE, subject_token_type: subjectTokenType, subject_token: subjectToken, requested_token_type: JWT_TOKEN_TYPE });
     if (this.options.audience) form.set('audience', this.options.audience);
     const deadline = AbortSignal.timeout(this.options.connectTimeoutMs + this.options.responseTimeoutMs);
-    let res;
+    let res: Dispatcher.ResponseData;
     try {
       res = await request(this.#tokenUrl, {
         method: 'POST',

@@ -112,7 +112,7 @@ const CLIENT_LIST: Client[] = [
 let home: string;
 let demo: ChildProcess;
 let demoOutput = '';
-let blocks: Partial<Record<BlockName, Record<string, string>>> = {};
+const blocks: Partial<Record<BlockName, Record<string, string>>> = {};
 let servedKey: string;
 const available = new Map<string, boolean>();
 

@@ -151,7 +151,10 @@ interface FileFault {
 
 const FAULTS: FileFault[] = [
   { name: 'deleted', apply: (p) => rm(p), code: 'CROSSCRED_ERR_TOKEN_FILE_UNREADABLE', message: 'ENOENT' },
-  { name: 'a dangling symlink', apply: async (p) => (await rm(p), symlink(join(chain.dir, 'gone'), p)), code: 'CROSSCRED_ERR_TOKEN_FILE_UNREADABLE', message: 'ENOENT' },
+  { name: 'a dangling symlink', apply: async (p) => {
+      await rm(p);
+      await symlink(join(chain.dir, 'gone'), p);
+    }, code: 'CROSSCRED_ERR_TOKEN_FILE_UNREADABLE', message: 'ENOENT' },
   { name: 'emptied', apply: (p) => writeFile(p, ''), code: 'CROSSCRED_ERR_TOKEN_NOT_JWT', message: 'is empty' },
   { name: 'only whitespace', apply: (p) => writeFile(p, ' \n\t\n'), code: 'CROSSCRED_ERR_TOKEN_NOT_JWT', message: 'is empty' },
   {
@@ -190,15 +193,27 @@ const FAULTS: FileFault[] = [
     },
     code: 'CROSSCRED_ERR_TOKEN_NOT_JWT',
   },
-  { name: 'replaced by a directory', apply: async (p) => (await rm(p), mkdir(p)), code: 'CROSSCRED_ERR_TOKEN_FILE_UNREADABLE', message: 'a directory' },
+  { name: 'replaced by a directory', apply: async (p) => {
+      await rm(p);
+      await mkdir(p);
+    }, code: 'CROSSCRED_ERR_TOKEN_FILE_UNREADABLE', message: 'a directory' },
   {
     name: 'replaced by a FIFO that nobody writes to',
-    apply: async (p) => (await rm(p), mkfifo(p)),
+    apply: async (p) => {
+      await rm(p);
+      await mkfifo(p);
+    },
     code: 'CROSSCRED_ERR_TOKEN_FILE_UNREADABLE',
     message: 'a FIFO',
   },
-  { name: 'a symlink to /dev/zero', apply: async (p) => (await rm(p), symlink('/dev/zero', p)), code: 'CROSSCRED_ERR_TOKEN_FILE_UNREADABLE', message: 'a character device' },
-  { name: 'a symlink to /dev/urandom', apply: async (p) => (await rm(p), symlink('/dev/urandom', p)), code: 'CROSSCRED_ERR_TOKEN_FILE_UNREADABLE', message: 'a character device' },
+  { name: 'a symlink to /dev/zero', apply: async (p) => {
+      await rm(p);
+      await symlink('/dev/zero', p);
+    }, code: 'CROSSCRED_ERR_TOKEN_FILE_UNREADABLE', message: 'a character device' },
+  { name: 'a symlink to /dev/urandom', apply: async (p) => {
+      await rm(p);
+      await symlink('/dev/urandom', p);
+    }, code: 'CROSSCRED_ERR_TOKEN_FILE_UNREADABLE', message: 'a character device' },
 ];
 
 function mkfifo(path: string): Promise<void> {

@@ -887,7 +887,7 @@ function secretValueArb(m: Material): fc.Arbitrary<string> {
             return s.slice(0, i) + (k < 0 ? 'A' : BASE64URL[k ^ (1 << bit % 6)]) + s.slice(i + 1);
           }
           case 'latin1':
-            return s.slice(0, i) + '\xe9' + s.slice(i + 1);
+            return `${s.slice(0, i)}\xe9${s.slice(i + 1)}`;
         }
         return s;
       }),
@@ -944,7 +944,7 @@ const methodArb = fc.oneof(
 /** A body and the header lines that frame it. */
 function bodyArb(): fc.Arbitrary<{ readonly lines: readonly string[]; readonly body: string }> {
   const bytes = (n: number) => (MARKER + 'b'.repeat(Math.max(0, n))).slice(0, n);
-  const chunked = (sizes: number[]) => sizes.map((n) => `${n.toString(16)}\r\n${bytes(n)}\r\n`).join('') + '0\r\n\r\n';
+  const chunked = (sizes: number[]) => `${sizes.map((n) => `${n.toString(16)}\r\n${bytes(n)}\r\n`).join('')}0\r\n\r\n`;
   return fc.oneof(
     { weight: 3, arbitrary: fc.constant({ lines: ['Content-Length: 0'], body: '' }) },
     { weight: 4, arbitrary: fc.integer({ min: 1, max: MAX_BODY_BYTES }).map((n) => ({ lines: [`Content-Length: ${n}`], body: bytes(n) })) },
@@ -1290,7 +1290,7 @@ describe('hostile input on a credential listener', () => {
       '/latest/meta-data/iam/info',
       '/latest/meta-data/iam/security-credentials/other',
     );
-    const shape = (m: Material): Shape => ({ method: fc.constantFrom('GET', 'GET', 'HEAD'), target: credentialPaths, token: [1, 12, 2], secret: [6, 1, 0], ttl: [6, 1, 0], forwarded: [6, 1, 0], oddities: 0 });
+    const shape = (_m: Material): Shape => ({ method: fc.constantFrom('GET', 'GET', 'HEAD'), target: credentialPaths, token: [1, 12, 2], secret: [6, 1, 0], ttl: [6, 1, 0], forwarded: [6, 1, 0], oddities: 0 });
     // Half the runs on listener B, where A's tokens are the foreign ones.
     const either = fc.oneof(
       requestArb(material, shape(material)).map((req) => ({ req, w: world })),

@@ -77,7 +77,7 @@ describe('IMDS credentials', () => {
   it('refuses a forged or malformed session token with 401', async () => {
     const good = await sessionToken();
     const forged = good.slice(0, -2) + (good.endsWith('AA') ? 'BB' : 'AA');
-    for (const token of [forged, 'x', good + 'x', '']) {
+    for (const token of [forged, 'x', `${good}x`, '']) {
       expect((await get('/latest/meta-data/iam/security-credentials/', { [TOKEN]: token })).status).toBe(401);
     }
   });

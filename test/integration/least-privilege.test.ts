@@ -7,7 +7,7 @@ import { Client, request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_ADMIN_LISTEN, DEFAULT_LISTEN } from '../../src/config/config.js';
 import { loadConfig, type ServeFlags } from '../../src/config/load.js';
-import { CrosscredError } from '../../src/core/errors.js';
+import type { CrosscredError } from '../../src/core/errors.js';
 import { CLI, roleArn, spawnDaemon, startChain, waitUntilReady, type Chain, type DaemonProcess } from '../support/chain.js';
 import { crosscred } from '../support/run-cli.js';
 

@@ -135,7 +135,7 @@ beforeAll(async () => {
   // Stop both and wait until their output is drained: the last log lines are searched too.
   for (const [name, d] of [['A', daemonA], ['B', daemonB]] as const) {
     await stopAndDrain(d);
-    d.output.forEach((line, i) => searched.push({ where: `daemon ${name} log line ${i + 1}`, text: line }));
+    for (const [i, line] of d.output.entries()) searched.push({ where: `daemon ${name} log line ${i + 1}`, text: line });
   }
 }, 60_000);
 

@@ -16,7 +16,9 @@ describe('A web-identity role on ExpiredToken', () => {
   it('tells a caching source to forget its token before the one retry', async () => {
     const file = new FileTokenSource(chain.tokenFile, systemClock);
     let invalidations = 0;
-    const caching: TokenSource = { description: 'caching test source', getToken: () => file.getToken(), invalidate: () => void (invalidations += 1) };
+    const caching: TokenSource = { description: 'caching test source', getToken: () => file.getToken(), invalidate: () => {
+        invalidations += 1;
+      } };
     const client = createStsClient({ region: 'us-east-1', endpoint: chain.sts.url, connectTimeoutMs: 1000, responseTimeoutMs: 2000 });
     try {
       const exchange = new WebIdentityRole('app', caching, new AwsWebIdentityExchange({ roleName: 'app', roleArn: roleArn('app'), accountId: '111122223333', sessionName: 'test-session' }, client, systemClock));

@@ -116,7 +116,7 @@ beforeAll(async () => {
   sts = await FakeTencentSts.start({ now: () => wallNow() });
   metadata = await FakeCvmMetadata.start({ sts, uin: UIN, roleId: ROLE_ID, roleName: ROLE_NAME, now: () => wallNow() });
   attestor = new TencentCamRoleAttestor({ extraStsEndpoints: [sts.url], timeoutMs: 3 * SECOND });
-  const server = createServer((req, res) => res.end());
+  const server = createServer((_req, res) => res.end());
   trap = { server, port: 0, connections: 0 };
   server.on('connection', () => trap.connections++);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));

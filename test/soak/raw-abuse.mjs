@@ -22,7 +22,7 @@ const EXCHANGES = {
   'malformed-request-line': { bytes: 'BREW /pot HTCPCP/1.0\r\n\r\n', expect: [400] },
   'malformed-header-line': { bytes: `GET /latest/api/token HTTP/1.1\r\n${H}this line has no colon\r\n\r\n`, expect: [400] },
   'nul-in-header': { bytes: `GET /latest/meta-data/ HTTP/1.1\r\n${H}X-A: a\u0000b\r\n\r\n`, expect: [400] },
-  'tls-client-hello': { bytes: Buffer.from('16030100a5010000a10303' + '00'.repeat(40), 'hex'), expect: [400] },
+  'tls-client-hello': { bytes: Buffer.from(`16030100a5010000a10303${'00'.repeat(40)}`, 'hex'), expect: [400] },
   'bad-content-length': { bytes: `PUT /latest/api/token HTTP/1.1\r\n${H}X-aws-ec2-metadata-token-ttl-seconds: 60\r\nContent-Length: abc\r\n\r\n`, expect: [400] },
   'content-length-and-chunked': {
     bytes: `PUT /latest/api/token HTTP/1.1\r\n${H}X-aws-ec2-metadata-token-ttl-seconds: 60\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n`,

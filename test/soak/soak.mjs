@@ -220,8 +220,7 @@ function onLines(stream, fn) {
   let buf = '';
   stream.on('data', (chunk) => {
     buf += chunk.toString('utf8');
-    let nl;
-    while ((nl = buf.indexOf('\n')) >= 0) {
+    for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) {
       fn(buf.slice(0, nl));
       buf = buf.slice(nl + 1);
     }

@@ -175,8 +175,7 @@ export async function spawnDaemon(args: string[], env: Record<string, string> = 
       let buffered = '';
       stream.on('data', (chunk: Buffer) => {
         buffered += chunk.toString('utf8');
-        let nl;
-        while ((nl = buffered.indexOf('\n')) >= 0) {
+        for (let nl = buffered.indexOf('\n'); nl >= 0; nl = buffered.indexOf('\n')) {
           onLine(buffered.slice(0, nl));
           buffered = buffered.slice(nl + 1);
         }

@@ -33,7 +33,7 @@ function deferred<T>(): Deferred<T> {
 let keyCounter = 0;
 function accessKeyId(): string {
   keyCounter += 1;
-  return 'ASIA' + keyCounter.toString(36).toUpperCase().padStart(16, 'Q');
+  return `ASIA${keyCounter.toString(36).toUpperCase().padStart(16, 'Q')}`;
 }
 
 function makeCredentials(clock: FakeClock, lifetimeMs: number): AwsCredentials {

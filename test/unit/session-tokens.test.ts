@@ -90,7 +90,7 @@ describe('SessionTokenIssuer', () => {
     const token = issuer.issue(1);
     const payload = Buffer.from(token.slice(3), 'base64url');
     payload.writeBigUInt64BE(payload.readBigUInt64BE(0) + 3_600_000n, 0);
-    const extended = 'cc1' + payload.toString('base64url');
+    const extended = `cc1${payload.toString('base64url')}`;
     await clock.advance(2_000);
     expect(issuer.verify(extended)).toBe(false);
   });
@@ -106,7 +106,7 @@ describe('SessionTokenIssuer', () => {
     expect(paddingFlip).not.toBe(token);
     expect(issuer.verify(paddingFlip)).toBe(false);
 
-    const aliased = 'cc1' + token.slice(3).replace(/-/g, '+').replace(/_/g, '/');
+    const aliased = `cc1${token.slice(3).replace(/-/g, '+').replace(/_/g, '/')}`;
     if (aliased !== token) expect(issuer.verify(aliased)).toBe(false);
   });
 
@@ -118,12 +118,12 @@ describe('SessionTokenIssuer', () => {
       '',
       'cc1',
       token.slice(0, -1),
-      token + 'A',
+      `${token}A`,
       token.slice(3),
-      'cc2' + token.slice(3),
-      'CC1' + token.slice(3),
-      'cc1' + '!'.repeat(43),
-      'cc1' + ' '.repeat(43),
+      `cc2${token.slice(3)}`,
+      `CC1${token.slice(3)}`,
+      `cc1${'!'.repeat(43)}`,
+      `cc1${' '.repeat(43)}`,
       'x'.repeat(10_000),
     ];
     for (const candidate of candidates) expect(issuer.verify(candidate), String(candidate).slice(0, 50)).toBe(false);

@@ -176,10 +176,10 @@ describe('parseTc3Authorization', () => {
     expect(parseTc3Authorization(auth)).toMatchObject({ secretId: 'AKIDabc', date: '2025-11-30', service: 'sts', signedHeaders: ['content-type', 'host'] });
   });
 
-  const good = 'TC3-HMAC-SHA256 Credential=AKIDabc/2025-11-30/sts/tc3_request, SignedHeaders=content-type;host;x-tc-action, Signature=' + 'a'.repeat(64);
+  const good = `TC3-HMAC-SHA256 Credential=AKIDabc/2025-11-30/sts/tc3_request, SignedHeaders=content-type;host;x-tc-action, Signature=${'a'.repeat(64)}`;
   it.each([
     ['another algorithm', good.replace('TC3-HMAC-SHA256', 'AWS4-HMAC-SHA256'), /does not start with/],
-    ['parts out of order', 'TC3-HMAC-SHA256 SignedHeaders=content-type;host, Credential=AKIDabc/2025-11-30/sts/tc3_request, Signature=' + 'a'.repeat(64), /Credential=/],
+    ['parts out of order', `TC3-HMAC-SHA256 SignedHeaders=content-type;host, Credential=AKIDabc/2025-11-30/sts/tc3_request, Signature=${'a'.repeat(64)}`, /Credential=/],
     ['a fourth part', `${good}, Extra=1`, /Credential=/],
     ['a scope with a fifth element', good.replace('AKIDabc/', 'AKIDabc/x/'), /Credential is not/],
     ['a scope not ending in tc3_request', good.replace('tc3_request', 'aws4_request'), /Credential is not/],

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { isIP } from 'node:net';
-import { Agent, request, type Dispatcher } from 'undici';
+import { Agent, request } from 'undici';
 import { CrosscredError } from '../../core/errors.js';
 import { AttestationError, type AttestationContext, type AttestedIdentity, type Attestor } from '../attestor.js';
 import { BINDING_HEADERS, SUBJECT_TOKEN_TYPES, type SignedRequestAttestation } from '../../protocol/issuer-token-exchange.js';
@@ -55,8 +55,6 @@ const ALLOWED_HEADERS = new Set(['content-type', 'host', BINDING, 'x-tc-action',
  * - x-tc-timestamp: STS rebuilds the string to sign from it, so it is bound whether listed or not.
  */
 const UNSIGNED_FORWARDED = new Set(['x-tc-token', 'x-tc-version', 'x-tc-region', 'x-tc-timestamp']);
-/** What the signature must cover: Tencent's two, the binding to this issuer, and the action (so a captured signature cannot call another API). */
-const REQUIRED_SIGNED = ['content-type', 'host', BINDING, 'x-tc-action'] as const;
 
 const LOWER_HEADER_NAME = /^[a-z0-9-]{1,64}$/;
 const PRINTABLE_ASCII = /^[\x20-\x7e]*$/;
