@@ -11,7 +11,7 @@
 #   buildah bud --format docker --secret id=extra_ca_certs,src=/etc/ssl/certs/ca-certificates.crt -t crosscred .
 #
 # Where no registry is reachable, container/build-base-image.sh assembles local stand-ins for both
-# base images below (see the README); they are stand-ins only.
+# base images below (see docs/deployment.md, "Run as a container"); they are stand-ins only.
 
 # --- build: compile TypeScript, then drop the dev dependencies (prune leaves empty scope folders) --
 FROM node:20-bookworm-slim AS build

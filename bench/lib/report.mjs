@@ -1,4 +1,4 @@
-// The markdown table of a bench report (bench/results/latest.md, and the README section).
+// The markdown table of a bench report (bench/results/latest.md, and docs/benchmarks.md).
 const f = (x, d = 2) => (x === null || x === undefined || Number.isNaN(x) ? '–' : Number(x).toFixed(d));
 const pct = (x) => (x === null || x === undefined ? '–' : `${Math.round(x * 100)}%`);
 

@@ -1,4 +1,4 @@
-/** Every word a person reads from `--help`. Keep it in step with README.md's configuration table. */
+/** Every word a person reads from `--help`. Keep it in step with docs/configuration.md. */
 
 export const MAIN_HELP = `crosscred: trade a workload's OIDC token for AWS credentials and serve them to unmodified AWS SDKs.
 
@@ -261,6 +261,6 @@ export-discovery   Writes DIR/.well-known/openid-configuration and DIR/.well-kno
 
 Key rotation: add the next key (published only), re-export or reload, wait until AWS can have
 fetched it (a day is safe); make it active; keep the old key published for the token lifetime
-plus that day, then remove it. See the README for the config file and the sub formats.
+plus that day, then remove it. See docs/issuer.md for the config file and the sub formats.
 Exit codes: 0 success, 1 runtime failure, 2 bad command line, 78 invalid configuration or keys.
 `;

@@ -110,7 +110,7 @@ async function keygen(args: string[]): Promise<number> {
   process.stdout.write(
     `wrote ${values.out} (${alg}, PKCS#8 PEM, mode 0600)\nkid: ${kid}\n\n` +
       `Add it to the issuer config's keys. The first key is active at once; a later one is published\n` +
-      `first and made active only once AWS can have fetched the new JWKS (see the README, rotation):\n` +
+      `first and made active only once AWS can have fetched the new JWKS (see docs/issuer.md, key rotation):\n` +
       `  - file: ${values.out}\n`,
   );
   return 0;

@@ -8,7 +8,7 @@ import { CREDENTIAL_PROCESS_HELP, DEMO_HELP, DOCTOR_HELP, ISSUER_HELP, MAIN_HELP
 
 // The AWS SDK warns on every start that its releases after January 2027 need Node 22. crosscred
 // pins an exact SDK version that supports Node 20 (see package.json), so the warning would only
-// alarm operators; the pin and its reason are documented in the README.
+// alarm operators; the pin and its reason are documented in the README (Versions).
 process.env['AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED'] ??= 'true';
 
 type Run = (args: string[]) => Promise<number>;

@@ -44,7 +44,7 @@ export const ErrorCodes = {
   CONTAINER_AUTH_MISSING: { status: 401, hint: 'send the secret from AWS_CONTAINER_AUTHORIZATION_TOKEN(_FILE) in the Authorization header' },
   CONTAINER_AUTH_INVALID: { status: 403, hint: 'the Authorization header does not match the secret in --auth-token-file' },
   CONTAINER_ENDPOINT_DISABLED: { status: 404, hint: 'start crosscred with --auth-token-file to enable the container endpoint' },
-  NOT_FOUND: { status: 404, hint: 'see the README for the paths crosscred serves' },
+  NOT_FOUND: { status: 404, hint: 'see docs/endpoints.md for the paths crosscred serves' },
   REQUEST_INVALID: { status: 400, hint: 'the request is not well-formed HTTP for this endpoint' },
   PATH_TOO_LONG: { status: 414, hint: 'role names are at most 64 characters' },
   METHOD_NOT_ALLOWED: { status: 405, hint: 'metadata paths answer GET and HEAD only; the token path answers PUT only' },

@@ -30,7 +30,7 @@ const NOT_FOUND: RouteMatch = { kind: 'not-found' };
 /**
  * The credential listener's router: a map of exact paths plus a few `prefix/:role` routes.
  *
- * Matching rules, documented in the README's HTTP reference and relied on by the fuzz tests:
+ * Matching rules, documented in docs/endpoints.md (How requests are matched) and relied on by the fuzz tests:
  * - the query string is ignored; the path is compared byte for byte (case-sensitive, no
  *   normalisation of `//`, `.`, `..` or a trailing slash: only the paths listed are served);
  * - only a `:role` segment is percent-decoded, after the prefix matched; a decoded segment that

@@ -8,7 +8,7 @@ import { KUBECTL, kustomizeVersion, label, renderKustomize, schemaProblems, type
 
 /**
  * k8s/: every kustomization is rendered by the real kustomize (`kubectl kustomize`), every rendered
- * object is validated against the Kubernetes API schemas, and the properties the README promises
+ * object is validated against the Kubernetes API schemas, and the properties docs/deployment.md promises
  * are checked on the rendered output, which is what a cluster would receive.
  */
 const K8S = fileURLToPath(new URL('../../k8s/', import.meta.url));
@@ -301,7 +301,7 @@ describe('k8s/overlays/generic', () => {
   });
 });
 
-describe("a user's overlay, as the README shows it", () => {
+describe("a user's overlay, as docs/deployment.md shows it", () => {
   let dir: string | undefined;
   afterAll(async () => {
     if (dir) await rm(dir, { recursive: true, force: true });

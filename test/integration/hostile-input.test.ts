@@ -20,8 +20,8 @@ import { headerOf, sendRaw, type RawExchange, type RawResponse } from '../suppor
  * is out of reach: lower-case methods, control bytes and raw UTF-8 in paths, duplicated and broken
  * header lines, bodies hiding a second request.
  *
- * The oracle (`predict`) is a model of the contract the README documents ("What it serves" and
- * the matching rules after its table), plus RFC 9110/9112 where the README says "malformed HTTP".
+ * The oracle (`predict`) is a model of the contract docs/endpoints.md documents ("Credential listeners" and
+ * the matching rules after its table), plus RFC 9110/9112 where docs/endpoints.md says "malformed HTTP".
  * It reads only the request and what the test knows (addresses, live tokens, the secret); it
  * shares no code with src/. Every answer must have a status the model allows, and:
  * - a 200 carrying credentials is exactly the entitled role's: IMDS on A only ever serves `app`,
@@ -49,15 +49,15 @@ type RoleName = (typeof ROLES)[number];
 /** The role of both credential listeners (and of a bare `/v1/credentials`). */
 const LISTENER_ROLE: RoleName = 'app';
 
-/** README: role segment over 128 characters → 414; headers over 16 KiB → 431; bodies over 1 KiB → 413. */
+/** docs/endpoints.md: role segment over 128 characters → 414; headers over 16 KiB → 431; bodies over 1 KiB → 413. */
 const MAX_ROLE_SEGMENT = 128;
 const MAX_HEADER_BYTES = 16 * 1024;
 const MAX_BODY_BYTES = 1024;
-/** IMDSv2's TTL range, README: `1…21600`. */
+/** IMDSv2's TTL range, docs/endpoints.md: `1…21600`. */
 const MAX_TTL = 21_600;
 
 // ---------------------------------------------------------------------------------------------
-// Answers that come from Node's HTTP parser before the daemon sees the request. The README lists
+// Answers that come from Node's HTTP parser before the daemon sees the request. docs/endpoints.md lists
 // them among the parser's answers; they are kept apart here because they override the routing
 // rules (a method the parser does not know never reaches the 404/405 table) and, for an
 // unexpected Expect, the rule that a connection that carried a body is closed.
@@ -67,9 +67,9 @@ const MAX_TTL = 21_600;
 // plain documented behaviour in the model below.)
 // ---------------------------------------------------------------------------------------------
 const KNOWN_ISSUES = {
-  'unknown-method': 'A method token that Node does not know (`get`, `Put`, `FOO`) is answered 400 by the parser (README: "a method Node\'s parser does not know → 400"), before the 404/405 routing rules.',
+  'unknown-method': 'A method token that Node does not know (`get`, `Put`, `FOO`) is answered 400 by the parser (docs/endpoints.md: "a method Node\'s parser does not know → 400"), before the 404/405 routing rules.',
   expectation:
-    'An Expect other than 100-continue is answered 417 by Node before the daemon sees the request (README), and the connection is kept open even when the request carried a body; the body is skipped, not parsed as a request.',
+    'An Expect other than 100-continue is answered 417 by Node before the daemon sees the request (docs/endpoints.md), and the connection is kept open even when the request carried a body; the body is skipped, not parsed as a request.',
 } as const;
 type KnownIssue = keyof typeof KNOWN_ISSUES;
 
@@ -148,7 +148,7 @@ interface Prediction {
   /** Answers of the KNOWN_ISSUES that apply to this request. */
   readonly tolerated: readonly Outcome[];
   readonly issues: readonly KnownIssue[];
-  /** README: a request with a body is answered and the connection closed. */
+  /** docs/endpoints.md: a request with a body is answered and the connection closed. */
   readonly expectClose: boolean;
 }
 
@@ -189,7 +189,7 @@ function parse(req: HostileRequest): Parsed {
   if (!TOKEN.test(req.method)) malformed.add(400);
   if (req.version !== 'HTTP/1.1' && req.version !== 'HTTP/1.0') {
     // Another HTTP-version of the right shape: the RFCs allow 505 or an answer as HTTP/1.1
-    // (RFC 9110 §6.2); the README does not say. Anything else is not HTTP/1.x at all.
+    // (RFC 9110 §6.2); docs/endpoints.md does not say. Anything else is not HTTP/1.x at all.
     if (/^HTTP\/\d\.\d$/.test(req.version)) {
       questionable.add(400);
       questionable.add(505);
@@ -281,7 +281,7 @@ function framing(p: Parsed): { size: number; chunked: boolean; present: boolean;
     if (codings.at(-1) !== 'chunked') malformed.push(400);
     // RFC 9112 §6.1: with both, the server MAY refuse, or go by Transfer-Encoding.
     if (lengths.length > 0) questionable.push(400);
-    // README: a chunked body is refused with 413 whatever its size (it is never read to find out).
+    // docs/endpoints.md: a chunked body is refused with 413 whatever its size (it is never read to find out).
     return { size: chunkedSize(p.body), chunked: true, present: true, malformed, questionable };
   }
   const size = lengths.length > 0 && /^[0-9]+$/.test(lengths[0]!) ? Number(lengths[0]) : 0;
@@ -318,7 +318,7 @@ function hostVerdict(value: string | undefined, port: number): { reject: number[
   const valid = hostSyntax.test(host) && (hostPort === undefined || /^[0-9]*$/.test(hostPort));
   if (!ours) return { reject: valid ? [403] : [400, 403], pass: false };
   if (!valid) return { reject: [400, 403], pass: true };
-  // Our address with another port: is that "an address of the listener"? The README does not say
+  // Our address with another port: is that "an address of the listener"? docs/endpoints.md does not say
   // whether the port counts (DNS rebinding needs only the name): either answer.
   if (hostPort !== undefined && hostPort !== '' && Number(hostPort) !== port) return { reject: [403], pass: true };
   return { reject: [], pass: true };
@@ -365,7 +365,7 @@ function pathReadings(target: string, port: number): string[] {
   const readings: string[] = [];
   const origin = `http://127.0.0.1:${port}`;
   if (t.startsWith('http://')) {
-    // absolute-form: the README compares the target byte for byte (so: no such path), RFC 9112
+    // absolute-form: docs/endpoints.md compares the target byte for byte (so: no such path), RFC 9112
     // §3.2.2 says a server must accept it as the path it names.
     readings.push(t.split('?')[0]!);
     if (!t.startsWith(`${origin}/`)) return readings;
@@ -385,7 +385,7 @@ function ttlVerdict(values: string[]): { reject: number[]; ttl?: number } {
   const digits = v.replace(/^0+/, '');
   const ttl = digits.length > 6 ? Infinity : Number(digits || '0');
   if (ttl < 1 || ttl > MAX_TTL) return { reject: [400] };
-  // `0005` is 5 written with leading zeros: the README's "1…21600" does not say whether that is
+  // `0005` is 5 written with leading zeros: docs/endpoints.md's "1…21600" does not say whether that is
   // valid. Either answer.
   return digits === v ? { reject: [], ttl } : { reject: [400], ttl };
 }
@@ -394,7 +394,7 @@ function ttlVerdict(values: string[]): { reject: number[]; ttl?: number } {
 function sessionVerdict(values: string[], w: World): { reject: number[]; pass: boolean } {
   if (values.length === 0) return { reject: [401], pass: false };
   if (values.length === 1) return w.validTokens.has(values[0]!) ? { reject: [], pass: true } : { reject: [401], pass: false };
-  // The header twice: the README does not say. Refused (400/401), or, when a copy is a valid
+  // The header twice: docs/endpoints.md does not say. Refused (400/401), or, when a copy is a valid
   // token, possibly accepted (the client holds a valid token, so nothing is given away).
   return { reject: [400, 401], pass: values.some((v) => w.validTokens.has(v)) };
 }
@@ -451,7 +451,7 @@ function atPath(path: string, p: Parsed, w: World, bodyTooLarge: boolean): Outco
   if (!route) return [error(404), ...large];
   const alternatives: Outcome[] = [];
   if (route.kind === 'container' && segment === '') {
-    // `/v1/credentials/`: a trailing slash is not normalised (README), so no such path; or
+    // `/v1/credentials/`: a trailing slash is not normalised (docs/endpoints.md), so no such path; or
     // `/v1/credentials/<role>` with an empty role, answered after the secret check. Either.
     alternatives.push(error(404));
   }
@@ -496,12 +496,12 @@ function documentedFor(p: Parsed, w: World): Outcome[] {
   // RFC 9112 §3.2: an HTTP/1.1 request without Host, or any request with more than one, is 400.
   if (p.version === 'HTTP/1.1' && hosts.length === 0) malformed.add(400);
   if (hosts.length > 1) malformed.add(400);
-  // README: CONNECT → 400 (it names no path; answered as it arrives, and the connection closed).
+  // docs/endpoints.md: CONNECT → 400 (it names no path; answered as it arrives, and the connection closed).
   if (p.method === 'CONNECT') malformed.add(400);
   const body = framing(p);
   for (const s of body.malformed) malformed.add(s);
   for (const s of body.questionable) questionable.add(s);
-  // RFC 9110 §10.1.1: an expectation other than 100-continue MAY be answered 417. The README's
+  // RFC 9110 §10.1.1: an expectation other than 100-continue MAY be answered 417. docs/endpoints.md's
   // list of parser answers does not mention it.
   if (valuesOf(p, 'expect').some((v) => v.toLowerCase() !== '100-continue')) questionable.add(417);
   // "Headers over 16 KiB → 431": whether the request line, the colons and line ends count is not
@@ -522,7 +522,7 @@ function documentedFor(p: Parsed, w: World): Outcome[] {
   return out;
 }
 
-/** The answers the README allows for `req`, and those the KNOWN_ISSUES add. */
+/** The answers docs/endpoints.md allows for `req`, and those the KNOWN_ISSUES add. */
 function predict(req: HostileRequest, w: World): Prediction {
   const p = parse(req);
   const documented = documentedFor(p, w);
@@ -1021,7 +1021,7 @@ function requestArb(m: Material, shape: Shape): fc.Arbitrary<HostileRequest> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The model itself, against the README line by line: an oracle that allowed too much would let
+// The model itself, against docs/endpoints.md line by line: an oracle that allowed too much would let
 // every property pass.
 // ---------------------------------------------------------------------------------------------
 
@@ -1409,7 +1409,7 @@ describe('hostile input on a credential listener', () => {
     const health = await request(`${daemon.admin}/healthz`);
     expect(health.statusCode).toBe(200);
     await health.body.dump();
-    // Metrics: labelled by route template, never by what clients sent (README, Metrics).
+    // Metrics: labelled by route template, never by what clients sent (docs/endpoints.md, Metrics).
     const metrics = await (await request(`${daemon.admin}/metrics`)).body.text();
     expect(metrics).not.toContain(MARKER);
     const templates = new Set([...EXACT_ROUTES.keys(), ...ROLE_ROUTES.map(([prefix]) => `${prefix}:role`), 'unmatched']);

@@ -4,7 +4,7 @@
 //   node overload-client.mjs '{"host","port","cap","extra","rounds","secret"}'
 // Prints one line: SOAKJSON {...}.
 //
-// README: more than `cap` open connections on one listener → 503 with `Retry-After: 1` and
+// docs/endpoints.md: more than `cap` open connections on one listener → 503 with `Retry-After: 1` and
 // `Connection: close`. Each 503 closes its connection, so of `extra` requests sent at once with
 // `cap + extra` connections open, every one still finds more than `cap` open: all must be 503.
 import { connect } from 'node:net';

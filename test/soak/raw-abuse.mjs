@@ -15,7 +15,7 @@ const TRICKLE_MS = 1_000;
 
 /**
  * Exchanges with a documented answer: raw bytes, the statuses expected in order (pipelining gives
- * two). README "What it serves": malformed HTTP → 400, headers over 16 KiB → 431, a body over
+ * two). docs/endpoints.md: malformed HTTP → 400, headers over 16 KiB → 431, a body over
  * 1 KiB → 413; HTTP/1.0 and a missing Host are accepted; X-Forwarded-For in any spelling → 403.
  */
 const EXCHANGES = {

@@ -1,4 +1,4 @@
--- A flood of requests the daemon must refuse, each with the status README "What it serves" and
+-- A flood of requests the daemon must refuse, each with the status docs/endpoints.md and
 -- its matching rules document, sent in rotation on keep-alive connections (a 413 closes its
 -- connection; wrk reconnects). wrk cannot tell which connection an answer belongs to, so the
 -- check is on totals: sent[s] counts requests expecting status s, statuses[s] answers with s.
