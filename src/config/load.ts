@@ -17,6 +17,7 @@ import {
 import { deepFreeze } from '../core/deep-freeze.js';
 import { isHostLocalAddress, isLoopbackHost } from '../core/url-checks.js';
 import { parseConfigFileText, type FileConfig } from './file-schema.js';
+import { configInvalid, readConfigText } from './config-file.js';
 import { formatAddress, parseListenSpec, type ListenAddress } from '../core/listen-address.js';
 import { detectTokenSource, SOURCE_KINDS, type InClusterFacts, type SourceKind } from './detect-token-source.js';
 import { inClusterDefaults, podFromEnv, SERVICE_ACCOUNT_MOUNT } from '../platform/kubernetes/in-cluster.js';
@@ -402,7 +403,7 @@ export function loadConfig(inputs: LoadInputs): Config {
   const noProxy = env['NO_PROXY'] || env['no_proxy'];
 
   if (problems.list.length > 0) {
-    throw new CrosscredError('CONFIG_INVALID', `invalid configuration:\n  - ${problems.list.join('\n  - ')}`);
+    throw configInvalid('invalid configuration', problems.list);
   }
 
   const httpsProxy = proxies.httpsProxy && withScheme(proxies.httpsProxy.value);
@@ -428,16 +429,11 @@ export function loadConfig(inputs: LoadInputs): Config {
 }
 
 function readConfigFile(path: Sourced<string>, readText: (p: string) => string): FileConfig {
-  let text: string;
-  try {
-    text = readText(path.value);
-  } catch (err) {
-    throw new CrosscredError('CONFIG_FILE_UNREADABLE', `cannot read config file ${path.value} (${(err as NodeJS.ErrnoException).code ?? 'error'}; from ${path.origin})`);
-  }
+  const text = readConfigText(path.value, readText, (code) => `cannot read config file ${path.value} (${code}; from ${path.origin})`);
   const result = parseConfigFileText(text);
   if ('syntaxError' in result) throw new CrosscredError('CONFIG_INVALID', `config file ${path.value} is not valid YAML or JSON: ${result.syntaxError}`);
-  if ('problems' in result) throw new CrosscredError('CONFIG_INVALID', `config file ${path.value}:\n  - ${result.problems.join('\n  - ')}`);
-  return result.config;
+  if ('problems' in result) throw configInvalid(`config file ${path.value}`, result.problems);
+  return result.data;
 }
 
 /** The first of the candidates that is set, with its origin. */
