@@ -55,9 +55,10 @@ function buildSchema(z: Zod) {
 
 export type FileConfig = ZodModule.z.infer<ReturnType<typeof buildSchema>>;
 
-const fileSchema = lazySchema(buildSchema);
+/** The schema, built on first call; exported so that a test can hold its keys against the settings table. */
+export const serveFileSchema = lazySchema(buildSchema);
 
 /** Parses a YAML or JSON config file's text: the config, or what is wrong with it. */
 export function parseConfigFileText(text: string): ParsedConfigText<FileConfig> {
-  return parseConfigText(text, fileSchema);
+  return parseConfigText(text, serveFileSchema);
 }
