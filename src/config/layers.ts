@@ -74,7 +74,7 @@ export function valueOrDefault<Id extends SettingId>(id: Id, picked: Sourced<Set
   return picked ? picked.value : defaultOf(id);
 }
 
-/** A whole number, or NaN for anything else (so that the range check names the setting). */
+/** A decimal number (whole or not), or NaN for anything else, so that the range check names the setting. */
 export function numberFlag(value: string | undefined): number | undefined {
   if (value === undefined) return undefined;
   return /^\s*-?\d+(\.\d+)?\s*$/.test(value) ? Number(value) : NaN;
