@@ -49,7 +49,7 @@ export interface DetectionInputs {
 }
 
 /** The variables each platform sets that are not the AWS role, with what they are for. */
-const FOREIGN_VARIABLES: Record<string, string> = {
+export const FOREIGN_VARIABLES: Record<string, string> = {
   ALIBABA_CLOUD_ROLE_ARN: 'the Alibaba RAM role for Alibaba STS (RRSA); crosscred never assumes it: the AWS role comes from AWS_ROLE_ARN or --role-arn',
   ALIBABA_CLOUD_OIDC_PROVIDER_ARN: "the RRSA OIDC provider in Alibaba RAM; AWS needs its own IAM OIDC provider for the same issuer (crosscred trust-policy prints it)",
   TKE_ROLE_ARN: 'the Tencent CAM role for Tencent STS; crosscred never assumes it: the AWS role comes from AWS_ROLE_ARN or --role-arn',
@@ -62,6 +62,9 @@ const ENV_FILES: ReadonlyArray<readonly [string, 'aws' | 'alibaba-ack' | 'tencen
   ['ALIBABA_CLOUD_OIDC_TOKEN_FILE', 'alibaba-ack', 'ACK RRSA'],
   ['TKE_WEB_IDENTITY_TOKEN_FILE', 'tencent-tke', 'TKE pod identity'],
 ];
+
+/** The variables that name a token file, in the order auto-detection reads them. */
+export const TOKEN_FILE_VARIABLES: readonly string[] = ENV_FILES.map(([name]) => name);
 
 /** Returns the choice, or a problem sentence naming everything that was looked at. */
 export function detectTokenSource(inputs: DetectionInputs): TokenSourceChoice | { readonly problem: string } {

@@ -1,17 +1,10 @@
-import { createRequire } from 'node:module';
-import type * as YamlModule from 'yaml';
 import type * as ZodModule from 'zod';
+import { lazySchema, parseConfigText, type ParsedConfigText, type Zod } from './config-file.js';
 import { SOURCE_KINDS } from './detect-token-source.js';
 import { LOG_LEVELS } from './config.js';
 
-/**
- * The config file's schema and parser. zod and yaml are loaded on first use, through require, so a
- * daemon configured by flags alone (the systemd unit, the sidecar) never holds them in memory:
- * together they were about 9 MB of the daemon's resident size.
- */
-const requireOnFirstUse = createRequire(import.meta.url);
-
-function buildSchema(z: typeof ZodModule.z) {
+/** The schema of `crosscred serve`'s config file. zod builds it on first use (see config-file.ts). */
+function buildSchema(z: Zod) {
   const tokenCommandSchema = z.array(z.string().min(1)).min(1);
 
   const fileRoleSchema = z.strictObject({
@@ -62,19 +55,10 @@ function buildSchema(z: typeof ZodModule.z) {
 
 export type FileConfig = ZodModule.z.infer<ReturnType<typeof buildSchema>>;
 
-let schema: ReturnType<typeof buildSchema> | undefined;
+/** The schema, built on first call; exported so that a test can hold its keys against the settings table. */
+export const serveFileSchema = lazySchema(buildSchema);
 
 /** Parses a YAML or JSON config file's text: the config, or what is wrong with it. */
-export function parseConfigFileText(text: string): { config: FileConfig } | { syntaxError: string } | { problems: string[] } {
-  const yaml = requireOnFirstUse('yaml') as typeof YamlModule;
-  let data: unknown;
-  try {
-    data = yaml.parse(text, { maxAliasCount: 100 });
-  } catch (err) {
-    return { syntaxError: (err as Error).message.split('\n')[0] ?? 'unparseable' };
-  }
-  schema ??= buildSchema((requireOnFirstUse('zod') as typeof ZodModule).z);
-  const result = schema.safeParse(data ?? {});
-  if (!result.success) return { problems: result.error.issues.map((i) => `${i.path.length ? i.path.join('.') : '(top level)'}: ${i.message}`) };
-  return { config: result.data };
+export function parseConfigFileText(text: string): ParsedConfigText<FileConfig> {
+  return parseConfigText(text, serveFileSchema);
 }

@@ -1,12 +1,10 @@
 import { readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { dirname, isAbsolute, resolve } from 'node:path';
-import type * as YamlModule from 'yaml';
 import type * as ZodModule from 'zod';
 import { LOG_LEVELS, type LogLevel } from '../config/config.js';
+import { configInvalid, lazySchema, parseConfigText, readConfigText, type Zod } from '../config/config-file.js';
 import type { ListenAddress } from '../core/listen-address.js';
 import { formatAddress, parseListenSpec } from '../core/listen-address.js';
-import { CrosscredError } from '../core/errors.js';
 import { deepFreeze } from '../core/deep-freeze.js';
 import { endpointUrlProblem, isLoopbackHost, issuerUrlProblem } from '../core/url-checks.js';
 import type { KeyFileConfig } from './keys.js';
@@ -20,9 +18,9 @@ import { DEFAULT_TOKEN_LIFETIME_SECONDS, MAX_TOKEN_LIFETIME_SECONDS, MIN_TOKEN_L
 /**
  * `crosscred issuer`'s configuration: one YAML or JSON file (`--config`), checked by a schema and
  * cross-field rules, every problem reported at once, then frozen. Relative file paths in it are
- * taken relative to the file's own directory. zod and yaml are loaded on first use, as for serve.
+ * taken relative to the file's own directory. Read, parsed and reported the way serve's config file
+ * is (config/config-file.ts): zod and yaml load on first use, problems name the field.
  */
-const requireOnFirstUse = createRequire(import.meta.url);
 
 export const DEFAULT_ISSUER_LISTEN = '127.0.0.1:8470';
 export const DEFAULT_ISSUER_ADMIN_LISTEN = '127.0.0.1:8471';
@@ -65,7 +63,7 @@ export interface IssuerConfig {
   readonly policy: Readonly<Partial<Record<AttestationKind, KindPolicy>>>;
 }
 
-function buildSchema(z: typeof ZodModule.z) {
+function buildSchema(z: Zod) {
   const idList = z.array(z.string().min(1).max(128)).max(10_000);
   const kindPolicy = z.strictObject({
     accounts: idList,
@@ -111,33 +109,22 @@ function buildSchema(z: typeof ZodModule.z) {
 }
 
 type FileIssuerConfig = ZodModule.z.infer<ReturnType<typeof buildSchema>>;
-let schema: ReturnType<typeof buildSchema> | undefined;
+const issuerSchema = lazySchema(buildSchema);
 
 /** Reads and checks the issuer's config file; throws CONFIG_FILE_UNREADABLE or CONFIG_INVALID (exit 78). */
 export function loadIssuerConfig(path: string, readText: (p: string) => string = (p) => readFileSync(p, 'utf8')): IssuerConfig {
-  let text: string;
-  try {
-    text = readText(path);
-  } catch (err) {
-    throw new CrosscredError('CONFIG_FILE_UNREADABLE', `cannot read issuer config file ${path} (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
-  }
+  const text = readConfigText(path, readText, (code) => `cannot read issuer config file ${path} (${code})`);
   const result = parseIssuerConfigText(text, path);
-  if ('problems' in result) throw new CrosscredError('CONFIG_INVALID', `issuer config file ${path}:\n  - ${result.problems.join('\n  - ')}`);
+  if ('problems' in result) throw configInvalid(`issuer config file ${path}`, result.problems);
   return result.config;
 }
 
 /** Parses and checks the config text; `path` is where relative paths are resolved from. */
 export function parseIssuerConfigText(text: string, path: string): { config: IssuerConfig } | { problems: string[] } {
-  const yaml = requireOnFirstUse('yaml') as typeof YamlModule;
-  let data: unknown;
-  try {
-    data = yaml.parse(text, { maxAliasCount: 100 });
-  } catch (err) {
-    return { problems: [`not valid YAML or JSON: ${(err as Error).message.split('\n')[0] ?? 'unparseable'}`] };
-  }
-  schema ??= buildSchema((requireOnFirstUse('zod') as typeof ZodModule).z);
-  const parsed = schema.safeParse(data ?? {});
-  if (!parsed.success) return { problems: parsed.error.issues.map((i) => `${i.path.length ? i.path.join('.') : '(top level)'}: ${i.message}`) };
+  const parsed = parseConfigText(text, issuerSchema);
+  // Unlike serve, a syntax error is one problem among the list: the issuer reports them all alike.
+  if ('syntaxError' in parsed) return { problems: [`not valid YAML or JSON: ${parsed.syntaxError}`] };
+  if ('problems' in parsed) return parsed;
   return resolveConfig(parsed.data, path);
 }
 

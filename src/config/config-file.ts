@@ -1,0 +1,60 @@
+import { createRequire } from 'node:module';
+import type * as YamlModule from 'yaml';
+import type * as ZodModule from 'zod';
+import { CrosscredError } from '../core/errors.js';
+
+/**
+ * What `serve` and `issuer` share to read a YAML or JSON config file: the read, the parse, the
+ * schema check, and the one shape of CONFIG_INVALID (a heading, then one `field: problem` per line).
+ *
+ * zod and yaml are loaded on first use, through require, so a daemon configured by flags alone (the
+ * systemd unit, the sidecar) never holds them in memory: together they were about 9 MB of the
+ * daemon's resident size. A synchronous require is the only way to load them lazily while
+ * loadConfig stays synchronous (the CLI and SIGHUP reload call it that way); an `await import()`
+ * would make every caller async, and a top-level await would load them at start-up.
+ */
+const requireOnFirstUse = createRequire(import.meta.url);
+
+export type Zod = typeof ZodModule.z;
+
+/** A schema built on first use (which loads zod) and kept for every later parse. */
+export function lazySchema<S extends ZodModule.ZodType>(build: (z: Zod) => S): () => S {
+  let schema: S | undefined;
+  return () => (schema ??= build((requireOnFirstUse('zod') as typeof ZodModule).z));
+}
+
+export type ParsedConfigText<T> = { data: T } | { syntaxError: string } | { problems: string[] };
+
+/** Parses YAML or JSON text and checks it against the schema: the data, the syntax error, or the problems. */
+export function parseConfigText<S extends ZodModule.ZodType>(text: string, schema: () => S): ParsedConfigText<ZodModule.output<S>> {
+  const yaml = requireOnFirstUse('yaml') as typeof YamlModule;
+  let data: unknown;
+  try {
+    // Aliases are bounded: a "billion laughs" file must not expand into gigabytes.
+    data = yaml.parse(text, { maxAliasCount: 100 });
+  } catch (err) {
+    return { syntaxError: (err as Error).message.split('\n')[0] ?? 'unparseable' };
+  }
+  const result = schema().safeParse(data ?? {});
+  if (!result.success) return { problems: schemaProblems(result.error) };
+  return { data: result.data as ZodModule.output<S> };
+}
+
+/** One `field.path: message` line per schema issue, so that a person sees which key is wrong. */
+export function schemaProblems(error: ZodModule.ZodError): string[] {
+  return error.issues.map((i) => `${i.path.length ? i.path.join('.') : '(top level)'}: ${i.message}`);
+}
+
+/** CONFIG_INVALID (exit 78) listing every problem under a heading that says which configuration. */
+export function configInvalid(heading: string, problems: readonly string[]): CrosscredError {
+  return new CrosscredError('CONFIG_INVALID', `${heading}:\n  - ${problems.join('\n  - ')}`);
+}
+
+/** Reads a config file's text, or throws CONFIG_FILE_UNREADABLE worded by `describe` from the errno code. */
+export function readConfigText(path: string, readText: (p: string) => string, describe: (code: string) => string): string {
+  try {
+    return readText(path);
+  } catch (err) {
+    throw new CrosscredError('CONFIG_FILE_UNREADABLE', describe((err as NodeJS.ErrnoException).code ?? 'error'));
+  }
+}
