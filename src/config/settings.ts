@@ -340,7 +340,7 @@ export const SETTING_IDS = Object.keys(SERVE_SETTINGS) as SettingId[];
 /** Every variable of another cloud that crosscred notes and deliberately does not use. */
 export const IGNORED_VARIABLES: readonly string[] = Object.keys(FOREIGN_VARIABLES);
 
-/** One line of the settings reference, in the words of the help text and the README table. */
+/** One line of the settings reference, in the words of the help text and the table of docs/configuration.md. */
 export interface SettingReference {
   readonly id: SettingId;
   readonly section: Section;

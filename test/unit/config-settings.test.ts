@@ -64,10 +64,10 @@ describe('the settings table and the help text', () => {
   });
 });
 
-describe('the settings table and the README configuration table', () => {
-  const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
-  const rows = readme
-    .slice(readme.indexOf('| flag | config file key | environment | meaning |'))
+describe('the settings table and the configuration table of docs/configuration.md', () => {
+  const page = readFileSync(new URL('../../docs/configuration.md', import.meta.url), 'utf8');
+  const rows = page
+    .slice(page.indexOf('| flag | config file key | environment | meaning |'))
     .split('\n')
     .slice(2)
     .filter((_, i, all) => all.slice(0, i + 1).every((l) => l.startsWith('|')))
