@@ -35,8 +35,25 @@ const ROOMS = {
   // Above the products
   advice: ['core', 'util', 'protocol', 'platform/aws', 'platform/alibaba', 'platform/tencent', 'platform/kubernetes', 'exchange', 'config', 'sources', 'roles'],
   cli: [
-    'core', 'util', 'protocol', 'platform/aws', 'platform/alibaba', 'platform/tencent', 'platform/kubernetes', 'http',
-    'observability', 'host', 'exchange', 'config', 'sources', 'cache', 'roles', 'serve', 'issuer', 'demo', 'advice',
+    'core',
+    'util',
+    'protocol',
+    'platform/aws',
+    'platform/alibaba',
+    'platform/tencent',
+    'platform/kubernetes',
+    'http',
+    'observability',
+    'host',
+    'exchange',
+    'config',
+    'sources',
+    'cache',
+    'roles',
+    'serve',
+    'issuer',
+    'demo',
+    'advice',
   ],
 };
 
@@ -70,7 +87,7 @@ module.exports = {
     },
     {
       name: 'one-cloud-never-imports-another',
-      comment: 'platform/<cloud>/ holds one cloud\'s facts; what two clouds share belongs lower (core/, util/, protocol/).',
+      comment: "platform/<cloud>/ holds one cloud's facts; what two clouds share belongs lower (core/, util/, protocol/).",
       severity: 'error',
       from: { path: '^src/platform/([^/]+)/' },
       to: { path: '^src/platform/', pathNot: '^src/platform/$1/' },

@@ -19,22 +19,29 @@ process.on('message', (m) => {
   const finish = () => {
     latencies.sort((a, b) => a - b);
     const pct = (p) => (latencies.length ? latencies[Math.min(latencies.length - 1, Math.floor((p / 100) * latencies.length))] : null);
-    process.send({ type: 'done', n, statuses, errors, allAnsweredMs: performance.now() - t0, p50Ms: pct(50), p99Ms: pct(99), maxMs: latencies.at(-1) ?? null }, () => process.exit(0));
+    process.send(
+      { type: 'done', n, statuses, errors, allAnsweredMs: performance.now() - t0, p50Ms: pct(50), p99Ms: pct(99), maxMs: latencies.at(-1) ?? null },
+      () => process.exit(0),
+    );
   };
   const limit = setTimeout(finish, COLD_RUN_LIMIT_MS);
   const one = (i) => {
     const started = performance.now();
-    const req = request(`${m.base}${m.paths[i % m.paths.length]}`, { agent, headers: { authorization: m.authorization }, timeout: REQUEST_TIMEOUT_MS }, (res) => {
-      res.resume();
-      res.on('end', () => {
-        statuses[res.statusCode] = (statuses[res.statusCode] ?? 0) + 1;
-        latencies.push(performance.now() - started);
-        if (++answered === n) {
-          clearTimeout(limit);
-          finish();
-        }
-      });
-    });
+    const req = request(
+      `${m.base}${m.paths[i % m.paths.length]}`,
+      { agent, headers: { authorization: m.authorization }, timeout: REQUEST_TIMEOUT_MS },
+      (res) => {
+        res.resume();
+        res.on('end', () => {
+          statuses[res.statusCode] = (statuses[res.statusCode] ?? 0) + 1;
+          latencies.push(performance.now() - started);
+          if (++answered === n) {
+            clearTimeout(limit);
+            finish();
+          }
+        });
+      },
+    );
     req.on('timeout', () => req.destroy(new Error('timeout')));
     req.on('error', () => {
       errors++;

@@ -3,8 +3,8 @@
 // cache.refreshNow() (the refresh schedule's own entry point) and answers with their durations.
 // Usage (by bench/lib/procs.mjs only): node daemon-child.mjs '<serve flags as JSON>'
 import { loadConfig } from '../dist/config/load.js';
-import { startDaemon } from '../dist/serve/daemon.js';
 import { createLogger } from '../dist/observability/logger.js';
+import { startDaemon } from '../dist/serve/daemon.js';
 
 const flags = JSON.parse(process.argv[2]);
 const config = loadConfig({ flags, env: {} });

@@ -4,17 +4,16 @@
 // Writes DIR/latest.json, DIR/latest.md and DIR/latest.svg (DIR: bench/results, or
 // bench/results/quick with --quick so a quick run never replaces the full results).
 import { spawn } from 'node:child_process';
-import { cpus } from 'node:os';
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { DemoOidcIssuer } from '../dist/demo/oidc-issuer.js';
 import { StsEmulator } from '../dist/demo/sts-emulator.js';
 import { renderChart } from './lib/chart.mjs';
-import { renderMarkdown } from './lib/report.mjs';
 import { BENCH_DIR, CLI, memoryOf, nginxPath, spawnDaemonChild, spawnNodeBaseline, spawnServe, startNginx } from './lib/procs.mjs';
+import { renderMarkdown } from './lib/report.mjs';
 import { runWrk, wrkVersion } from './lib/wrk.mjs';
 
 const USAGE = `Usage: npm run bench [-- --quick] [-- --out DIR]
@@ -40,8 +39,32 @@ const OUT = opts.out ?? join(BENCH_DIR, 'results', QUICK ? 'quick' : '');
 
 /** Everything the modes change, in one place. */
 const PLAN = QUICK
-  ? { levels: [16, 64], closeLevels: [64], hotSeconds: 1, warmSeconds: 1, coldN: [1, 100, 1000], roleCounts: [1, 100], pairSeconds: 2, pairs: 1, pairScenarios: ['container'], warmScenarios: ['container'], scaleSeconds: 1 }
-  : { levels: [1, 16, 64, 256, 1024], closeLevels: [1, 16, 64, 256, 1024], hotSeconds: 3, warmSeconds: 2, coldN: [1, 100, 1000, 10000], roleCounts: [1, 100, 10000], pairSeconds: 4, pairs: 3, pairScenarios: ['imds', 'container'], warmScenarios: ['imds', 'container'], scaleSeconds: 3 };
+  ? {
+      levels: [16, 64],
+      closeLevels: [64],
+      hotSeconds: 1,
+      warmSeconds: 1,
+      coldN: [1, 100, 1000],
+      roleCounts: [1, 100],
+      pairSeconds: 2,
+      pairs: 1,
+      pairScenarios: ['container'],
+      warmScenarios: ['container'],
+      scaleSeconds: 1,
+    }
+  : {
+      levels: [1, 16, 64, 256, 1024],
+      closeLevels: [1, 16, 64, 256, 1024],
+      hotSeconds: 3,
+      warmSeconds: 2,
+      coldN: [1, 100, 1000, 10000],
+      roleCounts: [1, 100, 10000],
+      pairSeconds: 4,
+      pairs: 3,
+      pairScenarios: ['imds', 'container'],
+      warmScenarios: ['imds', 'container'],
+      scaleSeconds: 3,
+    };
 /** The whole suite's hard limit; the full plan takes about 5 minutes here. */
 const SUITE_LIMIT_MS = QUICK ? 120_000 : 15 * 60_000;
 /** How long the STS emulator takes to answer in the cold-path runs, so requests arrive while the first fetch is in flight (under the daemon's 400 ms cold wait). */
@@ -199,7 +222,8 @@ async function hotPath() {
   const wrkOpts = { imdsToken: tok.body, role: 'app', authorization };
 
   for (const s of servers) {
-    for (const scenario of PLAN.warmScenarios) await runWrk({ ...wrkOpts, base: s.base, scenario, connections: 64, durationS: PLAN.warmSeconds, keepAlive: true });
+    for (const scenario of PLAN.warmScenarios)
+      await runWrk({ ...wrkOpts, base: s.base, scenario, connections: 64, durationS: PLAN.warmSeconds, keepAlive: true });
   }
   log('warm-up done; hot path:', servers.map((s) => s.name).join(', '));
 
@@ -211,15 +235,23 @@ async function hotPath() {
         const order = servers.map((_, i) => servers[(i + rotation) % servers.length]);
         rotation++;
         const row = { scenario, keepAlive, connections: c, results: {} };
-        for (const s of order) row.results[s.name] = await runWrk({ ...wrkOpts, base: s.base, scenario, connections: c, durationS: PLAN.hotSeconds, keepAlive });
+        for (const s of order)
+          row.results[s.name] = await runWrk({ ...wrkOpts, base: s.base, scenario, connections: c, durationS: PLAN.hotSeconds, keepAlive });
         const x = row.results.crosscred;
         row.ratio = {
           rpsVsNode: +(x.rps / row.results['node:http'].rps).toFixed(3),
           p99VsNode: +(x.p99Ms / row.results['node:http'].p99Ms).toFixed(3),
-          ...(row.results.nginx ? { rpsVsNginx: +(x.rps / row.results.nginx.rps).toFixed(3), p99VsNginx: +(x.p99Ms / row.results.nginx.p99Ms).toFixed(3) } : {}),
+          ...(row.results.nginx
+            ? { rpsVsNginx: +(x.rps / row.results.nginx.rps).toFixed(3), p99VsNginx: +(x.p99Ms / row.results.nginx.p99Ms).toFixed(3) }
+            : {}),
         };
         report.hotPath.push(row);
-        log(`${scenario} ${keepAlive ? 'keep-alive' : 'close'} c=${c}:`, Object.entries(row.results).map(([k, v]) => `${k} ${v.rps}/s p99 ${v.p99Ms}ms err ${v.errors}`).join(' | '));
+        log(
+          `${scenario} ${keepAlive ? 'keep-alive' : 'close'} c=${c}:`,
+          Object.entries(row.results)
+            .map(([k, v]) => `${k} ${v.rps}/s p99 ${v.p99Ms}ms err ${v.errors}`)
+            .join(' | '),
+        );
       }
     }
   }
@@ -264,18 +296,32 @@ async function coldPath() {
       clientErrors: r.errors,
     };
     report.coldPath.push(row);
-    log(`cold n=${n}: sts calls ${JSON.stringify(row.stsCalls)}, all answered in ${row.allAnsweredMs} ms, statuses ${JSON.stringify(r.statuses)}, errors ${r.errors}, ready ${row.processStartToReadyMs} ms`);
+    log(
+      `cold n=${n}: sts calls ${JSON.stringify(row.stsCalls)}, all answered in ${row.allAnsweredMs} ms, statuses ${JSON.stringify(r.statuses)}, errors ${r.errors}, ready ${row.processStartToReadyMs} ms`,
+    );
     await cc.stop();
   }
 }
 
 // ---------------------------------------------------------------- 4 + 6: refresh under load, slow STS
 async function refreshAndSlowSts() {
-  const dc = track(await spawnDaemonChild({ 'role-arn': arn('app'), 'token-file': tokenFile, region: 'us-east-1', 'sts-endpoint': sts.url, listen: ['127.0.0.1:0'], 'admin-listen': '127.0.0.1:0', 'auth-token-file': authFile, 'log-level': 'warn' }));
+  const dc = track(
+    await spawnDaemonChild({
+      'role-arn': arn('app'),
+      'token-file': tokenFile,
+      region: 'us-east-1',
+      'sts-endpoint': sts.url,
+      listen: ['127.0.0.1:0'],
+      'admin-listen': '127.0.0.1:0',
+      'auth-token-file': authFile,
+      'log-level': 'warn',
+    }),
+  );
   const base = dc.listeners[0];
   const authorization = (await readFile(authFile, 'utf8')).trim();
   const tok = await getText(`${base}/latest/api/token`, { method: 'PUT', headers: { 'x-aws-ec2-metadata-token-ttl-seconds': '21600' } });
-  const w = (scenario) => runWrk({ base, scenario, connections: 64, durationS: PLAN.pairSeconds, keepAlive: true, imdsToken: tok.body, role: 'app', authorization });
+  const w = (scenario) =>
+    runWrk({ base, scenario, connections: 64, durationS: PLAN.pairSeconds, keepAlive: true, imdsToken: tok.body, role: 'app', authorization });
   if (!QUICK) await w('container'); // warm-up
   // Short-lived credentials from the fake STS: 330 s, just over the shortest lifetime the cache
   // accepts (5 min), with room for STS's whole-second Date header and a loaded machine.
@@ -293,7 +339,11 @@ async function refreshAndSlowSts() {
       pairs.push({ scenario, quiet, during, refreshes: sts.calls - from, refreshMs: median(refresh.took) });
     }
   }
-  report.refreshUnderLoad = summarisePairs(pairs, { connections: 64, refreshGapMs, note: 'Refreshes forced through cache.refreshNow() (the schedule\'s own entry point) every 250 ms during the run; the fake STS issues 330-second credentials. Natural refreshes of the shortest lifetime the cache accepts (5 min) come 30-60 s apart, too rarely for a short run.' });
+  report.refreshUnderLoad = summarisePairs(pairs, {
+    connections: 64,
+    refreshGapMs,
+    note: "Refreshes forced through cache.refreshNow() (the schedule's own entry point) every 250 ms during the run; the fake STS issues 330-second credentials. Natural refreshes of the shortest lifetime the cache accepts (5 min) come 30-60 s apart, too rarely for a short run.",
+  });
   log('refresh under load:', JSON.stringify(report.refreshUnderLoad.summary));
 
   // 6: STS answers in 2 s; a refresh is in flight for the whole run vs a run without.
@@ -310,7 +360,11 @@ async function refreshAndSlowSts() {
     }
   }
   sts.heal();
-  report.slowSts = summarisePairs(slowPairs, { connections: 64, stsDelayMs: SLOW_STS_MS, note: `The fake STS answers every call after ${SLOW_STS_MS} ms; refreshes are forced back to back so one is in flight for the whole "during" run.` });
+  report.slowSts = summarisePairs(slowPairs, {
+    connections: 64,
+    stsDelayMs: SLOW_STS_MS,
+    note: `The fake STS answers every call after ${SLOW_STS_MS} ms; refreshes are forced back to back so one is in flight for the whole "during" run.`,
+  });
   log('slow STS:', JSON.stringify(report.slowSts.summary));
   report.memory.refreshDaemon = memoryOf(dc.pid);
   await dc.stop();
@@ -352,7 +406,10 @@ async function roleScale() {
   for (const count of PLAN.roleCounts) {
     const config = join(dir, `roles-${count}.json`);
     const roles = Array.from({ length: count }, (_, i) => ({ name: `role-${i}`, roleArn: arn(`role-${i}`) }));
-    await writeFile(config, JSON.stringify({ region: 'us-east-1', tokenFile, stsEndpoint: sts.url, authTokenFile: authFile, roles, listen: ['127.0.0.1:0=role-0'] }));
+    await writeFile(
+      config,
+      JSON.stringify({ region: 'us-east-1', tokenFile, stsEndpoint: sts.url, authTokenFile: authFile, roles, listen: ['127.0.0.1:0=role-0'] }),
+    );
     const from = sts.issued.length;
     const callsBefore = sts.calls;
     const cc = track(await spawnServe(['--config', config]));
@@ -378,7 +435,9 @@ async function roleScale() {
       container: { ...container, path: `/v1/credentials/${last}` },
     };
     report.roleScale.push(row);
-    log(`roles=${count}: ready ${readyMs} ms, rss ${row.memoryAfterLoad.rssMb} MB, imds p99 ${imds.p99Ms} ms ${imds.rps}/s, container p99 ${container.p99Ms} ms ${container.rps}/s, sts calls ${row.stsCalls}`);
+    log(
+      `roles=${count}: ready ${readyMs} ms, rss ${row.memoryAfterLoad.rssMb} MB, imds p99 ${imds.p99Ms} ms ${imds.rps}/s, container p99 ${container.p99Ms} ms ${container.rps}/s, sts calls ${row.stsCalls}`,
+    );
     await cc.stop();
     children.splice(children.indexOf(cc), 1);
   }

@@ -1,7 +1,9 @@
 // A hand-written SVG line chart: requests/s and p99 latency against concurrency (log scale), for
 // crosscred and the baselines, one row of two panels per keep-alive scenario.
 const COLORS = { crosscred: '#d62728', 'node:http': '#1f77b4', nginx: '#2ca02c' };
-const W = 420, H = 260, PAD = { l: 60, r: 15, t: 30, b: 40 };
+const W = 420,
+  H = 260,
+  PAD = { l: 60, r: 15, t: 30, b: 40 };
 
 function esc(s) {
   return String(s).replace(/[&<>]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;' })[c]);
@@ -29,7 +31,8 @@ function panel(x0, y0, title, rows, metric, unit) {
   for (const s of servers) {
     const pts = rows.map((r) => `${px(r.connections).toFixed(1)},${py(r.results[s][metric]).toFixed(1)}`).join(' ');
     g.push(`<polyline fill="none" stroke="${COLORS[s] ?? '#777'}" stroke-width="2" points="${pts}"/>`);
-    for (const r of rows) g.push(`<circle cx="${px(r.connections).toFixed(1)}" cy="${py(r.results[s][metric]).toFixed(1)}" r="3" fill="${COLORS[s] ?? '#777'}"/>`);
+    for (const r of rows)
+      g.push(`<circle cx="${px(r.connections).toFixed(1)}" cy="${py(r.results[s][metric]).toFixed(1)}" r="3" fill="${COLORS[s] ?? '#777'}"/>`);
   }
   return g.join('\n');
 }
@@ -46,7 +49,9 @@ export function renderChart(report) {
     body.push(panel(0, 40 + i * H, `${name}: requests/s`, rows, 'rps', 'requests/s'));
     body.push(panel(W, 40 + i * H, `${name}: p99 latency`, rows, 'p99Ms', 'p99 ms'));
   });
-  const legend = servers.map((s, i) => `<rect x="${20 + i * 140}" y="12" width="14" height="4" fill="${COLORS[s] ?? '#777'}"/><text x="${40 + i * 140}" y="18">${esc(s)}</text>`).join('');
+  const legend = servers
+    .map((s, i) => `<rect x="${20 + i * 140}" y="12" width="14" height="4" fill="${COLORS[s] ?? '#777'}"/><text x="${40 + i * 140}" y="18">${esc(s)}</text>`)
+    .join('');
   const m = report.machine;
   return `<svg xmlns="http://www.w3.org/2000/svg" width="${2 * W}" height="${height}" font-family="sans-serif" font-size="11">
 <rect width="100%" height="100%" fill="white"/>

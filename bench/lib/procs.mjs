@@ -95,7 +95,16 @@ export function spawnServe(args) {
       if (e.msg === 'credential listener open') listeners.push(`http://${e.address}`);
       if (typeof e.msg === 'string' && e.msg.startsWith('admin listener open')) {
         clearTimeout(timer);
-        res({ child, pid: child.pid, listeners, admin: `http://${e.address}`, startedAt, listeningMs: performance.now() - startedAt, output, stop: stopper(child) });
+        res({
+          child,
+          pid: child.pid,
+          listeners,
+          admin: `http://${e.address}`,
+          startedAt,
+          listeningMs: performance.now() - startedAt,
+          output,
+          stop: stopper(child),
+        });
       }
     });
     child.once('exit', (code) => {
@@ -174,7 +183,9 @@ export async function startNginx(nginx, dir, bodies) {
   const locations = [];
   for (const r of bodies.routes) {
     if (r.method === 'PUT') {
-      const extra = Object.entries(r.headers ?? {}).map(([k, v]) => `add_header ${k} ${v};`).join(' ');
+      const extra = Object.entries(r.headers ?? {})
+        .map(([k, v]) => `add_header ${k} ${v};`)
+        .join(' ');
       locations.push(`location = ${r.path} { default_type ${r.contentType}; ${extra} return 200 '${r.body}'; }`);
     } else {
       // try_files serves the file even for a URI ending in "/" (alias would look for an index).

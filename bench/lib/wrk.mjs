@@ -10,7 +10,10 @@ const WRK_TIMEOUT = '5s';
 export function wrkVersion() {
   const r = spawnSync('wrk', ['-v'], { encoding: 'utf8' });
   if (r.error) return null;
-  return (r.stdout + r.stderr).split('\n')[0].replace(/\s*\[.*$/, '').trim();
+  return (r.stdout + r.stderr)
+    .split('\n')[0]
+    .replace(/\s*\[.*$/, '')
+    .trim();
 }
 
 /**

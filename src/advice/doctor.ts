@@ -1,14 +1,14 @@
 import { isIP } from 'node:net';
-import { Agent, EnvHttpProxyAgent, request, type Dispatcher } from 'undici';
-import type { Clock } from '../core/clock.js';
+import { Agent, type Dispatcher, EnvHttpProxyAgent, request } from 'undici';
 import type { Config, RoleConfig } from '../config/config.js';
+import type { Clock } from '../core/clock.js';
 import { isCrosscredError } from '../core/errors.js';
-import { classifyFailure } from '../exchange/failure.js';
-import { createStsClient } from '../exchange/aws-web-identity-exchange.js';
-import { webIdentityRoleFor } from '../roles/web-identity-role.js';
 import { issuerUrlProblem } from '../core/url-checks.js';
+import { createStsClient } from '../exchange/aws-web-identity-exchange.js';
+import { classifyFailure } from '../exchange/failure.js';
 import { ECS_METADATA_URL } from '../platform/alibaba/ecs-metadata.js';
 import { CVM_METADATA_URL } from '../platform/tencent/cvm-metadata.js';
+import { webIdentityRoleFor } from '../roles/web-identity-role.js';
 import { AlibabaEcsTokenSource } from '../sources/alibaba-ecs-token-source.js';
 import { createTokenSource } from '../sources/create-token-source.js';
 import { IssuerClient } from '../sources/issuer-client.js';
@@ -81,7 +81,13 @@ export async function diagnoseRole(config: Config, role: RoleConfig, options: Do
       });
       source =
         cloud === 'alibaba-ecs'
-          ? new AlibabaEcsTokenSource({ issuer: issuerClient, issuerUrl: vm.issuer.url, attestation: vm.alibabaAttestation, metadataUrl: (options.metadataUrls?.alibaba ?? ECS_METADATA_URL).replace(/\/+$/, ''), clock: options.clock })
+          ? new AlibabaEcsTokenSource({
+              issuer: issuerClient,
+              issuerUrl: vm.issuer.url,
+              attestation: vm.alibabaAttestation,
+              metadataUrl: (options.metadataUrls?.alibaba ?? ECS_METADATA_URL).replace(/\/+$/, ''),
+              clock: options.clock,
+            })
           : new TencentCvmTokenSource({ issuer: issuerClient, issuerUrl: vm.issuer.url, clock: options.clock });
     }
   }
@@ -91,7 +97,13 @@ export async function diagnoseRole(config: Config, role: RoleConfig, options: Do
       claims = token.claims;
     } catch (err) {
       const message = describe(err);
-      if (vm) add({ status: 'fail', title: `the issuer did not return a token`, detail: message, fix: issuerRefusalFix(message) ?? (isCrosscredError(err) ? err.hint : undefined) });
+      if (vm)
+        add({
+          status: 'fail',
+          title: `the issuer did not return a token`,
+          detail: message,
+          fix: issuerRefusalFix(message) ?? (isCrosscredError(err) ? err.hint : undefined),
+        });
       else add({ status: 'fail', title: 'no usable token', detail: message, fix: isCrosscredError(err) ? err.hint : undefined });
     }
   }
@@ -110,12 +122,21 @@ export async function diagnoseRole(config: Config, role: RoleConfig, options: Do
       ].join('\n'),
     });
     if (claims.iat !== undefined && claims.iat - now > CLOCK_SKEW_WARN_SECONDS) {
-      add({ status: 'warn', title: `the token was issued ${Math.round(claims.iat - now)} s in this host's future`, fix: 'this host\'s clock is behind the issuer\'s; enable NTP (chrony, systemd-timesyncd)' });
+      add({
+        status: 'warn',
+        title: `the token was issued ${Math.round(claims.iat - now)} s in this host's future`,
+        fix: "this host's clock is behind the issuer's; enable NTP (chrony, systemd-timesyncd)",
+      });
     }
-    if (left < TOKEN_LOW_LIFE_SECONDS) add({ status: 'warn', title: `the token expires in ${formatDuration(left)}`, fix: 'check that whatever writes or issues it still rotates it' });
+    if (left < TOKEN_LOW_LIFE_SECONDS)
+      add({ status: 'warn', title: `the token expires in ${formatDuration(left)}`, fix: 'check that whatever writes or issues it still rotates it' });
     const audiences = typeof claims.aud === 'string' ? [claims.aud] : (claims.aud ?? []);
     if (audiences.length > 0 && !audiences.includes('sts.amazonaws.com')) {
-      add({ status: 'info', title: `the token's audience is ${audiences.join(', ')}, not sts.amazonaws.com`, detail: 'that works, if the IAM OIDC provider lists it as a client ID (crosscred trust-policy prints the command)' });
+      add({
+        status: 'info',
+        title: `the token's audience is ${audiences.join(', ')}, not sts.amazonaws.com`,
+        detail: 'that works, if the IAM OIDC provider lists it as a client ID (crosscred trust-policy prints the command)',
+      });
     }
     // For VM sources the issuer was checked step by step above, at --issuer-url (= the JWT's iss).
     if (!vm) for (const c of await checkIssuer(claims, config, options)) add(c);
@@ -143,9 +164,17 @@ async function checkIssuer(claims: TokenClaimsSummary, config: Config, options: 
     return [{ status: 'fail', title: `the issuer ${claims.iss} is not a URL`, fix: 'STS needs an OIDC token with an https:// issuer' }];
   }
   if (issuer.protocol !== 'https:') {
-    checks.push({ status: 'fail', title: `the issuer ${claims.iss} is not HTTPS`, fix: 'AWS IAM accepts only https:// issuers: the issuer must publish its discovery document and JWKS over public HTTPS (EKS, ACK and TKE each offer a public OIDC endpoint for this)' });
+    checks.push({
+      status: 'fail',
+      title: `the issuer ${claims.iss} is not HTTPS`,
+      fix: 'AWS IAM accepts only https:// issuers: the issuer must publish its discovery document and JWKS over public HTTPS (EKS, ACK and TKE each offer a public OIDC endpoint for this)',
+    });
   } else if (isPrivateHost(issuer.hostname)) {
-    checks.push({ status: 'warn', title: `the issuer's host ${issuer.hostname} looks private`, fix: 'AWS fetches the discovery document and JWKS over the public internet; a private address cannot work' });
+    checks.push({
+      status: 'warn',
+      title: `the issuer's host ${issuer.hostname} looks private`,
+      fix: 'AWS fetches the discovery document and JWKS over the public internet; a private address cannot work',
+    });
   }
   const dispatcher = new EnvHttpProxyAgent({
     httpProxy: config.sts.httpProxy ?? '',
@@ -159,12 +188,22 @@ async function checkIssuer(claims: TokenClaimsSummary, config: Config, options: 
     const discoveryUrl = `${claims.iss.replace(/\/+$/, '')}/.well-known/openid-configuration`;
     const discovery = await fetchJson(discoveryUrl, dispatcher, options.timeoutMs);
     if ('error' in discovery) {
-      checks.push({ status: 'fail', title: `cannot fetch ${discoveryUrl}`, detail: discovery.error, fix: 'the issuer must publish its discovery document where AWS can fetch it' });
+      checks.push({
+        status: 'fail',
+        title: `cannot fetch ${discoveryUrl}`,
+        detail: discovery.error,
+        fix: 'the issuer must publish its discovery document where AWS can fetch it',
+      });
       return checks;
     }
     const doc = discovery.value as { issuer?: unknown; jwks_uri?: unknown };
     if (doc.issuer !== claims.iss) {
-      checks.push({ status: 'fail', title: 'the discovery document names another issuer', detail: `document: ${String(doc.issuer).slice(0, 200)}\ntoken:    ${claims.iss}`, fix: 'the token\'s iss must equal the discovery document\'s issuer, character for character' });
+      checks.push({
+        status: 'fail',
+        title: 'the discovery document names another issuer',
+        detail: `document: ${String(doc.issuer).slice(0, 200)}\ntoken:    ${claims.iss}`,
+        fix: "the token's iss must equal the discovery document's issuer, character for character",
+      });
     } else {
       checks.push({ status: 'ok', title: `discovery document found at ${discoveryUrl}` });
     }
@@ -174,16 +213,28 @@ async function checkIssuer(claims: TokenClaimsSummary, config: Config, options: 
     }
     const jwks = await fetchJson(doc.jwks_uri, dispatcher, options.timeoutMs);
     if ('error' in jwks) {
-      checks.push({ status: 'fail', title: `cannot fetch the JWKS at ${doc.jwks_uri}`, detail: jwks.error, fix: 'AWS must be able to fetch the JWKS to verify token signatures' });
+      checks.push({
+        status: 'fail',
+        title: `cannot fetch the JWKS at ${doc.jwks_uri}`,
+        detail: jwks.error,
+        fix: 'AWS must be able to fetch the JWKS to verify token signatures',
+      });
       return checks;
     }
     const keys = (jwks.value as { keys?: Array<{ kid?: unknown }> }).keys;
     if (!Array.isArray(keys) || keys.length === 0) {
       checks.push({ status: 'fail', title: 'the JWKS holds no keys' });
     } else if (claims.kid !== undefined && !keys.some((k) => k.kid === claims.kid)) {
-      checks.push({ status: 'fail', title: `the JWKS has no key with the token's kid ${claims.kid}`, fix: 'the issuer signs with a key it does not publish (a rotation in progress?); STS will reject the token' });
+      checks.push({
+        status: 'fail',
+        title: `the JWKS has no key with the token's kid ${claims.kid}`,
+        fix: 'the issuer signs with a key it does not publish (a rotation in progress?); STS will reject the token',
+      });
     } else {
-      checks.push({ status: 'ok', title: `JWKS found at ${doc.jwks_uri} (${keys.length} key${keys.length === 1 ? '' : 's'}${claims.kid ? `, including kid ${claims.kid}` : ''})` });
+      checks.push({
+        status: 'ok',
+        title: `JWKS found at ${doc.jwks_uri} (${keys.length} key${keys.length === 1 ? '' : 's'}${claims.kid ? `, including kid ${claims.kid}` : ''})`,
+      });
     }
     if (!doc.jwks_uri.startsWith('https://')) checks.push({ status: 'warn', title: 'the jwks_uri is not HTTPS', fix: 'AWS fetches the JWKS over HTTPS only' });
   } finally {
@@ -199,7 +250,11 @@ async function checkExchange(config: Config, role: RoleConfig, source: TokenSour
   try {
     const credentials = await exchange.exchange();
     const left = Math.round((credentials.expirationWall - options.clock.wallNow()) / 1000);
-    return { status: 'ok', title: `STS at ${endpoint} accepted the token for ${role.roleArn}`, detail: `temporary credentials issued, valid for ${formatDuration(left)} (not shown)` };
+    return {
+      status: 'ok',
+      title: `STS at ${endpoint} accepted the token for ${role.roleArn}`,
+      detail: `temporary credentials issued, valid for ${formatDuration(left)} (not shown)`,
+    };
   } catch (err) {
     const failure = classifyFailure(err);
     return { status: 'fail', title: `STS at ${endpoint}: ${failure.message}`, fix: fixFor(failure.code, failure.kind) };
@@ -238,13 +293,21 @@ async function checkVmSteps(source: VmSourceConfig, options: DoctorOptions, add:
     // 1. Which metadata server answers.
     let alibabaToken: string | undefined;
     if (source.cloud !== 'tencent-cvm') {
-      const res = await fetchText(`${alibabaUrl}/latest/api/token`, dispatcher, timeoutMs, { method: 'PUT', headers: { 'x-aliyun-ecs-metadata-token-ttl-seconds': '60' } });
+      const res = await fetchText(`${alibabaUrl}/latest/api/token`, dispatcher, timeoutMs, {
+        method: 'PUT',
+        headers: { 'x-aliyun-ecs-metadata-token-ttl-seconds': '60' },
+      });
       if ('text' in res && res.status === 200 && /^[\x21-\x7e]{1,1024}$/.test(res.text)) {
         alibabaToken = res.text;
         cloud = 'alibaba-ecs';
         add({ status: 'ok', title: `Alibaba ECS metadata server answered at ${alibabaUrl} (token mode)` });
       } else if (source.cloud === 'alibaba-ecs') {
-        add({ status: 'fail', title: `the Alibaba ECS metadata server at ${alibabaUrl} did not hand out a session token`, detail: 'text' in res ? `HTTP ${res.status}` : res.error, fix: 'run this on the ECS instance itself; a firewall or proxy must not intercept 100.100.100.200, and the instance\'s metadata service must be enabled' });
+        add({
+          status: 'fail',
+          title: `the Alibaba ECS metadata server at ${alibabaUrl} did not hand out a session token`,
+          detail: 'text' in res ? `HTTP ${res.status}` : res.error,
+          fix: "run this on the ECS instance itself; a firewall or proxy must not intercept 100.100.100.200, and the instance's metadata service must be enabled",
+        });
         return undefined;
       }
     }
@@ -256,7 +319,10 @@ async function checkVmSteps(source: VmSourceConfig, options: DoctorOptions, add:
       } else {
         add({
           status: 'fail',
-          title: source.cloud === 'tencent-cvm' ? `the Tencent CVM metadata server at ${tencentUrl} did not answer` : `neither the Alibaba ECS metadata server (${alibabaUrl}) nor the Tencent CVM one (${tencentUrl}) answered`,
+          title:
+            source.cloud === 'tencent-cvm'
+              ? `the Tencent CVM metadata server at ${tencentUrl} did not answer`
+              : `neither the Alibaba ECS metadata server (${alibabaUrl}) nor the Tencent CVM one (${tencentUrl}) answered`,
           detail: 'text' in res ? `HTTP ${res.status}` : res.error,
           fix: 'run this on the ECS or CVM instance itself (the metadata servers answer only there); elsewhere crosscred issuer cannot attest the host, so use another token source',
         });
@@ -275,14 +341,32 @@ async function checkVmSteps(source: VmSourceConfig, options: DoctorOptions, add:
         facts = undefined;
       }
       if (!facts) {
-        add({ status: 'fail', title: 'the instance identity document cannot be read', detail: 'text' in doc ? `HTTP ${doc.status}` : doc.error, fix: 'the ECS metadata server must serve /latest/dynamic/instance-identity/document; check that the instance metadata service is enabled' });
+        add({
+          status: 'fail',
+          title: 'the instance identity document cannot be read',
+          detail: 'text' in doc ? `HTTP ${doc.status}` : doc.error,
+          fix: 'the ECS metadata server must serve /latest/dynamic/instance-identity/document; check that the instance metadata service is enabled',
+        });
       } else {
-        add({ status: 'ok', title: 'instance identity document read (not shown)', detail: `the issuer will give sub alibaba-ecs:${String(facts['owner-account-id'])}:${String(facts['region-id'])}:${String(facts['instance-id'])} if its policy allows it` });
+        add({
+          status: 'ok',
+          title: 'instance identity document read (not shown)',
+          detail: `the issuer will give sub alibaba-ecs:${String(facts['owner-account-id'])}:${String(facts['region-id'])}:${String(facts['instance-id'])} if its policy allows it`,
+        });
       }
       const audience = JSON.stringify({ aud: source.issuer.url, signingTime: Math.floor(options.clock.wallNow() / 1000) });
-      const pkcs7 = await fetchText(`${alibabaUrl}/latest/dynamic/instance-identity/pkcs7?audience=${encodeURIComponent(audience)}`, dispatcher, timeoutMs, { headers });
-      if ('text' in pkcs7 && pkcs7.status === 200 && pkcs7.text.trim().length > 0) add({ status: 'ok', title: 'signed instance identity (PKCS#7) fetched with an audience naming the issuer (not shown)' });
-      else add({ status: 'fail', title: 'the signed instance identity (PKCS#7) cannot be fetched', detail: 'text' in pkcs7 ? `HTTP ${pkcs7.status}` : pkcs7.error, fix: 'the ECS metadata server must serve /latest/dynamic/instance-identity/pkcs7; or use --alibaba-attestation ram-role with a RAM role attached' });
+      const pkcs7 = await fetchText(`${alibabaUrl}/latest/dynamic/instance-identity/pkcs7?audience=${encodeURIComponent(audience)}`, dispatcher, timeoutMs, {
+        headers,
+      });
+      if ('text' in pkcs7 && pkcs7.status === 200 && pkcs7.text.trim().length > 0)
+        add({ status: 'ok', title: 'signed instance identity (PKCS#7) fetched with an audience naming the issuer (not shown)' });
+      else
+        add({
+          status: 'fail',
+          title: 'the signed instance identity (PKCS#7) cannot be fetched',
+          detail: 'text' in pkcs7 ? `HTTP ${pkcs7.status}` : pkcs7.error,
+          fix: 'the ECS metadata server must serve /latest/dynamic/instance-identity/pkcs7; or use --alibaba-attestation ram-role with a RAM role attached',
+        });
     } else if (cloud) {
       const alibaba = cloud === 'alibaba-ecs';
       const base = alibaba ? `${alibabaUrl}/latest/meta-data/ram/security-credentials/` : `${tencentUrl}/latest/meta-data/cam/security-credentials/`;
@@ -291,7 +375,14 @@ async function checkVmSteps(source: VmSourceConfig, options: DoctorOptions, add:
       const named = await fetchText(base, dispatcher, timeoutMs, { headers });
       const roleName = 'text' in named && named.status === 200 ? named.text.trim().split('\n')[0]!.trim() : '';
       if (!/^[A-Za-z0-9+=,.@_-]{1,128}$/.test(roleName)) {
-        add({ status: 'fail', title: `no ${what} role is attached to this instance`, detail: 'text' in named ? `HTTP ${named.status}` : named.error, fix: alibaba ? 'attach a RAM role to the instance (ECS console: Instance > Attach/Detach RAM Role), or use --alibaba-attestation ecs-identity' : 'bind a CAM role to the instance (CVM console: Instance > More > Instance Settings > Bind Role)' });
+        add({
+          status: 'fail',
+          title: `no ${what} role is attached to this instance`,
+          detail: 'text' in named ? `HTTP ${named.status}` : named.error,
+          fix: alibaba
+            ? 'attach a RAM role to the instance (ECS console: Instance > Attach/Detach RAM Role), or use --alibaba-attestation ecs-identity'
+            : 'bind a CAM role to the instance (CVM console: Instance > More > Instance Settings > Bind Role)',
+        });
       } else {
         add({ status: 'ok', title: `${what} role ${roleName} is attached to this instance` });
         const creds = await fetchText(`${base}${encodeURIComponent(roleName)}`, dispatcher, timeoutMs, { headers });
@@ -301,9 +392,28 @@ async function checkVmSteps(source: VmSourceConfig, options: DoctorOptions, add:
         } catch {
           body = undefined;
         }
-        const complete = body && body['Code'] === 'Success' && (alibaba ? typeof body['AccessKeyId'] === 'string' && typeof body['SecurityToken'] === 'string' : typeof body['TmpSecretId'] === 'string' && typeof body['Token'] === 'string');
-        if (complete) add({ status: 'ok', title: `temporary credentials of ${what} role ${roleName} obtainable (not shown)`, ...(alibaba ? {} : { detail: 'the issuer will give sub tencent-cam:<uin>:role/<role id>: CAM names roles by id, see the role in the CAM console' }) });
-        else add({ status: 'fail', title: `the metadata server did not hand out credentials for ${what} role ${roleName}`, detail: 'text' in creds ? `HTTP ${creds.status}${body && typeof body['Code'] === 'string' ? `, Code ${String(body['Code']).slice(0, 40)}` : ''}` : creds.error, fix: `check the ${what} role still exists and that its trust policy lets the ${alibaba ? 'ECS' : 'CVM'} service assume it` });
+        const complete =
+          body &&
+          body['Code'] === 'Success' &&
+          (alibaba
+            ? typeof body['AccessKeyId'] === 'string' && typeof body['SecurityToken'] === 'string'
+            : typeof body['TmpSecretId'] === 'string' && typeof body['Token'] === 'string');
+        if (complete)
+          add({
+            status: 'ok',
+            title: `temporary credentials of ${what} role ${roleName} obtainable (not shown)`,
+            ...(alibaba ? {} : { detail: 'the issuer will give sub tencent-cam:<uin>:role/<role id>: CAM names roles by id, see the role in the CAM console' }),
+          });
+        else
+          add({
+            status: 'fail',
+            title: `the metadata server did not hand out credentials for ${what} role ${roleName}`,
+            detail:
+              'text' in creds
+                ? `HTTP ${creds.status}${body && typeof body['Code'] === 'string' ? `, Code ${String(body['Code']).slice(0, 40)}` : ''}`
+                : creds.error,
+            fix: `check the ${what} role still exists and that its trust policy lets the ${alibaba ? 'ECS' : 'CVM'} service assume it`,
+          });
       }
     }
   } finally {
@@ -317,41 +427,87 @@ async function checkVmSteps(source: VmSourceConfig, options: DoctorOptions, add:
 async function checkIssuerService(source: VmSourceConfig, options: DoctorOptions, add: (c: Check) => void): Promise<void> {
   const url = source.issuer.url;
   const problem = issuerUrlProblem(url);
-  if (problem) add({ status: 'fail', title: `--issuer-url ${url} ${problem}`, fix: 'use the issuer\'s publicUrl exactly as in its config' });
-  else if (!url.startsWith('https://')) add({ status: 'warn', title: `the issuer ${url} is plain HTTP on loopback`, fix: 'AWS accepts only an https:// publicUrl on port 443; this works for tests only' });
-  const dispatcher = new Agent({ connect: { timeout: options.timeoutMs, ...(source.issuer.caBundle ? { ca: source.issuer.caBundle } : {}) }, headersTimeout: options.timeoutMs, bodyTimeout: options.timeoutMs });
+  if (problem) add({ status: 'fail', title: `--issuer-url ${url} ${problem}`, fix: "use the issuer's publicUrl exactly as in its config" });
+  else if (!url.startsWith('https://'))
+    add({
+      status: 'warn',
+      title: `the issuer ${url} is plain HTTP on loopback`,
+      fix: 'AWS accepts only an https:// publicUrl on port 443; this works for tests only',
+    });
+  const dispatcher = new Agent({
+    connect: { timeout: options.timeoutMs, ...(source.issuer.caBundle ? { ca: source.issuer.caBundle } : {}) },
+    headersTimeout: options.timeoutMs,
+    bodyTimeout: options.timeoutMs,
+  });
   const caFix = source.issuer.caBundle ? '' : ' (a private CA: --issuer-ca-bundle)';
   try {
     const discoveryUrl = `${url.replace(/\/+$/, '')}/.well-known/openid-configuration`;
     const discovery = await fetchJson(discoveryUrl, dispatcher, options.timeoutMs);
     let tokenEndpoint = source.issuer.tokenEndpointUrl;
     if ('error' in discovery) {
-      add({ status: 'fail', title: `cannot fetch the issuer's discovery document ${discoveryUrl}`, detail: discovery.error, fix: `run 'crosscred issuer serve', or upload 'crosscred issuer export-discovery' to a bucket at publicUrl; check the URL${caFix}` });
+      add({
+        status: 'fail',
+        title: `cannot fetch the issuer's discovery document ${discoveryUrl}`,
+        detail: discovery.error,
+        fix: `run 'crosscred issuer serve', or upload 'crosscred issuer export-discovery' to a bucket at publicUrl; check the URL${caFix}`,
+      });
     } else {
       const doc = discovery.value as { issuer?: unknown; jwks_uri?: unknown; token_endpoint?: unknown; id_token_signing_alg_values_supported?: unknown };
-      if (doc.issuer !== url) add({ status: 'fail', title: 'the discovery document names another issuer', detail: `document:    ${String(doc.issuer).slice(0, 200)}\n--issuer-url: ${url}`, fix: '--issuer-url must equal the issuer\'s publicUrl character for character (no trailing /)' });
+      if (doc.issuer !== url)
+        add({
+          status: 'fail',
+          title: 'the discovery document names another issuer',
+          detail: `document:    ${String(doc.issuer).slice(0, 200)}\n--issuer-url: ${url}`,
+          fix: "--issuer-url must equal the issuer's publicUrl character for character (no trailing /)",
+        });
       else add({ status: 'ok', title: `issuer discovery document found at ${discoveryUrl}`, detail: `issuer ${url}` });
       const algs = Array.isArray(doc.id_token_signing_alg_values_supported) ? doc.id_token_signing_alg_values_supported.map(String) : [];
       const rejected = algs.filter((a) => !AWS_ACCEPTED_ALGORITHMS.includes(a));
-      if (algs.length === 0 || rejected.length > 0) add({ status: 'fail', title: `the issuer signs with ${algs.length ? rejected.join(', ') : 'no declared algorithm'}`, fix: `AWS accepts ${AWS_ACCEPTED_ALGORITHMS.join(', ')}: make keys with 'crosscred issuer keygen --alg ES256'` });
+      if (algs.length === 0 || rejected.length > 0)
+        add({
+          status: 'fail',
+          title: `the issuer signs with ${algs.length ? rejected.join(', ') : 'no declared algorithm'}`,
+          fix: `AWS accepts ${AWS_ACCEPTED_ALGORITHMS.join(', ')}: make keys with 'crosscred issuer keygen --alg ES256'`,
+        });
       else add({ status: 'ok', title: `signing algorithms ${algs.join(', ')} (AWS accepts them)` });
       if (typeof doc.jwks_uri !== 'string') {
         add({ status: 'fail', title: 'the discovery document has no jwks_uri' });
       } else {
         const jwks = await fetchJson(doc.jwks_uri, dispatcher, options.timeoutMs);
         const keys = 'value' in jwks ? (jwks.value as { keys?: unknown }).keys : undefined;
-        if ('error' in jwks) add({ status: 'fail', title: `cannot fetch the JWKS at ${doc.jwks_uri}`, detail: jwks.error, fix: 'publish jwks.json next to the discovery document (export-discovery writes both)' });
-        else if (!Array.isArray(keys) || keys.length === 0) add({ status: 'fail', title: `the JWKS at ${doc.jwks_uri} holds no keys`, fix: 'the issuer config needs at least one key (crosscred issuer keygen)' });
+        if ('error' in jwks)
+          add({
+            status: 'fail',
+            title: `cannot fetch the JWKS at ${doc.jwks_uri}`,
+            detail: jwks.error,
+            fix: 'publish jwks.json next to the discovery document (export-discovery writes both)',
+          });
+        else if (!Array.isArray(keys) || keys.length === 0)
+          add({
+            status: 'fail',
+            title: `the JWKS at ${doc.jwks_uri} holds no keys`,
+            fix: 'the issuer config needs at least one key (crosscred issuer keygen)',
+          });
         else add({ status: 'ok', title: `JWKS found at ${doc.jwks_uri} (${keys.length} key${keys.length === 1 ? '' : 's'})` });
       }
       if (!tokenEndpoint && typeof doc.token_endpoint === 'string' && doc.token_endpoint !== `${url}/token`) {
-        add({ status: 'warn', title: `the discovery document names the token endpoint ${doc.token_endpoint}, but serve will use ${url}/token`, fix: `pass --issuer-token-endpoint ${doc.token_endpoint}` });
+        add({
+          status: 'warn',
+          title: `the discovery document names the token endpoint ${doc.token_endpoint}, but serve will use ${url}/token`,
+          fix: `pass --issuer-token-endpoint ${doc.token_endpoint}`,
+        });
       }
     }
     tokenEndpoint ??= `${url}/token`;
     // An empty request: a token endpoint answers it with an OAuth error, and nothing is attested.
     try {
-      const res = await request(tokenEndpoint, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: '', dispatcher, signal: AbortSignal.timeout(options.timeoutMs) });
+      const res = await request(tokenEndpoint, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        body: '',
+        dispatcher,
+        signal: AbortSignal.timeout(options.timeoutMs),
+      });
       const text = await res.body.text();
       let error: unknown;
       try {
@@ -359,11 +515,22 @@ async function checkIssuerService(source: VmSourceConfig, options: DoctorOptions
       } catch {
         error = undefined;
       }
-      if (typeof error === 'string') add({ status: 'ok', title: `token endpoint ${tokenEndpoint} reachable (it answered an empty request with ${error.slice(0, 40)}, as it should)` });
-      else add({ status: 'fail', title: `${tokenEndpoint} answered HTTP ${res.statusCode}, not as a crosscred issuer token endpoint`, fix: 'check --issuer-token-endpoint (or the issuer\'s tokenEndpointUrl) and any proxy in front of it' });
+      if (typeof error === 'string')
+        add({ status: 'ok', title: `token endpoint ${tokenEndpoint} reachable (it answered an empty request with ${error.slice(0, 40)}, as it should)` });
+      else
+        add({
+          status: 'fail',
+          title: `${tokenEndpoint} answered HTTP ${res.statusCode}, not as a crosscred issuer token endpoint`,
+          fix: "check --issuer-token-endpoint (or the issuer's tokenEndpointUrl) and any proxy in front of it",
+        });
     } catch (err) {
       const e = err as { code?: unknown; name?: unknown };
-      add({ status: 'fail', title: `the token endpoint ${tokenEndpoint} cannot be reached`, detail: typeof e.code === 'string' ? e.code : String(e.name), fix: `the instance must reach the issuer over HTTPS${caFix}; check firewalls and the security group` });
+      add({
+        status: 'fail',
+        title: `the token endpoint ${tokenEndpoint} cannot be reached`,
+        detail: typeof e.code === 'string' ? e.code : String(e.name),
+        fix: `the instance must reach the issuer over HTTPS${caFix}; check firewalls and the security group`,
+      });
     }
   } finally {
     await dispatcher.close();
@@ -375,22 +542,29 @@ function issuerRefusalFix(message: string): string | undefined {
   const code = /\((invalid_request|invalid_grant|unsupported_grant_type|invalid_target|temporarily_unavailable|slow_down):/.exec(message)?.[1];
   switch (code) {
     case 'invalid_grant':
-      return 'the issuer did not accept this instance: its policy must list this account (and region, role, instance), --issuer-url must equal its publicUrl, and both clocks must be right (NTP); the issuer\'s log says which';
+      return "the issuer did not accept this instance: its policy must list this account (and region, role, instance), --issuer-url must equal its publicUrl, and both clocks must be right (NTP); the issuer's log says which";
     case 'invalid_target':
-      return 'the audience asked for (--token-audience) is not among the issuer\'s audiences: add it there, or ask for one it lists';
+      return "the audience asked for (--token-audience) is not among the issuer's audiences: add it there, or ask for one it lists";
     case 'invalid_request':
     case 'unsupported_grant_type':
       return 'the issuer has no attestor or policy for this kind (attestors and policy in its config), or runs another crosscred version';
     case 'temporarily_unavailable':
-      return 'the issuer could not reach the cloud\'s STS or is overloaded: check its egress and log, and try again';
+      return "the issuer could not reach the cloud's STS or is overloaded: check its egress and log, and try again";
     case 'slow_down':
-      return 'this identity asked too often (the issuer\'s rateLimit): wait a minute';
+      return "this identity asked too often (the issuer's rateLimit): wait a minute";
     default:
-      return /could not be reached/.test(message) ? 'the instance must reach the issuer\'s token endpoint over HTTPS (--issuer-ca-bundle for a private CA)' : undefined;
+      return /could not be reached/.test(message)
+        ? "the instance must reach the issuer's token endpoint over HTTPS (--issuer-ca-bundle for a private CA)"
+        : undefined;
   }
 }
 
-async function fetchText(url: string, dispatcher: Dispatcher, timeoutMs: number, init: { method?: 'GET' | 'PUT'; headers?: Record<string, string> } = {}): Promise<{ status: number; text: string } | { error: string }> {
+async function fetchText(
+  url: string,
+  dispatcher: Dispatcher,
+  timeoutMs: number,
+  init: { method?: 'GET' | 'PUT'; headers?: Record<string, string> } = {},
+): Promise<{ status: number; text: string } | { error: string }> {
   try {
     const res = await request(url, { method: init.method ?? 'GET', headers: init.headers ?? {}, dispatcher, signal: AbortSignal.timeout(timeoutMs) });
     const chunks: Buffer[] = [];
@@ -406,7 +580,8 @@ async function fetchText(url: string, dispatcher: Dispatcher, timeoutMs: number,
     return { status: res.statusCode, text: Buffer.concat(chunks).toString('utf8') };
   } catch (err) {
     const e = err as { code?: unknown; name?: unknown };
-    if (e.name === 'TimeoutError' || e.name === 'AbortError' || e.code === 'UND_ERR_CONNECT_TIMEOUT' || e.code === 'UND_ERR_HEADERS_TIMEOUT') return { error: `no answer within ${timeoutMs} ms` };
+    if (e.name === 'TimeoutError' || e.name === 'AbortError' || e.code === 'UND_ERR_CONNECT_TIMEOUT' || e.code === 'UND_ERR_HEADERS_TIMEOUT')
+      return { error: `no answer within ${timeoutMs} ms` };
     return { error: typeof e.code === 'string' ? e.code : typeof e.name === 'string' ? e.name : 'request failed' };
   }
 }
@@ -418,9 +593,9 @@ function fixFor(code: string, kind: string): string {
       return 'STS could not verify the token: register its issuer as an IAM OIDC identity provider (crosscred trust-policy prints the command) and keep the discovery document and JWKS public over HTTPS';
     case 'IDPRejectedClaim':
     case 'AccessDenied':
-      return 'the role\'s trust policy does not let this token in: its Principal must be the issuer\'s IAM OIDC provider and its Condition must match the token\'s aud and sub (crosscred trust-policy prints one)';
+      return "the role's trust policy does not let this token in: its Principal must be the issuer's IAM OIDC provider and its Condition must match the token's aud and sub (crosscred trust-policy prints one)";
     case 'ExpiredToken':
-      return 'the token has expired, or this host\'s clock is off: check rotation and NTP';
+      return "the token has expired, or this host's clock is off: check rotation and NTP";
     case 'IDPCommunicationError':
       return 'STS could not reach the issuer to fetch its keys: the discovery document and JWKS must be reachable from the internet over HTTPS';
     case 'RegionDisabled':
@@ -429,9 +604,10 @@ function fixFor(code: string, kind: string): string {
     case 'PackedPolicyTooLarge':
       return 'the session policy is rejected; crosscred sends none, so check the endpoint is really STS';
     case 'ValidationError':
-      return 'STS refused a parameter: check the role ARN, the session name and --duration-seconds (at most the role\'s maximum session duration)';
+      return "STS refused a parameter: check the role ARN, the session name and --duration-seconds (at most the role's maximum session duration)";
     default:
-      if (/^(CERT_|UNABLE_TO_|DEPTH_ZERO|SELF_SIGNED|ERR_TLS_)/.test(code)) return 'TLS to STS failed: set --ca-bundle / AWS_CA_BUNDLE for a private endpoint or a TLS-intercepting proxy';
+      if (/^(CERT_|UNABLE_TO_|DEPTH_ZERO|SELF_SIGNED|ERR_TLS_)/.test(code))
+        return 'TLS to STS failed: set --ca-bundle / AWS_CA_BUNDLE for a private endpoint or a TLS-intercepting proxy';
       return kind === 'retryable'
         ? 'STS could not be reached or failed: check the network path, HTTPS_PROXY/NO_PROXY, and --sts-endpoint'
         : 'STS refused the exchange: check the role ARN and its trust policy';
@@ -456,7 +632,8 @@ async function fetchJson(url: string, dispatcher: Dispatcher, timeoutMs: number)
   } catch (err) {
     const e = err as { code?: unknown; name?: unknown };
     if (e instanceof SyntaxError) return { error: 'not JSON' };
-    if (e.name === 'TimeoutError' || e.name === 'AbortError' || e.code === 'UND_ERR_HEADERS_TIMEOUT' || e.code === 'UND_ERR_BODY_TIMEOUT') return { error: `no answer within ${timeoutMs} ms` };
+    if (e.name === 'TimeoutError' || e.name === 'AbortError' || e.code === 'UND_ERR_HEADERS_TIMEOUT' || e.code === 'UND_ERR_BODY_TIMEOUT')
+      return { error: `no answer within ${timeoutMs} ms` };
     if (e.code === 'UND_ERR_CONNECT_TIMEOUT') return { error: `no connection within ${timeoutMs} ms` };
     return { error: typeof e.code === 'string' ? e.code : typeof e.name === 'string' ? e.name : 'request failed' };
   }
@@ -513,6 +690,11 @@ export function formatReport(reports: readonly RoleReport[], preamble: readonly 
   const all = [...preamble, ...reports.flatMap((r) => r.checks)];
   const fails = all.filter((c) => c.status === 'fail').length;
   const warns = all.filter((c) => c.status === 'warn').length;
-  out.push('', fails === 0 ? `The chain can work${warns ? `, with ${warns} warning${warns === 1 ? '' : 's'}` : ''}.` : `The chain cannot work: ${fails} problem${fails === 1 ? '' : 's'}${warns ? ` and ${warns} warning${warns === 1 ? '' : 's'}` : ''} above.`);
+  out.push(
+    '',
+    fails === 0
+      ? `The chain can work${warns ? `, with ${warns} warning${warns === 1 ? '' : 's'}` : ''}.`
+      : `The chain cannot work: ${fails} problem${fails === 1 ? '' : 's'}${warns ? ` and ${warns} warning${warns === 1 ? '' : 's'}` : ''} above.`,
+  );
   return `${out.join('\n')}\n`;
 }

@@ -1,5 +1,5 @@
 import { issuerUrlProblem } from '../core/url-checks.js';
-import { formatVmSubject, VM_SUBJECT_KINDS, vmSubjectKindOf, type VmSubjectKind } from '../protocol/vm-subjects.js';
+import { formatVmSubject, VM_SUBJECT_KINDS, type VmSubjectKind, vmSubjectKindOf } from '../protocol/vm-subjects.js';
 import type { TokenClaimsSummary } from '../sources/token-source.js';
 
 /**
@@ -59,8 +59,10 @@ export function trustPolicyFor(inputs: TrustPolicyInputs): TrustPolicyAdvice | {
   if (audiences.length === 0) return { problem: 'the token has no "aud" claim; IAM matches it against the provider\'s client IDs' };
 
   const notes: string[] = [];
-  if (issuer.port !== '') notes.push(`The issuer URL carries a port (${issuer.port}); IAM's OIDC provider URL must not, so a token with this issuer cannot be trusted as it is.`);
-  if (issuer.protocol !== 'https:') notes.push(`The issuer ${claims.iss} is not HTTPS: IAM accepts only https:// issuers whose discovery document and JWKS it can fetch over the internet.`);
+  if (issuer.port !== '')
+    notes.push(`The issuer URL carries a port (${issuer.port}); IAM's OIDC provider URL must not, so a token with this issuer cannot be trusted as it is.`);
+  if (issuer.protocol !== 'https:')
+    notes.push(`The issuer ${claims.iss} is not HTTPS: IAM accepts only https:// issuers whose discovery document and JWKS it can fetch over the internet.`);
   // IAM's condition keys are the issuer without scheme and trailing slash.
   const providerPath = `${issuer.host}${issuer.pathname}`.replace(/\/+$/, '');
   const partition = inputs.partition ?? 'aws';
@@ -71,21 +73,26 @@ export function trustPolicyFor(inputs: TrustPolicyInputs): TrustPolicyAdvice | {
   const providerArn = `arn:${partition}:iam::${account}:oidc-provider/${providerPath}`;
   const subjectCondition = inputs.subjectPattern !== undefined && /[*?]/.test(inputs.subjectPattern) ? 'StringLike' : 'StringEquals';
   const subject = inputs.subjectPattern ?? claims.sub;
-  const condition: Record<string, Record<string, string>> =
-    subjectCondition === 'StringLike'
-      ? { StringEquals: { [`${providerPath}:aud`]: audience }, StringLike: { [`${providerPath}:sub`]: subject } }
-      : { StringEquals: { [`${providerPath}:aud`]: audience, [`${providerPath}:sub`]: subject } };
+  const condition: Record<string, Record<string, string>> = subjectCondition === 'StringLike'
+    ? { StringEquals: { [`${providerPath}:aud`]: audience }, StringLike: { [`${providerPath}:sub`]: subject } }
+    : { StringEquals: { [`${providerPath}:aud`]: audience, [`${providerPath}:sub`]: subject } };
   return {
     oidcProvider: { url: `https://${providerPath}`, clientIds: audiences, arn: providerArn },
     createProviderCommand: ['aws', 'iam', 'create-open-id-connect-provider', '--url', `https://${providerPath}`, '--client-id-list', ...audiences],
     trustPolicy: {
       Version: '2012-10-17',
-      Statement: [{ Effect: 'Allow', Principal: { Federated: providerArn }, Action: inputs.sessionTags ? ['sts:AssumeRoleWithWebIdentity', 'sts:TagSession'] : 'sts:AssumeRoleWithWebIdentity', Condition: condition }],
+      Statement: [
+        {
+          Effect: 'Allow',
+          Principal: { Federated: providerArn },
+          Action: inputs.sessionTags ? ['sts:AssumeRoleWithWebIdentity', 'sts:TagSession'] : 'sts:AssumeRoleWithWebIdentity',
+          Condition: condition,
+        },
+      ],
     },
     notes,
   };
 }
-
 
 /** What the operator knows about the instances, to build a `sub` pattern without a token in hand. */
 export interface VmSubjectFacts {
@@ -120,7 +127,6 @@ const LITERAL_ACCOUNT = /^[A-Za-z0-9][A-Za-z0-9._@+=,-]{0,127}$/;
 /** A region, instance id or role in a pattern: a cloud id, where `*` and `?` are IAM wildcards. */
 const PATTERN_PART = /^[A-Za-z0-9*?][A-Za-z0-9._@+=,*?-]{0,127}$/;
 
-
 /**
  * Why `pattern` is not a safe `sub` condition for tokens of crosscred issuer, or undefined. It must
  * start with a kind's prefix and a literal account followed by `:`: `alibaba-ecs:1335*` would also
@@ -133,7 +139,8 @@ export function vmSubjectPatternProblem(pattern: string, kind: VmSubjectKind | u
   const rest = pattern.slice(found.length + 1);
   const colon = rest.indexOf(':');
   const account = colon < 0 ? rest : rest.slice(0, colon);
-  if (colon < 0 || !LITERAL_ACCOUNT.test(account)) return `--sub-pattern must name the ${found === 'tencent-cam' ? 'Tencent UIN' : 'Alibaba account id'} literally, followed by ":" (e.g. ${exampleSubject(found)}); a wildcard there would trust other accounts' instances`;
+  if (colon < 0 || !LITERAL_ACCOUNT.test(account))
+    return `--sub-pattern must name the ${found === 'tencent-cam' ? 'Tencent UIN' : 'Alibaba account id'} literally, followed by ":" (e.g. ${exampleSubject(found)}); a wildcard there would trust other accounts' instances`;
   if (/[^\x21-\x7e]/.test(pattern)) return '--sub-pattern must be printable ASCII without spaces';
   return undefined;
 }
@@ -142,19 +149,31 @@ export function vmSubjectPatternProblem(pattern: string, kind: VmSubjectKind | u
 export function vmSubjectPattern(kind: VmSubjectKind, facts: VmSubjectFacts): { readonly pattern: string } | { readonly problem: string } {
   const accountName = kind === 'tencent-cam' ? 'Tencent UIN' : 'Alibaba account id';
   if (facts.cloudAccount === undefined) {
-    return { problem: `give --cloud-account (the ${accountName} the instances belong to) or --sub-pattern (e.g. ${exampleSubject(kind)}): a trust policy must not trust every account the issuer serves` };
+    return {
+      problem: `give --cloud-account (the ${accountName} the instances belong to) or --sub-pattern (e.g. ${exampleSubject(kind)}): a trust policy must not trust every account the issuer serves`,
+    };
   }
   if (!LITERAL_ACCOUNT.test(facts.cloudAccount)) return { problem: `--cloud-account must be the ${accountName} itself, without wildcards` };
-  for (const [flag, value] of [['--cloud-region', facts.region], ['--instance-id', facts.instanceId], ['--cloud-role', facts.role]] as const) {
-    if (value !== undefined && !PATTERN_PART.test(value)) return { problem: `${flag} ${JSON.stringify(value.slice(0, 40))} is not a cloud id (letters, digits, ._@+=,- and the wildcards * ?)` };
+  for (const [flag, value] of [
+    ['--cloud-region', facts.region],
+    ['--instance-id', facts.instanceId],
+    ['--cloud-role', facts.role],
+  ] as const) {
+    if (value !== undefined && !PATTERN_PART.test(value))
+      return { problem: `${flag} ${JSON.stringify(value.slice(0, 40))} is not a cloud id (letters, digits, ._@+=,- and the wildcards * ?)` };
   }
   if (kind !== 'alibaba-ecs' && (facts.region !== undefined || facts.instanceId !== undefined)) {
-    return { problem: `--cloud-region and --instance-id apply to alibaba-ecs subjects only: a ${kind} sub names the account and the role (use --alibaba-attestation ecs-identity to pin instances)` };
+    return {
+      problem: `--cloud-region and --instance-id apply to alibaba-ecs subjects only: a ${kind} sub names the account and the role (use --alibaba-attestation ecs-identity to pin instances)`,
+    };
   }
-  if (kind === 'alibaba-ecs' && facts.role !== undefined) return { problem: '--cloud-role applies to alibaba-ram and tencent-cam subjects; an alibaba-ecs sub names the region and instance' };
+  if (kind === 'alibaba-ecs' && facts.role !== undefined)
+    return { problem: '--cloud-role applies to alibaba-ram and tencent-cam subjects; an alibaba-ecs sub names the region and instance' };
   const account = facts.cloudAccount;
   return {
-    pattern: formatVmSubject(kind === 'alibaba-ecs' ? { kind, account, region: facts.region ?? '*', instanceId: facts.instanceId ?? '*' } : { kind, account, role: facts.role ?? '*' }),
+    pattern: formatVmSubject(
+      kind === 'alibaba-ecs' ? { kind, account, region: facts.region ?? '*', instanceId: facts.instanceId ?? '*' } : { kind, account, role: facts.role ?? '*' },
+    ),
   };
 }
 
@@ -185,7 +204,11 @@ export function vmTrustPolicyFor(inputs: VmTrustPolicyInputs): TrustPolicyAdvice
     subject = inputs.subjectPattern;
     kind = vmSubjectKindOf(subject);
   } else {
-    if (!kind) return { problem: 'serve detects the cloud at run time, so say which one: --token-source alibaba-ecs or tencent-cvm (with --alibaba-attestation for Alibaba), or give --sub-pattern' };
+    if (!kind)
+      return {
+        problem:
+          'serve detects the cloud at run time, so say which one: --token-source alibaba-ecs or tencent-cvm (with --alibaba-attestation for Alibaba), or give --sub-pattern',
+      };
     const built = vmSubjectPattern(kind, inputs.facts);
     if ('problem' in built) return built;
     subject = built.pattern;
@@ -202,8 +225,10 @@ export function vmTrustPolicyFor(inputs: VmTrustPolicyInputs): TrustPolicyAdvice
     `The token comes from crosscred issuer: the provider is its publicUrl ${inputs.issuerUrl}, whose discovery document and JWKS AWS must be able to fetch over public HTTPS (serve them, or upload 'crosscred issuer export-discovery' to a bucket).`,
     `sub is pinned to ${subject}${/[*?]/.test(subject) ? ' (StringLike)' : ''}; the issuer's own policy decides which instances get a token at all.`,
   ];
-  if (kind === 'alibaba-ram') notes.push('A RAM-role subject names the role, not the instance: every instance (or anyone) able to assume that RAM role matches.');
-  if (!inputs.sessionTags) notes.push("If the issuer's policy sets sessionTags for this kind, STS also needs sts:TagSession in the statement: rerun with --session-tags.");
+  if (kind === 'alibaba-ram')
+    notes.push('A RAM-role subject names the role, not the instance: every instance (or anyone) able to assume that RAM role matches.');
+  if (!inputs.sessionTags)
+    notes.push("If the issuer's policy sets sessionTags for this kind, STS also needs sts:TagSession in the statement: rerun with --session-tags.");
   return { ...advice, notes: [...notes, ...advice.notes] };
 }
 
@@ -212,8 +237,8 @@ export function formatTrustPolicyText(advice: TrustPolicyAdvice, roleName: strin
   const role = roleName ?? '<ROLE_NAME>';
   const lines = [
     '# 1. Register the token issuer as an IAM OIDC identity provider (once per issuer and account).',
-    '#    IAM fetches the issuer\'s TLS certificate thumbprint itself when none is given (older AWS CLIs,',
-    '#    such as Debian\'s 2.9, still insist on --thumbprint-list).',
+    "#    IAM fetches the issuer's TLS certificate thumbprint itself when none is given (older AWS CLIs,",
+    "#    such as Debian's 2.9, still insist on --thumbprint-list).",
     shellJoin(advice.createProviderCommand),
     '',
     '# 2. Save the trust policy below as trust-policy.json, then attach it to the role:',

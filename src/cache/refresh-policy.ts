@@ -1,5 +1,5 @@
-import type { FailureKind } from '../exchange/failure.js';
 import type { RandomSource } from '../core/clock.js';
+import type { FailureKind } from '../exchange/failure.js';
 
 /**
  * When to refresh and when to retry. Pure functions of the credentials' lifetime, the attempt

@@ -1,10 +1,18 @@
 import type { Logger } from 'pino';
-import type { CloudCredentials, CredentialExchange } from '../exchange/credentials.js';
-import { CrosscredError } from '../core/errors.js';
-import { classifyFailure, type ClassifiedFailure } from '../exchange/failure.js';
-import type { Turns } from '../util/turns.js';
 import type { Clock, RandomSource, TimerHandle } from '../core/clock.js';
-import { CLOCK_SKEW_WARNING_MS, MAX_LIFETIME_MS, MAX_TIMER_DELAY_MS, MIN_LIFETIME_MS, MIN_REMAINING_TO_SERVE_MS, refreshDelayMs, retryDelayMs } from './refresh-policy.js';
+import { CrosscredError } from '../core/errors.js';
+import type { CloudCredentials, CredentialExchange } from '../exchange/credentials.js';
+import { type ClassifiedFailure, classifyFailure } from '../exchange/failure.js';
+import type { Turns } from '../util/turns.js';
+import {
+  CLOCK_SKEW_WARNING_MS,
+  MAX_LIFETIME_MS,
+  MAX_TIMER_DELAY_MS,
+  MIN_LIFETIME_MS,
+  MIN_REMAINING_TO_SERVE_MS,
+  refreshDelayMs,
+  retryDelayMs,
+} from './refresh-policy.js';
 
 /** One set of credentials as the cache holds it. Immutable: a refresh replaces the whole object. */
 export interface CachedCredentials {
@@ -227,7 +235,6 @@ export class RoleCredentialCache {
     });
   }
 
-
   #accept(credentials: CloudCredentials, startedMono: number): void {
     const nowMono = this.#clock.monotonicNow();
     const nowWall = this.#clock.wallNow();
@@ -244,20 +251,29 @@ export class RoleCredentialCache {
     const skewed = Math.abs(skewMs) > CLOCK_SKEW_WARNING_MS;
     const skewText = `this host's clock is ${Math.round(Math.abs(skewMs) / 1000)} s ${skewMs > 0 ? 'behind' : 'ahead of'} STS's`;
     if (skewed) {
-      this.#log.warn({ hostClockBehindStsSeconds: Math.round(skewMs / 1000) }, `${skewText}; credentials are timed by the shorter lifetime; check the host clock (NTP)`);
+      this.#log.warn(
+        { hostClockBehindStsSeconds: Math.round(skewMs / 1000) },
+        `${skewText}; credentials are timed by the shorter lifetime; check the host clock (NTP)`,
+      );
     }
     if (reportedLifetimeMs < MIN_LIFETIME_MS) {
       const why =
         credentials.stsDateWall === undefined
-          ? 'by this host\'s clock; check the host clock (NTP), and what answers at the STS endpoint'
+          ? "by this host's clock; check the host clock (NTP), and what answers at the STS endpoint"
           : skewed
             ? `(${skewText}); check the host clock (NTP)`
-            : 'by both this host\'s clock and STS\'s; real STS issues at least 15 minutes: check what answers at the STS endpoint';
-      this.#reject(new CrosscredError('STS_BAD_RESPONSE', `STS issued credentials for role ${this.role} that expire in ${Math.round(reportedLifetimeMs / 1000)} s ${why}`), startedMono);
+            : "by both this host's clock and STS's; real STS issues at least 15 minutes: check what answers at the STS endpoint";
+      this.#reject(
+        new CrosscredError('STS_BAD_RESPONSE', `STS issued credentials for role ${this.role} that expire in ${Math.round(reportedLifetimeMs / 1000)} s ${why}`),
+        startedMono,
+      );
       return;
     }
     if (reportedLifetimeMs > MAX_LIFETIME_MS) {
-      this.#log.warn({ lifetimeSeconds: Math.round(reportedLifetimeMs / 1000) }, 'credentials last longer than STS ever issues by this host\'s clock; scheduling as if 12 h; check the host clock (NTP)');
+      this.#log.warn(
+        { lifetimeSeconds: Math.round(reportedLifetimeMs / 1000) },
+        "credentials last longer than STS ever issues by this host's clock; scheduling as if 12 h; check the host clock (NTP)",
+      );
     }
     const lifetimeMs = Math.min(reportedLifetimeMs, MAX_LIFETIME_MS);
     this.#current = {
@@ -273,7 +289,12 @@ export class RoleCredentialCache {
     const took = (nowMono - startedMono) / 1000;
     this.#observer?.exchangeSucceeded(this.role, took);
     this.#log.info(
-      { expiration: new Date(credentials.expirationWall).toISOString(), lifetimeSeconds: Math.round(lifetimeMs / 1000), nextRefreshInSeconds: Math.round(delay / 1000), exchangeSeconds: took },
+      {
+        expiration: new Date(credentials.expirationWall).toISOString(),
+        lifetimeSeconds: Math.round(lifetimeMs / 1000),
+        nextRefreshInSeconds: Math.round(delay / 1000),
+        exchangeSeconds: took,
+      },
       'credentials refreshed',
     );
   }

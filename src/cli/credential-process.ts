@@ -1,13 +1,13 @@
 import { parseArgs } from 'node:util';
 import { request } from 'undici';
-import { systemClock } from '../core/clock.js';
 import { loadConfig, type ServeFlags } from '../config/load.js';
+import { systemClock } from '../core/clock.js';
 import { CrosscredError } from '../core/errors.js';
-import type { AwsCredentials } from '../platform/aws/credentials.js';
-import { classifyFailure } from '../exchange/failure.js';
 import { createStsClient } from '../exchange/aws-web-identity-exchange.js';
-import { webIdentityRoleFor } from '../roles/web-identity-role.js';
+import { classifyFailure } from '../exchange/failure.js';
 import { awsTimestamp } from '../platform/aws/credential-documents.js';
+import type { AwsCredentials } from '../platform/aws/credentials.js';
+import { webIdentityRoleFor } from '../roles/web-identity-role.js';
 import { createTokenSource } from '../sources/create-token-source.js';
 import { readRegularFile } from '../util/read-regular-file.js';
 import { SERVE_OPTIONS } from './serve-options.js';
@@ -76,14 +76,27 @@ async function fromDaemon(endpoint: string, authTokenFile: string | undefined, t
   if (typeof AccessKeyId !== 'string' || typeof SecretAccessKey !== 'string' || typeof Token !== 'string' || !Number.isFinite(expiration)) {
     throw new CrosscredError('DAEMON_UNREACHABLE', `${endpoint} answered without complete credentials`);
   }
-  return { cloud: 'aws', accessKeyId: AccessKeyId, secretAccessKey: SecretAccessKey, sessionToken: Token, expirationWall: expiration, roleArn: String(RoleArn ?? ''), accountId: String(AccountId ?? '') };
+  return {
+    cloud: 'aws',
+    accessKeyId: AccessKeyId,
+    secretAccessKey: SecretAccessKey,
+    sessionToken: Token,
+    expirationWall: expiration,
+    roleArn: String(RoleArn ?? ''),
+    accountId: String(AccountId ?? ''),
+  };
 }
 
 async function byExchange(flags: ServeFlags, roleName: string | undefined): Promise<AwsCredentials> {
   const config = loadConfig({ flags: { ...flags, 'admin-listen': 'off' }, env: process.env });
   const role = roleName ? config.roles.find((r) => r.name === roleName) : config.roles[0];
   if (!role || (!roleName && config.roles.length > 1)) {
-    throw new CrosscredError('CONFIG_INVALID', roleName ? `no role named "${roleName}" (roles: ${config.roles.map((r) => r.name).join(', ')})` : `several roles are configured; pick one with --role (${config.roles.map((r) => r.name).join(', ')})`);
+    throw new CrosscredError(
+      'CONFIG_INVALID',
+      roleName
+        ? `no role named "${roleName}" (roles: ${config.roles.map((r) => r.name).join(', ')})`
+        : `several roles are configured; pick one with --role (${config.roles.map((r) => r.name).join(', ')})`,
+    );
   }
   const source = createTokenSource(role.token.source, systemClock);
   const client = createStsClient({ region: role.region, ...(role.stsEndpoint ? { endpoint: role.stsEndpoint } : {}), ...config.sts });

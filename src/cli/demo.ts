@@ -5,10 +5,10 @@ import { parseArgs } from 'node:util';
 import { request } from 'undici';
 import { loadConfig } from '../config/load.js';
 import { formatAddress } from '../core/listen-address.js';
-import { startDaemon, type RunningDaemon } from '../serve/daemon.js';
 import { DemoOidcIssuer } from '../demo/oidc-issuer.js';
 import { StsEmulator } from '../demo/sts-emulator.js';
 import { createLogger } from '../observability/logger.js';
+import { type RunningDaemon, startDaemon } from '../serve/daemon.js';
 
 /** The demo's identities, as a Kubernetes ServiceAccount `app` in namespace `demo` would have them. */
 const DEMO_ROLE_ARN = 'arn:aws:iam::111122223333:role/crosscred-demo';

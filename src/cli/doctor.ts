@@ -1,7 +1,7 @@
 import { parseArgs } from 'node:util';
-import { diagnoseRole, formatReport, type Check } from '../advice/doctor.js';
-import { systemClock } from '../core/clock.js';
+import { type Check, diagnoseRole, formatReport } from '../advice/doctor.js';
 import type { ServeFlags } from '../config/load.js';
+import { systemClock } from '../core/clock.js';
 import { CrosscredError } from '../core/errors.js';
 import { loadConfigForAdvice } from './role-config-for-advice.js';
 import { SERVE_OPTIONS } from './serve-options.js';
@@ -31,7 +31,9 @@ export async function runDoctor(args: string[]): Promise<number> {
   }
   const reports = [];
   for (const role of loaded.config.roles) {
-    reports.push(await diagnoseRole(loaded.config, role, { clock: systemClock, exchange: !values['no-exchange'], timeoutMs, roleConfigured: loaded.roleConfigured }));
+    reports.push(
+      await diagnoseRole(loaded.config, role, { clock: systemClock, exchange: !values['no-exchange'], timeoutMs, roleConfigured: loaded.roleConfigured }),
+    );
   }
   process.stdout.write(formatReport(reports, preamble));
   return reports.some((r) => r.checks.some((c) => c.status === 'fail')) ? 1 : 0;

@@ -1,7 +1,7 @@
 import { parseArgs } from 'node:util';
+import { LOG_LEVELS, type LogLevel } from '../config/config.js';
 import { CrosscredError } from '../core/errors.js';
 import { createLogger } from '../observability/logger.js';
-import { LOG_LEVELS, type LogLevel } from '../config/config.js';
 import { EXIT_CONFIG, EXIT_USAGE } from './exit-codes.js';
 import { ISSUER_HELP } from './help.js';
 
@@ -28,7 +28,9 @@ export async function runIssuer(args: string[]): Promise<number> {
       case 'export-discovery':
         return await exportDiscovery(rest);
       default:
-        process.stderr.write(`crosscred issuer: ${sub === undefined ? 'a subcommand is needed' : `unknown subcommand "${sub.slice(0, 40)}"`}\n\n${ISSUER_HELP}`);
+        process.stderr.write(
+          `crosscred issuer: ${sub === undefined ? 'a subcommand is needed' : `unknown subcommand "${sub.slice(0, 40)}"`}\n\n${ISSUER_HELP}`,
+        );
         return EXIT_USAGE;
     }
   } catch (err) {
@@ -52,7 +54,8 @@ async function serve(args: string[]): Promise<number> {
   const { startIssuer } = await import('../issuer/issuer-server.js');
   const path = configPath(values.config);
   const level = values['log-level'];
-  if (level !== undefined && !(LOG_LEVELS as readonly string[]).includes(level)) throw new CrosscredError('CONFIG_INVALID', `--log-level must be one of ${LOG_LEVELS.join(', ')}`);
+  if (level !== undefined && !(LOG_LEVELS as readonly string[]).includes(level))
+    throw new CrosscredError('CONFIG_INVALID', `--log-level must be one of ${LOG_LEVELS.join(', ')}`);
   const config = loadIssuerConfig(path);
   const logger = createLogger({ level: (level as LogLevel | undefined) ?? config.logLevel });
   const issuer = await startIssuer(config, { logger });
@@ -99,7 +102,12 @@ async function serve(args: string[]): Promise<number> {
 }
 
 async function keygen(args: string[]): Promise<number> {
-  const { values } = parseArgs({ args, options: { alg: { type: 'string' }, out: { type: 'string' }, bits: { type: 'string' } }, strict: true, allowPositionals: false });
+  const { values } = parseArgs({
+    args,
+    options: { alg: { type: 'string' }, out: { type: 'string' }, bits: { type: 'string' } },
+    strict: true,
+    allowPositionals: false,
+  });
   const { DEFAULT_RSA_BITS, SIGNING_ALGORITHMS, generateKeyFile } = await import('../issuer/keys.js');
   const alg = values.alg ?? 'ES256';
   if (!(SIGNING_ALGORITHMS as readonly string[]).includes(alg)) throw new CrosscredError('CONFIG_INVALID', `--alg must be ${SIGNING_ALGORITHMS.join(' or ')}`);

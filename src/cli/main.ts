@@ -4,7 +4,17 @@
 // about 30 MB of resident memory for no throughput gain. The Dockerfile passes the same flag.
 import { CrosscredError } from '../core/errors.js';
 import { EXIT_CONFIG, EXIT_USAGE } from './exit-codes.js';
-import { CREDENTIAL_PROCESS_HELP, DEMO_HELP, DOCTOR_HELP, ISSUER_HELP, MAIN_HELP, NET_SETUP_HELP, SERVE_HELP, TRUST_POLICY_HELP, WAIT_READY_HELP } from './help.js';
+import {
+  CREDENTIAL_PROCESS_HELP,
+  DEMO_HELP,
+  DOCTOR_HELP,
+  ISSUER_HELP,
+  MAIN_HELP,
+  NET_SETUP_HELP,
+  SERVE_HELP,
+  TRUST_POLICY_HELP,
+  WAIT_READY_HELP,
+} from './help.js';
 
 // The AWS SDK warns on every start that its releases after January 2027 need Node 22. crosscred
 // pins an exact SDK version that supports Node 20 (see package.json), so the warning would only
@@ -30,7 +40,11 @@ const COMMANDS: Record<string, { help: string; load: () => Promise<Run> }> = {
 };
 
 /** Errors that restarting cannot fix: exit 78, which the systemd unit does not restart. */
-const CONFIGURATION_ERRORS: ReadonlySet<string> = new Set(['CROSSCRED_ERR_CONFIG_INVALID', 'CROSSCRED_ERR_CONFIG_FILE_UNREADABLE', 'CROSSCRED_ERR_AUTH_TOKEN_FILE_INVALID']);
+const CONFIGURATION_ERRORS: ReadonlySet<string> = new Set([
+  'CROSSCRED_ERR_CONFIG_INVALID',
+  'CROSSCRED_ERR_CONFIG_FILE_UNREADABLE',
+  'CROSSCRED_ERR_AUTH_TOKEN_FILE_INVALID',
+]);
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;

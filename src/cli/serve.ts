@@ -2,8 +2,8 @@ import { parseArgs } from 'node:util';
 import type { Config } from '../config/config.js';
 import { loadConfig, type ServeFlags } from '../config/load.js';
 import { CrosscredError, isCrosscredError } from '../core/errors.js';
-import { startDaemon } from '../serve/daemon.js';
 import { createLogger } from '../observability/logger.js';
+import { startDaemon } from '../serve/daemon.js';
 import { SERVE_OPTIONS } from './serve-options.js';
 
 /** Bound on a graceful stop: in-flight requests get this long before the process exits anyway, in ms. */
@@ -53,7 +53,8 @@ export async function runServe(args: string[]): Promise<number> {
         return;
       }
       const summary = await daemon.reload(next);
-      if (summary.restartNeeded.length > 0) logger.warn({ settings: summary.restartNeeded }, 'changed settings need a restart to take effect: they belong to open sockets');
+      if (summary.restartNeeded.length > 0)
+        logger.warn({ settings: summary.restartNeeded }, 'changed settings need a restart to take effect: they belong to open sockets');
       logger.info({ ...summary }, 'configuration reloaded');
     });
   });

@@ -1,9 +1,9 @@
 import { parseArgs } from 'node:util';
-import { formatTrustPolicyText, trustPolicyFor, vmTrustPolicyFor, type TrustPolicyAdvice } from '../advice/trust-policy.js';
-import type { VmSubjectKind } from '../protocol/vm-subjects.js';
-import { systemClock } from '../core/clock.js';
+import { formatTrustPolicyText, type TrustPolicyAdvice, trustPolicyFor, vmTrustPolicyFor } from '../advice/trust-policy.js';
 import type { ServeFlags } from '../config/load.js';
+import { systemClock } from '../core/clock.js';
 import { CrosscredError } from '../core/errors.js';
+import type { VmSubjectKind } from '../protocol/vm-subjects.js';
 import { createTokenSource } from '../sources/create-token-source.js';
 import type { TokenClaimsSummary } from '../sources/token-source.js';
 import { loadConfigForAdvice } from './role-config-for-advice.js';
@@ -31,14 +31,22 @@ const OPTIONS = {
 export async function runTrustPolicy(args: string[]): Promise<number> {
   const { values } = parseArgs({ args, options: OPTIONS, strict: true, allowPositionals: false });
   const format = values.format ?? 'text';
-  if (format !== 'text' && format !== 'json') throw new CrosscredError('CONFIG_INVALID', `--format must be text or json, not ${JSON.stringify(format.slice(0, 20))}`);
-  if (values['account-id'] !== undefined && !/^\d{12}$/.test(values['account-id'])) throw new CrosscredError('CONFIG_INVALID', '--account-id must be 12 digits');
+  if (format !== 'text' && format !== 'json')
+    throw new CrosscredError('CONFIG_INVALID', `--format must be text or json, not ${JSON.stringify(format.slice(0, 20))}`);
+  if (values['account-id'] !== undefined && !/^\d{12}$/.test(values['account-id']))
+    throw new CrosscredError('CONFIG_INVALID', '--account-id must be 12 digits');
   const { config, roleConfigured } = loadConfigForAdvice(values as ServeFlags);
   const role = values.role ? config.roles.find((r) => r.name === values.role) : config.roles[0];
   if (!role) throw new CrosscredError('CONFIG_INVALID', `no role named "${values.role}" (roles: ${config.roles.map((r) => r.name).join(', ')})`);
 
   // The partition of the configured role; without one, the partition of the region.
-  const partition = roleConfigured ? (/^arn:(aws[a-z-]*):/.exec(role.roleArn)?.[1] ?? 'aws') : role.region.startsWith('cn-') ? 'aws-cn' : role.region.startsWith('us-gov-') ? 'aws-us-gov' : 'aws';
+  const partition = roleConfigured
+    ? (/^arn:(aws[a-z-]*):/.exec(role.roleArn)?.[1] ?? 'aws')
+    : role.region.startsWith('cn-')
+      ? 'aws-cn'
+      : role.region.startsWith('us-gov-')
+        ? 'aws-us-gov'
+        : 'aws';
   const accountId = values['account-id'] ?? (roleConfigured ? role.accountId : undefined);
   const sessionTags = values['session-tags'] === true;
   const subjectPattern = values['sub-pattern'];
@@ -49,7 +57,14 @@ export async function runTrustPolicy(args: string[]): Promise<number> {
   if (tokenSource.kind === 'vm-issuer') {
     // No token is fetched: the instance may not be able to get one before the role exists, and
     // everything the policy needs follows from the issuer URL, the audience and the sub format.
-    const kind: VmSubjectKind | undefined = tokenSource.cloud === 'tencent-cvm' ? 'tencent-cam' : tokenSource.cloud === 'alibaba-ecs' ? (tokenSource.alibabaAttestation === 'ram-role' ? 'alibaba-ram' : 'alibaba-ecs') : undefined;
+    const kind: VmSubjectKind | undefined =
+      tokenSource.cloud === 'tencent-cvm'
+        ? 'tencent-cam'
+        : tokenSource.cloud === 'alibaba-ecs'
+          ? tokenSource.alibabaAttestation === 'ram-role'
+            ? 'alibaba-ram'
+            : 'alibaba-ecs'
+          : undefined;
     advice = vmTrustPolicyFor({
       issuerUrl: tokenSource.issuer.url,
       audience: tokenSource.issuer.audience,
@@ -75,7 +90,13 @@ export async function runTrustPolicy(args: string[]): Promise<number> {
     } finally {
       await source.close?.();
     }
-    advice = trustPolicyFor({ claims, partition, ...(accountId ? { accountId } : {}), ...(subjectPattern !== undefined ? { subjectPattern } : {}), sessionTags });
+    advice = trustPolicyFor({
+      claims,
+      partition,
+      ...(accountId ? { accountId } : {}),
+      ...(subjectPattern !== undefined ? { subjectPattern } : {}),
+      sessionTags,
+    });
     if ('problem' in advice) throw new CrosscredError('TOKEN_UNTRUSTABLE', `${source.description}: ${advice.problem}`);
   }
   const roleName = roleConfigured ? role.roleArn.split('/').pop() : undefined;

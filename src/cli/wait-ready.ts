@@ -36,7 +36,10 @@ export async function runWaitReady(args: string[]): Promise<number> {
 function summarize(body: string): string {
   try {
     const parsed = JSON.parse(body) as { roles?: Array<{ role: string; lastError: { code: string } | null }> };
-    return (parsed.roles ?? []).map((r) => `${r.role}: ${r.lastError?.code ?? 'waiting'}`).join(', ').slice(0, 300);
+    return (parsed.roles ?? [])
+      .map((r) => `${r.role}: ${r.lastError?.code ?? 'waiting'}`)
+      .join(', ')
+      .slice(0, 300);
   } catch {
     return 'unreadable body';
   }

@@ -1,6 +1,6 @@
 import { isLoopbackHost } from '../core/url-checks.js';
 import type { Sourced } from './layers.js';
-import { settingSpec, type SettingId } from './settings.js';
+import { type SettingId, settingSpec } from './settings.js';
 
 /** The checks several resolvers share. Each returns the problem in words, or undefined. */
 

@@ -122,4 +122,3 @@ export const DEFAULT_LISTEN: ListenAddress = { host: '127.0.0.1', port: 8170 };
 export const DEFAULT_ADMIN_LISTEN: ListenAddress = { host: '127.0.0.1', port: 8171 };
 export const DEFAULT_STS_CONNECT_TIMEOUT_MS = 3_000;
 export const DEFAULT_STS_RESPONSE_TIMEOUT_MS = 10_000;
-

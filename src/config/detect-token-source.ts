@@ -51,7 +51,8 @@ export interface DetectionInputs {
 /** The variables each platform sets that are not the AWS role, with what they are for. */
 export const FOREIGN_VARIABLES: Record<string, string> = {
   ALIBABA_CLOUD_ROLE_ARN: 'the Alibaba RAM role for Alibaba STS (RRSA); crosscred never assumes it: the AWS role comes from AWS_ROLE_ARN or --role-arn',
-  ALIBABA_CLOUD_OIDC_PROVIDER_ARN: "the RRSA OIDC provider in Alibaba RAM; AWS needs its own IAM OIDC provider for the same issuer (crosscred trust-policy prints it)",
+  ALIBABA_CLOUD_OIDC_PROVIDER_ARN:
+    'the RRSA OIDC provider in Alibaba RAM; AWS needs its own IAM OIDC provider for the same issuer (crosscred trust-policy prints it)',
   TKE_ROLE_ARN: 'the Tencent CAM role for Tencent STS; crosscred never assumes it: the AWS role comes from AWS_ROLE_ARN or --role-arn',
   TKE_PROVIDER_ID: 'the TKE OIDC provider in Tencent CAM; AWS needs its own IAM OIDC provider for the same issuer (crosscred trust-policy prints it)',
   TKE_REGION: 'a Tencent Cloud region; the AWS STS region comes from AWS_REGION or --region',
@@ -74,14 +75,20 @@ export function detectTokenSource(inputs: DetectionInputs): TokenSourceChoice | 
     .map(([name, what]) => `${name} is set: ${what}.`);
   const choose = (source: TokenSourceConfig, reason: string): TokenSourceChoice => {
     const unused = ENV_FILES.filter(([name]) => env[name] && !(source.kind === 'file' && source.path === env[name])).map(([name]) => name);
-    const extra = unused.length > 0 && source.kind !== 'kubernetes' ? [`${unused.join(' and ')} ${unused.length > 1 ? 'are' : 'is'} set too, but not used.`] : [];
+    const extra =
+      unused.length > 0 && source.kind !== 'kubernetes' ? [`${unused.join(' and ')} ${unused.length > 1 ? 'are' : 'is'} set too, but not used.`] : [];
     return { source, reason, notes: [...notes, ...extra] };
   };
 
   const exec = (): TokenSourceChoice | undefined =>
-    inputs.tokenCommand && choose({ kind: 'exec', argv: inputs.tokenCommand.value, timeoutMs: inputs.commandTimeoutMs }, `the token comes from the command in ${inputs.tokenCommand.origin}`);
+    inputs.tokenCommand &&
+    choose(
+      { kind: 'exec', argv: inputs.tokenCommand.value, timeoutMs: inputs.commandTimeoutMs },
+      `the token comes from the command in ${inputs.tokenCommand.origin}`,
+    );
   const file = (): TokenSourceChoice | undefined => {
-    if (inputs.tokenFile) return choose({ kind: 'file', path: inputs.tokenFile.value, platform: 'configured' }, `the token file is named by ${inputs.tokenFile.origin}`);
+    if (inputs.tokenFile)
+      return choose({ kind: 'file', path: inputs.tokenFile.value, platform: 'configured' }, `the token file is named by ${inputs.tokenFile.origin}`);
     for (const [name, platform, what] of ENV_FILES) {
       const path = env[name];
       if (path) return choose({ kind: 'file', path, platform }, `${name} is set (${what})`);
@@ -107,16 +114,24 @@ export function detectTokenSource(inputs: DetectionInputs): TokenSourceChoice | 
   const vm = (cloud: 'alibaba-ecs' | 'tencent-cvm' | 'detect'): TokenSourceChoice | undefined =>
     inputs.issuer &&
     choose(
-      { kind: 'vm-issuer', cloud, issuer: inputs.issuer.value, alibabaAttestation: inputs.alibabaAttestation ?? 'ecs-identity', ...(inputs.cloudStsEndpoint ? { cloudStsEndpoint: inputs.cloudStsEndpoint } : {}) },
+      {
+        kind: 'vm-issuer',
+        cloud,
+        issuer: inputs.issuer.value,
+        alibabaAttestation: inputs.alibabaAttestation ?? 'ecs-identity',
+        ...(inputs.cloudStsEndpoint ? { cloudStsEndpoint: inputs.cloudStsEndpoint } : {}),
+      },
       cloud === 'detect'
         ? `${inputs.issuer.origin} names crosscred issuer and no token file or pod was found: this VM is attested to it (Alibaba ECS or Tencent CVM, told by which metadata server answers at the first fetch)`
         : `the token comes from crosscred issuer (${inputs.issuer.origin}), attesting this ${cloud === 'alibaba-ecs' ? 'Alibaba ECS' : 'Tencent CVM'} instance`,
     );
 
   const { value: kind, origin } = inputs.kind;
-  if (kind === 'alibaba-ecs' || kind === 'tencent-cvm') return vm(kind) ?? { problem: `${origin} chooses ${kind}, but no --issuer-url names the crosscred issuer to attest to` };
+  if (kind === 'alibaba-ecs' || kind === 'tencent-cvm')
+    return vm(kind) ?? { problem: `${origin} chooses ${kind}, but no --issuer-url names the crosscred issuer to attest to` };
   if (kind === 'exec') return exec() ?? { problem: `${origin} chooses exec, but no --token-command is given` };
-  if (kind === 'file') return file() ?? { problem: `${origin} chooses file, but no token file is named (--token-file, ${ENV_FILES.map(([n]) => n).join(', ')})` };
+  if (kind === 'file')
+    return file() ?? { problem: `${origin} chooses file, but no token file is named (--token-file, ${ENV_FILES.map(([n]) => n).join(', ')})` };
   if (kind === 'kubernetes') {
     const k = kubernetes();
     if (k === undefined) return { problem: `${origin} chooses kubernetes, but KUBERNETES_SERVICE_HOST is not set: this is not a pod` };

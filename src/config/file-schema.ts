@@ -1,7 +1,7 @@
 import type * as ZodModule from 'zod';
-import { lazySchema, parseConfigText, type ParsedConfigText, type Zod } from './config-file.js';
-import { SOURCE_KINDS } from './detect-token-source.js';
 import { LOG_LEVELS } from './config.js';
+import { lazySchema, type ParsedConfigText, parseConfigText, type Zod } from './config-file.js';
+import { SOURCE_KINDS } from './detect-token-source.js';
 
 /** The schema of `crosscred serve`'s config file. zod builds it on first use (see config-file.ts). */
 function buildSchema(z: Zod) {
@@ -41,7 +41,10 @@ function buildSchema(z: Zod) {
     caBundle: z.string().optional(),
     stsConnectTimeoutMs: z.number().optional(),
     stsTimeoutMs: z.number().optional(),
-    listen: z.array(z.union([z.string(), z.strictObject({ address: z.string(), role: z.string().optional() })])).min(1).optional(),
+    listen: z
+      .array(z.union([z.string(), z.strictObject({ address: z.string(), role: z.string().optional() })]))
+      .min(1)
+      .optional(),
     adminListen: z.string().optional(),
     authTokenFile: z.string().optional(),
     allowImdsV1: z.boolean().optional(),

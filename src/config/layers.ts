@@ -1,5 +1,14 @@
 import type { FileConfig } from './file-schema.js';
-import { SERVE_SETTINGS, settingSpec, type Layer, type ServeFlags, type SettingId, type SettingSpec, type SettingValue, type ValueType } from './settings.js';
+import {
+  type Layer,
+  type SERVE_SETTINGS,
+  type ServeFlags,
+  type SettingId,
+  type SettingSpec,
+  type SettingValue,
+  settingSpec,
+  type ValueType,
+} from './settings.js';
 
 /** The three layers a setting is read from, as loadConfig found them. */
 export interface Layers {

@@ -1,10 +1,10 @@
 import { readFileSync } from 'node:fs';
-import { CrosscredError } from '../core/errors.js';
 import { deepFreeze } from '../core/deep-freeze.js';
-import { configInvalid, readConfigText } from './config-file.js';
+import { CrosscredError } from '../core/errors.js';
 import type { Config } from './config.js';
-import { parseConfigFileText, type FileConfig } from './file-schema.js';
-import { defaultOf, pickSetting, type Env, type Layers, type Sourced } from './layers.js';
+import { configInvalid, readConfigText } from './config-file.js';
+import { type FileConfig, parseConfigFileText } from './file-schema.js';
+import { defaultOf, type Env, type Layers, pickSetting, type Sourced } from './layers.js';
 import { resolveListeners } from './resolve-listeners.js';
 import { resolveLogging } from './resolve-logging.js';
 import { resolveProxies } from './resolve-proxies.js';

@@ -1,8 +1,8 @@
-import { formatAddress, parseListenSpec, type ListenAddress } from '../core/listen-address.js';
+import { formatAddress, type ListenAddress, parseListenSpec } from '../core/listen-address.js';
 import { isHostLocalAddress } from '../core/url-checks.js';
 import { clip, problem } from './checks.js';
 import type { Config, ListenerConfig, RoleConfig } from './config.js';
-import { defaultOf, pickSetting, valueOrDefault, type Layers, type Resolved } from './layers.js';
+import { defaultOf, type Layers, pickSetting, type Resolved, valueOrDefault } from './layers.js';
 
 /**
  * The listeners section: the credential listeners and the role each serves, the admin listener,
@@ -60,8 +60,9 @@ export function credentialListeners(layers: Layers, roles: readonly RoleConfig[]
     const roleProblem = listenerRoleProblem(address, roleName, roles);
     if (roleProblem) problems.push(problem('listen', l.origin, roleProblem));
     if (!allowRemote && !isHostLocalAddress(parsed.address.host)) {
-      const words = "can be reached from other machines, which would get this host's AWS credentials; listen on loopback or a link-local address, "
-        + 'or pass --allow-remote if that is intended';
+      const words =
+        "can be reached from other machines, which would get this host's AWS credentials; listen on loopback or a link-local address, " +
+        'or pass --allow-remote if that is intended';
       problems.push(problem('listen', l.origin, `${address} ${words}`));
     }
     // Port 0 asks for any free port: two of them never clash.

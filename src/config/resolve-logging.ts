@@ -1,6 +1,6 @@
 import { choiceProblem, problem } from './checks.js';
 import type { LogLevel } from './config.js';
-import { pickSetting, valueOrDefault, type Layers, type Resolved } from './layers.js';
+import { type Layers, pickSetting, type Resolved, valueOrDefault } from './layers.js';
 
 /** The logging section: the pino level. */
 export function resolveLogging(layers: Layers): Resolved<LogLevel> {

@@ -1,6 +1,6 @@
 import { problem } from './checks.js';
 import type { StsConnectionConfig } from './config.js';
-import { pickSetting, type Layers, type Resolved, type Sourced } from './layers.js';
+import { type Layers, pickSetting, type Resolved, type Sourced } from './layers.js';
 
 /** The proxies section: the egress proxy for STS, from the environment only (see the table for the spellings read). */
 export type ProxySettings = Pick<StsConnectionConfig, 'httpsProxy' | 'httpProxy' | 'noProxy'>;

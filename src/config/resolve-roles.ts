@@ -2,10 +2,10 @@ import { accountIdOfRoleArn } from '../platform/aws/credentials.js';
 import { deriveSessionName, VALID_SESSION_NAME } from '../platform/aws/session-name.js';
 import { clip, outOfRange, problem, rangeWords } from './checks.js';
 import type { RoleConfig, TokenSourceChoice } from './config.js';
-import { pickSetting, type FileRole, type Layers, type Resolved, type Sourced } from './layers.js';
-import type { RoleTokenDetector } from './resolve-token-source.js';
+import { type FileRole, type Layers, pickSetting, type Resolved, type Sourced } from './layers.js';
 import { resolveRoleRegion, stsEndpointProblems } from './resolve-sts.js';
-import { SETTING_IDS, settingSpec, type SettingId, type SettingValue } from './settings.js';
+import type { RoleTokenDetector } from './resolve-token-source.js';
+import { SETTING_IDS, type SettingId, type SettingValue, settingSpec } from './settings.js';
 
 /**
  * The roles section: the roles of the config file when it lists them, else the one role of the

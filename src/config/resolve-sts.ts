@@ -1,6 +1,6 @@
 import { checkEndpoint, clip, outOfRange, problem, rangeWords, readPemBundle } from './checks.js';
 import type { StsConnectionConfig } from './config.js';
-import { pickSetting, valueOrDefault, type Layers, type Resolved, type Sourced } from './layers.js';
+import { type Layers, pickSetting, type Resolved, type Sourced, valueOrDefault } from './layers.js';
 import { settingSpec } from './settings.js';
 
 /**

@@ -2,8 +2,8 @@ import { ErrorCodes } from '../core/errors.js';
 import { inClusterDefaults, podFromEnv } from '../platform/kubernetes/in-cluster.js';
 import { checkEndpoint, choiceProblem, outOfRange, problem, rangeWords, readPemBundle } from './checks.js';
 import type { IssuerConnection, TokenSourceChoice } from './config.js';
-import { detectTokenSource, type DetectionInputs, type InClusterFacts, type SourceKind } from './detect-token-source.js';
-import { defaultOf, pickSetting, valueOrDefault, type Env, type Layers, type Resolved, type Sourced } from './layers.js';
+import { type DetectionInputs, detectTokenSource, type InClusterFacts, type SourceKind } from './detect-token-source.js';
+import { defaultOf, type Env, type Layers, pickSetting, type Resolved, type Sourced, valueOrDefault } from './layers.js';
 
 /**
  * The token-source section: the settings every role's token detection shares (command time
@@ -117,13 +117,15 @@ function resolveCloudStsEndpoint(layers: Layers): Resolved<string | undefined> {
  * The mounted files are read with the in-cluster module's own bounded reader, unless a test injects one.
  */
 export function inClusterReader(env: Env, serviceAccountDir: string, injectedReadText?: (path: string) => string): () => InClusterFacts {
-  const readIfPresent = injectedReadText && ((path: string): string | undefined => {
-    try {
-      return injectedReadText(path);
-    } catch {
-      return undefined;
-    }
-  });
+  const readIfPresent =
+    injectedReadText &&
+    ((path: string): string | undefined => {
+      try {
+        return injectedReadText(path);
+      } catch {
+        return undefined;
+      }
+    });
   let facts: InClusterFacts | undefined;
   return () => (facts ??= inClusterDefaults(env, readIfPresent, serviceAccountDir));
 }

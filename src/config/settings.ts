@@ -377,6 +377,9 @@ export function settingsReference(): SettingReference[] {
 
 function describeDefault(d: SettingDefault): string {
   if ('derived' in d) return d.derived;
-  if ('byPartition' in d) return `the role ARN's partition's home region (${Object.entries(d.byPartition).map(([p, r]) => `${r} for ${p}`).join(', ')})`;
+  if ('byPartition' in d)
+    return `the role ARN's partition's home region (${Object.entries(d.byPartition)
+      .map(([p, r]) => `${r} for ${p}`)
+      .join(', ')})`;
   return Array.isArray(d.value) ? d.value.join(', ') : String(d.value);
 }

@@ -17,18 +17,36 @@ export const ErrorCodes = {
   TOKEN_FILE_UNREADABLE: { status: 503, hint: 'check that the token file exists and is readable by crosscred' },
   TOKEN_TOO_LARGE: { status: 503, hint: 'the token file is not a JWT; check what writes it' },
   TOKEN_NOT_JWT: { status: 503, hint: 'the token file does not hold a complete JWT yet; it is retried shortly' },
-  TOKEN_EXPIRED: { status: 503, hint: 'check that whatever writes or issues the token still rotates it, and that this host\'s clock is right (NTP)' },
-  TOKEN_SOURCE_NOT_FOUND: { status: 500, hint: 'set AWS_WEB_IDENTITY_TOKEN_FILE (or the ACK/TKE variable), --token-file, --token-command, or run in a Kubernetes pod; crosscred doctor explains what it looked for' },
-  TOKEN_REQUEST_FAILED: { status: 503, hint: 'the Kubernetes API (TokenRequest) or crosscred issuer (token exchange) refused or failed the request; for Kubernetes check the ServiceAccount may create serviceaccounts/token (RBAC), for the issuer check --issuer-url, its CA and the issuer\'s log' },
+  TOKEN_EXPIRED: { status: 503, hint: "check that whatever writes or issues the token still rotates it, and that this host's clock is right (NTP)" },
+  TOKEN_SOURCE_NOT_FOUND: {
+    status: 500,
+    hint: 'set AWS_WEB_IDENTITY_TOKEN_FILE (or the ACK/TKE variable), --token-file, --token-command, or run in a Kubernetes pod; crosscred doctor explains what it looked for',
+  },
+  TOKEN_REQUEST_FAILED: {
+    status: 503,
+    hint: "the Kubernetes API (TokenRequest) or crosscred issuer (token exchange) refused or failed the request; for Kubernetes check the ServiceAccount may create serviceaccounts/token (RBAC), for the issuer check --issuer-url, its CA and the issuer's log",
+  },
   TOKEN_UNTRUSTABLE: { status: 500, hint: 'IAM can trust only a token with an https issuer (iss), an audience (aud) and a subject (sub)' },
-  TOKEN_COMMAND_FAILED: { status: 503, hint: 'run the --token-command by hand and check it prints a JWT, or JSON {"token","expiration"}, within the time limit' },
+  TOKEN_COMMAND_FAILED: {
+    status: 503,
+    hint: 'run the --token-command by hand and check it prints a JWT, or JSON {"token","expiration"}, within the time limit',
+  },
 
   // The alibaba-ecs source (attestation gathered on the instance).
-  ALIBABA_METADATA_FAILED: { status: 503, hint: 'check that crosscred runs on an Alibaba ECS instance that reaches its metadata server at 100.100.100.200 in hardened (token) mode, and for ram-role that a RAM role is attached to the instance' },
-  ALIBABA_SIGNING_FAILED: { status: 503, hint: 'the Alibaba SDK could not sign GetCallerIdentity with the instance\'s RAM-role credentials; check that a RAM role is attached (crosscred doctor explains each step)' },
+  ALIBABA_METADATA_FAILED: {
+    status: 503,
+    hint: 'check that crosscred runs on an Alibaba ECS instance that reaches its metadata server at 100.100.100.200 in hardened (token) mode, and for ram-role that a RAM role is attached to the instance',
+  },
+  ALIBABA_SIGNING_FAILED: {
+    status: 503,
+    hint: "the Alibaba SDK could not sign GetCallerIdentity with the instance's RAM-role credentials; check that a RAM role is attached (crosscred doctor explains each step)",
+  },
 
   // The tencent-cvm source (attestation gathered on the instance).
-  TENCENT_CVM_ROLE_UNAVAILABLE: { status: 503, hint: 'check that crosscred runs on a Tencent CVM instance with a CAM role bound to it and reaches metadata.tencentyun.com (169.254.0.23); crosscred retries' },
+  TENCENT_CVM_ROLE_UNAVAILABLE: {
+    status: 503,
+    hint: 'check that crosscred runs on a Tencent CVM instance with a CAM role bound to it and reaches metadata.tencentyun.com (169.254.0.23); crosscred retries',
+  },
 
   // AWS STS.
   STS_REJECTED: { status: 503, hint: 'STS refused the exchange; check the role trust policy and the OIDC provider in IAM' },
@@ -55,18 +73,27 @@ export const ErrorCodes = {
   DAEMON_UNREACHABLE: { status: 503, hint: 'check that crosscred serve runs and --endpoint points at its container endpoint' },
 
   // crosscred issuer: start-up.
-  ISSUER_KEY_INVALID: { status: 500, hint: 'use a PKCS#8 PEM or JWK private key, ES256 (P-256) or RS256 (2048-8192 bits), owned by crosscred\'s user with mode 0600; crosscred issuer keygen makes one' },
+  ISSUER_KEY_INVALID: {
+    status: 500,
+    hint: "use a PKCS#8 PEM or JWK private key, ES256 (P-256) or RS256 (2048-8192 bits), owned by crosscred's user with mode 0600; crosscred issuer keygen makes one",
+  },
   ISSUER_KEY_FILE_EXISTS: { status: 500, hint: 'keygen never overwrites a key: choose a new file name' },
-  ISSUER_ATTESTOR_UNAVAILABLE: { status: 500, hint: 'an attestation kind is configured whose attestor is not part of this build, or its settings are unusable' },
+  ISSUER_ATTESTOR_UNAVAILABLE: {
+    status: 500,
+    hint: 'an attestation kind is configured whose attestor is not part of this build, or its settings are unusable',
+  },
   // crosscred issuer: token requests (answered as RFC 6749 errors; the code is in the log and the description).
   ISSUER_REQUEST_INVALID: { status: 400, hint: 'send a token-exchange form POST as in src/protocol/issuer-token-exchange.ts' },
   ISSUER_METHOD_NOT_ALLOWED: { status: 405, hint: 'the discovery documents answer GET and HEAD; the token endpoint answers POST' },
   ISSUER_GRANT_TYPE_UNSUPPORTED: { status: 400, hint: 'grant_type must be urn:ietf:params:oauth:grant-type:token-exchange' },
   ISSUER_TOKEN_TYPE_UNSUPPORTED: { status: 400, hint: 'subject_token_type must be an attestation kind this issuer has configured' },
-  ISSUER_AUDIENCE_REFUSED: { status: 400, hint: 'ask for an audience listed in the issuer\'s audiences setting, or none for its default' },
+  ISSUER_AUDIENCE_REFUSED: { status: 400, hint: "ask for an audience listed in the issuer's audiences setting, or none for its default" },
   ISSUER_ATTESTATION_INVALID: { status: 400, hint: 'the attestation was refused; gather a fresh one bound to this issuer URL' },
   ISSUER_ATTESTATION_REPLAYED: { status: 400, hint: 'each attestation is accepted once; gather a fresh one' },
-  ISSUER_POLICY_REFUSED: { status: 400, hint: 'the attested identity is not in the issuer\'s policy for its kind; add its account, region, role or instance there' },
+  ISSUER_POLICY_REFUSED: {
+    status: 400,
+    hint: "the attested identity is not in the issuer's policy for its kind; add its account, region, role or instance there",
+  },
   ISSUER_RATE_LIMITED: { status: 429, hint: 'this identity asks too often; retry after the Retry-After seconds' },
   ISSUER_BUSY: { status: 503, hint: 'the issuer is at a capacity bound; retry after the Retry-After seconds' },
   ISSUER_ATTESTATION_UNAVAILABLE: { status: 503, hint: 'the cloud service that confirms the attestation could not be reached in time; retry shortly' },

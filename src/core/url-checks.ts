@@ -63,7 +63,8 @@ export function endpointUrlProblem(url: string): string | undefined {
   } catch {
     return 'is not a URL';
   }
-  if (parsed.protocol !== 'https:' && !(parsed.protocol === 'http:' && isLoopbackHost(parsed.hostname))) return 'must start with https:// (http for loopback only)';
+  if (parsed.protocol !== 'https:' && !(parsed.protocol === 'http:' && isLoopbackHost(parsed.hostname)))
+    return 'must start with https:// (http for loopback only)';
   if (parsed.username || parsed.password || parsed.search || parsed.hash) return 'must not hold a user name, password, query or fragment';
   return undefined;
 }

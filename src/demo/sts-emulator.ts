@@ -2,7 +2,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
-import { createRemoteJWKSet, errors as joseErrors, jwtVerify, type JWTVerifyGetKey } from 'jose';
+import { createRemoteJWKSet, type JWTVerifyGetKey, errors as joseErrors, jwtVerify } from 'jose';
 
 /**
  * An AWS STS stand-in for the demo and the tests: a real HTTP server that answers
@@ -235,7 +235,7 @@ export class StsEmulator {
       if (err instanceof joseErrors.JOSEError && (err.code === 'ERR_JWKS_TIMEOUT' || err.code === 'ERR_JOSE_GENERIC')) {
         return sendError(res, 400, 'IDPCommunicationError', 'Could not reach the identity provider');
       }
-      return sendError(res, 400, 'InvalidIdentityToken', 'Couldn\'t verify the token');
+      return sendError(res, 400, 'InvalidIdentityToken', "Couldn't verify the token");
     }
     if (!globMatch(rule.subject, subject)) return sendError(res, 403, 'AccessDenied', 'Not authorized to perform sts:AssumeRoleWithWebIdentity');
 
@@ -293,7 +293,9 @@ function sendError(res: ServerResponse, status: number, code: string, message: s
   const type = status >= 500 ? 'Receiver' : 'Sender';
   res
     .writeHead(status, { 'content-type': 'text/xml' })
-    .end(`<ErrorResponse xmlns="${NS}">\n  <Error>\n    <Type>${type}</Type>\n    <Code>${escapeXml(code)}</Code>\n    <Message>${escapeXml(message)}</Message>\n  </Error>\n  <RequestId>${randomUUID()}</RequestId>\n</ErrorResponse>\n`);
+    .end(
+      `<ErrorResponse xmlns="${NS}">\n  <Error>\n    <Type>${type}</Type>\n    <Code>${escapeXml(code)}</Code>\n    <Message>${escapeXml(message)}</Message>\n  </Error>\n  <RequestId>${randomUUID()}</RequestId>\n</ErrorResponse>\n`,
+    );
 }
 
 async function readBody(req: IncomingMessage): Promise<string> {
@@ -313,6 +315,12 @@ function escapeXml(s: string): string {
 
 /** IAM StringLike: `*` any run of characters, `?` one character. */
 export function globMatch(pattern: string, value: string): boolean {
-  const re = new RegExp(`^${pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.')}$`, 's');
+  const re = new RegExp(
+    `^${pattern
+      .replace(/[.+^${}()|[\]\\]/g, '\\$&')
+      .replace(/\*/g, '.*')
+      .replace(/\?/g, '.')}$`,
+    's',
+  );
   return re.test(value);
 }

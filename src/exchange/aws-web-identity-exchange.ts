@@ -1,6 +1,6 @@
 import { AssumeRoleWithWebIdentityCommand, STSClient } from '@aws-sdk/client-sts';
-import { CrosscredError } from '../core/errors.js';
 import type { Clock } from '../core/clock.js';
+import { CrosscredError } from '../core/errors.js';
 import type { AwsCredentials } from '../platform/aws/credentials.js';
 import { StsHttpHandler, type StsTransportOptions } from '../platform/aws/sts-http-handler.js';
 import type { WebIdentityExchange } from './credentials.js';
@@ -94,7 +94,10 @@ export class AwsWebIdentityExchange implements WebIdentityExchange<AwsCredential
     if (expiration <= nowWall) {
       // Valid by STS's clock (or STS did not say) but past by this host's: the host clock is ahead.
       const skew = stsDateWall === undefined ? '' : ` (this host's clock is ${Math.round((nowWall - stsDateWall) / 1000)} s ahead of STS's)`;
-      throw new CrosscredError('STS_BAD_RESPONSE', `STS answered credentials for role ${this.role.roleName} that are already expired by this host's clock${skew}; check the host clock (NTP)`);
+      throw new CrosscredError(
+        'STS_BAD_RESPONSE',
+        `STS answered credentials for role ${this.role.roleName} that are already expired by this host's clock${skew}; check the host clock (NTP)`,
+      );
     }
     return {
       cloud: 'aws',

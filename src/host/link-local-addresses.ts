@@ -52,7 +52,8 @@ export async function linkLocalUp(options: LinkLocalOptions): Promise<{ device: 
       options.log(`created dummy link ${device}`);
     } catch (err) {
       const stderr = String((err as { stderr?: string }).stderr ?? '');
-      if (!/Unknown device type|not supported|Operation not supported/i.test(stderr)) throw new Error(`ip link add ${device} type dummy failed: ${stderr.trim()}`);
+      if (!/Unknown device type|not supported|Operation not supported/i.test(stderr))
+        throw new Error(`ip link add ${device} type dummy failed: ${stderr.trim()}`);
       options.log(`this kernel has no dummy links; using the loopback (lo) instead`);
       device = 'lo';
     }

@@ -1,13 +1,12 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { Duplex } from 'node:stream';
+import { CrosscredError } from '../core/errors.js';
 import type { ListenAddress } from '../core/listen-address.js';
 import { formatAddress } from '../core/listen-address.js';
-import { CrosscredError } from '../core/errors.js';
 import { HTTP_LIMITS } from './limits.js';
 import type { Refusal } from './refusals.js';
-import { renderError, type ErrorFormat } from './responses.js';
-
+import { type ErrorFormat, renderError } from './responses.js';
 
 /** The whole answer to a CONNECT request, which arrives as a bare socket, in the given format. */
 function connectRefusal(format: ErrorFormat): Buffer {

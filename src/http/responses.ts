@@ -1,7 +1,7 @@
 import type { ServerResponse } from 'node:http';
 import { CrosscredError, ErrorCodes, type ErrorName } from '../core/errors.js';
 import { HTTP_LIMITS } from './limits.js';
-import { refusalAnswer, type Refusal } from './refusals.js';
+import { type Refusal, refusalAnswer } from './refusals.js';
 
 /** IMDS answers in plain text, as EC2 does; the container endpoint in JSON (the SDKs parse its errors). */
 export type ErrorFormat = 'text' | 'json';
@@ -36,7 +36,13 @@ const rendered = new Map<string, ErrorAnswer>();
  * one line of text for IMDS. The status is the catalogue's unless `status` overrides it.
  * `message` must never contain request bytes or a secret.
  */
-export function sendError(res: ServerResponse, name: ErrorName, message: string, format: ErrorFormat, options?: { status?: number; headers?: readonly string[] }): void {
+export function sendError(
+  res: ServerResponse,
+  name: ErrorName,
+  message: string,
+  format: ErrorFormat,
+  options?: { status?: number; headers?: readonly string[] },
+): void {
   const answer = renderError(name, message, format, options?.status);
   send(res, answer.status, answer.contentType, answer.body, options?.headers);
 }

@@ -1,7 +1,7 @@
+import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
 import { mkdir, open, rename, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { randomBytes } from 'node:crypto';
 import { ISSUER_PATHS, TOKEN_EXCHANGE_GRANT_TYPE } from '../protocol/issuer-token-exchange.js';
 import type { IssuerKeySet } from './keys.js';
 import { ATTESTATION_CLAIM, AWS_TAGS_CLAIM } from './token-minter.js';
@@ -83,4 +83,3 @@ export async function writeDiscovery(dir: string, documents: DiscoveryDocuments)
   }
   return written;
 }
-

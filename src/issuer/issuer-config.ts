@@ -3,16 +3,16 @@ import { dirname, isAbsolute, resolve } from 'node:path';
 import type * as ZodModule from 'zod';
 import { LOG_LEVELS, type LogLevel } from '../config/config.js';
 import { configInvalid, lazySchema, parseConfigText, readConfigText, type Zod } from '../config/config-file.js';
+import { deepFreeze } from '../core/deep-freeze.js';
 import type { ListenAddress } from '../core/listen-address.js';
 import { formatAddress, parseListenSpec } from '../core/listen-address.js';
-import { deepFreeze } from '../core/deep-freeze.js';
 import { endpointUrlProblem, isLoopbackHost, issuerUrlProblem } from '../core/url-checks.js';
-import type { KeyFileConfig } from './keys.js';
-import { ANY, ATTESTATION_KINDS, KIND_DIMENSIONS, type AttestationKind, type KindPolicy } from './policy.js';
 import { ISSUER_PATHS } from '../protocol/issuer-token-exchange.js';
+import type { KeyFileConfig } from './keys.js';
+import { ANY, ATTESTATION_KINDS, type AttestationKind, KIND_DIMENSIONS, type KindPolicy } from './policy.js';
 import { DEFAULT_RATE_LIMIT, type RateLimitSettings } from './rate-limiter.js';
 import { DEFAULT_REPLAY_ENTRIES } from './replay-guard.js';
-import { MAX_SESSION_TAGS, tagKeyProblem, tagSourceProblem, type SessionTagRule } from './session-tags.js';
+import { MAX_SESSION_TAGS, type SessionTagRule, tagKeyProblem, tagSourceProblem } from './session-tags.js';
 import { DEFAULT_TOKEN_LIFETIME_SECONDS, MAX_TOKEN_LIFETIME_SECONDS, MIN_TOKEN_LIFETIME_SECONDS } from './token-minter.js';
 
 /**
@@ -140,7 +140,8 @@ function resolveConfig(file: FileIssuerConfig, path: string): { config: IssuerCo
   if (file.tokenEndpointUrl !== undefined && endpointProblem) problems.push(`tokenEndpointUrl: ${endpointProblem}`);
 
   const range = (field: string, value: number | undefined, min: number, max: number, what: string, integer = true) => {
-    if (value !== undefined && (!(value >= min && value <= max) || (integer && !Number.isInteger(value)))) problems.push(`${field}: must be ${integer ? 'a whole number' : 'a number'} from ${min} to ${max} (${what})`);
+    if (value !== undefined && (!(value >= min && value <= max) || (integer && !Number.isInteger(value))))
+      problems.push(`${field}: must be ${integer ? 'a whole number' : 'a number'} from ${min} to ${max} (${what})`);
   };
   range('tokenLifetimeSeconds', file.tokenLifetimeSeconds, MIN_TOKEN_LIFETIME_SECONDS, MAX_TOKEN_LIFETIME_SECONDS, 'seconds: 5 minutes to 12 hours');
   range('attestationTimeoutMs', file.attestationTimeoutMs, 500, 60_000, 'ms');
@@ -161,7 +162,9 @@ function resolveConfig(file: FileIssuerConfig, path: string): { config: IssuerCo
   const admin = file.adminListen === 'off' ? null : listenAt('adminListen', file.adminListen ?? DEFAULT_ISSUER_ADMIN_LISTEN);
   const allowPlainHttp = file.allowPlainHttp ?? false;
   if (listen && !file.tls && !allowPlainHttp && !isLoopbackHost(listen.host)) {
-    problems.push(`listen: ${formatAddress(listen)} is not loopback, and no tls is configured; set tls.certFile and tls.keyFile, or allowPlainHttp: true when a TLS-terminating load balancer is in front`);
+    problems.push(
+      `listen: ${formatAddress(listen)} is not loopback, and no tls is configured; set tls.certFile and tls.keyFile, or allowPlainHttp: true when a TLS-terminating load balancer is in front`,
+    );
   }
   if (listen && admin && listen.host === admin.host && listen.port === admin.port && listen.port !== 0) problems.push('adminListen: must differ from listen');
 
@@ -172,7 +175,8 @@ function resolveConfig(file: FileIssuerConfig, path: string): { config: IssuerCo
 
   const audiences = file.audiences ?? [DEFAULT_AUDIENCE];
   audiences.forEach((a, i) => {
-    if (!/^[\x21-\x7e]{1,255}$/.test(a)) problems.push(`audiences[${i}]: must be 1-255 printable ASCII characters without spaces (an IAM OIDC provider client id)`);
+    if (!/^[\x21-\x7e]{1,255}$/.test(a))
+      problems.push(`audiences[${i}]: must be 1-255 printable ASCII characters without spaces (an IAM OIDC provider client id)`);
   });
   if (new Set(audiences).size !== audiences.length) problems.push('audiences: an audience is listed twice');
 
@@ -192,12 +196,18 @@ function resolveConfig(file: FileIssuerConfig, path: string): { config: IssuerCo
   for (const kind of ATTESTATION_KINDS) {
     const p = file.policy?.[kind];
     const configured = attestors[kind] !== undefined;
-    if (configured && !p) problems.push(`policy.${kind}: missing; attestors.${kind} is configured, so say which accounts${KIND_DIMENSIONS[kind].map((d) => `, ${d}`).join('')} may get tokens`);
+    if (configured && !p)
+      problems.push(
+        `policy.${kind}: missing; attestors.${kind} is configured, so say which accounts${KIND_DIMENSIONS[kind].map((d) => `, ${d}`).join('')} may get tokens`,
+      );
     if (!configured && p) problems.push(`policy.${kind}: attestors.${kind} is not configured; add it, or remove this policy`);
     if (!p) continue;
     const where = `policy.${kind}`;
     if (p.accounts.length === 0) problems.push(`${where}.accounts: empty, so nobody could get a token; list the account ids`);
-    if (p.accounts.includes(ANY)) problems.push(`${where}.accounts: "*" is not accepted (it would trust every ${kind.startsWith('tencent') ? 'Tencent Cloud' : 'Alibaba Cloud'} customer); list the account ids`);
+    if (p.accounts.includes(ANY))
+      problems.push(
+        `${where}.accounts: "*" is not accepted (it would trust every ${kind.startsWith('tencent') ? 'Tencent Cloud' : 'Alibaba Cloud'} customer); list the account ids`,
+      );
     p.accounts.forEach((id, i) => {
       if (id !== ANY && !/^\d{1,32}$/.test(id)) problems.push(`${where}.accounts[${i}]: ${JSON.stringify(id.slice(0, 40))} is not an account id (digits)`);
     });
@@ -205,7 +215,8 @@ function resolveConfig(file: FileIssuerConfig, path: string): { config: IssuerCo
       const list = p[dimension];
       const required = KIND_DIMENSIONS[kind].includes(dimension);
       if (!required && list !== undefined) problems.push(`${where}.${dimension}: ${kind} attestations do not state this; remove it`);
-      if (required && (list === undefined || list.length === 0)) problems.push(`${where}.${dimension}: missing or empty, so nobody could get a token; list the values, or write ["*"] to allow any`);
+      if (required && (list === undefined || list.length === 0))
+        problems.push(`${where}.${dimension}: missing or empty, so nobody could get a token; list the values, or write ["*"] to allow any`);
     }
     const tags = Object.entries(p.sessionTags ?? {}).map(([key, from]): SessionTagRule => ({ key, from }));
     if (tags.length > MAX_SESSION_TAGS) problems.push(`${where}.sessionTags: ${tags.length} tags; STS accepts at most ${MAX_SESSION_TAGS}`);
@@ -219,7 +230,8 @@ function resolveConfig(file: FileIssuerConfig, path: string): { config: IssuerCo
       lowerKeys.add(t.key.toLowerCase());
     }
     const transitive = p.transitiveTagKeys ?? [];
-    for (const k of transitive) if (!tags.some((t) => t.key === k)) problems.push(`${where}.transitiveTagKeys: ${JSON.stringify(k.slice(0, 140))} is not a key of sessionTags`);
+    for (const k of transitive)
+      if (!tags.some((t) => t.key === k)) problems.push(`${where}.transitiveTagKeys: ${JSON.stringify(k.slice(0, 140))} is not a key of sessionTags`);
     policy[kind] = {
       accounts: p.accounts,
       ...(p.regions ? { regions: p.regions } : {}),

@@ -1,4 +1,4 @@
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import type { ErrorName } from '../core/errors.js';
 
 /**
@@ -28,7 +28,7 @@ export class IssuerMetrics {
 
   readonly #attestationSeconds = new Histogram({
     name: 'crosscred_issuer_attestation_duration_seconds',
-    help: 'Time taken to verify one attestation (including any call to the cloud\'s STS), by kind and outcome (ok, refused, unavailable).',
+    help: "Time taken to verify one attestation (including any call to the cloud's STS), by kind and outcome (ok, refused, unavailable).",
     labelNames: ['kind', 'outcome'] as const,
     buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
     registers: [this.registry],

@@ -2,25 +2,25 @@ import { readFile } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Server as HttpsServer } from 'node:https';
 import type { Logger } from 'pino';
-import { systemClock, type Clock } from '../core/clock.js';
+import { type Clock, systemClock } from '../core/clock.js';
+import { CrosscredError } from '../core/errors.js';
 import type { ListenAddress } from '../core/listen-address.js';
 import { formatAddress } from '../core/listen-address.js';
-import { CrosscredError } from '../core/errors.js';
 import { HttpListener } from '../http/listener.js';
-import { refusalAnswer, type Refusal } from '../http/refusals.js';
+import { type Refusal, refusalAnswer } from '../http/refusals.js';
 import { APPLICATION_JSON, refuse as refuseRequest, send, sendError, TEXT_PLAIN } from '../http/responses.js';
 import { pathOf } from '../http/route-table.js';
+import { ISSUER_PATHS, type SubjectTokenType } from '../protocol/issuer-token-exchange.js';
 import type { Attestor } from './attestor.js';
 import { createAttestors } from './attestors/index.js';
-import { renderDiscovery, type DiscoveryDocuments } from './discovery.js';
+import { type DiscoveryDocuments, renderDiscovery } from './discovery.js';
 import type { IssuerConfig } from './issuer-config.js';
 import { IssuerMetrics } from './issuer-metrics.js';
 import { loadKeySet } from './keys.js';
 import { IssuerPolicy } from './policy.js';
-import { ISSUER_PATHS, type SubjectTokenType } from '../protocol/issuer-token-exchange.js';
 import { IdentityRateLimiter } from './rate-limiter.js';
 import { ReplayGuard } from './replay-guard.js';
-import { MAX_TOKEN_REQUEST_BYTES, sendOAuthError, TokenEndpoint, type IssuerState } from './token-endpoint.js';
+import { type IssuerState, MAX_TOKEN_REQUEST_BYTES, sendOAuthError, TokenEndpoint } from './token-endpoint.js';
 
 /**
  * `crosscred issuer serve`: discovery, JWKS and the token endpoint on one listener (HTTPS when a
@@ -93,7 +93,11 @@ export async function startIssuer(config: IssuerConfig, deps: IssuerDependencies
   const replay = new ReplayGuard(config.replayCacheEntries);
   const rateLimiter = new IdentityRateLimiter(config.rateLimit);
   let endpoint: TokenEndpoint | undefined;
-  const metrics = new IssuerMetrics({ replayEntries: () => replay.size, rateLimitedIdentities: () => rateLimiter.size, attestationsInFlight: () => endpoint?.attestationsInFlight ?? 0 });
+  const metrics = new IssuerMetrics({
+    replayEntries: () => replay.size,
+    rateLimitedIdentities: () => rateLimiter.size,
+    attestationsInFlight: () => endpoint?.attestationsInFlight ?? 0,
+  });
   endpoint = new TokenEndpoint({
     state: () => current.state,
     replay,
@@ -161,7 +165,16 @@ export async function startIssuer(config: IssuerConfig, deps: IssuerDependencies
   const listener = new HttpListener({ handler, refuse, maxRequestBodyBytes: MAX_TOKEN_REQUEST_BYTES, ...(tls ? { tls } : {}) });
   const port = await listener.listen(config.listen);
   const address = { host: config.listen.host, port };
-  log.info({ address: formatAddress(address), tls: tls !== undefined, issuer: config.publicUrl, activeKid: current.state.keys.active.kid, kinds: current.state.policy.kinds }, 'issuer listener open');
+  log.info(
+    {
+      address: formatAddress(address),
+      tls: tls !== undefined,
+      issuer: config.publicUrl,
+      activeKid: current.state.keys.active.kid,
+      kinds: current.state.policy.kinds,
+    },
+    'issuer listener open',
+  );
 
   let admin: { listener: HttpListener; address: ListenAddress } | null = null;
   if (config.admin) {
@@ -186,7 +199,8 @@ export async function startIssuer(config: IssuerConfig, deps: IssuerDependencies
       if (formatAddress(next.listen) !== formatAddress(currentConfig.listen)) restartNeeded.push('listen');
       if (JSON.stringify(next.admin) !== JSON.stringify(currentConfig.admin)) restartNeeded.push('adminListen');
       if ((next.tls === undefined) !== (currentConfig.tls === undefined)) restartNeeded.push('tls');
-      if (basePath(next.publicUrl) !== issuerBase || new URL(next.tokenEndpointUrl).pathname !== tokenPath) restartNeeded.push('publicUrl/tokenEndpointUrl paths');
+      if (basePath(next.publicUrl) !== issuerBase || new URL(next.tokenEndpointUrl).pathname !== tokenPath)
+        restartNeeded.push('publicUrl/tokenEndpointUrl paths');
       if (JSON.stringify(next.rateLimit) !== JSON.stringify(currentConfig.rateLimit)) restartNeeded.push('rateLimit');
       if (next.replayCacheEntries !== currentConfig.replayCacheEntries) restartNeeded.push('replayCacheEntries');
       if (next.maxConcurrentAttestations !== currentConfig.maxConcurrentAttestations) restartNeeded.push('maxConcurrentAttestations');
@@ -225,8 +239,10 @@ async function closeAttestors(attestors: ReadonlyMap<SubjectTokenType, Attestor>
 function buildIssuerAdminListener(metrics: IssuerMetrics, log: Logger): HttpListener {
   const handle = (req: IncomingMessage, res: ServerResponse) => {
     const path = pathOf(req.url);
-    if (path !== '/healthz' && path !== '/readyz' && path !== '/metrics') return sendError(res, 'NOT_FOUND', 'the issuer admin listener serves /healthz, /readyz and /metrics only', 'text');
-    if (req.method !== 'GET' && req.method !== 'HEAD') return sendError(res, 'METHOD_NOT_ALLOWED', 'admin paths answer GET and HEAD only', 'text', { headers: ['allow', 'GET, HEAD'] });
+    if (path !== '/healthz' && path !== '/readyz' && path !== '/metrics')
+      return sendError(res, 'NOT_FOUND', 'the issuer admin listener serves /healthz, /readyz and /metrics only', 'text');
+    if (req.method !== 'GET' && req.method !== 'HEAD')
+      return sendError(res, 'METHOD_NOT_ALLOWED', 'admin paths answer GET and HEAD only', 'text', { headers: ['allow', 'GET, HEAD'] });
     if (path !== '/metrics') return send(res, 200, TEXT_PLAIN, OK);
     metrics.registry.metrics().then(
       (body) => send(res, 200, metrics.registry.contentType, Buffer.from(body)),

@@ -1,4 +1,4 @@
-import { createPrivateKey, createPublicKey, generateKeyPair as generateNodeKeyPair, randomBytes, type KeyObject } from 'node:crypto';
+import { createPrivateKey, createPublicKey, generateKeyPair as generateNodeKeyPair, type KeyObject, randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
 import { link, open, stat, unlink } from 'node:fs/promises';
 import { promisify } from 'node:util';
@@ -80,7 +80,8 @@ export async function loadKeySet(configs: readonly KeyFileConfig[]): Promise<Iss
     const count = loaded.filter((k) => k.publicJwk.kty === kty).length;
     if (count > MAX_KEYS_PER_TYPE) problems.push(`${count} ${kty} keys are configured; AWS IAM accepts at most ${MAX_KEYS_PER_TYPE} per type in a JWKS`);
   }
-  if (problems.length > 0 || !active) throw new CrosscredError('ISSUER_KEY_INVALID', problems.length === 1 ? problems[0]! : `signing keys:\n  - ${problems.join('\n  - ')}`);
+  if (problems.length > 0 || !active)
+    throw new CrosscredError('ISSUER_KEY_INVALID', problems.length === 1 ? problems[0]! : `signing keys:\n  - ${problems.join('\n  - ')}`);
   return { active, published: loaded };
 }
 
@@ -104,7 +105,10 @@ export async function loadKeyFile(path: string, options: { requirePrivate: boole
   const publicKey = parsed.privateKey ? createPublicKey(parsed.privateKey) : parsed.publicKey!;
   const alg = algorithmOf(path, publicKey);
   if (parsed.declaredAlg !== undefined && parsed.declaredAlg !== alg) {
-    throw new CrosscredError('ISSUER_KEY_INVALID', `${path} declares alg ${JSON.stringify(parsed.declaredAlg.slice(0, 20))}; crosscred signs with ES256 (P-256 keys) or RS256 (RSA keys) only`);
+    throw new CrosscredError(
+      'ISSUER_KEY_INVALID',
+      `${path} declares alg ${JSON.stringify(parsed.declaredAlg.slice(0, 20))}; crosscred signs with ES256 (P-256 keys) or RS256 (RSA keys) only`,
+    );
   }
   const jwk = publicKey.export({ format: 'jwk' }) as JWK;
   const kid = await calculateJwkThumbprint(jwk, 'sha256');
@@ -139,8 +143,10 @@ function parseKeyText(path: string, text: string): ParsedKey {
       throw refuse('is not a usable JWK');
     }
   }
-  if (text.includes('-----BEGIN ENCRYPTED PRIVATE KEY-----')) throw refuse('is an encrypted key; crosscred needs it unencrypted, protected by its file mode (openssl pkcs8 -topk8 -nocrypt)');
-  if (/-----BEGIN (?:EC|RSA) PRIVATE KEY-----/.test(text)) throw refuse('is a SEC1/PKCS#1 key; convert it to PKCS#8: openssl pkcs8 -topk8 -nocrypt -in OLD -out NEW');
+  if (text.includes('-----BEGIN ENCRYPTED PRIVATE KEY-----'))
+    throw refuse('is an encrypted key; crosscred needs it unencrypted, protected by its file mode (openssl pkcs8 -topk8 -nocrypt)');
+  if (/-----BEGIN (?:EC|RSA) PRIVATE KEY-----/.test(text))
+    throw refuse('is a SEC1/PKCS#1 key; convert it to PKCS#8: openssl pkcs8 -topk8 -nocrypt -in OLD -out NEW');
   const blocks = text.match(/-----BEGIN [A-Z ]+-----/g) ?? [];
   if (blocks.length !== 1) throw refuse(blocks.length === 0 ? 'holds no PEM block or JWK' : 'holds more than one PEM block; use one file per key');
   try {
@@ -164,7 +170,10 @@ function algorithmOf(path: string, key: KeyObject): SigningAlgorithm {
     if (bits > MAX_RSA_BITS) throw new CrosscredError('ISSUER_KEY_INVALID', `${path} is a ${bits}-bit RSA key; at most ${MAX_RSA_BITS} bits are accepted`);
     return 'RS256';
   }
-  throw new CrosscredError('ISSUER_KEY_INVALID', `${path} is a ${key.asymmetricKeyType ?? 'unknown'} key; crosscred signs with ES256 (P-256) or RS256 (RSA) only, which AWS IAM accepts`);
+  throw new CrosscredError(
+    'ISSUER_KEY_INVALID',
+    `${path} is a ${key.asymmetricKeyType ?? 'unknown'} key; crosscred signs with ES256 (P-256) or RS256 (RSA) only, which AWS IAM accepts`,
+  );
 }
 
 /** The members of a public JWK (RFC 7518 §6.2.1, §6.3.1), nothing else. */

@@ -1,7 +1,7 @@
-import type { AttestedIdentity } from './attestor.js';
-import { formatVmSubject } from '../protocol/vm-subjects.js';
 import { SUBJECT_TOKEN_TYPES, type SubjectTokenType } from '../protocol/issuer-token-exchange.js';
-import { buildTagsClaim, type AwsTagsClaim, type SessionTagRule } from './session-tags.js';
+import { formatVmSubject } from '../protocol/vm-subjects.js';
+import type { AttestedIdentity } from './attestor.js';
+import { type AwsTagsClaim, buildTagsClaim, type SessionTagRule } from './session-tags.js';
 
 /**
  * Who may get a token, and what its `sub` and session tags are: decided from attested facts only.
@@ -85,13 +85,15 @@ export class IssuerPolicy {
       if (value !== undefined && !SUBJECT_PART.test(value)) return { allowed: false, reason: `the attested ${names[dimension]} has unexpected characters` };
       if (allowed.includes(ANY)) continue;
       if (value === undefined) return { allowed: false, reason: `the attestation states no ${names[dimension]}, and the policy lists specific ones` };
-      if (!allowed.includes(value)) return { allowed: false, reason: `${names[dimension]} ${value} of account ${identity.accountId} may not get ${label} tokens` };
+      if (!allowed.includes(value))
+        return { allowed: false, reason: `${names[dimension]} ${value} of account ${identity.accountId} may not get ${label} tokens` };
     }
 
     let subject: string | undefined;
     switch (kind) {
       case 'alibabaEcsIdentity':
-        if (identity.region && identity.instanceId) subject = formatVmSubject({ kind: 'alibaba-ecs', account: identity.accountId, region: identity.region, instanceId: identity.instanceId });
+        if (identity.region && identity.instanceId)
+          subject = formatVmSubject({ kind: 'alibaba-ecs', account: identity.accountId, region: identity.region, instanceId: identity.instanceId });
         break;
       case 'alibabaRamRole':
         if (identity.roleName) subject = formatVmSubject({ kind: 'alibaba-ram', account: identity.accountId, role: identity.roleName });

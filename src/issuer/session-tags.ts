@@ -34,7 +34,7 @@ const TAG_TEXT = /^[\p{L}\p{Z}\p{N}_.:/=+\-@]*$/u;
 /** The problem with a configured tag key, or undefined. */
 export function tagKeyProblem(key: string): string | undefined {
   if (key.length < 1 || key.length > MAX_TAG_KEY_LENGTH) return `must be 1-${MAX_TAG_KEY_LENGTH} characters`;
-  if (!TAG_TEXT.test(key)) return 'may hold only letters, digits, spaces and _ . : / = + - @ (IAM\'s tag characters)';
+  if (!TAG_TEXT.test(key)) return "may hold only letters, digits, spaces and _ . : / = + - @ (IAM's tag characters)";
   if (key.toLowerCase().startsWith('aws:')) return 'must not start with "aws:" (reserved by AWS)';
   return undefined;
 }

@@ -3,12 +3,19 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import type { Clock } from '../core/clock.js';
 import { ErrorCodes, type ErrorName } from '../core/errors.js';
-import { AttestationError, type Attestor, type AttestedIdentity } from './attestor.js';
+import {
+  JWT_TOKEN_TYPE,
+  SUBJECT_TOKEN_TYPES,
+  type SubjectTokenType,
+  TOKEN_EXCHANGE_GRANT_TYPE,
+  type TokenExchangeError,
+  type TokenExchangeResponse,
+} from '../protocol/issuer-token-exchange.js';
+import { AttestationError, type AttestedIdentity, type Attestor } from './attestor.js';
 import type { IssuerMetrics, KindLabel } from './issuer-metrics.js';
 import type { IssuerKeySet } from './keys.js';
-import { kindOfTokenType, type IssuerPolicy } from './policy.js';
-import { JWT_TOKEN_TYPE, SUBJECT_TOKEN_TYPES, TOKEN_EXCHANGE_GRANT_TYPE, type SubjectTokenType, type TokenExchangeError, type TokenExchangeResponse } from '../protocol/issuer-token-exchange.js';
-import { rateLimitKey, type IdentityRateLimiter } from './rate-limiter.js';
+import { type IssuerPolicy, kindOfTokenType } from './policy.js';
+import { type IdentityRateLimiter, rateLimitKey } from './rate-limiter.js';
 import type { ReplayGuard } from './replay-guard.js';
 import { kindLabelOf } from './session-tags.js';
 import { mintToken } from './token-minter.js';
@@ -78,14 +85,25 @@ const JSON_HEADERS = ['content-type', 'application/json;charset=UTF-8', 'cache-c
 
 /** Makes a description safe for error_description (and for the log): RFC 6749's character set, bounded. */
 export function oauthDescription(text: string): string {
-  return text.replace(/"/g, "'").replace(/\\/g, '/').replace(/[^\x20-\x7e]/g, '?').slice(0, MAX_DESCRIPTION_LENGTH);
+  return text
+    .replace(/"/g, "'")
+    .replace(/\\/g, '/')
+    .replace(/[^\x20-\x7e]/g, '?')
+    .slice(0, MAX_DESCRIPTION_LENGTH);
 }
 
 /** Answers an RFC 6749 error; the description ends with the catalogue code. */
-export function sendOAuthError(res: ServerResponse, name: ErrorName, description: string, options: { status?: number; error?: OAuthErrorCode; headers?: readonly string[] } = {}): number {
+export function sendOAuthError(
+  res: ServerResponse,
+  name: ErrorName,
+  description: string,
+  options: { status?: number; error?: OAuthErrorCode; headers?: readonly string[] } = {},
+): number {
   const mapping = REFUSALS[name] ?? { error: 'invalid_request' as const, status: ErrorCodes[name].status };
   const status = options.status ?? mapping.status;
-  const body = Buffer.from(JSON.stringify({ error: options.error ?? mapping.error, error_description: oauthDescription(`${description} (CROSSCRED_ERR_${name})`) }));
+  const body = Buffer.from(
+    JSON.stringify({ error: options.error ?? mapping.error, error_description: oauthDescription(`${description} (CROSSCRED_ERR_${name})`) }),
+  );
   res.writeHead(status, [...JSON_HEADERS, 'content-length', String(body.length), ...(options.headers ?? [])]);
   res.end(body);
   return status;
@@ -137,7 +155,17 @@ export function readBody(req: IncomingMessage, maxBytes: number, timeoutMs: numb
 }
 
 /** The form parameters this endpoint reads; each may appear at most once (RFC 6749 §3.2). */
-const SINGLE_PARAMETERS = ['grant_type', 'subject_token', 'subject_token_type', 'audience', 'requested_token_type', 'resource', 'scope', 'actor_token', 'actor_token_type'];
+const SINGLE_PARAMETERS = [
+  'grant_type',
+  'subject_token',
+  'subject_token_type',
+  'audience',
+  'requested_token_type',
+  'resource',
+  'scope',
+  'actor_token',
+  'actor_token_type',
+];
 
 export class TokenEndpoint {
   #inFlight = 0;
@@ -158,7 +186,10 @@ export class TokenEndpoint {
       if (req.method !== 'POST') {
         throw new Refusal('ISSUER_METHOD_NOT_ALLOWED', 'the token endpoint answers POST only', { headers: ['allow', 'POST'] });
       }
-      const type = (req.headers['content-type'] ?? '').toLowerCase().split(';').map((p) => p.trim());
+      const type = (req.headers['content-type'] ?? '')
+        .toLowerCase()
+        .split(';')
+        .map((p) => p.trim());
       if (type[0] !== 'application/x-www-form-urlencoded') {
         throw new Refusal('ISSUER_REQUEST_INVALID', 'send the request as Content-Type: application/x-www-form-urlencoded');
       }
@@ -166,8 +197,10 @@ export class TokenEndpoint {
       if (charset !== undefined && !/^charset="?utf-8"?$/.test(charset)) throw new Refusal('ISSUER_REQUEST_INVALID', 'the form must be UTF-8');
       const read = await readBody(req, MAX_TOKEN_REQUEST_BYTES, BODY_READ_TIMEOUT_MS);
       if ('failure' in read) {
-        if (read.failure === 'too-large') throw new Refusal('ISSUER_REQUEST_INVALID', `the request body exceeds ${MAX_TOKEN_REQUEST_BYTES} bytes`, { status: 413 });
-        if (read.failure === 'timeout') throw new Refusal('ISSUER_REQUEST_INVALID', `the request body did not arrive within ${BODY_READ_TIMEOUT_MS} ms`, { status: 408 });
+        if (read.failure === 'too-large')
+          throw new Refusal('ISSUER_REQUEST_INVALID', `the request body exceeds ${MAX_TOKEN_REQUEST_BYTES} bytes`, { status: 413 });
+        if (read.failure === 'timeout')
+          throw new Refusal('ISSUER_REQUEST_INVALID', `the request body did not arrive within ${BODY_READ_TIMEOUT_MS} ms`, { status: 408 });
         res.destroy();
         return 0;
       }
@@ -220,7 +253,10 @@ export class TokenEndpoint {
       }
       const decision = state.policy.decide(identity, subjectTokenType as SubjectTokenType);
       if (!decision.allowed) {
-        log.info({ kind, account: identity.accountId, instance: identity.instanceId, role: identity.roleName ?? identity.roleId }, 'attested identity refused by policy');
+        log.info(
+          { kind, account: identity.accountId, instance: identity.instanceId, role: identity.roleName ?? identity.roleId },
+          'attested identity refused by policy',
+        );
         throw new Refusal('ISSUER_POLICY_REFUSED', decision.reason);
       }
       const minted = await mintToken(
@@ -229,12 +265,20 @@ export class TokenEndpoint {
         { subject: decision.subject, audience, lifetimeSeconds: state.tokenLifetimeSeconds, identity, ...(decision.tags ? { tags: decision.tags } : {}) },
         nowWall,
       );
-      const answer: TokenExchangeResponse = { access_token: minted.jwt, issued_token_type: JWT_TOKEN_TYPE, token_type: 'N_A', expires_in: minted.expiresAt - minted.issuedAt };
+      const answer: TokenExchangeResponse = {
+        access_token: minted.jwt,
+        issued_token_type: JWT_TOKEN_TYPE,
+        token_type: 'N_A',
+        expires_in: minted.expiresAt - minted.issuedAt,
+      };
       const body = Buffer.from(JSON.stringify(answer));
       res.writeHead(200, [...JSON_HEADERS, 'content-length', String(body.length)]);
       res.end(body);
       this.options.metrics.issued(kind);
-      log.info({ kind, sub: decision.subject, aud: audience, jti: minted.jti, kid: minted.kid, exp: minted.expiresAt, instance: identity.instanceId }, 'token issued');
+      log.info(
+        { kind, sub: decision.subject, aud: audience, jti: minted.jti, kid: minted.kid, exp: minted.expiresAt, instance: identity.instanceId },
+        'token issued',
+      );
       return 200;
     } catch (err) {
       if (!bodyRead) res.shouldKeepAlive = false;
@@ -266,7 +310,11 @@ export class TokenEndpoint {
       const deadline = new Promise<never>((_, reject) => {
         timer = setTimeout(() => {
           controller.abort(new Error('attestation deadline'));
-          reject(new Refusal('ISSUER_ATTESTATION_UNAVAILABLE', `the attestation could not be verified within ${state.attestationTimeoutMs} ms`, { headers: ['retry-after', String(UNAVAILABLE_RETRY_AFTER_SECONDS)] }));
+          reject(
+            new Refusal('ISSUER_ATTESTATION_UNAVAILABLE', `the attestation could not be verified within ${state.attestationTimeoutMs} ms`, {
+              headers: ['retry-after', String(UNAVAILABLE_RETRY_AFTER_SECONDS)],
+            }),
+          );
         }, state.attestationTimeoutMs);
         timer.unref();
       });
@@ -285,7 +333,8 @@ export class TokenEndpoint {
       if (err instanceof AttestationError) {
         const unavailable = err.oauthError === 'temporarily_unavailable';
         this.options.metrics.attested(kind, unavailable ? 'unavailable' : 'refused', seconds);
-        if (unavailable) throw new Refusal('ISSUER_ATTESTATION_UNAVAILABLE', err.message, { headers: ['retry-after', String(UNAVAILABLE_RETRY_AFTER_SECONDS)] });
+        if (unavailable)
+          throw new Refusal('ISSUER_ATTESTATION_UNAVAILABLE', err.message, { headers: ['retry-after', String(UNAVAILABLE_RETRY_AFTER_SECONDS)] });
         if (err.oauthError === 'invalid_request') throw new Refusal('ISSUER_REQUEST_INVALID', err.message);
         throw new Refusal('ISSUER_ATTESTATION_INVALID', err.message);
       }
@@ -295,7 +344,9 @@ export class TokenEndpoint {
       }
       this.options.metrics.attested(kind, 'unavailable', seconds);
       log.error({ kind, errorName: (err as Error)?.name }, 'the attestor failed unexpectedly');
-      throw new Refusal('ISSUER_ATTESTATION_UNAVAILABLE', 'the attestation could not be verified', { headers: ['retry-after', String(UNAVAILABLE_RETRY_AFTER_SECONDS)] });
+      throw new Refusal('ISSUER_ATTESTATION_UNAVAILABLE', 'the attestation could not be verified', {
+        headers: ['retry-after', String(UNAVAILABLE_RETRY_AFTER_SECONDS)],
+      });
     } finally {
       clearTimeout(timer);
       this.#inFlight--;

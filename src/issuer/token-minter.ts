@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { SignJWT } from 'jose';
 import type { AttestedIdentity } from './attestor.js';
 import type { IssuerKeySet } from './keys.js';
-import { kindLabelOf, type AwsTagsClaim } from './session-tags.js';
+import { type AwsTagsClaim, kindLabelOf } from './session-tags.js';
 
 /** The claim holding the attested facts, named by a URL so it collides with nobody's (RFC 7519 §4.2). */
 export const ATTESTATION_CLAIM = 'https://crosscred.dev/claims';

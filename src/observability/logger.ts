@@ -1,4 +1,4 @@
-import { pino, type Logger, type LevelWithSilent, type LoggerOptions as LoggerConfig } from 'pino';
+import { type LevelWithSilent, type Logger, type LoggerOptions as LoggerConfig, pino } from 'pino';
 
 /**
  * Secrets are never handed to the logger in the first place; these paths are a second line of

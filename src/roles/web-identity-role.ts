@@ -40,7 +40,13 @@ export class WebIdentityRole implements CredentialExchange {
  */
 export function webIdentityRoleFor(role: RoleConfig, source: TokenSource, client: STSClient, clock: Clock): WebIdentityRole {
   const exchange = new AwsWebIdentityExchange(
-    { roleName: role.name, roleArn: role.roleArn, accountId: role.accountId, sessionName: role.sessionName, ...(role.durationSeconds ? { durationSeconds: role.durationSeconds } : {}) },
+    {
+      roleName: role.name,
+      roleArn: role.roleArn,
+      accountId: role.accountId,
+      sessionName: role.sessionName,
+      ...(role.durationSeconds ? { durationSeconds: role.durationSeconds } : {}),
+    },
     client,
     clock,
   );

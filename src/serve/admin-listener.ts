@@ -1,10 +1,10 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import type { RoleStatus } from '../cache/role-credential-cache.js';
-import type { Metrics } from './metrics.js';
 import { HttpListener } from '../http/listener.js';
 import { APPLICATION_JSON, refuse, send, sendError, TEXT_PLAIN } from '../http/responses.js';
 import { pathOf } from '../http/route-table.js';
+import type { Metrics } from './metrics.js';
 
 export interface AdminListenerOptions {
   readonly metrics: Metrics;

@@ -1,9 +1,9 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { CachedCredentials } from '../cache/role-credential-cache.js';
-import { documentsFor } from '../platform/aws/credential-documents.js';
-import { credentialsFor, sendUnavailable, type ListenerContext, type ServedRole } from './listener-context.js';
 import { APPLICATION_JSON, send, sendError } from '../http/responses.js';
 import type { RouteTable } from '../http/route-table.js';
+import { documentsFor } from '../platform/aws/credential-documents.js';
+import { credentialsFor, type ListenerContext, type ServedRole, sendUnavailable } from './listener-context.js';
 
 /**
  * The container-credentials endpoint (AWS_CONTAINER_CREDENTIALS_FULL_URI), as ECS and the EKS Pod

@@ -53,7 +53,10 @@ export class ContainerSecret {
       throw new CrosscredError('AUTH_TOKEN_FILE_INVALID', `${path} must hold one line of printable ASCII (it is sent as an HTTP header)`);
     }
     if (text.length < MIN_SECRET_LENGTH) {
-      throw new CrosscredError('AUTH_TOKEN_FILE_INVALID', `${path} holds a secret of ${text.length} characters; use at least ${MIN_SECRET_LENGTH} (or delete the file to have one generated)`);
+      throw new CrosscredError(
+        'AUTH_TOKEN_FILE_INVALID',
+        `${path} holds a secret of ${text.length} characters; use at least ${MIN_SECRET_LENGTH} (or delete the file to have one generated)`,
+      );
     }
     return { secret: new ContainerSecret(text), generated: false };
   }

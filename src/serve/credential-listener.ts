@@ -1,14 +1,14 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import type { ListenAddress } from '../core/listen-address.js';
-import type { Metrics } from './metrics.js';
-import { addContainerRoutes } from './container-routes.js';
 import { HostGuard } from '../http/host-guard.js';
 import { HttpListener } from '../http/listener.js';
+import { type ErrorFormat, refuse, sendError } from '../http/responses.js';
+import { pathOf, type Route, RouteTable } from '../http/route-table.js';
+import { addContainerRoutes } from './container-routes.js';
 import { addImdsRoutes } from './imds-routes.js';
 import type { ListenerContext } from './listener-context.js';
-import { refuse, sendError, type ErrorFormat } from '../http/responses.js';
-import { pathOf, RouteTable, type Route } from '../http/route-table.js';
+import type { Metrics } from './metrics.js';
 
 /** Metrics label for requests that matched no route (never the path the client sent). */
 const UNMATCHED = 'unmatched';

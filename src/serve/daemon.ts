@@ -1,21 +1,21 @@
 import type { STSClient } from '@aws-sdk/client-sts';
 import type { Logger } from 'pino';
-import { systemClock, systemRandom, type Clock, type RandomSource } from '../core/clock.js';
 import { RoleCredentialCache } from '../cache/role-credential-cache.js';
 import type { Config, RoleConfig, StsConnectionConfig } from '../config/config.js';
+import { type Clock, type RandomSource, systemClock, systemRandom } from '../core/clock.js';
 import type { ListenAddress } from '../core/listen-address.js';
 import { formatAddress } from '../core/listen-address.js';
-import { MAX_CONCURRENT_STS_REQUESTS } from '../platform/aws/sts-http-handler.js';
 import { createStsClient } from '../exchange/aws-web-identity-exchange.js';
+import type { HttpListener } from '../http/listener.js';
+import { MAX_CONCURRENT_STS_REQUESTS } from '../platform/aws/sts-http-handler.js';
 import { webIdentityRoleFor } from '../roles/web-identity-role.js';
+import { createTokenSource } from '../sources/create-token-source.js';
 import { Turns } from '../util/turns.js';
-import { Metrics } from './metrics.js';
 import { buildAdminListener } from './admin-listener.js';
 import { ContainerSecret } from './container-secret.js';
 import { buildCredentialListener } from './credential-listener.js';
-import type { HttpListener } from '../http/listener.js';
+import { Metrics } from './metrics.js';
 import { SessionTokenIssuer } from './session-tokens.js';
-import { createTokenSource } from '../sources/create-token-source.js';
 
 /** Time allowed beyond the STS timeouts for reading the token and the SDK's own work, in ms. */
 const EXCHANGE_SLACK_MS = 5_000;
@@ -66,7 +66,11 @@ export async function startDaemon(config: Config, deps: DaemonDependencies): Pro
     const clientKey = JSON.stringify([role.region, role.stsEndpoint ?? '', sts]);
     let shared = stsClients.get(clientKey);
     if (!shared) {
-      shared = { client: createStsClient({ region: role.region, ...(role.stsEndpoint ? { endpoint: role.stsEndpoint } : {}), ...sts }), turns: new Turns(MAX_CONCURRENT_STS_REQUESTS), users: 0 };
+      shared = {
+        client: createStsClient({ region: role.region, ...(role.stsEndpoint ? { endpoint: role.stsEndpoint } : {}), ...sts }),
+        turns: new Turns(MAX_CONCURRENT_STS_REQUESTS),
+        users: 0,
+      };
       stsClients.set(clientKey, shared);
     }
     shared.users++;
@@ -76,7 +80,14 @@ export async function startDaemon(config: Config, deps: DaemonDependencies): Pro
     const exchangeTimeoutMs = 2 * (sts.connectTimeoutMs + sts.responseTimeoutMs) + EXCHANGE_SLACK_MS;
     const cache = new RoleCredentialCache({ exchange, clock, random, logger: log, observer: metrics, exchangeTimeoutMs, turns: shared.turns });
     log.info(
-      { role: role.name, roleArn: role.roleArn, sessionName: role.sessionName, region: role.region, stsEndpoint: role.stsEndpoint ?? `regional (sts.${role.region}.amazonaws.com)`, durationSeconds: role.durationSeconds ?? 'role default' },
+      {
+        role: role.name,
+        roleArn: role.roleArn,
+        sessionName: role.sessionName,
+        region: role.region,
+        stsEndpoint: role.stsEndpoint ?? `regional (sts.${role.region}.amazonaws.com)`,
+        durationSeconds: role.durationSeconds ?? 'role default',
+      },
       'role configured',
     );
     log.info({ role: role.name, source: source.description, why: role.token.reason }, `token source: ${source.description}`);
@@ -178,7 +189,10 @@ export async function startDaemon(config: Config, deps: DaemonDependencies): Pro
     if (config.authTokenFile) {
       const loaded = await ContainerSecret.load(config.authTokenFile);
       containerSecret = loaded.secret;
-      log.info({ authTokenFile: config.authTokenFile, generated: loaded.generated }, loaded.generated ? 'container endpoint secret generated' : 'container endpoint secret loaded');
+      log.info(
+        { authTokenFile: config.authTokenFile, generated: loaded.generated },
+        loaded.generated ? 'container endpoint secret generated' : 'container endpoint secret loaded',
+      );
     }
 
     const bound: Array<ListenAddress & { role: string }> = [];
@@ -186,14 +200,29 @@ export async function startDaemon(config: Config, deps: DaemonDependencies): Pro
       const app = buildCredentialListener({
         address: listener,
         allowedHosts: config.allowedHosts,
-        context: { roleName: listener.role, roles: served, sessionTokens: new SessionTokenIssuer(clock), containerSecret, allowImdsV1: config.allowImdsV1, imdsEnabled: config.imdsEnabled },
+        context: {
+          roleName: listener.role,
+          roles: served,
+          sessionTokens: new SessionTokenIssuer(clock),
+          containerSecret,
+          allowImdsV1: config.allowImdsV1,
+          imdsEnabled: config.imdsEnabled,
+        },
         metrics,
         logger: listenerLogger(formatAddress(listener)),
       });
       listeners.push(app);
       const port = await app.listen(listener);
       bound.push({ host: listener.host, port, role: listener.role });
-      log.info({ address: formatAddress({ host: listener.host, port }), role: listener.role, imds: config.imdsEnabled ? (config.allowImdsV1 ? 'v1 and v2' : 'v2') : 'off', containerEndpoint: containerSecret !== undefined }, 'credential listener open');
+      log.info(
+        {
+          address: formatAddress({ host: listener.host, port }),
+          role: listener.role,
+          imds: config.imdsEnabled ? (config.allowImdsV1 ? 'v1 and v2' : 'v2') : 'off',
+          containerEndpoint: containerSecret !== undefined,
+        },
+        'credential listener open',
+      );
     }
 
     let admin: ListenAddress | null = null;

@@ -1,11 +1,11 @@
 import { createHash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { CachedCredentials } from '../cache/role-credential-cache.js';
-import { awsTimestamp, documentsFor } from '../platform/aws/credential-documents.js';
 import type { RoleConfig } from '../config/config.js';
-import { credentialsFor, sendUnavailable, type ListenerContext, type ServedRole } from './listener-context.js';
 import { send, sendError, TEXT_PLAIN } from '../http/responses.js';
 import type { RouteTable } from '../http/route-table.js';
+import { awsTimestamp, documentsFor } from '../platform/aws/credential-documents.js';
+import { credentialsFor, type ListenerContext, type ServedRole, sendUnavailable } from './listener-context.js';
 import { MAX_TTL_SECONDS, parseTtlHeader } from './session-tokens.js';
 
 const TOKEN_PATH = '/latest/api/token';
@@ -116,7 +116,12 @@ function fixedDocumentsFor(config: RoleConfig): FixedDocuments {
 
 function infoDocument(config: RoleConfig, lastUpdatedMs: number): Buffer {
   const fixed = fixedDocumentsFor(config);
-  const info = { Code: 'Success', LastUpdated: awsTimestamp(lastUpdatedMs), InstanceProfileArn: fixed.instanceProfileArn, InstanceProfileId: fixed.instanceProfileId };
+  const info = {
+    Code: 'Success',
+    LastUpdated: awsTimestamp(lastUpdatedMs),
+    InstanceProfileArn: fixed.instanceProfileArn,
+    InstanceProfileId: fixed.instanceProfileId,
+  };
   return Buffer.from(JSON.stringify(info, null, 2));
 }
 

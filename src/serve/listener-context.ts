@@ -1,9 +1,9 @@
 import type { ServerResponse } from 'node:http';
 import type { CachedCredentials } from '../cache/role-credential-cache.js';
 import type { RoleConfig } from '../config/config.js';
+import { type ErrorFormat, sendError } from '../http/responses.js';
 import type { ContainerSecret } from './container-secret.js';
 import type { CredentialResolver } from './credential-resolver.js';
-import { sendError, type ErrorFormat } from '../http/responses.js';
 import type { SessionTokenIssuer } from './session-tokens.js';
 
 /**

@@ -1,4 +1,4 @@
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import type { ExchangeObserver, RoleStatus } from '../cache/role-credential-cache.js';
 import type { ClassifiedFailure } from '../exchange/failure.js';
 

@@ -1,12 +1,18 @@
 import type { Clock } from '../core/clock.js';
 import { CrosscredError } from '../core/errors.js';
-import { SUBJECT_TOKEN_TYPES, encodeSubjectToken, type AlibabaEcsIdentityAttestation, type EcsAttestationAudience } from '../protocol/issuer-token-exchange.js';
 import { ECS_METADATA_URL, EcsMetadataClient } from '../platform/alibaba/ecs-metadata.js';
-import { DEFAULT_ALIBABA_STS_URL, ecsRamRoleCredential, loadRamRoleCredentials, signGetCallerIdentity, type AlibabaCredential } from '../platform/alibaba/ram-request-signer.js';
+import {
+  type AlibabaCredential,
+  DEFAULT_ALIBABA_STS_URL,
+  ecsRamRoleCredential,
+  loadRamRoleCredentials,
+  signGetCallerIdentity,
+} from '../platform/alibaba/ram-request-signer.js';
+import { type AlibabaEcsIdentityAttestation, type EcsAttestationAudience, encodeSubjectToken, SUBJECT_TOKEN_TYPES } from '../protocol/issuer-token-exchange.js';
 import type { IssuerClient } from './issuer-client.js';
 import { inspectJwt } from './jwt-shape.js';
+import { type RenewableToken, RenewingToken } from './renewing-token.js';
 import type { TokenSource, WebIdentityToken } from './token-source.js';
-import { RenewingToken, type RenewableToken } from './renewing-token.js';
 
 export type AlibabaAttestationKind = 'ecs-identity' | 'ram-role';
 
@@ -86,7 +92,8 @@ export class AlibabaEcsTokenSource implements TokenSource {
 
   constructor(options: AlibabaEcsTokenSourceOptions) {
     const invalid = (text: string) => new CrosscredError('CONFIG_INVALID', `alibaba-ecs source: ${text}`);
-    if (options.attestation !== 'ecs-identity' && options.attestation !== 'ram-role') throw invalid(`attestation must be ecs-identity or ram-role, not ${JSON.stringify(options.attestation)}`);
+    if (options.attestation !== 'ecs-identity' && options.attestation !== 'ram-role')
+      throw invalid(`attestation must be ecs-identity or ram-role, not ${JSON.stringify(options.attestation)}`);
     let issuer: URL;
     try {
       issuer = new URL(options.issuerUrl);
@@ -97,8 +104,10 @@ export class AlibabaEcsTokenSource implements TokenSource {
     const metadataUrl = options.metadataUrl ?? ECS_METADATA_URL;
     if (!/^http:\/\/[^/?#@]+\/?$/.test(metadataUrl)) throw invalid(`metadataUrl ${JSON.stringify(metadataUrl)} must be a plain http://host[:port] URL`);
     const stsUrl = options.stsUrl ?? DEFAULT_ALIBABA_STS_URL;
-    if (!/^(https:\/\/[^/?#@]+|http:\/\/(127\.[0-9.]+|\[::1\])(:[0-9]+)?)\/?$/.test(stsUrl)) throw invalid(`stsUrl ${JSON.stringify(stsUrl)} must be a plain https://host[:port]/ URL (http only to loopback, for tests)`);
-    if (options.roleName !== undefined && !/^[A-Za-z0-9._-]{1,64}$/.test(options.roleName)) throw invalid('roleName must be a RAM role name (letters, digits, . _ -, at most 64)');
+    if (!/^(https:\/\/[^/?#@]+|http:\/\/(127\.[0-9.]+|\[::1\])(:[0-9]+)?)\/?$/.test(stsUrl))
+      throw invalid(`stsUrl ${JSON.stringify(stsUrl)} must be a plain https://host[:port]/ URL (http only to loopback, for tests)`);
+    if (options.roleName !== undefined && !/^[A-Za-z0-9._-]{1,64}$/.test(options.roleName))
+      throw invalid('roleName must be a RAM role name (letters, digits, . _ -, at most 64)');
     const timeoutMs = options.metadataTimeoutMs ?? DEFAULT_METADATA_TIMEOUT_MS;
     if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) throw invalid(`metadataTimeoutMs must be a positive number of milliseconds, not ${timeoutMs}`);
     this.#options = options;
@@ -109,7 +118,11 @@ export class AlibabaEcsTokenSource implements TokenSource {
     const how = options.attestation === 'ecs-identity' ? 'instance identity' : `RAM role${options.roleName ? ` ${options.roleName}` : ''}`;
     this.description = `alibaba-ecs ${how} attested to ${options.issuerUrl}`;
     this.#sourceName = `the issuer ${options.issuerUrl} (alibaba-ecs ${options.attestation})`;
-    this.#held = new RenewingToken(options.clock, () => this.#fetch(), () => this.#closing.signal.aborted);
+    this.#held = new RenewingToken(
+      options.clock,
+      () => this.#fetch(),
+      () => this.#closing.signal.aborted,
+    );
   }
 
   /** STS said the JWT expired or was refused: the next getToken attests again. */
@@ -138,7 +151,10 @@ export class AlibabaEcsTokenSource implements TokenSource {
     // Throws TOKEN_NOT_JWT / TOKEN_TOO_LARGE / TOKEN_EXPIRED naming the issuer, never the token.
     const claims = inspectJwt(token, now, this.#sourceName);
     if (claims.iss !== this.#options.issuerUrl) {
-      throw new CrosscredError('TOKEN_REQUEST_FAILED', `${this.#sourceName} returned a JWT whose iss is ${JSON.stringify(claims.iss ?? null)}; STS would look for another OIDC provider`);
+      throw new CrosscredError(
+        'TOKEN_REQUEST_FAILED',
+        `${this.#sourceName} returned a JWT whose iss is ${JSON.stringify(claims.iss ?? null)}; STS would look for another OIDC provider`,
+      );
     }
     // The earlier of the two is when the token really stops working.
     const expiresAtWall = Math.min(claims.exp * 1000, issuedAtWall + expiresInSeconds * 1000);
@@ -157,7 +173,13 @@ export class AlibabaEcsTokenSource implements TokenSource {
     const document = await metadata.get('/latest/dynamic/instance-identity/document', session, MAX_DOCUMENT_BYTES, 'the instance identity document', signal);
     const audienceObject: EcsAttestationAudience = { aud: this.#options.issuerUrl, signingTime: nextSigningTime(this.#options.clock.wallNow()) };
     const audience = JSON.stringify(audienceObject);
-    const pkcs7 = await metadata.get(`/latest/dynamic/instance-identity/pkcs7?audience=${encodeURIComponent(audience)}`, session, MAX_PKCS7_BYTES, 'the signed instance identity (pkcs7)', signal);
+    const pkcs7 = await metadata.get(
+      `/latest/dynamic/instance-identity/pkcs7?audience=${encodeURIComponent(audience)}`,
+      session,
+      MAX_PKCS7_BYTES,
+      'the signed instance identity (pkcs7)',
+      signal,
+    );
     const attestation: AlibabaEcsIdentityAttestation = { document, pkcs7, audience };
     return encodeSubjectToken(attestation);
   }

@@ -1,5 +1,5 @@
-import type { Clock } from '../core/clock.js';
 import type { TokenSourceConfig } from '../config/config.js';
+import type { Clock } from '../core/clock.js';
 import { ExecTokenSource } from './exec-token-source.js';
 import { FileTokenSource } from './file-token-source.js';
 import { KubernetesTokenSource } from './kubernetes-token-source.js';
@@ -19,6 +19,12 @@ export function createTokenSource(config: TokenSourceConfig, clock: Clock): Toke
     case 'kubernetes':
       return new KubernetesTokenSource({ ...config, requestTimeoutMs: KUBERNETES_REQUEST_TIMEOUT_MS, clock });
     case 'vm-issuer':
-      return new VmTokenSource({ cloud: config.cloud, issuer: config.issuer, alibabaAttestation: config.alibabaAttestation, ...(config.cloudStsEndpoint ? { cloudStsEndpoint: config.cloudStsEndpoint } : {}), clock });
+      return new VmTokenSource({
+        cloud: config.cloud,
+        issuer: config.issuer,
+        alibabaAttestation: config.alibabaAttestation,
+        ...(config.cloudStsEndpoint ? { cloudStsEndpoint: config.cloudStsEndpoint } : {}),
+        clock,
+      });
   }
 }

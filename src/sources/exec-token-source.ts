@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { basename } from 'node:path';
-import { CrosscredError } from '../core/errors.js';
 import type { Clock } from '../core/clock.js';
+import { CrosscredError } from '../core/errors.js';
 import { inspectJwt, STS_MAX_TOKEN_LENGTH } from './jwt-shape.js';
 import type { TokenClaimsSummary, TokenSource, WebIdentityToken } from './token-source.js';
 

@@ -1,8 +1,8 @@
-import { CrosscredError } from '../core/errors.js';
 import type { Clock } from '../core/clock.js';
+import { CrosscredError } from '../core/errors.js';
+import { NotARegularFileError, readRegularFile } from '../util/read-regular-file.js';
 import { inspectJwt, STS_MAX_TOKEN_LENGTH } from './jwt-shape.js';
 import type { TokenSource, WebIdentityToken } from './token-source.js';
-import { NotARegularFileError, readRegularFile } from '../util/read-regular-file.js';
 
 /** Bytes read at most: a JWT STS accepts plus generous whitespace. More means it is not our token. */
 const MAX_FILE_BYTES = STS_MAX_TOKEN_LENGTH + 4096;
@@ -37,7 +37,10 @@ export class FileTokenSource implements TokenSource {
       data = await readRegularFile(this.path, MAX_FILE_BYTES);
     } catch (err) {
       if (err instanceof NotARegularFileError) {
-        throw new CrosscredError('TOKEN_FILE_UNREADABLE', `${this.description} is ${err.kind}, not a regular file; it is read afresh before every exchange, so it must be a file (or a symlink to one); for a program's output use --token-command`);
+        throw new CrosscredError(
+          'TOKEN_FILE_UNREADABLE',
+          `${this.description} is ${err.kind}, not a regular file; it is read afresh before every exchange, so it must be a file (or a symlink to one); for a program's output use --token-command`,
+        );
       }
       const code = (err as NodeJS.ErrnoException).code ?? 'unknown error';
       throw new CrosscredError('TOKEN_FILE_UNREADABLE', `cannot read ${this.description} (${code})`);

@@ -1,7 +1,14 @@
 import { Agent, type Dispatcher, request } from 'undici';
 import { CrosscredError } from '../core/errors.js';
+import {
+  ISSUER_PATHS,
+  JWT_TOKEN_TYPE,
+  type SubjectTokenType,
+  TOKEN_EXCHANGE_GRANT_TYPE,
+  type TokenExchangeError,
+  type TokenExchangeResponse,
+} from '../protocol/issuer-token-exchange.js';
 import { readBoundedBody } from '../util/bounded-body.js';
-import { ISSUER_PATHS, JWT_TOKEN_TYPE, TOKEN_EXCHANGE_GRANT_TYPE, type SubjectTokenType, type TokenExchangeError, type TokenExchangeResponse } from '../protocol/issuer-token-exchange.js';
 
 /** A token answer is a JWT and a few fields; anything much larger is not one. */
 const MAX_ANSWER_BYTES = 64 * 1024;
@@ -29,14 +36,21 @@ export class IssuerClient {
   readonly #tokenUrl: string;
 
   constructor(private readonly options: IssuerClientOptions) {
-    this.#tokenUrl = options.tokenEndpointUrl ?? new URL(ISSUER_PATHS.token.slice(1), options.issuerUrl.endsWith('/') ? options.issuerUrl : `${options.issuerUrl}/`).toString();
+    this.#tokenUrl =
+      options.tokenEndpointUrl ??
+      new URL(ISSUER_PATHS.token.slice(1), options.issuerUrl.endsWith('/') ? options.issuerUrl : `${options.issuerUrl}/`).toString();
     const tls = { ...(options.caBundle ? { ca: options.caBundle } : {}), timeout: options.connectTimeoutMs };
     this.#dispatcher = new Agent({ connect: tls, headersTimeout: options.responseTimeoutMs, bodyTimeout: options.responseTimeoutMs, connections: 2 });
   }
 
   /** Trades `subjectToken` (an encoded attestation) for a JWT. */
   async exchange(subjectTokenType: SubjectTokenType, subjectToken: string, signal?: AbortSignal): Promise<{ token: string; expiresInSeconds: number }> {
-    const form = new URLSearchParams({ grant_type: TOKEN_EXCHANGE_GRANT_TYPE, subject_token_type: subjectTokenType, subject_token: subjectToken, requested_token_type: JWT_TOKEN_TYPE });
+    const form = new URLSearchParams({
+      grant_type: TOKEN_EXCHANGE_GRANT_TYPE,
+      subject_token_type: subjectTokenType,
+      subject_token: subjectToken,
+      requested_token_type: JWT_TOKEN_TYPE,
+    });
     if (this.options.audience) form.set('audience', this.options.audience);
     const deadline = AbortSignal.timeout(this.options.connectTimeoutMs + this.options.responseTimeoutMs);
     let res: Dispatcher.ResponseData;
@@ -49,7 +63,10 @@ export class IssuerClient {
         signal: signal ? AbortSignal.any([deadline, signal]) : deadline,
       });
     } catch (err) {
-      throw new CrosscredError('TOKEN_REQUEST_FAILED', `the issuer ${this.options.issuerUrl} could not be reached (${(err as NodeJS.ErrnoException).code ?? (err as Error).name})`);
+      throw new CrosscredError(
+        'TOKEN_REQUEST_FAILED',
+        `the issuer ${this.options.issuerUrl} could not be reached (${(err as NodeJS.ErrnoException).code ?? (err as Error).name})`,
+      );
     }
     const text = await readBoundedBody(res.body, MAX_ANSWER_BYTES);
     let answer: unknown;
@@ -65,7 +82,10 @@ export class IssuerClient {
     }
     const ok = answer as Partial<TokenExchangeResponse> | undefined;
     if (typeof ok?.access_token !== 'string' || ok.issued_token_type !== JWT_TOKEN_TYPE || typeof ok.expires_in !== 'number') {
-      throw new CrosscredError('TOKEN_REQUEST_FAILED', `the issuer ${this.options.issuerUrl} answered 200 without a JWT (access_token, issued_token_type, expires_in)`);
+      throw new CrosscredError(
+        'TOKEN_REQUEST_FAILED',
+        `the issuer ${this.options.issuerUrl} answered 200 without a JWT (access_token, issued_token_type, expires_in)`,
+      );
     }
     return { token: ok.access_token, expiresInSeconds: ok.expires_in };
   }

@@ -1,13 +1,13 @@
 import { STATUS_CODES } from 'node:http';
-import { Agent, request, type Dispatcher } from 'undici';
+import { Agent, type Dispatcher, request } from 'undici';
 import type { KubernetesTokenRequestConfig } from '../config/config.js';
 import type { Clock } from '../core/clock.js';
 import { CrosscredError } from '../core/errors.js';
+import { isObject, parseJson, readBoundedBody } from '../util/bounded-body.js';
 import { readRegularFile } from '../util/read-regular-file.js';
 import { inspectJwt } from './jwt-shape.js';
+import { type RenewableToken, RenewingToken } from './renewing-token.js';
 import type { TokenSource, WebIdentityToken } from './token-source.js';
-import { isObject, parseJson, readBoundedBody } from '../util/bounded-body.js';
-import { RenewingToken, type RenewableToken } from './renewing-token.js';
 
 export interface KubernetesTokenSourceOptions extends KubernetesTokenRequestConfig {
   /** Bound on one request: connect, TLS handshake and the whole answer, in ms. */
@@ -47,7 +47,7 @@ const TIMEOUT_CODES = new Set(['UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEO
 
 /** What each refusal usually means in a cluster, so the message says where to look. */
 const STATUS_EXPLANATION: Record<number, string> = {
-  401: 'the API server did not accept the pod\'s ServiceAccount token',
+  401: "the API server did not accept the pod's ServiceAccount token",
   403: 'RBAC does not let the ServiceAccount create serviceaccounts/token',
   404: 'no such namespace or ServiceAccount',
 };
@@ -92,7 +92,11 @@ export class KubernetesTokenSource implements TokenSource {
     const who = `${options.namespace}/${options.serviceAccount}`;
     this.description = `Kubernetes TokenRequest for ${who} (audience ${options.audience})`;
     this.#sourceName = `Kubernetes TokenRequest for serviceaccount ${who}`;
-    this.#held = new RenewingToken(options.clock, () => this.#requestToken(), () => this.#closed);
+    this.#held = new RenewingToken(
+      options.clock,
+      () => this.#requestToken(),
+      () => this.#closed,
+    );
   }
 
   /**
@@ -181,7 +185,9 @@ export class KubernetesTokenSource implements TokenSource {
     const claims = inspectJwt(token, now, this.#sourceName);
     const aud = claims.aud === undefined ? undefined : Array.isArray(claims.aud) ? claims.aud : [claims.aud];
     if (aud && !aud.includes(this.#options.audience)) {
-      throw this.#failure(`got a token for audience ${JSON.stringify(sanitize(aud.join(','), []))}, not ${JSON.stringify(this.#options.audience)}; STS would refuse it`);
+      throw this.#failure(
+        `got a token for audience ${JSON.stringify(sanitize(aud.join(','), []))}, not ${JSON.stringify(this.#options.audience)}; STS would refuse it`,
+      );
     }
     // The two should agree; if they do not, the earlier one is when the token really stops working.
     const expiresAtWall = Math.min(expiresAt, claims.exp * 1000);
@@ -207,7 +213,7 @@ export class KubernetesTokenSource implements TokenSource {
   #transportFailure(err: unknown, timedOut: boolean, bearer: string): CrosscredError {
     const { requestTimeoutMs, caFile } = this.#options;
     const code = (err as { code?: unknown } | null)?.code;
-    const codeText = typeof code === 'string' ? code : (err as Error | null)?.name ?? 'Error';
+    const codeText = typeof code === 'string' ? code : ((err as Error | null)?.name ?? 'Error');
     const detail = sanitize(err instanceof Error ? err.message : String(err), [bearer]);
     let text: string;
     if (timedOut || TIMEOUT_CODES.has(codeText) || codeText === 'TimeoutError') {
@@ -231,7 +237,10 @@ export class KubernetesTokenSource implements TokenSource {
       data = await readRegularFile(path, MAX_SA_TOKEN_BYTES);
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code ?? 'unknown error';
-      throw new CrosscredError('TOKEN_FILE_UNREADABLE', `cannot read the pod's ServiceAccount token ${path} (${code}), needed to authenticate the TokenRequest`);
+      throw new CrosscredError(
+        'TOKEN_FILE_UNREADABLE',
+        `cannot read the pod's ServiceAccount token ${path} (${code}), needed to authenticate the TokenRequest`,
+      );
     }
     if (data === undefined) {
       throw new CrosscredError('TOKEN_TOO_LARGE', `the pod's ServiceAccount token ${path} is larger than ${MAX_SA_TOKEN_BYTES} bytes`);
@@ -256,7 +265,9 @@ export class KubernetesTokenSource implements TokenSource {
     }
     const ca = data?.toString('utf8');
     if (ca === undefined || !ca.includes('-----BEGIN CERTIFICATE-----')) {
-      throw this.#failure(`cannot use the API server CA ${caFile}: it is not a PEM certificate bundle${ca === undefined ? ` (larger than ${MAX_CA_BYTES} bytes)` : ''}`);
+      throw this.#failure(
+        `cannot use the API server CA ${caFile}: it is not a PEM certificate bundle${ca === undefined ? ` (larger than ${MAX_CA_BYTES} bytes)` : ''}`,
+      );
     }
     if (this.#closed) throw this.#failure('was closed');
     if (this.#agent?.ca === ca) return this.#agent.dispatcher;
@@ -284,11 +295,18 @@ function validateOptions(options: KubernetesTokenSourceOptions): URL {
   if (url.protocol !== 'https:' || url.search || url.hash || url.username || url.password) {
     throw invalid(`API server ${JSON.stringify(options.apiServer)} must be a plain https:// URL`);
   }
-  for (const [name, value] of [['namespace', options.namespace], ['serviceAccount', options.serviceAccount], ['audience', options.audience]] as const) {
-    if (typeof value !== 'string' || value.trim() === '' || value !== value.trim()) throw invalid(`${name} must be a non-empty string without surrounding spaces`);
+  for (const [name, value] of [
+    ['namespace', options.namespace],
+    ['serviceAccount', options.serviceAccount],
+    ['audience', options.audience],
+  ] as const) {
+    if (typeof value !== 'string' || value.trim() === '' || value !== value.trim())
+      throw invalid(`${name} must be a non-empty string without surrounding spaces`);
   }
   if (!Number.isInteger(options.expirationSeconds) || options.expirationSeconds < MIN_EXPIRATION_SECONDS || options.expirationSeconds > 2 ** 32) {
-    throw invalid(`expirationSeconds must be a whole number of seconds from ${MIN_EXPIRATION_SECONDS} (the API server's minimum) to 2^32, not ${options.expirationSeconds}`);
+    throw invalid(
+      `expirationSeconds must be a whole number of seconds from ${MIN_EXPIRATION_SECONDS} (the API server's minimum) to 2^32, not ${options.expirationSeconds}`,
+    );
   }
   if (!Number.isFinite(options.requestTimeoutMs) || options.requestTimeoutMs <= 0) {
     throw invalid(`requestTimeoutMs must be a positive number of milliseconds, not ${options.requestTimeoutMs}`);

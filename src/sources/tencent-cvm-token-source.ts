@@ -1,12 +1,12 @@
 import type { Clock } from '../core/clock.js';
 import { CrosscredError } from '../core/errors.js';
-import { BINDING_HEADERS, encodeSubjectToken, SUBJECT_TOKEN_TYPES, type SignedRequestAttestation } from '../protocol/issuer-token-exchange.js';
-import { signTc3, Tc3FormatError, TENCENT_GET_CALLER_IDENTITY as GCI } from '../platform/tencent/tc3-signature.js';
+import { cvmRoleCredentials, type TencentRoleCredentials } from '../platform/tencent/cvm-role-credentials.js';
+import { TENCENT_GET_CALLER_IDENTITY as GCI, signTc3, Tc3FormatError } from '../platform/tencent/tc3-signature.js';
+import { BINDING_HEADERS, encodeSubjectToken, type SignedRequestAttestation, SUBJECT_TOKEN_TYPES } from '../protocol/issuer-token-exchange.js';
 import type { IssuerClient } from './issuer-client.js';
 import { inspectJwt } from './jwt-shape.js';
-import { cvmRoleCredentials, type TencentRoleCredentials } from '../platform/tencent/cvm-role-credentials.js';
+import { type RenewableToken, RenewingToken } from './renewing-token.js';
 import type { TokenSource, WebIdentityToken } from './token-source.js';
-import { RenewingToken, type RenewableToken } from './renewing-token.js';
 
 export type { TencentRoleCredentials } from '../platform/tencent/cvm-role-credentials.js';
 
@@ -102,9 +102,15 @@ export class TencentCvmTokenSource implements TokenSource {
     // Throws TOKEN_NOT_JWT / TOKEN_TOO_LARGE / TOKEN_EXPIRED, naming the issuer, never the token.
     const claims = inspectJwt(token, now, this.#sourceName);
     if (claims.iss !== undefined && claims.iss !== issuerUrl) {
-      throw new CrosscredError('TOKEN_REQUEST_FAILED', `${this.#sourceName} has iss ${JSON.stringify(claims.iss.slice(0, 200))}, not the issuer URL; check the issuer's configured URL`);
+      throw new CrosscredError(
+        'TOKEN_REQUEST_FAILED',
+        `${this.#sourceName} has iss ${JSON.stringify(claims.iss.slice(0, 200))}, not the issuer URL; check the issuer's configured URL`,
+      );
     }
-    const expiresAtWall = Math.min(claims.exp * 1000, Number.isFinite(expiresInSeconds) && expiresInSeconds > 0 ? askedAtWall + expiresInSeconds * 1000 : Infinity);
+    const expiresAtWall = Math.min(
+      claims.exp * 1000,
+      Number.isFinite(expiresInSeconds) && expiresInSeconds > 0 ? askedAtWall + expiresInSeconds * 1000 : Infinity,
+    );
     const lifetime = expiresAtWall - askedAtWall;
     const renewAtWall = askedAtWall + Math.max(lifetime * MIN_LIFETIME_FRACTION, Math.min(lifetime * RENEW_AT_FRACTION, lifetime - RENEW_BEFORE_EXPIRY_MS));
     return { token: { token, expiresAtWall, claims }, renewAtWall };
@@ -142,9 +148,14 @@ export function signTencentGetCallerIdentity(input: SignGetCallerIdentityInput):
   if (input.credentials.token) headers['x-tc-token'] = input.credentials.token;
   if (input.region) headers['x-tc-region'] = input.region;
   try {
-    headers['authorization'] = signTc3({ method: 'POST', url: origin, headers, body: GCI.body }, input.credentials, { service: GCI.service, timestamp: input.timestamp, signedHeaders });
+    headers['authorization'] = signTc3({ method: 'POST', url: origin, headers, body: GCI.body }, input.credentials, {
+      service: GCI.service,
+      timestamp: input.timestamp,
+      signedHeaders,
+    });
   } catch (err) {
-    if (err instanceof Tc3FormatError) throw new CrosscredError('TENCENT_CVM_ROLE_UNAVAILABLE', `tencent-cvm: cannot sign GetCallerIdentity with the CAM role key: ${err.message}`);
+    if (err instanceof Tc3FormatError)
+      throw new CrosscredError('TENCENT_CVM_ROLE_UNAVAILABLE', `tencent-cvm: cannot sign GetCallerIdentity with the CAM role key: ${err.message}`);
     throw err;
   }
   return { method: 'POST', url: origin, headers, body: GCI.body };
@@ -158,7 +169,15 @@ function validateOptions(options: TencentCvmTokenSourceOptions): URL {
   }
   const raw = options.stsEndpoint ?? GCI.defaultEndpoint;
   const url = parseUrl(raw);
-  if (!url || (url.protocol !== 'https:' && url.protocol !== 'http:') || url.username || url.password || raw.includes('?') || raw.includes('#') || url.pathname !== '/') {
+  if (
+    !url ||
+    (url.protocol !== 'https:' && url.protocol !== 'http:') ||
+    url.username ||
+    url.password ||
+    raw.includes('?') ||
+    raw.includes('#') ||
+    url.pathname !== '/'
+  ) {
     throw invalid(`the STS endpoint ${JSON.stringify(raw)} must be a plain "https://host[:port]/" URL`);
   }
   if (options.region !== undefined && !REGION.test(options.region)) {

@@ -1,6 +1,6 @@
 import { request } from 'undici';
-import type { Clock } from '../core/clock.js';
 import type { IssuerConnection } from '../config/config.js';
+import type { Clock } from '../core/clock.js';
 import { CrosscredError } from '../core/errors.js';
 import { ECS_METADATA_URL } from '../platform/alibaba/ecs-metadata.js';
 import { CVM_METADATA_URL } from '../platform/tencent/cvm-metadata.js';
@@ -47,7 +47,10 @@ export class VmTokenSource implements TokenSource {
   }
 
   invalidate(): void {
-    void this.#inner?.then((s) => s.invalidate?.(), () => undefined);
+    void this.#inner?.then(
+      (s) => s.invalidate?.(),
+      () => undefined,
+    );
   }
 
   async close(): Promise<void> {
@@ -68,8 +71,19 @@ export class VmTokenSource implements TokenSource {
     });
     const source =
       cloud === 'alibaba-ecs'
-        ? new (await import('./alibaba-ecs-token-source.js')).AlibabaEcsTokenSource({ issuer, issuerUrl: o.issuer.url, attestation: o.alibabaAttestation, ...(o.cloudStsEndpoint ? { stsUrl: o.cloudStsEndpoint } : {}), clock: o.clock })
-        : new (await import('./tencent-cvm-token-source.js')).TencentCvmTokenSource({ issuer, issuerUrl: o.issuer.url, ...(o.cloudStsEndpoint ? { stsEndpoint: o.cloudStsEndpoint } : {}), clock: o.clock });
+        ? new (await import('./alibaba-ecs-token-source.js')).AlibabaEcsTokenSource({
+            issuer,
+            issuerUrl: o.issuer.url,
+            attestation: o.alibabaAttestation,
+            ...(o.cloudStsEndpoint ? { stsUrl: o.cloudStsEndpoint } : {}),
+            clock: o.clock,
+          })
+        : new (await import('./tencent-cvm-token-source.js')).TencentCvmTokenSource({
+            issuer,
+            issuerUrl: o.issuer.url,
+            ...(o.cloudStsEndpoint ? { stsEndpoint: o.cloudStsEndpoint } : {}),
+            clock: o.clock,
+          });
     this.description = `crosscred issuer ${o.issuer.url} (${source.description})`;
     return source;
   }
@@ -86,7 +100,8 @@ async function detectCloud(): Promise<'alibaba-ecs' | 'tencent-cvm'> {
       return false;
     }
   };
-  if (await answers(`${ECS_METADATA_URL}/latest/api/token`, { method: 'PUT', headers: { 'x-aliyun-ecs-metadata-token-ttl-seconds': '60' } })) return 'alibaba-ecs';
+  if (await answers(`${ECS_METADATA_URL}/latest/api/token`, { method: 'PUT', headers: { 'x-aliyun-ecs-metadata-token-ttl-seconds': '60' } }))
+    return 'alibaba-ecs';
   if (await answers(`${CVM_METADATA_URL}/latest/meta-data/instance-id`, { method: 'GET' })) return 'tencent-cvm';
   throw new CrosscredError(
     'TOKEN_SOURCE_NOT_FOUND',

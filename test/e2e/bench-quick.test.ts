@@ -17,7 +17,12 @@ const skipReason = wrkMissing && !strict ? 'wrk is not installed (apt-get instal
 /** The quick mode takes under a minute; the slack covers a loaded CI machine. */
 const QUICK_TIMEOUT_MS = 180_000;
 
-interface WrkResult { rps: number; p99Ms: number; errors: number; requests: number }
+interface WrkResult {
+  rps: number;
+  p99Ms: number;
+  errors: number;
+  requests: number;
+}
 
 describe('npm run bench -- --quick', { skip: skipReason !== undefined, meta: { skipReason } }, () => {
   it('completes and writes a report with every scenario', { timeout: QUICK_TIMEOUT_MS + 10_000 }, async () => {
@@ -45,7 +50,10 @@ describe('npm run bench -- --quick', { skip: skipReason !== undefined, meta: { s
       // Hot path: both protocols, both connection modes, crosscred and the node:http baseline in each row.
       for (const scenario of ['imds', 'container']) {
         for (const keepAlive of [true, false]) {
-          expect(report.hotPath.some((r) => r.scenario === scenario && r.keepAlive === keepAlive), `${scenario} keepAlive=${keepAlive}`).toBe(true);
+          expect(
+            report.hotPath.some((r) => r.scenario === scenario && r.keepAlive === keepAlive),
+            `${scenario} keepAlive=${keepAlive}`,
+          ).toBe(true);
         }
       }
       for (const row of report.hotPath) {

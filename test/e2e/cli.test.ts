@@ -1,5 +1,5 @@
 import { readFile } from 'node:fs/promises';
-import { createServer, type AddressInfo } from 'node:net';
+import { type AddressInfo, createServer } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { SERVE_OPTIONS } from '../../src/cli/serve-options.js';
 import { crosscred } from '../support/run-cli.js';
@@ -33,7 +33,10 @@ describe('crosscred command line', () => {
   });
 
   it('stops on invalid configuration with exit code 78 and a coded message naming every bad field and its origin', async () => {
-    const { code, stderr } = await crosscred(['serve', '--duration-seconds', '60', '--listen', 'nonsense', '--sts-endpoint', 'http://sts.example'], { AWS_ROLE_ARN: 'arn:aws:iam::12:role/x', AWS_WEB_IDENTITY_TOKEN_FILE: '/tmp/t' });
+    const { code, stderr } = await crosscred(['serve', '--duration-seconds', '60', '--listen', 'nonsense', '--sts-endpoint', 'http://sts.example'], {
+      AWS_ROLE_ARN: 'arn:aws:iam::12:role/x',
+      AWS_WEB_IDENTITY_TOKEN_FILE: '/tmp/t',
+    });
     expect(code).toBe(78);
     expect(stderr).toContain('CROSSCRED_ERR_CONFIG_INVALID');
     expect(stderr).toMatch(/roleArn \(env AWS_ROLE_ARN\)/);
@@ -43,7 +46,11 @@ describe('crosscred command line', () => {
   });
 
   it('runs the README demo chain end to end (demo --check)', async () => {
-    const { code, stdout, stderr } = await crosscred(['demo', '--check', '--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--log-level', 'warn'], {}, 30_000);
+    const { code, stdout, stderr } = await crosscred(
+      ['demo', '--check', '--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--log-level', 'warn'],
+      {},
+      30_000,
+    );
     expect(stderr).not.toContain('"level":"error"');
     expect(code).toBe(0);
     expect(stdout).toContain('export AWS_EC2_METADATA_SERVICE_ENDPOINT=http://127.0.0.1:');
@@ -78,7 +85,13 @@ describe('crosscred serve ignores the AWS SDK settings meant for applications', 
     const chain = await startChain();
     const daemon = await spawnDaemon(
       ['--listen', '127.0.0.1:0', '--role-arn', roleArn('app'), '--token-file', chain.tokenFile, '--region', 'us-east-1', '--sts-endpoint', chain.sts.url],
-      { AWS_DEFAULTS_MODE: 'bogus', AWS_RETRY_MODE: 'bogus', AWS_USE_FIPS_ENDPOINT: 'true', AWS_USE_DUALSTACK_ENDPOINT: 'true', AWS_EC2_METADATA_DISABLED: 'false' },
+      {
+        AWS_DEFAULTS_MODE: 'bogus',
+        AWS_RETRY_MODE: 'bogus',
+        AWS_USE_FIPS_ENDPOINT: 'true',
+        AWS_USE_DUALSTACK_ENDPOINT: 'true',
+        AWS_EC2_METADATA_DISABLED: 'false',
+      },
     );
     try {
       await waitUntilReady(daemon.admin);
@@ -110,7 +123,9 @@ async function takenPort<T>(use: (port: number) => Promise<T>): Promise<T> {
 
 describe('a port already in use is reported as the cause, alone', () => {
   it('demo: the listen error comes first, with no STS failure before or after it', async () => {
-    const { code, stdout, stderr } = await takenPort((port) => crosscred(['demo', '--listen', `127.0.0.1:${port}`, '--admin-listen', '127.0.0.1:0'], {}, 30_000));
+    const { code, stdout, stderr } = await takenPort((port) =>
+      crosscred(['demo', '--listen', `127.0.0.1:${port}`, '--admin-listen', '127.0.0.1:0'], {}, 30_000),
+    );
     expect(code).toBe(1);
     expect(stdout).toBe('');
     expect(stderr.split('\n')[0]).toMatch(/^crosscred demo: CROSSCRED_ERR_LISTEN_FAILED: cannot listen on 127\.0\.0\.1:\d+ \(EADDRINUSE\)/);
@@ -122,7 +137,21 @@ describe('a port already in use is reported as the cause, alone', () => {
     const chain = await startChain();
     try {
       const { code, stdout, stderr } = await takenPort((port) =>
-        crosscred(['serve', '--listen', `127.0.0.1:${port}`, '--admin-listen', '127.0.0.1:0', '--role-arn', roleArn('app'), '--token-file', chain.tokenFile, '--region', 'us-east-1', '--sts-endpoint', chain.sts.url]),
+        crosscred([
+          'serve',
+          '--listen',
+          `127.0.0.1:${port}`,
+          '--admin-listen',
+          '127.0.0.1:0',
+          '--role-arn',
+          roleArn('app'),
+          '--token-file',
+          chain.tokenFile,
+          '--region',
+          'us-east-1',
+          '--sts-endpoint',
+          chain.sts.url,
+        ]),
       );
       expect(code).toBe(1);
       expect(stderr).toMatch(/^crosscred serve: CROSSCRED_ERR_LISTEN_FAILED: cannot listen on 127\.0\.0\.1:\d+ \(EADDRINUSE\)/);
@@ -155,7 +184,10 @@ describe('serve without a role', () => {
   });
 
   it('keeps the usual report when a role is given but something else is wrong', async () => {
-    const { code, stderr } = await crosscred(['serve', '--listen', 'nonsense'], { AWS_ROLE_ARN: 'arn:aws:iam::111122223333:role/x', AWS_WEB_IDENTITY_TOKEN_FILE: '/tmp/t' });
+    const { code, stderr } = await crosscred(['serve', '--listen', 'nonsense'], {
+      AWS_ROLE_ARN: 'arn:aws:iam::111122223333:role/x',
+      AWS_WEB_IDENTITY_TOKEN_FILE: '/tmp/t',
+    });
     expect(code).toBe(78);
     expect(stderr).not.toContain('no role to assume');
     expect(stderr).toMatch(/listen \(--listen\): "nonsense"/);

@@ -81,7 +81,10 @@ beforeAll(async () => {
   // a build secret, never baked into a layer. Harmless where the registry's own chain is trusted.
   const caFile = [process.env['NODE_EXTRA_CA_CERTS'], '/etc/ssl/certs/ca-certificates.crt'].find((f) => f && existsSync(f));
   started = Date.now();
-  await buildah(['bud', '--isolation', 'chroot', '--format', 'docker', ...(caFile ? ['--secret', `id=extra_ca_certs,src=${caFile}`] : []), '-t', IMAGE, REPO_ROOT], 10 * MINUTES);
+  await buildah(
+    ['bud', '--isolation', 'chroot', '--format', 'docker', ...(caFile ? ['--secret', `id=extra_ca_certs,src=${caFile}`] : []), '-t', IMAGE, REPO_ROOT],
+    10 * MINUTES,
+  );
   imageBuilt = true;
   const buildSeconds = (Date.now() - started) / 1000;
   console.log(`container image: stand-in bases ready in ${baseSeconds.toFixed(0)} s, image built in ${buildSeconds.toFixed(0)} s`);

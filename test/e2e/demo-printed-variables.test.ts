@@ -1,4 +1,4 @@
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -6,7 +6,7 @@ import { promisify } from 'node:util';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLI, REPO_ROOT } from '../support/chain.js';
-import { buildGoClients, clientAvailable, CLIENTS, goClientsAvailable, runClient } from '../support/clients.js';
+import { buildGoClients, CLIENTS, clientAvailable, goClientsAvailable, runClient } from '../support/clients.js';
 
 /**
  * What a newcomer does after `npm run demo`: paste one of the printed `export` blocks into a shell
@@ -51,7 +51,9 @@ const CLIENT_LIST: Client[] = [
     name: 'AWS CLI v2 (Debian /usr/bin/aws)',
     available: () => clientAvailable(CLIENTS.awsCliV2),
     missing: '/usr/bin/aws (apt-get install awscli) is not installed',
-    get: async (env) => ({ accessKeyId: json(await runClient(CLIENTS.awsCliV2, ['configure', 'export-credentials', '--format', 'process'], env))['AccessKeyId'] }),
+    get: async (env) => ({
+      accessKeyId: json(await runClient(CLIENTS.awsCliV2, ['configure', 'export-credentials', '--format', 'process'], env))['AccessKeyId'],
+    }),
   },
   {
     name: 'AWS CLI v1 (pyenv aws)',
@@ -125,7 +127,12 @@ function bareEnv(): Record<string, string> {
 function exportBlocks(stdout: string): string[] {
   return stdout
     .split(/\n\s*\n/)
-    .map((p) => p.split('\n').map((l) => l.trim()).filter(Boolean))
+    .map((p) =>
+      p
+        .split('\n')
+        .map((l) => l.trim())
+        .filter(Boolean),
+    )
     .filter((lines) => lines.length > 0 && lines.every((l) => l.startsWith('export ')))
     .map((lines) => lines.join('\n'));
 }
@@ -133,14 +140,20 @@ function exportBlocks(stdout: string): string[] {
 /** The variables a block sets, as a POSIX shell evaluates it (quoting, command substitution and all). */
 async function evaluate(block: string): Promise<Record<string, string>> {
   const base = bareEnv();
-  const { stdout } = await run('/bin/sh', ['-c', `${block}\nexec "$0" -e 'process.stdout.write(JSON.stringify(process.env))'`, process.execPath], { env: base, timeout: 10_000 });
+  const { stdout } = await run('/bin/sh', ['-c', `${block}\nexec "$0" -e 'process.stdout.write(JSON.stringify(process.env))'`, process.execPath], {
+    env: base,
+    timeout: 10_000,
+  });
   const after = json(stdout);
   return Object.fromEntries(Object.entries(after).filter(([k, v]) => base[k] !== v && k !== 'PWD' && k !== 'SHLVL' && k !== '_'));
 }
 
 beforeAll(async () => {
   home = await mkdtemp(join(tmpdir(), 'crosscred-demo-user-'));
-  demo = spawn(process.execPath, [CLI, 'demo', '--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0'], { env: bareEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
+  demo = spawn(process.execPath, [CLI, 'demo', '--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0'], {
+    env: bareEnv(),
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   await new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`the demo did not start in time:\n${demoOutput}`)), 30_000);
     const onData = (chunk: Buffer) => {
@@ -195,7 +208,7 @@ describe('the variables `crosscred demo` prints', () => {
     expect(servedKey).toMatch(/^ASIA/);
   });
 
-  it('keep the container secret off the demo\'s output: the shell reads it from the file', () => {
+  it("keep the container secret off the demo's output: the shell reads it from the file", () => {
     const secret = blocks['container endpoint']?.['AWS_CONTAINER_AUTHORIZATION_TOKEN'];
     expect(secret?.length).toBeGreaterThanOrEqual(16);
     expect(demoOutput).not.toContain(secret);
@@ -203,7 +216,7 @@ describe('the variables `crosscred demo` prints', () => {
 });
 
 describe.each(CLIENT_LIST.map((c) => [c.name, c] as const))('%s, with exactly a printed block exported', (_name, client) => {
-  it.for(Object.keys(BLOCKS) as BlockName[])('gets the emulator\'s credentials through the %s block', async (block, ctx) => {
+  it.for(Object.keys(BLOCKS) as BlockName[])("gets the emulator's credentials through the %s block", async (block, ctx) => {
     if (!available.get(client.name)) ctx.skip(client.missing);
     const vars = blocks[block];
     expect(vars, `no ${block} block was printed`).toBeDefined();

@@ -6,7 +6,7 @@ import { promisify } from 'node:util';
 import { decodeJwt } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DemoOidcIssuer } from '../../src/demo/oidc-issuer.js';
-import { roleArn, startChain, SUBJECT, type Chain } from '../support/chain.js';
+import { type Chain, roleArn, SUBJECT, startChain } from '../support/chain.js';
 import { crosscred } from '../support/run-cli.js';
 import { startGlewlwyd, startOauth2MockServer, type ThirdPartyIssuer } from '../support/third-party-issuers.js';
 
@@ -28,7 +28,25 @@ beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'crosscred-doctor-'));
   caFile = join(dir, 'ca.pem');
   const keyFile = join(dir, 'key.pem');
-  await run('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '1', '-subj', '/CN=issuer', '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', keyFile, '-out', caFile]);
+  await run('openssl', [
+    'req',
+    '-x509',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:P-256',
+    '-nodes',
+    '-days',
+    '1',
+    '-subj',
+    '/CN=issuer',
+    '-addext',
+    'subjectAltName=IP:127.0.0.1',
+    '-keyout',
+    keyFile,
+    '-out',
+    caFile,
+  ]);
   httpsIssuer = await DemoOidcIssuer.start({ tls: { key: await readFile(keyFile, 'utf8'), cert: await readFile(caFile, 'utf8') } });
   httpsToken = await httpsIssuer.mint({ sub: SUBJECT, aud: 'sts.amazonaws.com', ttlSeconds: 3600 });
   httpsTokenFile = join(dir, 'https-token');
@@ -46,7 +64,10 @@ function env(extra: Record<string, string>): Record<string, string> {
 
 describe('crosscred doctor', () => {
   it('passes a healthy chain with an HTTPS issuer (exit 0), warning that a loopback issuer is not public', async () => {
-    const { code, stdout } = await crosscred(['doctor', '--no-exchange'], env({ AWS_ROLE_ARN: roleArn('app'), AWS_WEB_IDENTITY_TOKEN_FILE: httpsTokenFile, NODE_EXTRA_CA_CERTS: caFile }));
+    const { code, stdout } = await crosscred(
+      ['doctor', '--no-exchange'],
+      env({ AWS_ROLE_ARN: roleArn('app'), AWS_WEB_IDENTITY_TOKEN_FILE: httpsTokenFile, NODE_EXTRA_CA_CERTS: caFile }),
+    );
     expect(stdout).toContain(`[info] token source: token file ${httpsTokenFile}`);
     expect(stdout).toContain('AWS_WEB_IDENTITY_TOKEN_FILE is set (EKS IRSA or a projected ServiceAccount token)');
     expect(stdout).toContain(`iss ${httpsIssuer.url}`);
@@ -62,7 +83,10 @@ describe('crosscred doctor', () => {
 
   it('tries the real exchange and explains an HTTP issuer and an untrusted role, with fixes (exit 1)', async () => {
     // The emulator trusts role "app" only; "other" is refused as STS refuses a trust-policy mismatch.
-    const { code, stdout } = await crosscred(['doctor', '--role-arn', roleArn('other'), '--token-file', chain.tokenFile, '--sts-endpoint', chain.sts.url], env({}));
+    const { code, stdout } = await crosscred(
+      ['doctor', '--role-arn', roleArn('other'), '--token-file', chain.tokenFile, '--sts-endpoint', chain.sts.url],
+      env({}),
+    );
     expect(stdout).toContain(`[FAIL] the issuer ${chain.issuer.url} is not HTTPS`);
     expect(stdout).toContain('[FAIL] STS at http://127.0.0.1:');
     expect(stdout).toContain('AccessDenied');
@@ -91,7 +115,15 @@ describe('crosscred doctor', () => {
   });
 
   it('explains an ACK RRSA pod: the token file is used, the Alibaba role is not', async () => {
-    const { stdout } = await crosscred(['doctor', '--no-exchange'], env({ AWS_ROLE_ARN: roleArn('app'), ALIBABA_CLOUD_OIDC_TOKEN_FILE: httpsTokenFile, ALIBABA_CLOUD_ROLE_ARN: 'acs:ram::1234:role/x', NODE_EXTRA_CA_CERTS: caFile }));
+    const { stdout } = await crosscred(
+      ['doctor', '--no-exchange'],
+      env({
+        AWS_ROLE_ARN: roleArn('app'),
+        ALIBABA_CLOUD_OIDC_TOKEN_FILE: httpsTokenFile,
+        ALIBABA_CLOUD_ROLE_ARN: 'acs:ram::1234:role/x',
+        NODE_EXTRA_CA_CERTS: caFile,
+      }),
+    );
     expect(stdout).toContain('ALIBABA_CLOUD_OIDC_TOKEN_FILE is set (ACK RRSA)');
     expect(stdout).toMatch(/\[info\] ALIBABA_CLOUD_ROLE_ARN is set: the Alibaba RAM role for Alibaba STS/);
   });
@@ -104,7 +136,14 @@ describe('crosscred doctor', () => {
       const { generateKeyPair, SignJWT } = await import('jose');
       const { privateKey } = await generateKeyPair('ES256');
       const iss = `http://127.0.0.1:${(silent.address() as { port: number }).port}`;
-      const token = await new SignJWT({}).setProtectedHeader({ alg: 'ES256', kid: 'k' }).setIssuer(iss).setSubject('s').setAudience('sts.amazonaws.com').setIssuedAt().setExpirationTime('1h').sign(privateKey);
+      const token = await new SignJWT({})
+        .setProtectedHeader({ alg: 'ES256', kid: 'k' })
+        .setIssuer(iss)
+        .setSubject('s')
+        .setAudience('sts.amazonaws.com')
+        .setIssuedAt()
+        .setExpirationTime('1h')
+        .sign(privateKey);
       const file = join(dir, 'silent-issuer-token');
       await writeFile(file, token);
       const { code, stdout } = await crosscred(['doctor', '--no-exchange', '--timeout-ms', '500', '--role-arn', roleArn('app'), '--token-file', file], env({}));
@@ -141,7 +180,9 @@ describe('crosscred trust-policy', () => {
     expect(text.stdout).toContain(`aws iam create-open-id-connect-provider --url https://${issuerPath} --client-id-list sts.amazonaws.com`);
     expect(text.stdout).toContain('aws iam update-assume-role-policy --role-name app');
     const json = await crosscred(['trust-policy', '--role-arn', roleArn('app'), '--format', 'json'], env({ AWS_WEB_IDENTITY_TOKEN_FILE: httpsTokenFile }));
-    const advice = JSON.parse(json.stdout) as { trustPolicy: { Statement: Array<{ Principal: { Federated: string }; Condition: Record<string, Record<string, string>> }> } };
+    const advice = JSON.parse(json.stdout) as {
+      trustPolicy: { Statement: Array<{ Principal: { Federated: string }; Condition: Record<string, Record<string, string>> }> };
+    };
     const statement = advice.trustPolicy.Statement[0]!;
     expect(statement.Principal.Federated).toBe(`arn:aws:iam::111122223333:oidc-provider/${issuerPath}`);
     expect(statement.Condition).toEqual({ StringEquals: { [`${issuerPath}:aud`]: 'sts.amazonaws.com', [`${issuerPath}:sub`]: SUBJECT } });
@@ -150,10 +191,19 @@ describe('crosscred trust-policy', () => {
   });
 
   it('uses StringLike for a subject pattern, and a placeholder account without a role', async () => {
-    const { stdout } = await crosscred(['trust-policy', '--format', 'json', '--sub-pattern', 'system:serviceaccount:payments:*'], env({ AWS_WEB_IDENTITY_TOKEN_FILE: httpsTokenFile }));
-    const advice = JSON.parse(stdout) as { trustPolicy: { Statement: Array<{ Principal: { Federated: string }; Condition: Record<string, Record<string, string>> }> }; notes: string[] };
+    const { stdout } = await crosscred(
+      ['trust-policy', '--format', 'json', '--sub-pattern', 'system:serviceaccount:payments:*'],
+      env({ AWS_WEB_IDENTITY_TOKEN_FILE: httpsTokenFile }),
+    );
+    const advice = JSON.parse(stdout) as {
+      trustPolicy: { Statement: Array<{ Principal: { Federated: string }; Condition: Record<string, Record<string, string>> }> };
+      notes: string[];
+    };
     const host = new URL(httpsIssuer.url).host;
-    expect(advice.trustPolicy.Statement[0]!.Condition).toEqual({ StringEquals: { [`${host}:aud`]: 'sts.amazonaws.com' }, StringLike: { [`${host}:sub`]: 'system:serviceaccount:payments:*' } });
+    expect(advice.trustPolicy.Statement[0]!.Condition).toEqual({
+      StringEquals: { [`${host}:aud`]: 'sts.amazonaws.com' },
+      StringLike: { [`${host}:sub`]: 'system:serviceaccount:payments:*' },
+    });
     expect(advice.trustPolicy.Statement[0]!.Principal.Federated).toContain(':<ACCOUNT_ID>:');
     expect(advice.notes.join(' ')).toContain('<ACCOUNT_ID>');
   });
@@ -192,7 +242,10 @@ describe('on tokens from issuers we did not write', () => {
 
       const policy = await crosscred(['trust-policy', '--format', 'json', '--role-arn', roleArn('app'), '--token-file', file], env({}));
       expect(policy.code).toBe(0);
-      const advice = JSON.parse(policy.stdout) as { oidcProvider: { url: string; clientIds: string[] }; trustPolicy: { Statement: Array<{ Condition: Record<string, Record<string, string>> }> } };
+      const advice = JSON.parse(policy.stdout) as {
+        oidcProvider: { url: string; clientIds: string[] };
+        trustPolicy: { Statement: Array<{ Condition: Record<string, Record<string, string>> }> };
+      };
       const path = `${new URL(String(claims.iss)).host}${new URL(String(claims.iss)).pathname}`.replace(/\/$/, '');
       expect(advice.oidcProvider).toMatchObject({ url: `https://${path}`, clientIds: ['sts.amazonaws.com'] });
       expect(advice.trustPolicy.Statement[0]!.Condition['StringEquals']).toEqual({ [`${path}:aud`]: 'sts.amazonaws.com', [`${path}:sub`]: 'workload-7' });

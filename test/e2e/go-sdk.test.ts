@@ -2,7 +2,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { REPO_ROOT, roleArn, spawnDaemon, startChain, waitUntilReady, type Chain, type DaemonProcess } from '../support/chain.js';
+import { type Chain, type DaemonProcess, REPO_ROOT, roleArn, spawnDaemon, startChain, waitUntilReady } from '../support/chain.js';
 import { buildGoClients, clientEnv, goClientsAvailable, runClient } from '../support/clients.js';
 
 /**
@@ -24,7 +24,20 @@ beforeAll(async () => {
   binDir = await mkdtemp(join(tmpdir(), 'crosscred-go-'));
   await buildGoClients(REPO_ROOT, binDir);
   chain = await startChain();
-  daemon = await spawnDaemon(['--listen', '127.0.0.1:0', '--role-arn', roleArn('app'), '--token-file', chain.tokenFile, '--region', 'us-east-1', '--sts-endpoint', chain.sts.url, '--auth-token-file', join(chain.dir, 'auth')]);
+  daemon = await spawnDaemon([
+    '--listen',
+    '127.0.0.1:0',
+    '--role-arn',
+    roleArn('app'),
+    '--token-file',
+    chain.tokenFile,
+    '--region',
+    'us-east-1',
+    '--sts-endpoint',
+    chain.sts.url,
+    '--auth-token-file',
+    join(chain.dir, 'auth'),
+  ]);
   await waitUntilReady(daemon.admin);
   key = chain.sts.issued[0]!.accessKeyId;
   secret = await readFile(join(chain.dir, 'auth'), 'utf8');
@@ -41,7 +54,7 @@ describe.each([
   ['v2', 'EC2RoleProvider', 'CredentialsEndpointProvider', 'source'],
 ] as const)('AWS SDK for Go %s', (version, imdsProvider, containerProvider, field) => {
   it('gets the credentials over IMDSv2', async (ctx) => {
-    if (!available) ctx.skip('go and Debian\'s aws-sdk-go packages are not installed');
+    if (!available) ctx.skip("go and Debian's aws-sdk-go packages are not installed");
     const env = clientEnv(chain.dir, { AWS_EC2_METADATA_SERVICE_ENDPOINT: `${daemon!.listeners[0]}/`, AWS_REGION: 'us-east-1' });
     const out = JSON.parse(await runClient(join(binDir, `go-sdk-${version}`), [], env)) as Record<string, string>;
     expect(out[field]).toBe(imdsProvider);
@@ -49,8 +62,12 @@ describe.each([
   });
 
   it('gets the credentials from the container endpoint', async (ctx) => {
-    if (!available) ctx.skip('go and Debian\'s aws-sdk-go packages are not installed');
-    const env = clientEnv(chain.dir, { AWS_CONTAINER_CREDENTIALS_FULL_URI: `${daemon!.listeners[0]}/v1/credentials`, AWS_CONTAINER_AUTHORIZATION_TOKEN: secret, AWS_REGION: 'us-east-1' });
+    if (!available) ctx.skip("go and Debian's aws-sdk-go packages are not installed");
+    const env = clientEnv(chain.dir, {
+      AWS_CONTAINER_CREDENTIALS_FULL_URI: `${daemon!.listeners[0]}/v1/credentials`,
+      AWS_CONTAINER_AUTHORIZATION_TOKEN: secret,
+      AWS_REGION: 'us-east-1',
+    });
     const out = JSON.parse(await runClient(join(binDir, `go-sdk-${version}`), [], env)) as Record<string, string>;
     expect(out[field]).toBe(containerProvider);
     expect(out['accessKeyId']).toBe(key);

@@ -4,7 +4,7 @@ import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { clientAvailable } from '../support/clients.js';
-import { KUBECTL, kustomizeVersion, label, renderKustomize, schemaProblems, type KubeObject } from '../support/render-kustomize.js';
+import { KUBECTL, type KubeObject, kustomizeVersion, label, renderKustomize, schemaProblems } from '../support/render-kustomize.js';
 
 /**
  * k8s/: every kustomization is rendered by the real kustomize (`kubectl kustomize`), every rendered
@@ -232,7 +232,10 @@ describe.each(KUSTOMIZATIONS)('k8s/%s', (k) => {
       expect(envOf(app, name), name).toBeUndefined();
     }
     const appVolumes = (app.volumeMounts ?? []).map((m) => pod.volumes?.find((v) => v.name === m.name));
-    expect(appVolumes.filter((v) => v?.projected), 'no projected volume in the application').toEqual([]);
+    expect(
+      appVolumes.filter((v) => v?.projected),
+      'no projected volume in the application',
+    ).toEqual([]);
   });
 
   it('gives crosscred the role from the generated ConfigMap and the pod identity from the downward API', (ctx) => {
@@ -343,7 +346,11 @@ describe('the schema validation itself', () => {
   // Each fault alone: one fault must not hide another (TypeScript reports no excess property of an
   // object that fails for another reason, which the first pass catches).
   const FAULTS: [string, (sidecar: Container & Record<string, unknown>) => void, RegExp][] = [
-    ['an unknown field', (c) => (c['restartPolicyy'] = 'Always'), /apps\/v1\/Deployment example-app: line \d+: .*restartPolicyy.* does not exist in type 'IContainer'/],
+    [
+      'an unknown field',
+      (c) => (c['restartPolicyy'] = 'Always'),
+      /apps\/v1\/Deployment example-app: line \d+: .*restartPolicyy.* does not exist in type 'IContainer'/,
+    ],
     ['a wrong type', (c) => ((c.ports![0] as { containerPort: unknown }).containerPort = 'admin'), /containerPort must be integer/],
     ['a value outside an enum', (c) => (c['imagePullPolicy'] = 'Sometimes'), /imagePullPolicy must be equal to one of the allowed values/],
     ['a missing required field', (c) => delete (c as Partial<Container>).name, /initContainers\/0 must have required property name/],

@@ -3,8 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { generateKeyPair, SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { roleArn, spawnDaemon, waitUntilReady, type DaemonProcess } from '../support/chain.js';
-import { clientAvailable, clientEnv, CLIENTS, runClient } from '../support/clients.js';
+import { type DaemonProcess, roleArn, spawnDaemon, waitUntilReady } from '../support/chain.js';
+import { CLIENTS, clientAvailable, clientEnv, runClient } from '../support/clients.js';
 import { FAKE_KUBE_ISSUER, FakeKubeApiServer } from '../support/fake-kube-apiserver.js';
 import { startMoto } from '../support/moto.js';
 
@@ -62,7 +62,7 @@ describe('in a pod with only AWS_ROLE_ARN', () => {
     expect(line).toContain('running in Kubernetes as serviceaccount payments/api');
   });
 
-  it('asks the API server for a token with the AWS audience, bound to the pod, with the pod\'s own credentials', (ctx) => {
+  it("asks the API server for a token with the AWS audience, bound to the pod, with the pod's own credentials", (ctx) => {
     if (!moto) ctx.skip('moto_server is not installed');
     expect(kube.requests.length).toBe(1);
     expect(kube.rejections).toEqual([]);
@@ -71,7 +71,11 @@ describe('in a pod with only AWS_ROLE_ARN', () => {
     expect(kube.lastBody).toMatchObject({
       apiVersion: 'authentication.k8s.io/v1',
       kind: 'TokenRequest',
-      spec: { audiences: ['sts.amazonaws.com'], expirationSeconds: 3600, boundObjectRef: { kind: 'Pod', apiVersion: 'v1', name: 'api-6d4f9', uid: '3f1c0de2-77aa-4b1e-9f00-5a1b2c3d4e5f' } },
+      spec: {
+        audiences: ['sts.amazonaws.com'],
+        expirationSeconds: 3600,
+        boundObjectRef: { kind: 'Pod', apiVersion: 'v1', name: 'api-6d4f9', uid: '3f1c0de2-77aa-4b1e-9f00-5a1b2c3d4e5f' },
+      },
     });
   });
 
@@ -79,7 +83,10 @@ describe('in a pod with only AWS_ROLE_ARN', () => {
     if (!moto) ctx.skip('moto_server is not installed');
     if (!(await clientAvailable(CLIENTS.awsCliV1))) ctx.skip("the image's AWS CLI v1 is not installed");
     const env = clientEnv(dir, { AWS_EC2_METADATA_SERVICE_ENDPOINT: `${daemon!.listeners[0]}/`, AWS_DEFAULT_REGION: 'us-east-1' });
-    const out = JSON.parse(await runClient(CLIENTS.awsCliV1, ['sts', 'get-caller-identity', '--endpoint-url', moto!.url, '--output', 'json'], env)) as Record<string, string>;
+    const out = JSON.parse(await runClient(CLIENTS.awsCliV1, ['sts', 'get-caller-identity', '--endpoint-url', moto!.url, '--output', 'json'], env)) as Record<
+      string,
+      string
+    >;
     expect(out['Arn']).toMatch(/^arn:aws:sts::111122223333:assumed-role\/pod-app\/crosscred-/);
   });
 });

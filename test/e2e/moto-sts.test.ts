@@ -2,8 +2,8 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { roleArn, spawnDaemon, startChain, waitUntilReady, type Chain, type DaemonProcess } from '../support/chain.js';
-import { clientAvailable, clientEnv, CLIENTS, runClient } from '../support/clients.js';
+import { type Chain, type DaemonProcess, roleArn, spawnDaemon, startChain, waitUntilReady } from '../support/chain.js';
+import { CLIENTS, clientAvailable, clientEnv, runClient } from '../support/clients.js';
 import { startMoto } from '../support/moto.js';
 
 /**
@@ -27,7 +27,22 @@ beforeAll(async () => {
   chain = await startChain();
   home = await mkdtemp(join(tmpdir(), 'crosscred-moto-home-'));
   daemon = await spawnDaemon(
-    ['--listen', '127.0.0.1:0', '--role-arn', roleArn('moto-app'), '--role-session-name', 'crosscred-e2e', '--token-file', chain.tokenFile, '--region', 'us-east-1', '--sts-endpoint', motoUrl, '--auth-token-file', join(chain.dir, 'auth')],
+    [
+      '--listen',
+      '127.0.0.1:0',
+      '--role-arn',
+      roleArn('moto-app'),
+      '--role-session-name',
+      'crosscred-e2e',
+      '--token-file',
+      chain.tokenFile,
+      '--region',
+      'us-east-1',
+      '--sts-endpoint',
+      motoUrl,
+      '--auth-token-file',
+      join(chain.dir, 'auth'),
+    ],
     { AWS_ACCESS_KEY_ID: '', AWS_SECRET_ACCESS_KEY: '' },
   );
   await waitUntilReady(daemon.admin);
@@ -45,17 +60,27 @@ describe('against moto_server as STS', () => {
     if (!available) ctx.skip('moto_server is not installed');
     if (!(await clientAvailable(CLIENTS.awsCliV2))) ctx.skip('/usr/bin/aws (apt-get install awscli) is not installed');
     const env = clientEnv(home, { AWS_EC2_METADATA_SERVICE_ENDPOINT: `${daemon!.listeners[0]}/`, AWS_DEFAULT_REGION: 'us-east-1' });
-    const out = JSON.parse(await runClient(CLIENTS.awsCliV2, ['sts', 'get-caller-identity', '--endpoint-url', motoUrl, '--output', 'json'], env)) as Record<string, string>;
+    const out = JSON.parse(await runClient(CLIENTS.awsCliV2, ['sts', 'get-caller-identity', '--endpoint-url', motoUrl, '--output', 'json'], env)) as Record<
+      string,
+      string
+    >;
     expect(out['Arn']).toBe('arn:aws:sts::111122223333:assumed-role/moto-app/crosscred-e2e');
     expect(out['Account']).toBe('111122223333');
   });
 
   it('AWS CLI v1 does the same through the container endpoint', async (ctx) => {
     if (!available) ctx.skip('moto_server is not installed');
-    if (!(await clientAvailable(CLIENTS.awsCliV1))) ctx.skip('the image\'s AWS CLI v1 is not installed');
+    if (!(await clientAvailable(CLIENTS.awsCliV1))) ctx.skip("the image's AWS CLI v1 is not installed");
     const secret = await readFile(join(chain.dir, 'auth'), 'utf8');
-    const env = clientEnv(home, { AWS_CONTAINER_CREDENTIALS_FULL_URI: `${daemon!.listeners[0]}/v1/credentials`, AWS_CONTAINER_AUTHORIZATION_TOKEN: secret, AWS_DEFAULT_REGION: 'us-east-1' });
-    const out = JSON.parse(await runClient(CLIENTS.awsCliV1, ['sts', 'get-caller-identity', '--endpoint-url', motoUrl, '--output', 'json'], env)) as Record<string, string>;
+    const env = clientEnv(home, {
+      AWS_CONTAINER_CREDENTIALS_FULL_URI: `${daemon!.listeners[0]}/v1/credentials`,
+      AWS_CONTAINER_AUTHORIZATION_TOKEN: secret,
+      AWS_DEFAULT_REGION: 'us-east-1',
+    });
+    const out = JSON.parse(await runClient(CLIENTS.awsCliV1, ['sts', 'get-caller-identity', '--endpoint-url', motoUrl, '--output', 'json'], env)) as Record<
+      string,
+      string
+    >;
     expect(out['Arn']).toBe('arn:aws:sts::111122223333:assumed-role/moto-app/crosscred-e2e');
   });
 });
@@ -72,9 +97,28 @@ describe('crosscred trust-policy output, given to IAM (moto)', () => {
     const env = clientEnv(home, { AWS_ACCESS_KEY_ID: 'testing', AWS_SECRET_ACCESS_KEY: 'testing', AWS_DEFAULT_REGION: 'us-east-1' });
     const [cli, ...args] = advice.createProviderCommand;
     expect(cli).toBe('aws');
-    const created = JSON.parse(await runClient(CLIENTS.awsCliV1, [...args, '--endpoint-url', motoUrl, '--output', 'json'], env)) as { OpenIDConnectProviderArn: string };
+    const created = JSON.parse(await runClient(CLIENTS.awsCliV1, [...args, '--endpoint-url', motoUrl, '--output', 'json'], env)) as {
+      OpenIDConnectProviderArn: string;
+    };
     expect(created.OpenIDConnectProviderArn.replace(/:\d{12}:/, ':111122223333:')).toBe(advice.oidcProvider.arn);
-    const role = JSON.parse(await runClient(CLIENTS.awsCliV1, ['iam', 'create-role', '--role-name', 'trusting', '--assume-role-policy-document', JSON.stringify(advice.trustPolicy), '--endpoint-url', motoUrl, '--output', 'json'], env)) as { Role: { AssumeRolePolicyDocument: unknown } };
+    const role = JSON.parse(
+      await runClient(
+        CLIENTS.awsCliV1,
+        [
+          'iam',
+          'create-role',
+          '--role-name',
+          'trusting',
+          '--assume-role-policy-document',
+          JSON.stringify(advice.trustPolicy),
+          '--endpoint-url',
+          motoUrl,
+          '--output',
+          'json',
+        ],
+        env,
+      ),
+    ) as { Role: { AssumeRolePolicyDocument: unknown } };
     expect(role.Role.AssumeRolePolicyDocument).toEqual(advice.trustPolicy);
   });
 });

@@ -1,4 +1,4 @@
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -6,7 +6,7 @@ import { pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AUDIENCE, CLI, REPO_ROOT, roleArn, SUBJECT } from '../support/chain.js';
-import { clientAvailable, clientEnv, CLIENTS, runClient } from '../support/clients.js';
+import { CLIENTS, clientAvailable, clientEnv, runClient } from '../support/clients.js';
 
 /**
  * The VM experience, on a test host of our own: a network namespace where `crosscred net-setup`
@@ -37,7 +37,9 @@ async function netSetup(action: 'up' | 'down'): Promise<string> {
 
 async function addressesOn(device: string): Promise<string[]> {
   const { stdout } = await run('ip', ['-n', NS, '-j', 'addr', 'show', 'dev', device]);
-  return (JSON.parse(stdout) as Array<{ addr_info: Array<{ local: string; prefixlen: number }> }>).flatMap((l) => l.addr_info.map((a) => `${a.local}/${a.prefixlen}`));
+  return (JSON.parse(stdout) as Array<{ addr_info: Array<{ local: string; prefixlen: number }> }>).flatMap((l) =>
+    l.addr_info.map((a) => `${a.local}/${a.prefixlen}`),
+  );
 }
 
 beforeAll(async () => {
@@ -68,7 +70,10 @@ describe('crosscred net-setup', () => {
     const second = await netSetup('up');
     expect(second).toContain('169.254.169.254/32 is already on');
     // A dummy link where the kernel has them; otherwise (as on these build machines) the loopback.
-    const device = await run('ip', ['-n', NS, 'link', 'show', 'dev', 'crosscred0']).then(() => 'crosscred0', () => 'lo');
+    const device = await run('ip', ['-n', NS, 'link', 'show', 'dev', 'crosscred0']).then(
+      () => 'crosscred0',
+      () => 'lo',
+    );
     expect(await addressesOn(device)).toEqual(expect.arrayContaining(['169.254.169.254/32', '169.254.170.2/32']));
     await netSetup('down');
     await netSetup('down');
@@ -82,7 +87,18 @@ describe('crosscred net-setup', () => {
 describe('unmodified clients find crosscred with no configuration', () => {
   beforeAll(async () => {
     if (unavailable) return;
-    const [cmd, args] = inNs(process.execPath, [CLI, 'demo', '--listen', '169.254.169.254:80', '--listen', '169.254.170.2:80', '--admin-listen', '127.0.0.1:8171', '--log-level', 'warn']);
+    const [cmd, args] = inNs(process.execPath, [
+      CLI,
+      'demo',
+      '--listen',
+      '169.254.169.254:80',
+      '--listen',
+      '169.254.170.2:80',
+      '--admin-listen',
+      '127.0.0.1:8171',
+      '--log-level',
+      'warn',
+    ]);
     demo = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' } });
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`demo did not start:\n${demoOutput}`)), 20_000);
@@ -292,7 +308,10 @@ for (const holder of HOLDERS) {
     }
     /** Spawns `command` in the host namespace and resolves with its output once `ready` matches it. */
     function startIn(command: string, args: string[], ready: RegExp, onOutput: (all: string) => void = () => undefined): Promise<string> {
-      const child = spawn('ip', ['netns', 'exec', hostNs, command, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin', HOME: dir! } });
+      const child = spawn('ip', ['netns', 'exec', hostNs, command, ...args], {
+        stdio: ['ignore', 'pipe', 'pipe'],
+        env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin', HOME: dir! },
+      });
       children.push(child);
       let output = '';
       return new Promise((resolve, reject) => {
@@ -314,39 +333,64 @@ for (const holder of HOLDERS) {
       });
     }
 
-    beforeAll(async () => {
-      if (unavailable) return;
-      if (!(await clientAvailable('nft', ['--version']))) {
-        skip = 'nft is not installed (Debian package nftables)';
-        return;
-      }
-      dir = await mkdtemp(join(tmpdir(), 'crosscred-local-only-'));
-      for (const ns of [hostNs, containerNs]) {
-        await run('ip', ['netns', 'add', ns]);
-        made.push(ns);
-        await run('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
-      }
-      ({ device, kind } = await holder.prepare(hostNs));
-      // The container's side of a bridge: its own address, and the metadata address via the host.
-      await run('ip', ['link', 'add', 'cc-host', 'netns', hostNs, 'type', 'veth', 'peer', 'name', 'cc-ctr', 'netns', containerNs]);
-      await run('ip', ['-n', hostNs, 'addr', 'add', '10.254.0.1/30', 'dev', 'cc-host']);
-      await run('ip', ['-n', containerNs, 'addr', 'add', '10.254.0.2/30', 'dev', 'cc-ctr']);
-      await run('ip', ['-n', hostNs, 'link', 'set', 'cc-host', 'up']);
-      await run('ip', ['-n', containerNs, 'link', 'set', 'cc-ctr', 'up']);
-      await run('ip', ['-n', containerNs, 'route', 'add', '169.254.169.254/32', 'via', '10.254.0.1']);
+    beforeAll(
+      async () => {
+        if (unavailable) return;
+        if (!(await clientAvailable('nft', ['--version']))) {
+          skip = 'nft is not installed (Debian package nftables)';
+          return;
+        }
+        dir = await mkdtemp(join(tmpdir(), 'crosscred-local-only-'));
+        for (const ns of [hostNs, containerNs]) {
+          await run('ip', ['netns', 'add', ns]);
+          made.push(ns);
+          await run('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
+        }
+        ({ device, kind } = await holder.prepare(hostNs));
+        // The container's side of a bridge: its own address, and the metadata address via the host.
+        await run('ip', ['link', 'add', 'cc-host', 'netns', hostNs, 'type', 'veth', 'peer', 'name', 'cc-ctr', 'netns', containerNs]);
+        await run('ip', ['-n', hostNs, 'addr', 'add', '10.254.0.1/30', 'dev', 'cc-host']);
+        await run('ip', ['-n', containerNs, 'addr', 'add', '10.254.0.2/30', 'dev', 'cc-ctr']);
+        await run('ip', ['-n', hostNs, 'link', 'set', 'cc-host', 'up']);
+        await run('ip', ['-n', containerNs, 'link', 'set', 'cc-ctr', 'up']);
+        await run('ip', ['-n', containerNs, 'route', 'add', '169.254.169.254/32', 'via', '10.254.0.1']);
 
-      await netSetupIn('up');
-      const tokenFile = join(dir, 'token');
-      const stsLine = /\{"sts":"[^"]+"\}/;
-      const chainOutput = await startIn(process.execPath, ['--input-type=module', '-e', chainScript(tokenFile)], stsLine);
-      const stsUrl = (JSON.parse(stsLine.exec(chainOutput)![0]) as { sts: string }).sts;
-      // Started once its credential listener is open; whether it has credentials, wait-ready asks
-      // /readyz, as the unit's ExecStartPost does.
-      await startIn(process.execPath, [CLI, 'serve', '--role-arn', LOCAL_ONLY_ROLE, '--token-file', tokenFile, '--region', 'us-east-1', '--sts-endpoint', stsUrl, '--listen', '169.254.169.254:80', '--admin-listen', '127.0.0.1:8171'], /credential listener open/, (all) => (serveOutput = all));
-      await inside(hostNs, process.execPath, [CLI, 'wait-ready', '--admin', 'http://127.0.0.1:8171', '--timeout-ms', String(START_TIMEOUT_MS)]).catch((err: Error) => {
-        throw new Error(`crosscred serve did not become ready: ${err.message}\n${serveOutput}`);
-      });
-    }, 3 * START_TIMEOUT_MS + 10_000);
+        await netSetupIn('up');
+        const tokenFile = join(dir, 'token');
+        const stsLine = /\{"sts":"[^"]+"\}/;
+        const chainOutput = await startIn(process.execPath, ['--input-type=module', '-e', chainScript(tokenFile)], stsLine);
+        const stsUrl = (JSON.parse(stsLine.exec(chainOutput)![0]) as { sts: string }).sts;
+        // Started once its credential listener is open; whether it has credentials, wait-ready asks
+        // /readyz, as the unit's ExecStartPost does.
+        await startIn(
+          process.execPath,
+          [
+            CLI,
+            'serve',
+            '--role-arn',
+            LOCAL_ONLY_ROLE,
+            '--token-file',
+            tokenFile,
+            '--region',
+            'us-east-1',
+            '--sts-endpoint',
+            stsUrl,
+            '--listen',
+            '169.254.169.254:80',
+            '--admin-listen',
+            '127.0.0.1:8171',
+          ],
+          /credential listener open/,
+          (all) => (serveOutput = all),
+        );
+        await inside(hostNs, process.execPath, [CLI, 'wait-ready', '--admin', 'http://127.0.0.1:8171', '--timeout-ms', String(START_TIMEOUT_MS)]).catch(
+          (err: Error) => {
+            throw new Error(`crosscred serve did not become ready: ${err.message}\n${serveOutput}`);
+          },
+        );
+      },
+      3 * START_TIMEOUT_MS + 10_000,
+    );
 
     afterAll(async () => {
       await Promise.all(
@@ -420,7 +464,9 @@ for (const holder of HOLDERS) {
       const hostSdk = await jsSdk(hostNs);
       expect(hostSdk.ok, hostSdk.output).toBe(true);
       expect((JSON.parse(hostSdk.output) as { accessKeyId: string }).accessKeyId).toBe(fromHost.accessKeyId);
-      ctx.annotate(`container refused in ${refused.ms} ms (raw IMDSv2), its JS SDK chain gave up in ${containerSdk.ms} ms; host JS SDK got credentials in ${hostSdk.ms} ms (process start included)`);
+      ctx.annotate(
+        `container refused in ${refused.ms} ms (raw IMDSv2), its JS SDK chain gave up in ${containerSdk.ms} ms; host JS SDK got credentials in ${hostSdk.ms} ms (process start included)`,
+      );
     });
 
     it('down removes the rule (whatever the flags) and the address, and can run twice', async (ctx) => {
@@ -430,7 +476,10 @@ for (const holder of HOLDERS) {
       expect(output).toContain(`deleted nftables table ${LOCAL_ONLY_TABLE}`);
       await expect(nftList('table', 'inet', LOCAL_ONLY_TABLE)).rejects.toBeTruthy();
       expect(await nftList('ruleset')).not.toMatch(/crosscred/);
-      const linkLeft = await run('ip', ['-n', hostNs, '-j', 'addr', 'show', 'dev', device]).then((r) => r.stdout, () => '');
+      const linkLeft = await run('ip', ['-n', hostNs, '-j', 'addr', 'show', 'dev', device]).then(
+        (r) => r.stdout,
+        () => '',
+      );
       expect(linkLeft).not.toContain('169.254.169.254');
       // A dummy link is net-setup's to delete; any other link named by --interface is left alone.
       if (device !== 'lo') expect(linkLeft !== '').toBe(kind !== 'dummy');

@@ -2,8 +2,8 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CLI, REPO_ROOT, roleArn, spawnDaemon, startChain, waitUntilReady, type Chain, type DaemonProcess } from '../support/chain.js';
-import { clientAvailable, clientEnv, CLIENTS, runClient } from '../support/clients.js';
+import { type Chain, CLI, type DaemonProcess, REPO_ROOT, roleArn, spawnDaemon, startChain, waitUntilReady } from '../support/chain.js';
+import { CLIENTS, clientAvailable, clientEnv, runClient } from '../support/clients.js';
 
 /**
  * Unmodified AWS clients, configured only by the environment variables an application would set,
@@ -25,7 +25,20 @@ beforeAll(async () => {
   chain = await startChain();
   home = await mkdtemp(join(tmpdir(), 'crosscred-client-home-'));
   authFile = join(chain.dir, 'auth-token');
-  daemon = await spawnDaemon(['--listen', '127.0.0.1:0', '--role-arn', roleArn('app'), '--token-file', chain.tokenFile, '--region', 'us-east-1', '--sts-endpoint', chain.sts.url, '--auth-token-file', authFile]);
+  daemon = await spawnDaemon([
+    '--listen',
+    '127.0.0.1:0',
+    '--role-arn',
+    roleArn('app'),
+    '--token-file',
+    chain.tokenFile,
+    '--region',
+    'us-east-1',
+    '--sts-endpoint',
+    chain.sts.url,
+    '--auth-token-file',
+    authFile,
+  ]);
   secret = await readFile(authFile, 'utf8');
   await waitUntilReady(daemon.admin);
   expect(chain.sts.issued).toHaveLength(1);
@@ -76,14 +89,20 @@ describe('AWS CLI v2 (Debian awscli)', () => {
 
   it('exports the credentials it got from IMDS', async (ctx) => {
     if (!available) ctx.skip('/usr/bin/aws (apt-get install awscli) is not installed');
-    const out = JSON.parse(await runClient(CLIENTS.awsCliV2, ['configure', 'export-credentials', '--format', 'process'], clientEnv(home, imdsEnv))) as Record<string, string>;
+    const out = JSON.parse(await runClient(CLIENTS.awsCliV2, ['configure', 'export-credentials', '--format', 'process'], clientEnv(home, imdsEnv))) as Record<
+      string,
+      string
+    >;
     expect(out['AccessKeyId']).toBe(servedKey());
     expect(out['Version']).toBe(1);
   });
 
   it('exports the credentials it got from the container endpoint (CLI 2.9 reads only the token variable)', async (ctx) => {
     if (!available) ctx.skip('/usr/bin/aws (apt-get install awscli) is not installed');
-    const env = clientEnv(home, { AWS_CONTAINER_CREDENTIALS_FULL_URI: containerEnv['AWS_CONTAINER_CREDENTIALS_FULL_URI']!, AWS_CONTAINER_AUTHORIZATION_TOKEN: secret });
+    const env = clientEnv(home, {
+      AWS_CONTAINER_CREDENTIALS_FULL_URI: containerEnv['AWS_CONTAINER_CREDENTIALS_FULL_URI']!,
+      AWS_CONTAINER_AUTHORIZATION_TOKEN: secret,
+    });
     const out = JSON.parse(await runClient(CLIENTS.awsCliV2, ['configure', 'export-credentials', '--format', 'process'], env)) as Record<string, string>;
     expect(out['AccessKeyId']).toBe(servedKey());
   });
@@ -105,7 +124,10 @@ credential_process = ${node} ${CLI} credential-process --role-arn ${roleArn('app
     const fromDaemon = JSON.parse(await runClient(CLIENTS.awsCliV2, ['configure', 'export-credentials', '--profile', 'daemon'], env)) as Record<string, string>;
     expect(fromDaemon['AccessKeyId']).toBe(servedKey());
     const issuedBefore = chain.sts.issued.length;
-    const byExchange = JSON.parse(await runClient(CLIENTS.awsCliV2, ['configure', 'export-credentials', '--profile', 'exchange'], env)) as Record<string, string>;
+    const byExchange = JSON.parse(await runClient(CLIENTS.awsCliV2, ['configure', 'export-credentials', '--profile', 'exchange'], env)) as Record<
+      string,
+      string
+    >;
     expect(chain.sts.issued.length).toBe(issuedBefore + 1);
     expect(byExchange['AccessKeyId']).toBe(chain.sts.issued.at(-1)!.accessKeyId);
   });
@@ -132,7 +154,9 @@ describe('botocore', () => {
       it('gets the credentials from the container endpoint (method container-role)', async (ctx) => {
         if (!available) ctx.skip(`${python} cannot import botocore`);
         // botocore 1.29 predates AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE; it reads the token variable.
-        const env = supportsTokenFile ? containerEnv : { AWS_CONTAINER_CREDENTIALS_FULL_URI: containerEnv['AWS_CONTAINER_CREDENTIALS_FULL_URI']!, AWS_CONTAINER_AUTHORIZATION_TOKEN: secret };
+        const env = supportsTokenFile
+          ? containerEnv
+          : { AWS_CONTAINER_CREDENTIALS_FULL_URI: containerEnv['AWS_CONTAINER_CREDENTIALS_FULL_URI']!, AWS_CONTAINER_AUTHORIZATION_TOKEN: secret };
         const out = JSON.parse(await runClient(python, [BOTOCORE_CLIENT], clientEnv(home, env))) as Record<string, string>;
         expect(out['method']).toBe('container-role');
         expect(out['accessKeyId']).toBe(servedKey());

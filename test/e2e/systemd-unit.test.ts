@@ -48,7 +48,9 @@ describe('systemd/crosscred.service', () => {
 
   it('is sandboxed: systemd rates its exposure "OK" (below 2.0 of 10)', async (ctx) => {
     if (!available) ctx.skip('systemd-analyze is not installed (Debian package systemd)');
-    const { stdout } = await run('systemd-analyze', ['security', '--offline=yes', `--root=${root}`, '--no-pager', 'crosscred.service']).catch((e: { stdout: string }) => ({ stdout: e.stdout }));
+    const { stdout } = await run('systemd-analyze', ['security', '--offline=yes', `--root=${root}`, '--no-pager', 'crosscred.service']).catch(
+      (e: { stdout: string }) => ({ stdout: e.stdout }),
+    );
     const score = Number(/Overall exposure level for crosscred\.service: ([\d.]+)/.exec(stdout)?.[1]);
     expect(score).toBeLessThan(2.0);
   });

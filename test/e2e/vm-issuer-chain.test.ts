@@ -6,8 +6,18 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { AUDIENCE, CLI, REPO_ROOT, roleArn } from '../support/chain.js';
 import { CLIENTS } from '../support/clients.js';
-import { makeSigningCa, sampleInstance, type SigningCa } from '../support/fake-alibaba-cloud.js';
-import { COMMAND_TIMEOUT_MS, makeServingCertificate, scratchDir, START_TIMEOUT_MS, transpileFakes, VmNamespace, vmChainUnavailable, vmEnv, type NsProcess } from './vm-chain/vm.js';
+import { makeSigningCa, type SigningCa, sampleInstance } from '../support/fake-alibaba-cloud.js';
+import {
+  COMMAND_TIMEOUT_MS,
+  makeServingCertificate,
+  type NsProcess,
+  START_TIMEOUT_MS,
+  scratchDir,
+  transpileFakes,
+  VmNamespace,
+  vmChainUnavailable,
+  vmEnv,
+} from './vm-chain/vm.js';
 
 /**
  * Issue 7's whole chain, end to end, on a VM stand-in: a network namespace holding the cloud's
@@ -136,7 +146,13 @@ class Vm {
       ...settings,
     };
     await writeFile(configPath, stringify(config), { mode: 0o600 });
-    return this.ns.start('crosscred issuer serve', process.execPath, [CLI, 'issuer', 'serve', '--config', configPath], vmEnv(this.home), /issuer admin listener open/);
+    return this.ns.start(
+      'crosscred issuer serve',
+      process.execPath,
+      [CLI, 'issuer', 'serve', '--config', configPath],
+      vmEnv(this.home),
+      /issuer admin listener open/,
+    );
   }
 
   /**
@@ -146,20 +162,29 @@ class Vm {
   async startServe(stsUrl: string, tokenSourceArgs: string[]): Promise<NsProcess> {
     await this.serve?.stop();
     const args = [
-      CLI, 'serve',
+      CLI,
+      'serve',
       ...tokenSourceArgs,
-      '--issuer-url', ISSUER_URL,
-      '--role-arn', ROLE_ARN,
-      '--sts-endpoint', stsUrl,
-      '--region', 'us-east-1',
-      '--listen', `${IMDS_ADDRESS}:80`,
-      '--admin-listen', new URL(SERVE_ADMIN_URL).host,
+      '--issuer-url',
+      ISSUER_URL,
+      '--role-arn',
+      ROLE_ARN,
+      '--sts-endpoint',
+      stsUrl,
+      '--region',
+      'us-east-1',
+      '--listen',
+      `${IMDS_ADDRESS}:80`,
+      '--admin-listen',
+      new URL(SERVE_ADMIN_URL).host,
     ];
     const serve = await this.ns.start('crosscred serve', process.execPath, args, vmEnv(this.home), /credential listener open/);
     this.serve = serve;
-    await this.ns.run(process.execPath, [CLI, 'wait-ready', '--admin', SERVE_ADMIN_URL, '--timeout-ms', String(START_TIMEOUT_MS)], vmEnv(this.home)).catch((err: Error) => {
-      throw new Error(`crosscred serve did not become ready: ${err.message}\n--- serve:\n${serve.output()}`);
-    });
+    await this.ns
+      .run(process.execPath, [CLI, 'wait-ready', '--admin', SERVE_ADMIN_URL, '--timeout-ms', String(START_TIMEOUT_MS)], vmEnv(this.home))
+      .catch((err: Error) => {
+        throw new Error(`crosscred serve did not become ready: ${err.message}\n--- serve:\n${serve.output()}`);
+      });
     return serve;
   }
 
@@ -248,38 +273,55 @@ describe('alibaba-ecs: ECS metadata → crosscred issuer → STS (discovery) →
     await ca?.close();
   });
 
-  it('--token-source alibaba-ecs: the CLI gets the key STS issued for alibaba-ecs:<account>:<region>:<instance>', async (ctx) => {
-    if (unavailable) ctx.skip(unavailable);
-    const cli = await vm!.awsCli();
-    const r = await report<AlibabaReport>(vm!.helper!);
-    const claims = expectIssuedThroughDiscovery(r, cli, subject, 0);
-    expect(claims[TAGS_CLAIM]).toEqual({ principal_tags: { 'ecs-instance': [instance.instanceId], 'ecs-zone': [instance.zoneId] } });
-    expect(claims[ATTESTATION_CLAIM]).toMatchObject({ cloud: 'alibaba', account_id: instance.accountId, region: instance.regionId, instance_id: instance.instanceId });
-    // Token mode throughout, and the PKCS#7 was asked for with an audience naming this issuer.
-    expect(r.metadata.map((m) => `${m.method} ${m.path}`)).toEqual(['PUT /latest/api/token', 'GET /latest/dynamic/instance-identity/document', 'GET /latest/dynamic/instance-identity/pkcs7']);
-    expect(r.metadata.filter((m) => m.method === 'GET').every((m) => m.token === 'valid')).toBe(true);
-    const audience = JSON.parse(new URLSearchParams(r.metadata[2]!.query).get('audience')!) as { aud: string; signingTime: number };
-    expect(audience.aud).toBe(ISSUER_URL);
-    expect(Math.abs(audience.signingTime - Date.now() / 1000)).toBeLessThan(120);
-  }, TEST_TIMEOUT_MS);
+  it(
+    '--token-source alibaba-ecs: the CLI gets the key STS issued for alibaba-ecs:<account>:<region>:<instance>',
+    async (ctx) => {
+      if (unavailable) ctx.skip(unavailable);
+      const cli = await vm!.awsCli();
+      const r = await report<AlibabaReport>(vm!.helper!);
+      const claims = expectIssuedThroughDiscovery(r, cli, subject, 0);
+      expect(claims[TAGS_CLAIM]).toEqual({ principal_tags: { 'ecs-instance': [instance.instanceId], 'ecs-zone': [instance.zoneId] } });
+      expect(claims[ATTESTATION_CLAIM]).toMatchObject({
+        cloud: 'alibaba',
+        account_id: instance.accountId,
+        region: instance.regionId,
+        instance_id: instance.instanceId,
+      });
+      // Token mode throughout, and the PKCS#7 was asked for with an audience naming this issuer.
+      expect(r.metadata.map((m) => `${m.method} ${m.path}`)).toEqual([
+        'PUT /latest/api/token',
+        'GET /latest/dynamic/instance-identity/document',
+        'GET /latest/dynamic/instance-identity/pkcs7',
+      ]);
+      expect(r.metadata.filter((m) => m.method === 'GET').every((m) => m.token === 'valid')).toBe(true);
+      const audience = JSON.parse(new URLSearchParams(r.metadata[2]!.query).get('audience')!) as { aud: string; signingTime: number };
+      expect(audience.aud).toBe(ISSUER_URL);
+      expect(Math.abs(audience.signingTime - Date.now() / 1000)).toBeLessThan(120);
+    },
+    TEST_TIMEOUT_MS,
+  );
 
-  it('--token-source auto with --issuer-url: detects ECS by its metadata server and runs the same chain', async (ctx) => {
-    if (unavailable) ctx.skip(unavailable);
-    const serve = await vm!.startServe(stsUrl, ['--token-source', 'auto']);
-    expect(serve.output()).toMatch(/told by which metadata server answers at the first fetch/);
-    const cli = await vm!.awsCli();
-    const r = await report<AlibabaReport>(vm!.helper!);
-    expectIssuedThroughDiscovery(r, cli, subject, 1);
-    expect(r.emulator.issued[1]!.accessKeyId).not.toBe(r.emulator.issued[0]!.accessKeyId);
-    expect(r.emulator.requests[1]!.claims!['jti']).not.toBe(r.emulator.requests[0]!.claims!['jti']);
-    // Detection is the token PUT, answered 200; then the source's own session and attestation.
-    expect(r.metadata.slice(3).map((m) => `${m.method} ${m.path}`)).toEqual([
-      'PUT /latest/api/token',
-      'PUT /latest/api/token',
-      'GET /latest/dynamic/instance-identity/document',
-      'GET /latest/dynamic/instance-identity/pkcs7',
-    ]);
-  }, TEST_TIMEOUT_MS);
+  it(
+    '--token-source auto with --issuer-url: detects ECS by its metadata server and runs the same chain',
+    async (ctx) => {
+      if (unavailable) ctx.skip(unavailable);
+      const serve = await vm!.startServe(stsUrl, ['--token-source', 'auto']);
+      expect(serve.output()).toMatch(/told by which metadata server answers at the first fetch/);
+      const cli = await vm!.awsCli();
+      const r = await report<AlibabaReport>(vm!.helper!);
+      expectIssuedThroughDiscovery(r, cli, subject, 1);
+      expect(r.emulator.issued[1]!.accessKeyId).not.toBe(r.emulator.issued[0]!.accessKeyId);
+      expect(r.emulator.requests[1]!.claims!['jti']).not.toBe(r.emulator.requests[0]!.claims!['jti']);
+      // Detection is the token PUT, answered 200; then the source's own session and attestation.
+      expect(r.metadata.slice(3).map((m) => `${m.method} ${m.path}`)).toEqual([
+        'PUT /latest/api/token',
+        'PUT /latest/api/token',
+        'GET /latest/dynamic/instance-identity/document',
+        'GET /latest/dynamic/instance-identity/pkcs7',
+      ]);
+    },
+    TEST_TIMEOUT_MS,
+  );
 });
 
 describe('tencent-cvm: CVM metadata → crosscred issuer → Tencent STS → STS (discovery) → IMDS → the AWS CLI v2, in a VM stand-in', () => {
@@ -322,31 +364,43 @@ describe('tencent-cvm: CVM metadata → crosscred issuer → Tencent STS → STS
     await vm?.close();
   });
 
-  it('--token-source tencent-cvm: the CLI gets the key STS issued for tencent-cam:<uin>:role/<role-id>', async (ctx) => {
-    if (unavailable) ctx.skip(unavailable);
-    const cli = await vm!.awsCli();
-    const r = await report<TencentReport>(vm!.helper!);
-    const claims = expectIssuedThroughDiscovery(r, cli, subject, 0);
-    expect(claims[TAGS_CLAIM]).toEqual({ principal_tags: { 'cvm-role': [role.roleId] } });
-    expect(claims[ATTESTATION_CLAIM]).toMatchObject({ cloud: 'tencent', account_id: role.uin, role_id: role.roleId });
-    // The role key came from metadata.tencentyun.com through the SDK…
-    expect(r.metadataPaths).toEqual(['/latest/meta-data/cam/security-credentials/', `/latest/meta-data/cam/security-credentials/${role.roleName}`]);
-    // …and the issuer replayed the signed GetCallerIdentity, bound to it, to the official host.
-    expect(r.tencentSts).toHaveLength(1);
-    expect(r.tencentSts[0]).toMatchObject({ outcome: 'ok', host: 'sts.tencentcloudapi.com', audience: ISSUER_URL, action: 'GetCallerIdentity' });
-    expect(r.tencentSts[0]!.signedHeaders.split(';')).toEqual(expect.arrayContaining(['host', 'x-crosscred-audience', 'x-tc-action']));
-  }, TEST_TIMEOUT_MS);
+  it(
+    '--token-source tencent-cvm: the CLI gets the key STS issued for tencent-cam:<uin>:role/<role-id>',
+    async (ctx) => {
+      if (unavailable) ctx.skip(unavailable);
+      const cli = await vm!.awsCli();
+      const r = await report<TencentReport>(vm!.helper!);
+      const claims = expectIssuedThroughDiscovery(r, cli, subject, 0);
+      expect(claims[TAGS_CLAIM]).toEqual({ principal_tags: { 'cvm-role': [role.roleId] } });
+      expect(claims[ATTESTATION_CLAIM]).toMatchObject({ cloud: 'tencent', account_id: role.uin, role_id: role.roleId });
+      // The role key came from metadata.tencentyun.com through the SDK…
+      expect(r.metadataPaths).toEqual(['/latest/meta-data/cam/security-credentials/', `/latest/meta-data/cam/security-credentials/${role.roleName}`]);
+      // …and the issuer replayed the signed GetCallerIdentity, bound to it, to the official host.
+      expect(r.tencentSts).toHaveLength(1);
+      expect(r.tencentSts[0]).toMatchObject({ outcome: 'ok', host: 'sts.tencentcloudapi.com', audience: ISSUER_URL, action: 'GetCallerIdentity' });
+      expect(r.tencentSts[0]!.signedHeaders.split(';')).toEqual(expect.arrayContaining(['host', 'x-crosscred-audience', 'x-tc-action']));
+    },
+    TEST_TIMEOUT_MS,
+  );
 
-  it('--token-source auto with --issuer-url: detects CVM by metadata.tencentyun.com and runs the same chain', async (ctx) => {
-    if (unavailable) ctx.skip(unavailable);
-    const serve = await vm!.startServe(stsUrl, ['--token-source', 'auto']);
-    expect(serve.output()).toMatch(/told by which metadata server answers at the first fetch/);
-    const cli = await vm!.awsCli();
-    const r = await report<TencentReport>(vm!.helper!);
-    expectIssuedThroughDiscovery(r, cli, subject, 1);
-    expect(r.emulator.issued[1]!.accessKeyId).not.toBe(r.emulator.issued[0]!.accessKeyId);
-    // No ECS metadata server here (100.100.100.200 is unreachable), so the probe of Tencent's decided.
-    expect(r.metadataPaths.slice(2)).toEqual(['/latest/meta-data/instance-id', '/latest/meta-data/cam/security-credentials/', `/latest/meta-data/cam/security-credentials/${role.roleName}`]);
-    expect(r.tencentSts.map((s) => s.outcome)).toEqual(['ok', 'ok']);
-  }, TEST_TIMEOUT_MS);
+  it(
+    '--token-source auto with --issuer-url: detects CVM by metadata.tencentyun.com and runs the same chain',
+    async (ctx) => {
+      if (unavailable) ctx.skip(unavailable);
+      const serve = await vm!.startServe(stsUrl, ['--token-source', 'auto']);
+      expect(serve.output()).toMatch(/told by which metadata server answers at the first fetch/);
+      const cli = await vm!.awsCli();
+      const r = await report<TencentReport>(vm!.helper!);
+      expectIssuedThroughDiscovery(r, cli, subject, 1);
+      expect(r.emulator.issued[1]!.accessKeyId).not.toBe(r.emulator.issued[0]!.accessKeyId);
+      // No ECS metadata server here (100.100.100.200 is unreachable), so the probe of Tencent's decided.
+      expect(r.metadataPaths.slice(2)).toEqual([
+        '/latest/meta-data/instance-id',
+        '/latest/meta-data/cam/security-credentials/',
+        `/latest/meta-data/cam/security-credentials/${role.roleName}`,
+      ]);
+      expect(r.tencentSts.map((s) => s.outcome)).toEqual(['ok', 'ok']);
+    },
+    TEST_TIMEOUT_MS,
+  );
 });

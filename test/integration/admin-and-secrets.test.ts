@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startChain, startInProcess, type Chain, type InProcessDaemon } from '../support/chain.js';
+import { type Chain, type InProcessDaemon, startChain, startInProcess } from '../support/chain.js';
 
 let chain: Chain;
 let d: InProcessDaemon;
@@ -21,9 +21,13 @@ beforeAll(async () => {
   for (let i = 0; i < 3; i++) {
     const token = await (await request(`${d.base}/latest/api/token`, { method: 'PUT', headers: { 'x-aws-ec2-metadata-token-ttl-seconds': '60' } })).body.text();
     imdsTokens.push(token);
-    served = (await (await request(`${d.base}/latest/meta-data/iam/security-credentials/app`, { headers: { 'x-aws-ec2-metadata-token': token } })).body.json()) as Record<string, string>;
+    served = (await (
+      await request(`${d.base}/latest/meta-data/iam/security-credentials/app`, { headers: { 'x-aws-ec2-metadata-token': token } })
+    ).body.json()) as Record<string, string>;
   }
-  await (await request(`${d.base}/latest/meta-data/iam/security-credentials/app`, { headers: { 'x-aws-ec2-metadata-token': `${imdsTokens[0]}x` } })).body.dump();
+  await (
+    await request(`${d.base}/latest/meta-data/iam/security-credentials/app`, { headers: { 'x-aws-ec2-metadata-token': `${imdsTokens[0]}x` } })
+  ).body.dump();
   await (await request(`${d.base}/v1/credentials`, { headers: { authorization: `${authSecret}x` } })).body.dump();
   await (await request(`${d.base}/v1/credentials`, { headers: { authorization: authSecret } })).body.dump();
   await (await request(`${d.base}/v1/credentials`, { headers: { authorization: authSecret, host: 'evil.example' } })).body.dump();

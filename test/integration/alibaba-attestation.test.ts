@@ -1,24 +1,30 @@
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { createServer, type Server } from 'node:http';
 import { createRequire } from 'node:module';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
 import { decodeJwt } from 'jose';
 import * as pkijs from 'pkijs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { systemClock } from '../../src/core/clock.js';
 import { CrosscredError } from '../../src/core/errors.js';
-import { AttestationError, type AttestationContext, type Attestor } from '../../src/issuer/attestor.js';
+import { type AttestationContext, AttestationError, type Attestor } from '../../src/issuer/attestor.js';
 import { AlibabaEcsIdentityAttestor, ecsSignedContent } from '../../src/issuer/attestors/alibaba-ecs-identity.js';
 import { AlibabaRamRoleAttestor } from '../../src/issuer/attestors/alibaba-ram-role.js';
-import { startIssuer, type RunningIssuer } from '../../src/issuer/issuer-server.js';
-import { BINDING_HEADERS, SUBJECT_TOKEN_TYPES, encodeSubjectToken, type AlibabaEcsIdentityAttestation, type SignedRequestAttestation, type SubjectTokenType } from '../../src/protocol/issuer-token-exchange.js';
+import { type RunningIssuer, startIssuer } from '../../src/issuer/issuer-server.js';
 import { EcsMetadataClient } from '../../src/platform/alibaba/ecs-metadata.js';
+import { type AlibabaCredential, captureSignedRequest, ecsRamRoleCredential, signGetCallerIdentity } from '../../src/platform/alibaba/ram-request-signer.js';
+import {
+  type AlibabaEcsIdentityAttestation,
+  BINDING_HEADERS,
+  encodeSubjectToken,
+  type SignedRequestAttestation,
+  SUBJECT_TOKEN_TYPES,
+  type SubjectTokenType,
+} from '../../src/protocol/issuer-token-exchange.js';
 import { AlibabaEcsTokenSource, type AlibabaEcsTokenSourceOptions } from '../../src/sources/alibaba-ecs-token-source.js';
-import { captureSignedRequest, ecsRamRoleCredential, signGetCallerIdentity, type AlibabaCredential } from '../../src/platform/alibaba/ram-request-signer.js';
 import { IssuerClient } from '../../src/sources/issuer-client.js';
 import { memoryLogger } from '../support/chain.js';
-import { FakeClock } from '../support/fake-clock.js';
 import {
   base64Lines,
   cmsSign,
@@ -26,9 +32,10 @@ import {
   FakeAlibabaSts,
   FakeEcsMetadata,
   makeSigningCa,
-  sampleInstance,
   type SigningCa,
+  sampleInstance,
 } from '../support/fake-alibaba-cloud.js';
+import { FakeClock } from '../support/fake-clock.js';
 import { baseConfig, configFrom, freePort, makeKey, tempDir } from '../support/issuer-fixtures.js';
 
 /**
@@ -89,7 +96,12 @@ function tokenOf(attestation: AlibabaEcsIdentityAttestation | SignedRequestAttes
 }
 
 function signed(options: { issuerUrl?: string; credential?: AlibabaCredential; stsUrl?: string } = {}): Promise<SignedRequestAttestation> {
-  return signGetCallerIdentity({ credential: options.credential ?? credential, stsUrl: options.stsUrl ?? sts.url, issuerUrl: options.issuerUrl ?? ISSUER, timeoutMs: 3000 });
+  return signGetCallerIdentity({
+    credential: options.credential ?? credential,
+    stsUrl: options.stsUrl ?? sts.url,
+    issuerUrl: options.issuerUrl ?? ISSUER,
+    timeoutMs: 3000,
+  });
 }
 
 function signedHeadersOf(request: SignedRequestAttestation): string[] {
@@ -99,10 +111,16 @@ function signedHeadersOf(request: SignedRequestAttestation): string[] {
 /** A loopback server that must never be contacted: counts every connection. */
 async function canary(): Promise<{ url: string; hits: () => number; close: () => Promise<void> }> {
   let hits = 0;
-  const server: Server = createServer((_req, res) => res.writeHead(200, { 'content-type': 'application/json' }).end('{"IdentityType":"AssumedRoleUser","Arn":"acs:ram::1:assumed-role/evil/vm-ram-i-evil"}'));
+  const server: Server = createServer((_req, res) =>
+    res.writeHead(200, { 'content-type': 'application/json' }).end('{"IdentityType":"AssumedRoleUser","Arn":"acs:ram::1:assumed-role/evil/vm-ram-i-evil"}'),
+  );
   server.on('connection', () => hits++);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/`, hits: () => hits, close: () => new Promise((resolve) => server.close(() => resolve())) };
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/`,
+    hits: () => hits,
+    close: () => new Promise((resolve) => server.close(() => resolve())),
+  };
 }
 
 beforeAll(async () => {
@@ -141,7 +159,7 @@ describe('the signed content of a detached ECS PKCS#7 (ecsSignedContent)', () =>
     for (const bad of ['', '{}', ' {}', '[1]', '"s"', '{"a":1']) expect(() => ecsSignedContent(bad, 'x')).toThrow(AttestationError);
   });
 
-  it('is exactly what openssl signed in the fake metadata server (written separately from Alibaba\'s description)', async () => {
+  it("is exactly what openssl signed in the fake metadata server (written separately from Alibaba's description)", async () => {
     const audience = audienceFor(ISSUER);
     const attestation = await identityAttestation(audience);
     const der = Buffer.from(attestation.pkcs7.replace(/\s+/g, ''), 'base64');
@@ -162,7 +180,14 @@ describe('AlibabaEcsIdentityAttestor', () => {
       accountId: instance.accountId,
       region: instance.regionId,
       instanceId: instance.instanceId,
-      attributes: { 'zone-id': instance.zoneId, 'instance-type': instance.instanceType, 'image-id': instance.imageId, 'serial-number': instance.serialNumber, 'private-ipv4': instance.privateIpv4, mac: instance.mac },
+      attributes: {
+        'zone-id': instance.zoneId,
+        'instance-type': instance.instanceType,
+        'image-id': instance.imageId,
+        'serial-number': instance.serialNumber,
+        'private-ipv4': instance.privateIpv4,
+        mac: instance.mac,
+      },
       replayUntilWall: signingTime * 1000 + 300_000,
     });
     expect(identity.roleName).toBeUndefined();
@@ -280,14 +305,29 @@ describe('AlibabaEcsIdentityAttestor', () => {
       }
     });
 
-    it('a signature by another key that claims the pinned certificate\'s issuer and serial number', async () => {
+    it("a signature by another key that claims the pinned certificate's issuer and serial number", async () => {
       // The attacker's certificate copies the pinned one's issuer name and serial number.
       const { execFile } = await import('node:child_process');
       const run = (args: string[]) => new Promise<string>((resolve, reject) => execFile('openssl', args, (e, out) => (e ? reject(e) : resolve(out))));
       const serial = (await run(['x509', '-noout', '-serial', '-in', ca.signerCertPath])).trim().split('=')[1]!;
       const impostor = await makeSigningCa('alibaba');
       try {
-        await run(['x509', '-req', '-in', join(impostor.dir, 'signer.csr'), '-CA', impostor.caPath, '-CAkey', join(impostor.dir, 'ca.key'), '-set_serial', `0x${serial}`, '-out', impostor.signerCertPath, '-days', '1']);
+        await run([
+          'x509',
+          '-req',
+          '-in',
+          join(impostor.dir, 'signer.csr'),
+          '-CA',
+          impostor.caPath,
+          '-CAkey',
+          join(impostor.dir, 'ca.key'),
+          '-set_serial',
+          `0x${serial}`,
+          '-out',
+          impostor.signerCertPath,
+          '-days',
+          '1',
+        ]);
         const audience = audienceFor(ISSUER);
         const attestation = await identityAttestation(audience);
         const der = await cmsSign(impostor, ecsSignedContent(attestation.document, audience));
@@ -308,7 +348,9 @@ describe('AlibabaEcsIdentityAttestor', () => {
       const at = der.indexOf(Buffer.from(instance.instanceId));
       expect(at).toBeGreaterThan(0);
       der[at + 2] = 'z'.charCodeAt(0);
-      expect((await refusal(ecsAttestor.attest(tokenOf({ ...attestation, audience, pkcs7: der.toString('base64') }), context()))).message).toMatch(/does not verify/);
+      expect((await refusal(ecsAttestor.attest(tokenOf({ ...attestation, audience, pkcs7: der.toString('base64') }), context()))).message).toMatch(
+        /does not verify/,
+      );
     });
 
     it('two signers, a SHA-1 digest, or something that is not a PKCS#7', async () => {
@@ -316,14 +358,40 @@ describe('AlibabaEcsIdentityAttestor', () => {
       const attestation = await identityAttestation(audience);
       const content = ecsSignedContent(attestation.document, audience);
       const sha1 = await cmsSign(ca, content, { digest: 'sha1' });
-      expect((await refusal(ecsAttestor.attest(tokenOf({ ...attestation, pkcs7: sha1.toString('base64') }), context()))).message).toMatch(/digest algorithm 1\.3\.14\.3\.2\.26; only SHA-256/);
+      expect((await refusal(ecsAttestor.attest(tokenOf({ ...attestation, pkcs7: sha1.toString('base64') }), context()))).message).toMatch(
+        /digest algorithm 1\.3\.14\.3\.2\.26; only SHA-256/,
+      );
       const { execFile } = await import('node:child_process');
       const input = join(ca.dir, 'two-signers.json');
       await writeFile(input, content);
       const twoSigners = await new Promise<Buffer>((resolve, reject) =>
-        execFile('openssl', ['cms', '-sign', '-binary', '-nocerts', '-in', input, '-signer', ca.signerCertPath, '-inkey', ca.signerKeyPath, '-signer', otherCa.signerCertPath, '-inkey', otherCa.signerKeyPath, '-outform', 'DER'], { encoding: 'buffer' }, (e, out) => (e ? reject(e) : resolve(out))),
+        execFile(
+          'openssl',
+          [
+            'cms',
+            '-sign',
+            '-binary',
+            '-nocerts',
+            '-in',
+            input,
+            '-signer',
+            ca.signerCertPath,
+            '-inkey',
+            ca.signerKeyPath,
+            '-signer',
+            otherCa.signerCertPath,
+            '-inkey',
+            otherCa.signerKeyPath,
+            '-outform',
+            'DER',
+          ],
+          { encoding: 'buffer' },
+          (e, out) => (e ? reject(e) : resolve(out)),
+        ),
       );
-      expect((await refusal(ecsAttestor.attest(tokenOf({ ...attestation, pkcs7: twoSigners.toString('base64') }), context()))).message).toMatch(/2 signers; exactly one/);
+      expect((await refusal(ecsAttestor.attest(tokenOf({ ...attestation, pkcs7: twoSigners.toString('base64') }), context()))).message).toMatch(
+        /2 signers; exactly one/,
+      );
       for (const pkcs7 of ['not base64!', Buffer.from('hello').toString('base64')]) {
         const err = await refusal(ecsAttestor.attest(tokenOf({ ...attestation, pkcs7 }), context()));
         expect(err.oauthError).toBe('invalid_request');
@@ -347,9 +415,11 @@ describe('AlibabaEcsIdentityAttestor', () => {
 });
 
 describe('AlibabaRamRoleAttestor', () => {
-  it('accepts a GetCallerIdentity the official SDK signed with the instance\'s RAM-role credentials', async () => {
+  it("accepts a GetCallerIdentity the official SDK signed with the instance's RAM-role credentials", async () => {
     const request = await signed();
-    expect(signedHeadersOf(request)).toEqual(expect.arrayContaining(['host', BINDING_HEADERS.alibaba, 'x-acs-security-token', 'x-acs-signature-nonce', 'x-acs-date']));
+    expect(signedHeadersOf(request)).toEqual(
+      expect.arrayContaining(['host', BINDING_HEADERS.alibaba, 'x-acs-security-token', 'x-acs-signature-nonce', 'x-acs-date']),
+    );
     const before = sts.records.length;
     const identity = await ramAttestor.attest(tokenOf(request), context());
     expect(identity).toMatchObject({
@@ -366,7 +436,15 @@ describe('AlibabaRamRoleAttestor', () => {
     // STS verified the signature with the official signer and got only the signed headers and the signature.
     const record = sts.records.slice(before);
     expect(record.map((r) => r.outcome)).toEqual(['ok']);
-    expect(Object.keys(record[0]!.headers).filter((h) => h.startsWith('x-acs-')).sort()).toEqual(signedHeadersOf(request).filter((h) => h.startsWith('x-acs-')).sort());
+    expect(
+      Object.keys(record[0]!.headers)
+        .filter((h) => h.startsWith('x-acs-'))
+        .sort(),
+    ).toEqual(
+      signedHeadersOf(request)
+        .filter((h) => h.startsWith('x-acs-'))
+        .sort(),
+    );
     expect(String(record[0]!.headers['user-agent'] ?? '')).not.toContain('AlibabaCloud');
     // The metadata server was read in token mode, by the official credential provider.
     expect(metadata.records.some((r) => r.path === `/latest/meta-data/ram/security-credentials/${instance.roleName}` && r.token === 'valid')).toBe(true);
@@ -423,7 +501,12 @@ describe('AlibabaRamRoleAttestor', () => {
 
   it('lets official STS hosts past the allow-list (then checks the signed host matches)', async () => {
     const request = await signed();
-    for (const url of ['https://sts.aliyuncs.com/', 'https://sts.cn-hangzhou.aliyuncs.com/', 'https://STS-VPC.cn-shanghai-finance-1.aliyuncs.com:443/', 'https://sts.ap-southeast-1.aliyuncs.com/']) {
+    for (const url of [
+      'https://sts.aliyuncs.com/',
+      'https://sts.cn-hangzhou.aliyuncs.com/',
+      'https://STS-VPC.cn-shanghai-finance-1.aliyuncs.com:443/',
+      'https://sts.ap-southeast-1.aliyuncs.com/',
+    ]) {
       const err = await refusal(ramAttestor.attest(tokenOf({ ...request, url }), context()));
       expect(err.message, url).toMatch(/signed host header does not name the STS host/);
     }
@@ -444,9 +527,19 @@ describe('AlibabaRamRoleAttestor', () => {
 
   it('refuses another action, another version, a body, or a stale or future date', async () => {
     const before = sts.records.length;
-    const assumeRole = await captureSignedRequest({ credential, stsUrl: sts.url, extraHeaders: { [BINDING_HEADERS.alibaba]: ISSUER, 'x-acs-action': 'AssumeRole' }, timeoutMs: 3000 });
+    const assumeRole = await captureSignedRequest({
+      credential,
+      stsUrl: sts.url,
+      extraHeaders: { [BINDING_HEADERS.alibaba]: ISSUER, 'x-acs-action': 'AssumeRole' },
+      timeoutMs: 3000,
+    });
     expect((await refusal(ramAttestor.attest(tokenOf(assumeRole), context()))).message).toMatch(/action "AssumeRole", not GetCallerIdentity/);
-    const version = await captureSignedRequest({ credential, stsUrl: sts.url, extraHeaders: { [BINDING_HEADERS.alibaba]: ISSUER, 'x-acs-version': '2099-01-01' }, timeoutMs: 3000 });
+    const version = await captureSignedRequest({
+      credential,
+      stsUrl: sts.url,
+      extraHeaders: { [BINDING_HEADERS.alibaba]: ISSUER, 'x-acs-version': '2099-01-01' },
+      timeoutMs: 3000,
+    });
     expect((await refusal(ramAttestor.attest(tokenOf(version), context()))).message).toMatch(/API version "2099-01-01"/);
     const request = await signed();
     expect((await refusal(ramAttestor.attest(tokenOf({ ...request, body: 'Action=AssumeRole' }), context()))).message).toMatch(/empty body/);
@@ -463,18 +556,28 @@ describe('AlibabaRamRoleAttestor', () => {
     const tampered = await refusal(ramAttestor.attest(tokenOf({ ...request, headers: { ...request.headers, 'x-acs-date': date } }), context()));
     expect(tampered.message).toMatch(/HTTP 400 SignatureDoesNotMatch/);
 
-    const forged = new Credential(new CredentialConfig({ type: 'sts', accessKeyId: 'STS.forged0000000000', accessKeySecret: 'forged-secret', securityToken: 'forged-token' }));
-    expect((await refusal(ramAttestor.attest(tokenOf(await signed({ credential: forged })), context()))).message).toMatch(/HTTP 404 InvalidAccessKeyId.NotFound/);
+    const forged = new Credential(
+      new CredentialConfig({ type: 'sts', accessKeyId: 'STS.forged0000000000', accessKeySecret: 'forged-secret', securityToken: 'forged-token' }),
+    );
+    expect((await refusal(ramAttestor.attest(tokenOf(await signed({ credential: forged })), context()))).message).toMatch(
+      /HTTP 404 InvalidAccessKeyId.NotFound/,
+    );
 
     const key = sts.issueRoleKey({ accountId: instance.accountId, roleName: 'app-role', instanceId: instance.instanceId });
-    const revokedCredential = new Credential(new CredentialConfig({ type: 'sts', accessKeyId: key.accessKeyId, accessKeySecret: key.accessKeySecret, securityToken: key.securityToken }));
+    const revokedCredential = new Credential(
+      new CredentialConfig({ type: 'sts', accessKeyId: key.accessKeyId, accessKeySecret: key.accessKeySecret, securityToken: key.securityToken }),
+    );
     const revokedRequest = await signed({ credential: revokedCredential });
     sts.revoke(key.accessKeyId);
     expect((await refusal(ramAttestor.attest(tokenOf(revokedRequest), context()))).oauthError).toBe('invalid_grant');
 
     const expired = sts.issueRoleKey({ accountId: instance.accountId, roleName: 'app-role', instanceId: instance.instanceId }, 0);
-    const expiredCredential = new Credential(new CredentialConfig({ type: 'sts', accessKeyId: expired.accessKeyId, accessKeySecret: expired.accessKeySecret, securityToken: expired.securityToken }));
-    expect((await refusal(ramAttestor.attest(tokenOf(await signed({ credential: expiredCredential })), context()))).message).toMatch(/HTTP 400 InvalidSecurityToken.Expired/);
+    const expiredCredential = new Credential(
+      new CredentialConfig({ type: 'sts', accessKeyId: expired.accessKeyId, accessKeySecret: expired.accessKeySecret, securityToken: expired.securityToken }),
+    );
+    expect((await refusal(ramAttestor.attest(tokenOf(await signed({ credential: expiredCredential })), context()))).message).toMatch(
+      /HTTP 400 InvalidSecurityToken.Expired/,
+    );
 
     const user = sts.issueUserKey(instance.accountId, 'deployer');
     const userCredential = new Credential(new CredentialConfig({ type: 'access_key', accessKeyId: user.accessKeyId, accessKeySecret: user.accessKeySecret }));
@@ -482,16 +585,18 @@ describe('AlibabaRamRoleAttestor', () => {
     expect(err.message).toMatch(/identity of type RAMUser; only RAM-role \(AssumedRoleUser\)/);
   });
 
-  it('takes no instance id from a role session that is not an instance\'s', async () => {
+  it("takes no instance id from a role session that is not an instance's", async () => {
     const key = sts.issueRoleKey({ accountId: instance.accountId, roleName: 'app-role', sessionName: 'deploy-job' });
-    const cred = new Credential(new CredentialConfig({ type: 'sts', accessKeyId: key.accessKeyId, accessKeySecret: key.accessKeySecret, securityToken: key.securityToken }));
+    const cred = new Credential(
+      new CredentialConfig({ type: 'sts', accessKeyId: key.accessKeyId, accessKeySecret: key.accessKeySecret, securityToken: key.securityToken }),
+    );
     const identity = await ramAttestor.attest(tokenOf(await signed({ credential: cred })), context());
     expect(identity.instanceId).toBeUndefined();
     expect(identity.attributes).toMatchObject({ 'session-name': 'deploy-job' });
     expect(identity.attributes['instance-id-source']).toBeUndefined();
   });
 
-  it('maps STS failures: 5xx, redirects (never followed), oversized answers, timeouts, the caller\'s deadline', async () => {
+  it("maps STS failures: 5xx, redirects (never followed), oversized answers, timeouts, the caller's deadline", async () => {
     const trap = await canary();
     try {
       sts.fault({ kind: 'status', status: 503, code: 'ServiceUnavailable' });
@@ -598,13 +703,21 @@ describe('AlibabaEcsTokenSource → IssuerClient → crosscred issuer', () => {
     const before = metadata.records.length;
     const token = await source({ attestation: 'ecs-identity' }).getToken();
     const claims = decodeJwt(token.token);
-    expect(claims).toMatchObject({ iss: issuerUrl, sub: `alibaba-ecs:${instance.accountId}:${instance.regionId}:${instance.instanceId}`, aud: 'sts.amazonaws.com' });
+    expect(claims).toMatchObject({
+      iss: issuerUrl,
+      sub: `alibaba-ecs:${instance.accountId}:${instance.regionId}:${instance.instanceId}`,
+      aud: 'sts.amazonaws.com',
+    });
     expect(token.claims.sub).toBe(claims.sub);
     // The earlier of exp and (request time + expires_in): at most the JWT's exp, within a second or two of it.
     expect(token.expiresAtWall).toBeLessThanOrEqual((claims.exp as number) * 1000);
     expect(token.expiresAtWall).toBeGreaterThan((claims.exp as number) * 1000 - 2000);
     const reads = metadata.records.slice(before);
-    expect(reads.map((r) => `${r.method} ${r.path}`)).toEqual(['PUT /latest/api/token', 'GET /latest/dynamic/instance-identity/document', 'GET /latest/dynamic/instance-identity/pkcs7']);
+    expect(reads.map((r) => `${r.method} ${r.path}`)).toEqual([
+      'PUT /latest/api/token',
+      'GET /latest/dynamic/instance-identity/document',
+      'GET /latest/dynamic/instance-identity/pkcs7',
+    ]);
     expect(reads.slice(1).every((r) => r.token === 'valid')).toBe(true);
     const audience = JSON.parse(new URLSearchParams(reads[2]!.query).get('audience')!) as { aud: string; signingTime: number };
     expect(audience.aud).toBe(issuerUrl);
@@ -634,7 +747,7 @@ describe('AlibabaEcsTokenSource → IssuerClient → crosscred issuer', () => {
     expect(pkcs7Reads()).toBe(before + 2);
   });
 
-  it('renews at 80% of the JWT\'s lifetime, and keeps the old JWT while a renewal fails', async () => {
+  it("renews at 80% of the JWT's lifetime, and keeps the old JWT while a renewal fails", async () => {
     const clock = new FakeClock(Date.now());
     const own = await startAlibabaIssuer([instance.accountId], clock);
     const ownClient = new IssuerClient({ issuerUrl: own.url, connectTimeoutMs: 2000, responseTimeoutMs: 5000 });
@@ -667,7 +780,11 @@ describe('AlibabaEcsTokenSource → IssuerClient → crosscred issuer', () => {
 
   it('refuses, with no token: an account not in policy, a replayed attestation, an attestation for another issuer', async () => {
     // Another account's instance, signed by the same (real) Alibaba certificate.
-    const stranger = await FakeEcsMetadata.start({ instance: sampleInstance({ accountId: '5128828231865463', instanceId: 'i-rj978rorvlg76urhqh7q' }), signer: ca, requireToken: true });
+    const stranger = await FakeEcsMetadata.start({
+      instance: sampleInstance({ accountId: '5128828231865463', instanceId: 'i-rj978rorvlg76urhqh7q' }),
+      signer: ca,
+      requireToken: true,
+    });
     try {
       const err = await failure(source({ attestation: 'ecs-identity', metadataUrl: stranger.url }).getToken(), 'CROSSCRED_ERR_TOKEN_REQUEST_FAILED');
       expect(err.message).toMatch(/HTTP 400 \(invalid_grant: .*account 5128828231865463 may not get/);
@@ -682,9 +799,15 @@ describe('AlibabaEcsTokenSource → IssuerClient → crosscred issuer', () => {
     const replay = await failure(client.exchange(SUBJECT_TOKEN_TYPES.alibabaEcsIdentity, token), 'CROSSCRED_ERR_TOKEN_REQUEST_FAILED');
     expect(replay.message).toMatch(/invalid_grant: .*(replay|already|seen)/i);
     // A source configured for another issuer URL produces attestations this issuer refuses.
-    const misbound = await failure(source({ attestation: 'ecs-identity', issuerUrl: 'https://elsewhere.example' }).getToken(), 'CROSSCRED_ERR_TOKEN_REQUEST_FAILED');
+    const misbound = await failure(
+      source({ attestation: 'ecs-identity', issuerUrl: 'https://elsewhere.example' }).getToken(),
+      'CROSSCRED_ERR_TOKEN_REQUEST_FAILED',
+    );
     expect(misbound.message).toMatch(/not to this issuer/);
-    const misboundRam = await failure(source({ attestation: 'ram-role', issuerUrl: 'https://elsewhere.example' }).getToken(), 'CROSSCRED_ERR_TOKEN_REQUEST_FAILED');
+    const misboundRam = await failure(
+      source({ attestation: 'ram-role', issuerUrl: 'https://elsewhere.example' }).getToken(),
+      'CROSSCRED_ERR_TOKEN_REQUEST_FAILED',
+    );
     expect(misboundRam.message).toMatch(/not to this issuer/);
   });
 
@@ -693,12 +816,18 @@ describe('AlibabaEcsTokenSource → IssuerClient → crosscred issuer', () => {
     try {
       const err = await failure(source({ attestation: 'ram-role', metadataUrl: noRole.url }).getToken(), 'CROSSCRED_ERR_ALIBABA_METADATA_FAILED');
       expect(err.message).toMatch(/RAM-role credentials/);
-      const wrongRole = await failure(source({ attestation: 'ram-role', metadataUrl: metadata.url, roleName: 'not-attached' }).getToken(), 'CROSSCRED_ERR_ALIBABA_METADATA_FAILED');
+      const wrongRole = await failure(
+        source({ attestation: 'ram-role', metadataUrl: metadata.url, roleName: 'not-attached' }).getToken(),
+        'CROSSCRED_ERR_ALIBABA_METADATA_FAILED',
+      );
       expect(wrongRole.message).toMatch(/RAM-role credentials/);
     } finally {
       await noRole.close();
     }
-    const unreachable = await failure(source({ attestation: 'ecs-identity', metadataUrl: 'http://127.0.0.1:1' }).getToken(), 'CROSSCRED_ERR_ALIBABA_METADATA_FAILED');
+    const unreachable = await failure(
+      source({ attestation: 'ecs-identity', metadataUrl: 'http://127.0.0.1:1' }).getToken(),
+      'CROSSCRED_ERR_ALIBABA_METADATA_FAILED',
+    );
     expect(unreachable.message).toMatch(/could not get a metadata session token .*ECONNREFUSED/);
     expect(unreachable.describe()).toMatch(/100\.100\.100\.200/);
   });

@@ -2,7 +2,7 @@ import { readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ACCOUNT, roleArn, startChain, startInProcess, type Chain, type InProcessDaemon } from '../support/chain.js';
+import { ACCOUNT, type Chain, type InProcessDaemon, roleArn, startChain, startInProcess } from '../support/chain.js';
 
 let chain: Chain;
 
@@ -91,15 +91,28 @@ adminListen: 127.0.0.1:0
 `,
     );
     const before = chain.sts.calls;
-    const d = await startInProcess(chain, { config: configFile, 'role-arn': undefined, 'token-file': undefined, region: undefined, 'sts-endpoint': undefined, listen: undefined, 'admin-listen': undefined });
+    const d = await startInProcess(chain, {
+      config: configFile,
+      'role-arn': undefined,
+      'token-file': undefined,
+      region: undefined,
+      'sts-endpoint': undefined,
+      listen: undefined,
+      'admin-listen': undefined,
+    });
     try {
       await d.daemon.firstFetch;
       expect(chain.sts.calls - before).toBe(2);
       const secret = await readFile(join(chain.dir, 'multi-auth'), 'utf8');
       const [appListener, reportsListener] = d.daemon.listeners.map((l) => `http://127.0.0.1:${l.port}`);
       const docs: Record<string, string>[] = [];
-      for (const [base, role] of [[appListener!, 'app'], [reportsListener!, 'reports']] as const) {
-        const token = await (await request(`${base}/latest/api/token`, { method: 'PUT', headers: { 'x-aws-ec2-metadata-token-ttl-seconds': '60' } })).body.text();
+      for (const [base, role] of [
+        [appListener!, 'app'],
+        [reportsListener!, 'reports'],
+      ] as const) {
+        const token = await (
+          await request(`${base}/latest/api/token`, { method: 'PUT', headers: { 'x-aws-ec2-metadata-token-ttl-seconds': '60' } })
+        ).body.text();
         expect((await get(`${base}/latest/meta-data/iam/security-credentials/`, { 'x-aws-ec2-metadata-token': token })).text).toBe(role);
         const other = role === 'app' ? 'reports' : 'app';
         expect((await get(`${base}/latest/meta-data/iam/security-credentials/${other}`, { 'x-aws-ec2-metadata-token': token })).status).toBe(404);
@@ -141,7 +154,11 @@ adminListen: 127.0.0.1:0
       const put = await request(`${d.base}/latest/api/token`, { method: 'PUT', headers: { 'x-aws-ec2-metadata-token-ttl-seconds': '60' } });
       expect(put.statusCode).toBe(404);
       expect(await put.body.text()).toMatch(/^CROSSCRED_ERR_NOT_FOUND: /);
-      for (const path of ['/latest/meta-data/iam/security-credentials/', '/latest/meta-data/iam/security-credentials/app', '/latest/meta-data/placement/region']) {
+      for (const path of [
+        '/latest/meta-data/iam/security-credentials/',
+        '/latest/meta-data/iam/security-credentials/app',
+        '/latest/meta-data/placement/region',
+      ]) {
         const res = await get(`${d.base}${path}`);
         expect(res.status, path).toBe(404);
         expect(res.text).not.toContain('SecretAccessKey');

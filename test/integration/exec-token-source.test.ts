@@ -33,13 +33,22 @@ async function failure(source: ExecTokenSource): Promise<CrosscredError> {
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'crosscred-exec-'));
   const { privateKey } = await generateKeyPair('ES256');
-  jwt = await new SignJWT({}).setProtectedHeader({ alg: 'ES256', kid: 'k' }).setIssuer('https://issuer.example').setSubject('vm:i-123').setAudience('sts.amazonaws.com').setExpirationTime(expSeconds).sign(privateKey);
+  jwt = await new SignJWT({})
+    .setProtectedHeader({ alg: 'ES256', kid: 'k' })
+    .setIssuer('https://issuer.example')
+    .setSubject('vm:i-123')
+    .setAudience('sts.amazonaws.com')
+    .setExpirationTime(expSeconds)
+    .sign(privateKey);
 });
 afterAll(() => rm(dir, { recursive: true, force: true }));
 
 describe('exec token source', () => {
   it('takes a bare JWT from stdout, trimmed, and passes arguments without a shell', async () => {
-    const path = await program('print-token', `if (process.argv[2] !== 'a b;c' || process.argv[3] !== '$HOME') process.exit(3); process.stdout.write('\\n ${jwt}\\n');`);
+    const path = await program(
+      'print-token',
+      `if (process.argv[2] !== 'a b;c' || process.argv[3] !== '$HOME') process.exit(3); process.stdout.write('\\n ${jwt}\\n');`,
+    );
     const token = await new ExecTokenSource([path, 'a b;c', '$HOME'], 5000, systemClock).getToken();
     expect(token.token).toBe(jwt);
     expect(token.expiresAtWall).toBe(expSeconds * 1000);
@@ -72,14 +81,20 @@ describe('exec token source', () => {
   it('kills what the command started too, and does not wait for it', async () => {
     const pidFile = join(dir, 'grandchild.pid');
     // A script whose own child holds stdout open far longer than the limit, as `sh -c 'sleep 60'` would.
-    const path = await program('spawns', `const { spawn } = require('node:child_process'); const c = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 60000)'], { stdio: 'inherit' }); require('node:fs').writeFileSync(${JSON.stringify(pidFile)}, String(c.pid));`);
+    const path = await program(
+      'spawns',
+      `const { spawn } = require('node:child_process'); const c = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 60000)'], { stdio: 'inherit' }); require('node:fs').writeFileSync(${JSON.stringify(pidFile)}, String(c.pid));`,
+    );
     // Not a timing assertion: if the grandchild were waited for, this would outlast the test's own 30 s limit.
     const err = await failure(new ExecTokenSource([path], 500, systemClock));
     expect(err.message).toContain('did not finish within 500 ms');
     const grandchild = Number(await readFile(pidFile, 'utf8'));
     await new Promise((r) => setTimeout(r, 100));
     // Gone, or a zombie waiting for whoever inherited it to reap it: either way it no longer runs.
-    const state = await readFile(`/proc/${grandchild}/status`, 'utf8').then((t) => /^State:\s+(\S)/m.exec(t)?.[1], () => 'gone');
+    const state = await readFile(`/proc/${grandchild}/status`, 'utf8').then(
+      (t) => /^State:\s+(\S)/m.exec(t)?.[1],
+      () => 'gone',
+    );
     expect(['gone', 'Z']).toContain(state);
   });
 

@@ -1,9 +1,9 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import type { RandomSource } from '../../src/core/clock.js';
 import { MIN_REMAINING_TO_SERVE_MS, RETRY_CAP_MS } from '../../src/cache/refresh-policy.js';
-import { startChain, startInProcess, viewEndpoints, type Chain, type EndpointView, type InProcessDaemon } from '../support/chain.js';
+import type { RandomSource } from '../../src/core/clock.js';
+import { type Chain, type EndpointView, type InProcessDaemon, startChain, startInProcess, viewEndpoints } from '../support/chain.js';
 import { FakeClock } from '../support/fake-clock.js';
 
 /**
@@ -83,8 +83,8 @@ async function look(): Promise<EndpointView> {
   if (view.imds.status === 200) {
     for (const text of [view.imds.text, view.container!.text]) {
       const expiration = Date.parse((JSON.parse(text) as { Expiration: string }).Expiration);
-      expect(expiration - stsNow(), 'served credentials that are (nearly) expired by STS\'s clock').toBeGreaterThan(MIN_REMAINING_TO_SERVE_MS);
-      expect(expiration - clock.wallNow(), 'served credentials that are (nearly) expired by the host\'s clock').toBeGreaterThan(MIN_REMAINING_TO_SERVE_MS);
+      expect(expiration - stsNow(), "served credentials that are (nearly) expired by STS's clock").toBeGreaterThan(MIN_REMAINING_TO_SERVE_MS);
+      expect(expiration - clock.wallNow(), "served credentials that are (nearly) expired by the host's clock").toBeGreaterThan(MIN_REMAINING_TO_SERVE_MS);
     }
   } else {
     expect(view.imds.status).toBe(503);

@@ -2,11 +2,18 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { request } from 'undici';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import type { RandomSource } from '../../src/core/clock.js';
-import { MIN_LIFETIME_MS, MIN_REMAINING_TO_SERVE_MS, RETRY_BASE_MS, RETRY_CAP_MS, TERMINAL_RETRY_MIN_MS, TERMINAL_RETRY_MS } from '../../src/cache/refresh-policy.js';
+import {
+  MIN_LIFETIME_MS,
+  MIN_REMAINING_TO_SERVE_MS,
+  RETRY_BASE_MS,
+  RETRY_CAP_MS,
+  TERMINAL_RETRY_MIN_MS,
+  TERMINAL_RETRY_MS,
+} from '../../src/cache/refresh-policy.js';
 import type { ServeFlags } from '../../src/config/load.js';
+import type { RandomSource } from '../../src/core/clock.js';
 import type { StsFault } from '../../src/demo/sts-emulator.js';
-import { startChain, startInProcess, viewEndpoints, type Chain, type EndpointView, type InProcessDaemon } from '../support/chain.js';
+import { type Chain, type EndpointView, type InProcessDaemon, startChain, startInProcess, viewEndpoints } from '../support/chain.js';
 import { FakeClock } from '../support/fake-clock.js';
 
 /**
@@ -65,7 +72,12 @@ function seededRandom(seed: number): RandomSource {
 
 async function startDaemon(seed: number, flags: ServeFlags = {}): Promise<InProcessDaemon> {
   const authFile = join(chain.dir, `auth-token-${daemonCounter++}`);
-  d = await startInProcess(chain, { 'duration-seconds': String(SESSION_SECONDS), 'auth-token-file': authFile, ...flags }, {}, { clock, random: seededRandom(seed) });
+  d = await startInProcess(
+    chain,
+    { 'duration-seconds': String(SESSION_SECONDS), 'auth-token-file': authFile, ...flags },
+    {},
+    { clock, random: seededRandom(seed) },
+  );
   containerSecret = await readFile(authFile, 'utf8');
   await d.daemon.firstFetch;
   return d;
@@ -189,7 +201,12 @@ const CASES: FaultCase[] = [
     code: 'ECONNREFUSED',
   },
   { name: 'answers 500 InternalFailure', apply: faultOf({ kind: 'error', status: 500, code: 'InternalFailure' }), reachesSts: true, code: 'InternalFailure' },
-  { name: 'answers 503 ServiceUnavailable', apply: faultOf({ kind: 'error', status: 503, code: 'ServiceUnavailable' }), reachesSts: true, code: 'ServiceUnavailable' },
+  {
+    name: 'answers 503 ServiceUnavailable',
+    apply: faultOf({ kind: 'error', status: 503, code: 'ServiceUnavailable' }),
+    reachesSts: true,
+    code: 'ServiceUnavailable',
+  },
   {
     name: "answers 503 with a load balancer's HTML page",
     apply: faultOf({ kind: 'raw', status: 503, body: '<html><body><h1>503 Service Temporarily Unavailable</h1></body></html>' }),
@@ -197,7 +214,12 @@ const CASES: FaultCase[] = [
     code: 'HTTP503',
   },
   { name: 'answers Throttling', apply: faultOf({ kind: 'error', status: 400, code: 'Throttling' }), reachesSts: true, code: 'Throttling' },
-  { name: 'answers IDPCommunicationError', apply: faultOf({ kind: 'error', status: 400, code: 'IDPCommunicationError' }), reachesSts: true, code: 'IDPCommunicationError' },
+  {
+    name: 'answers IDPCommunicationError',
+    apply: faultOf({ kind: 'error', status: 400, code: 'IDPCommunicationError' }),
+    reachesSts: true,
+    code: 'IDPCommunicationError',
+  },
   {
     name: 'hangs past the timeout',
     apply: faultOf({ kind: 'hang' }),
@@ -209,9 +231,24 @@ const CASES: FaultCase[] = [
   },
   { name: 'resets the connection', apply: faultOf({ kind: 'reset' }), reachesSts: true, code: 'UND_ERR_SOCKET' },
   { name: 'answers garbage instead of XML', apply: faultOf({ kind: 'garbage' }), reachesSts: true, code: 'UnexpectedError' },
-  { name: 'answers credentials that are already expired', apply: faultOf({ kind: 'lifetime', seconds: -10 }), reachesSts: true, code: 'CROSSCRED_ERR_STS_BAD_RESPONSE' },
-  { name: 'answers credentials that expire in 30 s', apply: faultOf({ kind: 'lifetime', seconds: 30 }), reachesSts: true, code: 'CROSSCRED_ERR_STS_BAD_RESPONSE' },
-  { name: 'answers credentials that expire in 4 minutes', apply: faultOf({ kind: 'lifetime', seconds: 240 }), reachesSts: true, code: 'CROSSCRED_ERR_STS_BAD_RESPONSE' },
+  {
+    name: 'answers credentials that are already expired',
+    apply: faultOf({ kind: 'lifetime', seconds: -10 }),
+    reachesSts: true,
+    code: 'CROSSCRED_ERR_STS_BAD_RESPONSE',
+  },
+  {
+    name: 'answers credentials that expire in 30 s',
+    apply: faultOf({ kind: 'lifetime', seconds: 30 }),
+    reachesSts: true,
+    code: 'CROSSCRED_ERR_STS_BAD_RESPONSE',
+  },
+  {
+    name: 'answers credentials that expire in 4 minutes',
+    apply: faultOf({ kind: 'lifetime', seconds: 240 }),
+    reachesSts: true,
+    code: 'CROSSCRED_ERR_STS_BAD_RESPONSE',
+  },
 ];
 
 describe('STS fails while credentials are cached', () => {

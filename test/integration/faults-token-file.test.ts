@@ -1,14 +1,26 @@
-import { randomBytes } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
 import { chmod, mkdir, open, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { request } from 'undici';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import type { RandomSource } from '../../src/core/clock.js';
 import { RETRY_CAP_MS } from '../../src/cache/refresh-policy.js';
+import type { RandomSource } from '../../src/core/clock.js';
 import { inspectJwt } from '../../src/sources/jwt-shape.js';
-import { AUDIENCE, roleArn, spawnDaemon, startChain, startInProcess, SUBJECT, viewEndpoints, type Chain, type DaemonProcess, type EndpointView, type InProcessDaemon } from '../support/chain.js';
+import {
+  AUDIENCE,
+  type Chain,
+  type DaemonProcess,
+  type EndpointView,
+  type InProcessDaemon,
+  roleArn,
+  SUBJECT,
+  spawnDaemon,
+  startChain,
+  startInProcess,
+  viewEndpoints,
+} from '../support/chain.js';
 import { FakeClock } from '../support/fake-clock.js';
 
 /**
@@ -151,10 +163,15 @@ interface FileFault {
 
 const FAULTS: FileFault[] = [
   { name: 'deleted', apply: (p) => rm(p), code: 'CROSSCRED_ERR_TOKEN_FILE_UNREADABLE', message: 'ENOENT' },
-  { name: 'a dangling symlink', apply: async (p) => {
+  {
+    name: 'a dangling symlink',
+    apply: async (p) => {
       await rm(p);
       await symlink(join(chain.dir, 'gone'), p);
-    }, code: 'CROSSCRED_ERR_TOKEN_FILE_UNREADABLE', message: 'ENOENT' },
+    },
+    code: 'CROSSCRED_ERR_TOKEN_FILE_UNREADABLE',
+    message: 'ENOENT',
+  },
   { name: 'emptied', apply: (p) => writeFile(p, ''), code: 'CROSSCRED_ERR_TOKEN_NOT_JWT', message: 'is empty' },
   { name: 'only whitespace', apply: (p) => writeFile(p, ' \n\t\n'), code: 'CROSSCRED_ERR_TOKEN_NOT_JWT', message: 'is empty' },
   {
@@ -189,14 +206,22 @@ const FAULTS: FileFault[] = [
     name: 'an unsigned token (alg none)',
     apply: (p) => {
       const b64 = (v: unknown) => Buffer.from(JSON.stringify(v)).toString('base64url');
-      return writeFile(p, `${b64({ alg: 'none' })}.${b64({ iss: chain.issuer.url, sub: SUBJECT, aud: AUDIENCE, exp: Math.floor(clock.wallNow() / 1000) + 3600 })}.`);
+      return writeFile(
+        p,
+        `${b64({ alg: 'none' })}.${b64({ iss: chain.issuer.url, sub: SUBJECT, aud: AUDIENCE, exp: Math.floor(clock.wallNow() / 1000) + 3600 })}.`,
+      );
     },
     code: 'CROSSCRED_ERR_TOKEN_NOT_JWT',
   },
-  { name: 'replaced by a directory', apply: async (p) => {
+  {
+    name: 'replaced by a directory',
+    apply: async (p) => {
       await rm(p);
       await mkdir(p);
-    }, code: 'CROSSCRED_ERR_TOKEN_FILE_UNREADABLE', message: 'a directory' },
+    },
+    code: 'CROSSCRED_ERR_TOKEN_FILE_UNREADABLE',
+    message: 'a directory',
+  },
   {
     name: 'replaced by a FIFO that nobody writes to',
     apply: async (p) => {
@@ -206,14 +231,24 @@ const FAULTS: FileFault[] = [
     code: 'CROSSCRED_ERR_TOKEN_FILE_UNREADABLE',
     message: 'a FIFO',
   },
-  { name: 'a symlink to /dev/zero', apply: async (p) => {
+  {
+    name: 'a symlink to /dev/zero',
+    apply: async (p) => {
       await rm(p);
       await symlink('/dev/zero', p);
-    }, code: 'CROSSCRED_ERR_TOKEN_FILE_UNREADABLE', message: 'a character device' },
-  { name: 'a symlink to /dev/urandom', apply: async (p) => {
+    },
+    code: 'CROSSCRED_ERR_TOKEN_FILE_UNREADABLE',
+    message: 'a character device',
+  },
+  {
+    name: 'a symlink to /dev/urandom',
+    apply: async (p) => {
       await rm(p);
       await symlink('/dev/urandom', p);
-    }, code: 'CROSSCRED_ERR_TOKEN_FILE_UNREADABLE', message: 'a character device' },
+    },
+    code: 'CROSSCRED_ERR_TOKEN_FILE_UNREADABLE',
+    message: 'a character device',
+  },
 ];
 
 function mkfifo(path: string): Promise<void> {
@@ -258,7 +293,10 @@ describe('the token file goes bad while credentials are cached', () => {
     });
   });
 
-  it('token file made unreadable (chmod 000): no crash, nothing sent, recovery (as root, see the real-process test below)', { skip: isRoot, meta: { skipReason: 'root reads a chmod-000 file regardless; the real-process test below runs the daemon as nobody instead' } }, async () => {
+  it('token file made unreadable (chmod 000): no crash, nothing sent, recovery (as root, see the real-process test below)', {
+    skip: isRoot,
+    meta: { skipReason: 'root reads a chmod-000 file regardless; the real-process test below runs the daemon as nobody instead' },
+  }, async () => {
     await startDaemon(2100);
     const held = accessKeyOf(await look());
     await chmod(chain.tokenFile, 0o000);

@@ -1,13 +1,13 @@
-import { fromHttp } from '@aws-sdk/credential-providers';
-import fc from 'fast-check';
 import { randomBytes } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import { METHODS } from 'node:http';
 import { join } from 'node:path';
+import { fromHttp } from '@aws-sdk/credential-providers';
+import fc from 'fast-check';
 import { request, WebSocket } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ACCOUNT, roleArn, spawnDaemon, startChain, waitUntilReady, type Chain, type DaemonProcess } from '../support/chain.js';
-import { headerOf, sendRaw, type RawExchange, type RawResponse } from '../support/raw-http.js';
+import { ACCOUNT, type Chain, type DaemonProcess, roleArn, spawnDaemon, startChain, waitUntilReady } from '../support/chain.js';
+import { headerOf, type RawExchange, type RawResponse, sendRaw } from '../support/raw-http.js';
 
 /**
  * Hostile input (issue 6, item 3): property-based tests and a fuzz run over the HTTP surface of a
@@ -67,7 +67,8 @@ const MAX_TTL = 21_600;
 // plain documented behaviour in the model below.)
 // ---------------------------------------------------------------------------------------------
 const KNOWN_ISSUES = {
-  'unknown-method': 'A method token that Node does not know (`get`, `Put`, `FOO`) is answered 400 by the parser (docs/endpoints.md: "a method Node\'s parser does not know → 400"), before the 404/405 routing rules.',
+  'unknown-method':
+    'A method token that Node does not know (`get`, `Put`, `FOO`) is answered 400 by the parser (docs/endpoints.md: "a method Node\'s parser does not know → 400"), before the 404/405 routing rules.',
   expectation:
     'An Expect other than 100-continue is answered 417 by Node before the daemon sees the request (docs/endpoints.md), and the connection is kept open even when the request carried a body; the body is skipped, not parsed as a request.',
 } as const;
@@ -96,7 +97,10 @@ function serialize(req: HostileRequest): Buffer {
 /** A short, printable description of a request for failure messages. */
 function describeRequest(req: HostileRequest): string {
   const clip = (s: string, n = 160) => (s.length > n ? `${s.slice(0, n)}…(${s.length} bytes)` : s);
-  const lines = req.lines.length > 12 ? [...req.lines.slice(0, 6).map((l) => clip(l)), `… ${req.lines.length - 12} more lines …`, ...req.lines.slice(-6).map((l) => clip(l))] : req.lines.map((l) => clip(l));
+  const lines =
+    req.lines.length > 12
+      ? [...req.lines.slice(0, 6).map((l) => clip(l)), `… ${req.lines.length - 12} more lines …`, ...req.lines.slice(-6).map((l) => clip(l))]
+      : req.lines.map((l) => clip(l));
   return JSON.stringify({ method: req.method, target: clip(req.target, 300), version: req.version, lines, body: clip(req.body, 200) }, null, 1);
 }
 
@@ -350,7 +354,10 @@ const ROLE_ROUTES: ReadonlyArray<readonly [string, Route]> = [
 /** Percent-decoding of a `<role>` segment: a malformed escape is an error; invalid UTF-8 is either an error or "not a role". */
 function decodeSegment(segment: string): { value: string } | { malformed: 'yes' | 'maybe' } {
   if (/%(?![0-9A-Fa-f]{2})/.test(segment)) return { malformed: 'yes' };
-  const bytes = Buffer.from(segment.replace(/%([0-9A-Fa-f]{2})/g, (_, hex: string) => String.fromCharCode(parseInt(hex, 16))), 'latin1');
+  const bytes = Buffer.from(
+    segment.replace(/%([0-9A-Fa-f]{2})/g, (_, hex: string) => String.fromCharCode(parseInt(hex, 16))),
+    'latin1',
+  );
   try {
     return { value: new TextDecoder('utf-8', { fatal: true }).decode(bytes) };
   } catch {
@@ -424,7 +431,9 @@ function resolveRoute(route: Route, role: string | undefined, ttl: number | unde
     case 'imds-credentials':
     case 'imds-credentials-extended':
       // A listener's IMDS serves its own role only; any other name is "not a role" here.
-      return role === LISTENER_ROLE ? { status: 200, success: { kind: 'imds-credentials', role: LISTENER_ROLE, extended: route.kind === 'imds-credentials-extended' } } : error(404);
+      return role === LISTENER_ROLE
+        ? { status: 200, success: { kind: 'imds-credentials', role: LISTENER_ROLE, extended: route.kind === 'imds-credentials-extended' } }
+        : error(404);
     case 'container': {
       const name = role ?? LISTENER_ROLE;
       return (ROLES as readonly string[]).includes(name) ? { status: 200, success: { kind: 'container-credentials', role: name as RoleName } } : error(404);
@@ -467,7 +476,16 @@ function atPath(path: string, p: Parsed, w: World, bodyTooLarge: boolean): Outco
     else if (decoded.malformed === 'yes') segmentErrors.push(400);
     else alternatives.push(error(400)); // invalid UTF-8: a malformed escape, or a name that is not a role
   }
-  if (!route.methods.includes(p.method)) return [...alternatives, error(405, route.methods.map((m) => m)), ...segmentErrors.map((s) => error(s)), ...large];
+  if (!route.methods.includes(p.method))
+    return [
+      ...alternatives,
+      error(
+        405,
+        route.methods.map((m) => m),
+      ),
+      ...segmentErrors.map((s) => error(s)),
+      ...large,
+    ];
 
   let gate: { reject: number[]; pass: boolean };
   let ttl: number | undefined;
@@ -563,7 +581,9 @@ function successMismatch(success: Success, res: RawResponse, head: boolean, pres
   switch (success.kind) {
     case 'token':
       if (!/^[\x21-\x7e]{16,128}$/.test(text)) return 'not a session token';
-      return headerOf(res, 'x-aws-ec2-metadata-token-ttl-seconds') === String(success.ttl) ? undefined : `TTL header ${headerOf(res, 'x-aws-ec2-metadata-token-ttl-seconds')}, expected ${success.ttl}`;
+      return headerOf(res, 'x-aws-ec2-metadata-token-ttl-seconds') === String(success.ttl)
+        ? undefined
+        : `TTL header ${headerOf(res, 'x-aws-ec2-metadata-token-ttl-seconds')}, expected ${success.ttl}`;
     case 'role-list':
       return text === LISTENER_ROLE ? undefined : `role list ${JSON.stringify(text)}`;
     case 'region':
@@ -574,15 +594,19 @@ function successMismatch(success: Success, res: RawResponse, head: boolean, pres
     }
     case 'info': {
       const doc = json(res.body);
-      return doc?.['Code'] === 'Success' && typeof doc['InstanceProfileArn'] === 'string' && typeof doc['InstanceProfileId'] === 'string' ? undefined : 'info document';
+      return doc?.['Code'] === 'Success' && typeof doc['InstanceProfileArn'] === 'string' && typeof doc['InstanceProfileId'] === 'string'
+        ? undefined
+        : 'info document';
     }
     case 'imds-credentials':
     case 'container-credentials': {
       const doc = json(res.body);
       const keys = success.kind === 'imds-credentials' ? (success.extended ? [...IMDS_KEYS, 'AccountId'] : IMDS_KEYS) : CONTAINER_KEYS;
-      if (!doc || JSON.stringify(Object.keys(doc)) !== JSON.stringify(keys)) return `credential document keys ${doc ? Object.keys(doc).join(',') : 'unparseable'}`;
+      if (!doc || JSON.stringify(Object.keys(doc)) !== JSON.stringify(keys))
+        return `credential document keys ${doc ? Object.keys(doc).join(',') : 'unparseable'}`;
       const expected = w.creds[success.role];
-      if (doc['AccessKeyId'] !== expected.AccessKeyId || doc['SecretAccessKey'] !== expected.SecretAccessKey || doc['Token'] !== expected.Token) return `not ${success.role}'s credentials`;
+      if (doc['AccessKeyId'] !== expected.AccessKeyId || doc['SecretAccessKey'] !== expected.SecretAccessKey || doc['Token'] !== expected.Token)
+        return `not ${success.role}'s credentials`;
       if (!AWS_TIMESTAMP.test(String(doc['Expiration']))) return 'Expiration format';
       if (success.kind === 'container-credentials' && (doc['RoleArn'] !== roleArn(success.role) || doc['AccountId'] !== ACCOUNT)) return 'RoleArn/AccountId';
       return present.has(success.role) ? undefined : 'credentials not recognised';
@@ -611,7 +635,9 @@ function verify(req: HostileRequest, prediction: Prediction, ex: RawExchange, w:
   statusCounts.set(actual, (statusCounts.get(actual) ?? 0) + 1);
 
   const present = new Set<RoleName>(ROLES.filter((role) => w.secretsOf(role).some((s) => received.includes(s))));
-  const candidates = [...prediction.documented.map((o) => ({ o, tolerated: false })), ...prediction.tolerated.map((o) => ({ o, tolerated: true }))].filter(({ o }) => o.status === actual);
+  const candidates = [...prediction.documented.map((o) => ({ o, tolerated: false })), ...prediction.tolerated.map((o) => ({ o, tolerated: true }))].filter(
+    ({ o }) => o.status === actual,
+  );
   let explained = candidates.filter(({ o }) => {
     if (!res) return true;
     if (o.success) return successMismatch(o.success, res, head, present, w) === undefined;
@@ -619,7 +645,9 @@ function verify(req: HostileRequest, prediction: Prediction, ex: RawExchange, w:
   });
   if (candidates.length === 0) problems.push(`status ${actual}`);
   else if (explained.length === 0) {
-    const why = candidates.map(({ o }) => (o.success && res ? successMismatch(o.success, res, head, present, w) : `credentials of ${[...present].join(',')} in an error`)).join('; ');
+    const why = candidates
+      .map(({ o }) => (o.success && res ? successMismatch(o.success, res, head, present, w) : `credentials of ${[...present].join(',')} in an error`))
+      .join('; ');
     problems.push(`status ${actual} with the wrong body (${why})`);
   }
   if (present.size > 0 && (actual !== 200 || head)) problems.push(`credentials of ${[...present].join(',')} in a ${actual} answer`);
@@ -632,18 +660,27 @@ function verify(req: HostileRequest, prediction: Prediction, ex: RawExchange, w:
     const text = res.body.toString('utf8');
     if (req.target.split('?')[0]!.startsWith('/v1/')) {
       const doc = json(res.body);
-      if (!doc || JSON.stringify(Object.keys(doc)) !== '["Code","Message"]' || !/^CROSSCRED_ERR_[A-Z_]+$/.test(String(doc['Code']))) problems.push(`error body under /v1/ is not {"Code","Message"}: ${text.slice(0, 120)}`);
+      if (!doc || JSON.stringify(Object.keys(doc)) !== '["Code","Message"]' || !/^CROSSCRED_ERR_[A-Z_]+$/.test(String(doc['Code'])))
+        problems.push(`error body under /v1/ is not {"Code","Message"}: ${text.slice(0, 120)}`);
     } else if (!/^CROSSCRED_ERR_[A-Z_]+: [^\n]*\n$/.test(text)) problems.push(`error body is not one line of text: ${JSON.stringify(text.slice(0, 120))}`);
   }
   if (res && actual === 405) {
-    const allow = (headerOf(res, 'allow') ?? '').split(',').map((m) => m.trim()).filter(Boolean).sort();
+    const allow = (headerOf(res, 'allow') ?? '')
+      .split(',')
+      .map((m) => m.trim())
+      .filter(Boolean)
+      .sort();
     const ok = explained.some(({ o }) => o.allow === undefined || JSON.stringify([...o.allow].sort()) === JSON.stringify(allow));
     if (!ok) problems.push(`405 with Allow: ${headerOf(res, 'allow')}`);
   }
-  if (prediction.expectClose && res && !ex.closedByServer && !prediction.issues.includes('expectation')) problems.push('the connection stayed open after a request with a body');
+  if (prediction.expectClose && res && !ex.closedByServer && !prediction.issues.includes('expectation'))
+    problems.push('the connection stayed open after a request with a body');
 
   if (problems.length > 0) {
-    const fmt = (os: readonly Outcome[]) => [...new Set(os.map((o) => (o.success ? `${o.status} ${o.success.kind}${'role' in o.success ? `(${o.success.role})` : ''}` : String(o.status))))].join(' | ');
+    const fmt = (os: readonly Outcome[]) =>
+      [...new Set(os.map((o) => (o.success ? `${o.status} ${o.success.kind}${'role' in o.success ? `(${o.success.role})` : ''}` : String(o.status))))].join(
+        ' | ',
+      );
     throw new Error(
       [
         problems.join('; '),
@@ -702,19 +739,84 @@ const REAL_PATHS = [
   '/v1/credentials/other',
 ];
 /** Paths it does not serve: neighbours of the real ones, and the admin listener's. */
-const NEIGHBOUR_PATHS = ['/', '/latest', '/latest/', '/latest/meta-data/', '/latest/meta-data/iam/', '/latest/meta-data/placement/availability-zone', '/latest/user-data', '/v1', '/v1/', '/v2/credentials', '/healthz', '/readyz', '/metrics'];
+const NEIGHBOUR_PATHS = [
+  '/',
+  '/latest',
+  '/latest/',
+  '/latest/meta-data/',
+  '/latest/meta-data/iam/',
+  '/latest/meta-data/placement/availability-zone',
+  '/latest/user-data',
+  '/v1',
+  '/v1/',
+  '/v2/credentials',
+  '/healthz',
+  '/readyz',
+  '/metrics',
+];
 
 /** Replacements for a `<role>` segment. */
 const ROLE_SEGMENTS = [
-  'app', 'other', 'APP', 'App', 'Other', '%61pp', '%61%70%70', '%6Fther', '%6fther', 'ap%70', 'reports', 'nope', '',
-  '.', '..', '%2e%2e', '%2E%2E', '.%2e', 'app%2F..', 'app%2f', '%2Fapp', '..%2Fapp', 'app%00', '%00', '%20app', 'app%20', 'app;x', 'app..',
-  '%zz', '%', '%4', 'app%', '%C3%28', '%E2%82', '%FF', '%C3%BC', '%F0%9F%98%80', 'app%0D%0AX-Injected:%201',
-  MARKER, `%${[...MARKER].map((c) => c.charCodeAt(0).toString(16)).join('%')}`,
+  'app',
+  'other',
+  'APP',
+  'App',
+  'Other',
+  '%61pp',
+  '%61%70%70',
+  '%6Fther',
+  '%6fther',
+  'ap%70',
+  'reports',
+  'nope',
+  '',
+  '.',
+  '..',
+  '%2e%2e',
+  '%2E%2E',
+  '.%2e',
+  'app%2F..',
+  'app%2f',
+  '%2Fapp',
+  '..%2Fapp',
+  'app%00',
+  '%00',
+  '%20app',
+  'app%20',
+  'app;x',
+  'app..',
+  '%zz',
+  '%',
+  '%4',
+  'app%',
+  '%C3%28',
+  '%E2%82',
+  '%FF',
+  '%C3%BC',
+  '%F0%9F%98%80',
+  'app%0D%0AX-Injected:%201',
+  MARKER,
+  `%${[...MARKER].map((c) => c.charCodeAt(0).toString(16)).join('%')}`,
 ];
 
 const PATH_MUTATIONS = [
-  'trailing-slash', 'strip-slash', 'double-slash', 'dot-segment', 'dotdot-segment', 'encoded-dots', 'encode-char', 'case-char', 'case-all',
-  'unicode', 'control', 'query', 'fragment', 'backslash', 'marker-segment', 'long', 'role-long',
+  'trailing-slash',
+  'strip-slash',
+  'double-slash',
+  'dot-segment',
+  'dotdot-segment',
+  'encoded-dots',
+  'encode-char',
+  'case-char',
+  'case-all',
+  'unicode',
+  'control',
+  'query',
+  'fragment',
+  'backslash',
+  'marker-segment',
+  'long',
+  'role-long',
 ] as const;
 type PathMutation = { readonly kind: (typeof PATH_MUTATIONS)[number]; readonly at: number; readonly pick: number };
 
@@ -803,47 +905,55 @@ function targetArb(port: number): fc.Arbitrary<string> {
 }
 
 /** A header name in some spelling: HTTP field names are case-insensitive. */
-const spelled = (name: string) => fc.nat().map((bits) => [...name].map((c, i) => ((bits >> i % 30) & 1 ? c.toUpperCase() : c.toLowerCase())).join(''));
+const spelled = (name: string) => fc.nat().map((bits) => [...name].map((c, i) => ((bits >> (i % 30)) & 1 ? c.toUpperCase() : c.toLowerCase())).join(''));
 
 /** Some optional whitespace around a value (HTTP strips it). */
-const padded = (value: string) => fc.constantFrom('', ' ', '  ', '\t', ' \t').chain((pre) => fc.constantFrom('', ' ', '\t').map((post) => `${pre}${value}${post}`));
+const padded = (value: string) =>
+  fc.constantFrom('', ' ', '  ', '\t', ' \t').chain((pre) => fc.constantFrom('', ' ', '\t').map((post) => `${pre}${value}${post}`));
 
 function tokenValueArb(m: Material): fc.Arbitrary<string> {
   const valid = fc.constantFrom(...m.validTokens);
-  const mutated = fc.tuple(valid, fc.nat(), fc.nat(), fc.constantFrom('truncate', 'drop', 'flip', 'append', 'prepend', 'case', 'prefix', 'non-canonical', 'standard-base64', 'doubled', 'spaced')).map(([t, at, bit, how]) => {
-    const i = at % t.length;
-    switch (how) {
-      case 'truncate':
-        return t.slice(0, i);
-      case 'drop':
-        return t.slice(0, i) + t.slice(i + 1);
-      case 'flip': {
-        // Flip one bit of one base64url digit (the version prefix included).
-        const k = BASE64URL.indexOf(t[i]!);
-        return t.slice(0, i) + (k < 0 ? String.fromCharCode(t.charCodeAt(i) ^ (1 << bit % 7)) : BASE64URL[k ^ (1 << bit % 6)]) + t.slice(i + 1);
+  const mutated = fc
+    .tuple(
+      valid,
+      fc.nat(),
+      fc.nat(),
+      fc.constantFrom('truncate', 'drop', 'flip', 'append', 'prepend', 'case', 'prefix', 'non-canonical', 'standard-base64', 'doubled', 'spaced'),
+    )
+    .map(([t, at, bit, how]) => {
+      const i = at % t.length;
+      switch (how) {
+        case 'truncate':
+          return t.slice(0, i);
+        case 'drop':
+          return t.slice(0, i) + t.slice(i + 1);
+        case 'flip': {
+          // Flip one bit of one base64url digit (the version prefix included).
+          const k = BASE64URL.indexOf(t[i]!);
+          return t.slice(0, i) + (k < 0 ? String.fromCharCode(t.charCodeAt(i) ^ (1 << (bit % 7))) : BASE64URL[k ^ (1 << (bit % 6))]) + t.slice(i + 1);
+        }
+        case 'append':
+          return t + BASE64URL[bit % 64];
+        case 'prepend':
+          return BASE64URL[bit % 64] + t;
+        case 'case':
+          return t.slice(0, i) + swapCase(t[i]!) + t.slice(i + 1);
+        case 'prefix':
+          return ['cc0', 'cc2', 'CC1', ''][bit % 4] + t.slice(3);
+        case 'non-canonical': {
+          // The last digit of 32 bytes in base64 carries 2 unused bits: other values decode to the same bytes.
+          const k = BASE64URL.indexOf(t.at(-1)!);
+          return t.slice(0, -1) + BASE64URL[k ^ (1 + (bit % 3))];
+        }
+        case 'standard-base64':
+          return t.replace(/-/g, '+').replace(/_/g, '/');
+        case 'doubled':
+          return t + t;
+        case 'spaced':
+          return `${t.slice(0, i)} ${t.slice(i)}`;
       }
-      case 'append':
-        return t + BASE64URL[bit % 64];
-      case 'prepend':
-        return BASE64URL[bit % 64] + t;
-      case 'case':
-        return t.slice(0, i) + swapCase(t[i]!) + t.slice(i + 1);
-      case 'prefix':
-        return ['cc0', 'cc2', 'CC1', ''][bit % 4] + t.slice(3);
-      case 'non-canonical': {
-        // The last digit of 32 bytes in base64 carries 2 unused bits: other values decode to the same bytes.
-        const k = BASE64URL.indexOf(t.at(-1)!);
-        return t.slice(0, -1) + BASE64URL[k ^ (1 + (bit % 3))];
-      }
-      case 'standard-base64':
-        return t.replace(/-/g, '+').replace(/_/g, '/');
-      case 'doubled':
-        return t + t;
-      case 'spaced':
-        return `${t.slice(0, i)} ${t.slice(i)}`;
-    }
-    return t;
-  });
+      return t;
+    });
   return fc.oneof(
     { weight: 10, arbitrary: valid },
     { weight: 2, arbitrary: valid.chain(padded) },
@@ -861,44 +971,76 @@ function secretValueArb(m: Material): fc.Arbitrary<string> {
     { weight: 2, arbitrary: padded(s) },
     {
       weight: 8,
-      arbitrary: fc.tuple(fc.nat(), fc.nat(), fc.constantFrom('same-length', 'prefix', 'plus-byte', 'byte-plus', 'upper', 'lower', 'swap-case', 'bearer', 'inner-space', 'flip', 'latin1')).map(([at, bit, how]) => {
-        const i = at % s.length;
-        switch (how) {
-          case 'same-length':
-            return [...s].map((_, j) => BASE64URL[(at + j * 7 + bit) % 64]).join('');
-          case 'prefix':
-            return s.slice(0, i);
-          case 'plus-byte':
-            return s + BASE64URL[bit % 64];
-          case 'byte-plus':
-            return BASE64URL[bit % 64] + s;
-          case 'upper':
-            return s.toUpperCase();
-          case 'lower':
-            return s.toLowerCase();
-          case 'swap-case':
-            return s.slice(0, i) + swapCase(s[i]!) + s.slice(i + 1);
-          case 'bearer':
-            return `Bearer ${s}`;
-          case 'inner-space':
-            return `${s.slice(0, i)}${bit % 2 ? ' ' : '\t'}${s.slice(i)}`;
-          case 'flip': {
-            const k = BASE64URL.indexOf(s[i]!);
-            return s.slice(0, i) + (k < 0 ? 'A' : BASE64URL[k ^ (1 << bit % 6)]) + s.slice(i + 1);
+      arbitrary: fc
+        .tuple(
+          fc.nat(),
+          fc.nat(),
+          fc.constantFrom('same-length', 'prefix', 'plus-byte', 'byte-plus', 'upper', 'lower', 'swap-case', 'bearer', 'inner-space', 'flip', 'latin1'),
+        )
+        .map(([at, bit, how]) => {
+          const i = at % s.length;
+          switch (how) {
+            case 'same-length':
+              return [...s].map((_, j) => BASE64URL[(at + j * 7 + bit) % 64]).join('');
+            case 'prefix':
+              return s.slice(0, i);
+            case 'plus-byte':
+              return s + BASE64URL[bit % 64];
+            case 'byte-plus':
+              return BASE64URL[bit % 64] + s;
+            case 'upper':
+              return s.toUpperCase();
+            case 'lower':
+              return s.toLowerCase();
+            case 'swap-case':
+              return s.slice(0, i) + swapCase(s[i]!) + s.slice(i + 1);
+            case 'bearer':
+              return `Bearer ${s}`;
+            case 'inner-space':
+              return `${s.slice(0, i)}${bit % 2 ? ' ' : '\t'}${s.slice(i)}`;
+            case 'flip': {
+              const k = BASE64URL.indexOf(s[i]!);
+              return s.slice(0, i) + (k < 0 ? 'A' : BASE64URL[k ^ (1 << (bit % 6))]) + s.slice(i + 1);
+            }
+            case 'latin1':
+              return `${s.slice(0, i)}\xe9${s.slice(i + 1)}`;
           }
-          case 'latin1':
-            return `${s.slice(0, i)}\xe9${s.slice(i + 1)}`;
-        }
-        return s;
-      }),
+          return s;
+        }),
     },
     { weight: 1, arbitrary: fc.constantFrom('', MARKER, 'Basic Zm9vOmJhcg==') },
   );
 }
 
-const TTL_VALUES = ['0', '21601', '-1', '1e3', ' 5', '5 ', '', '1', '2', '21600', '60', '05', '0005', '000000000060', '+5', '5.0', '0x10', '1 2', '\t7\t', '21600 ', 'abc', MARKER, utf8AsLatin1('６０'), '60,60'];
+const TTL_VALUES = [
+  '0',
+  '21601',
+  '-1',
+  '1e3',
+  ' 5',
+  '5 ',
+  '',
+  '1',
+  '2',
+  '21600',
+  '60',
+  '05',
+  '0005',
+  '000000000060',
+  '+5',
+  '5.0',
+  '0x10',
+  '1 2',
+  '\t7\t',
+  '21600 ',
+  'abc',
+  MARKER,
+  utf8AsLatin1('６０'),
+  '60,60',
+];
 /** `arb` once in `n` draws, else null. */
-const oneIn = <T>(n: number, arb: fc.Arbitrary<T>): fc.Arbitrary<T | null> => fc.oneof({ weight: n - 1, arbitrary: fc.constant(null) }, { weight: 1, arbitrary: arb });
+const oneIn = <T>(n: number, arb: fc.Arbitrary<T>): fc.Arbitrary<T | null> =>
+  fc.oneof({ weight: n - 1, arbitrary: fc.constant(null) }, { weight: 1, arbitrary: arb });
 
 const ttlValueArb = fc.oneof(
   { weight: 6, arbitrary: fc.constantFrom(...TTL_VALUES) },
@@ -910,13 +1052,37 @@ const ttlValueArb = fc.oneof(
 /** Zero, one or two lines of one header, each name in its own spelling. */
 function linesOf(name: string, value: fc.Arbitrary<string>, weights: [number, number, number]): fc.Arbitrary<readonly string[]> {
   const line = fc.tuple(spelled(name), value).map(([n, v]) => `${n}:${v.startsWith(' ') || v.startsWith('\t') ? '' : ' '}${v}`);
-  return fc.oneof({ weight: weights[0], arbitrary: fc.constant([]) }, { weight: weights[1], arbitrary: line.map((l) => [l]) }, { weight: weights[2], arbitrary: fc.tuple(line, line).map(([a, b]) => [a, b]) });
+  return fc.oneof(
+    { weight: weights[0], arbitrary: fc.constant([]) },
+    { weight: weights[1], arbitrary: line.map((l) => [l]) },
+    { weight: weights[2], arbitrary: fc.tuple(line, line).map(([a, b]) => [a, b]) },
+  );
 }
 
 const HOSTS = (port: number) => [
-  `127.0.0.1:${port}`, `localhost:${port}`, '127.0.0.1', 'localhost', 'LOCALHOST', `LocalHost:${port}`, 'localhost:',
-  'evil.example', `${MARKER}.example`, `localhost.${MARKER}.example`, `[::1]:${port}`, '[::1]', '127.0.0.1.', 'localhost.', '0.0.0.0', '169.254.169.254',
-  '', `127.0.0.1:${port + 1}`, 'localhost:80', 'localhost:abc', 'local host', `127.0.0.1:${port}:${port}`, utf8AsLatin1('lócalhost'),
+  `127.0.0.1:${port}`,
+  `localhost:${port}`,
+  '127.0.0.1',
+  'localhost',
+  'LOCALHOST',
+  `LocalHost:${port}`,
+  'localhost:',
+  'evil.example',
+  `${MARKER}.example`,
+  `localhost.${MARKER}.example`,
+  `[::1]:${port}`,
+  '[::1]',
+  '127.0.0.1.',
+  'localhost.',
+  '0.0.0.0',
+  '169.254.169.254',
+  '',
+  `127.0.0.1:${port + 1}`,
+  'localhost:80',
+  'localhost:abc',
+  'local host',
+  `127.0.0.1:${port}:${port}`,
+  utf8AsLatin1('lócalhost'),
 ];
 
 interface Shape {
@@ -949,8 +1115,18 @@ function bodyArb(): fc.Arbitrary<{ readonly lines: readonly string[]; readonly b
     { weight: 3, arbitrary: fc.constant({ lines: ['Content-Length: 0'], body: '' }) },
     { weight: 4, arbitrary: fc.integer({ min: 1, max: MAX_BODY_BYTES }).map((n) => ({ lines: [`Content-Length: ${n}`], body: bytes(n) })) },
     { weight: 4, arbitrary: fc.integer({ min: MAX_BODY_BYTES + 1, max: 4096 }).map((n) => ({ lines: [`content-length: ${n}`], body: bytes(n) })) },
-    { weight: 2, arbitrary: fc.array(fc.integer({ min: 1, max: 700 }), { minLength: 1, maxLength: 4 }).map((sizes) => ({ lines: ['Transfer-Encoding: chunked'], body: chunked(sizes) })) },
-    { weight: 1, arbitrary: fc.constantFrom('gzip', 'chunked, gzip', 'identity', 'CHUNKED').map((c) => ({ lines: [`Transfer-Encoding: ${c}`], body: c === 'CHUNKED' ? chunked([5]) : '' })) },
+    {
+      weight: 2,
+      arbitrary: fc
+        .array(fc.integer({ min: 1, max: 700 }), { minLength: 1, maxLength: 4 })
+        .map((sizes) => ({ lines: ['Transfer-Encoding: chunked'], body: chunked(sizes) })),
+    },
+    {
+      weight: 1,
+      arbitrary: fc
+        .constantFrom('gzip', 'chunked, gzip', 'identity', 'CHUNKED')
+        .map((c) => ({ lines: [`Transfer-Encoding: ${c}`], body: c === 'CHUNKED' ? chunked([5]) : '' })),
+    },
     { weight: 1, arbitrary: fc.constant({ lines: ['Content-Length: 5', 'Transfer-Encoding: chunked'], body: chunked([5]) }) },
     { weight: 1, arbitrary: fc.constantFrom('abc', '-1', '1.5', '0x10', '5, 6', '').map((v) => ({ lines: [`Content-Length: ${v}`], body: '' })) },
     { weight: 1, arbitrary: fc.constant({ lines: ['Content-Length: 5', 'Content-Length: 5'], body: bytes(5) }) },
@@ -959,8 +1135,18 @@ function bodyArb(): fc.Arbitrary<{ readonly lines: readonly string[]; readonly b
 
 /** Header lines that are not valid HTTP, or valid but odd. */
 const BROKEN_LINES = [
-  `X-Junk : ${MARKER}`, `X(Junk): ${MARKER}`, `X-Junk: a\x00${MARKER}`, `X-Junk: \x01${MARKER}`, `X-Junk: a\x7f`, `NoColon${MARKER}`, `: ${MARKER}`,
-  ` folded ${MARKER}`, `X-${MARKER}\x00: 1`, `X-Junk: ${utf8AsLatin1('ünïcødé')}${MARKER}`, `X-Empty:`, `X-Tab:\t${MARKER}\t`,
+  `X-Junk : ${MARKER}`,
+  `X(Junk): ${MARKER}`,
+  `X-Junk: a\x00${MARKER}`,
+  `X-Junk: \x01${MARKER}`,
+  `X-Junk: a\x7f`,
+  `NoColon${MARKER}`,
+  `: ${MARKER}`,
+  ` folded ${MARKER}`,
+  `X-${MARKER}\x00: 1`,
+  `X-Junk: ${utf8AsLatin1('ünïcødé')}${MARKER}`,
+  `X-Empty:`,
+  `X-Tab:\t${MARKER}\t`,
 ];
 
 /** Generates whole requests for listener `m.port`. */
@@ -978,7 +1164,19 @@ function requestArb(m: Material, shape: Shape): fc.Arbitrary<HostileRequest> {
       weight: 3,
       arbitrary: fc.array(
         fc.oneof(
-          { weight: 6, arbitrary: fc.constantFrom(`X-${MARKER}: 1`, `User-Agent: ${MARKER}`, `Cookie: ${MARKER}=1`, 'Connection: close', 'Connection: keep-alive', 'Accept: */*', `Forwarded: for=${MARKER}`, 'X-Real-IP: 10.0.0.1') },
+          {
+            weight: 6,
+            arbitrary: fc.constantFrom(
+              `X-${MARKER}: 1`,
+              `User-Agent: ${MARKER}`,
+              `Cookie: ${MARKER}=1`,
+              'Connection: close',
+              'Connection: keep-alive',
+              'Accept: */*',
+              `Forwarded: for=${MARKER}`,
+              'X-Real-IP: 10.0.0.1',
+            ),
+          },
           // Large, around the 16 KiB limit, and far beyond it.
           { weight: 1, arbitrary: fc.constantFrom(1_000, 8_000, 16_000, 16_400, 30_000).map((n) => `X-Big: ${MARKER}${'b'.repeat(n)}`) },
         ),
@@ -988,7 +1186,11 @@ function requestArb(m: Material, shape: Shape): fc.Arbitrary<HostileRequest> {
   );
   const forwardedValue = fc.constantFrom('1.2.3.4', '', MARKER, '10.0.0.1, 127.0.0.1', 'unknown');
   const odd = fc.record({
-    version: fc.oneof({ weight: 12, arbitrary: fc.constant('HTTP/1.1') }, { weight: 3, arbitrary: fc.constant('HTTP/1.0') }, { weight: 1, arbitrary: fc.constantFrom('HTTP/2.0', 'HTTP/0.9', 'HTTP/1.2', 'http/1.1', 'HTTP/1.10', 'HTTP/11', `HTTP/${MARKER}`) }),
+    version: fc.oneof(
+      { weight: 12, arbitrary: fc.constant('HTTP/1.1') },
+      { weight: 3, arbitrary: fc.constant('HTTP/1.0') },
+      { weight: 1, arbitrary: fc.constantFrom('HTTP/2.0', 'HTTP/0.9', 'HTTP/1.2', 'http/1.1', 'HTTP/1.10', 'HTTP/11', `HTTP/${MARKER}`) },
+    ),
     body: oneIn(2, bodyArb()),
     broken: oneIn(4, fc.constantFrom(...BROKEN_LINES)),
     expect: oneIn(6, fc.constantFrom('Expect: 100-continue', `Expect: ${MARKER}`, 'Upgrade: websocket')),
@@ -1035,9 +1237,22 @@ describe('the model of the documented contract', () => {
   };
   const host = 'Host: 127.0.0.1:8170';
   const token = 'X-aws-ec2-metadata-token: cc1-valid-token';
-  const req = (method: string, target: string, lines: string[] = [host], extra: Partial<HostileRequest> = {}): HostileRequest => ({ method, target, version: 'HTTP/1.1', lines, body: '', ...extra });
+  const req = (method: string, target: string, lines: string[] = [host], extra: Partial<HostileRequest> = {}): HostileRequest => ({
+    method,
+    target,
+    version: 'HTTP/1.1',
+    lines,
+    body: '',
+    ...extra,
+  });
   const answers = (r: HostileRequest) =>
-    [...new Set(predict(r, fake).documented.map((o) => (o.success ? `${o.status} ${o.success.kind}${'role' in o.success ? ` ${o.success.role}` : ''}` : String(o.status))))].sort();
+    [
+      ...new Set(
+        predict(r, fake).documented.map((o) =>
+          o.success ? `${o.status} ${o.success.kind}${'role' in o.success ? ` ${o.success.role}` : ''}` : String(o.status),
+        ),
+      ),
+    ].sort();
   const creds = '/latest/meta-data/iam/security-credentials/';
 
   it.each<[string, HostileRequest, string[]]>([
@@ -1112,7 +1327,9 @@ async function issueToken(base: string, ttl: number): Promise<string> {
 
 async function fetchCredentials(base: string, secret: string): Promise<Record<RoleName, Credentials>> {
   const token = await issueToken(base, 60);
-  const imds = (await (await request(`${base}/latest/meta-data/iam/security-credentials/app`, { headers: { 'x-aws-ec2-metadata-token': token } })).body.json()) as Credentials;
+  const imds = (await (
+    await request(`${base}/latest/meta-data/iam/security-credentials/app`, { headers: { 'x-aws-ec2-metadata-token': token } })
+  ).body.json()) as Credentials;
   const app = (await (await request(`${base}/v1/credentials/app`, { headers: { authorization: secret } })).body.json()) as Credentials;
   const other = (await (await request(`${base}/v1/credentials/other`, { headers: { authorization: secret } })).body.json()) as Credentials;
   expect(imds.AccessKeyId).toBe(app.AccessKeyId);
@@ -1204,7 +1421,12 @@ beforeAll(async () => {
   await new Promise((r) => setTimeout(r, 1_300));
   const creds = await fetchCredentials(baseA, secret);
   /** Every access key STS issued for the role (any refresh included), plus the served secrets. */
-  const secretsOf = (role: RoleName) => [creds[role].AccessKeyId, creds[role].SecretAccessKey, creds[role].Token, ...chain.sts.issued.filter((c) => c.roleArn === roleArn(role)).map((c) => c.accessKeyId)];
+  const secretsOf = (role: RoleName) => [
+    creds[role].AccessKeyId,
+    creds[role].SecretAccessKey,
+    creds[role].Token,
+    ...chain.sts.issued.filter((c) => c.roleArn === roleArn(role)).map((c) => c.accessKeyId),
+  ];
   const portOf = (base: string) => Number(new URL(base).port);
   material = { port: portOf(baseA), validTokens, expiredTokens, foreignTokens, secret };
   materialB = { port: portOf(baseB), validTokens: foreignTokens, expiredTokens: expiredOnB, foreignTokens: validTokens, secret };
@@ -1244,7 +1466,15 @@ function flood(seed: number, count: number): HostileRequest[] {
 }
 
 /** Request shapes: which parts vary how much. */
-const everything = (m: Material): Shape => ({ method: methodArb, target: targetArb(m.port), token: [1, 6, 1], secret: [1, 6, 1], ttl: [1, 6, 1], forwarded: [8, 1, 1], oddities: 4 });
+const everything = (m: Material): Shape => ({
+  method: methodArb,
+  target: targetArb(m.port),
+  token: [1, 6, 1],
+  secret: [1, 6, 1],
+  ttl: [1, 6, 1],
+  forwarded: [8, 1, 1],
+  oddities: 4,
+});
 
 describe('hostile input on a credential listener', () => {
   let beforeFlood: { rss: number; heapUsed: number; requests: number };
@@ -1263,7 +1493,15 @@ describe('hostile input on a credential listener', () => {
   });
 
   it('issues session tokens for TTLs 1…21600 only, echoing the TTL, whatever whitespace the wire carries; the token then opens IMDS', async () => {
-    const shape: Shape = { method: fc.constant('PUT'), target: fc.constant('/latest/api/token'), token: [1, 0, 0], secret: [1, 0, 0], ttl: [1, 12, 2], forwarded: [12, 1, 1], oddities: 0 };
+    const shape: Shape = {
+      method: fc.constant('PUT'),
+      target: fc.constant('/latest/api/token'),
+      token: [1, 0, 0],
+      secret: [1, 0, 0],
+      ttl: [1, 12, 2],
+      forwarded: [12, 1, 1],
+      oddities: 0,
+    };
     await fc.assert(
       fc.asyncProperty(requestArb(material, shape), async (req) => {
         const prediction = predict(req, world);
@@ -1274,7 +1512,8 @@ describe('hostile input on a credential listener', () => {
         if (res.status !== 200 || Number(headerOf(res, 'x-aws-ec2-metadata-token-ttl-seconds')) < 10) return;
         // The token works at once, on this listener only.
         const token = res.body.toString('latin1');
-        const get = (port: number) => sendRaw(port, `GET /latest/meta-data/iam/security-credentials/ HTTP/1.1\r\nHost: 127.0.0.1\r\nX-aws-ec2-metadata-token: ${token}\r\n\r\n`);
+        const get = (port: number) =>
+          sendRaw(port, `GET /latest/meta-data/iam/security-credentials/ HTTP/1.1\r\nHost: 127.0.0.1\r\nX-aws-ec2-metadata-token: ${token}\r\n\r\n`);
         expect((await get(world.port)).responses[0]?.status).toBe(200);
         expect((await get(worldB.port)).responses[0]?.status).toBe(401);
       }),
@@ -1290,7 +1529,15 @@ describe('hostile input on a credential listener', () => {
       '/latest/meta-data/iam/info',
       '/latest/meta-data/iam/security-credentials/other',
     );
-    const shape = (_m: Material): Shape => ({ method: fc.constantFrom('GET', 'GET', 'HEAD'), target: credentialPaths, token: [1, 12, 2], secret: [6, 1, 0], ttl: [6, 1, 0], forwarded: [6, 1, 0], oddities: 0 });
+    const shape = (_m: Material): Shape => ({
+      method: fc.constantFrom('GET', 'GET', 'HEAD'),
+      target: credentialPaths,
+      token: [1, 12, 2],
+      secret: [6, 1, 0],
+      ttl: [6, 1, 0],
+      forwarded: [6, 1, 0],
+      oddities: 0,
+    });
     // Half the runs on listener B, where A's tokens are the foreign ones.
     const either = fc.oneof(
       requestArb(material, shape(material)).map((req) => ({ req, w: world })),
@@ -1305,7 +1552,14 @@ describe('hostile input on a credential listener', () => {
   it('refuses forged container secrets: same length, prefix, one byte more, other case, inner whitespace', async () => {
     const shape: Shape = {
       method: fc.constantFrom('GET', 'GET', 'HEAD'),
-      target: fc.constantFrom('/v1/credentials', '/v1/credentials/app', '/v1/credentials/other', '/v1/credentials/%6fther', '/v1/credentials/nope', '/v1/credentials/OTHER'),
+      target: fc.constantFrom(
+        '/v1/credentials',
+        '/v1/credentials/app',
+        '/v1/credentials/other',
+        '/v1/credentials/%6fther',
+        '/v1/credentials/nope',
+        '/v1/credentials/OTHER',
+      ),
       token: [6, 1, 0],
       secret: [1, 12, 3],
       ttl: [6, 1, 0],
@@ -1320,7 +1574,15 @@ describe('hostile input on a credential listener', () => {
 
   it('matches paths byte for byte: dot segments, escapes, case, slashes, long and binary paths', async () => {
     // Valid auth of both kinds and a valid TTL on every request, so only the path decides.
-    const shape: Shape = { method: fc.constantFrom('GET', 'GET', 'PUT', 'HEAD'), target: targetArb(material.port), token: [1, 0, 0], secret: [1, 0, 0], ttl: [1, 0, 0], forwarded: [1, 0, 0], oddities: 0 };
+    const shape: Shape = {
+      method: fc.constantFrom('GET', 'GET', 'PUT', 'HEAD'),
+      target: targetArb(material.port),
+      token: [1, 0, 0],
+      secret: [1, 0, 0],
+      ttl: [1, 0, 0],
+      forwarded: [1, 0, 0],
+      oddities: 0,
+    };
     const auth = [`X-aws-ec2-metadata-token: ${material.validTokens[0]!}`, `Authorization: ${material.secret}`, 'X-aws-ec2-metadata-token-ttl-seconds: 60'];
     await fc.assert(
       fc.asyncProperty(
@@ -1332,7 +1594,8 @@ describe('hostile input on a credential listener', () => {
   });
 
   it('never answers a request hidden in a body: one answer, then the connection is closed', async () => {
-    const inner = (token: string) => `GET /latest/meta-data/iam/security-credentials/app HTTP/1.1\r\nHost: 127.0.0.1\r\nX-aws-ec2-metadata-token: ${token}\r\nX-Note: ${MARKER}\r\n\r\n`;
+    const inner = (token: string) =>
+      `GET /latest/meta-data/iam/security-credentials/app HTTP/1.1\r\nHost: 127.0.0.1\r\nX-aws-ec2-metadata-token: ${token}\r\nX-Note: ${MARKER}\r\n\r\n`;
     const smuggled = fc.record({
       method: fc.constantFrom('GET', 'PUT', 'POST', 'HEAD', 'DELETE'),
       target: fc.constantFrom('/latest/api/token', '/latest/meta-data/placement/region', '/v1/credentials', '/nowhere'),
@@ -1361,7 +1624,13 @@ describe('hostile input on a credential listener', () => {
           method,
           target,
           version: 'HTTP/1.1',
-          lines: [`Host: 127.0.0.1:${world.port}`, 'X-aws-ec2-metadata-token-ttl-seconds: 60', `X-aws-ec2-metadata-token: ${[...world.validTokens][0]!}`, `Authorization: ${world.secret}`, ...lines],
+          lines: [
+            `Host: 127.0.0.1:${world.port}`,
+            'X-aws-ec2-metadata-token-ttl-seconds: 60',
+            `X-aws-ec2-metadata-token: ${[...world.validTokens][0]!}`,
+            `Authorization: ${world.secret}`,
+            ...lines,
+          ],
           body: body + second,
         };
         const prediction = predict(req, world);
@@ -1375,33 +1644,29 @@ describe('hostile input on a credential listener', () => {
     );
   });
 
-  it(
-    'stays up with bounded memory through a flood of hostile requests',
-    async () => {
-      // Every request carries 8 KiB that no other request has, in a header, and 2 KiB more in
-      // the path (half of them) or the query string: a daemon that kept any part of the requests
-      // it answered (a header, a path, a metric label or an error rendering per path) would hold
-      // 12,000 × 2 KiB / 2 = 12 MB more at least, and 96 MB if it kept headers.
-      //
-      // Memory is read after a full garbage collection, after the warm-up and after the flood
-      // (and the properties before it); without the collection RSS swings by up to 30 MB with
-      // the garbage the heap carries. RSS may move without a leak (old-space and code-space
-      // sizing, code compiled for paths seen late, allocator arenas of 16 busy connections):
-      // 3–5 MB in every run while this was written, hence the bound of 30 MB, crossed by a leak of
-      // 2.5 KB per request. The V8 heap in use after a collection moved by under 0.5 MB: its
-      // bound, 10 MB, is crossed by a leak of 900 bytes per request (a path kept per request).
-      const FLOOD = 12_000;
-      await pool(flood(SEED + 7, FLOOD), 16, (req) => exchange(req, world));
-      const after = await memoryAfterGc();
-      const mb = (bytes: number) => (bytes / 2 ** 20).toFixed(1);
-      console.info(
-        `hostile-input: after a full GC, RSS ${mb(beforeFlood.rss)} MB and V8 heap ${mb(beforeFlood.heapUsed)} MB after the warm-up, ${mb(after.rss)} MB and ${mb(after.heapUsed)} MB after ${requestsChecked - beforeFlood.requests} more requests`,
-      );
-      expect(after.rss - beforeFlood.rss).toBeLessThan(30 * 2 ** 20);
-      expect(after.heapUsed - beforeFlood.heapUsed).toBeLessThan(10 * 2 ** 20);
-    },
-    60_000,
-  );
+  it('stays up with bounded memory through a flood of hostile requests', async () => {
+    // Every request carries 8 KiB that no other request has, in a header, and 2 KiB more in
+    // the path (half of them) or the query string: a daemon that kept any part of the requests
+    // it answered (a header, a path, a metric label or an error rendering per path) would hold
+    // 12,000 × 2 KiB / 2 = 12 MB more at least, and 96 MB if it kept headers.
+    //
+    // Memory is read after a full garbage collection, after the warm-up and after the flood
+    // (and the properties before it); without the collection RSS swings by up to 30 MB with
+    // the garbage the heap carries. RSS may move without a leak (old-space and code-space
+    // sizing, code compiled for paths seen late, allocator arenas of 16 busy connections):
+    // 3–5 MB in every run while this was written, hence the bound of 30 MB, crossed by a leak of
+    // 2.5 KB per request. The V8 heap in use after a collection moved by under 0.5 MB: its
+    // bound, 10 MB, is crossed by a leak of 900 bytes per request (a path kept per request).
+    const FLOOD = 12_000;
+    await pool(flood(SEED + 7, FLOOD), 16, (req) => exchange(req, world));
+    const after = await memoryAfterGc();
+    const mb = (bytes: number) => (bytes / 2 ** 20).toFixed(1);
+    console.info(
+      `hostile-input: after a full GC, RSS ${mb(beforeFlood.rss)} MB and V8 heap ${mb(beforeFlood.heapUsed)} MB after the warm-up, ${mb(after.rss)} MB and ${mb(after.heapUsed)} MB after ${requestsChecked - beforeFlood.requests} more requests`,
+    );
+    expect(after.rss - beforeFlood.rss).toBeLessThan(30 * 2 ** 20);
+    expect(after.heapUsed - beforeFlood.heapUsed).toBeLessThan(10 * 2 ** 20);
+  }, 60_000);
 
   it('is still alive and serving afterwards: /healthz, the IMDSv2 sequence, the JS SDK on the container endpoint', async () => {
     expect(daemon.child.exitCode).toBeNull();
@@ -1421,7 +1686,9 @@ describe('hostile input on a credential listener', () => {
     const token = await issueToken(base, 21_600);
     const list = await request(`${base}/latest/meta-data/iam/security-credentials/`, { headers: { 'x-aws-ec2-metadata-token': token } });
     expect(await list.body.text()).toBe('app');
-    const creds = (await (await request(`${base}/latest/meta-data/iam/security-credentials/app`, { headers: { 'x-aws-ec2-metadata-token': token } })).body.json()) as Credentials;
+    const creds = (await (
+      await request(`${base}/latest/meta-data/iam/security-credentials/app`, { headers: { 'x-aws-ec2-metadata-token': token } })
+    ).body.json()) as Credentials;
     expect(creds.AccessKeyId).toBe(world.creds.app.AccessKeyId);
     // The unmodified JS SDK's container provider, for both roles.
     for (const role of ROLES) {
@@ -1452,13 +1719,25 @@ describe('header tricks that used to get past the guards', () => {
   });
 
   it('refuses a foreign Host that comes after 1000 other header lines (HTTP/1.0: 403)', async () => {
-    const req: HostileRequest = { method: 'GET', target: '/latest/meta-data/placement/region', version: 'HTTP/1.0', lines: [`X-aws-ec2-metadata-token: ${[...world.validTokens][0]!}`, ...filler(999), 'Host: attacker.example'], body: '' };
+    const req: HostileRequest = {
+      method: 'GET',
+      target: '/latest/meta-data/placement/region',
+      version: 'HTTP/1.0',
+      lines: [`X-aws-ec2-metadata-token: ${[...world.validTokens][0]!}`, ...filler(999), 'Host: attacker.example'],
+      body: '',
+    };
     const res = (await sendRaw(world.port, serialize(req))).responses[0];
     expect(res?.status).toBe(403);
   });
 
   it('refuses a second, foreign Host line (400 or 403, never served)', async () => {
-    const req: HostileRequest = { method: 'GET', target: '/latest/meta-data/placement/region', version: 'HTTP/1.1', lines: [`Host: 127.0.0.1:${world.port}`, 'Host: attacker.example', `X-aws-ec2-metadata-token: ${[...world.validTokens][0]!}`], body: '' };
+    const req: HostileRequest = {
+      method: 'GET',
+      target: '/latest/meta-data/placement/region',
+      version: 'HTTP/1.1',
+      lines: [`Host: 127.0.0.1:${world.port}`, 'Host: attacker.example', `X-aws-ec2-metadata-token: ${[...world.validTokens][0]!}`],
+      body: '',
+    };
     const res = (await sendRaw(world.port, serialize(req))).responses[0];
     expect([400, 403]).toContain(res?.status);
   });

@@ -1,6 +1,6 @@
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ACCOUNT, roleArn, startChain, startInProcess, type Chain, type InProcessDaemon } from '../support/chain.js';
+import { ACCOUNT, type Chain, type InProcessDaemon, roleArn, startChain, startInProcess } from '../support/chain.js';
 
 const TTL = 'x-aws-ec2-metadata-token-ttl-seconds';
 const TOKEN = 'x-aws-ec2-metadata-token';
@@ -196,7 +196,11 @@ describe('requests the router refuses', () => {
   });
 
   it('refuses a body larger than the limit with 413 in our format', async () => {
-    const res = await request(`${d.base}/latest/api/token`, { method: 'PUT', headers: { [TTL]: '60', 'content-type': 'application/octet-stream' }, body: Buffer.alloc(64 * 1024) });
+    const res = await request(`${d.base}/latest/api/token`, {
+      method: 'PUT',
+      headers: { [TTL]: '60', 'content-type': 'application/octet-stream' },
+      body: Buffer.alloc(64 * 1024),
+    });
     expect(res.statusCode).toBe(413);
     expect(await res.body.text()).toMatch(/^CROSSCRED_ERR_REQUEST_INVALID: /);
   });

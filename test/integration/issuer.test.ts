@@ -4,15 +4,26 @@ import { request as httpsRequest } from 'node:https';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { createLocalJWKSet, createRemoteJWKSet, decodeJwt, decodeProtectedHeader, jwtVerify, type JSONWebKeySet } from 'jose';
 import fc from 'fast-check';
+import { createLocalJWKSet, createRemoteJWKSet, decodeJwt, decodeProtectedHeader, type JSONWebKeySet, jwtVerify } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { StsEmulator } from '../../src/demo/sts-emulator.js';
 import { startIssuer } from '../../src/issuer/issuer-server.js';
 import { JWT_TOKEN_TYPE, SUBJECT_TOKEN_TYPES, TOKEN_EXCHANGE_GRANT_TYPE } from '../../src/protocol/issuer-token-exchange.js';
 import { memoryLogger } from '../support/chain.js';
-import { baseConfig, configFrom, ECS_ACCOUNT, fakeSubjectToken, freePort, makeKey, startTestIssuer, tempDir, TENCENT_UIN, type TestIssuer } from '../support/issuer-fixtures.js';
+import {
+  baseConfig,
+  configFrom,
+  ECS_ACCOUNT,
+  fakeSubjectToken,
+  freePort,
+  makeKey,
+  startTestIssuer,
+  TENCENT_UIN,
+  type TestIssuer,
+  tempDir,
+} from '../support/issuer-fixtures.js';
 import { crosscred } from '../support/run-cli.js';
 
 const run = promisify(execFile);
@@ -58,7 +69,12 @@ async function discover(base: string): Promise<{ doc: Discovery; jwks: JSONWebKe
 /** Verifies as a relying party that knows only the issuer URL: discovery, then its JWKS as served now. */
 async function verifyLikeAws(issuerUrl: string, token: string, audience = 'sts.amazonaws.com') {
   const { doc, jwks } = await discover(issuerUrl);
-  return jwtVerify(token, createLocalJWKSet(jwks), { issuer: doc.issuer, audience, algorithms: ['ES256', 'RS256'], requiredClaims: ['iat', 'exp', 'sub', 'jti', 'nbf'] });
+  return jwtVerify(token, createLocalJWKSet(jwks), {
+    issuer: doc.issuer,
+    audience,
+    algorithms: ['ES256', 'RS256'],
+    requiredClaims: ['iat', 'exp', 'sub', 'jti', 'nbf'],
+  });
 }
 
 async function tokenOf(res: Response): Promise<string> {
@@ -107,7 +123,11 @@ describe('crosscred issuer (in process)', () => {
   });
 
   it('serves the same bytes that export-discovery writes', async () => {
-    const served = await Promise.all([fetch(`${t.url}/.well-known/openid-configuration`), fetch(`${t.url}/.well-known/jwks.json`)].map(async (p) => Buffer.from(await (await p).arrayBuffer())));
+    const served = await Promise.all(
+      [fetch(`${t.url}/.well-known/openid-configuration`), fetch(`${t.url}/.well-known/jwks.json`)].map(async (p) =>
+        Buffer.from(await (await p).arrayBuffer()),
+      ),
+    );
     const out = join(t.dir, 'export');
     const result = await crosscred(['issuer', 'export-discovery', '--config', join(t.dir, 'issuer.yaml'), '--out', out]);
     expect(result.code, result.stderr).toBe(0);
@@ -119,7 +139,11 @@ describe('crosscred issuer (in process)', () => {
 
   it('mints a JWT that verifies through discovery and carries every claim', async () => {
     const before = Math.floor(Date.now() / 1000);
-    const res = await t.requestToken({ region: 'cn-hangzhou', instanceId: 'i-bp1abc', attributes: { 'zone-id': 'cn-hangzhou-h', 'instance-type': 'ecs.g7.large' } });
+    const res = await t.requestToken({
+      region: 'cn-hangzhou',
+      instanceId: 'i-bp1abc',
+      attributes: { 'zone-id': 'cn-hangzhou-h', 'instance-type': 'ecs.g7.large' },
+    });
     expect(res.headers.get('cache-control')).toBe('no-store');
     expect(res.headers.get('pragma')).toBe('no-cache');
     const body = (await res.clone().json()) as Record<string, unknown>;
@@ -204,18 +228,39 @@ describe('crosscred issuer (in process)', () => {
     await expectOAuthError(await t.requestToken({}, { grant_type: undefined }), 400, 'invalid_request');
     await expectOAuthError(await t.requestToken({}, { subject_token: undefined }), 400, 'invalid_request');
     await expectOAuthError(await t.requestToken({}, { subject_token_type: undefined }), 400, 'invalid_request');
-    await expectOAuthError(await t.requestToken({}, { subject_token_type: 'urn:ietf:params:oauth:token-type:jwt' }), 400, 'invalid_request', 'TOKEN_TYPE_UNSUPPORTED');
+    await expectOAuthError(
+      await t.requestToken({}, { subject_token_type: 'urn:ietf:params:oauth:token-type:jwt' }),
+      400,
+      'invalid_request',
+      'TOKEN_TYPE_UNSUPPORTED',
+    );
     await expectOAuthError(await t.requestToken({}, { requested_token_type: 'urn:ietf:params:oauth:token-type:access_token' }), 400, 'invalid_request');
     await expectOAuthError(await t.requestToken({}, { actor_token: 'x', actor_token_type: JWT_TOKEN_TYPE }), 400, 'invalid_request');
     const form = `grant_type=${encodeURIComponent(TOKEN_EXCHANGE_GRANT_TYPE)}&grant_type=${encodeURIComponent(TOKEN_EXCHANGE_GRANT_TYPE)}&subject_token=a&subject_token_type=b`;
-    await expectOAuthError(await fetch(t.tokenUrl, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: form }), 400, 'invalid_request');
-    await expectOAuthError(await fetch(t.tokenUrl, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ grant_type: TOKEN_EXCHANGE_GRANT_TYPE }) }), 400, 'invalid_request');
+    await expectOAuthError(
+      await fetch(t.tokenUrl, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: form }),
+      400,
+      'invalid_request',
+    );
+    await expectOAuthError(
+      await fetch(t.tokenUrl, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ grant_type: TOKEN_EXCHANGE_GRANT_TYPE }),
+      }),
+      400,
+      'invalid_request',
+    );
     await expectOAuthError(await fetch(t.tokenUrl, { method: 'POST', body: 'grant_type=x' }), 400, 'invalid_request');
     const get = await fetch(t.tokenUrl);
     expect(get.headers.get('allow')).toBe('POST');
     await expectOAuthError(get, 405, 'invalid_request');
     const huge = `grant_type=${encodeURIComponent(TOKEN_EXCHANGE_GRANT_TYPE)}&subject_token=${'A'.repeat(70_000)}`;
-    await expectOAuthError(await fetch(t.tokenUrl, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: huge }), 413, 'invalid_request');
+    await expectOAuthError(
+      await fetch(t.tokenUrl, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: huge }),
+      413,
+      'invalid_request',
+    );
   });
 
   it('refuses a chunked body (411) and a body that never arrives (408), without reading them', async () => {
@@ -232,16 +277,35 @@ describe('crosscred issuer (in process)', () => {
         socket.on('error', reject);
         socket.setTimeout(15_000, () => socket.destroy());
       });
-    const chunked = await raw('POST /token HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n', false);
+    const chunked = await raw(
+      'POST /token HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n',
+      false,
+    );
     expect(chunked).toMatch(/^HTTP\/1\.1 411 /);
     expect(chunked).toContain('"error":"invalid_request"');
-    const slow = await raw('POST /token HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\ngrant_type=', false);
+    const slow = await raw(
+      'POST /token HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\ngrant_type=',
+      false,
+    );
     expect(slow).toMatch(/^HTTP\/1\.1 408 /);
   }, 20_000);
 
   it('answers any form that is not a valid exchange with an RFC 6749 error, never a token (property)', async () => {
-    const names = fc.constantFrom('grant_type', 'subject_token', 'subject_token_type', 'audience', 'requested_token_type', 'scope', 'resource', 'actor_token', 'x');
-    const values = fc.oneof(fc.string({ maxLength: 60 }), fc.constantFrom(TOKEN_EXCHANGE_GRANT_TYPE, SUBJECT_TOKEN_TYPES.alibabaEcsIdentity, JWT_TOKEN_TYPE, 'sts.amazonaws.com', 'e30'));
+    const names = fc.constantFrom(
+      'grant_type',
+      'subject_token',
+      'subject_token_type',
+      'audience',
+      'requested_token_type',
+      'scope',
+      'resource',
+      'actor_token',
+      'x',
+    );
+    const values = fc.oneof(
+      fc.string({ maxLength: 60 }),
+      fc.constantFrom(TOKEN_EXCHANGE_GRANT_TYPE, SUBJECT_TOKEN_TYPES.alibabaEcsIdentity, JWT_TOKEN_TYPE, 'sts.amazonaws.com', 'e30'),
+    );
     await fc.assert(
       fc.asyncProperty(fc.array(fc.tuple(names, values), { maxLength: 8 }), async (pairs) => {
         const body = new URLSearchParams(pairs).toString();
@@ -249,7 +313,9 @@ describe('crosscred issuer (in process)', () => {
         const text = await res.text();
         expect([400, 429, 503], text).toContain(res.status);
         const answer = JSON.parse(text) as { error: string; error_description: string };
-        expect(['invalid_request', 'invalid_grant', 'unsupported_grant_type', 'invalid_target', 'temporarily_unavailable', 'slow_down']).toContain(answer.error);
+        expect(['invalid_request', 'invalid_grant', 'unsupported_grant_type', 'invalid_target', 'temporarily_unavailable', 'slow_down']).toContain(
+          answer.error,
+        );
         expect(answer.error_description).toMatch(/^[\x20-\x21\x23-\x5b\x5d-\x7e]+$/);
       }),
       { numRuns: 150 },
@@ -285,10 +351,18 @@ describe('crosscred issuer with the STS emulator', () => {
   it('mints a token that the emulator (discovery → JWKS, as AWS) accepts for AssumeRoleWithWebIdentity', async () => {
     const t = await startTestIssuer();
     const roleArn = 'arn:aws:iam::111122223333:role/from-ecs';
-    const sts = await StsEmulator.start({ trust: [{ roleArn, issuer: t.url, audience: 'sts.amazonaws.com', subject: `alibaba-ecs:${ECS_ACCOUNT}:cn-hangzhou:*` }] });
+    const sts = await StsEmulator.start({
+      trust: [{ roleArn, issuer: t.url, audience: 'sts.amazonaws.com', subject: `alibaba-ecs:${ECS_ACCOUNT}:cn-hangzhou:*` }],
+    });
     try {
       const token = await tokenOf(await t.requestToken({ region: 'cn-hangzhou', instanceId: 'i-bp1sts' }));
-      const form = new URLSearchParams({ Action: 'AssumeRoleWithWebIdentity', Version: '2011-06-15', RoleArn: roleArn, RoleSessionName: 'ecs-i-bp1sts', WebIdentityToken: token });
+      const form = new URLSearchParams({
+        Action: 'AssumeRoleWithWebIdentity',
+        Version: '2011-06-15',
+        RoleArn: roleArn,
+        RoleSessionName: 'ecs-i-bp1sts',
+        WebIdentityToken: token,
+      });
       const res = await fetch(sts.url, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: form.toString() });
       const xml = await res.text();
       expect(res.status, xml).toBe(200);
@@ -381,8 +455,16 @@ describe('crosscred issuer options', () => {
     const { logger } = memoryLogger();
     const issuer = await startIssuer(config, { logger, createAttestors: async () => new Map() });
     try {
-      const body = new URLSearchParams({ grant_type: TOKEN_EXCHANGE_GRANT_TYPE, subject_token_type: SUBJECT_TOKEN_TYPES.alibabaEcsIdentity, subject_token: fakeSubjectToken() });
-      const res = await fetch(config.tokenEndpointUrl, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: body.toString() });
+      const body = new URLSearchParams({
+        grant_type: TOKEN_EXCHANGE_GRANT_TYPE,
+        subject_token_type: SUBJECT_TOKEN_TYPES.alibabaEcsIdentity,
+        subject_token: fakeSubjectToken(),
+      });
+      const res = await fetch(config.tokenEndpointUrl, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        body: body.toString(),
+      });
       await expectOAuthError(res, 400, 'invalid_request', 'TOKEN_TYPE_UNSUPPORTED');
     } finally {
       await issuer.close();
@@ -391,11 +473,32 @@ describe('crosscred issuer options', () => {
 
   it('serves HTTPS with the configured certificate', async () => {
     const dir = await scratch();
-    await run('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '1', '-subj', '/CN=localhost', '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', join(dir, 'tls.key'), '-out', join(dir, 'tls.crt')]);
+    await run('openssl', [
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:P-256',
+      '-nodes',
+      '-days',
+      '1',
+      '-subj',
+      '/CN=localhost',
+      '-addext',
+      'subjectAltName=IP:127.0.0.1',
+      '-keyout',
+      join(dir, 'tls.key'),
+      '-out',
+      join(dir, 'tls.crt'),
+    ]);
     const key = await makeKey(dir, 'k.pem');
     const port = await freePort();
     // https://127.0.0.1 without a port is what a real issuer looks like; the listener is elsewhere.
-    const object = baseConfig('https://127.0.0.1', [{ file: key.file, active: true }], { listen: `127.0.0.1:${port}`, tls: { certFile: join(dir, 'tls.crt'), keyFile: join(dir, 'tls.key') } });
+    const object = baseConfig('https://127.0.0.1', [{ file: key.file, active: true }], {
+      listen: `127.0.0.1:${port}`,
+      tls: { certFile: join(dir, 'tls.crt'), keyFile: join(dir, 'tls.key') },
+    });
     const config = configFrom(object, join(dir, 'x.yaml'));
     const { logger } = memoryLogger();
     const issuer = await startIssuer(config, { logger, createAttestors: async () => new Map() });
@@ -447,7 +550,16 @@ describe('crosscred issuer CLI', () => {
     expect(open.stderr).toContain('CROSSCRED_ERR_ISSUER_KEY_INVALID');
     expect(open.stderr).toContain('chmod 600');
 
-    await writeFile(path, stringify(baseConfig('https://issuer.example.com:8443/', [{ file: key.file }], { tokenLifetimeSeconds: 60, listen: '0.0.0.0:8443', policy: { alibabaEcsIdentity: { accounts: ['*'] } } })));
+    await writeFile(
+      path,
+      stringify(
+        baseConfig('https://issuer.example.com:8443/', [{ file: key.file }], {
+          tokenLifetimeSeconds: 60,
+          listen: '0.0.0.0:8443',
+          policy: { alibabaEcsIdentity: { accounts: ['*'] } },
+        }),
+      ),
+    );
     const bad = await crosscred(['issuer', 'serve', '--config', path]);
     expect(bad.code).toBe(78);
     expect(bad.stderr).toContain('CROSSCRED_ERR_CONFIG_INVALID');
@@ -490,7 +602,11 @@ describe('crosscred issuer CLI', () => {
       const { doc } = await discover(url);
       expect(doc.issuer).toBe(url);
       // The real RAM-role attestor refuses a fake attestation: invalid_request or invalid_grant, never a token.
-      const body = new URLSearchParams({ grant_type: TOKEN_EXCHANGE_GRANT_TYPE, subject_token_type: SUBJECT_TOKEN_TYPES.alibabaRamRole, subject_token: fakeSubjectToken() });
+      const body = new URLSearchParams({
+        grant_type: TOKEN_EXCHANGE_GRANT_TYPE,
+        subject_token_type: SUBJECT_TOKEN_TYPES.alibabaRamRole,
+        subject_token: fakeSubjectToken(),
+      });
       const res = await fetch(`${url}/token`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: body.toString() });
       expect([400]).toContain(res.status);
       expect(((await res.json()) as { error: string }).error).toMatch(/^invalid_(request|grant)$/);

@@ -5,8 +5,8 @@ import { generateKeyPair, SignJWT } from 'jose';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { CrosscredError } from '../../src/core/errors.js';
 import { KubernetesTokenSource, type KubernetesTokenSourceOptions } from '../../src/sources/kubernetes-token-source.js';
-import { FAKE_KUBE_ISSUER, FakeKubeApiServer, makeUnrelatedCa } from '../support/fake-kube-apiserver.js';
 import { FakeClock } from '../support/fake-clock.js';
+import { FAKE_KUBE_ISSUER, FakeKubeApiServer, makeUnrelatedCa } from '../support/fake-kube-apiserver.js';
 
 /**
  * The Kubernetes TokenRequest source against a fake API server on loopback: real HTTPS with a
@@ -203,7 +203,7 @@ describe('caching and renewal', () => {
     expect(renewed[0]!.token).not.toBe(tokens[0]!.token);
   });
 
-  it('re-reads the pod\'s ServiceAccount token for every request (the kubelet rotates it)', async () => {
+  it("re-reads the pod's ServiceAccount token for every request (the kubelet rotates it)", async () => {
     const s = source();
     await s.getToken();
     const rotated = await mintSaToken(2);
@@ -258,8 +258,11 @@ describe('caching and renewal', () => {
 
 describe('failures', () => {
   it.each([
-    { status: 401 as const, expected: ['HTTP 401 Unauthorized', 'did not accept the pod\'s ServiceAccount token'] },
-    { status: 403 as const, expected: ['HTTP 403 Forbidden', 'RBAC', 'cannot create resource "serviceaccounts/token" in API group "" in the namespace "payments"'] },
+    { status: 401 as const, expected: ['HTTP 401 Unauthorized', "did not accept the pod's ServiceAccount token"] },
+    {
+      status: 403 as const,
+      expected: ['HTTP 403 Forbidden', 'RBAC', 'cannot create resource "serviceaccounts/token" in API group "" in the namespace "payments"'],
+    },
     { status: 404 as const, expected: ['HTTP 404 Not Found', 'serviceaccounts "api" not found'] },
     { status: 500 as const, expected: ['HTTP 500 Internal Server Error', 'failed to sign token'] },
   ])('HTTP $status is TOKEN_REQUEST_FAILED naming the status and the Kubernetes message', async ({ status, expected }) => {

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_ADMIN_LISTEN, DEFAULT_LISTEN } from '../../src/config/config.js';
 import { loadConfig, type ServeFlags } from '../../src/config/load.js';
 import type { CrosscredError } from '../../src/core/errors.js';
-import { CLI, roleArn, spawnDaemon, startChain, waitUntilReady, type Chain, type DaemonProcess } from '../support/chain.js';
+import { type Chain, CLI, type DaemonProcess, roleArn, spawnDaemon, startChain, waitUntilReady } from '../support/chain.js';
 import { crosscred } from '../support/run-cli.js';
 
 /**
@@ -38,7 +38,13 @@ function roleFlags(stsEndpoint = chain.sts.url): string[] {
 }
 
 function load(flags: ServeFlags, env: Record<string, string> = {}) {
-  return loadConfig({ flags: { 'role-arn': ARN, 'token-file': '/run/token', region: 'us-east-1', ...flags }, env, readText: () => { throw Object.assign(new Error('ENOENT'), { code: 'ENOENT' }); } });
+  return loadConfig({
+    flags: { 'role-arn': ARN, 'token-file': '/run/token', region: 'us-east-1', ...flags },
+    env,
+    readText: () => {
+      throw Object.assign(new Error('ENOENT'), { code: 'ENOENT' });
+    },
+  });
 }
 
 function configProblem(flags: ServeFlags): string {
@@ -92,7 +98,11 @@ describe('defaults', () => {
       });
       // unshare execs node in place: the child's pid is the daemon's.
       expect(await listeningSockets(child.pid!)).toEqual(['127.0.0.1:8170', '127.0.0.1:8171']);
-      const opened = output.join('').split('\n').filter((l) => l.includes('listener open')).map((l) => (JSON.parse(l) as { address: string }).address);
+      const opened = output
+        .join('')
+        .split('\n')
+        .filter((l) => l.includes('listener open'))
+        .map((l) => (JSON.parse(l) as { address: string }).address);
       expect(opened).toEqual(['127.0.0.1:8170', '127.0.0.1:8171']);
     } finally {
       if (child.exitCode === null) {
@@ -107,7 +117,9 @@ describe('binding anything other machines can reach is explicit', () => {
   const remote = ['0.0.0.0:8170', '[::]:8170', '192.0.2.10:8170'];
 
   it.each(remote)('the real CLI refuses --listen %s without --allow-remote: exit 78, the address and the flag named, nothing bound', async (address) => {
-    const run = await crosscred(['serve', ...roleFlags(DEAD_STS), '--listen', address, '--admin-listen', '127.0.0.1:0'], { HOME: process.env['HOME'] ?? '/root' });
+    const run = await crosscred(['serve', ...roleFlags(DEAD_STS), '--listen', address, '--admin-listen', '127.0.0.1:0'], {
+      HOME: process.env['HOME'] ?? '/root',
+    });
     expect(run.code).toBe(78);
     expect(run.stderr).toContain('CROSSCRED_ERR_CONFIG_INVALID');
     expect(run.stderr).toContain(`listen (--listen): ${address} can be reached from other machines`);
@@ -117,7 +129,10 @@ describe('binding anything other machines can reach is explicit', () => {
 
   it('refuses the same in a config file, naming the file', async () => {
     const file = join(chain.dir, 'remote.yaml');
-    await writeFile(file, `roles:\n  - roleArn: ${ARN}\ntokenFile: ${chain.tokenFile}\nregion: us-east-1\nstsEndpoint: ${DEAD_STS}\nlisten: ["0.0.0.0:8170"]\nadminListen: 127.0.0.1:0\n`);
+    await writeFile(
+      file,
+      `roles:\n  - roleArn: ${ARN}\ntokenFile: ${chain.tokenFile}\nregion: us-east-1\nstsEndpoint: ${DEAD_STS}\nlisten: ["0.0.0.0:8170"]\nadminListen: 127.0.0.1:0\n`,
+    );
     const run = await crosscred(['serve', '--config', file], { HOME: process.env['HOME'] ?? '/root' });
     expect(run.code).toBe(78);
     expect(run.stderr).toContain(`listen (config file ${file}): 0.0.0.0:8170 can be reached from other machines`);
@@ -125,13 +140,33 @@ describe('binding anything other machines can reach is explicit', () => {
   });
 
   it('refuses every address that is neither loopback nor link-local, IPv6 and names included', () => {
-    for (const address of ['10.1.2.3:8170', '[2001:db8::1]:8170', '[::ffff:10.0.0.1]:8170', '[fec0::1]:8170', '[fe8::1]:8170', '[fe0::1]:8170', 'metadata.example.com:80', '127.0.0.1.nip.io:80']) {
+    for (const address of [
+      '10.1.2.3:8170',
+      '[2001:db8::1]:8170',
+      '[::ffff:10.0.0.1]:8170',
+      '[fec0::1]:8170',
+      '[fe8::1]:8170',
+      '[fe0::1]:8170',
+      'metadata.example.com:80',
+      '127.0.0.1.nip.io:80',
+    ]) {
       expect(configProblem({ listen: [address] }), address).toMatch(/can be reached from other machines.*--allow-remote/);
     }
   });
 
   it('accepts loopback and link-local addresses without it, and a remote address only with it', () => {
-    for (const address of ['127.0.0.1:8170', '127.9.9.9:8170', '[::1]:8170', 'localhost:8170', '169.254.169.254:80', '169.254.170.2:80', '[fe80::1]:80', '[febf::1]:80', '[fd00:ec2::254]:80', '[fd00:ec2::23]:80']) {
+    for (const address of [
+      '127.0.0.1:8170',
+      '127.9.9.9:8170',
+      '[::1]:8170',
+      'localhost:8170',
+      '169.254.169.254:80',
+      '169.254.170.2:80',
+      '[fe80::1]:80',
+      '[febf::1]:80',
+      '[fd00:ec2::254]:80',
+      '[fd00:ec2::23]:80',
+    ]) {
       expect(load({ listen: [address] }).listeners, address).toHaveLength(1);
     }
     expect(load({ listen: ['0.0.0.0:8170'], 'allow-remote': true }).listeners).toEqual([{ host: '0.0.0.0', port: 8170, role: 'app' }]);
@@ -178,7 +213,9 @@ describe('the container endpoint needs a secret', () => {
         const file = join(chain.dir, `secret-${name}`);
         await writeFile(file, content);
         await chmod(file, mode);
-        const run = await crosscred(['serve', ...roleFlags(DEAD_STS), '--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--auth-token-file', file], { HOME: process.env['HOME'] ?? '/root' });
+        const run = await crosscred(['serve', ...roleFlags(DEAD_STS), '--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--auth-token-file', file], {
+          HOME: process.env['HOME'] ?? '/root',
+        });
         // 78, a configuration error: systemd's RestartPreventExitStatus=78 stops a restart loop.
         expect(run.code, name).toBe(78);
         expect(run.stderr, name).toContain('CROSSCRED_ERR_AUTH_TOKEN_FILE_INVALID');
@@ -273,7 +310,12 @@ describe('the admin listener never serves credentials', () => {
 });
 
 /** One request with the path sent exactly as written (no URL normalisation), answered in full. */
-async function rawRequest(base: string, method: 'GET' | 'HEAD' | 'PUT' | 'POST', path: string, headers: Record<string, string>): Promise<{ status: number; body: string; headers: string }> {
+async function rawRequest(
+  base: string,
+  method: 'GET' | 'HEAD' | 'PUT' | 'POST',
+  path: string,
+  headers: Record<string, string>,
+): Promise<{ status: number; body: string; headers: string }> {
   const client = new Client(base);
   try {
     const res = await client.request({ method, path, headers });
@@ -287,7 +329,10 @@ async function rawRequest(base: string, method: 'GET' | 'HEAD' | 'PUT' | 'POST',
 /** `host:port` of every TCP socket in LISTEN state in the network namespace of `pid`, sorted. */
 async function listeningSockets(pid: number): Promise<string[]> {
   const out: string[] = [];
-  for (const [file, v6] of [['tcp', false], ['tcp6', true]] as const) {
+  for (const [file, v6] of [
+    ['tcp', false],
+    ['tcp6', true],
+  ] as const) {
     const text = await readFile(`/proc/${pid}/net/${file}`, 'utf8').catch(() => '');
     for (const line of text.split('\n').slice(1)) {
       const fields = line.trim().split(/\s+/);

@@ -2,11 +2,11 @@ import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { readFile, rename, writeFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage } from 'node:http';
-import { connect, type AddressInfo } from 'node:net';
+import { type AddressInfo, connect } from 'node:net';
 import { join } from 'node:path';
 import { Client, request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AUDIENCE, roleArn, spawnDaemon, startChain, SUBJECT, waitUntilReady, type Chain, type DaemonProcess } from '../support/chain.js';
+import { AUDIENCE, type Chain, type DaemonProcess, roleArn, SUBJECT, spawnDaemon, startChain, waitUntilReady } from '../support/chain.js';
 import { crosscred } from '../support/run-cli.js';
 
 /**
@@ -121,7 +121,10 @@ beforeAll(async () => {
 
   // Admin pages last, once every scenario has left its trace in them.
   const admin: Record<string, { status: number; body: string }> = {};
-  for (const [name, d] of [['A', daemonA], ['B', daemonB]] as const) {
+  for (const [name, d] of [
+    ['A', daemonA],
+    ['B', daemonB],
+  ] as const) {
     for (const path of ['/healthz', '/readyz', '/metrics']) {
       const res = await rawRequest(d.admin, 'GET', path, {});
       searched.push({ where: `daemon ${name} admin ${path}`, text: res.body });
@@ -133,7 +136,10 @@ beforeAll(async () => {
   metricsB = admin['B/metrics']!.body;
 
   // Stop both and wait until their output is drained: the last log lines are searched too.
-  for (const [name, d] of [['A', daemonA], ['B', daemonB]] as const) {
+  for (const [name, d] of [
+    ['A', daemonA],
+    ['B', daemonB],
+  ] as const) {
     await stopAndDrain(d);
     for (const [i, line] of d.output.entries()) searched.push({ where: `daemon ${name} log line ${i + 1}`, text: line });
   }
@@ -154,14 +160,26 @@ describe('canary secrets', () => {
     expect(issued, 'the served AccessKeyId is one STS issued').toBeDefined();
     expect(doc['SecretAccessKey']).toBe(issued!.secretAccessKey);
     expect(doc['Token']).toBe(issued!.sessionToken);
-    for (const label of [`A GET ${EXTENDED}`, 'A GET /v1/credentials', 'A GET /v1/credentials/app', 'A HTTP/1.0 without Host', 'credential-process (daemon) stdout']) {
+    for (const label of [
+      `A GET ${EXTENDED}`,
+      'A GET /v1/credentials',
+      'A GET /v1/credentials/app',
+      'A HTTP/1.0 without Host',
+      'credential-process (daemon) stdout',
+    ]) {
       const answer = served.find((s) => s.where === label);
       expect(answer, label).toBeDefined();
-      expect(findCanaries([answer!]).map((h) => h.canary), label).toEqual(expect.arrayContaining(['credentials[0].secretAccessKey', 'credentials[0].sessionToken']));
+      expect(
+        findCanaries([answer!]).map((h) => h.canary),
+        label,
+      ).toEqual(expect.arrayContaining(['credentials[0].secretAccessKey', 'credentials[0].sessionToken']));
     }
     // credential-process by exchange got its own credentials from STS, through the tap.
     const own = findCanaries(served.filter((s) => s.where === 'credential-process (exchange) stdout')).map((h) => h.canary);
-    expect(own.some((c) => /^credentials\[[1-9]\d*\]\.sessionToken$/.test(c)), own.join(', ')).toBe(true);
+    expect(
+      own.some((c) => /^credentials\[[1-9]\d*\]\.sessionToken$/.test(c)),
+      own.join(', '),
+    ).toBe(true);
     // The search also reads bytes that a logger wrote as a serialized Buffer.
     const planted = { where: 'self-test', text: JSON.stringify({ err: { rawPacket: Buffer.from(`Authorization: ${secret}\r\n`) } }) };
     expect(findCanaries([planted]).map((h) => h.canary)).toContain('container secret');
@@ -169,7 +187,17 @@ describe('canary secrets', () => {
 
   it('cover every kind of secret, each long enough never to match by chance', () => {
     const names = [...canaries().keys()];
-    for (const kind of ['jwt[0]', 'jwt[0].signature', 'credentials[0].accessKeyId', 'credentials[0].secretAccessKey', 'credentials[0].sessionToken', 'imds token[0]', 'container secret', 'container secret (forged prefix)', 'token file garbage']) {
+    for (const kind of [
+      'jwt[0]',
+      'jwt[0].signature',
+      'credentials[0].accessKeyId',
+      'credentials[0].secretAccessKey',
+      'credentials[0].sessionToken',
+      'imds token[0]',
+      'container secret',
+      'container secret (forged prefix)',
+      'token file garbage',
+    ]) {
       expect(names, kind).toContain(kind);
     }
     // JWTs: the two daemon A read, the one STS refused, the CLI's two.
@@ -274,7 +302,14 @@ describe('a malformed request that carries secrets', () => {
       await stopAndDrain(d);
     }
     const lines = d.output.map((text, i) => ({ where: `daemon C log line ${i + 1}`, text }));
-    const hits = findCanaries(lines, new Map([['container secret', secret], ['container secret (forged prefix)', secret.slice(0, -1)], ['imds token (daemon C)', token]]));
+    const hits = findCanaries(
+      lines,
+      new Map([
+        ['container secret', secret],
+        ['container secret (forged prefix)', secret.slice(0, -1)],
+        ['imds token (daemon C)', token],
+      ]),
+    );
     expect(hits.map((h) => `${h.canary} in ${h.where}${h.decoded ? ' (decoded from a serialized Buffer)' : ''}`)).toEqual([]);
   });
 });
@@ -309,7 +344,12 @@ async function exerciseListener(name: string, base: string, forgedFile: string):
   await call(`${name} GET ${CREDENTIALS}`, base, 'GET', CREDENTIALS, { [TOKEN]: t1 });
   await call(`${name} GET ${EXTENDED}`, base, 'GET', EXTENDED, { [TOKEN]: t2 });
   await call(`${name} HEAD ${CREDENTIALS}`, base, 'HEAD', CREDENTIALS, { [TOKEN]: t1 });
-  for (const path of ['/latest/meta-data/iam/security-credentials/', '/latest/meta-data/iam/info', '/latest/meta-data/placement/region', '/latest/dynamic/instance-identity/document']) {
+  for (const path of [
+    '/latest/meta-data/iam/security-credentials/',
+    '/latest/meta-data/iam/info',
+    '/latest/meta-data/placement/region',
+    '/latest/dynamic/instance-identity/document',
+  ]) {
     await call(`${name} GET ${path}`, base, 'GET', path, { [TOKEN]: t1 });
   }
   await call(`${name} GET /v1/credentials`, base, 'GET', '/v1/credentials', { authorization: secret });
@@ -342,7 +382,8 @@ async function exerciseListener(name: string, base: string, forgedFile: string):
   await put(`${name} put with a body`, { [TTL]: '60', 'content-type': 'text/plain' }, 'A'.repeat(4096));
 
   // Container endpoint refusals.
-  const container = (label: string, headers: Record<string, string>, path = '/v1/credentials', method: 'GET' | 'DELETE' | 'PUT' = 'GET') => call(label, base, method, path, headers);
+  const container = (label: string, headers: Record<string, string>, path = '/v1/credentials', method: 'GET' | 'DELETE' | 'PUT' = 'GET') =>
+    call(label, base, method, path, headers);
   await container(`${name} container without Authorization`, {});
   await container(`${name} container empty Authorization`, { authorization: '' });
   await container(`${name} container wrong secret`, { authorization: 'nope' });
@@ -386,7 +427,14 @@ async function exerciseTerminal(base: string, secretOfB: string): Promise<void> 
 }
 
 /** One request; its answer filed as served (a credential answer with 200), a session token, or searched. */
-async function call(label: string, base: string, method: 'GET' | 'HEAD' | 'PUT' | 'POST' | 'DELETE', path: string, headers: Record<string, string>, body?: string) {
+async function call(
+  label: string,
+  base: string,
+  method: 'GET' | 'HEAD' | 'PUT' | 'POST' | 'DELETE',
+  path: string,
+  headers: Record<string, string>,
+  body?: string,
+) {
   const res = await rawRequest(base, method, path, headers, body);
   statuses.set(label, res.status);
   const text = `${res.status} ${JSON.stringify(res.headers)}\n${res.body}`;
@@ -396,7 +444,13 @@ async function call(label: string, base: string, method: 'GET' | 'HEAD' | 'PUT' 
   return res;
 }
 
-async function rawRequest(base: string, method: string, path: string, headers: Record<string, string>, body?: string): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: string }> {
+async function rawRequest(
+  base: string,
+  method: string,
+  path: string,
+  headers: Record<string, string>,
+  body?: string,
+): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: string }> {
   const client = new Client(base);
   try {
     const res = await client.request({ method: method as 'GET', path, headers, ...(body !== undefined ? { body } : {}) });
@@ -497,7 +551,9 @@ interface Hit {
 function findCanaries(texts: readonly Text[], secrets: Map<string, string> = canaries()): Hit[] {
   const hits: Hit[] = [];
   for (const { where, text } of texts) {
-    const decoded = [...text.matchAll(/\{"type":"Buffer","data":\[([\d,]*)\]\}/g)].map((m) => Buffer.from(m[1]!.split(',').filter(Boolean).map(Number)).toString('latin1'));
+    const decoded = [...text.matchAll(/\{"type":"Buffer","data":\[([\d,]*)\]\}/g)].map((m) =>
+      Buffer.from(m[1]!.split(',').filter(Boolean).map(Number)).toString('latin1'),
+    );
     for (const [name, value] of secrets) {
       if (text.includes(value) || text.includes(encodeURIComponent(value))) hits.push({ canary: name, where, decoded: false });
       else if (decoded.some((d) => d.includes(value))) hits.push({ canary: name, where, decoded: true });

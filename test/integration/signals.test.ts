@@ -3,7 +3,7 @@ import { connect } from 'node:net';
 import { join } from 'node:path';
 import { Agent, request } from 'undici';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { roleArn, spawnDaemon, startChain, waitUntilReady, type Chain, type DaemonProcess } from '../support/chain.js';
+import { type Chain, type DaemonProcess, roleArn, spawnDaemon, startChain, waitUntilReady } from '../support/chain.js';
 
 // The real `crosscred serve` process, stopped with SIGTERM and reloaded with SIGHUP.
 
@@ -18,7 +18,8 @@ afterEach(async () => {
   await chain.close();
 });
 
-const exitOf = (d: DaemonProcess) => new Promise<number | null>((resolve) => (d.child.exitCode !== null ? resolve(d.child.exitCode) : d.child.once('exit', resolve)));
+const exitOf = (d: DaemonProcess) =>
+  new Promise<number | null>((resolve) => (d.child.exitCode !== null ? resolve(d.child.exitCode) : d.child.once('exit', resolve)));
 
 /** Resolves once a log line with this `msg` appears (bounded). */
 async function logLine(d: DaemonProcess, msg: string, from = 0, timeoutMs = 10_000): Promise<Record<string, unknown>> {
@@ -54,7 +55,20 @@ describe('SIGTERM', () => {
     // STS answers in 1.5 s, so requests made at start-up are in flight (waiting for the first fetch) when SIGTERM arrives.
     chain.sts.failNext({ kind: 'delay', ms: 1500 });
     const authFile = join(chain.dir, 'auth');
-    daemon = await spawnDaemon(['--token-file', chain.tokenFile, '--role-arn', roleArn('app'), '--sts-endpoint', chain.sts.url, '--region', 'us-east-1', '--listen', '127.0.0.1:0', '--auth-token-file', authFile]);
+    daemon = await spawnDaemon([
+      '--token-file',
+      chain.tokenFile,
+      '--role-arn',
+      roleArn('app'),
+      '--sts-endpoint',
+      chain.sts.url,
+      '--region',
+      'us-east-1',
+      '--listen',
+      '127.0.0.1:0',
+      '--auth-token-file',
+      authFile,
+    ]);
     const d = daemon;
     const base = d.listeners[0]!;
     const secret = (await import('node:fs/promises')).readFile(authFile, 'utf8');
@@ -110,7 +124,15 @@ describe('SIGHUP', () => {
 
   it('applies a changed configuration without dropping the cached credentials of unchanged roles', async () => {
     const configFile = join(chain.dir, 'crosscred.json');
-    await writeFile(configFile, config({ roles: [{ name: 'app', roleArn: roleArn('app') }, { name: 'reports', roleArn: roleArn('reports') }] }));
+    await writeFile(
+      configFile,
+      config({
+        roles: [
+          { name: 'app', roleArn: roleArn('app') },
+          { name: 'reports', roleArn: roleArn('reports') },
+        ],
+      }),
+    );
     daemon = await spawnDaemon(['--config', configFile]);
     const d = daemon;
     await waitUntilReady(d.admin);
@@ -123,7 +145,14 @@ describe('SIGHUP', () => {
     // reports gets a new duration, extra is added, the log level changes.
     await writeFile(
       configFile,
-      config({ logLevel: 'debug', roles: [{ name: 'app', roleArn: roleArn('app') }, { name: 'reports', roleArn: roleArn('reports'), durationSeconds: 900 }, { name: 'extra', roleArn: roleArn('extra') }] }),
+      config({
+        logLevel: 'debug',
+        roles: [
+          { name: 'app', roleArn: roleArn('app') },
+          { name: 'reports', roleArn: roleArn('reports'), durationSeconds: 900 },
+          { name: 'extra', roleArn: roleArn('extra') },
+        ],
+      }),
     );
     const mark = d.output.length;
     d.child.kill('SIGHUP');

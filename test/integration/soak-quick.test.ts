@@ -24,7 +24,11 @@ const skipReason = wrkMissing && !strict ? 'wrk is not installed (apt-get instal
 /** The quick form takes about 30 s here (20 s of load, 3 s of drain); the rest is slack for a machine busy with other tests. */
 const SOAK_TIMEOUT_MS = 100_000;
 
-interface Check { name: string; ok: boolean; detail: Record<string, unknown> }
+interface Check {
+  name: string;
+  ok: boolean;
+  detail: Record<string, unknown>;
+}
 interface Summary {
   schema: string;
   ok: boolean;
@@ -77,11 +81,15 @@ describe('soak, quick form', { skip: skipReason !== undefined, meta: { skipReaso
     // Such a run is repeated once, and said so; any other failure, or the same one twice, fails.
     const generatorsWithoutReport = (s: Summary) => {
       const timeouts = s.checks.find((c) => c.name === 'zero timeouts')?.detail as { wrk?: Record<string, { timeouts: number | null }> } | undefined;
-      return Object.entries(timeouts?.wrk ?? {}).filter(([, w]) => w.timeouts === null).map(([name]) => name);
+      return Object.entries(timeouts?.wrk ?? {})
+        .filter(([, w]) => w.timeouts === null)
+        .map(([name]) => name);
     };
     const missing = generatorsWithoutReport(summary);
     if (!summary.ok && missing.length > 0) {
-      console.warn(`soak: load generator(s) ${missing.join(', ')} ended without a report; running the quick soak once more. stderr tail:\n${run.stderr.slice(-1500)}`);
+      console.warn(
+        `soak: load generator(s) ${missing.join(', ')} ended without a report; running the quick soak once more. stderr tail:\n${run.stderr.slice(-1500)}`,
+      );
       run = await runSoak();
       summary = parse(run);
     }
@@ -144,7 +152,9 @@ describe('soak, quick form', { skip: skipReason !== undefined, meta: { skipReaso
     expect(accounting.daemon.byStatus['404']!.daemon).toBeGreaterThan(1_000);
 
     // Every bad-request class was sent, and the overload phase really went past the cap.
-    const bad = summary.checks.find((c) => c.name === 'bad requests answered with their documented status')!.detail as { sentByExpectedStatus: Record<string, number> };
+    const bad = summary.checks.find((c) => c.name === 'bad requests answered with their documented status')!.detail as {
+      sentByExpectedStatus: Record<string, number>;
+    };
     expect(Object.keys(bad.sentByExpectedStatus).sort()).toEqual(['400', '401', '403', '404', '405', '413', '414']);
     const overload = summary.checks.find((c) => c.name === 'overload answered with 503 + Retry-After, quickly')!.detail as {
       cap: number;
@@ -158,7 +168,10 @@ describe('soak, quick form', { skip: skipReason !== undefined, meta: { skipReaso
     expect(overload.withinCap.total).toBeGreaterThan(100);
     expect(overload.withinCap.served).toBe(overload.withinCap.total);
     // Credentials changed hands under load (reloads), and each sample checked them.
-    const served = summary.checks.find((c) => c.name === 'credentials served correctly all along (checked at every sample)')!.detail as { samplesChecked: number; distinctKeysServed: number };
+    const served = summary.checks.find((c) => c.name === 'credentials served correctly all along (checked at every sample)')!.detail as {
+      samplesChecked: number;
+      distinctKeysServed: number;
+    };
     expect(served.samplesChecked).toBe(counts.loadSamples);
     expect(served.distinctKeysServed).toBeGreaterThanOrEqual(2);
   });

@@ -4,7 +4,7 @@ import { AwsWebIdentityExchange, createStsClient } from '../../src/exchange/aws-
 import { WebIdentityRole } from '../../src/roles/web-identity-role.js';
 import { FileTokenSource } from '../../src/sources/file-token-source.js';
 import type { TokenSource } from '../../src/sources/token-source.js';
-import { roleArn, startChain, type Chain } from '../support/chain.js';
+import { type Chain, roleArn, startChain } from '../support/chain.js';
 
 let chain: Chain;
 beforeAll(async () => {
@@ -16,12 +16,20 @@ describe('A web-identity role on ExpiredToken', () => {
   it('tells a caching source to forget its token before the one retry', async () => {
     const file = new FileTokenSource(chain.tokenFile, systemClock);
     let invalidations = 0;
-    const caching: TokenSource = { description: 'caching test source', getToken: () => file.getToken(), invalidate: () => {
+    const caching: TokenSource = {
+      description: 'caching test source',
+      getToken: () => file.getToken(),
+      invalidate: () => {
         invalidations += 1;
-      } };
+      },
+    };
     const client = createStsClient({ region: 'us-east-1', endpoint: chain.sts.url, connectTimeoutMs: 1000, responseTimeoutMs: 2000 });
     try {
-      const exchange = new WebIdentityRole('app', caching, new AwsWebIdentityExchange({ roleName: 'app', roleArn: roleArn('app'), accountId: '111122223333', sessionName: 'test-session' }, client, systemClock));
+      const exchange = new WebIdentityRole(
+        'app',
+        caching,
+        new AwsWebIdentityExchange({ roleName: 'app', roleArn: roleArn('app'), accountId: '111122223333', sessionName: 'test-session' }, client, systemClock),
+      );
       chain.sts.failNext({ kind: 'error', status: 400, code: 'ExpiredTokenException' });
       const before = chain.sts.calls;
       const credentials = await exchange.exchange();

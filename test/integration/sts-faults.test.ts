@@ -1,6 +1,6 @@
 import { request } from 'undici';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { startChain, startInProcess, type Chain, type InProcessDaemon } from '../support/chain.js';
+import { type Chain, type InProcessDaemon, startChain, startInProcess } from '../support/chain.js';
 
 /**
  * The exchange against a misbehaving STS, through the real code path and real sockets. The
@@ -34,7 +34,10 @@ async function imdsGet(base: string, path = credentialsPath) {
 
 async function readyz(admin: string) {
   const res = await request(`${admin}/readyz`);
-  return { status: res.statusCode, body: (await res.body.json()) as { ready: boolean; roles: Array<{ lastError: { code: string; kind: string } | null; consecutiveFailures: number }> } };
+  return {
+    status: res.statusCode,
+    body: (await res.body.json()) as { ready: boolean; roles: Array<{ lastError: { code: string; kind: string } | null; consecutiveFailures: number }> },
+  };
 }
 
 describe('STS failures', () => {
@@ -105,7 +108,7 @@ describe('STS failures', () => {
     d = await startInProcess(chain);
     await d.daemon.firstFetch;
     expect((await imdsGet(d.base)).status).toBe(503);
-    await waitFor(() => (d!.daemon.roles.get('app')!.cache.status().consecutiveFailures >= 2), 5000);
+    await waitFor(() => d!.daemon.roles.get('app')!.cache.status().consecutiveFailures >= 2, 5000);
     expect(d.logs.some((l) => l.includes('CROSSCRED_ERR_STS_BAD_RESPONSE'))).toBe(true);
     await waitFor(async () => (await imdsGet(d!.base)).status === 200, 8000);
   });
@@ -124,10 +127,14 @@ describe('cold start', () => {
     const before = chain.sts.calls;
     d = await startInProcess(chain, { 'allow-imdsv1': true });
     const base = d.base;
-    const answers = await Promise.all(Array.from({ length: 500 }, () => request(`${base}${credentialsPath}`).then(async (r) => {
-      await r.body.text();
-      return r.statusCode;
-    })));
+    const answers = await Promise.all(
+      Array.from({ length: 500 }, () =>
+        request(`${base}${credentialsPath}`).then(async (r) => {
+          await r.body.text();
+          return r.statusCode;
+        }),
+      ),
+    );
     expect(chain.sts.calls - before).toBe(1);
     expect(answers.every((s) => s === 200)).toBe(true);
   });

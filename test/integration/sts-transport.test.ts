@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { MAX_CONCURRENT_STS_REQUESTS, StsHttpHandler } from '../../src/platform/aws/sts-http-handler.js';
-import { roleArn, startChain, startInProcess, type Chain, type InProcessDaemon } from '../support/chain.js';
+import { type Chain, type InProcessDaemon, roleArn, startChain, startInProcess } from '../support/chain.js';
 
 /**
  * The STS connection as it crosses clouds: HTTPS to an endpoint signed by a private CA
@@ -25,7 +25,25 @@ beforeAll(async () => {
   certDir = await mkdtemp(join(tmpdir(), 'crosscred-tls-'));
   caFile = join(certDir, 'sts.pem');
   const keyFile = join(certDir, 'sts.key');
-  await run('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '1', '-subj', '/CN=private-sts', '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', keyFile, '-out', caFile]);
+  await run('openssl', [
+    'req',
+    '-x509',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:P-256',
+    '-nodes',
+    '-days',
+    '1',
+    '-subj',
+    '/CN=private-sts',
+    '-addext',
+    'subjectAltName=IP:127.0.0.1',
+    '-keyout',
+    keyFile,
+    '-out',
+    caFile,
+  ]);
   chain = await startChain({ tls: { key: await readFile(keyFile, 'utf8'), cert: await readFile(caFile, 'utf8') } });
 });
 afterEach(async () => {
@@ -101,7 +119,7 @@ describe('egress proxy', () => {
 });
 
 describe('a proxy that accepts and never answers', () => {
-  it('costs one bounded attempt, not undici\'s default 300 s, and frees the refresh slot', async () => {
+  it("costs one bounded attempt, not undici's default 300 s, and frees the refresh slot", async () => {
     const sockets = new Set<Socket>();
     const silent = createServer();
     silent.on('connect', (_req, socket: Socket) => sockets.add(socket)); // never answers the CONNECT
@@ -113,7 +131,11 @@ describe('a proxy that accepts and never answers', () => {
       await d.daemon.firstFetch;
       expect(sockets.size).toBeGreaterThan(0);
       // The transport's own timeout ended it (not the cache's last-resort exchange deadline).
-      expect(d.daemon.roles.get('app')!.cache.status()).toMatchObject({ ready: false, refreshing: false, lastError: { kind: 'retryable', code: 'UND_ERR_HEADERS_TIMEOUT' } });
+      expect(d.daemon.roles.get('app')!.cache.status()).toMatchObject({
+        ready: false,
+        refreshing: false,
+        lastError: { kind: 'retryable', code: 'UND_ERR_HEADERS_TIMEOUT' },
+      });
     } finally {
       for (const s of sockets) s.destroy();
       await new Promise<void>((resolve) => silent.close(() => resolve()));
@@ -139,7 +161,13 @@ describe('many roles at once through one STS client', () => {
     const configFile = join(plain.dir, 'burst.json');
     const names = Array.from({ length: 120 }, (_, i) => `burst-${i}`);
     await writeFile(configFile, JSON.stringify({ roles: names.map((name) => ({ name, roleArn: roleArn(name) })) }));
-    d = await startInProcess(plain, { config: configFile, 'role-arn': undefined, listen: [`127.0.0.1:0=${names[0]}`], 'sts-connect-timeout-ms': '250', 'sts-timeout-ms': '1000' });
+    d = await startInProcess(plain, {
+      config: configFile,
+      'role-arn': undefined,
+      listen: [`127.0.0.1:0=${names[0]}`],
+      'sts-connect-timeout-ms': '250',
+      'sts-timeout-ms': '1000',
+    });
     await d.daemon.firstFetch;
     const perRole = new Map<string, number>();
     for (const r of plain.sts.requests) perRole.set(r.roleArn, (perRole.get(r.roleArn) ?? 0) + 1);
@@ -153,7 +181,15 @@ describe('many roles at once through one STS client', () => {
     plain.sts.failAlways({ kind: 'hang' });
     const handler = new StsHttpHandler({ connectTimeoutMs: 200, responseTimeoutMs: 800 });
     const { port } = new URL(plain.sts.url);
-    const requestOf = () => ({ protocol: 'http:', hostname: '127.0.0.1', port: Number(port), method: 'POST', path: '/', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'Action=AssumeRoleWithWebIdentity' });
+    const requestOf = () => ({
+      protocol: 'http:',
+      hostname: '127.0.0.1',
+      port: Number(port),
+      method: 'POST',
+      path: '/',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: 'Action=AssumeRoleWithWebIdentity',
+    });
     // Only this test's own requests count (they name no role); a retry still in flight from the
     // test before must not.
     const ours = () => plain.sts.requests.filter((r) => r.roleArn === '').length;

@@ -1,23 +1,30 @@
+import { rm } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import { createRequire } from 'node:module';
 import type { AddressInfo, Socket } from 'node:net';
-import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { decodeJwt, generateKeyPair, SignJWT } from 'jose';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { CrosscredError } from '../../src/core/errors.js';
-import { AttestationError, type Attestor, type AttestedIdentity } from '../../src/issuer/attestor.js';
+import { AttestationError, type AttestedIdentity, type Attestor } from '../../src/issuer/attestor.js';
 import { TencentCamRoleAttestor } from '../../src/issuer/attestors/tencent-cam-role.js';
-import { startIssuer, type RunningIssuer } from '../../src/issuer/issuer-server.js';
-import { BINDING_HEADERS, encodeSubjectToken, SUBJECT_TOKEN_TYPES, type SignedRequestAttestation, type SubjectTokenType, type TokenExchangeError } from '../../src/protocol/issuer-token-exchange.js';
-import { signTc3 } from '../../src/platform/tencent/tc3-signature.js';
-import { IssuerClient } from '../../src/sources/issuer-client.js';
+import { type RunningIssuer, startIssuer } from '../../src/issuer/issuer-server.js';
 import { cvmRoleCredentials } from '../../src/platform/tencent/cvm-role-credentials.js';
+import { signTc3 } from '../../src/platform/tencent/tc3-signature.js';
+import {
+  BINDING_HEADERS,
+  encodeSubjectToken,
+  type SignedRequestAttestation,
+  SUBJECT_TOKEN_TYPES,
+  type SubjectTokenType,
+  type TokenExchangeError,
+} from '../../src/protocol/issuer-token-exchange.js';
+import { IssuerClient } from '../../src/sources/issuer-client.js';
 import { signTencentGetCallerIdentity, TencentCvmTokenSource, type TencentRoleCredentials } from '../../src/sources/tencent-cvm-token-source.js';
 import { memoryLogger } from '../support/chain.js';
 import { FakeClock } from '../support/fake-clock.js';
+import { agentTo, FakeCvmMetadata, FakeTencentSts, type IssuedKey, routeMetadataHostTo } from '../support/fake-tencent-cloud.js';
 import { baseConfig, configFrom, freePort, makeKey, tempDir } from '../support/issuer-fixtures.js';
-import { agentTo, FakeCvmMetadata, FakeTencentSts, routeMetadataHostTo, type IssuedKey } from '../support/fake-tencent-cloud.js';
 
 /**
  * The Tencent CVM CAM-role attestation, every part real except Tencent: the fake STS of
@@ -64,11 +71,23 @@ function nowSeconds(): number {
 /** A correct attestation, as the tencent-cvm source makes it. */
 function honest(key: IssuedKey = metadata.currentKey(), options: { timestamp?: number; issuerUrl?: string } = {}): SignedRequestAttestation {
   remember(key);
-  return signTencentGetCallerIdentity({ credentials: key, issuerUrl: options.issuerUrl ?? ISSUER, stsEndpoint: sts.url, timestamp: options.timestamp ?? nowSeconds() });
+  return signTencentGetCallerIdentity({
+    credentials: key,
+    issuerUrl: options.issuerUrl ?? ISSUER,
+    stsEndpoint: sts.url,
+    timestamp: options.timestamp ?? nowSeconds(),
+  });
 }
 
 /** An attestation signed by hand: any headers, any SignedHeaders, any URL. */
-function crafted(options: { headers?: Record<string, string | undefined>; signed?: string[]; url?: string; key?: IssuedKey; timestamp?: number; body?: string }): SignedRequestAttestation {
+function crafted(options: {
+  headers?: Record<string, string | undefined>;
+  signed?: string[];
+  url?: string;
+  key?: IssuedKey;
+  timestamp?: number;
+  body?: string;
+}): SignedRequestAttestation {
   const key = remember(options.key ?? metadata.currentKey());
   const timestamp = options.timestamp ?? nowSeconds();
   const url = options.url ?? sts.url;
@@ -156,7 +175,13 @@ describe('TencentCamRoleAttestor accepts', () => {
       cloud: 'tencent',
       accountId: UIN,
       roleId: ROLE_ID,
-      attributes: { arn: `qcs::sts:${UIN}:assumed-role/${ROLE_ID}`, 'sts-endpoint': '127.0.0.1', 'user-id': `${ROLE_ID}:ins-fake0001`, 'principal-id': UIN, 'session-name': 'ins-fake0001' },
+      attributes: {
+        arn: `qcs::sts:${UIN}:assumed-role/${ROLE_ID}`,
+        'sts-endpoint': '127.0.0.1',
+        'user-id': `${ROLE_ID}:ins-fake0001`,
+        'principal-id': UIN,
+        'session-name': 'ins-fake0001',
+      },
     });
     expect(identity.region).toBeUndefined(); // X-TC-Region is the caller's claim, not an attested fact
     expect(identity.instanceId).toBeUndefined(); // a CVM role session's naming is unconfirmed
@@ -166,7 +191,9 @@ describe('TencentCamRoleAttestor accepts', () => {
     expect(sts.accepted.length).toBe(before + 1);
     // Forwarded: the signed headers, the token and authorization; nothing else from the caller.
     const forwarded = Object.keys(sts.accepted.at(-1)!.headers).filter((h) => h !== 'content-length' && h !== 'connection');
-    expect(forwarded.sort()).toEqual(['authorization', 'content-type', 'host', BINDING_HEADERS.tencent, 'x-tc-action', 'x-tc-timestamp', 'x-tc-token', 'x-tc-version'].sort());
+    expect(forwarded.sort()).toEqual(
+      ['authorization', 'content-type', 'host', BINDING_HEADERS.tencent, 'x-tc-action', 'x-tc-timestamp', 'x-tc-token', 'x-tc-version'].sort(),
+    );
   });
 
   it('a request signed up to 300 s ago or ahead, and X-TC-Region unsigned as the SDK sends it', async () => {
@@ -190,7 +217,11 @@ describe('TencentCamRoleAttestor refuses, with no identity', () => {
   });
 
   it('a future timestamp', async () => {
-    await refused(attestor.attest(token(honest(undefined, { timestamp: nowSeconds() + 301 })), context()), 'invalid_grant', /in the future; at most 300 s of clock skew/);
+    await refused(
+      attestor.attest(token(honest(undefined, { timestamp: nowSeconds() + 301 })), context()),
+      'invalid_grant',
+      /in the future; at most 300 s of clock skew/,
+    );
     expectNoStsCall();
   });
 
@@ -201,7 +232,11 @@ describe('TencentCamRoleAttestor refuses, with no identity', () => {
   });
 
   it('a request bound to another issuer', async () => {
-    await refused(attestor.attest(token(honest(undefined, { issuerUrl: 'https://other-issuer.example' })), context()), 'invalid_grant', /bound to the issuer "https:\/\/other-issuer\.example", not to this one/);
+    await refused(
+      attestor.attest(token(honest(undefined, { issuerUrl: 'https://other-issuer.example' })), context()),
+      'invalid_grant',
+      /bound to the issuer "https:\/\/other-issuer\.example", not to this one/,
+    );
     expectNoStsCall();
   });
 
@@ -231,7 +266,11 @@ describe('TencentCamRoleAttestor refuses, with no identity', () => {
   });
 
   it('an action other than GetCallerIdentity', async () => {
-    await refused(attestor.attest(token(crafted({ headers: { 'x-tc-action': 'AssumeRole' } })), context()), 'invalid_grant', /action is "AssumeRole", not GetCallerIdentity/);
+    await refused(
+      attestor.attest(token(crafted({ headers: { 'x-tc-action': 'AssumeRole' } })), context()),
+      'invalid_grant',
+      /action is "AssumeRole", not GetCallerIdentity/,
+    );
     expectNoStsCall();
   });
 
@@ -257,13 +296,21 @@ describe('TencentCamRoleAttestor refuses, with no identity', () => {
 
   it('a Host header that is not the host the request goes to', async () => {
     const attestation = crafted({ headers: { host: 'sts.tencentcloudapi.com' } });
-    await refused(attestor.attest(token(attestation), context()), 'invalid_grant', /signed Host "sts\.tencentcloudapi\.com" is not the host the request is aimed at/);
+    await refused(
+      attestor.attest(token(attestation), context()),
+      'invalid_grant',
+      /signed Host "sts\.tencentcloudapi\.com" is not the host the request is aimed at/,
+    );
     expectNoStsCall();
   });
 
   it('a tampered body', async () => {
     const attestation = honest();
-    await refused(attestor.attest(token({ ...attestation, body: '{"RoleArn":"qcs::cam::uin/1:roleName/admin"}' }), context()), 'invalid_grant', /body is not \{\}/);
+    await refused(
+      attestor.attest(token({ ...attestation, body: '{"RoleArn":"qcs::cam::uin/1:roleName/admin"}' }), context()),
+      'invalid_grant',
+      /body is not \{\}/,
+    );
     await refused(attestor.attest(token(crafted({ body: '{"Extra":1}' })), context()), 'invalid_grant', /body is not \{\}/);
     expectNoStsCall();
   });
@@ -273,13 +320,17 @@ describe('TencentCamRoleAttestor refuses, with no identity', () => {
     await refused(attestor.attest(token(honest(unknown)), context()), 'invalid_grant', /AuthFailure\.SecretIdNotFound/);
   });
 
-  it('an expired role key, and a token that is not the key\'s', async () => {
+  it("an expired role key, and a token that is not the key's", async () => {
     const expired = sts.issueRoleKey({ uin: UIN, roleId: ROLE_ID, roleName: ROLE_NAME }, -60);
     await refused(attestor.attest(token(honest(expired)), context()), 'invalid_grant', /AuthFailure\.TokenFailure/);
-    await refused(attestor.attest(token(crafted({ headers: { 'x-tc-token': 'forged-token-value' } })), context()), 'invalid_grant', /AuthFailure\.TokenFailure/);
+    await refused(
+      attestor.attest(token(crafted({ headers: { 'x-tc-token': 'forged-token-value' } })), context()),
+      'invalid_grant',
+      /AuthFailure\.TokenFailure/,
+    );
   });
 
-  it('a CAM user\'s key instead of a role\'s', async () => {
+  it("a CAM user's key instead of a role's", async () => {
     const user = sts.issueUserKey({ uin: UIN, subUin: '100099999999' });
     await refused(attestor.attest(token(honest(user)), context()), 'invalid_grant', /belongs to "CAMUser", not a CAMRole/);
     expect(sts.records.at(-1)?.outcome).toBe('ok'); // STS confirmed it; the attestor refused the kind
@@ -316,7 +367,11 @@ describe('TencentCamRoleAttestor refuses, with no identity', () => {
     ['another method', () => token({ ...crafted({}), method: 'GET' }), /method must be POST/],
     ['an extra field', () => token({ ...crafted({}), extra: 1 }), /exactly "method", "url", "headers" and "body"/],
     ['no authorization', () => token({ ...crafted({}), headers: { host: 'x' } }), /no authorization header/],
-    ['an Authorization of another scheme', () => token({ ...crafted({}), headers: { ...crafted({}).headers, authorization: 'AWS4-HMAC-SHA256 Credential=x' } }), /does not start with TC3-HMAC-SHA256/],
+    [
+      'an Authorization of another scheme',
+      () => token({ ...crafted({}), headers: { ...crafted({}).headers, authorization: 'AWS4-HMAC-SHA256 Credential=x' } }),
+      /does not start with TC3-HMAC-SHA256/,
+    ],
     ['a signed header that is absent', withoutRegion, /covers x-tc-region, but the request has no such header/],
     ['a huge token', () => 'A'.repeat(40_000), /longer than/],
   ])('a malformed subject token: %s', async (_, subjectToken, why) => {
@@ -355,7 +410,7 @@ describe('TencentCamRoleAttestor when STS misbehaves', () => {
     await lonely.close();
   });
 
-  it('gives up when the token request\'s deadline passes (context.signal), and on its own timeout', async () => {
+  it("gives up when the token request's deadline passes (context.signal), and on its own timeout", async () => {
     sts.failNext({ kind: 'delay', ms: 2_000 });
     const started = Date.now();
     await refused(attestor.attest(token(honest()), context({ signal: AbortSignal.timeout(200) })), 'temporarily_unavailable', /deadline passed/);
@@ -377,7 +432,11 @@ describe('TencentCamRoleAttestor when STS misbehaves', () => {
       await expect(trusting.attest(attestation(), context())).resolves.toMatchObject({ accountId: UIN, roleId: ROLE_ID });
       await trusting.close();
       const untrusting = new TencentCamRoleAttestor({ extraStsEndpoints: [tlsSts.url] });
-      await refused(untrusting.attest(attestation(), context()), 'temporarily_unavailable', /could not be reached \((SELF_SIGNED_CERT_IN_CHAIN|UNABLE_TO_VERIFY_LEAF_SIGNATURE|UNABLE_TO_GET_ISSUER_CERT_LOCALLY)\)/);
+      await refused(
+        untrusting.attest(attestation(), context()),
+        'temporarily_unavailable',
+        /could not be reached \((SELF_SIGNED_CERT_IN_CHAIN|UNABLE_TO_VERIFY_LEAF_SIGNATURE|UNABLE_TO_GET_ISSUER_CERT_LOCALLY)\)/,
+      );
       await untrusting.close();
       expect(tlsSts.accepted.length).toBe(1);
     } finally {
@@ -392,7 +451,7 @@ describe('TencentCamRoleAttestor when STS misbehaves', () => {
   });
 });
 
-describe('the SDK\'s CvmRoleCredential against the fake metadata server', () => {
+describe("the SDK's CvmRoleCredential against the fake metadata server", () => {
   let restore: () => void;
   beforeAll(async () => {
     restore = await routeMetadataHostTo(metadata);
@@ -403,7 +462,7 @@ describe('the SDK\'s CvmRoleCredential against the fake metadata server', () => 
     metadata.state.code = 'Success';
   });
 
-  it('reads the bound role\'s key', async () => {
+  it("reads the bound role's key", async () => {
     const key = remember(metadata.currentKey());
     const credentials = await cvmRoleCredentials(new FakeClock(Date.now()))();
     expect(credentials).toEqual({ secretId: key.secretId, secretKey: key.secretKey, token: key.token });
@@ -427,7 +486,10 @@ describe('the SDK\'s CvmRoleCredential against the fake metadata server', () => 
   it('says so, without secrets, when no role is bound or the metadata server refuses', async () => {
     metadata.state.roleName = undefined;
     const read = cvmRoleCredentials(new FakeClock(Date.now()));
-    await expect(read()).rejects.toMatchObject({ code: 'CROSSCRED_ERR_TENCENT_CVM_ROLE_UNAVAILABLE', message: expect.stringMatching(/naming the CAM role.*role is bound/) });
+    await expect(read()).rejects.toMatchObject({
+      code: 'CROSSCRED_ERR_TENCENT_CVM_ROLE_UNAVAILABLE',
+      message: expect.stringMatching(/naming the CAM role.*role is bound/),
+    });
     metadata.state.roleName = ROLE_NAME;
     metadata.state.code = 'Failed';
     const err = (await read().catch((e: unknown) => e)) as CrosscredError;
@@ -472,7 +534,9 @@ async function startTokenEndpoint(verifier: TencentCamRoleAttestor) {
             .setExpirationTime(iat + 3600)
             .setJti(`jti-${++issued}`)
             .sign(privateKey);
-          res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ access_token: jwt, issued_token_type: 'urn:ietf:params:oauth:token-type:jwt', token_type: 'N_A', expires_in: 3600 }));
+          res
+            .writeHead(200, { 'content-type': 'application/json' })
+            .end(JSON.stringify({ access_token: jwt, issued_token_type: 'urn:ietf:params:oauth:token-type:jwt', token_type: 'N_A', expires_in: 3600 }));
         } catch (err) {
           if (err instanceof AttestationError) return fail(err.oauthError === 'temporarily_unavailable' ? 503 : 400, err.oauthError, err.message);
           fail(500, 'temporarily_unavailable', 'internal error');
@@ -527,24 +591,26 @@ describe('TencentCvmTokenSource → IssuerClient → token endpoint → attestor
     return new TencentCvmTokenSource({ issuer, issuerUrl: endpoint.issuerUrl, stsEndpoint: sts.url, clock, ...overrides });
   }
 
-  it('gets a JWT for the instance\'s role with the SDK\'s credentials, caches it, and shares one attestation among concurrent callers', async () => {
+  it("gets a JWT for the instance's role with the SDK's credentials, caches it, and shares one attestation among concurrent callers", async () => {
     remember(metadata.currentKey());
     const s = source();
     const before = sts.accepted.length;
     const tokens = await Promise.all([s.getToken(), s.getToken(), s.getToken(), s.getToken()]);
     expect(new Set(tokens.map((t) => t.token)).size).toBe(1);
     expect(tokens[0]!.claims).toMatchObject({ iss: endpoint.issuerUrl, sub: `tencent:cam:${UIN}:role/${ROLE_ID}`, aud: 'sts.amazonaws.com', alg: 'ES256' });
-    expect(tokens[0]!.expiresAtWall).toBe((tokens[0]!.claims.exp) * SECOND);
+    expect(tokens[0]!.expiresAtWall).toBe(tokens[0]!.claims.exp * SECOND);
     expect(sts.accepted.length).toBe(before + 1);
     // The request STS saw was signed over the binding and the action.
-    expect(sts.accepted.at(-1)!.headers['authorization']).toContain('SignedHeaders=content-type;host;x-crosscred-audience;x-tc-action;x-tc-timestamp;x-tc-version,');
+    expect(sts.accepted.at(-1)!.headers['authorization']).toContain(
+      'SignedHeaders=content-type;host;x-crosscred-audience;x-tc-action;x-tc-timestamp;x-tc-version,',
+    );
     expect(sts.accepted.at(-1)!.headers[BINDING_HEADERS.tencent]).toBe(endpoint.issuerUrl);
     await expect(s.getToken()).resolves.toBe(tokens[0]);
     expect(sts.accepted.length).toBe(before + 1);
     expect(s.description).toContain(endpoint.issuerUrl);
   });
 
-  it('renews after 80% of the JWT\'s life, keeps the cached one while the issuer fails, and starts over after invalidate()', async () => {
+  it("renews after 80% of the JWT's life, keeps the cached one while the issuer fails, and starts over after invalidate()", async () => {
     const s = source({ credentials: async () => credentialsOf(metadata.currentKey()) });
     const first = await s.getToken();
     await clock.advance(47 * 60 * SECOND);
@@ -560,9 +626,12 @@ describe('TencentCvmTokenSource → IssuerClient → token endpoint → attestor
     expect(third.token).not.toBe(second.token);
   });
 
-  it('two sources sharing the instance\'s key (two roles) get a token each in the same second', async () => {
+  it("two sources sharing the instance's key (two roles) get a token each in the same second", async () => {
     const key = remember(metadata.currentKey());
-    const both = await Promise.all([source({ credentials: async () => credentialsOf(key) }).getToken(), source({ credentials: async () => credentialsOf(key) }).getToken()]);
+    const both = await Promise.all([
+      source({ credentials: async () => credentialsOf(key) }).getToken(),
+      source({ credentials: async () => credentialsOf(key) }).getToken(),
+    ]);
     expect(both[0].token).not.toBe(both[1].token);
   });
 
@@ -578,11 +647,13 @@ describe('TencentCvmTokenSource → IssuerClient → token endpoint → attestor
     const err = (await s.getToken().catch((e: unknown) => e)) as CrosscredError;
     expect(err).toBeInstanceOf(CrosscredError);
     expect(err.code).toBe('CROSSCRED_ERR_TOKEN_REQUEST_FAILED');
-    expect(err.message).toMatch(/HTTP 400 \(invalid_grant: the request is bound to the issuer 'https:\/\/issuer\.elsewhere\.test', not to this one|HTTP 400 \(invalid_grant: the request is bound to the issuer "https:\/\/issuer\.elsewhere\.test"/);
+    expect(err.message).toMatch(
+      /HTTP 400 \(invalid_grant: the request is bound to the issuer 'https:\/\/issuer\.elsewhere\.test', not to this one|HTTP 400 \(invalid_grant: the request is bound to the issuer "https:\/\/issuer\.elsewhere\.test"/,
+    );
     for (const secret of [key.secretKey, key.token, key.secretId]) expect(err.message).not.toContain(secret);
   });
 
-  it('reports the metadata server\'s failure as TENCENT_CVM_ROLE_UNAVAILABLE', async () => {
+  it("reports the metadata server's failure as TENCENT_CVM_ROLE_UNAVAILABLE", async () => {
     metadata.state.roleName = undefined;
     try {
       await expect(source().getToken()).rejects.toMatchObject({ code: 'CROSSCRED_ERR_TENCENT_CVM_ROLE_UNAVAILABLE' });
@@ -636,7 +707,12 @@ describe('TencentCvmTokenSource → IssuerClient → crosscred issuer (src/issue
   it('issues tencent-cam:<uin>:role/<RoleId> for the CVM role, with the role id as a session tag', async () => {
     remember(metadata.currentKey());
     const jwt = await source().getToken();
-    expect(decodeJwt(jwt.token)).toMatchObject({ iss: issuerUrl, sub: `tencent-cam:${UIN}:role/${ROLE_ID}`, aud: 'sts.amazonaws.com', 'https://aws.amazon.com/tags': { principal_tags: { 'tencent-role': [ROLE_ID] } } });
+    expect(decodeJwt(jwt.token)).toMatchObject({
+      iss: issuerUrl,
+      sub: `tencent-cam:${UIN}:role/${ROLE_ID}`,
+      aud: 'sts.amazonaws.com',
+      'https://aws.amazon.com/tags': { principal_tags: { 'tencent-role': [ROLE_ID] } },
+    });
   });
 
   it('refuses a replayed attestation, a role outside the policy, and a CAM user, with reasons and no secret', async () => {
@@ -653,10 +729,19 @@ describe('TencentCvmTokenSource → IssuerClient → crosscred issuer (src/issue
     };
     await refusedWith(once, /HTTP 400 \(invalid_grant: .*(already|replay)/i);
     const otherRole = remember(sts.issueRoleKey({ uin: UIN, roleId: '4611686018427000001', roleName: 'other' }));
-    await refusedWith(signTencentGetCallerIdentity({ credentials: otherRole, issuerUrl, stsEndpoint: sts.url, timestamp: nowSeconds() }), /HTTP 400 \(invalid_grant: .*4611686018427000001/);
+    await refusedWith(
+      signTencentGetCallerIdentity({ credentials: otherRole, issuerUrl, stsEndpoint: sts.url, timestamp: nowSeconds() }),
+      /HTTP 400 \(invalid_grant: .*4611686018427000001/,
+    );
     const user = remember(sts.issueUserKey({ uin: UIN, subUin: '100099999999' }));
-    await refusedWith(signTencentGetCallerIdentity({ credentials: user, issuerUrl, stsEndpoint: sts.url, timestamp: nowSeconds() }), /HTTP 400 \(invalid_grant: .*CAMUser/);
-    await refusedWith(signTencentGetCallerIdentity({ credentials: key, issuerUrl: 'https://elsewhere.test', stsEndpoint: sts.url, timestamp: nowSeconds() - 20 }), /HTTP 400 \(invalid_grant: .*bound to the issuer/);
+    await refusedWith(
+      signTencentGetCallerIdentity({ credentials: user, issuerUrl, stsEndpoint: sts.url, timestamp: nowSeconds() }),
+      /HTTP 400 \(invalid_grant: .*CAMUser/,
+    );
+    await refusedWith(
+      signTencentGetCallerIdentity({ credentials: key, issuerUrl: 'https://elsewhere.test', stsEndpoint: sts.url, timestamp: nowSeconds() - 20 }),
+      /HTTP 400 \(invalid_grant: .*bound to the issuer/,
+    );
     for (const message of messages) for (const secret of secrets) expect(message).not.toContain(secret);
   });
 });

@@ -97,7 +97,9 @@ function describeIssuer(label: string, get: (ctx: TestContext) => ThirdPartyIssu
       if (!other) ctx.skip('the other issuer is not running');
       const foreign = await other!.mintToken();
       const doc = await discover(issuer);
-      await expect(jwtVerify(foreign, createRemoteJWKSet(new URL(doc.jwks_uri)), { algorithms: ['RS256'] })).rejects.toMatchObject({ code: 'ERR_JWKS_NO_MATCHING_KEY' });
+      await expect(jwtVerify(foreign, createRemoteJWKSet(new URL(doc.jwks_uri)), { algorithms: ['RS256'] })).rejects.toMatchObject({
+        code: 'ERR_JWKS_NO_MATCHING_KEY',
+      });
     });
   });
 }

@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { systemClock } from '../../src/core/clock.js';
 import { CrosscredError } from '../../src/core/errors.js';
 import { FileTokenSource } from '../../src/sources/file-token-source.js';
-import { startChain, startInProcess, type Chain } from '../support/chain.js';
+import { type Chain, startChain, startInProcess } from '../support/chain.js';
 
 /**
  * The token file as kubelet and RRSA rotate it: replaced atomically (write beside, rename), or

@@ -1,16 +1,16 @@
-import { join } from 'node:path';
 import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { diagnoseRole, formatReport } from '../../src/advice/doctor.js';
 import { vmSubjectPattern, vmSubjectPatternProblem, vmTrustPolicyFor } from '../../src/advice/trust-policy.js';
-import { systemClock } from '../../src/core/clock.js';
 import { loadConfig } from '../../src/config/load.js';
+import { systemClock } from '../../src/core/clock.js';
 import type { Attestor } from '../../src/issuer/attestor.js';
 import { AlibabaEcsIdentityAttestor } from '../../src/issuer/attestors/alibaba-ecs-identity.js';
-import { startIssuer, type RunningIssuer } from '../../src/issuer/issuer-server.js';
+import { type RunningIssuer, startIssuer } from '../../src/issuer/issuer-server.js';
 import { SUBJECT_TOKEN_TYPES, type SubjectTokenType } from '../../src/protocol/issuer-token-exchange.js';
 import { memoryLogger } from '../support/chain.js';
-import { FakeEcsMetadata, makeSigningCa, sampleInstance, type SigningCa } from '../support/fake-alibaba-cloud.js';
+import { FakeEcsMetadata, makeSigningCa, type SigningCa, sampleInstance } from '../support/fake-alibaba-cloud.js';
 import { baseConfig, configFrom, ECS_ACCOUNT, freePort, makeKey, tempDir } from '../support/issuer-fixtures.js';
 import { crosscred } from '../support/run-cli.js';
 
@@ -26,27 +26,77 @@ describe('crosscred trust-policy for issuer tokens (no token needed)', () => {
   const env = { HOME: '/nonexistent' };
 
   it('builds an alibaba-ecs sub pattern from the flags, provider = issuer URL, aud = sts.amazonaws.com', async () => {
-    const { code, stdout } = await crosscred(['trust-policy', '--format', 'json', '--issuer-url', ISSUER, '--token-source', 'alibaba-ecs', '--role-arn', ROLE_ARN, '--cloud-account', ECS_ACCOUNT, '--cloud-region', 'cn-hangzhou'], env);
+    const { code, stdout } = await crosscred(
+      [
+        'trust-policy',
+        '--format',
+        'json',
+        '--issuer-url',
+        ISSUER,
+        '--token-source',
+        'alibaba-ecs',
+        '--role-arn',
+        ROLE_ARN,
+        '--cloud-account',
+        ECS_ACCOUNT,
+        '--cloud-region',
+        'cn-hangzhou',
+      ],
+      env,
+    );
     expect(code).toBe(0);
-    const advice = JSON.parse(stdout) as { oidcProvider: { url: string; arn: string }; createProviderCommand: string[]; trustPolicy: { Statement: Array<{ Action: unknown; Condition: Record<string, Record<string, string>> }> } };
+    const advice = JSON.parse(stdout) as {
+      oidcProvider: { url: string; arn: string };
+      createProviderCommand: string[];
+      trustPolicy: { Statement: Array<{ Action: unknown; Condition: Record<string, Record<string, string>> }> };
+    };
     expect(advice.oidcProvider).toMatchObject({ url: ISSUER, arn: 'arn:aws:iam::111122223333:oidc-provider/issuer.example.com' });
     expect(advice.createProviderCommand).toEqual(['aws', 'iam', 'create-open-id-connect-provider', '--url', ISSUER, '--client-id-list', 'sts.amazonaws.com']);
     const statement = advice.trustPolicy.Statement[0]!;
     expect(statement.Action).toBe('sts:AssumeRoleWithWebIdentity');
-    expect(statement.Condition).toEqual({ StringEquals: { 'issuer.example.com:aud': 'sts.amazonaws.com' }, StringLike: { 'issuer.example.com:sub': `alibaba-ecs:${ECS_ACCOUNT}:cn-hangzhou:*` } });
+    expect(statement.Condition).toEqual({
+      StringEquals: { 'issuer.example.com:aud': 'sts.amazonaws.com' },
+      StringLike: { 'issuer.example.com:sub': `alibaba-ecs:${ECS_ACCOUNT}:cn-hangzhou:*` },
+    });
   });
 
   it('tencent-cvm with --session-tags allows sts:TagSession; an exact role id uses StringEquals', async () => {
-    const { code, stdout } = await crosscred(['trust-policy', '--format', 'json', '--issuer-url', ISSUER, '--token-source', 'tencent-cvm', '--token-audience', 'crosscred-test', '--cloud-account', '100012345678', '--cloud-role', '4611686018427397919', '--session-tags'], env);
+    const { code, stdout } = await crosscred(
+      [
+        'trust-policy',
+        '--format',
+        'json',
+        '--issuer-url',
+        ISSUER,
+        '--token-source',
+        'tencent-cvm',
+        '--token-audience',
+        'crosscred-test',
+        '--cloud-account',
+        '100012345678',
+        '--cloud-role',
+        '4611686018427397919',
+        '--session-tags',
+      ],
+      env,
+    );
     expect(code).toBe(0);
-    const advice = JSON.parse(stdout) as { trustPolicy: { Statement: Array<{ Action: unknown; Condition: Record<string, Record<string, string>> }> }; notes: string[] };
+    const advice = JSON.parse(stdout) as {
+      trustPolicy: { Statement: Array<{ Action: unknown; Condition: Record<string, Record<string, string>> }> };
+      notes: string[];
+    };
     expect(advice.trustPolicy.Statement[0]!.Action).toEqual(['sts:AssumeRoleWithWebIdentity', 'sts:TagSession']);
-    expect(advice.trustPolicy.Statement[0]!.Condition).toEqual({ StringEquals: { 'issuer.example.com:aud': 'crosscred-test', 'issuer.example.com:sub': 'tencent-cam:100012345678:role/4611686018427397919' } });
+    expect(advice.trustPolicy.Statement[0]!.Condition).toEqual({
+      StringEquals: { 'issuer.example.com:aud': 'crosscred-test', 'issuer.example.com:sub': 'tencent-cam:100012345678:role/4611686018427397919' },
+    });
     expect(advice.notes.join('\n')).toContain('<ACCOUNT_ID>');
   });
 
   it('text output mentions sts:TagSession when session tags are not asked for; --sub-pattern is used as given', async () => {
-    const { code, stdout } = await crosscred(['trust-policy', '--issuer-url', ISSUER, '--role-arn', ROLE_ARN, '--sub-pattern', `alibaba-ram:${ECS_ACCOUNT}:role/app-role`], env);
+    const { code, stdout } = await crosscred(
+      ['trust-policy', '--issuer-url', ISSUER, '--role-arn', ROLE_ARN, '--sub-pattern', `alibaba-ram:${ECS_ACCOUNT}:role/app-role`],
+      env,
+    );
     expect(code).toBe(0);
     expect(stdout).toContain('aws iam create-open-id-connect-provider --url https://issuer.example.com --client-id-list sts.amazonaws.com');
     expect(stdout).toContain('aws iam create-role --role-name ecs-app --assume-role-policy-document file://trust-policy.json');
@@ -75,7 +125,14 @@ describe('crosscred trust-policy for issuer tokens (no token needed)', () => {
     expect(vmSubjectPatternProblem('tencent-cam:*:role/x', undefined)).toMatch(/literally/);
     expect(vmSubjectPatternProblem(`alibaba-ecs:${ECS_ACCOUNT}:cn-hangzhou:*`, 'tencent-cam')).toMatch(/tencent-cam/);
     expect(vmSubjectPatternProblem(`alibaba-ecs:${ECS_ACCOUNT}:cn-hangzhou:*`, 'alibaba-ecs')).toBeUndefined();
-    expect(vmTrustPolicyFor({ issuerUrl: 'https://issuer.example.com:8443', audience: 'sts.amazonaws.com', kind: 'alibaba-ecs', facts: { cloudAccount: ECS_ACCOUNT } })).toHaveProperty('problem');
+    expect(
+      vmTrustPolicyFor({
+        issuerUrl: 'https://issuer.example.com:8443',
+        audience: 'sts.amazonaws.com',
+        kind: 'alibaba-ecs',
+        facts: { cloudAccount: ECS_ACCOUNT },
+      }),
+    ).toHaveProperty('problem');
   });
 });
 
@@ -95,7 +152,9 @@ describe('crosscred doctor for an ECS instance attested by crosscred issuer', ()
       policy: { alibabaEcsIdentity: { accounts: [instance.accountId], regions, instanceIds: ['*'], sessionTags: {}, transitiveTagKeys: [] } },
     });
     const config = configFrom(configObject, join(dir, `issuer-${port}.yaml`));
-    const attestors = new Map<SubjectTokenType, Attestor>([[SUBJECT_TOKEN_TYPES.alibabaEcsIdentity, new AlibabaEcsIdentityAttestor({ signingCertificatesPem: [ca.signerCertPem] })]]);
+    const attestors = new Map<SubjectTokenType, Attestor>([
+      [SUBJECT_TOKEN_TYPES.alibabaEcsIdentity, new AlibabaEcsIdentityAttestor({ signingCertificatesPem: [ca.signerCertPem] })],
+    ]);
     issuers.push(await startIssuer(config, { logger: memoryLogger('info').logger, createAttestors: async () => attestors }));
     return url;
   }
@@ -143,7 +202,7 @@ describe('crosscred doctor for an ECS instance attested by crosscred issuer', ()
     const out = await doctor(url, { alibaba: metadata.url, tencent: 'http://127.0.0.1:9' });
     expect(out).toContain('[FAIL] the issuer did not return a token');
     expect(out).toContain('invalid_grant');
-    expect(out).toContain("its policy must list this account");
+    expect(out).toContain('its policy must list this account');
   });
 
   it('says when --issuer-url is not the issuer publicUrl, and when the audience is not allowed', async () => {

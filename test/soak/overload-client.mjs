@@ -161,7 +161,13 @@ try {
         else a.status503WithRetryAfter++;
       }
     }
-    result.rounds.push({ openConnections: idle.length + targets.length, openedMs, acceptedByDaemon: accepted.accepted, acceptWaitMs: accepted.waitedMs, requests: targets.length });
+    result.rounds.push({
+      openConnections: idle.length + targets.length,
+      openedMs,
+      acceptedByDaemon: accepted.accepted,
+      acceptWaitMs: accepted.waitedMs,
+      requests: targets.length,
+    });
     idle = idle.filter((s) => !targets.includes(s));
     if (accepted.short) {
       result.errors.push(`round ${round}: the daemon accepted only ${accepted.accepted} of ${cap + extra} connections in ${ACCEPT_WAIT_MS} ms`);

@@ -1,6 +1,6 @@
 // What the soak reads about the daemon from outside: /proc for memory, file descriptors and
 // sockets, and the admin listener's Prometheus text. Linux only, like the soak.
-import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 
 /** VmRSS and VmHWM (peak RSS) of a process, in kB. */
 export function memoryKb(pid) {

@@ -23,13 +23,19 @@ const EXCHANGES = {
   'malformed-header-line': { bytes: `GET /latest/api/token HTTP/1.1\r\n${H}this line has no colon\r\n\r\n`, expect: [400] },
   'nul-in-header': { bytes: `GET /latest/meta-data/ HTTP/1.1\r\n${H}X-A: a\u0000b\r\n\r\n`, expect: [400] },
   'tls-client-hello': { bytes: Buffer.from(`16030100a5010000a10303${'00'.repeat(40)}`, 'hex'), expect: [400] },
-  'bad-content-length': { bytes: `PUT /latest/api/token HTTP/1.1\r\n${H}X-aws-ec2-metadata-token-ttl-seconds: 60\r\nContent-Length: abc\r\n\r\n`, expect: [400] },
+  'bad-content-length': {
+    bytes: `PUT /latest/api/token HTTP/1.1\r\n${H}X-aws-ec2-metadata-token-ttl-seconds: 60\r\nContent-Length: abc\r\n\r\n`,
+    expect: [400],
+  },
   'content-length-and-chunked': {
     bytes: `PUT /latest/api/token HTTP/1.1\r\n${H}X-aws-ec2-metadata-token-ttl-seconds: 60\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n`,
     expect: [400],
   },
   'headers-over-16KiB': { bytes: `GET /latest/meta-data/ HTTP/1.1\r\n${H}X-Big: ${'x'.repeat(20 * 1024)}\r\n\r\n`, expect: [431] },
-  'body-over-1KiB': { bytes: `PUT /latest/api/token HTTP/1.1\r\n${H}X-aws-ec2-metadata-token-ttl-seconds: 60\r\nContent-Length: 4096\r\n\r\n${'b'.repeat(4096)}`, expect: [413] },
+  'body-over-1KiB': {
+    bytes: `PUT /latest/api/token HTTP/1.1\r\n${H}X-aws-ec2-metadata-token-ttl-seconds: 60\r\nContent-Length: 4096\r\n\r\n${'b'.repeat(4096)}`,
+    expect: [413],
+  },
   'http10-without-host': { bytes: 'GET /latest/meta-data/iam/security-credentials/ HTTP/1.0\r\n\r\n', expect: [401] },
   'repeated-x-forwarded-for': {
     bytes: `PUT /latest/api/token HTTP/1.1\r\n${H}X-aws-ec2-metadata-token-ttl-seconds: 60\r\nX-Forwarded-For: 10.0.0.1\r\nx-forwarded-for: 10.0.0.2\r\nConnection: close\r\n\r\n`,
@@ -51,9 +57,17 @@ const ABANDONS = {
   'abandon-after-connect': { bytes: null, how: 'end' },
   'abandon-mid-request-line': { bytes: 'GET /latest/meta-da', how: 'destroy' },
   'abandon-mid-headers': { bytes: `GET /latest/meta-data/iam/security-credentials/ HTTP/1.1\r\n${H}X-aws-ec2-metad`, how: 'destroy' },
-  'abandon-before-reading-answer': { bytes: `PUT /latest/api/token HTTP/1.1\r\n${H}X-aws-ec2-metadata-token-ttl-seconds: 60\r\n\r\n`, how: 'destroy', mayBeAnswered: 200 },
+  'abandon-before-reading-answer': {
+    bytes: `PUT /latest/api/token HTTP/1.1\r\n${H}X-aws-ec2-metadata-token-ttl-seconds: 60\r\n\r\n`,
+    how: 'destroy',
+    mayBeAnswered: 200,
+  },
   // The head is complete (a declared body of 512 bytes is within the 1 KiB limit): the daemon answers without reading the body, of which 100 bytes come.
-  'abandon-mid-body': { bytes: `PUT /latest/api/token HTTP/1.1\r\n${H}X-aws-ec2-metadata-token-ttl-seconds: 60\r\nContent-Length: 512\r\n\r\n${'b'.repeat(100)}`, how: 'destroy', mayBeAnswered: 200 },
+  'abandon-mid-body': {
+    bytes: `PUT /latest/api/token HTTP/1.1\r\n${H}X-aws-ec2-metadata-token-ttl-seconds: 60\r\nContent-Length: 512\r\n\r\n${'b'.repeat(100)}`,
+    how: 'destroy',
+    mayBeAnswered: 200,
+  },
   'reset-mid-headers': { bytes: `GET /v1/credentials HTTP/1.1\r\n${H}Authoriz`, how: 'reset' },
   'reset-before-reading-answer': { bytes: `GET /v1/credentials HTTP/1.1\r\n${H}Authorization: ${secret}\r\n\r\n`, how: 'reset', mayBeAnswered: 200 },
 };
@@ -68,7 +82,18 @@ const result = {
   slowLoris: { opened: 0, closedByServer: 0, answered408: 0, otherAnswers: {}, heldMsMax: 0, heldMs: [], openAtEnd: 0, ageAtEndMsMax: 0, connectError: 0 },
   errors: [],
 };
-for (const [n, x] of Object.entries(EXCHANGES)) result.exchanges[n] = { expected: x.expect.length, ok: 0, wrongStatus: 0, timeout: 0, reset: 0, closedEarly: 0, connectError: 0, statuses: {}, daemonStatuses: {} };
+for (const [n, x] of Object.entries(EXCHANGES))
+  result.exchanges[n] = {
+    expected: x.expect.length,
+    ok: 0,
+    wrongStatus: 0,
+    timeout: 0,
+    reset: 0,
+    closedEarly: 0,
+    connectError: 0,
+    statuses: {},
+    daemonStatuses: {},
+  };
 for (const [n, a] of Object.entries(ABANDONS)) result.abandons[n] = { done: 0, connectError: 0, mayBeAnswered: a.mayBeAnswered ?? null };
 
 /**

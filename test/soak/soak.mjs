@@ -6,9 +6,9 @@
 //   node test/soak/soak.mjs [--duration-seconds N] [--json]      (npm run soak: 600 s)
 // Exit code: 0 every check passed, 1 a check failed, 2 bad usage or a missing tool.
 import { spawn, spawnSync } from 'node:child_process';
-import { request as httpRequest } from 'node:http';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { mkdtemp, readFile, rename, writeFile } from 'node:fs/promises';
+import { request as httpRequest } from 'node:http';
 import { cpus, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -29,7 +29,9 @@ Exit code 0 when every check passed, 1 when one failed, 2 on bad usage.
 
 let parsed;
 try {
-  parsed = parseArgs({ options: { 'duration-seconds': { type: 'string', default: '20' }, json: { type: 'boolean', default: false }, help: { type: 'boolean', short: 'h' } } });
+  parsed = parseArgs({
+    options: { 'duration-seconds': { type: 'string', default: '20' }, json: { type: 'boolean', default: false }, help: { type: 'boolean', short: 'h' } },
+  });
 } catch (err) {
   process.stderr.write(`soak: ${err.message}\n\n${USAGE}`);
   process.exit(2);
@@ -58,7 +60,9 @@ const { HTTP_LIMITS } = await import('../../dist/http/limits.js');
 // the client alike (Node raises its soft fd limit to the hard one; this checks the hard one).
 const fdLimit = Number(spawnSync('sh', ['-c', 'ulimit -Hn'], { encoding: 'utf8' }).stdout.trim());
 if (Number.isFinite(fdLimit) && fdLimit < HTTP_LIMITS.maxConnections + 1024) {
-  process.stderr.write(`soak: the hard open-file limit (${fdLimit}) is below the ${HTTP_LIMITS.maxConnections + 1024} the overload phase needs; raise it (ulimit -Hn)\n`);
+  process.stderr.write(
+    `soak: the hard open-file limit (${fdLimit}) is below the ${HTTP_LIMITS.maxConnections + 1024} the overload phase needs; raise it (ulimit -Hn)\n`,
+  );
   process.exit(2);
 }
 
@@ -251,8 +255,24 @@ function runChild(cmd, args, limitMs, env = {}) {
  * whole -d whatever the threads do, so every generator takes DURATION_S + drainS.)
  */
 function runWrk(name, script, url, { connections, extraArgs = [], scriptArgs = [] }) {
-  const args = ['-t1', `-c${connections}`, `-d${DURATION_S + THRESHOLDS.drainS}s`, '--timeout', `${THRESHOLDS.requestTimeoutS}s`, '-s', join(SOAK_DIR, 'lua', script), ...extraArgs, url, '--', ...scriptArgs];
-  return runChild('wrk', args, (DURATION_S + THRESHOLDS.drainS + 30) * 1000, { SOAK_SEND_MS: String(DURATION_S * 1000) }).then((r) => ({ name, connections, ...r }));
+  const args = [
+    '-t1',
+    `-c${connections}`,
+    `-d${DURATION_S + THRESHOLDS.drainS}s`,
+    '--timeout',
+    `${THRESHOLDS.requestTimeoutS}s`,
+    '-s',
+    join(SOAK_DIR, 'lua', script),
+    ...extraArgs,
+    url,
+    '--',
+    ...scriptArgs,
+  ];
+  return runChild('wrk', args, (DURATION_S + THRESHOLDS.drainS + 30) * 1000, { SOAK_SEND_MS: String(DURATION_S * 1000) }).then((r) => ({
+    name,
+    connections,
+    ...r,
+  }));
 }
 
 /**
@@ -527,7 +547,12 @@ async function sample() {
   }
   if (phase === 'load') {
     const c = await credentialsNow();
-    s.served = { ok: c.ok, accessKeyId: c.accessKeyId?.slice(-6), remainingS: c.remainingS, ...(c.ok ? {} : { problems: c.problems, error: c.error, statuses: [c.imdsStatus, c.containerStatus] }) };
+    s.served = {
+      ok: c.ok,
+      accessKeyId: c.accessKeyId?.slice(-6),
+      remainingS: c.remainingS,
+      ...(c.ok ? {} : { problems: c.problems, error: c.error, statuses: [c.imdsStatus, c.containerStatus] }),
+    };
   }
   samples.push(s);
   return s;
@@ -542,7 +567,9 @@ function startSampling() {
     try {
       const s = await sample();
       if (!LONG || samples.length % 6 === 0) {
-        log(`${s.phase}: rss ${s.rssMb} MB, fds ${s.fds} (listener conns ${s.listenerConnections}), loop p99 ${s.eventLoop?.p99Ms} ms max ${s.eventLoop?.maxMs} ms, served ${s.served ? (s.served.ok ? 'ok' : 'BAD') : '-'}`);
+        log(
+          `${s.phase}: rss ${s.rssMb} MB, fds ${s.fds} (listener conns ${s.listenerConnections}), loop p99 ${s.eventLoop?.p99Ms} ms max ${s.eventLoop?.maxMs} ms, served ${s.served ? (s.served.ok ? 'ok' : 'BAD') : '-'}`,
+        );
       }
     } catch (err) {
       log(`sample failed: ${err}`);
@@ -559,7 +586,8 @@ async function settle(baseline) {
   for (;;) {
     s = processSample();
     const ok = s.listenerConnections === 0 && s.fdsWithoutSts <= baseline.fdsWithoutSts + THRESHOLDS.fdSlack;
-    if (ok || performance.now() - t0 > THRESHOLDS.settleMs) return { ok, ms: Math.round(performance.now() - t0), ...s, baselineFds: baseline.fds, baselineFdsWithoutSts: baseline.fdsWithoutSts };
+    if (ok || performance.now() - t0 > THRESHOLDS.settleMs)
+      return { ok, ms: Math.round(performance.now() - t0), ...s, baselineFds: baseline.fds, baselineFdsWithoutSts: baseline.fdsWithoutSts };
     await sleep(100);
   }
 }
@@ -594,13 +622,22 @@ let tokenRotations = 0;
 const rotateTimer = setInterval(() => void rotateToken().then(() => tokenRotations++), PLAN.tokenRotateEveryS * 1000);
 const stsCallsBefore = sts.calls;
 
-log(`mixed load for ${DURATION_S} s: IMDS sequence, container GETs (new connection each), token PUT flood, bad-request flood, raw-socket abuse with ${PLAN.abuse.slowLoris} slow-loris connections`);
+log(
+  `mixed load for ${DURATION_S} s: IMDS sequence, container GETs (new connection each), token PUT flood, bad-request flood, raw-socket abuse with ${PLAN.abuse.slowLoris} slow-loris connections`,
+);
 const [imds, containerChurn, tokenFlood, badRequests, abuse] = await Promise.all([
   runWrk('imdsSequence', 'imds-sdk.lua', `${daemon.base}/latest/api/token`, { ...PLAN.wrk.imds, scriptArgs: [validToken, ROLE] }),
-  runWrk('containerChurn', 'container-churn.lua', `${daemon.base}/v1/credentials`, { ...PLAN.wrk.containerChurn, scriptArgs: [secret, String(PLAN.wrk.containerChurn.pauseMs)] }),
+  runWrk('containerChurn', 'container-churn.lua', `${daemon.base}/v1/credentials`, {
+    ...PLAN.wrk.containerChurn,
+    scriptArgs: [secret, String(PLAN.wrk.containerChurn.pauseMs)],
+  }),
   runWrk('tokenFlood', 'token-flood.lua', `${daemon.base}/latest/api/token`, PLAN.wrk.tokenFlood),
   runWrk('badRequests', 'bad-requests.lua', `${daemon.base}/`, { ...PLAN.wrk.badRequests, scriptArgs: [validToken, expiredToken, forgedToken, ROLE, secret] }),
-  runChild(process.execPath, [join(SOAK_DIR, 'raw-abuse.mjs'), JSON.stringify({ host: '127.0.0.1', port: listenPort, secret, durationMs: DURATION_S * 1000, ...PLAN.abuse })], (DURATION_S + 30) * 1000),
+  runChild(
+    process.execPath,
+    [join(SOAK_DIR, 'raw-abuse.mjs'), JSON.stringify({ host: '127.0.0.1', port: listenPort, secret, durationMs: DURATION_S * 1000, ...PLAN.abuse })],
+    (DURATION_S + 30) * 1000,
+  ),
 ]);
 clearInterval(reloadTimer);
 clearInterval(rotateTimer);
@@ -612,7 +649,9 @@ log('load done; waiting for the daemon to let go of every connection');
 // Let a reload still in flight finish before judging fds (it opens an STS connection).
 await sleep(300);
 const settledAfterLoad = await settle(baseline);
-log(`settled after load in ${settledAfterLoad.ms} ms: fds ${settledAfterLoad.fds} (baseline ${baseline.fds}), listener conns ${settledAfterLoad.listenerConnections}`);
+log(
+  `settled after load in ${settledAfterLoad.ms} ms: fds ${settledAfterLoad.fds} (baseline ${baseline.fds}), listener conns ${settledAfterLoad.listenerConnections}`,
+);
 // The daemon's answers to the load, read once every client has gone (so nothing it will still
 // answer is left) and no request of the soak's own is in flight.
 for (let i = 0; own.inFlight > 0 && i < 100; i++) await sleep(50);
@@ -626,7 +665,8 @@ try {
   log(`could not read the daemon's request counts after the load: ${err}`);
 }
 const ownDuringLoad = { answered: {}, failed: own.failed - ownAtLoadStart.failed, inFlightAtEnd: ownInFlightAtLoadEnd };
-for (const [k, v] of Object.entries(own.answered)) if (v - (ownAtLoadStart.answered[k] ?? 0) > 0) ownDuringLoad.answered[k] = v - (ownAtLoadStart.answered[k] ?? 0);
+for (const [k, v] of Object.entries(own.answered))
+  if (v - (ownAtLoadStart.answered[k] ?? 0) > 0) ownDuringLoad.answered[k] = v - (ownAtLoadStart.answered[k] ?? 0);
 
 phase = 'overload';
 log(`overload: ${HTTP_LIMITS.maxConnections} + ${PLAN.overload.extra} connections, ${PLAN.overload.rounds} rounds of ${PLAN.overload.extra} requests`);
@@ -649,12 +689,15 @@ for (let i = 0; i < 20 && finalCreds.ok && !finalCreds.newestIssued; i++) {
   await sleep(200);
   finalCreds = await credentialsNow();
 }
-const readyz = await get(`${daemon.admin}/readyz`).then((r) => r.status).catch((e) => String(e));
+const readyz = await get(`${daemon.admin}/readyz`)
+  .then((r) => r.status)
+  .catch((e) => String(e));
 const endMetrics = parseMetrics((await get(`${daemon.admin}/metrics`)).text);
 const answered = {};
 for (const x of endMetrics.series) if (x.name === 'crosscred_http_requests_total') answered[x.labels.status] = (answered[x.labels.status] ?? 0) + x.value;
 const stsOutcomes = {};
-for (const x of endMetrics.series) if (x.name === 'crosscred_sts_calls_total') stsOutcomes[x.labels.outcome + (x.labels.code ? `:${x.labels.code}` : '')] = x.value;
+for (const x of endMetrics.series)
+  if (x.name === 'crosscred_sts_calls_total') stsOutcomes[x.labels.outcome + (x.labels.code ? `:${x.labels.code}` : '')] = x.value;
 
 const stopT0 = performance.now();
 const stopCode = daemonExit
@@ -694,8 +737,16 @@ const loadRss = loadSamples.map((s) => s.rssMb);
 check('memory flat and bounded', (flatJudged ? rssSecond <= rssAllowed : !LONG) && peakRss <= THRESHOLDS.peakRssMb, {
   flatJudged,
   ...(flatJudged
-    ? { firstHalfMedianRssMb: rssFirst, secondHalfMedianRssMb: rssSecond, allowedMb: +rssAllowed.toFixed(1), samplesPerHalf: half, steadyFromS: memorySamples[0].atS }
-    : { why: firstGcIndex < 0 ? 'no major GC during the load: RSS still climbs to V8\'s first old-space collection' : 'too few samples after the first major GC' }),
+    ? {
+        firstHalfMedianRssMb: rssFirst,
+        secondHalfMedianRssMb: rssSecond,
+        allowedMb: +rssAllowed.toFixed(1),
+        samplesPerHalf: half,
+        steadyFromS: memorySamples[0].atS,
+      }
+    : {
+        why: firstGcIndex < 0 ? "no major GC during the load: RSS still climbs to V8's first old-space collection" : 'too few samples after the first major GC',
+      }),
   majorGcsDuringLoad: (loadSamples.at(-1)?.majorGcs ?? 0) - gcsAtLoadStart,
   rssMbBaselineFirstLastOfLoad: [baseline.rssMb, loadRss[0], loadRss.at(-1)],
   rssMbMinMaxOfLoad: [Math.min(...loadRss), Math.max(...loadRss)],
@@ -739,7 +790,9 @@ const wrkRuns = [imds, containerChurn, tokenFlood, badRequests];
 const slowestMs = (r) => (r.latencyUs ? r.latencyUs.max / 1000 : Infinity);
 const timeouts = {
   limitMs: THRESHOLDS.requestTimeoutS * 1000,
-  wrk: Object.fromEntries(wrkRuns.map((r) => [r.name, { timeouts: r.errors?.timeout ?? null, slowestMs: slowestMs(r), p999Ms: r.latencyUs && r.latencyUs.p999 / 1000 }])),
+  wrk: Object.fromEntries(
+    wrkRuns.map((r) => [r.name, { timeouts: r.errors?.timeout ?? null, slowestMs: slowestMs(r), p999Ms: r.latencyUs && r.latencyUs.p999 / 1000 }]),
+  ),
   rawExchanges: Object.values(abuse.exchanges ?? {}).reduce((a, x) => a + x.timeout, 0),
   overload: overload.answers?.timeout ?? null,
 };
@@ -751,27 +804,52 @@ check(
 
 const connectionErrors = {
   wrk: Object.fromEntries(wrkRuns.map((r) => [r.name, r.errors ? { connect: r.errors.connect, read: r.errors.read, write: r.errors.write } : r.failed])),
-  rawConnect: Object.values(abuse.exchanges ?? {}).reduce((a, x) => a + x.connectError, 0) + Object.values(abuse.abandons ?? {}).reduce((a, x) => a + x.connectError, 0),
+  rawConnect:
+    Object.values(abuse.exchanges ?? {}).reduce((a, x) => a + x.connectError, 0) + Object.values(abuse.abandons ?? {}).reduce((a, x) => a + x.connectError, 0),
   rawReset: Object.values(abuse.exchanges ?? {}).reduce((a, x) => a + x.reset + x.closedEarly, 0),
   overloadConnect: overload.connectErrors ?? null,
 };
 check(
   'no refused, reset or dropped connections',
-  wrkRuns.every((r) => r.errors && r.errors.connect + r.errors.read + r.errors.write === 0) && connectionErrors.rawConnect === 0 && connectionErrors.rawReset === 0 && connectionErrors.overloadConnect === 0,
+  wrkRuns.every((r) => r.errors && r.errors.connect + r.errors.read + r.errors.write === 0) &&
+    connectionErrors.rawConnect === 0 &&
+    connectionErrors.rawReset === 0 &&
+    connectionErrors.overloadConnect === 0,
   connectionErrors,
 );
 
 /** Per key, b minus a (keys of either), leaving out zeros. */
-const difference = (a = {}, b = {}) => Object.fromEntries([...new Set([...Object.keys(a), ...Object.keys(b)])].map((k) => [k, (b[k] ?? 0) - (a[k] ?? 0)]).filter(([, d]) => d !== 0));
+const difference = (a = {}, b = {}) =>
+  Object.fromEntries([...new Set([...Object.keys(a), ...Object.keys(b)])].map((k) => [k, (b[k] ?? 0) - (a[k] ?? 0)]).filter(([, d]) => d !== 0));
 const sumOf = (m = {}) => Object.values(m).reduce((a, b) => a + b, 0);
 
 // Each good generator's answers, classified by content, equal what it sent, class by class: the
 // generators drain before they stop (lua/common.lua), so no request is left out as "in flight".
-const only200 = (r) => r.requests > 0 && Object.keys(r.statuses ?? {}).every((k) => k === '200') && !r.kinds?.unexpected && Object.keys(difference(r.sent, r.kinds)).length === 0;
+const only200 = (r) =>
+  r.requests > 0 && Object.keys(r.statuses ?? {}).every((k) => k === '200') && !r.kinds?.unexpected && Object.keys(difference(r.sent, r.kinds)).length === 0;
 check('good clients always served (IMDS sequence, container, token PUTs)', [imds, containerChurn, tokenFlood].every(only200), {
-  imdsSequence: { requests: imds.requests, sent: imds.sent, statuses: imds.statuses, kinds: imds.kinds, p99Ms: imds.latencyUs && imds.latencyUs.p99 / 1000, maxMs: imds.latencyUs && imds.latencyUs.max / 1000 },
-  containerChurn: { requests: containerChurn.requests, sent: containerChurn.sent, statuses: containerChurn.statuses, kinds: containerChurn.kinds, p99Ms: containerChurn.latencyUs && containerChurn.latencyUs.p99 / 1000 },
-  tokenFlood: { requests: tokenFlood.requests, sent: tokenFlood.sent, statuses: tokenFlood.statuses, kinds: tokenFlood.kinds, p99Ms: tokenFlood.latencyUs && tokenFlood.latencyUs.p99 / 1000 },
+  imdsSequence: {
+    requests: imds.requests,
+    sent: imds.sent,
+    statuses: imds.statuses,
+    kinds: imds.kinds,
+    p99Ms: imds.latencyUs && imds.latencyUs.p99 / 1000,
+    maxMs: imds.latencyUs && imds.latencyUs.max / 1000,
+  },
+  containerChurn: {
+    requests: containerChurn.requests,
+    sent: containerChurn.sent,
+    statuses: containerChurn.statuses,
+    kinds: containerChurn.kinds,
+    p99Ms: containerChurn.latencyUs && containerChurn.latencyUs.p99 / 1000,
+  },
+  tokenFlood: {
+    requests: tokenFlood.requests,
+    sent: tokenFlood.sent,
+    statuses: tokenFlood.statuses,
+    kinds: tokenFlood.kinds,
+    p99Ms: tokenFlood.latencyUs && tokenFlood.latencyUs.p99 / 1000,
+  },
 });
 
 // Exactly as many answers with each status as requests sent expecting it: no allowance (the
@@ -782,7 +860,13 @@ const badMismatch = difference(badRequests.sent, badRequests.statuses);
 check(
   'bad requests answered with their documented status',
   badRequests.requests > 0 && Object.keys(unexpectedBad).length === 0 && Object.keys(badMismatch).length === 0,
-  { requests: badRequests.requests, sentByExpectedStatus: badRequests.sent, answeredByStatus: badRequests.statuses, unexpected: unexpectedBad, answeredMinusSent: badMismatch },
+  {
+    requests: badRequests.requests,
+    sentByExpectedStatus: badRequests.sent,
+    answeredByStatus: badRequests.statuses,
+    unexpected: unexpectedBad,
+    answeredMinusSent: badMismatch,
+  },
 );
 
 /**
@@ -865,21 +949,29 @@ check(
 );
 
 const rawWrong = Object.fromEntries(Object.entries(abuse.exchanges ?? {}).filter(([, x]) => x.wrongStatus > 0 || x.ok === 0));
-check('raw-socket abuse answered as documented', !abuse.failed && Object.keys(rawWrong).length === 0 && Object.values(abuse.abandons ?? {}).every((x) => x.done > 0), {
-  exchanges: abuse.exchanges,
-  abandons: abuse.abandons,
-  failed: abuse.failed,
-});
+check(
+  'raw-socket abuse answered as documented',
+  !abuse.failed && Object.keys(rawWrong).length === 0 && Object.values(abuse.abandons ?? {}).every((x) => x.done > 0),
+  {
+    exchanges: abuse.exchanges,
+    abandons: abuse.abandons,
+    failed: abuse.failed,
+  },
+);
 
 const slow = abuse.slowLoris ?? {};
 const slowJudged = DURATION_S * 1000 >= THRESHOLDS.slowLorisHeldMs + 5_000;
-check('slow-loris connections closed by the daemon in bounded time', !slowJudged || (slow.closedByServer > 0 && slow.heldMsMax <= THRESHOLDS.slowLorisHeldMs && slow.ageAtEndMsMax <= THRESHOLDS.slowLorisHeldMs), {
-  judged: slowJudged,
-  limitMs: THRESHOLDS.slowLorisHeldMs,
-  ...slow,
-  heldMs: undefined,
-  heldMsMedian: slow.heldMs?.length ? median(slow.heldMs) : null,
-});
+check(
+  'slow-loris connections closed by the daemon in bounded time',
+  !slowJudged || (slow.closedByServer > 0 && slow.heldMsMax <= THRESHOLDS.slowLorisHeldMs && slow.ageAtEndMsMax <= THRESHOLDS.slowLorisHeldMs),
+  {
+    judged: slowJudged,
+    limitMs: THRESHOLDS.slowLorisHeldMs,
+    ...slow,
+    heldMs: undefined,
+    heldMsMedian: slow.heldMs?.length ? median(slow.heldMs) : null,
+  },
+);
 
 const oa = overload.answers ?? {};
 const ow = overload.withinCap ?? {};
@@ -910,27 +1002,39 @@ check('credentials served correctly at the end', finalCreds.ok && finalCreds.new
 const stsCallsDuring = sts.calls - stsCallsBefore;
 const stsFailures = Object.entries(stsOutcomes).filter(([k]) => !k.startsWith('success'));
 const naturalRefreshes = Math.max(0, stsCallsDuring - daemonLog.reloaded);
-check('refreshes and reloads under load all succeeded', reloads.sent > 0 && daemonLog.reloaded >= reloads.sent - 1 && stsFailures.length === 0 && stsCallsDuring >= daemonLog.reloaded && (!LONG || naturalRefreshes > 0), {
-  reloadsSent: reloads.sent,
-  reloadsApplied: daemonLog.reloaded,
-  stsCallsDuringLoad: stsCallsDuring,
-  naturalRefreshes,
-  naturalRefreshesRequired: LONG,
-  stsOutcomes,
-  tokenRotations,
-});
+check(
+  'refreshes and reloads under load all succeeded',
+  reloads.sent > 0 &&
+    daemonLog.reloaded >= reloads.sent - 1 &&
+    stsFailures.length === 0 &&
+    stsCallsDuring >= daemonLog.reloaded &&
+    (!LONG || naturalRefreshes > 0),
+  {
+    reloadsSent: reloads.sent,
+    reloadsApplied: daemonLog.reloaded,
+    stsCallsDuringLoad: stsCallsDuring,
+    naturalRefreshes,
+    naturalRefreshesRequired: LONG,
+    stsOutcomes,
+    tokenRotations,
+  },
+);
 
 // Every warning the daemon can log means trouble in this setting (a failed refresh, a refused
 // reload, clock skew, settings needing a restart), as does every error.
 const errorsLogged = Object.keys(daemonLog.byLevel).filter((level) => !['trace', 'debug', 'info'].includes(level));
-check('daemon stayed up, logged no warning or error and stopped cleanly', daemonExit === null && stopCode === 0 && errorsLogged.length === 0 && !answered['500'], {
-  exitedDuringRun: daemonExit,
-  stopExitCode: stopCode,
-  stopMs,
-  logLines: daemonLog.byLevel,
-  notableLines: daemonLog.notable,
-  answeredByStatus: answered,
-});
+check(
+  'daemon stayed up, logged no warning or error and stopped cleanly',
+  daemonExit === null && stopCode === 0 && errorsLogged.length === 0 && !answered['500'],
+  {
+    exitedDuringRun: daemonExit,
+    stopExitCode: stopCode,
+    stopMs,
+    logLines: daemonLog.byLevel,
+    notableLines: daemonLog.notable,
+    answeredByStatus: answered,
+  },
+);
 
 const summary = {
   schema: 'crosscred-soak/1',

@@ -1,15 +1,15 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
-import { pino, type Logger } from 'pino';
+import { type Logger, pino } from 'pino';
 import { loadConfig, type ServeFlags } from '../../src/config/load.js';
-import { startDaemon, type DaemonDependencies, type RunningDaemon } from '../../src/serve/daemon.js';
 import { DemoOidcIssuer } from '../../src/demo/oidc-issuer.js';
 import { StsEmulator, type TrustRule } from '../../src/demo/sts-emulator.js';
 import { loggerOptions } from '../../src/observability/logger.js';
+import { type DaemonDependencies, type RunningDaemon, startDaemon } from '../../src/serve/daemon.js';
 
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 export const CLI = join(REPO_ROOT, 'dist/cli/main.js');
@@ -256,7 +256,10 @@ export async function viewEndpoints(d: { base: string; admin: string }, options:
   const tokenRes = await request(`${d.base}/latest/api/token`, { method: 'PUT', headers: { 'x-aws-ec2-metadata-token-ttl-seconds': '60' } });
   const token = await tokenRes.body.text();
   const imds = await answer(await request(`${d.base}/latest/meta-data/iam/security-credentials/${role}`, { headers: { 'x-aws-ec2-metadata-token': token } }));
-  const container = options.containerSecret === undefined ? undefined : await answer(await request(`${d.base}/v1/credentials/${role}`, { headers: { authorization: options.containerSecret } }));
+  const container =
+    options.containerSecret === undefined
+      ? undefined
+      : await answer(await request(`${d.base}/v1/credentials/${role}`, { headers: { authorization: options.containerSecret } }));
   const readyRes = await request(`${d.admin}/readyz`);
   const readyz = { status: readyRes.statusCode, body: (await readyRes.body.json()) as ReadyzBody };
   return { imds, container, readyz };

@@ -2,11 +2,11 @@ import { execFile } from 'node:child_process';
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createRequire } from 'node:module';
 import type { AddressInfo, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { createRequire } from 'node:module';
 
 /**
  * Stand-ins for the two Alibaba Cloud services the alibaba-ecs chain touches, as real HTTP servers
@@ -54,9 +54,50 @@ export async function makeSigningCa(name: string, keyType: 'rsa' | 'ec' = 'rsa')
   const p = (file: string) => join(dir, file);
   const newkey = keyType === 'rsa' ? 'rsa:2048' : 'ec';
   const ecParams = keyType === 'ec' ? ['-pkeyopt', 'ec_paramgen_curve:P-256'] : [];
-  await run('openssl', ['req', '-x509', '-newkey', newkey, ...ecParams, '-nodes', '-keyout', p('ca.key'), '-out', p('ca.pem'), '-subj', `/CN=${name} test CA`, '-days', '2']);
-  await run('openssl', ['req', '-newkey', newkey, ...ecParams, '-nodes', '-keyout', p('signer.key'), '-out', p('signer.csr'), '-subj', `/CN=${name} ECS identity signer`]);
-  await run('openssl', ['x509', '-req', '-in', p('signer.csr'), '-CA', p('ca.pem'), '-CAkey', p('ca.key'), '-CAcreateserial', '-out', p('signer.pem'), '-days', '1']);
+  await run('openssl', [
+    'req',
+    '-x509',
+    '-newkey',
+    newkey,
+    ...ecParams,
+    '-nodes',
+    '-keyout',
+    p('ca.key'),
+    '-out',
+    p('ca.pem'),
+    '-subj',
+    `/CN=${name} test CA`,
+    '-days',
+    '2',
+  ]);
+  await run('openssl', [
+    'req',
+    '-newkey',
+    newkey,
+    ...ecParams,
+    '-nodes',
+    '-keyout',
+    p('signer.key'),
+    '-out',
+    p('signer.csr'),
+    '-subj',
+    `/CN=${name} ECS identity signer`,
+  ]);
+  await run('openssl', [
+    'x509',
+    '-req',
+    '-in',
+    p('signer.csr'),
+    '-CA',
+    p('ca.pem'),
+    '-CAkey',
+    p('ca.key'),
+    '-CAcreateserial',
+    '-out',
+    p('signer.pem'),
+    '-days',
+    '1',
+  ]);
   return {
     dir,
     caPem: await readFile(p('ca.pem'), 'utf8'),
@@ -84,7 +125,23 @@ export async function cmsSign(ca: SigningCa, content: Buffer, options: CmsSignOp
   const input = join(ca.dir, `content-${n}`);
   const output = join(ca.dir, `sig-${n}.der`);
   await writeFile(input, content);
-  const args = ['cms', '-sign', '-binary', '-in', input, '-signer', ca.signerCertPath, '-inkey', ca.signerKeyPath, '-md', options.digest ?? 'sha256', '-outform', 'DER', '-out', output];
+  const args = [
+    'cms',
+    '-sign',
+    '-binary',
+    '-in',
+    input,
+    '-signer',
+    ca.signerCertPath,
+    '-inkey',
+    ca.signerKeyPath,
+    '-md',
+    options.digest ?? 'sha256',
+    '-outform',
+    'DER',
+    '-out',
+    output,
+  ];
   if (!options.embedCertificate) args.push('-nocerts');
   if (options.layout === 'attached') args.push('-nodetach');
   await run('openssl', args);
@@ -101,7 +158,24 @@ export async function cmsVerify(ca: SigningCa, der: Buffer, content?: Buffer): P
   await writeFile(sig, der);
   if (content) await writeFile(data, content);
   try {
-    await run('openssl', ['cms', '-verify', '-binary', '-inform', 'DER', '-in', sig, ...(content ? ['-content', data] : []), '-certfile', ca.signerCertPath, '-CAfile', ca.caPath, '-purpose', 'any', '-out', '/dev/null']);
+    await run('openssl', [
+      'cms',
+      '-verify',
+      '-binary',
+      '-inform',
+      'DER',
+      '-in',
+      sig,
+      ...(content ? ['-content', data] : []),
+      '-certfile',
+      ca.signerCertPath,
+      '-CAfile',
+      ca.caPath,
+      '-purpose',
+      'any',
+      '-out',
+      '/dev/null',
+    ]);
     return true;
   } catch {
     return false;
@@ -112,7 +186,10 @@ export async function cmsVerify(ca: SigningCa, der: Buffer, content?: Buffer): P
 
 /** Base64 of `der` in 64-character lines, as the metadata server serves it (no PEM armour). */
 export function base64Lines(der: Buffer): string {
-  return `${der.toString('base64').replace(/(.{64})/g, '$1\n').trimEnd()}\n`;
+  return `${der
+    .toString('base64')
+    .replace(/(.{64})/g, '$1\n')
+    .trimEnd()}\n`;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -196,7 +273,13 @@ export class FakeAlibabaSts {
       accessKeySecret: randomBytes(24).toString('base64'),
       securityToken: `CAIS${randomBytes(96).toString('base64')}`,
       expiresAt: this.#now() + ttlSeconds * 1000,
-      identity: { type: 'AssumedRoleUser', accountId: identity.accountId, roleName: identity.roleName, roleId: `3${randomBytes(8).readBigUInt64BE() % 10n ** 17n}`, sessionName },
+      identity: {
+        type: 'AssumedRoleUser',
+        accountId: identity.accountId,
+        roleName: identity.roleName,
+        roleId: `3${randomBytes(8).readBigUInt64BE() % 10n ** 17n}`,
+        sessionName,
+      },
     });
   }
 
@@ -264,26 +347,41 @@ export class FakeAlibabaSts {
     }
     const refuse = (status: number, code: string, message: string) => {
       record(code);
-      sendJson(res, status, { RequestId: requestId(), HostId: 'sts.aliyuncs.com', Code: code, Message: message, Recommend: 'https://api.aliyun.com/troubleshoot' });
+      sendJson(res, status, {
+        RequestId: requestId(),
+        HostId: 'sts.aliyuncs.com',
+        Code: code,
+        Message: message,
+        Recommend: 'https://api.aliyun.com/troubleshoot',
+      });
     };
     if (body === undefined) return refuse(400, 'InvalidParameter', 'body too large');
     if (req.method !== 'POST' || (req.url ?? '') !== '/') return refuse(404, 'InvalidAction.NotFound', 'Specified api is not found');
     const header = (name: string) => (typeof headers[name] === 'string' ? (headers[name] as string) : undefined);
-    if (header('x-acs-action') !== 'GetCallerIdentity' || header('x-acs-version') !== '2015-04-01') return refuse(404, 'InvalidAction.NotFound', 'Specified api is not found, please check your url and method.');
+    if (header('x-acs-action') !== 'GetCallerIdentity' || header('x-acs-version') !== '2015-04-01')
+      return refuse(404, 'InvalidAction.NotFound', 'Specified api is not found, please check your url and method.');
     const authorization = /^ACS3-HMAC-SHA256 Credential=([^,]+),SignedHeaders=([^,]+),Signature=([0-9a-f]{64})$/.exec(header('authorization') ?? '');
     if (!authorization) return refuse(400, 'IncompleteSignature', 'The request signature does not conform to Aliyun standards.');
     const key = this.#keys.get(authorization[1]!);
     if (!key) return refuse(404, 'InvalidAccessKeyId.NotFound', 'Specified access key is not found.');
-    if (key.securityToken !== '' && header('x-acs-security-token') !== key.securityToken) return refuse(400, 'InvalidSecurityToken.Mismatch', 'Specified SecurityToken mismatch with the AccessKey.');
+    if (key.securityToken !== '' && header('x-acs-security-token') !== key.securityToken)
+      return refuse(400, 'InvalidSecurityToken.Mismatch', 'Specified SecurityToken mismatch with the AccessKey.');
     if (key.expiresAt <= this.#now()) return refuse(400, 'InvalidSecurityToken.Expired', 'Specified SecurityToken is expired.');
     const date = Date.parse(header('x-acs-date') ?? '');
-    if (!Number.isFinite(date) || Math.abs(date - this.#now()) > DATE_WINDOW_SECONDS * 1000) return refuse(400, 'InvalidTimeStamp.Expired', 'Specified time stamp or date value is expired.');
+    if (!Number.isFinite(date) || Math.abs(date - this.#now()) > DATE_WINDOW_SECONDS * 1000)
+      return refuse(400, 'InvalidTimeStamp.Expired', 'Specified time stamp or date value is expired.');
     const contentSha256 = header('x-acs-content-sha256') ?? '';
     if (contentSha256 !== EMPTY_SHA256 || (body ?? '') !== '') return refuse(400, 'SignatureDoesNotMatch', 'body hash mismatch');
     // The official signer, over the headers as received (it covers every x-acs-* header, host and content-type).
     const signedView: Record<string, string> = {};
     for (const [name, value] of Object.entries(headers)) if (typeof value === 'string') signedView[name] = value;
-    const expected = OpenApiUtil.getAuthorization({ method: 'POST', pathname: '/', query: {}, headers: signedView } as never, 'ACS3-HMAC-SHA256', contentSha256, key.accessKeyId, key.accessKeySecret);
+    const expected = OpenApiUtil.getAuthorization(
+      { method: 'POST', pathname: '/', query: {}, headers: signedView } as never,
+      'ACS3-HMAC-SHA256',
+      contentSha256,
+      key.accessKeyId,
+      key.accessKeySecret,
+    );
     const expectedMatch = /SignedHeaders=([^,]+),Signature=([0-9a-f]{64})$/.exec(expected)!;
     const given = Buffer.from(authorization[3]!, 'hex');
     if (expectedMatch[1] !== authorization[2] || !timingSafeEqual(given, Buffer.from(expectedMatch[2]!, 'hex'))) {
@@ -474,14 +572,17 @@ export class FakeEcsMetadata {
         this.#roleKey = this.#sts.issueRoleKey({ accountId: i.accountId, roleName: i.roleName!, instanceId: i.instanceId }, 6 * 3600);
       }
       const key = this.#roleKey;
-      return text(200, JSON.stringify({
-        AccessKeyId: key.accessKeyId,
-        AccessKeySecret: key.accessKeySecret,
-        Expiration: new Date(key.expiresAt).toISOString().replace(/\.\d{3}Z$/, 'Z'),
-        SecurityToken: key.securityToken,
-        LastUpdated: new Date().toISOString().replace(/\.\d{3}Z$/, 'Z'),
-        Code: 'Success',
-      }));
+      return text(
+        200,
+        JSON.stringify({
+          AccessKeyId: key.accessKeyId,
+          AccessKeySecret: key.accessKeySecret,
+          Expiration: new Date(key.expiresAt).toISOString().replace(/\.\d{3}Z$/, 'Z'),
+          SecurityToken: key.securityToken,
+          LastUpdated: new Date().toISOString().replace(/\.\d{3}Z$/, 'Z'),
+          Code: 'Success',
+        }),
+      );
     }
     return text(404, 'Not Found');
   }

@@ -47,7 +47,10 @@ export class FakeClock implements Clock {
 
   /** Timers still waiting to fire, for assertions about what is scheduled. */
   pendingDelays(): number[] {
-    return this.#timers.filter((t) => !t.cancelled).map((t) => t.dueMono - this.#mono).sort((a, b) => a - b);
+    return this.#timers
+      .filter((t) => !t.cancelled)
+      .map((t) => t.dueMono - this.#mono)
+      .sort((a, b) => a - b);
   }
 
   /** Moves both clocks forward by `ms`, firing every timer that falls due on the way. */

@@ -231,7 +231,10 @@ interface TokenRequestSpec {
 function validateTokenRequest(body: unknown): { status: 400 | 422; message: string } | undefined {
   if (!isObject(body)) return { status: 400, message: 'the request body is not a JSON object' };
   if (body['apiVersion'] !== 'authentication.k8s.io/v1' || body['kind'] !== 'TokenRequest') {
-    return { status: 400, message: `the body is not an authentication.k8s.io/v1 TokenRequest (apiVersion ${JSON.stringify(body['apiVersion'])}, kind ${JSON.stringify(body['kind'])})` };
+    return {
+      status: 400,
+      message: `the body is not an authentication.k8s.io/v1 TokenRequest (apiVersion ${JSON.stringify(body['apiVersion'])}, kind ${JSON.stringify(body['kind'])})`,
+    };
   }
   const spec = body['spec'];
   if (!isObject(spec)) return { status: 422, message: 'spec: Required value' };
@@ -252,8 +255,10 @@ function validateTokenRequest(body: unknown): { status: 400 | 422; message: stri
   if (ref !== undefined) {
     if (!isObject(ref)) return { status: 422, message: 'spec.boundObjectRef: Invalid value: must be an object' };
     const keys = Object.keys(ref).sort().join(',');
-    if (keys !== 'apiVersion,kind,name,uid') return { status: 422, message: `spec.boundObjectRef: Invalid value: fields ${keys}, want apiVersion,kind,name,uid` };
-    if (ref['kind'] !== 'Pod' || ref['apiVersion'] !== 'v1') return { status: 422, message: `spec.boundObjectRef.kind: Unsupported value: ${JSON.stringify(ref['kind'])}` };
+    if (keys !== 'apiVersion,kind,name,uid')
+      return { status: 422, message: `spec.boundObjectRef: Invalid value: fields ${keys}, want apiVersion,kind,name,uid` };
+    if (ref['kind'] !== 'Pod' || ref['apiVersion'] !== 'v1')
+      return { status: 422, message: `spec.boundObjectRef.kind: Unsupported value: ${JSON.stringify(ref['kind'])}` };
     for (const field of ['name', 'uid'] as const) {
       if (typeof ref[field] !== 'string' || ref[field] === '') return { status: 422, message: `spec.boundObjectRef.${field}: Required value` };
     }
@@ -292,13 +297,46 @@ async function makeServingCertificate(dir: string): Promise<{ key: string; cert:
   await run('openssl', ['req', '-x509', ...ec, '-days', '1', '-subj', '/CN=fake-kube-ca', '-keyout', join(dir, 'ca.key'), '-out', join(dir, 'ca.crt')]);
   await run('openssl', ['req', '-new', ...ec, '-subj', '/CN=kube-apiserver', '-keyout', join(dir, 'server.key'), '-out', join(dir, 'server.csr')]);
   await writeFile(join(dir, 'server.ext'), 'subjectAltName=IP:127.0.0.1,DNS:kubernetes.default.svc\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n');
-  await run('openssl', ['x509', '-req', '-in', join(dir, 'server.csr'), '-CA', join(dir, 'ca.crt'), '-CAkey', join(dir, 'ca.key'), '-set_serial', '1', '-days', '1', '-extfile', join(dir, 'server.ext'), '-out', join(dir, 'server.crt')]);
+  await run('openssl', [
+    'x509',
+    '-req',
+    '-in',
+    join(dir, 'server.csr'),
+    '-CA',
+    join(dir, 'ca.crt'),
+    '-CAkey',
+    join(dir, 'ca.key'),
+    '-set_serial',
+    '1',
+    '-days',
+    '1',
+    '-extfile',
+    join(dir, 'server.ext'),
+    '-out',
+    join(dir, 'server.crt'),
+  ]);
   return { key: await readFile(join(dir, 'server.key'), 'utf8'), cert: await readFile(join(dir, 'server.crt'), 'utf8') };
 }
 
 /** A self-signed CA that did not sign the fake API server's certificate, for the wrong-CA case. Written to `dir/other-ca.crt`. */
 export async function makeUnrelatedCa(dir: string): Promise<string> {
   const file = join(dir, 'other-ca.crt');
-  await run('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '1', '-subj', '/CN=other-ca', '-keyout', join(dir, 'other-ca.key'), '-out', file]);
+  await run('openssl', [
+    'req',
+    '-x509',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:P-256',
+    '-nodes',
+    '-days',
+    '1',
+    '-subj',
+    '/CN=other-ca',
+    '-keyout',
+    join(dir, 'other-ca.key'),
+    '-out',
+    file,
+  ]);
   return file;
 }

@@ -218,7 +218,13 @@ export class FakeTencentSts {
     record('ok');
     const id = key.identity;
     if (id.type === 'CAMRole') {
-      answer({ Arn: `qcs::sts:${id.uin}:assumed-role/${id.roleId}`, AccountId: id.uin, UserId: `${id.roleId}:${id.sessionName}`, PrincipalId: id.uin, Type: 'CAMRole' });
+      answer({
+        Arn: `qcs::sts:${id.uin}:assumed-role/${id.roleId}`,
+        AccountId: id.uin,
+        UserId: `${id.roleId}:${id.sessionName}`,
+        PrincipalId: id.uin,
+        Type: 'CAMRole',
+      });
     } else {
       answer({ Arn: `qcs::cam::uin/${id.uin}:uin/${id.subUin}`, AccountId: id.uin, UserId: id.subUin, PrincipalId: id.subUin, Type: 'CAMUser' });
     }
@@ -233,17 +239,23 @@ export class FakeTencentSts {
     const fail = (code: string, message: string) => ({ error: [code, message] as [string, string] });
 
     const authorization = header('authorization') ?? '';
-    const m = /^TC3-HMAC-SHA256 Credential=([^/\s,]+)\/(\d{4}-\d{2}-\d{2})\/([a-z0-9-]+)\/tc3_request, ?SignedHeaders=([^,\s]+), ?Signature=([0-9a-f]{64})$/.exec(authorization);
+    const m =
+      /^TC3-HMAC-SHA256 Credential=([^/\s,]+)\/(\d{4}-\d{2}-\d{2})\/([a-z0-9-]+)\/tc3_request, ?SignedHeaders=([^,\s]+), ?Signature=([0-9a-f]{64})$/.exec(
+        authorization,
+      );
     if (!m) return fail('AuthFailure.InvalidAuthorization', 'Authorization is not TC3-HMAC-SHA256');
     const [, secretId, date, service, signedList, signature] = m as unknown as [string, string, string, string, string, string];
     const signedNames = signedList.split(';');
-    if (!signedNames.includes('content-type') || !signedNames.includes('host')) return fail('AuthFailure.InvalidAuthorization', 'content-type and host must be signed');
+    if (!signedNames.includes('content-type') || !signedNames.includes('host'))
+      return fail('AuthFailure.InvalidAuthorization', 'content-type and host must be signed');
 
     const timestampText = header('x-tc-timestamp') ?? '';
     if (!/^\d+$/.test(timestampText)) return fail('MissingParameter', 'X-TC-Timestamp is missing');
     const timestamp = Number(timestampText);
-    if (Math.abs(this.#now() / 1000 - timestamp) > SIGNATURE_WINDOW_SECONDS) return fail('AuthFailure.SignatureExpire', 'signature expired: the timestamp is more than 5 minutes from server time');
-    if (new Date(timestamp * 1000).toISOString().slice(0, 10) !== date) return fail('AuthFailure.SignatureFailure', 'the credential date is not the timestamp\'s date');
+    if (Math.abs(this.#now() / 1000 - timestamp) > SIGNATURE_WINDOW_SECONDS)
+      return fail('AuthFailure.SignatureExpire', 'signature expired: the timestamp is more than 5 minutes from server time');
+    if (new Date(timestamp * 1000).toISOString().slice(0, 10) !== date)
+      return fail('AuthFailure.SignatureFailure', "the credential date is not the timestamp's date");
     if (service !== 'sts') return fail('AuthFailure.SignatureFailure', 'the credential scope is not for sts');
 
     const key = this.#keys.get(secretId);
@@ -265,7 +277,8 @@ export class FakeTencentSts {
     k = hmac(k, service);
     k = hmac(k, 'tc3_request');
     const expected = hmac(k, stringToSign);
-    if (!timingSafeEqual(expected, Buffer.from(signature, 'hex'))) return fail('AuthFailure.SignatureFailure', 'the request signature we calculated does not match the signature you provided');
+    if (!timingSafeEqual(expected, Buffer.from(signature, 'hex')))
+      return fail('AuthFailure.SignatureFailure', 'the request signature we calculated does not match the signature you provided');
 
     if (header('x-tc-action') !== 'GetCallerIdentity') return fail('InvalidAction', 'only GetCallerIdentity is served here');
     if (header('x-tc-version') !== '2018-08-13') return fail('NoSuchVersion', 'the version is not 2018-08-13');
@@ -275,7 +288,8 @@ export class FakeTencentSts {
     } catch {
       return fail('InvalidParameter', 'the body is not JSON');
     }
-    if (params === null || typeof params !== 'object' || Object.keys(params).length > 0) return fail('UnknownParameter', 'GetCallerIdentity takes no parameters');
+    if (params === null || typeof params !== 'object' || Object.keys(params).length > 0)
+      return fail('UnknownParameter', 'GetCallerIdentity takes no parameters');
     return { key };
   }
 }
@@ -318,10 +332,24 @@ export class FakeCvmMetadata {
     });
   }
 
-  static async start(options: { sts: FakeTencentSts; uin: string; roleId: string; roleName: string; instanceId?: string; region?: string; now?: () => number }): Promise<FakeCvmMetadata> {
+  static async start(options: {
+    sts: FakeTencentSts;
+    uin: string;
+    roleId: string;
+    roleName: string;
+    instanceId?: string;
+    region?: string;
+    now?: () => number;
+  }): Promise<FakeCvmMetadata> {
     const server = createServer();
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    const state: MetadataState = { roleName: options.roleName, instanceId: options.instanceId ?? 'ins-fake0001', region: options.region ?? 'ap-guangzhou', zone: 'ap-guangzhou-3', code: 'Success' };
+    const state: MetadataState = {
+      roleName: options.roleName,
+      instanceId: options.instanceId ?? 'ins-fake0001',
+      region: options.region ?? 'ap-guangzhou',
+      zone: 'ap-guangzhou-3',
+      code: 'Success',
+    };
     const metadata = new FakeCvmMetadata(server, options.sts, { uin: options.uin, roleId: options.roleId }, state, options.now ?? Date.now);
     server.on('request', (req, res) => metadata.#handle(req, res));
     return metadata;
@@ -413,7 +441,24 @@ async function makeServingCertificate(): Promise<{ ca: string; key: string; cert
     await run('openssl', ['req', '-x509', ...ec, '-days', '1', '-subj', '/CN=fake-tencent-ca', '-keyout', join(dir, 'ca.key'), '-out', join(dir, 'ca.crt')]);
     await run('openssl', ['req', '-new', ...ec, '-subj', '/CN=fake-tencent-sts', '-keyout', join(dir, 'server.key'), '-out', join(dir, 'server.csr')]);
     await writeFile(join(dir, 'server.ext'), 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n');
-    await run('openssl', ['x509', '-req', '-in', join(dir, 'server.csr'), '-CA', join(dir, 'ca.crt'), '-CAkey', join(dir, 'ca.key'), '-set_serial', '1', '-days', '1', '-extfile', join(dir, 'server.ext'), '-out', join(dir, 'server.crt')]);
+    await run('openssl', [
+      'x509',
+      '-req',
+      '-in',
+      join(dir, 'server.csr'),
+      '-CA',
+      join(dir, 'ca.crt'),
+      '-CAkey',
+      join(dir, 'ca.key'),
+      '-set_serial',
+      '1',
+      '-days',
+      '1',
+      '-extfile',
+      join(dir, 'server.ext'),
+      '-out',
+      join(dir, 'server.crt'),
+    ]);
     const [ca, key, cert] = await Promise.all(['ca.crt', 'server.key', 'server.crt'].map((f) => readFile(join(dir, f), 'utf8')));
     return { ca: ca!, key: key!, cert: cert! };
   } finally {

@@ -4,11 +4,11 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
-import { AttestationError, type AttestationContext, type Attestor, type AttestedIdentity } from '../../src/issuer/attestor.js';
-import { parseIssuerConfigText, type IssuerConfig } from '../../src/issuer/issuer-config.js';
-import { startIssuer, type RunningIssuer } from '../../src/issuer/issuer-server.js';
+import { type AttestationContext, AttestationError, type AttestedIdentity, type Attestor } from '../../src/issuer/attestor.js';
+import { type IssuerConfig, parseIssuerConfigText } from '../../src/issuer/issuer-config.js';
+import { type RunningIssuer, startIssuer } from '../../src/issuer/issuer-server.js';
 import { generateKeyFile, type SigningAlgorithm } from '../../src/issuer/keys.js';
-import { JWT_TOKEN_TYPE, SUBJECT_TOKEN_TYPES, TOKEN_EXCHANGE_GRANT_TYPE, type SubjectTokenType } from '../../src/protocol/issuer-token-exchange.js';
+import { JWT_TOKEN_TYPE, SUBJECT_TOKEN_TYPES, type SubjectTokenType, TOKEN_EXCHANGE_GRANT_TYPE } from '../../src/protocol/issuer-token-exchange.js';
 import { memoryLogger } from './chain.js';
 
 export const ECS_ACCOUNT = '1335926999564873';
@@ -107,7 +107,11 @@ export async function makeKey(dir: string, name: string, alg: SigningAlgorithm =
 }
 
 /** A complete issuer config (as the YAML object) for the three kinds; `overrides` replace top-level keys. */
-export function baseConfig(publicUrl: string, keys: Array<{ file: string; active?: boolean }>, overrides: Record<string, unknown> = {}): Record<string, unknown> {
+export function baseConfig(
+  publicUrl: string,
+  keys: Array<{ file: string; active?: boolean }>,
+  overrides: Record<string, unknown> = {},
+): Record<string, unknown> {
   return {
     publicUrl,
     listen: new URL(publicUrl).host,

@@ -1,7 +1,7 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { createServer } from 'node:net';
 import { request } from 'undici';
-import { clientAvailable, CLIENTS } from './clients.js';
+import { CLIENTS, clientAvailable } from './clients.js';
 
 /** moto_server on a free loopback port: an AWS (STS, IAM) we did not write. Undefined when it is not installed. */
 export async function startMoto(): Promise<{ url: string; close(): void } | undefined> {

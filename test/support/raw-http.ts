@@ -134,7 +134,11 @@ export function sendRaw(port: number, bytes: Buffer | string, options: RawOption
           end = received.length >= head.bodyStart + length ? head.bodyStart + length : undefined;
         } else if (atEof) end = received.length;
         if (end === undefined) return;
-        const body = options.head ? Buffer.alloc(0) : header('transfer-encoding')?.toLowerCase() === 'chunked' ? dechunk(received.subarray(head.bodyStart, end)) : received.subarray(head.bodyStart, end);
+        const body = options.head
+          ? Buffer.alloc(0)
+          : header('transfer-encoding')?.toLowerCase() === 'chunked'
+            ? dechunk(received.subarray(head.bodyStart, end))
+            : received.subarray(head.bodyStart, end);
         responses.push({ status: head.status, headers: head.headers, body, raw: received.subarray(parsedUpTo, end) });
         parsedUpTo = end;
       }

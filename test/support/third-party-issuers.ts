@@ -1,4 +1,4 @@
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -164,7 +164,12 @@ export async function startGlewlwyd(): Promise<ThirdPartyIssuer | { unavailable:
     const ensure = (subject: string, audience: string) => {
       const next = setup.then(async () => {
         if (!scopes.has(audience)) {
-          await admin.call('POST', '/api/scope/', { name: audience, display_name: audience, description: 'audience for crosscred tests', password_required: false });
+          await admin.call('POST', '/api/scope/', {
+            name: audience,
+            display_name: audience,
+            description: 'audience for crosscred tests',
+            password_required: false,
+          });
           scopes.add(audience);
         }
         const existing = clients.get(subject);
@@ -192,7 +197,9 @@ export async function startGlewlwyd(): Promise<ThirdPartyIssuer | { unavailable:
         const subject = options.subject ?? DEFAULT_SUBJECT;
         if (/\s/.test(audience) || audience === '') throw new Error(`glewlwyd audiences are scope names: no whitespace (${JSON.stringify(audience)})`);
         const secret = await ensure(subject, audience);
-        return postForToken(`${issuer}/token`, { grant_type: 'client_credentials', client_id: subject, client_secret: secret, scope: audience }, () => started.output());
+        return postForToken(`${issuer}/token`, { grant_type: 'client_credentials', client_id: subject, client_secret: secret, scope: audience }, () =>
+          started.output(),
+        );
       },
       async close() {
         await started.stop();
@@ -325,7 +332,10 @@ class GlewlwydAdmin {
       signal: AbortSignal.timeout(15_000),
     });
     const text = await res.text();
-    const cookie = res.headers.getSetCookie().map((c) => c.split(';')[0] ?? '').find((c) => c.startsWith('GLEWLWYD2_SESSION_ID='));
+    const cookie = res.headers
+      .getSetCookie()
+      .map((c) => c.split(';')[0] ?? '')
+      .find((c) => c.startsWith('GLEWLWYD2_SESSION_ID='));
     if (!res.ok || !cookie) throw new Error(`glewlwyd admin login answered ${res.status} without a session cookie: ${text}`);
     this.#cookie = cookie;
   }

@@ -2,8 +2,8 @@ import { createRequire } from 'node:module';
 import { describe, expect, it } from 'vitest';
 import { configInvalid, lazySchema, parseConfigText, readConfigText } from '../../src/config/config-file.js';
 import { loadConfig } from '../../src/config/load.js';
-import { parseIssuerConfigText } from '../../src/issuer/issuer-config.js';
 import { isCrosscredError } from '../../src/core/errors.js';
+import { parseIssuerConfigText } from '../../src/issuer/issuer-config.js';
 
 /** How many files of the yaml and zod packages this process has loaded. */
 function yamlAndZodFilesLoaded(): number {
@@ -48,7 +48,12 @@ describe('the shared config-file helpers', () => {
     // Each line refers to the one before twelve times: 10 × 12^8 nodes once expanded.
     const names = 'abcdefghi';
     const lines = [`a: &a [${Array(10).fill('x').join(', ')}]`];
-    for (let i = 1; i < names.length; i++) lines.push(`${names[i]}: &${names[i]} [${Array(12).fill(`*${names[i - 1]}`).join(', ')}]`);
+    for (let i = 1; i < names.length; i++)
+      lines.push(
+        `${names[i]}: &${names[i]} [${Array(12)
+          .fill(`*${names[i - 1]}`)
+          .join(', ')}]`,
+      );
     const bomb = lines.join('\n');
     expect(parseConfigText(bomb, schema)).toHaveProperty('syntaxError');
   });
@@ -70,7 +75,13 @@ describe('the shared config-file helpers', () => {
       expect(isCrosscredError(err, 'CONFIG_FILE_UNREADABLE')).toBe(true);
       expect((err as Error).message).toBe('cannot read /x.yaml (ENOENT)');
     }
-    expect(readConfigText('/x.yaml', () => 'text', () => 'unused')).toBe('text');
+    expect(
+      readConfigText(
+        '/x.yaml',
+        () => 'text',
+        () => 'unused',
+      ),
+    ).toBe('text');
   });
 });
 

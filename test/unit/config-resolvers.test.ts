@@ -1,13 +1,13 @@
 import { describe, expect, it } from 'vitest';
+import type { RoleConfig, TokenSourceChoice } from '../../src/config/config.js';
 import type { FileConfig } from '../../src/config/file-schema.js';
-import { numberFlag, parseCommandFlag, pickSetting, type Layers } from '../../src/config/layers.js';
+import { type Layers, numberFlag, parseCommandFlag, pickSetting } from '../../src/config/layers.js';
 import { adminListener, containerSecret, credentialListeners, hostAllowList, imdsOptions } from '../../src/config/resolve-listeners.js';
 import { resolveLogging } from '../../src/config/resolve-logging.js';
 import { resolveProxies } from '../../src/config/resolve-proxies.js';
-import { checkRole, rawRoles, resolveRoles, type RawRole } from '../../src/config/resolve-roles.js';
+import { checkRole, type RawRole, rawRoles, resolveRoles } from '../../src/config/resolve-roles.js';
 import { partitionHomeRegion, resolveRoleRegion, resolveStsConnection } from '../../src/config/resolve-sts.js';
-import { resolveTokenSource, roleTokenDetector, type RoleToken } from '../../src/config/resolve-token-source.js';
-import type { RoleConfig, TokenSourceChoice } from '../../src/config/config.js';
+import { type RoleToken, resolveTokenSource, roleTokenDetector } from '../../src/config/resolve-token-source.js';
 import type { ServeFlags } from '../../src/config/settings.js';
 
 const ARN = 'arn:aws:iam::111122223333:role/app';

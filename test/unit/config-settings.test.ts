@@ -4,7 +4,7 @@ import { SERVE_HELP } from '../../src/cli/help.js';
 import { SERVE_OPTIONS } from '../../src/cli/serve-options.js';
 import { FOREIGN_VARIABLES, TOKEN_FILE_VARIABLES } from '../../src/config/detect-token-source.js';
 import { serveFileSchema } from '../../src/config/file-schema.js';
-import { IGNORED_VARIABLES, SERVE_SETTINGS, SETTING_IDS, settingSpec, settingsReference, type ServeFlags } from '../../src/config/settings.js';
+import { IGNORED_VARIABLES, SERVE_SETTINGS, SETTING_IDS, type ServeFlags, settingSpec, settingsReference } from '../../src/config/settings.js';
 
 // The parser's options and the table's flags are the same set (checked by the compiler too).
 type ParserFlags = Exclude<keyof typeof SERVE_OPTIONS, 'help'>;
@@ -109,7 +109,7 @@ describe('the settings table and the config file schema', () => {
     expect(SETTING_IDS.flatMap((id) => settingSpec(id).file ?? []).sort()).toEqual(keys.sort());
   });
 
-  it("has a setting for every key of a role, and no other key", () => {
+  it('has a setting for every key of a role, and no other key', () => {
     expect(SETTING_IDS.flatMap((id) => settingSpec(id).role?.key ?? []).sort()).toEqual(Object.keys(roleShape).sort());
   });
 });

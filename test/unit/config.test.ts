@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { loadConfig, type LoadInputs, type ServeFlags } from '../../src/config/load.js';
+import { type LoadInputs, loadConfig, type ServeFlags } from '../../src/config/load.js';
 import { CrosscredError } from '../../src/core/errors.js';
 
 const ARN = 'arn:aws:iam::111122223333:role/app';
@@ -190,9 +190,20 @@ describe('loadConfig from a YAML file with several roles', () => {
 
   it('builds both roles, inheriting shared settings unless a role overrides them', () => {
     const config = load({ flags: { config: '/etc/crosscred.yaml' }, files, hostname: 'node-7' });
-    const fromFile = { source: { kind: 'file', path: '/var/run/token', platform: 'configured' }, reason: 'the token file is named by config file /etc/crosscred.yaml', notes: [] };
+    const fromFile = {
+      source: { kind: 'file', path: '/var/run/token', platform: 'configured' },
+      reason: 'the token file is named by config file /etc/crosscred.yaml',
+      notes: [],
+    };
     expect(config.roles).toEqual([
-      { name: 'reader', roleArn: 'arn:aws:iam::111122223333:role/reader', accountId: '111122223333', token: fromFile, sessionName: 'crosscred-node-7', region: 'eu-west-1' },
+      {
+        name: 'reader',
+        roleArn: 'arn:aws:iam::111122223333:role/reader',
+        accountId: '111122223333',
+        token: fromFile,
+        sessionName: 'crosscred-node-7',
+        region: 'eu-west-1',
+      },
       {
         name: 'writer',
         roleArn: 'arn:aws:iam::444455556666:role/team/app-writer',
@@ -243,15 +254,37 @@ describe('loadConfig errors', () => {
     expect(message).toContain('issuer-ca-bundle (--issuer-ca-bundle): cannot read /missing.pem');
     expect(message).toContain('alibaba-attestation (--alibaba-attestation): "pkcs7" is not one of ecs-identity, ram-role');
     const config = load({ env, flags: { 'issuer-url': 'https://issuer.example.com', 'token-source': 'alibaba-ecs', 'alibaba-attestation': 'ram-role' } });
-    expect(config.roles[0]!.token.source).toEqual({ kind: 'vm-issuer', cloud: 'alibaba-ecs', issuer: { url: 'https://issuer.example.com', audience: 'sts.amazonaws.com' }, alibabaAttestation: 'ram-role' });
-    expect(configError({ env, flags: { 'issuer-url': 'https://issuer.example.com', 'cloud-sts-endpoint': 'https://sts.aliyuncs.com/x?y' } })).toContain('cloud-sts-endpoint (--cloud-sts-endpoint): must be just a scheme and host');
-    const regional = load({ env, flags: { 'issuer-url': 'https://issuer.example.com', 'token-source': 'tencent-cvm', 'cloud-sts-endpoint': 'https://sts.ap-guangzhou.tencentcloudapi.com' } });
-    expect(regional.roles[0]!.token.source).toMatchObject({ kind: 'vm-issuer', cloud: 'tencent-cvm', cloudStsEndpoint: 'https://sts.ap-guangzhou.tencentcloudapi.com' });
+    expect(config.roles[0]!.token.source).toEqual({
+      kind: 'vm-issuer',
+      cloud: 'alibaba-ecs',
+      issuer: { url: 'https://issuer.example.com', audience: 'sts.amazonaws.com' },
+      alibabaAttestation: 'ram-role',
+    });
+    expect(configError({ env, flags: { 'issuer-url': 'https://issuer.example.com', 'cloud-sts-endpoint': 'https://sts.aliyuncs.com/x?y' } })).toContain(
+      'cloud-sts-endpoint (--cloud-sts-endpoint): must be just a scheme and host',
+    );
+    const regional = load({
+      env,
+      flags: {
+        'issuer-url': 'https://issuer.example.com',
+        'token-source': 'tencent-cvm',
+        'cloud-sts-endpoint': 'https://sts.ap-guangzhou.tencentcloudapi.com',
+      },
+    });
+    expect(regional.roles[0]!.token.source).toMatchObject({
+      kind: 'vm-issuer',
+      cloud: 'tencent-cvm',
+      cloudStsEndpoint: 'https://sts.ap-guangzhou.tencentcloudapi.com',
+    });
   });
 
   it('refuses --disable-imds without a container endpoint to serve instead, or together with --allow-imdsv1', () => {
-    expect(configError({ env: IRSA_ENV, flags: { 'disable-imds': true } })).toContain('disable-imds (--disable-imds): leaves nothing to serve without --auth-token-file');
-    expect(configError({ env: IRSA_ENV, flags: { 'disable-imds': true, 'auth-token-file': '/run/a', 'allow-imdsv1': true } })).toContain('disable-imds (--disable-imds): contradicts --allow-imdsv1');
+    expect(configError({ env: IRSA_ENV, flags: { 'disable-imds': true } })).toContain(
+      'disable-imds (--disable-imds): leaves nothing to serve without --auth-token-file',
+    );
+    expect(configError({ env: IRSA_ENV, flags: { 'disable-imds': true, 'auth-token-file': '/run/a', 'allow-imdsv1': true } })).toContain(
+      'disable-imds (--disable-imds): contradicts --allow-imdsv1',
+    );
     expect(load({ env: IRSA_ENV, flags: { 'disable-imds': true, 'auth-token-file': '/run/a' } }).imdsEnabled).toBe(false);
     expect(load({ env: IRSA_ENV }).imdsEnabled).toBe(true);
   });
@@ -286,8 +319,11 @@ describe('loadConfig errors', () => {
   });
 
   it('names the role index for a bad duration in the file', () => {
-    const yaml = 'region: eu-west-1\ntokenFile: /t\nroles:\n  - roleArn: arn:aws:iam::111122223333:role/a\n  - roleArn: arn:aws:iam::111122223333:role/b\n    durationSeconds: 43201\n';
-    expect(configError({ flags: { config: '/c.yaml' }, files: { '/c.yaml': yaml } })).toContain('roles[1].durationSeconds (config file /c.yaml roles[1]): 43201');
+    const yaml =
+      'region: eu-west-1\ntokenFile: /t\nroles:\n  - roleArn: arn:aws:iam::111122223333:role/a\n  - roleArn: arn:aws:iam::111122223333:role/b\n    durationSeconds: 43201\n';
+    expect(configError({ flags: { config: '/c.yaml' }, files: { '/c.yaml': yaml } })).toContain(
+      'roles[1].durationSeconds (config file /c.yaml roles[1]): 43201',
+    );
   });
 
   it('refuses a bad session name', () => {
@@ -296,7 +332,8 @@ describe('loadConfig errors', () => {
   });
 
   it('refuses duplicate role names', () => {
-    const yaml = 'region: eu-west-1\ntokenFile: /t\nroles:\n  - roleArn: arn:aws:iam::111122223333:role/app\n  - roleArn: arn:aws:iam::444455556666:role/app\nlisten: ["127.0.0.1:8170=app"]\n';
+    const yaml =
+      'region: eu-west-1\ntokenFile: /t\nroles:\n  - roleArn: arn:aws:iam::111122223333:role/app\n  - roleArn: arn:aws:iam::444455556666:role/app\nlisten: ["127.0.0.1:8170=app"]\n';
     const message = configError({ flags: { config: '/c.yaml' }, files: { '/c.yaml': yaml } });
     expect(message).toContain('roles[1].name');
     expect(message).toContain('"app" is used twice');
@@ -309,7 +346,8 @@ describe('loadConfig errors', () => {
   });
 
   it('refuses a listener without a role when several roles are configured', () => {
-    const yaml = 'region: eu-west-1\ntokenFile: /t\nroles:\n  - roleArn: arn:aws:iam::111122223333:role/a\n  - roleArn: arn:aws:iam::111122223333:role/b\nlisten: ["127.0.0.1:8170"]\n';
+    const yaml =
+      'region: eu-west-1\ntokenFile: /t\nroles:\n  - roleArn: arn:aws:iam::111122223333:role/a\n  - roleArn: arn:aws:iam::111122223333:role/b\nlisten: ["127.0.0.1:8170"]\n';
     expect(configError({ flags: { config: '/c.yaml' }, files: { '/c.yaml': yaml } })).toContain('listen (config file /c.yaml): 127.0.0.1:8170 serves no role');
     // Without any listen setting, the default listener has the same problem.
     const noListen = yaml.replace(/listen:.*\n/, '');
@@ -349,7 +387,15 @@ describe('loadConfig errors', () => {
       env: { AWS_ROLE_ARN: 'not-an-arn' },
       flags: { 'duration-seconds': '60', 'role-session-name': '!', listen: ['nowhere'], 'log-level': 'loud' },
     });
-    for (const field of ['roleArn (env AWS_ROLE_ARN)', 'tokenFile', 'sessionName (--role-session-name)', 'durationSeconds (--duration-seconds)', 'region', 'listen (--listen)', 'log-level (--log-level)']) {
+    for (const field of [
+      'roleArn (env AWS_ROLE_ARN)',
+      'tokenFile',
+      'sessionName (--role-session-name)',
+      'durationSeconds (--duration-seconds)',
+      'region',
+      'listen (--listen)',
+      'log-level (--log-level)',
+    ]) {
       expect(message).toContain(field);
     }
     expect(message.split('\n  - ').length - 1).toBeGreaterThanOrEqual(7);
@@ -376,13 +422,24 @@ describe('addresses and endpoints that would leak credentials', () => {
   });
 
   it('accepts loopback and link-local addresses without it', () => {
-    for (const listen of ['127.0.0.1:8170', '127.0.0.53:80', '[::1]:8170', 'localhost:8170', '169.254.169.254:80', '169.254.170.2:80', '[fd00:ec2::254]:80', '[fe80::1]:80']) {
+    for (const listen of [
+      '127.0.0.1:8170',
+      '127.0.0.53:80',
+      '[::1]:8170',
+      'localhost:8170',
+      '169.254.169.254:80',
+      '169.254.170.2:80',
+      '[fd00:ec2::254]:80',
+      '[fe80::1]:80',
+    ]) {
       expect(load({ env: IRSA_ENV, flags: { listen: [listen] } }).listeners, listen).toHaveLength(1);
     }
   });
 
   it('refuses a plain-http STS endpoint unless it is on loopback', () => {
-    expect(configError({ env: IRSA_ENV, flags: { 'sts-endpoint': 'http://sts.internal.example' } })).toMatch(/stsEndpoint \(--sts-endpoint\): .*must use https/);
+    expect(configError({ env: IRSA_ENV, flags: { 'sts-endpoint': 'http://sts.internal.example' } })).toMatch(
+      /stsEndpoint \(--sts-endpoint\): .*must use https/,
+    );
     expect(load({ env: IRSA_ENV, flags: { 'sts-endpoint': 'http://127.0.0.1:4566' } }).roles[0]!.stsEndpoint).toBe('http://127.0.0.1:4566');
     expect(load({ env: IRSA_ENV, flags: { 'sts-endpoint': 'http://[::1]:4566' } }).roles[0]!.stsEndpoint).toBe('http://[::1]:4566');
   });
@@ -402,7 +459,8 @@ describe('addresses and endpoints that would leak credentials', () => {
 
 describe('token settings in a config file', () => {
   it('lets a role that names its own token source inherit none of the top-level kinds', () => {
-    const yaml = 'region: eu-west-1\ntokenCommand: ["/usr/bin/get-token"]\nroles:\n  - name: a\n    roleArn: arn:aws:iam::111122223333:role/a\n  - name: b\n    roleArn: arn:aws:iam::111122223333:role/b\n    tokenFile: /var/run/b-token\nlisten: ["127.0.0.1:8170=a"]\n';
+    const yaml =
+      'region: eu-west-1\ntokenCommand: ["/usr/bin/get-token"]\nroles:\n  - name: a\n    roleArn: arn:aws:iam::111122223333:role/a\n  - name: b\n    roleArn: arn:aws:iam::111122223333:role/b\n    tokenFile: /var/run/b-token\nlisten: ["127.0.0.1:8170=a"]\n';
     const config = load({ flags: { config: '/c.yaml' }, files: { '/c.yaml': yaml } });
     expect(config.roles[0]!.token.source).toEqual({ kind: 'exec', argv: ['/usr/bin/get-token'], timeoutMs: 10_000 });
     expect(config.roles[1]!.token.source).toEqual({ kind: 'file', path: '/var/run/b-token', platform: 'configured' });

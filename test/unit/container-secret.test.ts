@@ -60,7 +60,7 @@ describe('ContainerSecret.load', () => {
   });
 
   it('refuses a file owned by another user (when running as root, any non-root owner)', async (ctx) => {
-    if (process.getuid?.() !== 0) ctx.skip('changing a file\'s owner needs root');
+    if (process.getuid?.() !== 0) ctx.skip("changing a file's owner needs root");
     const path = join(dir, 'foreign');
     await writeFile(path, 'planted', { mode: 0o600 });
     await chown(path, 12345, 12345);

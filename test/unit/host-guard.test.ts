@@ -44,7 +44,16 @@ describe('HostGuard on a loopback address', () => {
   });
 
   it('refuses a DNS-rebinding host name and look-alikes', () => {
-    for (const host of ['attacker.example.com', 'attacker.example.com:8170', '127.0.0.1.attacker.example', 'localhost.attacker.example', '127.0.0.2', '', ':8170', 'localhost.'])
+    for (const host of [
+      'attacker.example.com',
+      'attacker.example.com:8170',
+      '127.0.0.1.attacker.example',
+      'localhost.attacker.example',
+      '127.0.0.2',
+      '',
+      ':8170',
+      'localhost.',
+    ])
       expect(guard.allows(host), JSON.stringify(host)).toBe(false);
   });
 

@@ -1,11 +1,11 @@
 import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { createLocalJWKSet, type JSONWebKeySet, jwtVerify } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { renderDiscovery, writeDiscovery } from '../../src/issuer/discovery.js';
-import { loadKeySet, type IssuerKeySet } from '../../src/issuer/keys.js';
+import { type IssuerKeySet, loadKeySet } from '../../src/issuer/keys.js';
 import { mintToken } from '../../src/issuer/token-minter.js';
 import { makeKey, tempDir } from '../support/issuer-fixtures.js';
-import { createLocalJWKSet, jwtVerify, type JSONWebKeySet } from 'jose';
 
 let dir: string;
 let keys: IssuerKeySet;
@@ -40,7 +40,9 @@ describe('issuer discovery', () => {
     expect(jwks.keys.map((k) => [k.kty, k.alg, k.use, k.kid])).toEqual(keys.published.map((k) => [k.publicJwk.kty, k.alg, 'sig', k.kid]));
     for (const k of jwks.keys) for (const secret of ['d', 'p', 'q', 'dp', 'dq', 'qi']) expect(k).not.toHaveProperty(secret);
     // Deterministic: the same key set renders the same bytes.
-    expect(renderDiscovery({ issuerUrl: 'https://issuer.example.com/t1', tokenEndpointUrl: 'https://token.internal/token', keys }).jwks.equals(docs.jwks)).toBe(true);
+    expect(renderDiscovery({ issuerUrl: 'https://issuer.example.com/t1', tokenEndpointUrl: 'https://token.internal/token', keys }).jwks.equals(docs.jwks)).toBe(
+      true,
+    );
   });
 
   it('writes both files under .well-known, byte for byte', async () => {
@@ -62,7 +64,14 @@ describe('issuer discovery', () => {
         subject: 'alibaba-ecs:1:cn-hangzhou:i-1',
         audience: 'sts.amazonaws.com',
         lifetimeSeconds: 900,
-        identity: { kind: 'urn:crosscred:params:token-type:alibaba-ecs-identity', cloud: 'alibaba', accountId: '1', attributes: { ['x'.repeat(65)]: 'dropped', ok: 'v'.repeat(300) }, replayKey: 'k', replayUntilWall: now + 1 },
+        identity: {
+          kind: 'urn:crosscred:params:token-type:alibaba-ecs-identity',
+          cloud: 'alibaba',
+          accountId: '1',
+          attributes: { ['x'.repeat(65)]: 'dropped', ok: 'v'.repeat(300) },
+          replayKey: 'k',
+          replayUntilWall: now + 1,
+        },
       },
       now,
     );

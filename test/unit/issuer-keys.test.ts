@@ -1,7 +1,7 @@
 import { generateKeyPairSync } from 'node:crypto';
 import { chmod, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { calculateJwkThumbprint, exportJWK, importPKCS8, jwtVerify, SignJWT, type JWK } from 'jose';
+import { calculateJwkThumbprint, exportJWK, importPKCS8, type JWK, jwtVerify, SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isCrosscredError } from '../../src/core/errors.js';
 import { generateKeyFile, loadKeyFile, loadKeySet } from '../../src/issuer/keys.js';
@@ -50,8 +50,16 @@ describe('issuer keys', () => {
     const jwk = privateKey.export({ format: 'jwk' }) as JWK;
     const jwkPath = await writeKey('ec.jwk', JSON.stringify({ ...jwk, alg: 'ES256', use: 'sig' }));
     const pemPath = join(dir, 'gen-es.pem');
-    const publicOnly = await writeKey('pub.pem', (generateKeyPairSync('rsa', { modulusLength: 2048 }).publicKey.export({ format: 'pem', type: 'spki' }) as string), 0o644);
-    const set = await loadKeySet([{ file: pemPath, active: false }, { file: jwkPath, active: true }, { file: publicOnly, active: false }]);
+    const publicOnly = await writeKey(
+      'pub.pem',
+      generateKeyPairSync('rsa', { modulusLength: 2048 }).publicKey.export({ format: 'pem', type: 'spki' }) as string,
+      0o644,
+    );
+    const set = await loadKeySet([
+      { file: pemPath, active: false },
+      { file: jwkPath, active: true },
+      { file: publicOnly, active: false },
+    ]);
     expect(set.published.map((k) => k.alg)).toEqual(['ES256', 'ES256', 'RS256']);
     expect(set.active.file).toBe(jwkPath);
     expect(set.published[2]!.privateKey).toBeUndefined();
@@ -81,7 +89,12 @@ describe('issuer keys', () => {
     expect(await refusal(loadKeyFile(await writeKey('ed.pem', ed), { requirePrivate: true }))).toContain('ed25519');
     const sec1 = generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey.export({ format: 'pem', type: 'sec1' }) as string;
     expect(await refusal(loadKeyFile(await writeKey('sec1.pem', sec1), { requirePrivate: true }))).toContain('openssl pkcs8');
-    const encrypted = generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey.export({ format: 'pem', type: 'pkcs8', cipher: 'aes-256-cbc', passphrase: 'x' }) as string;
+    const encrypted = generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey.export({
+      format: 'pem',
+      type: 'pkcs8',
+      cipher: 'aes-256-cbc',
+      passphrase: 'x',
+    }) as string;
     expect(await refusal(loadKeyFile(await writeKey('enc.pem', encrypted), { requirePrivate: true }))).toContain('encrypted');
     const jwk = generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey.export({ format: 'jwk' });
     expect(await refusal(loadKeyFile(await writeKey('alg.jwk', JSON.stringify({ ...jwk, alg: 'ES384' })), { requirePrivate: true }))).toContain('ES384');
@@ -94,12 +107,31 @@ describe('issuer keys', () => {
     const a = join(dir, 'gen-es.pem');
     const pub = join(dir, 'pub.pem');
     expect(await refusal(loadKeySet([{ file: a, active: false }]))).toContain('exactly one key must be active');
-    expect(await refusal(loadKeySet([{ file: a, active: true }, { file: join(dir, 'gen-rs.pem'), active: true }]))).toContain('2 are');
+    expect(
+      await refusal(
+        loadKeySet([
+          { file: a, active: true },
+          { file: join(dir, 'gen-rs.pem'), active: true },
+        ]),
+      ),
+    ).toContain('2 are');
     expect(await refusal(loadKeySet([{ file: pub, active: true }]))).toContain('public key only');
     const copy = await writeKey('copy.pem', (await import('node:fs')).readFileSync(a, 'utf8'));
-    expect(await refusal(loadKeySet([{ file: a, active: true }, { file: copy, active: false }]))).toContain('same key');
+    expect(
+      await refusal(
+        loadKeySet([
+          { file: a, active: true },
+          { file: copy, active: false },
+        ]),
+      ),
+    ).toContain('same key');
     // All problems in one message.
-    const message = await refusal(loadKeySet([{ file: join(dir, 'missing.pem'), active: false }, { file: pub, active: false }]));
+    const message = await refusal(
+      loadKeySet([
+        { file: join(dir, 'missing.pem'), active: false },
+        { file: pub, active: false },
+      ]),
+    );
     expect(message).toContain('missing.pem');
     expect(message).toContain('exactly one key must be active');
   });

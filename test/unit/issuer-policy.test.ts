@@ -2,8 +2,8 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { AttestedIdentity } from '../../src/issuer/attestor.js';
 import { IssuerPolicy, type KindPolicy } from '../../src/issuer/policy.js';
-import { SUBJECT_TOKEN_TYPES } from '../../src/protocol/issuer-token-exchange.js';
 import { buildTagsClaim, sanitizeTagValue, tagKeyProblem, tagSourceProblem } from '../../src/issuer/session-tags.js';
+import { SUBJECT_TOKEN_TYPES } from '../../src/protocol/issuer-token-exchange.js';
 
 const ECS = SUBJECT_TOKEN_TYPES.alibabaEcsIdentity;
 const RAM = SUBJECT_TOKEN_TYPES.alibabaRamRole;
@@ -34,8 +34,13 @@ describe('issuer policy', () => {
       tencentCamRole: { accounts: ['100012345678'], roles: ['4611686018427397919'], instanceIds: ['*'], ...noTags },
     });
     expect(policy.decide(identity(), ECS)).toEqual({ allowed: true, subject: 'alibaba-ecs:1335926999564873:cn-hangzhou:i-bp1abc' });
-    expect(policy.decide(identity({ kind: RAM, roleName: 'app', region: undefined }), RAM)).toEqual({ allowed: true, subject: 'alibaba-ram:1335926999564873:role/app' });
-    expect(policy.decide(identity({ kind: CAM, cloud: 'tencent', accountId: '100012345678', roleId: '4611686018427397919', instanceId: undefined }), CAM)).toEqual({
+    expect(policy.decide(identity({ kind: RAM, roleName: 'app', region: undefined }), RAM)).toEqual({
+      allowed: true,
+      subject: 'alibaba-ram:1335926999564873:role/app',
+    });
+    expect(
+      policy.decide(identity({ kind: CAM, cloud: 'tencent', accountId: '100012345678', roleId: '4611686018427397919', instanceId: undefined }), CAM),
+    ).toEqual({
       allowed: true,
       subject: 'tencent-cam:100012345678:role/4611686018427397919',
     });
@@ -43,11 +48,20 @@ describe('issuer policy', () => {
   });
 
   it('refuses what the allow-lists do not name; "*" allows any value and an absent one', () => {
-    const policy = new IssuerPolicy({ alibabaEcsIdentity: ecsPolicy, alibabaRamRole: { accounts: ['1335926999564873'], roles: ['app'], instanceIds: ['i-one'], ...noTags } });
+    const policy = new IssuerPolicy({
+      alibabaEcsIdentity: ecsPolicy,
+      alibabaRamRole: { accounts: ['1335926999564873'], roles: ['app'], instanceIds: ['i-one'], ...noTags },
+    });
     expect(policy.decide(identity({ accountId: '1' }), ECS)).toMatchObject({ allowed: false, reason: expect.stringContaining('account 1') });
     expect(policy.decide(identity({ region: 'cn-beijing' }), ECS)).toMatchObject({ allowed: false, reason: expect.stringContaining('region cn-beijing') });
-    expect(policy.decide(identity({ kind: RAM, roleName: 'app', instanceId: 'i-two' }), RAM)).toMatchObject({ allowed: false, reason: expect.stringContaining('instance i-two') });
-    expect(policy.decide(identity({ kind: RAM, roleName: 'app', instanceId: undefined }), RAM)).toMatchObject({ allowed: false, reason: expect.stringContaining('states no instance') });
+    expect(policy.decide(identity({ kind: RAM, roleName: 'app', instanceId: 'i-two' }), RAM)).toMatchObject({
+      allowed: false,
+      reason: expect.stringContaining('instance i-two'),
+    });
+    expect(policy.decide(identity({ kind: RAM, roleName: 'app', instanceId: undefined }), RAM)).toMatchObject({
+      allowed: false,
+      reason: expect.stringContaining('states no instance'),
+    });
     expect(policy.decide(identity({ kind: RAM, roleName: 'app', instanceId: 'i-one' }), RAM)).toMatchObject({ allowed: true });
     // A kind without a policy gets nothing.
     expect(policy.decide(identity({ kind: CAM, cloud: 'tencent', roleId: '1' }), CAM)).toMatchObject({ allowed: false });
@@ -75,7 +89,7 @@ describe('issuer policy', () => {
     expect(policy.decide(identity({ instanceId: 'i-1:x' }), ECS)).toMatchObject({ allowed: false });
   });
 
-  it('maps attested facts to session tags, sanitised to IAM\'s tag characters', () => {
+  it("maps attested facts to session tags, sanitised to IAM's tag characters", () => {
     const tags = buildTagsClaim(
       [
         { key: 'account', from: 'accountId' },

@@ -1,12 +1,12 @@
-import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
-import { CompactSign, SignJWT, UnsecuredJWT, generateKeyPair, type CryptoKey } from 'jose';
+import { CompactSign, type CryptoKey, generateKeyPair, SignJWT, UnsecuredJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CrosscredError } from '../../src/core/errors.js';
 import { FileTokenSource } from '../../src/sources/file-token-source.js';
-import { STS_MAX_TOKEN_LENGTH, inspectJwt } from '../../src/sources/jwt-shape.js';
+import { inspectJwt, STS_MAX_TOKEN_LENGTH } from '../../src/sources/jwt-shape.js';
 import { FakeClock } from '../support/fake-clock.js';
 
 const SOURCE = 'token file /test/token';
@@ -38,9 +38,7 @@ function signToken(options: { exp?: number; sub?: string } = {}): Promise<string
 
 /** A real ES256 JWS over an arbitrary payload, for claims SignJWT would refuse to write. */
 function signPayload(payload: unknown, header: Record<string, unknown> = { alg: 'ES256' }): Promise<string> {
-  return new CompactSign(new TextEncoder().encode(JSON.stringify(payload)))
-    .setProtectedHeader(header as { alg: string })
-    .sign(privateKey);
+  return new CompactSign(new TextEncoder().encode(JSON.stringify(payload))).setProtectedHeader(header as { alg: string }).sign(privateKey);
 }
 
 function b64(value: unknown): string {
@@ -148,7 +146,10 @@ describe('inspectJwt', () => {
   });
 
   it('refuses an HMAC-signed JWT, which STS does not accept', async () => {
-    const token = await new SignJWT({}).setProtectedHeader({ alg: 'HS256' }).setExpirationTime(nowSeconds + 3600).sign(new Uint8Array(32).fill(1));
+    const token = await new SignJWT({})
+      .setProtectedHeader({ alg: 'HS256' })
+      .setExpirationTime(nowSeconds + 3600)
+      .sign(new Uint8Array(32).fill(1));
     expect(caught(() => inspectJwt(token, clock.wallNow(), SOURCE)).code).toBe('CROSSCRED_ERR_TOKEN_NOT_JWT');
   });
 
@@ -189,7 +190,11 @@ describe('inspectJwt', () => {
   });
 
   it('refuses JSON that is not an object in the header or payload', () => {
-    for (const [header, payload] of [[[1], { exp: nowSeconds + 60 }], [{ alg: 'ES256' }, 'text'], [{ alg: 'ES256' }, null]] as const) {
+    for (const [header, payload] of [
+      [[1], { exp: nowSeconds + 60 }],
+      [{ alg: 'ES256' }, 'text'],
+      [{ alg: 'ES256' }, null],
+    ] as const) {
       const token = `${b64(header)}.${b64(payload)}.c2ln`;
       expect(caught(() => inspectJwt(token, clock.wallNow(), SOURCE)).code).toBe('CROSSCRED_ERR_TOKEN_NOT_JWT');
     }

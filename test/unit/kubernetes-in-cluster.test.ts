@@ -21,7 +21,12 @@ function files(entries: Record<string, string>): (path: string) => string | unde
 }
 
 function mounted(overrides: Partial<Record<'token' | 'ca.crt' | 'namespace', string | undefined>> = {}, dir = MOUNT) {
-  const contents: Record<string, string | undefined> = { token: `${SUB_TOKEN}\n`, 'ca.crt': '-----BEGIN CERTIFICATE-----\nMII…\n-----END CERTIFICATE-----\n', namespace: 'payments', ...overrides };
+  const contents: Record<string, string | undefined> = {
+    token: `${SUB_TOKEN}\n`,
+    'ca.crt': '-----BEGIN CERTIFICATE-----\nMII…\n-----END CERTIFICATE-----\n',
+    namespace: 'payments',
+    ...overrides,
+  };
   const entries: Record<string, string> = {};
   for (const [name, text] of Object.entries(contents)) if (text !== undefined) entries[join(dir, name)] = text;
   return files(entries);
@@ -58,7 +63,8 @@ describe('inClusterDefaults', () => {
   });
 
   it('brackets an IPv6 host, and leaves host names, IPv4 and already bracketed hosts alone', () => {
-    const apiServer = (host: string, port = '443') => (inClusterDefaults({ KUBERNETES_SERVICE_HOST: host, KUBERNETES_SERVICE_PORT: port }, mounted()) as { apiServer: string }).apiServer;
+    const apiServer = (host: string, port = '443') =>
+      (inClusterDefaults({ KUBERNETES_SERVICE_HOST: host, KUBERNETES_SERVICE_PORT: port }, mounted()) as { apiServer: string }).apiServer;
     expect(apiServer('fd00:10:96::1')).toBe('https://[fd00:10:96::1]:443');
     expect(apiServer('::1', '6443')).toBe('https://[::1]:6443');
     expect(apiServer('[fd00::1]')).toBe('https://[fd00::1]:443');
@@ -74,12 +80,20 @@ describe('inClusterDefaults', () => {
   });
 
   it('takes the ServiceAccount name from the kubernetes.io claim when sub does not name one', () => {
-    const token = tokenWith({ sub: 'someone-else', 'kubernetes.io': { namespace: 'payments', serviceaccount: { name: 'billing-api', uid: 'u' } }, exp: 2_000_000_000 });
+    const token = tokenWith({
+      sub: 'someone-else',
+      'kubernetes.io': { namespace: 'payments', serviceaccount: { name: 'billing-api', uid: 'u' } },
+      exp: 2_000_000_000,
+    });
     expect(inClusterDefaults(ENV, mounted({ token }))).toMatchObject({ serviceAccount: 'billing-api', namespace: 'payments' });
   });
 
   it('takes the name from a legacy secret-based token', () => {
-    const token = tokenWith({ iss: 'kubernetes/serviceaccount', 'kubernetes.io/serviceaccount/namespace': 'payments', 'kubernetes.io/serviceaccount/service-account.name': 'legacy' });
+    const token = tokenWith({
+      iss: 'kubernetes/serviceaccount',
+      'kubernetes.io/serviceaccount/namespace': 'payments',
+      'kubernetes.io/serviceaccount/service-account.name': 'legacy',
+    });
     expect(inClusterDefaults(ENV, mounted({ token }))).toMatchObject({ serviceAccount: 'legacy' });
   });
 
@@ -101,7 +115,7 @@ describe('inClusterDefaults', () => {
     expect(inClusterDefaults(ENV, mounted({ namespace: 'Payments!' }))).toEqual({ missing: [expect.stringContaining('"Payments!" is not a namespace name')] });
   });
 
-  it('falls back on the token\'s namespace when the namespace file is absent', () => {
+  it("falls back on the token's namespace when the namespace file is absent", () => {
     expect(inClusterDefaults(ENV, mounted({ namespace: undefined }))).toMatchObject({ namespace: 'payments' });
     const noNamespace = tokenWith({ 'kubernetes.io': { serviceaccount: { name: 'api' } } });
     expect(inClusterDefaults(ENV, mounted({ namespace: undefined, token: noNamespace }))).toEqual({ missing: [`${MOUNT}/namespace`] });
@@ -121,7 +135,9 @@ describe('inClusterDefaults', () => {
         serviceAccount: 'api',
       });
       // A directory where a file should be reads as absent.
-      expect(inClusterDefaults(ENV, undefined, join(dir, 'nowhere'))).toEqual({ missing: [join(dir, 'nowhere', 'token'), join(dir, 'nowhere', 'ca.crt'), join(dir, 'nowhere', 'namespace')] });
+      expect(inClusterDefaults(ENV, undefined, join(dir, 'nowhere'))).toEqual({
+        missing: [join(dir, 'nowhere', 'token'), join(dir, 'nowhere', 'ca.crt'), join(dir, 'nowhere', 'namespace')],
+      });
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
@@ -130,7 +146,10 @@ describe('inClusterDefaults', () => {
 
 describe('podFromEnv', () => {
   it('gives the pod when both POD_NAME and POD_UID are set', () => {
-    expect(podFromEnv({ POD_NAME: 'api-7d9f-abcde', POD_UID: '0c1e4f1a-1111-4222-8333-444455556666' })).toEqual({ name: 'api-7d9f-abcde', uid: '0c1e4f1a-1111-4222-8333-444455556666' });
+    expect(podFromEnv({ POD_NAME: 'api-7d9f-abcde', POD_UID: '0c1e4f1a-1111-4222-8333-444455556666' })).toEqual({
+      name: 'api-7d9f-abcde',
+      uid: '0c1e4f1a-1111-4222-8333-444455556666',
+    });
   });
 
   it('gives nothing when either is missing or empty', () => {

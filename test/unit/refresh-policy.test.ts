@@ -4,10 +4,10 @@ import {
   MAX_REFRESH_JITTER_MS,
   RETRY_BASE_MS,
   RETRY_CAP_MS,
-  TERMINAL_RETRY_MIN_MS,
-  TERMINAL_RETRY_MS,
   refreshDelayMs,
   retryDelayMs,
+  TERMINAL_RETRY_MIN_MS,
+  TERMINAL_RETRY_MS,
 } from '../../src/cache/refresh-policy.js';
 
 const SECOND = 1_000;
@@ -39,18 +39,14 @@ describe('refreshDelayMs', () => {
 
   it('only ever moves the refresh earlier, by at most min(10% of the lifetime, 5 min)', () => {
     fc.assert(
-      fc.property(
-        fc.double({ min: 1 * MINUTE, max: 12 * HOUR, noNaN: true }),
-        fc.double({ min: 0, max: 1, maxExcluded: true, noNaN: true }),
-        (lifetime, r) => {
-          const unjittered = refreshDelayMs(lifetime, fixed(0));
-          const jittered = refreshDelayMs(lifetime, fixed(r));
-          const bound = Math.min(0.1 * lifetime, MAX_REFRESH_JITTER_MS);
-          expect(jittered).toBeLessThanOrEqual(unjittered);
-          expect(unjittered - jittered).toBeLessThanOrEqual(bound + 1e-6);
-          expect(jittered).toBeGreaterThanOrEqual(0);
-        },
-      ),
+      fc.property(fc.double({ min: 1 * MINUTE, max: 12 * HOUR, noNaN: true }), fc.double({ min: 0, max: 1, maxExcluded: true, noNaN: true }), (lifetime, r) => {
+        const unjittered = refreshDelayMs(lifetime, fixed(0));
+        const jittered = refreshDelayMs(lifetime, fixed(r));
+        const bound = Math.min(0.1 * lifetime, MAX_REFRESH_JITTER_MS);
+        expect(jittered).toBeLessThanOrEqual(unjittered);
+        expect(unjittered - jittered).toBeLessThanOrEqual(bound + 1e-6);
+        expect(jittered).toBeGreaterThanOrEqual(0);
+      }),
     );
   });
 
@@ -91,17 +87,13 @@ describe('retryDelayMs for retryable failures', () => {
 
   it('never exceeds the cap or falls below half of it, even after very many attempts', () => {
     fc.assert(
-      fc.property(
-        fc.integer({ min: 7, max: 1_000_000 }),
-        fc.double({ min: 0, max: 1, maxExcluded: true, noNaN: true }),
-        (attempt, r) => {
-          const delay = retryDelayMs('retryable', attempt, 0, fixed(r));
-          expect(delay).toBeGreaterThanOrEqual(RETRY_CAP_MS / 2);
-          // <= rather than <: 30 000 + 30 000 * (1 - 2^-53) rounds to 60 000 in floating point.
-          expect(delay).toBeLessThanOrEqual(RETRY_CAP_MS);
-          expect(Number.isFinite(delay)).toBe(true);
-        },
-      ),
+      fc.property(fc.integer({ min: 7, max: 1_000_000 }), fc.double({ min: 0, max: 1, maxExcluded: true, noNaN: true }), (attempt, r) => {
+        const delay = retryDelayMs('retryable', attempt, 0, fixed(r));
+        expect(delay).toBeGreaterThanOrEqual(RETRY_CAP_MS / 2);
+        // <= rather than <: 30 000 + 30 000 * (1 - 2^-53) rounds to 60 000 in floating point.
+        expect(delay).toBeLessThanOrEqual(RETRY_CAP_MS);
+        expect(Number.isFinite(delay)).toBe(true);
+      }),
     );
   });
 

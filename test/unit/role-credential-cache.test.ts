@@ -1,7 +1,7 @@
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
-import { RoleCredentialCache } from '../../src/cache/role-credential-cache.js';
 import { MIN_REMAINING_TO_SERVE_MS, TERMINAL_RETRY_MS } from '../../src/cache/refresh-policy.js';
+import { RoleCredentialCache } from '../../src/cache/role-credential-cache.js';
 import type { CredentialExchange } from '../../src/exchange/credentials.js';
 import type { AwsCredentials } from '../../src/platform/aws/credentials.js';
 import { Turns } from '../../src/util/turns.js';
@@ -531,7 +531,6 @@ describe('wall-clock jumps', () => {
   });
 });
 
-
 describe('exchange deadline', () => {
   it('frees the single-flight slot when an exchange never settles, and retries with backoff', async () => {
     const { clock, exchange, cache } = setup({ behaviour: 'hang' });
@@ -539,7 +538,11 @@ describe('exchange deadline', () => {
     await clock.advance(59 * SECOND);
     expect(cache.status().refreshing).toBe(true);
     await clock.advance(1 * SECOND);
-    expect(cache.status()).toMatchObject({ refreshing: false, consecutiveFailures: 1, lastError: { kind: 'retryable', code: 'CROSSCRED_ERR_STS_UNAVAILABLE' } });
+    expect(cache.status()).toMatchObject({
+      refreshing: false,
+      consecutiveFailures: 1,
+      lastError: { kind: 'retryable', code: 'CROSSCRED_ERR_STS_UNAVAILABLE' },
+    });
     // The retry is a fresh exchange; answering it serves credentials.
     exchange.behaviour = 'succeed';
     await clock.advance(2 * SECOND);

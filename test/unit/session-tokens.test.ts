@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { MAX_TTL_SECONDS, SessionTokenIssuer, parseTtlHeader } from '../../src/serve/session-tokens.js';
+import { MAX_TTL_SECONDS, parseTtlHeader, SessionTokenIssuer } from '../../src/serve/session-tokens.js';
 import { FakeClock } from '../support/fake-clock.js';
 
 const BASE64URL = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
@@ -160,7 +160,7 @@ describe('parseTtlHeader', () => {
     expect(parseTtlHeader('21600')).toBe(21_600);
   });
 
-  it('accepts leading zeros within five digits, as the code\'s /^[0-9]{1,5}$/ allows', () => {
+  it("accepts leading zeros within five digits, as the code's /^[0-9]{1,5}$/ allows", () => {
     // Observed behaviour, not a spec requirement: '007' is read as 7 seconds.
     expect(parseTtlHeader('007')).toBe(7);
     expect(parseTtlHeader('00001')).toBe(1);

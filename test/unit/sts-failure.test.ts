@@ -54,7 +54,11 @@ describe('classifyFailure: terminal STS answers', () => {
 
 describe('classifyFailure: retryable failures', () => {
   it('retries IDPCommunicationError, with or without the Exception suffix', () => {
-    expect(classifyFailure(sdkError('IDPCommunicationErrorException', 400))).toEqual({ kind: 'retryable', code: 'IDPCommunicationError', message: 'STS answered IDPCommunicationError' });
+    expect(classifyFailure(sdkError('IDPCommunicationErrorException', 400))).toEqual({
+      kind: 'retryable',
+      code: 'IDPCommunicationError',
+      message: 'STS answered IDPCommunicationError',
+    });
     expect(classifyFailure(sdkError('IDPCommunicationError', 400))).toMatchObject({ kind: 'retryable', code: 'IDPCommunicationError' });
   });
 
@@ -75,7 +79,11 @@ describe('classifyFailure: retryable failures', () => {
   });
 
   it('retries connection refused, on the error or on its cause', () => {
-    expect(classifyFailure(networkError('ECONNREFUSED'))).toEqual({ kind: 'retryable', code: 'ECONNREFUSED', message: 'STS could not be reached: ECONNREFUSED' });
+    expect(classifyFailure(networkError('ECONNREFUSED'))).toEqual({
+      kind: 'retryable',
+      code: 'ECONNREFUSED',
+      message: 'STS could not be reached: ECONNREFUSED',
+    });
     const fetchFailed = Object.assign(new TypeError('fetch failed'), { cause: networkError('ECONNRESET') });
     expect(classifyFailure(fetchFailed)).toMatchObject({ kind: 'retryable', code: 'ECONNRESET' });
   });
@@ -118,7 +126,13 @@ describe('classifyFailure: retryable failures', () => {
 
 describe('classifyFailure: TLS', () => {
   it('retries certificate failures and names the CA bundle in the message', () => {
-    for (const code of ['DEPTH_ZERO_SELF_SIGNED_CERT', 'SELF_SIGNED_CERT_IN_CHAIN', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'CERT_HAS_EXPIRED', 'ERR_TLS_CERT_ALTNAME_INVALID']) {
+    for (const code of [
+      'DEPTH_ZERO_SELF_SIGNED_CERT',
+      'SELF_SIGNED_CERT_IN_CHAIN',
+      'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+      'CERT_HAS_EXPIRED',
+      'ERR_TLS_CERT_ALTNAME_INVALID',
+    ]) {
       const result = classifyFailure(networkError(code));
       expect(result).toMatchObject({ kind: 'retryable', code });
       expect(result.message).toContain('--ca-bundle');
@@ -128,7 +142,11 @@ describe('classifyFailure: TLS', () => {
 
 describe('classifyFailure: expired web-identity token', () => {
   it('asks for a token re-read on ExpiredTokenException', () => {
-    expect(classifyFailure(sdkError('ExpiredTokenException', 400))).toEqual({ kind: 'token-expired', code: 'ExpiredToken', message: 'STS says the web-identity token has expired' });
+    expect(classifyFailure(sdkError('ExpiredTokenException', 400))).toEqual({
+      kind: 'token-expired',
+      code: 'ExpiredToken',
+      message: 'STS says the web-identity token has expired',
+    });
     expect(classifyFailure(sdkError('ExpiredToken', 400)).kind).toBe('token-expired');
   });
 });
@@ -158,7 +176,11 @@ describe('classifyFailure: hostile error names and codes', () => {
   it('produces a bounded code and message for any name, code and status', () => {
     fc.assert(
       fc.property(
-        fc.oneof(fc.string({ maxLength: 200 }), fc.string({ unit: 'binary', maxLength: 200 }), fc.constantFrom('AccessDenied', 'ThrottlingException', 'ExpiredTokenException')),
+        fc.oneof(
+          fc.string({ maxLength: 200 }),
+          fc.string({ unit: 'binary', maxLength: 200 }),
+          fc.constantFrom('AccessDenied', 'ThrottlingException', 'ExpiredTokenException'),
+        ),
         fc.oneof(fc.string({ maxLength: 100 }), fc.constant(undefined), fc.constantFrom('ECONNREFUSED', 'UND_ERR_SOCKET')),
         fc.option(fc.integer({ min: 100, max: 599 }), { nil: undefined }),
         (name, code, status) => {

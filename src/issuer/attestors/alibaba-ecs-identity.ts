@@ -2,8 +2,8 @@ import { createHash, webcrypto } from 'node:crypto';
 import * as asn1js from 'asn1js';
 import * as pkijs from 'pkijs';
 import { CrosscredError } from '../../core/errors.js';
-import { AttestationError, type AttestationContext, type AttestedIdentity, type Attestor } from '../attestor.js';
-import { SUBJECT_TOKEN_TYPES, type AlibabaEcsIdentityAttestation, type EcsAttestationAudience } from '../../protocol/issuer-token-exchange.js';
+import { type AlibabaEcsIdentityAttestation, type EcsAttestationAudience, SUBJECT_TOKEN_TYPES } from '../../protocol/issuer-token-exchange.js';
+import { type AttestationContext, AttestationError, type AttestedIdentity, type Attestor } from '../attestor.js';
 
 /**
  * Verifies an Alibaba ECS instance identity attestation: the instance identity document and the
@@ -120,7 +120,7 @@ export class AlibabaEcsIdentityAttestor implements Attestor {
         }
       }
     }
-    if (pinned.length === 0) throw invalid('at least one signing certificate (Alibaba\'s instance identity certificate, PEM) is needed');
+    if (pinned.length === 0) throw invalid("at least one signing certificate (Alibaba's instance identity certificate, PEM) is needed");
     this.#pinned = pinned;
   }
 
@@ -138,7 +138,10 @@ export class AlibabaEcsIdentityAttestor implements Attestor {
     if (!signedDocument) throw new AttestationError('invalid_grant', 'the signed instance identity content is not a JSON object');
     const signedAudience = signedDocument['audience'];
     if (typeof signedAudience !== 'string') {
-      throw new AttestationError('invalid_grant', 'the signed instance identity content has no audience: it was fetched without ?audience= and is not bound to this issuer');
+      throw new AttestationError(
+        'invalid_grant',
+        'the signed instance identity content has no audience: it was fetched without ?audience= and is not bound to this issuer',
+      );
     }
     if (signedAudience !== attestation.audience) {
       throw new AttestationError('invalid_grant', 'the audience inside the signed content differs from the audience the attestation names');
@@ -166,15 +169,24 @@ export class AlibabaEcsIdentityAttestor implements Attestor {
       throw new AttestationError('invalid_request', 'the audience is not the JSON object {"aud":"<issuer URL>","signingTime":<Unix seconds>}');
     }
     if (aud !== context.issuerUrl) {
-      throw new AttestationError('invalid_grant', `the attestation is bound to the audience ${JSON.stringify(printable(aud))}, not to this issuer ${context.issuerUrl}`);
+      throw new AttestationError(
+        'invalid_grant',
+        `the attestation is bound to the audience ${JSON.stringify(printable(aud))}, not to this issuer ${context.issuerUrl}`,
+      );
     }
     const signedAtWall = signingTime * 1000;
     const age = context.nowWall - signedAtWall;
     if (age > this.#maxAgeMs) {
-      throw new AttestationError('invalid_grant', `the attestation was signed ${Math.round(age / 1000)} s ago; at most ${this.#maxAgeMs / 1000} s are accepted (fetch a fresh one; check the instance's clock)`);
+      throw new AttestationError(
+        'invalid_grant',
+        `the attestation was signed ${Math.round(age / 1000)} s ago; at most ${this.#maxAgeMs / 1000} s are accepted (fetch a fresh one; check the instance's clock)`,
+      );
     }
     if (-age > this.#futureSkewMs) {
-      throw new AttestationError('invalid_grant', `the attestation is dated ${Math.round(-age / 1000)} s in the future; at most ${this.#futureSkewMs / 1000} s of clock skew are accepted (check the instance's and the issuer's clocks)`);
+      throw new AttestationError(
+        'invalid_grant',
+        `the attestation is dated ${Math.round(-age / 1000)} s in the future; at most ${this.#futureSkewMs / 1000} s of clock skew are accepted (check the instance's and the issuer's clocks)`,
+      );
     }
     return { aud, signingTime };
   }
@@ -185,9 +197,17 @@ export class AlibabaEcsIdentityAttestor implements Attestor {
     }
     const signer = signedData.signerInfos[0]!;
     const digest = ALLOWED_DIGESTS[signer.digestAlgorithm.algorithmId];
-    if (!digest) throw new AttestationError('invalid_grant', `the PKCS#7 uses the digest algorithm ${signer.digestAlgorithm.algorithmId}; only SHA-256, SHA-384 and SHA-512 are accepted`);
+    if (!digest)
+      throw new AttestationError(
+        'invalid_grant',
+        `the PKCS#7 uses the digest algorithm ${signer.digestAlgorithm.algorithmId}; only SHA-256, SHA-384 and SHA-512 are accepted`,
+      );
     const signature = ALLOWED_SIGNATURES[signer.signatureAlgorithm.algorithmId];
-    if (!signature) throw new AttestationError('invalid_grant', `the PKCS#7 uses the signature algorithm ${signer.signatureAlgorithm.algorithmId}; only RSA PKCS#1 v1.5 and ECDSA with SHA-2 are accepted`);
+    if (!signature)
+      throw new AttestationError(
+        'invalid_grant',
+        `the PKCS#7 uses the signature algorithm ${signer.signatureAlgorithm.algorithmId}; only RSA PKCS#1 v1.5 and ECDSA with SHA-2 are accepted`,
+      );
     if (signer.signedAttrs) {
       const contentTypes = signer.signedAttrs.attributes.filter((a) => a.type === OID_CONTENT_TYPE_ATTRIBUTE);
       const value = contentTypes[0]?.values[0];
@@ -197,19 +217,28 @@ export class AlibabaEcsIdentityAttestor implements Attestor {
     }
     const certificate = await this.#pinnedCertificateFor(signer);
     if (!certificate) {
-      throw new AttestationError('invalid_grant', 'the PKCS#7 was not signed with a configured Alibaba signing certificate (its signer names another certificate)');
+      throw new AttestationError(
+        'invalid_grant',
+        'the PKCS#7 was not signed with a configured Alibaba signing certificate (its signer names another certificate)',
+      );
     }
     // Only the pinned certificate is offered to the verifier; whatever the message carries is dropped.
     signedData.certificates = [certificate];
     let verified = false;
     try {
-      const result = await signedData.verify({ signer: 0, ...(detached ? { data: toArrayBuffer(detached) } : {}), checkChain: false, extendedMode: true }, this.#crypto);
+      const result = await signedData.verify(
+        { signer: 0, ...(detached ? { data: toArrayBuffer(detached) } : {}), checkChain: false, extendedMode: true },
+        this.#crypto,
+      );
       verified = result.signatureVerified === true;
     } catch {
       verified = false;
     }
     if (!verified) {
-      throw new AttestationError('invalid_grant', 'the PKCS#7 signature does not verify against the configured Alibaba signing certificate over this document and audience (tampered, or signed by someone else)');
+      throw new AttestationError(
+        'invalid_grant',
+        'the PKCS#7 signature does not verify against the configured Alibaba signing certificate over this document and audience (tampered, or signed by someone else)',
+      );
     }
   }
 
@@ -219,7 +248,10 @@ export class AlibabaEcsIdentityAttestor implements Attestor {
       return this.#pinned.find((c) => c.issuer.isEqual(sid.issuer) && c.serialNumber.isEqual(sid.serialNumber));
     }
     // [0] SubjectKeyIdentifier: pkijs matches it against SHA-1 of the certificate's public key.
-    const block = sid as { idBlock?: { isConstructed?: boolean }; valueBlock?: { value?: { valueBlock: { valueHexView: Uint8Array } }[]; valueHexView?: Uint8Array } };
+    const block = sid as {
+      idBlock?: { isConstructed?: boolean };
+      valueBlock?: { value?: { valueBlock: { valueHexView: Uint8Array } }[]; valueHexView?: Uint8Array };
+    };
     const keyId = block.idBlock?.isConstructed ? block.valueBlock?.value?.[0]?.valueBlock.valueHexView : block.valueBlock?.valueHexView;
     if (!keyId) return undefined;
     for (const certificate of this.#pinned) {
@@ -237,7 +269,8 @@ function decodeAttestation(subjectToken: string): AlibabaEcsIdentityAttestation 
   const value = parseJsonObject(Buffer.from(subjectToken, 'base64url').toString('utf8'));
   if (!value) throw malformed('it does not decode to a JSON object');
   const { document, pkcs7, audience } = value;
-  if (typeof document !== 'string' || typeof pkcs7 !== 'string' || typeof audience !== 'string') throw malformed('"document", "pkcs7" and "audience" must be strings');
+  if (typeof document !== 'string' || typeof pkcs7 !== 'string' || typeof audience !== 'string')
+    throw malformed('"document", "pkcs7" and "audience" must be strings');
   if (document.length > MAX_DOCUMENT_CHARS) throw malformed(`the document is longer than ${MAX_DOCUMENT_CHARS} characters`);
   if (pkcs7.length > MAX_PKCS7_CHARS) throw malformed(`the PKCS#7 is longer than ${MAX_PKCS7_CHARS} characters`);
   if (audience.length > MAX_AUDIENCE_CHARS) throw malformed(`the audience is longer than ${MAX_AUDIENCE_CHARS} characters`);
@@ -283,8 +316,10 @@ function identityFromDocument(document: Record<string, unknown>): Pick<AttestedI
   const accountId = owner ?? legacy;
   const instanceId = document['instance-id'];
   const region = document['region-id'];
-  if (typeof accountId !== 'string' || !ACCOUNT_ID.test(accountId)) throw new AttestationError('invalid_grant', 'the signed document has no valid owner-account-id');
-  if (typeof instanceId !== 'string' || !INSTANCE_ID.test(instanceId)) throw new AttestationError('invalid_grant', 'the signed document has no valid instance-id');
+  if (typeof accountId !== 'string' || !ACCOUNT_ID.test(accountId))
+    throw new AttestationError('invalid_grant', 'the signed document has no valid owner-account-id');
+  if (typeof instanceId !== 'string' || !INSTANCE_ID.test(instanceId))
+    throw new AttestationError('invalid_grant', 'the signed document has no valid instance-id');
   if (typeof region !== 'string' || !REGION_ID.test(region)) throw new AttestationError('invalid_grant', 'the signed document has no valid region-id');
   const attributes: Record<string, string> = {};
   for (const field of ATTRIBUTE_FIELDS) {

@@ -1,10 +1,10 @@
 import { createHash } from 'node:crypto';
 import { isIP } from 'node:net';
-import { Agent, request, type Dispatcher } from 'undici';
+import { Agent, type Dispatcher, request } from 'undici';
 import { CrosscredError } from '../../core/errors.js';
-import { AttestationError, type AttestationContext, type AttestedIdentity, type Attestor } from '../attestor.js';
-import { BINDING_HEADERS, SUBJECT_TOKEN_TYPES, type SignedRequestAttestation } from '../../protocol/issuer-token-exchange.js';
+import { BINDING_HEADERS, type SignedRequestAttestation, SUBJECT_TOKEN_TYPES } from '../../protocol/issuer-token-exchange.js';
 import { isObject, parseJson, readBoundedBody } from '../../util/bounded-body.js';
+import { type AttestationContext, AttestationError, type AttestedIdentity, type Attestor } from '../attestor.js';
 
 /**
  * Verifies an Alibaba RAM-role attestation: a GetCallerIdentity request the instance signed
@@ -62,7 +62,15 @@ const ACTION = 'GetCallerIdentity';
 const VERSION = '2015-04-01';
 const EMPTY_SHA256 = createHash('sha256').update('').digest('hex');
 /** Headers the signature must cover for the request to mean what this issuer checks. */
-const REQUIRED_SIGNED = ['host', 'x-acs-action', 'x-acs-version', 'x-acs-date', 'x-acs-signature-nonce', 'x-acs-content-sha256', BINDING_HEADERS.alibaba] as const;
+const REQUIRED_SIGNED = [
+  'host',
+  'x-acs-action',
+  'x-acs-version',
+  'x-acs-date',
+  'x-acs-signature-nonce',
+  'x-acs-content-sha256',
+  BINDING_HEADERS.alibaba,
+] as const;
 
 /**
  * `sts[-vpc].<region-id>.aliyuncs.com`. The middle label must look like a region id (cn-hangzhou,
@@ -112,8 +120,10 @@ export class AlibabaRamRoleAttestor implements Attestor {
         throw invalid(`extra STS endpoint ${JSON.stringify(endpoint)} is not a URL`);
       }
       const loopback = isLoopback(url.hostname);
-      if (url.protocol !== 'https:' && !(url.protocol === 'http:' && loopback)) throw invalid(`extra STS endpoint ${endpoint} must be https (plain http only to a loopback address)`);
-      if (url.username || url.password || url.search || url.hash || url.pathname !== '/') throw invalid(`extra STS endpoint ${endpoint} must be a bare origin with the path / (no user, query or fragment)`);
+      if (url.protocol !== 'https:' && !(url.protocol === 'http:' && loopback))
+        throw invalid(`extra STS endpoint ${endpoint} must be https (plain http only to a loopback address)`);
+      if (url.username || url.password || url.search || url.hash || url.pathname !== '/')
+        throw invalid(`extra STS endpoint ${endpoint} must be a bare origin with the path / (no user, query or fragment)`);
       extra.add(url.href);
     }
     this.#extraEndpoints = extra;
@@ -141,11 +151,15 @@ export class AlibabaRamRoleAttestor implements Attestor {
     const signedHeaders = authorization.signedHeaders;
     for (const name of REQUIRED_SIGNED) {
       if (!signedHeaders.includes(name)) {
-        throw new AttestationError('invalid_grant', `the signature does not cover the ${name} header (SignedHeaders must list it), so the request is not bound to what it claims`);
+        throw new AttestationError(
+          'invalid_grant',
+          `the signature does not cover the ${name} header (SignedHeaders must list it), so the request is not bound to what it claims`,
+        );
       }
     }
     for (const name of signedHeaders) {
-      if (headers[name] === undefined) throw new AttestationError('invalid_request', `the signature covers the ${name} header, which the request does not carry`);
+      if (headers[name] === undefined)
+        throw new AttestationError('invalid_request', `the signature covers the ${name} header, which the request does not carry`);
     }
     if (headers['x-acs-security-token'] !== undefined && !signedHeaders.includes('x-acs-security-token')) {
       throw new AttestationError('invalid_grant', 'the request carries an STS security token the signature does not cover');
@@ -154,13 +168,22 @@ export class AlibabaRamRoleAttestor implements Attestor {
       throw new AttestationError('invalid_grant', `the signed host header does not name the STS host the request is addressed to (${target.host})`);
     }
     if (headers['x-acs-action'] !== ACTION) {
-      throw new AttestationError('invalid_grant', `the signed request is the action ${JSON.stringify(printable(headers['x-acs-action'] ?? ''))}, not ${ACTION}`);
+      throw new AttestationError(
+        'invalid_grant',
+        `the signed request is the action ${JSON.stringify(printable(headers['x-acs-action'] ?? ''))}, not ${ACTION}`,
+      );
     }
     if (headers['x-acs-version'] !== VERSION) {
-      throw new AttestationError('invalid_grant', `the signed request is for API version ${JSON.stringify(printable(headers['x-acs-version'] ?? ''))}, not ${VERSION}`);
+      throw new AttestationError(
+        'invalid_grant',
+        `the signed request is for API version ${JSON.stringify(printable(headers['x-acs-version'] ?? ''))}, not ${VERSION}`,
+      );
     }
     if (headers[BINDING_HEADERS.alibaba] !== context.issuerUrl) {
-      throw new AttestationError('invalid_grant', `the signed request is bound to ${JSON.stringify(printable(headers[BINDING_HEADERS.alibaba] ?? ''))} (${BINDING_HEADERS.alibaba}), not to this issuer ${context.issuerUrl}`);
+      throw new AttestationError(
+        'invalid_grant',
+        `the signed request is bound to ${JSON.stringify(printable(headers[BINDING_HEADERS.alibaba] ?? ''))} (${BINDING_HEADERS.alibaba}), not to this issuer ${context.issuerUrl}`,
+      );
     }
     if (attestation.body !== '' || headers['x-acs-content-sha256'] !== EMPTY_SHA256) {
       throw new AttestationError('invalid_grant', 'GetCallerIdentity is signed with an empty body; this request has a body or another body hash');
@@ -191,13 +214,23 @@ export class AlibabaRamRoleAttestor implements Attestor {
     try {
       url = new URL(attestation.url);
     } catch {
-      throw new AttestationError('invalid_request', 'the signed request\'s url is not a URL');
+      throw new AttestationError('invalid_request', "the signed request's url is not a URL");
     }
     if (this.#extraEndpoints.has(url.href) && !url.username && !url.password) return url;
-    const official = url.protocol === 'https:' && url.port === '' && !url.username && !url.password && url.pathname === '/' && url.search === '' && url.hash === ''
-      && (url.hostname === GLOBAL_STS_HOST || OFFICIAL_STS_HOST.test(url.hostname));
+    const official =
+      url.protocol === 'https:' &&
+      url.port === '' &&
+      !url.username &&
+      !url.password &&
+      url.pathname === '/' &&
+      url.search === '' &&
+      url.hash === '' &&
+      (url.hostname === GLOBAL_STS_HOST || OFFICIAL_STS_HOST.test(url.hostname));
     if (!official) {
-      throw new AttestationError('invalid_grant', `the signed request is addressed to ${describeUrl(url)}, which is not an Alibaba STS endpoint (https://sts.aliyuncs.com/, https://sts[-vpc].<region>.aliyuncs.com/) or a configured one`);
+      throw new AttestationError(
+        'invalid_grant',
+        `the signed request is addressed to ${describeUrl(url)}, which is not an Alibaba STS endpoint (https://sts.aliyuncs.com/, https://sts[-vpc].<region>.aliyuncs.com/) or a configured one`,
+      );
     }
     return url;
   }
@@ -211,10 +244,16 @@ export class AlibabaRamRoleAttestor implements Attestor {
     }
     const age = nowWall - signedAt;
     if (age > this.#maxAgeMs) {
-      throw new AttestationError('invalid_grant', `the request was signed ${Math.round(age / 1000)} s ago; at most ${this.#maxAgeMs / 1000} s are accepted (sign a fresh one; check the instance's clock)`);
+      throw new AttestationError(
+        'invalid_grant',
+        `the request was signed ${Math.round(age / 1000)} s ago; at most ${this.#maxAgeMs / 1000} s are accepted (sign a fresh one; check the instance's clock)`,
+      );
     }
     if (-age > this.#futureSkewMs) {
-      throw new AttestationError('invalid_grant', `the request is dated ${Math.round(-age / 1000)} s in the future; at most ${this.#futureSkewMs / 1000} s of clock skew are accepted (check the instance's and the issuer's clocks)`);
+      throw new AttestationError(
+        'invalid_grant',
+        `the request is dated ${Math.round(-age / 1000)} s in the future; at most ${this.#futureSkewMs / 1000} s of clock skew are accepted (check the instance's and the issuer's clocks)`,
+      );
     }
     return signedAt;
   }
@@ -229,16 +268,20 @@ export class AlibabaRamRoleAttestor implements Attestor {
       statusCode = res.statusCode;
       text = await readBoundedBody(res.body, MAX_ANSWER_BYTES);
     } catch (err) {
-      const why = signal.aborted ? 'the token request\'s deadline passed' : deadline.aborted ? `no answer within ${this.#timeoutMs} ms` : errorCode(err);
+      const why = signal.aborted ? "the token request's deadline passed" : deadline.aborted ? `no answer within ${this.#timeoutMs} ms` : errorCode(err);
       throw new AttestationError('temporarily_unavailable', `Alibaba STS (${host}) could not be asked to confirm the identity: ${why}`);
     }
-    if (text === undefined) throw new AttestationError('temporarily_unavailable', `Alibaba STS (${host}) answered HTTP ${statusCode} with more than ${MAX_ANSWER_BYTES} bytes`);
+    if (text === undefined)
+      throw new AttestationError('temporarily_unavailable', `Alibaba STS (${host}) answered HTTP ${statusCode} with more than ${MAX_ANSWER_BYTES} bytes`);
     const answer = parseJson(text);
     if (statusCode === 200) return answer;
     const code = isObject(answer) && typeof answer['Code'] === 'string' && STS_ERROR_CODE.test(answer['Code']) ? answer['Code'] : undefined;
     const what = `Alibaba STS (${host}) answered HTTP ${statusCode}${code ? ` ${code}` : ''}`;
     if (statusCode >= 400 && statusCode < 500) {
-      throw new AttestationError('invalid_grant', `${what}: it does not confirm the signed request (expired or unknown credentials, a bad signature, or a nonce already used)`);
+      throw new AttestationError(
+        'invalid_grant',
+        `${what}: it does not confirm the signed request (expired or unknown credentials, a bad signature, or a nonce already used)`,
+      );
     }
     throw new AttestationError('temporarily_unavailable', `${what}; try again later`);
   }
@@ -259,7 +302,8 @@ function decodeAttestation(subjectToken: string): SignedRequestAttestation {
   const clean: Record<string, string> = Object.create(null) as Record<string, string>;
   for (const [name, headerValue] of entries) {
     if (!HEADER_NAME.test(name)) throw malformed(`header name ${JSON.stringify(printable(name))} is not a lower-case token`);
-    if (typeof headerValue !== 'string' || headerValue.length > MAX_HEADER_VALUE_CHARS || !HEADER_VALUE.test(headerValue)) throw malformed(`header ${name} is not a short printable string`);
+    if (typeof headerValue !== 'string' || headerValue.length > MAX_HEADER_VALUE_CHARS || !HEADER_VALUE.test(headerValue))
+      throw malformed(`header ${name} is not a short printable string`);
     clean[name] = headerValue;
   }
   return { method: method as 'POST', url, headers: clean, body };
@@ -278,10 +322,14 @@ function parseAuthorization(value: string | undefined): { signedHeaders: string[
 }
 
 function identityFromAnswer(answer: unknown): Pick<AttestedIdentity, 'accountId' | 'instanceId' | 'roleName' | 'attributes'> {
-  if (!isObject(answer)) throw new AttestationError('temporarily_unavailable', 'Alibaba STS answered 200 with something that is not a GetCallerIdentity JSON object');
+  if (!isObject(answer))
+    throw new AttestationError('temporarily_unavailable', 'Alibaba STS answered 200 with something that is not a GetCallerIdentity JSON object');
   const identityType = answer['IdentityType'];
   if (identityType !== 'AssumedRoleUser') {
-    throw new AttestationError('invalid_grant', `the signed request was made by ${typeof identityType === 'string' ? `an identity of type ${printable(identityType)}` : 'an identity of unknown type'}; only RAM-role (AssumedRoleUser) credentials are accepted`);
+    throw new AttestationError(
+      'invalid_grant',
+      `the signed request was made by ${typeof identityType === 'string' ? `an identity of type ${printable(identityType)}` : 'an identity of unknown type'}; only RAM-role (AssumedRoleUser) credentials are accepted`,
+    );
   }
   const arn = answer['Arn'];
   const match = typeof arn === 'string' ? ASSUMED_ROLE_ARN.exec(arn) : null;
@@ -291,7 +339,10 @@ function identityFromAnswer(answer: unknown): Pick<AttestedIdentity, 'accountId'
     throw new AttestationError('invalid_grant', 'Alibaba STS answered with an AccountId that differs from the account in the ARN');
   }
   const attributes: Record<string, string> = { 'session-name': sessionName };
-  for (const [field, name] of [['RoleId', 'role-id'], ['PrincipalId', 'principal-id']] as const) {
+  for (const [field, name] of [
+    ['RoleId', 'role-id'],
+    ['PrincipalId', 'principal-id'],
+  ] as const) {
     const value = answer[field];
     if (typeof value === 'string' && ID_VALUE.test(value)) attributes[name] = value;
   }
@@ -309,12 +360,14 @@ function isLoopback(hostname: string): boolean {
 
 /** Scheme, host and port of a refused URL; never its user info, path or query. */
 function describeUrl(url: URL): string {
-  return printable(`${url.protocol}//${url.host}${url.username || url.password ? ' (with user info)' : ''}${url.pathname !== '/' || url.search || url.hash ? ' (with a path, query or fragment)' : ''}`);
+  return printable(
+    `${url.protocol}//${url.host}${url.username || url.password ? ' (with user info)' : ''}${url.pathname !== '/' || url.search || url.hash ? ' (with a path, query or fragment)' : ''}`,
+  );
 }
 
 function errorCode(err: unknown): string {
   const code = (err as { code?: unknown } | null)?.code;
-  return typeof code === 'string' ? code : (err as Error | null)?.name ?? 'Error';
+  return typeof code === 'string' ? code : ((err as Error | null)?.name ?? 'Error');
 }
 
 function printable(text: string): string {

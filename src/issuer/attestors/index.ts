@@ -1,8 +1,8 @@
 import { readFile } from 'node:fs/promises';
 import { CrosscredError } from '../../core/errors.js';
+import { SUBJECT_TOKEN_TYPES, type SubjectTokenType } from '../../protocol/issuer-token-exchange.js';
 import type { Attestor } from '../attestor.js';
 import type { IssuerConfig } from '../issuer-config.js';
-import { SUBJECT_TOKEN_TYPES, type SubjectTokenType } from '../../protocol/issuer-token-exchange.js';
 
 /**
  * Time kept back from the token request's attestation deadline for the attestor's own call to a
@@ -37,17 +37,25 @@ export async function createAttestors(config: IssuerConfig): Promise<ReadonlyMap
   const settings = config.attestors;
   try {
     if (settings.alibabaEcsIdentity) {
-      const signingCertificatesPem = await Promise.all(settings.alibabaEcsIdentity.signingCertificateFiles.map((f) => readPem(f, 'attestors.alibabaEcsIdentity.signingCertificateFiles')));
+      const signingCertificatesPem = await Promise.all(
+        settings.alibabaEcsIdentity.signingCertificateFiles.map((f) => readPem(f, 'attestors.alibabaEcsIdentity.signingCertificateFiles')),
+      );
       const { AlibabaEcsIdentityAttestor } = await import('./alibaba-ecs-identity.js');
       attestors.set(SUBJECT_TOKEN_TYPES.alibabaEcsIdentity, new AlibabaEcsIdentityAttestor({ signingCertificatesPem }));
     }
     if (settings.alibabaRamRole) {
       const { AlibabaRamRoleAttestor } = await import('./alibaba-ram-role.js');
-      attestors.set(SUBJECT_TOKEN_TYPES.alibabaRamRole, new AlibabaRamRoleAttestor({ extraStsEndpoints: settings.alibabaRamRole.extraStsEndpoints, timeoutMs, ...(caBundle ? { caBundle } : {}) }));
+      attestors.set(
+        SUBJECT_TOKEN_TYPES.alibabaRamRole,
+        new AlibabaRamRoleAttestor({ extraStsEndpoints: settings.alibabaRamRole.extraStsEndpoints, timeoutMs, ...(caBundle ? { caBundle } : {}) }),
+      );
     }
     if (settings.tencentCamRole) {
       const { TencentCamRoleAttestor } = await import('./tencent-cam-role.js');
-      attestors.set(SUBJECT_TOKEN_TYPES.tencentCamRole, new TencentCamRoleAttestor({ extraStsEndpoints: settings.tencentCamRole.extraStsEndpoints, timeoutMs, ...(caBundle ? { caBundle } : {}) }));
+      attestors.set(
+        SUBJECT_TOKEN_TYPES.tencentCamRole,
+        new TencentCamRoleAttestor({ extraStsEndpoints: settings.tencentCamRole.extraStsEndpoints, timeoutMs, ...(caBundle ? { caBundle } : {}) }),
+      );
     }
   } catch (err) {
     if (err instanceof CrosscredError) throw err;

@@ -2,10 +2,16 @@ import { createHash } from 'node:crypto';
 import { isIP } from 'node:net';
 import { Agent, request } from 'undici';
 import { CrosscredError } from '../../core/errors.js';
-import { AttestationError, type AttestationContext, type AttestedIdentity, type Attestor } from '../attestor.js';
-import { BINDING_HEADERS, SUBJECT_TOKEN_TYPES, type SignedRequestAttestation } from '../../protocol/issuer-token-exchange.js';
-import { parseTc3Authorization, Tc3FormatError, tc3Date, TENCENT_GET_CALLER_IDENTITY as GCI, type Tc3Authorization } from '../../platform/tencent/tc3-signature.js';
+import {
+  TENCENT_GET_CALLER_IDENTITY as GCI,
+  parseTc3Authorization,
+  type Tc3Authorization,
+  Tc3FormatError,
+  tc3Date,
+} from '../../platform/tencent/tc3-signature.js';
+import { BINDING_HEADERS, type SignedRequestAttestation, SUBJECT_TOKEN_TYPES } from '../../protocol/issuer-token-exchange.js';
 import { isObject, parseJson, readBoundedBody } from '../../util/bounded-body.js';
+import { type AttestationContext, AttestationError, type AttestedIdentity, type Attestor } from '../attestor.js';
 
 export interface TencentCamRoleAttestorOptions {
   /**
@@ -69,7 +75,8 @@ const REQUEST_ID = /^[A-Za-z0-9-]{1,64}$/;
 /** Tencent error codes that say "try again later", not "this request is bad". */
 const TRANSIENT_ERROR = /^(InternalError|RequestLimitExceeded|ResourceUnavailable|ServiceUnavailable)(\.|$)/;
 const EXPLAINED_ERRORS: Record<string, string> = {
-  'AuthFailure.SignatureFailure': 'the signature does not match the request (a signed header or the body was changed after signing, or it was not signed with this key)',
+  'AuthFailure.SignatureFailure':
+    'the signature does not match the request (a signed header or the body was changed after signing, or it was not signed with this key)',
   'AuthFailure.SignatureExpire': "the request's timestamp is outside Tencent's 5-minute window (check the instance's clock)",
   'AuthFailure.SecretIdNotFound': 'Tencent does not know the key that signed it (revoked or expired role credentials?)',
   'AuthFailure.InvalidSecretId': 'the SecretId is not valid',
@@ -95,7 +102,8 @@ export class TencentCamRoleAttestor implements Attestor {
   constructor(options: TencentCamRoleAttestorOptions = {}) {
     const invalid = (text: string) => new CrosscredError('CONFIG_INVALID', `Tencent CAM role attestor: ${text}`);
     this.#timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
-    if (!Number.isFinite(this.#timeoutMs) || this.#timeoutMs <= 0) throw invalid(`timeoutMs must be a positive number of milliseconds, not ${options.timeoutMs}`);
+    if (!Number.isFinite(this.#timeoutMs) || this.#timeoutMs <= 0)
+      throw invalid(`timeoutMs must be a positive number of milliseconds, not ${options.timeoutMs}`);
     this.#maxAgeSeconds = options.maxAgeSeconds ?? TENCENT_WINDOW_SECONDS;
     if (!Number.isInteger(this.#maxAgeSeconds) || this.#maxAgeSeconds < 1 || this.#maxAgeSeconds > TENCENT_WINDOW_SECONDS) {
       throw invalid(`maxAgeSeconds must be a whole number of seconds from 1 to ${TENCENT_WINDOW_SECONDS} (Tencent's own window), not ${options.maxAgeSeconds}`);
@@ -160,7 +168,7 @@ export class TencentCamRoleAttestor implements Attestor {
   /** The URL the request goes to: an official STS host over HTTPS on 443, or one configured endpoint. */
   #allowedEndpoint(raw: string): URL {
     const url = parseUrl(raw);
-    if (!url) throw new AttestationError('invalid_request', 'the signed request\'s url is not a URL');
+    if (!url) throw new AttestationError('invalid_request', "the signed request's url is not a URL");
     const refuse = (why: string) => new AttestationError('invalid_grant', `the signed request is aimed at ${shown(url.host)}, which is refused: ${why}`);
     if (url.username || url.password) throw refuse('the URL carries user information');
     if (raw.includes('?') || raw.includes('#')) throw refuse('the URL has a query or fragment (GetCallerIdentity is POST /)');
@@ -182,7 +190,8 @@ export class TencentCamRoleAttestor implements Attestor {
     // The binding: present, covered by the signature, naming this issuer (GHSA-wq26-3j2m-4hvv is what forgetting the middle step costs).
     const bound = headers[BINDING];
     if (bound === undefined) throw grant(`the request has no ${BINDING} header, so it is not bound to an issuer; sign one holding ${context.issuerUrl}`);
-    if (!signed.has(BINDING)) throw grant(`the ${BINDING} header is not covered by the signature, so it does not bind the request (SignedHeaders=${auth.signedHeaders.join(';')})`);
+    if (!signed.has(BINDING))
+      throw grant(`the ${BINDING} header is not covered by the signature, so it does not bind the request (SignedHeaders=${auth.signedHeaders.join(';')})`);
     if (bound !== context.issuerUrl) throw grant(`the request is bound to the issuer ${shown(bound)}, not to this one (${context.issuerUrl})`);
 
     if (!signed.has('x-tc-action')) throw grant('the X-TC-Action header is not covered by the signature, so the signature could be used for another API');
@@ -197,20 +206,25 @@ export class TencentCamRoleAttestor implements Attestor {
     if (body !== GCI.body) throw grant(`the body is not ${GCI.body} (GetCallerIdentity takes no parameters)`);
     if (auth.service !== GCI.service) throw grant(`the credential scope's service is ${shown(auth.service)}, not ${GCI.service}`);
     const region = headers['x-tc-region'];
-    if (region !== undefined && !REGION.test(region)) throw new AttestationError('invalid_request', `X-TC-Region ${shown(region)} is not a Tencent region name`);
+    if (region !== undefined && !REGION.test(region))
+      throw new AttestationError('invalid_request', `X-TC-Region ${shown(region)} is not a Tencent region name`);
 
     const stamp = headers['x-tc-timestamp'];
     if (stamp === undefined || !UNIX_SECONDS.test(stamp)) throw new AttestationError('invalid_request', 'X-TC-Timestamp is missing or not Unix seconds');
     const ageMs = context.nowWall - Number(stamp) * 1000;
-    if (ageMs > this.#maxAgeSeconds * 1000) throw grant(`the signed request is ${Math.round(ageMs / 1000)} s old; at most ${this.#maxAgeSeconds} s is accepted (sign a fresh one)`);
-    if (-ageMs > this.#maxAgeSeconds * 1000) throw grant(`the signed request is dated ${Math.round(-ageMs / 1000)} s in the future; at most ${this.#maxAgeSeconds} s of clock skew is accepted (check the instance's clock, NTP)`);
+    if (ageMs > this.#maxAgeSeconds * 1000)
+      throw grant(`the signed request is ${Math.round(ageMs / 1000)} s old; at most ${this.#maxAgeSeconds} s is accepted (sign a fresh one)`);
+    if (-ageMs > this.#maxAgeSeconds * 1000)
+      throw grant(
+        `the signed request is dated ${Math.round(-ageMs / 1000)} s in the future; at most ${this.#maxAgeSeconds} s of clock skew is accepted (check the instance's clock, NTP)`,
+      );
     if (auth.date !== tc3Date(Number(stamp))) throw grant(`the credential scope's date ${auth.date} is not the UTC date of X-TC-Timestamp`);
   }
 
   /** Sends the request exactly as signed and returns STS's `Response` object. */
   async #replay(url: URL, headers: CheckedHeaders, context: AttestationContext): Promise<Record<string, unknown>> {
     const host = url.host;
-    if (context.signal.aborted) throw new AttestationError('temporarily_unavailable', 'the token request\'s deadline passed before Tencent STS was asked');
+    if (context.signal.aborted) throw new AttestationError('temporarily_unavailable', "the token request's deadline passed before Tencent STS was asked");
     const timeout = AbortSignal.timeout(this.#timeoutMs);
     let statusCode: number;
     let text: string | undefined;
@@ -226,15 +240,22 @@ export class TencentCamRoleAttestor implements Attestor {
       statusCode = res.statusCode;
       text = await readBoundedBody(res.body, MAX_ANSWER_BYTES);
     } catch (err) {
-      if (context.signal.aborted) throw new AttestationError('temporarily_unavailable', `the token request's deadline passed while Tencent STS at ${host} was being asked`);
+      if (context.signal.aborted)
+        throw new AttestationError('temporarily_unavailable', `the token request's deadline passed while Tencent STS at ${host} was being asked`);
       if (timeout.aborted) throw new AttestationError('temporarily_unavailable', `Tencent STS at ${host} did not answer within ${this.#timeoutMs} ms`);
       const code = (err as { code?: unknown } | null)?.code;
-      throw new AttestationError('temporarily_unavailable', `Tencent STS at ${host} could not be reached (${typeof code === 'string' ? code : (err as Error | null)?.name ?? 'Error'})`);
+      throw new AttestationError(
+        'temporarily_unavailable',
+        `Tencent STS at ${host} could not be reached (${typeof code === 'string' ? code : ((err as Error | null)?.name ?? 'Error')})`,
+      );
     }
     if (statusCode !== 200) {
       // Tencent API 3.0 answers errors with HTTP 200 and Response.Error; another status is the gateway's (or a redirect, never followed).
       const transient = statusCode >= 500 || statusCode === 429 || statusCode === 408;
-      throw new AttestationError(transient ? 'temporarily_unavailable' : 'invalid_grant', `Tencent STS at ${host} answered HTTP ${statusCode}, not a GetCallerIdentity answer`);
+      throw new AttestationError(
+        transient ? 'temporarily_unavailable' : 'invalid_grant',
+        `Tencent STS at ${host} answered HTTP ${statusCode}, not a GetCallerIdentity answer`,
+      );
     }
     if (text === undefined) throw new AttestationError('temporarily_unavailable', `Tencent STS at ${host} answered more than ${MAX_ANSWER_BYTES} bytes`);
     const answer = parseJson(text);
@@ -285,8 +306,10 @@ function checkHeaders(input: Readonly<Record<string, string>>): CheckedHeaders {
   const out: Record<string, string> = {};
   for (const [name, value] of entries) {
     if (!LOWER_HEADER_NAME.test(name)) throw bad(`the header name ${shown(name)} is not a lower-case header name`);
-    if (name !== 'authorization' && !ALLOWED_HEADERS.has(name)) throw bad(`the header ${name} is not one crosscred forwards to Tencent STS (allowed: authorization, ${[...ALLOWED_HEADERS].join(', ')})`);
-    if (value.length > MAX_HEADER_VALUE_CHARS || !PRINTABLE_ASCII.test(value)) throw bad(`the header ${name} is longer than ${MAX_HEADER_VALUE_CHARS} characters or not printable ASCII`);
+    if (name !== 'authorization' && !ALLOWED_HEADERS.has(name))
+      throw bad(`the header ${name} is not one crosscred forwards to Tencent STS (allowed: authorization, ${[...ALLOWED_HEADERS].join(', ')})`);
+    if (value.length > MAX_HEADER_VALUE_CHARS || !PRINTABLE_ASCII.test(value))
+      throw bad(`the header ${name} is longer than ${MAX_HEADER_VALUE_CHARS} characters or not printable ASCII`);
     out[name] = value;
   }
   const authorization = out['authorization'];
@@ -314,10 +337,14 @@ function parseIdentity(response: Record<string, unknown>, stsHost: string): StsI
   if (!match) throw grant('Tencent STS answered an Arn that is not "qcs::sts:<uin>:assumed-role/<RoleId>"');
   const [, uin, roleId, sessionName] = match as unknown as [string, string, string, string | undefined];
   const accountId = response['AccountId'];
-  if (accountId !== undefined && String(accountId) !== uin) throw grant(`Tencent STS answered AccountId ${shown(String(accountId))}, which is not the account of its Arn (${uin})`);
+  if (accountId !== undefined && String(accountId) !== uin)
+    throw grant(`Tencent STS answered AccountId ${shown(String(accountId))}, which is not the account of its Arn (${uin})`);
   // Attribute names as the Alibaba attestors write them (kebab-case), for session-tag rules.
   const attributes: Record<string, string> = { arn: arn as string, 'sts-endpoint': stsHost };
-  for (const [field, name] of [['UserId', 'user-id'], ['PrincipalId', 'principal-id']] as const) {
+  for (const [field, name] of [
+    ['UserId', 'user-id'],
+    ['PrincipalId', 'principal-id'],
+  ] as const) {
     const v = response[field];
     const text = typeof v === 'number' && Number.isSafeInteger(v) ? String(v) : v;
     if (typeof text === 'string' && SAFE_ATTRIBUTE.test(text)) attributes[name] = text;
@@ -353,4 +380,3 @@ function shown(text: string): string {
   const clean = text.replace(/[^\x20-\x7e]/g, '?');
   return JSON.stringify(clean.length > 80 ? `${clean.slice(0, 79)}…` : clean);
 }
-

@@ -1,4 +1,4 @@
-import { Agent, request, type Dispatcher } from 'undici';
+import { Agent, type Dispatcher, request } from 'undici';
 import { CrosscredError } from '../../core/errors.js';
 import { readBoundedBody } from '../../util/bounded-body.js';
 
@@ -30,12 +30,24 @@ export class EcsMetadataClient {
     this.#baseUrl = options.baseUrl.replace(/\/+$/, '');
     this.#timeoutMs = options.timeoutMs;
     // The metadata server is link-local: never through a proxy, one connection is plenty.
-    this.#dispatcher = new Agent({ connect: { timeout: options.timeoutMs }, headersTimeout: options.timeoutMs, bodyTimeout: options.timeoutMs, connections: 1 });
+    this.#dispatcher = new Agent({
+      connect: { timeout: options.timeoutMs },
+      headersTimeout: options.timeoutMs,
+      bodyTimeout: options.timeoutMs,
+      connections: 1,
+    });
   }
 
   /** A fresh session token (secret: never logged). */
   async token(signal?: AbortSignal): Promise<string> {
-    const text = await this.#call('PUT', '/latest/api/token', { 'x-aliyun-ecs-metadata-token-ttl-seconds': String(METADATA_TOKEN_TTL_SECONDS) }, MAX_TOKEN_BYTES, 'a metadata session token', signal);
+    const text = await this.#call(
+      'PUT',
+      '/latest/api/token',
+      { 'x-aliyun-ecs-metadata-token-ttl-seconds': String(METADATA_TOKEN_TTL_SECONDS) },
+      MAX_TOKEN_BYTES,
+      'a metadata session token',
+      signal,
+    );
     if (!TOKEN_TEXT.test(text)) throw failure(`the ECS metadata server at ${this.#baseUrl} answered the token request with something that is not a token`);
     return text;
   }
@@ -55,16 +67,22 @@ export class EcsMetadataClient {
     let statusCode: number;
     let text: string | undefined;
     try {
-      const res = await request(`${this.#baseUrl}${path}`, { method, headers, dispatcher: this.#dispatcher, signal: signal ? AbortSignal.any([signal, deadline]) : deadline });
+      const res = await request(`${this.#baseUrl}${path}`, {
+        method,
+        headers,
+        dispatcher: this.#dispatcher,
+        signal: signal ? AbortSignal.any([signal, deadline]) : deadline,
+      });
       statusCode = res.statusCode;
       text = await readBoundedBody(res.body, maxBytes);
     } catch (err) {
       const code = (err as { code?: unknown } | null)?.code;
-      const why = deadline.aborted ? `no answer within ${this.#timeoutMs} ms` : typeof code === 'string' ? code : (err as Error | null)?.name ?? 'Error';
+      const why = deadline.aborted ? `no answer within ${this.#timeoutMs} ms` : typeof code === 'string' ? code : ((err as Error | null)?.name ?? 'Error');
       throw failure(`could not get ${what} from the ECS metadata server at ${this.#baseUrl} (${method} ${shownPath}: ${why})`);
     }
     if (statusCode !== 200) {
-      const hint = statusCode === 401 || statusCode === 403 ? ' (the session token was refused)' : statusCode === 404 ? ' (not available on this instance)' : '';
+      const hint =
+        statusCode === 401 || statusCode === 403 ? ' (the session token was refused)' : statusCode === 404 ? ' (not available on this instance)' : '';
       throw failure(`could not get ${what}: the ECS metadata server at ${this.#baseUrl} answered ${method} ${shownPath} with HTTP ${statusCode}${hint}`);
     }
     if (text === undefined) throw failure(`could not get ${what}: the ECS metadata server's answer to ${method} ${shownPath} is larger than ${maxBytes} bytes`);
@@ -75,4 +93,3 @@ export class EcsMetadataClient {
 function failure(text: string): CrosscredError {
   return new CrosscredError('ALIBABA_METADATA_FAILED', text);
 }
-

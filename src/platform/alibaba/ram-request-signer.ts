@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { createRequire } from 'node:module';
+import type { AddressInfo } from 'node:net';
 import { CrosscredError } from '../../core/errors.js';
 import { BINDING_HEADERS, type SignedRequestAttestation } from '../../protocol/issuer-token-exchange.js';
 import { ECS_METADATA_URL } from './ecs-metadata.js';
@@ -108,7 +108,10 @@ export async function signGetCallerIdentity(options: SignGetCallerIdentityOption
   const signed = await captureSignedRequest({ ...options, extraHeaders: { [BINDING_HEADERS.alibaba]: options.issuerUrl } });
   const signedHeaders = /SignedHeaders=([a-z0-9;-]+)/.exec(signed.headers['authorization'] ?? '')?.[1]?.split(';') ?? [];
   if (!signedHeaders.includes(BINDING_HEADERS.alibaba) || signed.headers[BINDING_HEADERS.alibaba] !== options.issuerUrl) {
-    throw new CrosscredError('ALIBABA_SIGNING_FAILED', `the Alibaba SDK signed GetCallerIdentity without covering ${BINDING_HEADERS.alibaba}, so the issuer would refuse it`);
+    throw new CrosscredError(
+      'ALIBABA_SIGNING_FAILED',
+      `the Alibaba SDK signed GetCallerIdentity without covering ${BINDING_HEADERS.alibaba}, so the issuer would refuse it`,
+    );
   }
   return signed;
 }
@@ -127,14 +130,16 @@ export async function captureSignedRequest(options: {
   const sts = new URL(options.stsUrl);
   const capture = await startCapture();
   try {
-    const client = new Sts(new $OpenApiUtil.Config({
-      credential: options.credential,
-      endpoint: sts.host,
-      // See the module comment: the fragment sends the request to the capture server.
-      protocol: `http://127.0.0.1:${capture.port}/${capture.id}#`,
-      readTimeout: options.timeoutMs,
-      connectTimeout: options.timeoutMs,
-    }));
+    const client = new Sts(
+      new $OpenApiUtil.Config({
+        credential: options.credential,
+        endpoint: sts.host,
+        // See the module comment: the fragment sends the request to the capture server.
+        protocol: `http://127.0.0.1:${capture.port}/${capture.id}#`,
+        readTimeout: options.timeoutMs,
+        connectTimeout: options.timeoutMs,
+      }),
+    );
     const runtime = new $dara.RuntimeOptions({
       extendsParameters: new $dara.ExtendsParameters({ headers: { ...options.extraHeaders } }),
       readTimeout: options.timeoutMs,
@@ -225,5 +230,11 @@ async function startCapture(): Promise<Capture> {
 /** An SDK error's message, made safe to show: no long token-like runs (keys, tokens), no control characters, short. */
 function shortMessage(err: unknown): string {
   const text = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
-  return text.replace(/message = .*/s, '').replace(KEY_LIKE, '[redacted]').replace(CONTROL_CHARS, ' ').replace(/ {2,}/g, ' ').trim().slice(0, 200);
+  return text
+    .replace(/message = .*/s, '')
+    .replace(KEY_LIKE, '[redacted]')
+    .replace(CONTROL_CHARS, ' ')
+    .replace(/ {2,}/g, ' ')
+    .trim()
+    .slice(0, 200);
 }

@@ -22,4 +22,11 @@ export const AWS_STS_TERMINAL_CODES: ReadonlySet<string> = new Set([
 ]);
 
 /** Transient codes: throttling and STS's own or its IdP's trouble. */
-export const AWS_STS_RETRYABLE_CODES: ReadonlySet<string> = new Set(['IDPCommunicationError', 'Throttling', 'RequestLimitExceeded', 'ServiceUnavailable', 'InternalFailure', 'RequestTimeout']);
+export const AWS_STS_RETRYABLE_CODES: ReadonlySet<string> = new Set([
+  'IDPCommunicationError',
+  'Throttling',
+  'RequestLimitExceeded',
+  'ServiceUnavailable',
+  'InternalFailure',
+  'RequestTimeout',
+]);

@@ -1,5 +1,5 @@
 import { Readable } from 'node:stream';
-import { EnvHttpProxyAgent, Pool, request, type Dispatcher } from 'undici';
+import { type Dispatcher, EnvHttpProxyAgent, Pool, request } from 'undici';
 import { Turns } from '../../util/turns.js';
 
 /**
@@ -67,11 +67,15 @@ export class StsHttpHandler {
       connections: MAX_CONCURRENT_STS_REQUESTS,
       // The connection to the proxy itself (the CONNECT request) otherwise waits undici's default
       // 300 s for a proxy that accepts and never answers.
-      clientFactory: (origin: URL, opts: object) => new Pool(origin, { ...opts, headersTimeout: options.connectTimeoutMs, bodyTimeout: options.responseTimeoutMs }),
+      clientFactory: (origin: URL, opts: object) =>
+        new Pool(origin, { ...opts, headersTimeout: options.connectTimeoutMs, bodyTimeout: options.responseTimeoutMs }),
     } as ConstructorParameters<typeof EnvHttpProxyAgent>[0]);
   }
 
-  async handle(req: SmithyRequest, handlerOptions?: { abortSignal?: AbortSignal }): Promise<{ response: { statusCode: number; headers: Record<string, string>; body: Readable } }> {
+  async handle(
+    req: SmithyRequest,
+    handlerOptions?: { abortSignal?: AbortSignal },
+  ): Promise<{ response: { statusCode: number; headers: Record<string, string>; body: Readable } }> {
     const url = new URL(`${req.protocol}//${req.hostname}${req.port ? `:${req.port}` : ''}${req.path}`);
     for (const [key, value] of Object.entries(req.query ?? {})) {
       if (value === null) url.searchParams.append(key, '');
@@ -86,7 +90,11 @@ export class StsHttpHandler {
     }
   }
 
-  async #send(req: SmithyRequest, url: URL, callerSignal: AbortSignal | undefined): Promise<{ response: { statusCode: number; headers: Record<string, string>; body: Readable } }> {
+  async #send(
+    req: SmithyRequest,
+    url: URL,
+    callerSignal: AbortSignal | undefined,
+  ): Promise<{ response: { statusCode: number; headers: Record<string, string>; body: Readable } }> {
     const deadline = AbortSignal.timeout(this.#options.connectTimeoutMs + this.#options.responseTimeoutMs);
     const signal = callerSignal ? AbortSignal.any([deadline, callerSignal]) : deadline;
     const res = await request(url, {

@@ -48,7 +48,8 @@ export function inClusterDefaults(
   if (!host) missing.push('KUBERNETES_SERVICE_HOST');
   else if (/[\s/?#@]/.test(host)) missing.push(`KUBERNETES_SERVICE_HOST (${JSON.stringify(host.slice(0, 64))} is not a host name or IP address)`);
   if (!port) missing.push('KUBERNETES_SERVICE_PORT');
-  else if (!/^\d{1,5}$/.test(port) || Number(port) < 1 || Number(port) > 65535) missing.push(`KUBERNETES_SERVICE_PORT (${JSON.stringify(port.slice(0, 16))} is not a port number)`);
+  else if (!/^\d{1,5}$/.test(port) || Number(port) < 1 || Number(port) > 65535)
+    missing.push(`KUBERNETES_SERVICE_PORT (${JSON.stringify(port.slice(0, 16))} is not a port number)`);
 
   const tokenFile = join(mountDir, 'token');
   const caFile = join(mountDir, 'ca.crt');
@@ -63,11 +64,16 @@ export function inClusterDefaults(
   // The namespace file is the convention; the token names the same namespace when the file is absent.
   const namespace = namespaceText || claims?.namespace;
   if (!namespace) missing.push(namespaceFile);
-  else if (!DNS_LABEL.test(namespace) || namespace.length > 63) missing.push(`${namespaceFile} (${JSON.stringify(namespace.slice(0, 64))} is not a namespace name)`);
+  else if (!DNS_LABEL.test(namespace) || namespace.length > 63)
+    missing.push(`${namespaceFile} (${JSON.stringify(namespace.slice(0, 64))} is not a namespace name)`);
 
   const serviceAccount = claims?.name;
-  if (token && !serviceAccount) missing.push(`the ServiceAccount name (the token at ${tokenFile} has no "sub" of the form system:serviceaccount:<namespace>:<name> nor a "kubernetes.io" serviceaccount claim)`);
-  else if (serviceAccount && (!DNS_SUBDOMAIN.test(serviceAccount) || serviceAccount.length > 253)) missing.push(`the ServiceAccount name (${JSON.stringify(serviceAccount.slice(0, 64))} in the token at ${tokenFile} is not a valid name)`);
+  if (token && !serviceAccount)
+    missing.push(
+      `the ServiceAccount name (the token at ${tokenFile} has no "sub" of the form system:serviceaccount:<namespace>:<name> nor a "kubernetes.io" serviceaccount claim)`,
+    );
+  else if (serviceAccount && (!DNS_SUBDOMAIN.test(serviceAccount) || serviceAccount.length > 253))
+    missing.push(`the ServiceAccount name (${JSON.stringify(serviceAccount.slice(0, 64))} in the token at ${tokenFile} is not a valid name)`);
 
   if (missing.length > 0) return { missing };
   return {

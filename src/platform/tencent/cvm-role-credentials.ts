@@ -72,7 +72,9 @@ export function cvmRoleCredentials(clock: Clock): () => Promise<TencentRoleCrede
       throw unavailable(`the metadata server answered for CAM role ${roleName} without TmpSecretId, TmpSecretKey and Token`);
     }
     if (typeof expiredTime === 'number' && expiredTime * 1000 <= clock.wallNow()) {
-      throw unavailable(`the metadata server handed out a key for CAM role ${roleName} that expired at ${new Date(expiredTime * 1000).toISOString()} (check this host's clock)`);
+      throw unavailable(
+        `the metadata server handed out a key for CAM role ${roleName} that expired at ${new Date(expiredTime * 1000).toISOString()} (check this host's clock)`,
+      );
     }
     return { secretId, secretKey, token };
   };
@@ -110,6 +112,9 @@ function describe(err: unknown): string {
 }
 
 function shorten(text: string): string {
-  const clean = text.replace(/[^\x20-\x7e]/g, ' ').replace(/ {2,}/g, ' ').trim();
+  const clean = text
+    .replace(/[^\x20-\x7e]/g, ' ')
+    .replace(/ {2,}/g, ' ')
+    .trim();
   return clean.length > MAX_SHOWN_CHARS ? `${clean.slice(0, MAX_SHOWN_CHARS - 1)}…` : clean;
 }

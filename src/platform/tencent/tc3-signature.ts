@@ -140,14 +140,26 @@ export function parseTc3Authorization(value: string): Tc3Authorization {
   if (value.length > 4096) throw new Tc3FormatError('the Authorization value is longer than 4096 characters');
   const prefix = `${TC3_ALGORITHM} `;
   if (!value.startsWith(prefix)) throw new Tc3FormatError(`the Authorization value does not start with ${TC3_ALGORITHM}`);
-  const parts = value.slice(prefix.length).trim().split(/\s*,\s*/);
+  const parts = value
+    .slice(prefix.length)
+    .trim()
+    .split(/\s*,\s*/);
   const [credential, signed, signature] = parts;
   if (parts.length !== 3 || !credential?.startsWith('Credential=') || !signed?.startsWith('SignedHeaders=') || !signature?.startsWith('Signature=')) {
     throw new Tc3FormatError('the Authorization value is not "Credential=…, SignedHeaders=…, Signature=…"');
   }
   const scope = credential.slice('Credential='.length).split('/');
   const [secretId, date, service, terminator] = scope;
-  if (scope.length !== 4 || secretId === undefined || !SECRET_ID.test(secretId) || date === undefined || !DATE.test(date) || service === undefined || !SERVICE.test(service) || terminator !== SCOPE_TERMINATOR) {
+  if (
+    scope.length !== 4 ||
+    secretId === undefined ||
+    !SECRET_ID.test(secretId) ||
+    date === undefined ||
+    !DATE.test(date) ||
+    service === undefined ||
+    !SERVICE.test(service) ||
+    terminator !== SCOPE_TERMINATOR
+  ) {
     throw new Tc3FormatError('the Authorization Credential is not "<SecretId>/<YYYY-MM-DD>/<service>/tc3_request"');
   }
   const signedHeaders = signed.slice('SignedHeaders='.length).split(';');

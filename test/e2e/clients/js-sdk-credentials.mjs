@@ -13,4 +13,12 @@ if (!make) {
   process.exit(2);
 }
 const c = await make()();
-console.log(JSON.stringify({ accessKeyId: c.accessKeyId, secretAccessKey: c.secretAccessKey, sessionToken: c.sessionToken, expiration: c.expiration?.toISOString(), accountId: c.accountId }));
+console.log(
+  JSON.stringify({
+    accessKeyId: c.accessKeyId,
+    secretAccessKey: c.secretAccessKey,
+    sessionToken: c.sessionToken,
+    expiration: c.expiration?.toISOString(),
+    accountId: c.accountId,
+  }),
+);

@@ -3,11 +3,11 @@
 // stdin line "report" with one JSON line {"event":"report",...}, and close everything on SIGTERM
 // or when stdin ends (the test went away), so nothing outlives the test.
 import { readFile } from 'node:fs/promises';
-import { createServer, connect } from 'node:net';
-import { createServer as createTlsServer } from 'node:tls';
-import { pathToFileURL } from 'node:url';
+import { connect, createServer } from 'node:net';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
+import { createServer as createTlsServer } from 'node:tls';
+import { pathToFileURL } from 'node:url';
 
 /** Bound on the report's own request to the issuer's admin listener (ms). */
 const METRICS_TIMEOUT_MS = 3_000;

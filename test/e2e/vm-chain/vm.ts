@@ -1,4 +1,4 @@
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, rmdir, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -7,7 +7,7 @@ import { createInterface } from 'node:readline';
 import { promisify } from 'node:util';
 import ts from 'typescript';
 import { REPO_ROOT } from '../../support/chain.js';
-import { clientAvailable, CLIENTS } from '../../support/clients.js';
+import { CLIENTS, clientAvailable } from '../../support/clients.js';
 
 /**
  * A VM stand-in for the end-to-end chain: a network namespace whose loopback holds a cloud's
@@ -97,7 +97,12 @@ export class VmNamespace {
   /** Runs `command` in the namespace to completion; rejects with its output on failure or timeout. */
   async run(command: string, args: readonly string[], env: Record<string, string>): Promise<string> {
     try {
-      const { stdout } = await run('ip', ['netns', 'exec', this.name, command, ...args], { env, timeout: COMMAND_TIMEOUT_MS, maxBuffer: 1 << 20, killSignal: 'SIGKILL' });
+      const { stdout } = await run('ip', ['netns', 'exec', this.name, command, ...args], {
+        env,
+        timeout: COMMAND_TIMEOUT_MS,
+        maxBuffer: 1 << 20,
+        killSignal: 'SIGKILL',
+      });
       return stdout;
     } catch (err) {
       const e = err as { stdout?: string; stderr?: string; message: string };
@@ -163,10 +168,14 @@ export class VmNamespace {
       label,
       output: () => output,
       nextJson: <T>(match: (value: Record<string, unknown>) => boolean, timeoutMs = START_TIMEOUT_MS) =>
-        waitFor(() => {
-          const index = jsonLines.findIndex(match);
-          return index < 0 ? undefined : (jsonLines.splice(index, 1)[0] as T);
-        }, 'expected answer', timeoutMs),
+        waitFor(
+          () => {
+            const index = jsonLines.findIndex(match);
+            return index < 0 ? undefined : (jsonLines.splice(index, 1)[0] as T);
+          },
+          'expected answer',
+          timeoutMs,
+        ),
       send: (line) => void child.stdin!.write(`${line}\n`),
       stop: () => stopChild(child),
     };
@@ -225,7 +234,8 @@ export async function transpileFakes(dir: string): Promise<string> {
       compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022, esModuleInterop: true },
     });
     // Only these two files are transpiled: an import of another of ours would not resolve.
-    if (/\bfrom\s+['"]\.{1,2}\//.test(outputText)) throw new Error(`test/support/${name}.ts now imports a relative module; transpile that too in ${import.meta.url}`);
+    if (/\bfrom\s+['"]\.{1,2}\//.test(outputText))
+      throw new Error(`test/support/${name}.ts now imports a relative module; transpile that too in ${import.meta.url}`);
     await writeFile(join(out, `${name}.mjs`), outputText);
   }
   return out;
@@ -241,7 +251,24 @@ export async function makeServingCertificate(dir: string, dnsName: string): Prom
   await run('openssl', ['req', '-x509', ...ec, '-days', '1', '-subj', '/CN=crosscred vm-chain test CA', '-keyout', p('tls-ca.key'), '-out', p('tls-ca.pem')]);
   await run('openssl', ['req', '-new', ...ec, '-subj', `/CN=${dnsName}`, '-keyout', p('tls.key'), '-out', p('tls.csr')]);
   await writeFile(p('tls.ext'), `subjectAltName=DNS:${dnsName}\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n`);
-  await run('openssl', ['x509', '-req', '-in', p('tls.csr'), '-CA', p('tls-ca.pem'), '-CAkey', p('tls-ca.key'), '-set_serial', '1', '-days', '1', '-extfile', p('tls.ext'), '-out', p('tls.pem')]);
+  await run('openssl', [
+    'x509',
+    '-req',
+    '-in',
+    p('tls.csr'),
+    '-CA',
+    p('tls-ca.pem'),
+    '-CAkey',
+    p('tls-ca.key'),
+    '-set_serial',
+    '1',
+    '-days',
+    '1',
+    '-extfile',
+    p('tls.ext'),
+    '-out',
+    p('tls.pem'),
+  ]);
   return { caPath: p('tls-ca.pem'), certPath: p('tls.pem'), keyPath: p('tls.key') };
 }
 
