@@ -1,5 +1,6 @@
 /** The validated, frozen configuration every other part receives. Built only by config/load.ts. */
 import type { ListenAddress } from '../core/listen-address.js';
+import type { StsTransportOptions } from '../platform/aws/sts-http-handler.js';
 
 /** Where a role's web-identity token comes from, as detected or chosen (see detect-token-source.ts). */
 export type TokenSourceConfig =
@@ -90,15 +91,9 @@ export interface ListenerConfig extends ListenAddress {
   readonly role: string;
 }
 
-export interface StsConnectionConfig {
+/** How crosscred reaches STS: the transport's options, plus where its CA bundle was read from (for messages). */
+export interface StsConnectionConfig extends StsTransportOptions {
   readonly caBundlePath?: string;
-  /** The CA bundle's PEM text, read once at start-up. */
-  readonly caBundle?: string;
-  readonly connectTimeoutMs: number;
-  readonly responseTimeoutMs: number;
-  readonly httpProxy?: string;
-  readonly httpsProxy?: string;
-  readonly noProxy?: string;
 }
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
