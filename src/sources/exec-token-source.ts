@@ -3,14 +3,26 @@ import { basename } from 'node:path';
 import type { Clock } from '../core/clock.js';
 import { CrosscredError } from '../core/errors.js';
 import { inspectJwt, STS_MAX_TOKEN_LENGTH } from './jwt-shape.js';
+import { redactSecrets } from './redact-secrets.js';
 import type { TokenClaimsSummary, TokenSource, WebIdentityToken } from './token-source.js';
 
 /** Output read at most: a token STS accepts in a JSON envelope, with room. More is not a token. */
 const MAX_STDOUT_BYTES = STS_MAX_TOKEN_LENGTH + 4096;
-/** stderr kept for the error message. */
+/** stderr kept for the debug log, in bytes; the rest is read and dropped. */
 const MAX_STDERR_BYTES = 2048;
-/** Anything on stderr that looks like a JWT is masked before it reaches a message. */
-const JWT_LIKE = /eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*\.?[A-Za-z0-9_-]*/g;
+/** stderr shown in one debug line at most, in characters (after masking). */
+const MAX_SHOWN_STDERR_CHARS = 500;
+/** What an error says instead of quoting stderr, which may hold a vendor CLI's secrets. */
+const STDERR_NOTE = '; its stderr is logged at debug level (--log-level debug), with secrets masked';
+
+export interface ExecTokenSourceOptions {
+  /**
+   * Receives the command's stderr, masked (redactSecrets) and on one line, after each run that
+   * wrote any. The daemon logs it at debug level. It never goes into an error message: errors
+   * reach /readyz, warn-level logs and doctor's output.
+   */
+  readonly onStderr?: (masked: string) => void;
+}
 
 /**
  * A program that prints the token: a vendor CLI, a script that asks a local agent. It runs with
@@ -25,6 +37,7 @@ export class ExecTokenSource implements TokenSource {
     private readonly argv: readonly string[],
     private readonly timeoutMs: number,
     private readonly clock: Clock,
+    private readonly options: ExecTokenSourceOptions = {},
   ) {
     this.#name = basename(argv[0] ?? '');
     this.description = `token command ${argv[0] ?? ''}`;
@@ -41,17 +54,17 @@ export class ExecTokenSource implements TokenSource {
     try {
       claims = inspectJwt(token, this.clock.wallNow(), this.description);
     } catch (err) {
-      // Output that is not a usable token: say so with the command's name and what it said on stderr.
+      // Output that is not a usable token: say so with the command's name, and where its stderr went.
       const what = err instanceof CrosscredError ? err.message.replace(this.description, 'its output') : 'its output is not a JWT';
-      throw this.#fail(`printed no usable token (${what})${stderr ? `; stderr: ${stderr}` : ''}`);
+      throw this.#fail(`printed no usable token (${what})${stderr ? STDERR_NOTE : ''}`);
     }
     const jwtExpiry = claims.exp * 1000;
     // The token is good until the earlier of what the program says and what the JWT says.
     return { token, expiresAtWall: declaredExpiry !== undefined ? Math.min(declaredExpiry, jwtExpiry) : jwtExpiry, claims };
   }
 
-  #parseEnvelope(text: string, stderr: string): { token: string; declaredExpiry: number | undefined } {
-    const withStderr = (what: string) => this.#fail(`${what}${stderr ? `; stderr: ${stderr}` : ''}`);
+  #parseEnvelope(text: string, stderr: boolean): { token: string; declaredExpiry: number | undefined } {
+    const withStderr = (what: string) => this.#fail(`${what}${stderr ? STDERR_NOTE : ''}`);
     let data: unknown;
     try {
       data = JSON.parse(text);
@@ -73,7 +86,7 @@ export class ExecTokenSource implements TokenSource {
    * it started (a script's `sleep`, a CLI's helpers), and settles as soon as that happens rather
    * than when the last grandchild lets go of the pipes.
    */
-  #run(): Promise<{ stdout: string; stderr: string }> {
+  #run(): Promise<{ stdout: string; stderr: boolean }> {
     return new Promise((resolve, reject) => {
       const child = spawn(this.argv[0]!, this.argv.slice(1), { shell: false, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
       const out: Buffer[] = [];
@@ -85,6 +98,7 @@ export class ExecTokenSource implements TokenSource {
         if (settled) return;
         settled = true;
         this.clock.clearTimeout(timer);
+        this.#reportStderr(err);
         outcome();
       };
       const stop = (reason: CrosscredError) => {
@@ -105,9 +119,9 @@ export class ExecTokenSource implements TokenSource {
       });
       child.once('error', (e: NodeJS.ErrnoException) => settle(() => reject(this.#fail(`could not be started (${e.code ?? e.message})`))));
       child.once('close', (code, signal) => {
-        const stderr = shownStderr(Buffer.concat(err).toString('utf8'));
+        const stderr = errBytes > 0;
         if (code !== 0) {
-          settle(() => reject(this.#fail(`exited with ${code === null ? `signal ${signal}` : `code ${code}`}${stderr ? `; stderr: ${stderr}` : ''}`)));
+          settle(() => reject(this.#fail(`exited with ${code === null ? `signal ${signal}` : `code ${code}`}${stderr ? STDERR_NOTE : ''}`)));
         } else {
           settle(() => resolve({ stdout: Buffer.concat(out).toString('utf8'), stderr }));
         }
@@ -115,6 +129,13 @@ export class ExecTokenSource implements TokenSource {
       // Anything the command left running once it exited is not waited for.
       child.once('exit', () => killGroup(child.pid));
     });
+  }
+
+  /** Hands what the command wrote on stderr, masked, to the debug sink; never to a message. */
+  #reportStderr(chunks: readonly Buffer[]): void {
+    if (this.options.onStderr === undefined || chunks.length === 0) return;
+    const shown = shownStderr(Buffer.concat(chunks).toString('utf8'));
+    if (shown !== '') this.options.onStderr(shown);
   }
 
   #fail(what: string): CrosscredError {
@@ -132,11 +153,12 @@ function killGroup(pid: number | undefined): void {
   }
 }
 
-/** stderr as one readable line: control characters removed, JWT-like strings masked, bounded. */
+/**
+ * stderr as one readable line: control characters become spaces, secret-shaped text is masked,
+ * bounded. Masked before it is cut, so a cut never leaves the unmasked start of a secret.
+ */
 function shownStderr(text: string): string {
-  return text
-    .replace(JWT_LIKE, '[jwt]')
-    .replace(/[\u0000-\u001f\u007f]+/g, ' ')
+  return redactSecrets(text.replace(/[\u0000-\u001f\u007f]+/g, ' '))
     .trim()
-    .slice(0, 500);
+    .slice(0, MAX_SHOWN_STDERR_CHARS);
 }
