@@ -21,7 +21,10 @@ export function createTokenSource(config: TokenSourceConfig, clock: Clock, hooks
     case 'file':
       return new FileTokenSource(config.path, clock);
     case 'exec':
-      return new ExecTokenSource(config.argv, config.timeoutMs, clock, { ...(hooks.tokenCommandStderr ? { onStderr: hooks.tokenCommandStderr } : {}) });
+      return new ExecTokenSource(config.argv, config.timeoutMs, clock, {
+        ...(config.passEnv ? { passEnv: config.passEnv } : {}),
+        ...(hooks.tokenCommandStderr ? { onStderr: hooks.tokenCommandStderr } : {}),
+      });
     case 'kubernetes':
       return new KubernetesTokenSource({ ...config, requestTimeoutMs: KUBERNETES_REQUEST_TIMEOUT_MS, clock });
     case 'vm-issuer':

@@ -15,7 +15,18 @@ const MAX_SHOWN_STDERR_CHARS = 500;
 /** What an error says instead of quoting stderr, which may hold a vendor CLI's secrets. */
 const STDERR_NOTE = '; its stderr is logged at debug level (--log-level debug), with secrets masked';
 
+/** What every command gets: where programs are, and where a CLI keeps its profile and cache. */
+const BASE_ENV_NAMES = ['PATH', 'HOME'] as const;
+
 export interface ExecTokenSourceOptions {
+  /**
+   * Names of variables passed from `parentEnv` beyond PATH and HOME (--token-command-env). The
+   * command never gets the daemon's whole environment: it may hold a proxy password, or a
+   * credential meant for crosscred alone.
+   */
+  readonly passEnv?: readonly string[];
+  /** Where the passed values are read when the command starts; default process.env. */
+  readonly parentEnv?: Readonly<Record<string, string | undefined>>;
   /**
    * Receives the command's stderr, masked (redactSecrets) and on one line, after each run that
    * wrote any. The daemon logs it at debug level. It never goes into an error message: errors
@@ -88,7 +99,8 @@ export class ExecTokenSource implements TokenSource {
    */
   #run(): Promise<{ stdout: string; stderr: boolean }> {
     return new Promise((resolve, reject) => {
-      const child = spawn(this.argv[0]!, this.argv.slice(1), { shell: false, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+      const env = commandEnv(this.options.parentEnv ?? process.env, this.options.passEnv ?? []);
+      const child = spawn(this.argv[0]!, this.argv.slice(1), { shell: false, detached: true, stdio: ['ignore', 'pipe', 'pipe'], env });
       const out: Buffer[] = [];
       const err: Buffer[] = [];
       let outBytes = 0;
@@ -141,6 +153,16 @@ export class ExecTokenSource implements TokenSource {
   #fail(what: string): CrosscredError {
     return new CrosscredError('TOKEN_COMMAND_FAILED', `token command ${this.#name} ${what}`);
   }
+}
+
+/** PATH, HOME and the named variables, as set in `parent` when the command starts; nothing else. */
+export function commandEnv(parent: Readonly<Record<string, string | undefined>>, passEnv: readonly string[]): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const name of [...BASE_ENV_NAMES, ...passEnv]) {
+    const value = parent[name];
+    if (value !== undefined) env[name] = value;
+  }
+  return env;
 }
 
 /** SIGKILL to the command's whole process group (it leads its own: spawned detached). */

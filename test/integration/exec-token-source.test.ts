@@ -143,6 +143,37 @@ describe('exec token source', () => {
     expect((await failure(new ExecTokenSource([badExp], 5000, systemClock))).message).toContain('"expiration"');
   });
 
+  it('gives the command PATH, HOME and the passed variables only, not the daemon environment', async () => {
+    // Prints the token only when its environment is exactly the expected one; otherwise says which names it got.
+    const path = await program(
+      'env-check',
+      `const names = Object.keys(process.env).sort().join(','); if (names !== 'HOME,PATH,VENDOR_PROFILE' || process.env.VENDOR_PROFILE !== 'prod') {` +
+        ` process.stderr.write(names); process.exit(4); } console.log(${JSON.stringify(jwt)});`,
+    );
+    const parentEnv = {
+      PATH: process.env.PATH ?? '/usr/bin:/bin',
+      HOME: '/home/app',
+      HTTPS_PROXY: 'http://me:pr0xy-S3CRET@proxy:3128',
+      AWS_SECRET_ACCESS_KEY: 'not-for-the-command',
+      VENDOR_PROFILE: 'prod',
+    };
+    const source = new ExecTokenSource([path], 5000, systemClock, { parentEnv, passEnv: ['VENDOR_PROFILE', 'NOT_SET_ANYWHERE'] });
+    expect((await source.getToken()).token).toBe(jwt);
+  });
+
+  it("does not hand the daemon's own process.env to the command by default", async () => {
+    const path = await program(
+      'env-default',
+      `if (process.env.CROSSCRED_TEST_PROXY_PASSWORD !== undefined) process.exit(5); console.log(${JSON.stringify(jwt)});`,
+    );
+    process.env.CROSSCRED_TEST_PROXY_PASSWORD = 'pr0xy-S3CRET';
+    try {
+      expect((await new ExecTokenSource([path], 5000, systemClock).getToken()).token).toBe(jwt);
+    } finally {
+      delete process.env.CROSSCRED_TEST_PROXY_PASSWORD;
+    }
+  });
+
   it('says when the program cannot be started', async () => {
     const err = await failure(new ExecTokenSource([join(dir, 'does-not-exist')], 5000, systemClock));
     expect(err.message).toContain('could not be started (ENOENT)');
