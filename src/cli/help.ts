@@ -58,6 +58,8 @@ Token source (where the OIDC JWT comes from):
   --token-command CMD         Program that prints the JWT (or JSON {"token","expiration"}); a path,
                               or a JSON array ["prog","arg",...]. Run without a shell.
   --token-command-timeout-ms N  Time limit for the command (default 10000).
+  --token-command-env NAME    Pass the daemon's variable NAME to the command; repeatable. The
+                              command gets only PATH, HOME and these (not, say, HTTPS_PROXY).
   --token-audience AUD        Audience of Kubernetes TokenRequest tokens, and of JWTs asked of
                               crosscred issuer (default sts.amazonaws.com).
   --issuer-url URL            crosscred issuer, for an Alibaba ECS or Tencent CVM instance with no

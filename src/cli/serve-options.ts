@@ -8,6 +8,7 @@ export const SERVE_OPTIONS = {
   'token-source': { type: 'string' },
   'token-command': { type: 'string' },
   'token-command-timeout-ms': { type: 'string' },
+  'token-command-env': { type: 'string', multiple: true },
   'token-audience': { type: 'string' },
   'issuer-url': { type: 'string' },
   'issuer-ca-bundle': { type: 'string' },

@@ -15,6 +15,11 @@ export type TokenSourceConfig =
       /** Program and arguments, run without a shell. */
       readonly argv: readonly string[];
       readonly timeoutMs: number;
+      /**
+       * Names of the daemon's environment variables the command also gets (--token-command-env),
+       * beyond PATH and HOME. Absent: none. Names only: values are read when the command runs.
+       */
+      readonly passEnv?: readonly string[];
     }
   | ({ readonly kind: 'kubernetes' } & KubernetesTokenRequestConfig)
   /**

@@ -34,6 +34,8 @@ export interface DetectionInputs {
   readonly tokenFile?: { readonly value: string; readonly origin: string };
   readonly tokenCommand?: { readonly value: readonly string[]; readonly origin: string };
   readonly commandTimeoutMs: number;
+  /** --token-command-env: variables passed to the command beyond PATH and HOME. */
+  readonly commandEnv?: readonly string[];
   readonly audience: string;
   readonly expirationSeconds: number;
   readonly env: Readonly<Record<string, string | undefined>>;
@@ -83,7 +85,12 @@ export function detectTokenSource(inputs: DetectionInputs): TokenSourceChoice | 
   const exec = (): TokenSourceChoice | undefined =>
     inputs.tokenCommand &&
     choose(
-      { kind: 'exec', argv: inputs.tokenCommand.value, timeoutMs: inputs.commandTimeoutMs },
+      {
+        kind: 'exec',
+        argv: inputs.tokenCommand.value,
+        timeoutMs: inputs.commandTimeoutMs,
+        ...(inputs.commandEnv && inputs.commandEnv.length > 0 ? { passEnv: inputs.commandEnv } : {}),
+      },
       `the token comes from the command in ${inputs.tokenCommand.origin}`,
     );
   const file = (): TokenSourceChoice | undefined => {

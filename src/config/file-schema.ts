@@ -26,6 +26,7 @@ function buildSchema(z: Zod) {
     tokenFile: z.string().optional(),
     tokenCommand: tokenCommandSchema.optional(),
     tokenCommandTimeoutMs: z.number().optional(),
+    tokenCommandEnv: z.array(z.string()).optional(),
     tokenAudience: z.string().optional(),
     tokenExpirationSeconds: z.number().optional(),
     kubernetesServiceAccountDir: z.string().optional(),

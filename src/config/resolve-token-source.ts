@@ -12,6 +12,8 @@ import { defaultOf, type Env, type Layers, pickSetting, type Resolved, type Sour
  */
 export interface TokenSettings {
   readonly commandTimeoutMs: number;
+  /** --token-command-env: variable names the command gets beyond PATH and HOME. */
+  readonly commandEnv: readonly string[];
   readonly expirationSeconds: number;
   /** `--issuer-url` and its companions; the audience is each role's own. */
   readonly issuer?: Sourced<Omit<IssuerConnection, 'audience'>>;
@@ -37,6 +39,7 @@ export function resolveTokenSource(layers: Layers, readText: (path: string) => s
   return {
     value: {
       commandTimeoutMs: valueOrDefault('tokenCommandTimeoutMs', pickSetting('tokenCommandTimeoutMs', layers)),
+      commandEnv: valueOrDefault('tokenCommandEnv', pickSetting('tokenCommandEnv', layers)),
       expirationSeconds: valueOrDefault('tokenExpirationSeconds', pickSetting('tokenExpirationSeconds', layers)),
       ...(issuer.value ? { issuer: issuer.value } : {}),
       alibabaAttestation: attestation?.value === 'ram-role' ? 'ram-role' : 'ecs-identity',
@@ -52,7 +55,10 @@ export function resolveTokenSource(layers: Layers, readText: (path: string) => s
   };
 }
 
-/** The kind, command, command time limit, audience and TokenRequest lifetime, as set at the top level. */
+/** A portable environment variable name (POSIX: letters, digits, underscore; no leading digit). */
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,255}$/;
+
+/** The kind, command, command time limit, passed variables, audience and TokenRequest lifetime, as set at the top level. */
 function checkTopLevelTokenSettings(layers: Layers): string[] {
   const problems: string[] = [];
   const kind = pickSetting('tokenSource', layers);
@@ -66,6 +72,12 @@ function checkTopLevelTokenSettings(layers: Layers): string[] {
   const timeout = pickSetting('tokenCommandTimeoutMs', layers);
   if (timeout && outOfRange('tokenCommandTimeoutMs', timeout.value)) {
     problems.push(problem('token-command-timeout-ms', timeout.origin, rangeWords('tokenCommandTimeoutMs')));
+  }
+  const passEnv = pickSetting('tokenCommandEnv', layers);
+  const badName = passEnv?.value.find((name) => !ENV_NAME.test(name));
+  if (passEnv && badName !== undefined) {
+    const words = `must be environment variable names (letters, digits and _, not starting with a digit); got ${JSON.stringify(badName.slice(0, 64))}`;
+    problems.push(problem('token-command-env', passEnv.origin, words));
   }
   const audience = pickSetting('tokenAudience', layers);
   if (audience && !/^[\x21-\x7e]{1,256}$/.test(audience.value)) {
@@ -154,6 +166,7 @@ function detectionInputs(settings: TokenSettings, token: RoleToken, context: Det
     ...(token.tokenFile ? { tokenFile: { value: token.tokenFile.value.trim(), origin: token.tokenFile.origin } } : {}),
     ...(token.tokenCommand ? { tokenCommand: token.tokenCommand } : {}),
     commandTimeoutMs: settings.commandTimeoutMs,
+    commandEnv: settings.commandEnv,
     audience,
     expirationSeconds: settings.expirationSeconds,
     ...context,

@@ -174,6 +174,14 @@ export const SERVE_SETTINGS = {
     range: { min: 100, max: 120_000, unit: 'milliseconds' },
     default: { value: 10_000 },
   },
+  tokenCommandEnv: {
+    section: 'token-source',
+    type: 'list',
+    flag: 'token-command-env',
+    file: 'tokenCommandEnv',
+    precedence: FLAG_FILE,
+    default: { value: [] },
+  },
   tokenAudience: {
     section: 'token-source',
     type: 'text',

@@ -1,12 +1,18 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import type { RoleStatus } from '../cache/role-credential-cache.js';
+import { ErrorCodes, type ErrorName } from '../core/errors.js';
+import type { ListenAddress } from '../core/listen-address.js';
+import { HostGuard } from '../http/host-guard.js';
 import { HttpListener } from '../http/listener.js';
 import { APPLICATION_JSON, refuse, send, sendError, TEXT_PLAIN } from '../http/responses.js';
 import { pathOf } from '../http/route-table.js';
 import type { Metrics } from './metrics.js';
 
 export interface AdminListenerOptions {
+  /** The admin address and the extra Host names accepted (--allowed-host), as on the credential listeners. */
+  readonly address: ListenAddress;
+  readonly allowedHosts: readonly string[];
   readonly metrics: Metrics;
   readonly roleStatuses: () => readonly RoleStatus[];
   readonly logger: Logger;
@@ -18,7 +24,9 @@ const OK = Buffer.from('ok\n');
  * Health, readiness and metrics, on their own address so probes and scrapers never share a port
  * (or a Host rule) with the credential endpoints. It serves no credentials, whatever is asked.
  * - `/healthz`: the process answers.
- * - `/readyz`: 200 only when every role has valid credentials; the body says, per role, why not.
+ * - `/readyz`: 200 only when every role has valid credentials; the body says, per role, what failed
+ *   (kind and code, and crosscred's hint for its own codes) without quoting the failure's message.
+ * Behind the same Host guard as the credential listeners: a DNS-rebinding page reads neither.
  * - `/metrics`: Prometheus text format.
  */
 export function buildAdminListener(options: AdminListenerOptions): HttpListener {
@@ -27,7 +35,7 @@ export function buildAdminListener(options: AdminListenerOptions): HttpListener 
     [
       '/readyz',
       (res) => {
-        const roles = options.roleStatuses();
+        const roles = options.roleStatuses().map(publicStatus);
         const ready = roles.every((r) => r.ready);
         send(res, ready ? 200 : 503, APPLICATION_JSON, Buffer.from(JSON.stringify({ ready, roles }, null, 2)));
       },
@@ -41,7 +49,13 @@ export function buildAdminListener(options: AdminListenerOptions): HttpListener 
     ],
   ]);
 
+  const hostGuard = new HostGuard(options.address, options.allowedHosts);
+
   const handle = (req: IncomingMessage, res: ServerResponse) => {
+    if (!hostGuard.allows(req.headers.host)) {
+      options.logger.debug('refused an admin request for a foreign Host');
+      return sendError(res, 'HOST_FORBIDDEN', 'Host header is not an address of this daemon', 'text');
+    }
     const route = routes.get(pathOf(req.url));
     if (route === undefined) return sendError(res, 'NOT_FOUND', 'the admin listener serves /healthz, /readyz and /metrics only', 'text');
     if (req.method !== 'GET' && req.method !== 'HEAD') {
@@ -61,4 +75,24 @@ export function buildAdminListener(options: AdminListenerOptions): HttpListener 
     handler: handle,
     refuse: (_req, res, why) => refuse(res, why, 'text'),
   });
+}
+
+/** A role's status as /readyz shows it. */
+export interface PublicRoleStatus extends Omit<RoleStatus, 'lastError'> {
+  readonly lastError: { readonly kind: string; readonly code: string; readonly hint?: string } | null;
+}
+
+const CROSSCRED_CODE = /^CROSSCRED_ERR_([A-Z0-9_]+)$/;
+
+/**
+ * The status without the failure's message: a message can carry what an outside program or server
+ * said (a token command's output, an STS or API server answer), which is not for an unauthenticated
+ * page. The code names the failure; crosscred's own codes also get their fixed hint.
+ */
+export function publicStatus(status: RoleStatus): PublicRoleStatus {
+  const failure = status.lastError;
+  if (failure === null) return { ...status, lastError: null };
+  const name = CROSSCRED_CODE.exec(failure.code)?.[1];
+  const hint = name !== undefined && Object.hasOwn(ErrorCodes, name) ? ErrorCodes[name as ErrorName].hint : undefined;
+  return { ...status, lastError: { kind: failure.kind, code: failure.code, ...(hint !== undefined ? { hint } : {}) } };
 }

@@ -74,7 +74,9 @@ export async function startDaemon(config: Config, deps: DaemonDependencies): Pro
       stsClients.set(clientKey, shared);
     }
     shared.users++;
-    const source = createTokenSource(role.token.source, clock);
+    // Debug only, and masked: a vendor CLI's stderr can hold its refresh token and client secret.
+    const tokenCommandStderr = (masked: string) => log.debug({ role: role.name, stderr: masked }, 'token command wrote to stderr');
+    const source = createTokenSource(role.token.source, clock, { tokenCommandStderr });
     const exchange = webIdentityRoleFor(role, source, shared.client, clock);
     // An ExpiredToken answer costs a second STS call; each call is bounded by the transport's timeouts.
     const exchangeTimeoutMs = 2 * (sts.connectTimeoutMs + sts.responseTimeoutMs) + EXCHANGE_SLACK_MS;
@@ -227,7 +229,13 @@ export async function startDaemon(config: Config, deps: DaemonDependencies): Pro
 
     let admin: ListenAddress | null = null;
     if (config.admin) {
-      const app = buildAdminListener({ metrics, roleStatuses, logger: listenerLogger('admin') });
+      const app = buildAdminListener({
+        address: config.admin,
+        allowedHosts: config.allowedHosts,
+        metrics,
+        roleStatuses,
+        logger: listenerLogger('admin'),
+      });
       listeners.push(app);
       admin = { host: config.admin.host, port: await app.listen(config.admin) };
       log.info({ address: formatAddress(admin) }, 'admin listener open (/healthz, /readyz, /metrics)');

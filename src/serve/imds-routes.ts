@@ -25,9 +25,8 @@ export function addImdsRoutes(table: RouteTable, ctx: ListenerContext): void {
 
   table.add(TOKEN_PATH, 'text', {
     put: (req, res) => {
-      // A forwarded request came through a proxy or a misconfigured NAT: no token, as on EC2.
-      // Node lower-cases header names, so every spelling of the name is caught, repeated or not.
-      if (req.headers['x-forwarded-for'] !== undefined) return sendError(res, 'IMDS_FORWARDED', 'request carries X-Forwarded-For', 'text');
+      const forwardedBy = proxyHeaderOf(req);
+      if (forwardedBy !== undefined) return sendError(res, 'IMDS_FORWARDED', `request carries ${forwardedBy}`, 'text');
       const ttl = parseTtlHeader(req.headers['x-aws-ec2-metadata-token-ttl-seconds']);
       if (ttl === undefined) {
         return sendError(res, 'IMDS_TTL_INVALID', `missing or invalid X-aws-ec2-metadata-token-ttl-seconds (1-${MAX_TTL_SECONDS})`, 'text');
@@ -87,6 +86,25 @@ export function addImdsRoutes(table: RouteTable, ctx: ListenerContext): void {
       },
     });
   }
+}
+
+/**
+ * Headers a proxy adds to what it forwards, lower-cased (node lower-cases header names, so every
+ * spelling is caught, repeated or empty). EC2 refuses a token to X-Forwarded-For; crosscred also
+ * refuses the standard `Forwarded` (RFC 7239), `X-Real-IP` (nginx) and `Via` (RFC 9110 §7.6.3), so
+ * a proxy tricked into forwarding the PUT is not given a token whichever of them it adds.
+ */
+const PROXY_HEADERS = [
+  ['x-forwarded-for', 'X-Forwarded-For'],
+  ['forwarded', 'Forwarded'],
+  ['x-real-ip', 'X-Real-IP'],
+  ['via', 'Via'],
+] as const;
+
+/** The canonical name of the first proxy header the request carries, or undefined. Never its value. */
+function proxyHeaderOf(req: IncomingMessage): string | undefined {
+  for (const [name, shown] of PROXY_HEADERS) if (req.headers[name] !== undefined) return shown;
+  return undefined;
 }
 
 /** The documents that depend only on a role's configuration, rendered once per configuration. */

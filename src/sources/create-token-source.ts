@@ -9,13 +9,22 @@ import { VmTokenSource } from './vm-token-source.js';
 /** Time allowed for one TokenRequest to the Kubernetes API server (connect and answer), in ms. */
 const KUBERNETES_REQUEST_TIMEOUT_MS = 10_000;
 
+/** What a caller may be told about a source beyond its tokens and errors. */
+export interface TokenSourceHooks {
+  /** A token command's stderr, secrets masked: for a debug log line only (ExecTokenSourceOptions.onStderr). */
+  readonly tokenCommandStderr?: (masked: string) => void;
+}
+
 /** The token source a role's configuration describes. */
-export function createTokenSource(config: TokenSourceConfig, clock: Clock): TokenSource & { close?(): unknown } {
+export function createTokenSource(config: TokenSourceConfig, clock: Clock, hooks: TokenSourceHooks = {}): TokenSource & { close?(): unknown } {
   switch (config.kind) {
     case 'file':
       return new FileTokenSource(config.path, clock);
     case 'exec':
-      return new ExecTokenSource(config.argv, config.timeoutMs, clock);
+      return new ExecTokenSource(config.argv, config.timeoutMs, clock, {
+        ...(config.passEnv ? { passEnv: config.passEnv } : {}),
+        ...(hooks.tokenCommandStderr ? { onStderr: hooks.tokenCommandStderr } : {}),
+      });
     case 'kubernetes':
       return new KubernetesTokenSource({ ...config, requestTimeoutMs: KUBERNETES_REQUEST_TIMEOUT_MS, clock });
     case 'vm-issuer':

@@ -3,14 +3,37 @@ import { basename } from 'node:path';
 import type { Clock } from '../core/clock.js';
 import { CrosscredError } from '../core/errors.js';
 import { inspectJwt, STS_MAX_TOKEN_LENGTH } from './jwt-shape.js';
+import { redactSecrets } from './redact-secrets.js';
 import type { TokenClaimsSummary, TokenSource, WebIdentityToken } from './token-source.js';
 
 /** Output read at most: a token STS accepts in a JSON envelope, with room. More is not a token. */
 const MAX_STDOUT_BYTES = STS_MAX_TOKEN_LENGTH + 4096;
-/** stderr kept for the error message. */
+/** stderr kept for the debug log, in bytes; the rest is read and dropped. */
 const MAX_STDERR_BYTES = 2048;
-/** Anything on stderr that looks like a JWT is masked before it reaches a message. */
-const JWT_LIKE = /eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*\.?[A-Za-z0-9_-]*/g;
+/** stderr shown in one debug line at most, in characters (after masking). */
+const MAX_SHOWN_STDERR_CHARS = 500;
+/** What an error says instead of quoting stderr, which may hold a vendor CLI's secrets. */
+const STDERR_NOTE = '; its stderr is logged at debug level (--log-level debug), with secrets masked';
+
+/** What every command gets: where programs are, and where a CLI keeps its profile and cache. */
+const BASE_ENV_NAMES = ['PATH', 'HOME'] as const;
+
+export interface ExecTokenSourceOptions {
+  /**
+   * Names of variables passed from `parentEnv` beyond PATH and HOME (--token-command-env). The
+   * command never gets the daemon's whole environment: it may hold a proxy password, or a
+   * credential meant for crosscred alone.
+   */
+  readonly passEnv?: readonly string[];
+  /** Where the passed values are read when the command starts; default process.env. */
+  readonly parentEnv?: Readonly<Record<string, string | undefined>>;
+  /**
+   * Receives the command's stderr, masked (redactSecrets) and on one line, after each run that
+   * wrote any. The daemon logs it at debug level. It never goes into an error message: errors
+   * reach /readyz, warn-level logs and doctor's output.
+   */
+  readonly onStderr?: (masked: string) => void;
+}
 
 /**
  * A program that prints the token: a vendor CLI, a script that asks a local agent. It runs with
@@ -25,6 +48,7 @@ export class ExecTokenSource implements TokenSource {
     private readonly argv: readonly string[],
     private readonly timeoutMs: number,
     private readonly clock: Clock,
+    private readonly options: ExecTokenSourceOptions = {},
   ) {
     this.#name = basename(argv[0] ?? '');
     this.description = `token command ${argv[0] ?? ''}`;
@@ -41,17 +65,17 @@ export class ExecTokenSource implements TokenSource {
     try {
       claims = inspectJwt(token, this.clock.wallNow(), this.description);
     } catch (err) {
-      // Output that is not a usable token: say so with the command's name and what it said on stderr.
+      // Output that is not a usable token: say so with the command's name, and where its stderr went.
       const what = err instanceof CrosscredError ? err.message.replace(this.description, 'its output') : 'its output is not a JWT';
-      throw this.#fail(`printed no usable token (${what})${stderr ? `; stderr: ${stderr}` : ''}`);
+      throw this.#fail(`printed no usable token (${what})${stderr ? STDERR_NOTE : ''}`);
     }
     const jwtExpiry = claims.exp * 1000;
     // The token is good until the earlier of what the program says and what the JWT says.
     return { token, expiresAtWall: declaredExpiry !== undefined ? Math.min(declaredExpiry, jwtExpiry) : jwtExpiry, claims };
   }
 
-  #parseEnvelope(text: string, stderr: string): { token: string; declaredExpiry: number | undefined } {
-    const withStderr = (what: string) => this.#fail(`${what}${stderr ? `; stderr: ${stderr}` : ''}`);
+  #parseEnvelope(text: string, stderr: boolean): { token: string; declaredExpiry: number | undefined } {
+    const withStderr = (what: string) => this.#fail(`${what}${stderr ? STDERR_NOTE : ''}`);
     let data: unknown;
     try {
       data = JSON.parse(text);
@@ -73,9 +97,10 @@ export class ExecTokenSource implements TokenSource {
    * it started (a script's `sleep`, a CLI's helpers), and settles as soon as that happens rather
    * than when the last grandchild lets go of the pipes.
    */
-  #run(): Promise<{ stdout: string; stderr: string }> {
+  #run(): Promise<{ stdout: string; stderr: boolean }> {
     return new Promise((resolve, reject) => {
-      const child = spawn(this.argv[0]!, this.argv.slice(1), { shell: false, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+      const env = commandEnv(this.options.parentEnv ?? process.env, this.options.passEnv ?? []);
+      const child = spawn(this.argv[0]!, this.argv.slice(1), { shell: false, detached: true, stdio: ['ignore', 'pipe', 'pipe'], env });
       const out: Buffer[] = [];
       const err: Buffer[] = [];
       let outBytes = 0;
@@ -85,6 +110,7 @@ export class ExecTokenSource implements TokenSource {
         if (settled) return;
         settled = true;
         this.clock.clearTimeout(timer);
+        this.#reportStderr(err);
         outcome();
       };
       const stop = (reason: CrosscredError) => {
@@ -105,9 +131,9 @@ export class ExecTokenSource implements TokenSource {
       });
       child.once('error', (e: NodeJS.ErrnoException) => settle(() => reject(this.#fail(`could not be started (${e.code ?? e.message})`))));
       child.once('close', (code, signal) => {
-        const stderr = shownStderr(Buffer.concat(err).toString('utf8'));
+        const stderr = errBytes > 0;
         if (code !== 0) {
-          settle(() => reject(this.#fail(`exited with ${code === null ? `signal ${signal}` : `code ${code}`}${stderr ? `; stderr: ${stderr}` : ''}`)));
+          settle(() => reject(this.#fail(`exited with ${code === null ? `signal ${signal}` : `code ${code}`}${stderr ? STDERR_NOTE : ''}`)));
         } else {
           settle(() => resolve({ stdout: Buffer.concat(out).toString('utf8'), stderr }));
         }
@@ -117,9 +143,26 @@ export class ExecTokenSource implements TokenSource {
     });
   }
 
+  /** Hands what the command wrote on stderr, masked, to the debug sink; never to a message. */
+  #reportStderr(chunks: readonly Buffer[]): void {
+    if (this.options.onStderr === undefined || chunks.length === 0) return;
+    const shown = shownStderr(Buffer.concat(chunks).toString('utf8'));
+    if (shown !== '') this.options.onStderr(shown);
+  }
+
   #fail(what: string): CrosscredError {
     return new CrosscredError('TOKEN_COMMAND_FAILED', `token command ${this.#name} ${what}`);
   }
+}
+
+/** PATH, HOME and the named variables, as set in `parent` when the command starts; nothing else. */
+export function commandEnv(parent: Readonly<Record<string, string | undefined>>, passEnv: readonly string[]): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const name of [...BASE_ENV_NAMES, ...passEnv]) {
+    const value = parent[name];
+    if (value !== undefined) env[name] = value;
+  }
+  return env;
 }
 
 /** SIGKILL to the command's whole process group (it leads its own: spawned detached). */
@@ -132,11 +175,12 @@ function killGroup(pid: number | undefined): void {
   }
 }
 
-/** stderr as one readable line: control characters removed, JWT-like strings masked, bounded. */
+/**
+ * stderr as one readable line: control characters become spaces, secret-shaped text is masked,
+ * bounded. Masked before it is cut, so a cut never leaves the unmasked start of a secret.
+ */
 function shownStderr(text: string): string {
-  return text
-    .replace(JWT_LIKE, '[jwt]')
-    .replace(/[\u0000-\u001f\u007f]+/g, ' ')
+  return redactSecrets(text.replace(/[\u0000-\u001f\u007f]+/g, ' '))
     .trim()
-    .slice(0, 500);
+    .slice(0, MAX_SHOWN_STDERR_CHARS);
 }

@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { chmod, cp, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { chmod, cp, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -44,6 +44,14 @@ describe('systemd/crosscred.service', () => {
     // verify exits 0 on unknown keys and only warns, so silence is the real pass condition.
     const { stdout, stderr } = await run('systemd-analyze', ['verify', `--root=${root}`, join(root, 'etc/systemd/system/crosscred.service')]);
     expect(stdout + stderr).toBe('');
+  });
+
+  it('allows no core dump (LimitCORE=0): one would hold the cached credentials and the JWT', async () => {
+    // Read as systemd does: the last assignment in [Service] wins. Needs no systemd on the machine.
+    const text = await readFile(join(REPO_ROOT, 'systemd/crosscred.service'), 'utf8');
+    const service = /^\[Service\]$([\s\S]*?)(?=^\[|$(?![\s\S]))/m.exec(text)?.[1] ?? '';
+    const limits = [...service.matchAll(/^LimitCORE=(.*)$/gm)].map((m) => m[1]!.trim());
+    expect(limits.at(-1)).toBe('0');
   });
 
   it('is sandboxed: systemd rates its exposure "OK" (below 2.0 of 10)', async (ctx) => {

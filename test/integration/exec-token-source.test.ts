@@ -63,13 +63,40 @@ describe('exec token source', () => {
     expect((await new ExecTokenSource([late], 5000, systemClock).getToken()).expiresAtWall).toBe(expSeconds * 1000);
   });
 
-  it('names the command and shows its stderr on a non-zero exit, masking anything JWT-like', async () => {
+  it('names the command on a non-zero exit and hands its stderr, masked, to the debug sink only', async () => {
     const path = await program('fail', `process.stderr.write('cannot reach the metadata server\\nleaked ${jwt}\\n'); process.exit(7);`);
-    const err = await failure(new ExecTokenSource([path], 5000, systemClock));
+    const seen: string[] = [];
+    const err = await failure(new ExecTokenSource([path], 5000, systemClock, { onStderr: (t) => seen.push(t) }));
     expect(err.message).toContain('token command fail exited with code 7');
-    expect(err.message).toContain('cannot reach the metadata server');
-    expect(err.message).not.toContain(jwt.split('.')[1]!);
-    expect(err.message).toContain('[jwt]');
+    expect(err.message).toContain('its stderr is logged at debug level');
+    expect(err.message).not.toContain('cannot reach the metadata server');
+    expect(seen).toEqual(['cannot reach the metadata server leaked [jwt]']);
+  });
+
+  it("keeps a vendor CLI's secrets on stderr out of the error and masks them for the debug sink", async () => {
+    const secrets = ['r3fr3sh-S3CRET', 'cl13nt-S3CRET', 'b34rer-S3CRET', 'pr0xy-S3CRET', jwt.split('.')[1]!];
+    const path = await program(
+      'vendor-cli',
+      `process.stderr.write('POST /oauth/token grant_type=refresh_token&refresh_token=r3fr3sh-S3CRET&client_secret=cl13nt-S3CRET\\n' +
+        'Authorization: Bearer b34rer-S3CRET\\nproxy https://me:pr0xy-S3CRET@proxy:3128 id_token ${jwt}\\n'); process.exit(2);`,
+    );
+    const seen: string[] = [];
+    const err = await failure(new ExecTokenSource([path], 5000, systemClock, { onStderr: (t) => seen.push(t) }));
+    for (const secret of secrets) expect(err.message).not.toContain(secret);
+    expect(seen).toHaveLength(1);
+    for (const secret of secrets) expect(seen[0]).not.toContain(secret);
+    expect(seen[0]).toContain('refresh_token=[redacted]&client_secret=[redacted]');
+    expect(seen[0]).toContain('Bearer [redacted]');
+  });
+
+  it('hands stderr to the sink on success too, and says nothing when there was none', async () => {
+    const chatty = await program('chatty', `console.error('using profile default'); console.log(${JSON.stringify(jwt)});`);
+    const seen: string[] = [];
+    await new ExecTokenSource([chatty], 5000, systemClock, { onStderr: (t) => seen.push(t) }).getToken();
+    expect(seen).toEqual(['using profile default']);
+    const quiet = await program('quiet', `console.log(${JSON.stringify(jwt)});`);
+    await new ExecTokenSource([quiet], 5000, systemClock, { onStderr: (t) => seen.push(t) }).getToken();
+    expect(seen).toHaveLength(1);
   });
 
   it('kills a command that hangs past the time limit', async () => {
@@ -104,15 +131,47 @@ describe('exec token source', () => {
     expect(err.message).toMatch(/printed more than \d+ bytes/);
   });
 
-  it('refuses garbage and JSON without a token, naming the command and showing its stderr', async () => {
+  it('refuses garbage and JSON without a token, naming the command and not quoting its stderr', async () => {
     const garbage = await program('garbage', "console.log('hello, I am not a token'); console.error('warning: using the fallback profile')");
     const err = await failure(new ExecTokenSource([garbage], 5000, systemClock));
     expect(err.message).toContain('token command garbage printed no usable token');
-    expect(err.message).toContain('stderr: warning: using the fallback profile');
+    expect(err.message).not.toContain('fallback profile');
+    expect(err.message).toContain('its stderr is logged at debug level');
     const noToken = await program('no-token', "console.log(JSON.stringify({ access_token: 'x' }))");
     expect((await failure(new ExecTokenSource([noToken], 5000, systemClock))).message).toContain('without a string "token" field');
     const badExp = await program('bad-exp', `console.log(JSON.stringify({ token: ${JSON.stringify(jwt)}, expiration: 'soon' }))`);
     expect((await failure(new ExecTokenSource([badExp], 5000, systemClock))).message).toContain('"expiration"');
+  });
+
+  it('gives the command PATH, HOME and the passed variables only, not the daemon environment', async () => {
+    // Prints the token only when its environment is exactly the expected one; otherwise says which names it got.
+    const path = await program(
+      'env-check',
+      `const names = Object.keys(process.env).sort().join(','); if (names !== 'HOME,PATH,VENDOR_PROFILE' || process.env.VENDOR_PROFILE !== 'prod') {` +
+        ` process.stderr.write(names); process.exit(4); } console.log(${JSON.stringify(jwt)});`,
+    );
+    const parentEnv = {
+      PATH: process.env.PATH ?? '/usr/bin:/bin',
+      HOME: '/home/app',
+      HTTPS_PROXY: 'http://me:pr0xy-S3CRET@proxy:3128',
+      AWS_SECRET_ACCESS_KEY: 'not-for-the-command',
+      VENDOR_PROFILE: 'prod',
+    };
+    const source = new ExecTokenSource([path], 5000, systemClock, { parentEnv, passEnv: ['VENDOR_PROFILE', 'NOT_SET_ANYWHERE'] });
+    expect((await source.getToken()).token).toBe(jwt);
+  });
+
+  it("does not hand the daemon's own process.env to the command by default", async () => {
+    const path = await program(
+      'env-default',
+      `if (process.env.CROSSCRED_TEST_PROXY_PASSWORD !== undefined) process.exit(5); console.log(${JSON.stringify(jwt)});`,
+    );
+    process.env.CROSSCRED_TEST_PROXY_PASSWORD = 'pr0xy-S3CRET';
+    try {
+      expect((await new ExecTokenSource([path], 5000, systemClock).getToken()).token).toBe(jwt);
+    } finally {
+      delete process.env.CROSSCRED_TEST_PROXY_PASSWORD;
+    }
   });
 
   it('says when the program cannot be started', async () => {

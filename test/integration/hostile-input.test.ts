@@ -490,8 +490,8 @@ function atPath(path: string, p: Parsed, w: World, bodyTooLarge: boolean): Outco
   let gate: { reject: number[]; pass: boolean };
   let ttl: number | undefined;
   if (route.kind === 'token') {
-    // "Missing or invalid TTL → 400; X-Forwarded-For present → 403": both stated, no order given.
-    const forwarded = valuesOf(p, 'x-forwarded-for').length > 0;
+    // "Missing or invalid TTL → 400; a proxy header present → 403": both stated, no order given.
+    const forwarded = ['x-forwarded-for', 'forwarded', 'x-real-ip', 'via'].some((h) => valuesOf(p, h).length > 0);
     const t = ttlVerdict(valuesOf(p, 'x-aws-ec2-metadata-token-ttl-seconds'));
     ttl = t.ttl;
     gate = { reject: [...(forwarded ? [403] : []), ...t.reject], pass: !forwarded && t.ttl !== undefined };

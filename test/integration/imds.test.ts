@@ -63,6 +63,17 @@ describe('IMDSv2 session tokens', () => {
     await res.body.dump();
   });
 
+  it.each([
+    ['Forwarded', 'for=10.0.0.1'],
+    ['X-Real-IP', '10.0.0.1'],
+    ['Via', '1.1 proxy'],
+    ['via', ''],
+  ])('refuses a PUT carrying %s (a proxy header) with 403 IMDS_FORWARDED', async (name, value) => {
+    const res = await request(`${d.base}/latest/api/token`, { method: 'PUT', headers: { [TTL]: '60', [name]: value } });
+    expect(res.statusCode).toBe(403);
+    expect(await res.body.text()).toContain('CROSSCRED_ERR_IMDS_FORWARDED');
+  });
+
   it('answers GET on the token path with 405', async () => {
     expect((await get('/latest/api/token')).status).toBe(405);
   });

@@ -237,7 +237,8 @@ export interface ReadyzBody {
     readonly expiresInSeconds: number | null;
     readonly refreshing: boolean;
     readonly consecutiveFailures: number;
-    readonly lastError: { readonly kind: string; readonly code: string; readonly message: string } | null;
+    /** Named, not quoted: crosscred's hint for its own codes, never the failure's message. */
+    readonly lastError: { readonly kind: string; readonly code: string; readonly hint?: string } | null;
     readonly nextAttemptInSeconds: number | null;
   }>;
 }

@@ -74,6 +74,7 @@ describe('resolveTokenSource', () => {
     expect(problems).toEqual([]);
     expect(value).toEqual({
       commandTimeoutMs: 10_000,
+      commandEnv: [],
       expirationSeconds: 3_600,
       alibabaAttestation: 'ecs-identity',
       serviceAccountDir: '/var/run/secrets/kubernetes.io/serviceaccount',

@@ -466,3 +466,36 @@ describe('token settings in a config file', () => {
     expect(config.roles[1]!.token.source).toEqual({ kind: 'file', path: '/var/run/b-token', platform: 'configured' });
   });
 });
+
+describe('--token-command-env', () => {
+  it('passes the named variables to the command (flag, repeatable), and none when unset', () => {
+    const flags: ServeFlags = { 'role-arn': ARN, region: 'eu-west-1', 'token-command': '/usr/bin/get-token' };
+    const named = load({ flags: { ...flags, 'token-command-env': ['VENDOR_PROFILE', 'SSL_CERT_FILE'] } });
+    expect(named.roles[0]!.token.source).toEqual({
+      kind: 'exec',
+      argv: ['/usr/bin/get-token'],
+      timeoutMs: 10_000,
+      passEnv: ['VENDOR_PROFILE', 'SSL_CERT_FILE'],
+    });
+    expect(load({ flags }).roles[0]!.token.source).not.toHaveProperty('passEnv');
+  });
+
+  it('reads tokenCommandEnv from the config file, for every role that runs a command', () => {
+    const yaml = [
+      'region: eu-west-1',
+      'tokenCommand: ["/usr/bin/get-token"]',
+      'tokenCommandEnv: [VENDOR_PROFILE]',
+      'roles:',
+      '  - name: a',
+      '    roleArn: arn:aws:iam::111122223333:role/a',
+      '',
+    ].join('\n');
+    const config = load({ flags: { config: '/c.yaml' }, files: { '/c.yaml': yaml } });
+    expect(config.roles[0]!.token.source).toMatchObject({ kind: 'exec', passEnv: ['VENDOR_PROFILE'] });
+  });
+
+  it.each(['1ST', 'A-B', 'A=B', ''])('refuses %j, which is not a variable name, naming the flag', (name) => {
+    const flags: ServeFlags = { 'role-arn': ARN, region: 'eu-west-1', 'token-command': '/usr/bin/get-token', 'token-command-env': ['OK', name] };
+    expect(configError({ flags })).toContain('token-command-env');
+  });
+});
