@@ -8,6 +8,7 @@ import type { ListenAddress } from '../core/listen-address.js';
 import { formatAddress, parseListenSpec } from '../core/listen-address.js';
 import { endpointUrlProblem, isLoopbackHost, issuerUrlProblem } from '../core/url-checks.js';
 import { ISSUER_PATHS } from '../protocol/issuer-token-exchange.js';
+import { type ClientRateSettings, DEFAULT_CLIENT_RATE } from './admission.js';
 import type { KeyFileConfig } from './keys.js';
 import { ANY, ATTESTATION_KINDS, type AttestationKind, KIND_DIMENSIONS, type KindPolicy } from './policy.js';
 import { DEFAULT_RATE_LIMIT, type RateLimitSettings } from './rate-limiter.js';
@@ -27,7 +28,10 @@ export const DEFAULT_ISSUER_ADMIN_LISTEN = '127.0.0.1:8471';
 export const DEFAULT_AUDIENCE = 'sts.amazonaws.com';
 /** Time allowed for one attestation (an attestor may call the cloud's STS), in ms. */
 export const DEFAULT_ATTESTATION_TIMEOUT_MS = 10_000;
-/** Attestations in flight at once; beyond it requests are answered 503 at once (each may hold an outbound call). */
+/**
+ * Attestations of the CPU-only kind in flight at once; a kind that calls its cloud's STS gets at
+ * most as many as its attestor's STS connections (admission.ts). Beyond it: 503 at once.
+ */
 export const DEFAULT_MAX_CONCURRENT_ATTESTATIONS = 64;
 
 export interface AttestorSettings {
@@ -55,6 +59,8 @@ export interface IssuerConfig {
   readonly attestationTimeoutMs: number;
   readonly maxConcurrentAttestations: number;
   readonly rateLimit: RateLimitSettings;
+  /** Token requests per client address (the socket's remote address), checked before any work. */
+  readonly clientRateLimit: ClientRateSettings;
   readonly replayCacheEntries: number;
   /** PEM CA bundle for the attestors' own calls to the clouds' STS. */
   readonly caBundleFile?: string;
@@ -88,6 +94,7 @@ function buildSchema(z: Zod) {
     attestationTimeoutMs: z.number().optional(),
     maxConcurrentAttestations: z.number().optional(),
     rateLimit: z.strictObject({ burst: z.number().optional(), perMinute: z.number().optional(), maxIdentities: z.number().optional() }).optional(),
+    clientRateLimit: z.strictObject({ burst: z.number().optional(), perSecond: z.number().optional(), maxClients: z.number().optional() }).optional(),
     replayCacheEntries: z.number().optional(),
     caBundleFile: z.string().min(1).optional(),
     logLevel: z.enum(LOG_LEVELS).optional(),
@@ -149,6 +156,9 @@ function resolveConfig(file: FileIssuerConfig, path: string): { config: IssuerCo
   range('rateLimit.burst', file.rateLimit?.burst, 1, 1_000, 'requests at once per identity');
   range('rateLimit.perMinute', file.rateLimit?.perMinute, 0.01, 60_000, 'sustained requests per minute per identity', false);
   range('rateLimit.maxIdentities', file.rateLimit?.maxIdentities, 100, 10_000_000, 'identities tracked');
+  range('clientRateLimit.burst', file.clientRateLimit?.burst, 1, 100_000, 'token requests at once per client address');
+  range('clientRateLimit.perSecond', file.clientRateLimit?.perSecond, 0.01, 100_000, 'sustained token requests per second per client address', false);
+  range('clientRateLimit.maxClients', file.clientRateLimit?.maxClients, 100, 10_000_000, 'client addresses tracked');
   range('replayCacheEntries', file.replayCacheEntries, 100, 10_000_000, 'attestations remembered');
 
   const listenAt = (field: string, spec: string): ListenAddress | undefined => {
@@ -257,6 +267,7 @@ function resolveConfig(file: FileIssuerConfig, path: string): { config: IssuerCo
     attestationTimeoutMs: file.attestationTimeoutMs ?? DEFAULT_ATTESTATION_TIMEOUT_MS,
     maxConcurrentAttestations: file.maxConcurrentAttestations ?? DEFAULT_MAX_CONCURRENT_ATTESTATIONS,
     rateLimit: { ...DEFAULT_RATE_LIMIT, ...stripUndefined(file.rateLimit ?? {}) },
+    clientRateLimit: { ...DEFAULT_CLIENT_RATE, ...stripUndefined(file.clientRateLimit ?? {}) },
     replayCacheEntries: file.replayCacheEntries ?? DEFAULT_REPLAY_ENTRIES,
     ...(file.caBundleFile ? { caBundleFile: abs(file.caBundleFile) } : {}),
     logLevel: file.logLevel ?? 'info',
