@@ -10,7 +10,7 @@ import { endpointUrlProblem, isLoopbackHost, issuerUrlProblem } from '../core/ur
 import { ISSUER_PATHS } from '../protocol/issuer-token-exchange.js';
 import { type ClientRateSettings, DEFAULT_CLIENT_RATE } from './admission.js';
 import type { KeyFileConfig } from './keys.js';
-import { ANY, ATTESTATION_KINDS, type AttestationKind, KIND_DIMENSIONS, type KindPolicy } from './policy.js';
+import { ANY, ATTESTATION_KINDS, type AttestationKind, KIND_DIMENSIONS, type KindPolicy, SESSION_NAMED_INSTANCE_KINDS } from './policy.js';
 import { DEFAULT_RATE_LIMIT, type RateLimitSettings } from './rate-limiter.js';
 import { DEFAULT_REPLAY_ENTRIES } from './replay-guard.js';
 import { MAX_SESSION_TAGS, type SessionTagRule, tagKeyProblem, tagSourceProblem } from './session-tags.js';
@@ -224,6 +224,10 @@ function resolveConfig(file: FileIssuerConfig, path: string): { config: IssuerCo
     for (const dimension of ['regions', 'roles', 'instanceIds'] as const) {
       const list = p[dimension];
       const required = KIND_DIMENSIONS[kind].includes(dimension);
+      if (dimension === 'instanceIds' && SESSION_NAMED_INSTANCE_KINDS.includes(kind)) {
+        if (list !== undefined && !(list.length === 1 && list[0] === ANY)) problems.push(sessionNamedInstanceProblem(where, kind));
+        continue;
+      }
       if (!required && list !== undefined) problems.push(`${where}.${dimension}: ${kind} attestations do not state this; remove it`);
       if (required && (list === undefined || list.length === 0))
         problems.push(`${where}.${dimension}: missing or empty, so nobody could get a token; list the values, or write ["*"] to allow any`);
@@ -234,6 +238,10 @@ function resolveConfig(file: FileIssuerConfig, path: string): { config: IssuerCo
     for (const t of tags) {
       const keyProblem = tagKeyProblem(t.key);
       if (keyProblem) problems.push(`${where}.sessionTags: key ${JSON.stringify(t.key.slice(0, 140))} ${keyProblem}`);
+      if (t.from === 'instanceId' && SESSION_NAMED_INSTANCE_KINDS.includes(kind))
+        problems.push(
+          `${where}.sessionTags.${t.key}: instanceId is not accepted for ${kind}: it would come from the role session name, which whoever assumes the role chooses`,
+        );
       const sourceProblem = tagSourceProblem(t.from);
       if (sourceProblem) problems.push(`${where}.sessionTags.${t.key}: ${JSON.stringify(t.from.slice(0, 80))} ${sourceProblem}`);
       if (lowerKeys.has(t.key.toLowerCase())) problems.push(`${where}.sessionTags: keys ${JSON.stringify(t.key)} differ only in case; STS treats them as one`);
@@ -246,7 +254,7 @@ function resolveConfig(file: FileIssuerConfig, path: string): { config: IssuerCo
       accounts: p.accounts,
       ...(p.regions ? { regions: p.regions } : {}),
       ...(p.roles ? { roles: p.roles } : {}),
-      ...(p.instanceIds ? { instanceIds: p.instanceIds } : {}),
+      ...(p.instanceIds && KIND_DIMENSIONS[kind].includes('instanceIds') ? { instanceIds: p.instanceIds } : {}),
       sessionTags: tags,
       transitiveTagKeys: transitive,
     };
@@ -275,6 +283,14 @@ function resolveConfig(file: FileIssuerConfig, path: string): { config: IssuerCo
     policy,
   };
   return { config: deepFreeze(config) };
+}
+
+/** Why a role kind's policy may not list instances. */
+function sessionNamedInstanceProblem(where: string, kind: AttestationKind): string {
+  return (
+    `${where}.instanceIds: ${kind} attestations take the instance id from the role session name, which whoever assumes the role chooses, ` +
+    'so a list of instances would prove nothing; remove instanceIds (or write ["*"]), or use alibabaEcsIdentity to allow specific instances'
+  );
 }
 
 function stripUndefined<T extends object>(o: T): Partial<T> {
