@@ -154,3 +154,19 @@ describe('issuer config for the role kinds (issue #11 item 8)', () => {
     ).toEqual([]);
   });
 });
+
+describe('issuer config: clientRateLimit (issue #11 item 1)', () => {
+  it('defaults to a bounded per-address bucket, and checks its ranges', () => {
+    const result = parseIssuerConfigText(stringify(baseConfig('https://issuer.example.com', KEYS, { listen: '127.0.0.1:8470' })), '/etc/crosscred/issuer.yaml');
+    if ('problems' in result) throw new Error(result.problems.join('\n'));
+    expect(result.config.clientRateLimit).toEqual({ burst: 100, perSecond: 50, maxClients: 10_000 });
+    const problems = problemsOf(baseConfig('https://issuer.example.com', KEYS, { clientRateLimit: { burst: 0, perSecond: -1, maxClients: 1e9 } }));
+    expect(problems).toEqual(
+      expect.arrayContaining([
+        expect.stringMatching(/^clientRateLimit\.burst: must be/),
+        expect.stringMatching(/^clientRateLimit\.perSecond: must be/),
+        expect.stringMatching(/^clientRateLimit\.maxClients: must be/),
+      ]),
+    );
+  });
+});
