@@ -5,19 +5,24 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Attestor } from '../../src/issuer/attestor.js';
+import { AlibabaEcsIdentityAttestor } from '../../src/issuer/attestors/alibaba-ecs-identity.js';
 import { TencentCamRoleAttestor } from '../../src/issuer/attestors/tencent-cam-role.js';
 import { type RunningIssuer, startIssuer } from '../../src/issuer/issuer-server.js';
+import { EcsMetadataClient } from '../../src/platform/alibaba/ecs-metadata.js';
 import { encodeSubjectToken, SUBJECT_TOKEN_TYPES, type SubjectTokenType, TOKEN_EXCHANGE_GRANT_TYPE } from '../../src/protocol/issuer-token-exchange.js';
 import { signTencentGetCallerIdentity } from '../../src/sources/tencent-cvm-token-source.js';
 import { memoryLogger } from '../support/chain.js';
+import { FakeEcsMetadata, makeSigningCa, type SigningCa, sampleInstance } from '../support/fake-alibaba-cloud.js';
 import { baseConfig, configFrom, ECS_ACCOUNT, FakeAttestor, fakeSubjectToken, freePort, makeKey, TENCENT_UIN, tempDir } from '../support/issuer-fixtures.js';
 
 /**
  * Issue #11 item 1: forged Tencent CAM-role requests (random signatures, bound to this issuer's
  * public URL, so they pass every local check) each hold an attestation slot while Tencent STS is
  * asked. Here "Tencent STS" holds every answer until the test lets go; 80 forged requests come
- * from 127.0.0.2, and an ECS attestation (CPU-only; the fake ECS attestor stands in for PKCS#7)
- * from 127.0.0.1 must still get its token. Bounded by counts and generous deadlines, not timings.
+ * from 127.0.0.2, and a genuine ECS attestation (a PKCS#7 signed by openssl through the fake
+ * metadata server, verified by the real attestor) from 127.0.0.1 must still get its token. The
+ * RAM-role kind has a fake attestor, for cheap requests in the per-address test. Bounded by
+ * counts and generous deadlines, not timings.
  */
 
 const FORGED = 80;
@@ -105,7 +110,24 @@ async function gauge(issuer: RunningIssuer, name: string): Promise<number> {
   return metric.values[0]?.value ?? 0;
 }
 
+/** What the alibaba-ecs source sends: token-mode session, document, PKCS#7 over the audience. */
+async function ecsAttestation(metadata: FakeEcsMetadata, issuerUrl: string): Promise<string> {
+  const client = new EcsMetadataClient({ baseUrl: metadata.url, timeoutMs: 3_000 });
+  try {
+    const audience = JSON.stringify({ aud: issuerUrl, signingTime: Math.floor(Date.now() / 1000) });
+    const session = await client.token();
+    const document = await client.get('/latest/dynamic/instance-identity/document', session, 8192, 'document');
+    const pkcs7 = await client.get(`/latest/dynamic/instance-identity/pkcs7?audience=${encodeURIComponent(audience)}`, session, 32768, 'pkcs7');
+    return encodeSubjectToken({ document, pkcs7, audience });
+  } finally {
+    await client.close();
+  }
+}
+
 describe('admission before work (issue #11 item 1)', () => {
+  const instance = sampleInstance();
+  let ca: SigningCa;
+  let metadata: FakeEcsMetadata;
   let dir: string;
   let sts: HoldingSts;
   let tencent: TencentCamRoleAttestor;
@@ -115,6 +137,8 @@ describe('admission before work (issue #11 item 1)', () => {
 
   beforeAll(async () => {
     dir = await tempDir();
+    ca = await makeSigningCa('alibaba');
+    metadata = await FakeEcsMetadata.start({ instance, signer: ca, requireToken: true });
     sts = await HoldingSts.start();
     issuerUrl = `http://127.0.0.1:${await freePort()}`;
     const key = await makeKey(dir, 'key.pem');
@@ -122,9 +146,10 @@ describe('admission before work (issue #11 item 1)', () => {
       baseConfig(issuerUrl, [{ file: key.file, active: true }], {
         attestationTimeoutMs: 30_000,
         clientRateLimit: { burst: 40, perSecond: 20 },
-        attestors: { alibabaEcsIdentity: { signingCertificateFiles: ['/nonexistent/not-read-by-fakes.pem'] }, tencentCamRole: {} },
+        attestors: { alibabaEcsIdentity: { signingCertificateFiles: [ca.signerCertPath] }, alibabaRamRole: {}, tencentCamRole: {} },
         policy: {
-          alibabaEcsIdentity: { accounts: [ECS_ACCOUNT], regions: ['cn-hangzhou'], instanceIds: ['*'] },
+          alibabaEcsIdentity: { accounts: [instance.accountId], regions: [instance.regionId], instanceIds: ['*'] },
+          alibabaRamRole: { accounts: [ECS_ACCOUNT], roles: ['app-role'] },
           tencentCamRole: { accounts: [TENCENT_UIN], roles: ['*'], instanceIds: ['*'] },
         },
       }),
@@ -132,7 +157,8 @@ describe('admission before work (issue #11 item 1)', () => {
     );
     tencent = new TencentCamRoleAttestor({ extraStsEndpoints: [sts.url], timeoutMs: 29_000 });
     const attestors = new Map<SubjectTokenType, Attestor>([
-      [SUBJECT_TOKEN_TYPES.alibabaEcsIdentity, new FakeAttestor(SUBJECT_TOKEN_TYPES.alibabaEcsIdentity)],
+      [SUBJECT_TOKEN_TYPES.alibabaEcsIdentity, new AlibabaEcsIdentityAttestor({ signingCertificatesPem: [ca.signerCertPem] })],
+      [SUBJECT_TOKEN_TYPES.alibabaRamRole, new FakeAttestor(SUBJECT_TOKEN_TYPES.alibabaRamRole)],
       [SUBJECT_TOKEN_TYPES.tencentCamRole, tencent],
     ]);
     issuer = await startIssuer(config, { logger: memoryLogger('info').logger, createAttestors: async () => attestors });
@@ -142,6 +168,8 @@ describe('admission before work (issue #11 item 1)', () => {
     await sts?.close();
     await issuer?.close();
     await tencent?.close();
+    await metadata?.close();
+    await ca?.close();
     if (dir) await rm(dir, { recursive: true, force: true });
   });
 
@@ -170,14 +198,12 @@ describe('admission before work (issue #11 item 1)', () => {
     await until(async () => answers.length + (await gauge(issuer, 'crosscred_issuer_attestations_in_flight')) === FORGED, 'the forged requests to settle');
     await until(() => sts.received > 0, 'STS to be asked');
 
-    const genuine = await post(
-      tokenUrl,
-      '127.0.0.1',
-      SUBJECT_TOKEN_TYPES.alibabaEcsIdentity,
-      fakeSubjectToken({ region: 'cn-hangzhou', instanceId: 'i-genuine' }),
-    );
+    const genuine = await post(tokenUrl, '127.0.0.1', SUBJECT_TOKEN_TYPES.alibabaEcsIdentity, await ecsAttestation(metadata, issuerUrl));
     expect(genuine.status, genuine.body).toBe(200);
-    expect(JSON.parse(genuine.body)).toHaveProperty('access_token');
+    const jwt = (JSON.parse(genuine.body) as { access_token: string }).access_token;
+    expect(JSON.parse(Buffer.from(jwt.split('.')[1]!, 'base64url').toString())).toMatchObject({
+      sub: `alibaba-ecs:${instance.accountId}:${instance.regionId}:${instance.instanceId}`,
+    });
 
     // Nothing refused was queued: each refusal came with Retry-After while the STS still held the rest.
     expect(answers.length).toBeGreaterThan(0);
@@ -195,18 +221,20 @@ describe('admission before work (issue #11 item 1)', () => {
   }, 60_000);
 
   it('refuses a client address past its burst with 429 and Retry-After, while another address is served', async () => {
+    // Distinct identities (the fake attestor reports the instance it is told), so only the per-address bucket refuses.
+    const ramToken = (session: string) => fakeSubjectToken({ kind: 'alibabaRamRole', roleName: 'app-role', instanceId: session });
     // A fresh address: a burst of 40, refilling at 20/s; 200 requests in a row overtake it.
     const results: number[] = [];
     let refused: { status: number; retryAfter: string | undefined; body: string } | undefined;
     for (let i = 0; i < 200 && refused === undefined; i++) {
-      const a = await post(tokenUrl, '127.0.0.3', SUBJECT_TOKEN_TYPES.alibabaEcsIdentity, fakeSubjectToken({ region: 'cn-hangzhou', instanceId: `i-c${i}` }));
+      const a = await post(tokenUrl, '127.0.0.3', SUBJECT_TOKEN_TYPES.alibabaRamRole, ramToken(`i-c${i}`));
       results.push(a.status);
       if (a.status === 429 && a.body.includes('CLIENT_RATE_LIMITED')) refused = a;
     }
     expect(refused, `statuses: ${results.join(',')}`).toBeDefined();
     expect(refused!.retryAfter).toMatch(/^[1-9]\d*$/);
     expect(results.length).toBeGreaterThan(1);
-    const other = await post(tokenUrl, '127.0.0.1', SUBJECT_TOKEN_TYPES.alibabaEcsIdentity, fakeSubjectToken({ region: 'cn-hangzhou', instanceId: 'i-other' }));
+    const other = await post(tokenUrl, '127.0.0.1', SUBJECT_TOKEN_TYPES.alibabaRamRole, ramToken('i-other'));
     expect(other.status, other.body).toBe(200);
   }, 60_000);
 });
