@@ -94,7 +94,8 @@ export const ErrorCodes = {
     status: 400,
     hint: "the attested identity is not in the issuer's policy for its kind; add its account, region, role or instance there",
   },
-  ISSUER_RATE_LIMITED: { status: 429, hint: 'this identity asks too often; retry after the Retry-After seconds' },
+  ISSUER_RATE_LIMITED: { status: 429, hint: 'this identity (or its account) asks too often; retry after the Retry-After seconds' },
+  ISSUER_CLIENT_RATE_LIMITED: { status: 429, hint: 'this client address sends token requests too often; retry after the Retry-After seconds' },
   ISSUER_BUSY: { status: 503, hint: 'the issuer is at a capacity bound; retry after the Retry-After seconds' },
   ISSUER_ATTESTATION_UNAVAILABLE: { status: 503, hint: 'the cloud service that confirms the attestation could not be reached in time; retry shortly' },
 } as const satisfies Record<string, { status: number; hint: string }>;

@@ -8,8 +8,9 @@ import type { ListenAddress } from '../core/listen-address.js';
 import { formatAddress, parseListenSpec } from '../core/listen-address.js';
 import { endpointUrlProblem, isLoopbackHost, issuerUrlProblem } from '../core/url-checks.js';
 import { ISSUER_PATHS } from '../protocol/issuer-token-exchange.js';
+import { type ClientRateSettings, DEFAULT_CLIENT_RATE } from './admission.js';
 import type { KeyFileConfig } from './keys.js';
-import { ANY, ATTESTATION_KINDS, type AttestationKind, KIND_DIMENSIONS, type KindPolicy } from './policy.js';
+import { ANY, ATTESTATION_KINDS, type AttestationKind, KIND_DIMENSIONS, type KindPolicy, SESSION_NAMED_INSTANCE_KINDS } from './policy.js';
 import { DEFAULT_RATE_LIMIT, type RateLimitSettings } from './rate-limiter.js';
 import { DEFAULT_REPLAY_ENTRIES } from './replay-guard.js';
 import { MAX_SESSION_TAGS, type SessionTagRule, tagKeyProblem, tagSourceProblem } from './session-tags.js';
@@ -27,7 +28,10 @@ export const DEFAULT_ISSUER_ADMIN_LISTEN = '127.0.0.1:8471';
 export const DEFAULT_AUDIENCE = 'sts.amazonaws.com';
 /** Time allowed for one attestation (an attestor may call the cloud's STS), in ms. */
 export const DEFAULT_ATTESTATION_TIMEOUT_MS = 10_000;
-/** Attestations in flight at once; beyond it requests are answered 503 at once (each may hold an outbound call). */
+/**
+ * Attestations of the CPU-only kind in flight at once; a kind that calls its cloud's STS gets at
+ * most as many as its attestor's STS connections (admission.ts). Beyond it: 503 at once.
+ */
 export const DEFAULT_MAX_CONCURRENT_ATTESTATIONS = 64;
 
 export interface AttestorSettings {
@@ -55,6 +59,8 @@ export interface IssuerConfig {
   readonly attestationTimeoutMs: number;
   readonly maxConcurrentAttestations: number;
   readonly rateLimit: RateLimitSettings;
+  /** Token requests per client address (the socket's remote address), checked before any work. */
+  readonly clientRateLimit: ClientRateSettings;
   readonly replayCacheEntries: number;
   /** PEM CA bundle for the attestors' own calls to the clouds' STS. */
   readonly caBundleFile?: string;
@@ -88,6 +94,7 @@ function buildSchema(z: Zod) {
     attestationTimeoutMs: z.number().optional(),
     maxConcurrentAttestations: z.number().optional(),
     rateLimit: z.strictObject({ burst: z.number().optional(), perMinute: z.number().optional(), maxIdentities: z.number().optional() }).optional(),
+    clientRateLimit: z.strictObject({ burst: z.number().optional(), perSecond: z.number().optional(), maxClients: z.number().optional() }).optional(),
     replayCacheEntries: z.number().optional(),
     caBundleFile: z.string().min(1).optional(),
     logLevel: z.enum(LOG_LEVELS).optional(),
@@ -149,6 +156,9 @@ function resolveConfig(file: FileIssuerConfig, path: string): { config: IssuerCo
   range('rateLimit.burst', file.rateLimit?.burst, 1, 1_000, 'requests at once per identity');
   range('rateLimit.perMinute', file.rateLimit?.perMinute, 0.01, 60_000, 'sustained requests per minute per identity', false);
   range('rateLimit.maxIdentities', file.rateLimit?.maxIdentities, 100, 10_000_000, 'identities tracked');
+  range('clientRateLimit.burst', file.clientRateLimit?.burst, 1, 100_000, 'token requests at once per client address');
+  range('clientRateLimit.perSecond', file.clientRateLimit?.perSecond, 0.01, 100_000, 'sustained token requests per second per client address', false);
+  range('clientRateLimit.maxClients', file.clientRateLimit?.maxClients, 100, 10_000_000, 'client addresses tracked');
   range('replayCacheEntries', file.replayCacheEntries, 100, 10_000_000, 'attestations remembered');
 
   const listenAt = (field: string, spec: string): ListenAddress | undefined => {
@@ -214,6 +224,10 @@ function resolveConfig(file: FileIssuerConfig, path: string): { config: IssuerCo
     for (const dimension of ['regions', 'roles', 'instanceIds'] as const) {
       const list = p[dimension];
       const required = KIND_DIMENSIONS[kind].includes(dimension);
+      if (dimension === 'instanceIds' && SESSION_NAMED_INSTANCE_KINDS.includes(kind)) {
+        if (list !== undefined && !(list.length === 1 && list[0] === ANY)) problems.push(sessionNamedInstanceProblem(where, kind));
+        continue;
+      }
       if (!required && list !== undefined) problems.push(`${where}.${dimension}: ${kind} attestations do not state this; remove it`);
       if (required && (list === undefined || list.length === 0))
         problems.push(`${where}.${dimension}: missing or empty, so nobody could get a token; list the values, or write ["*"] to allow any`);
@@ -224,6 +238,10 @@ function resolveConfig(file: FileIssuerConfig, path: string): { config: IssuerCo
     for (const t of tags) {
       const keyProblem = tagKeyProblem(t.key);
       if (keyProblem) problems.push(`${where}.sessionTags: key ${JSON.stringify(t.key.slice(0, 140))} ${keyProblem}`);
+      if (t.from === 'instanceId' && SESSION_NAMED_INSTANCE_KINDS.includes(kind))
+        problems.push(
+          `${where}.sessionTags.${t.key}: instanceId is not accepted for ${kind}: it would come from the role session name, which whoever assumes the role chooses`,
+        );
       const sourceProblem = tagSourceProblem(t.from);
       if (sourceProblem) problems.push(`${where}.sessionTags.${t.key}: ${JSON.stringify(t.from.slice(0, 80))} ${sourceProblem}`);
       if (lowerKeys.has(t.key.toLowerCase())) problems.push(`${where}.sessionTags: keys ${JSON.stringify(t.key)} differ only in case; STS treats them as one`);
@@ -236,7 +254,7 @@ function resolveConfig(file: FileIssuerConfig, path: string): { config: IssuerCo
       accounts: p.accounts,
       ...(p.regions ? { regions: p.regions } : {}),
       ...(p.roles ? { roles: p.roles } : {}),
-      ...(p.instanceIds ? { instanceIds: p.instanceIds } : {}),
+      ...(p.instanceIds && KIND_DIMENSIONS[kind].includes('instanceIds') ? { instanceIds: p.instanceIds } : {}),
       sessionTags: tags,
       transitiveTagKeys: transitive,
     };
@@ -257,6 +275,7 @@ function resolveConfig(file: FileIssuerConfig, path: string): { config: IssuerCo
     attestationTimeoutMs: file.attestationTimeoutMs ?? DEFAULT_ATTESTATION_TIMEOUT_MS,
     maxConcurrentAttestations: file.maxConcurrentAttestations ?? DEFAULT_MAX_CONCURRENT_ATTESTATIONS,
     rateLimit: { ...DEFAULT_RATE_LIMIT, ...stripUndefined(file.rateLimit ?? {}) },
+    clientRateLimit: { ...DEFAULT_CLIENT_RATE, ...stripUndefined(file.clientRateLimit ?? {}) },
     replayCacheEntries: file.replayCacheEntries ?? DEFAULT_REPLAY_ENTRIES,
     ...(file.caBundleFile ? { caBundleFile: abs(file.caBundleFile) } : {}),
     logLevel: file.logLevel ?? 'info',
@@ -264,6 +283,14 @@ function resolveConfig(file: FileIssuerConfig, path: string): { config: IssuerCo
     policy,
   };
   return { config: deepFreeze(config) };
+}
+
+/** Why a role kind's policy may not list instances. */
+function sessionNamedInstanceProblem(where: string, kind: AttestationKind): string {
+  return (
+    `${where}.instanceIds: ${kind} attestations take the instance id from the role session name, which whoever assumes the role chooses, ` +
+    'so a list of instances would prove nothing; remove instanceIds (or write ["*"]), or use alibabaEcsIdentity to allow specific instances'
+  );
 }
 
 function stripUndefined<T extends object>(o: T): Partial<T> {

@@ -41,7 +41,12 @@ export class IssuerMetrics {
     registers: [this.registry],
   });
 
-  constructor(gauges: { replayEntries: () => number; rateLimitedIdentities: () => number; attestationsInFlight: () => number }) {
+  constructor(gauges: {
+    replayEntries: () => number;
+    rateLimitedIdentities: () => number;
+    attestationsInFlight: () => number;
+    admissionClients: () => number;
+  }) {
     collectDefaultMetrics({ register: this.registry, prefix: 'crosscred_issuer_' });
     new Gauge({
       name: 'crosscred_issuer_replay_set_entries',
@@ -61,10 +66,18 @@ export class IssuerMetrics {
     });
     new Gauge({
       name: 'crosscred_issuer_attestations_in_flight',
-      help: 'Attestations being verified now (bounded by maxConcurrentAttestations).',
+      help: "Attestations being verified now, all kinds (each kind's pool is bounded; see docs/issuer.md).",
       registers: [this.registry],
       collect() {
         this.set(gauges.attestationsInFlight());
+      },
+    });
+    new Gauge({
+      name: 'crosscred_issuer_admission_clients',
+      help: 'Client addresses with a token-request bucket (bounded by clientRateLimit.maxClients).',
+      registers: [this.registry],
+      collect() {
+        this.set(gauges.admissionClients());
       },
     });
   }

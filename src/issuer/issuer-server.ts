@@ -11,6 +11,7 @@ import { type Refusal, refusalAnswer } from '../http/refusals.js';
 import { APPLICATION_JSON, refuse as refuseRequest, send, sendError, TEXT_PLAIN } from '../http/responses.js';
 import { pathOf } from '../http/route-table.js';
 import { ISSUER_PATHS, type SubjectTokenType } from '../protocol/issuer-token-exchange.js';
+import { AttestationPools, ClientAdmission, poolSizes } from './admission.js';
 import type { Attestor } from './attestor.js';
 import { createAttestors } from './attestors/index.js';
 import { type DiscoveryDocuments, renderDiscovery } from './discovery.js';
@@ -92,20 +93,23 @@ export async function startIssuer(config: IssuerConfig, deps: IssuerDependencies
   let currentConfig = config;
   const replay = new ReplayGuard(config.replayCacheEntries);
   const rateLimiter = new IdentityRateLimiter(config.rateLimit);
-  let endpoint: TokenEndpoint | undefined;
+  const admission = new ClientAdmission(config.clientRateLimit);
+  const pools = new AttestationPools(poolSizes(config.maxConcurrentAttestations));
   const metrics = new IssuerMetrics({
     replayEntries: () => replay.size,
     rateLimitedIdentities: () => rateLimiter.size,
-    attestationsInFlight: () => endpoint?.attestationsInFlight ?? 0,
+    attestationsInFlight: () => pools.inFlight,
+    admissionClients: () => admission.size,
   });
-  endpoint = new TokenEndpoint({
+  const endpoint = new TokenEndpoint({
     state: () => current.state,
     replay,
     rateLimiter,
     metrics,
     logger: log,
     clock,
-    maxConcurrentAttestations: config.maxConcurrentAttestations,
+    admission,
+    pools,
   });
   const tokenEndpoint = endpoint;
 
@@ -203,6 +207,7 @@ export async function startIssuer(config: IssuerConfig, deps: IssuerDependencies
         restartNeeded.push('publicUrl/tokenEndpointUrl paths');
       if (JSON.stringify(next.rateLimit) !== JSON.stringify(currentConfig.rateLimit)) restartNeeded.push('rateLimit');
       if (next.replayCacheEntries !== currentConfig.replayCacheEntries) restartNeeded.push('replayCacheEntries');
+      if (JSON.stringify(next.clientRateLimit) !== JSON.stringify(currentConfig.clientRateLimit)) restartNeeded.push('clientRateLimit');
       if (next.maxConcurrentAttestations !== currentConfig.maxConcurrentAttestations) restartNeeded.push('maxConcurrentAttestations');
       const built = await buildState(next, deps);
       if (next.tls && currentConfig.tls) {

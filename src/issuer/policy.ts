@@ -18,12 +18,22 @@ import { type AwsTagsClaim, buildTagsClaim, type SessionTagRule } from './sessio
 export const ATTESTATION_KINDS = ['alibabaEcsIdentity', 'alibabaRamRole', 'tencentCamRole'] as const;
 export type AttestationKind = (typeof ATTESTATION_KINDS)[number];
 
-/** Which allow-lists each kind's policy must have (besides `accounts`). */
+/**
+ * Which allow-lists each kind's policy must have (besides `accounts`). The role kinds have no
+ * `instanceIds`: their "instance" would come from the role session name, which whoever assumes
+ * the role chooses, so it proves nothing (see SESSION_NAMED_INSTANCE_KINDS).
+ */
 export const KIND_DIMENSIONS: Record<AttestationKind, readonly ('regions' | 'roles' | 'instanceIds')[]> = {
   alibabaEcsIdentity: ['regions', 'instanceIds'],
-  alibabaRamRole: ['roles', 'instanceIds'],
-  tencentCamRole: ['roles', 'instanceIds'],
+  alibabaRamRole: ['roles'],
+  tencentCamRole: ['roles'],
 };
+
+/**
+ * Kinds whose attested instance id, if any, is taken from a role session name chosen by the caller
+ * of AssumeRole: no allow-list or session tag may rely on it.
+ */
+export const SESSION_NAMED_INSTANCE_KINDS: readonly AttestationKind[] = ['alibabaRamRole', 'tencentCamRole'];
 
 export const KIND_CLOUD: Record<AttestationKind, AttestedIdentity['cloud']> = {
   alibabaEcsIdentity: 'alibaba',
@@ -43,6 +53,7 @@ export interface KindPolicy {
   readonly regions?: readonly string[];
   /** Alibaba: RAM role names. Tencent: CAM role ids (GetCallerIdentity names roles by id). */
   readonly roles?: readonly string[];
+  /** alibabaEcsIdentity only (see KIND_DIMENSIONS). */
   readonly instanceIds?: readonly string[];
   readonly sessionTags: readonly SessionTagRule[];
   readonly transitiveTagKeys: readonly string[];

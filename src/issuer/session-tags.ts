@@ -22,6 +22,9 @@ export interface SessionTagRule {
   readonly from: string;
 }
 
+/** The attribute an attestor sets when `instanceId` was derived from something the caller chose. */
+export const INSTANCE_ID_SOURCE = 'instance-id-source';
+
 /** STS limits: at most 50 session tags, keys 1–128 characters, values 0–256. */
 export const MAX_SESSION_TAGS = 50;
 export const MAX_TAG_KEY_LENGTH = 128;
@@ -63,6 +66,8 @@ export function sanitizeTagValue(value: string): string {
 function attestedValue(identity: AttestedIdentity, from: string): string | undefined {
   if (from.startsWith('attribute:')) return identity.attributes[from.slice('attribute:'.length)];
   if (from === 'kind') return kindLabelOf(identity.kind);
+  // An instance id read from a role session name was chosen by whoever assumed the role: never a tag.
+  if (from === 'instanceId' && identity.attributes[INSTANCE_ID_SOURCE] === 'session-name') return undefined;
   const value = identity[from as Exclude<TagValueField, 'kind'>];
   return typeof value === 'string' ? value : undefined;
 }

@@ -11,20 +11,23 @@ import {
   type TokenExchangeError,
   type TokenExchangeResponse,
 } from '../protocol/issuer-token-exchange.js';
+import type { AttestationPools, ClientAdmission } from './admission.js';
 import { AttestationError, type AttestedIdentity, type Attestor } from './attestor.js';
 import type { IssuerMetrics, KindLabel } from './issuer-metrics.js';
 import type { IssuerKeySet } from './keys.js';
-import { type IssuerPolicy, kindOfTokenType } from './policy.js';
+import { type AttestationKind, type IssuerPolicy, kindOfTokenType } from './policy.js';
 import { type IdentityRateLimiter, rateLimitKey } from './rate-limiter.js';
-import type { ReplayGuard } from './replay-guard.js';
+import { type ReplayGuard, replayTenant } from './replay-guard.js';
 import { kindLabelOf } from './session-tags.js';
 import { mintToken } from './token-minter.js';
 
 /**
  * The token endpoint: OAuth 2.0 Token Exchange (RFC 8693) as src/protocol/issuer-token-exchange.ts describes.
- * A form POST is read (bounded in size and time), checked, its attestation verified by the
- * attestor of its kind (under a deadline), refused if seen before, rate-limited per attested
- * identity, judged by the policy, and answered with a freshly signed JWT. Every refusal is an
+ * The client address's bucket is taken first (admission.ts); then a form POST is read (bounded in
+ * size and time), checked, its attestation verified by the attestor of its kind (in that kind's
+ * pool, under a deadline), judged by the policy, rate-limited per attested identity, and only
+ * then entered into the seen-set (refused if seen before), so nothing refused takes room there;
+ * it is answered with a freshly signed JWT. Every refusal is an
  * RFC 6749 §5.2 JSON error with `Cache-Control: no-store`.
  *
  * Neither the subject token, nor any part of it, nor the JWT is ever logged; only the facts an
@@ -61,7 +64,10 @@ export interface TokenEndpointOptions {
   readonly metrics: IssuerMetrics;
   readonly logger: Logger;
   readonly clock: Clock;
-  readonly maxConcurrentAttestations: number;
+  /** Per-client-address buckets, taken before the body is read. */
+  readonly admission: ClientAdmission;
+  /** One concurrency pool per attestation kind. */
+  readonly pools: AttestationPools;
 }
 
 type OAuthErrorCode = TokenExchangeError['error'] | 'server_error';
@@ -77,6 +83,7 @@ const REFUSALS: Partial<Record<ErrorName, { error: OAuthErrorCode; status: numbe
   ISSUER_ATTESTATION_REPLAYED: { error: 'invalid_grant', status: 400 },
   ISSUER_POLICY_REFUSED: { error: 'invalid_grant', status: 400 },
   ISSUER_RATE_LIMITED: { error: 'slow_down', status: 429 },
+  ISSUER_CLIENT_RATE_LIMITED: { error: 'slow_down', status: 429 },
   ISSUER_BUSY: { error: 'temporarily_unavailable', status: 503 },
   ISSUER_ATTESTATION_UNAVAILABLE: { error: 'temporarily_unavailable', status: 503 },
 };
@@ -168,12 +175,10 @@ const SINGLE_PARAMETERS = [
 ];
 
 export class TokenEndpoint {
-  #inFlight = 0;
-
   constructor(private readonly options: TokenEndpointOptions) {}
 
   get attestationsInFlight(): number {
-    return this.#inFlight;
+    return this.options.pools.inFlight;
   }
 
   /** Answers one request to the token path; resolves with the HTTP status sent. */
@@ -183,6 +188,13 @@ export class TokenEndpoint {
     let kind: KindLabel = 'unknown';
     let bodyRead = false;
     try {
+      // First and cheapest: one map look-up per request, before the body is read or anything verified.
+      const admitted = this.options.admission.admit(req.socket.remoteAddress, this.options.clock.monotonicNow());
+      if (!admitted.admitted) {
+        throw new Refusal('ISSUER_CLIENT_RATE_LIMITED', 'too many token requests from this client address', {
+          headers: ['retry-after', String(admitted.retryAfterSeconds)],
+        });
+      }
       if (req.method !== 'POST') {
         throw new Refusal('ISSUER_METHOD_NOT_ALLOWED', 'the token endpoint answers POST only', { headers: ['allow', 'POST'] });
       }
@@ -232,25 +244,9 @@ export class TokenEndpoint {
         throw new Refusal('ISSUER_TOKEN_TYPE_UNSUPPORTED', 'this issuer does not accept that subject_token_type');
       }
 
-      const identity = await this.#attest(attestor, subjectToken, state, kind, log);
-      const nowWall = this.options.clock.wallNow();
-      switch (this.options.replay.check(identity.replayKey, identity.replayUntilWall, nowWall)) {
-        case 'fresh':
-          break;
-        case 'replayed':
-          throw new Refusal('ISSUER_ATTESTATION_REPLAYED', 'this attestation was already used');
-        case 'full':
-          throw new Refusal('ISSUER_BUSY', 'the replay guard is at its bound', { headers: ['retry-after', String(BUSY_RETRY_AFTER_SECONDS)] });
-        case 'stale':
-          throw new Refusal('ISSUER_ATTESTATION_INVALID', 'the attestation is past its validity window');
-        case 'window-too-long':
-          throw new Refusal('ISSUER_ATTESTATION_INVALID', 'the attestation claims a validity window longer than this issuer keeps replay records');
-      }
-      const rate = this.options.rateLimiter.take(rateLimitKey(identity), this.options.clock.monotonicNow());
-      if (!rate.allowed) {
-        if (rate.full) throw new Refusal('ISSUER_BUSY', 'the rate limiter is at its bound', { headers: ['retry-after', String(BUSY_RETRY_AFTER_SECONDS)] });
-        throw new Refusal('ISSUER_RATE_LIMITED', 'too many token requests for this identity', { headers: ['retry-after', String(rate.retryAfterSeconds)] });
-      }
+      const identity = await this.#attest(attestor, attestationKind, subjectToken, state, kind, log);
+      // Policy and the per-identity rate limit come before the seen-set: only an attestation this
+      // issuer accepts may take room there, so an identity outside the policy cannot fill it.
       const decision = state.policy.decide(identity, subjectTokenType as SubjectTokenType);
       if (!decision.allowed) {
         log.info(
@@ -259,6 +255,9 @@ export class TokenEndpoint {
         );
         throw new Refusal('ISSUER_POLICY_REFUSED', decision.reason);
       }
+      this.#takeRate(identity);
+      const nowWall = this.options.clock.wallNow();
+      this.#remember(identity, nowWall);
       const minted = await mintToken(
         state.issuerUrl,
         state.keys,
@@ -296,12 +295,47 @@ export class TokenEndpoint {
     }
   }
 
-  /** Runs the attestor under the deadline and the concurrency bound; maps its refusals. */
-  async #attest(attestor: Attestor, subjectToken: string, state: IssuerState, kind: KindLabel, log: Logger): Promise<AttestedIdentity> {
-    if (this.#inFlight >= this.options.maxConcurrentAttestations) {
-      throw new Refusal('ISSUER_BUSY', 'too many attestations in progress', { headers: ['retry-after', String(BUSY_RETRY_AFTER_SECONDS)] });
+  /** One request from the identity's bucket; refused with the seconds until the next one. */
+  #takeRate(identity: AttestedIdentity): void {
+    const rate = this.options.rateLimiter.take(rateLimitKey(identity), this.options.clock.monotonicNow());
+    if (rate.allowed) return;
+    if (rate.full) throw new Refusal('ISSUER_BUSY', 'the rate limiter is at its bound', { headers: ['retry-after', String(BUSY_RETRY_AFTER_SECONDS)] });
+    throw new Refusal('ISSUER_RATE_LIMITED', 'too many token requests for this identity', { headers: ['retry-after', String(rate.retryAfterSeconds)] });
+  }
+
+  /** Enters an accepted attestation into the seen-set, in its account's share; refuses a replay. */
+  #remember(identity: AttestedIdentity, nowWall: number): void {
+    switch (this.options.replay.check(identity.replayKey, identity.replayUntilWall, nowWall, replayTenant(identity))) {
+      case 'fresh':
+        return;
+      case 'replayed':
+        throw new Refusal('ISSUER_ATTESTATION_REPLAYED', 'this attestation was already used');
+      case 'tenant-full':
+        throw new Refusal('ISSUER_RATE_LIMITED', "this account's attestations fill its share of the replay guard", {
+          headers: ['retry-after', String(BUSY_RETRY_AFTER_SECONDS)],
+        });
+      case 'full':
+        throw new Refusal('ISSUER_BUSY', 'the replay guard is at its bound', { headers: ['retry-after', String(BUSY_RETRY_AFTER_SECONDS)] });
+      case 'stale':
+        throw new Refusal('ISSUER_ATTESTATION_INVALID', 'the attestation is past its validity window');
+      case 'window-too-long':
+        throw new Refusal('ISSUER_ATTESTATION_INVALID', 'the attestation claims a validity window longer than this issuer keeps replay records');
     }
-    this.#inFlight++;
+  }
+
+  /** Runs the attestor in its kind's pool, under the deadline; maps its refusals. */
+  async #attest(
+    attestor: Attestor,
+    attestationKind: AttestationKind,
+    subjectToken: string,
+    state: IssuerState,
+    kind: KindLabel,
+    log: Logger,
+  ): Promise<AttestedIdentity> {
+    const release = this.options.pools.tryAcquire(attestationKind);
+    if (release === undefined) {
+      throw new Refusal('ISSUER_BUSY', `too many ${kind} attestations in progress`, { headers: ['retry-after', String(BUSY_RETRY_AFTER_SECONDS)] });
+    }
     const controller = new AbortController();
     let timer: NodeJS.Timeout | undefined;
     const started = performance.now();
@@ -349,7 +383,7 @@ export class TokenEndpoint {
       });
     } finally {
       clearTimeout(timer);
-      this.#inFlight--;
+      release();
     }
   }
 }

@@ -653,7 +653,7 @@ describe('AlibabaEcsTokenSource → IssuerClient → crosscred issuer', () => {
       attestors: { alibabaEcsIdentity: { signingCertificateFiles: [ca.signerCertPath] }, alibabaRamRole: { extraStsEndpoints: [sts.url] } },
       policy: {
         alibabaEcsIdentity: { accounts, regions: [instance.regionId], instanceIds: ['*'], sessionTags: { zone: 'attribute:zone-id' }, transitiveTagKeys: [] },
-        alibabaRamRole: { accounts, roles: [instance.roleName!], instanceIds: [instance.instanceId] },
+        alibabaRamRole: { accounts, roles: [instance.roleName!] }, // role kinds take no instanceIds (issue #11 item 8)
       },
       rateLimit: { burst: 100, perMinute: 600 },
     });

@@ -99,7 +99,8 @@ async function expectOAuthError(res: Response, status: number, error: string, co
 describe('crosscred issuer (in process)', () => {
   let t: TestIssuer;
   beforeAll(async () => {
-    t = await startTestIssuer({ overrides: { rateLimit: { burst: 3, perMinute: 1 } } });
+    // Many requests from one loopback address in quick succession: the per-address limit is tested in issuer-admission.test.ts.
+    t = await startTestIssuer({ overrides: { rateLimit: { burst: 3, perMinute: 1 }, clientRateLimit: { burst: 100_000, perSecond: 100_000 } } });
   });
   afterAll(async () => {
     await t?.close();
@@ -616,4 +617,47 @@ describe('crosscred issuer CLI', () => {
       expect(await exited).toBe(0);
     }
   }, 30_000);
+});
+
+describe('replay-set poisoning (issue #11 item 4)', () => {
+  const OTHER_ACCOUNT = '1777777777777777';
+  let t: TestIssuer;
+  beforeAll(async () => {
+    const ecsPolicy = { accounts: [ECS_ACCOUNT, OTHER_ACCOUNT], regions: ['cn-hangzhou'], instanceIds: ['*'] };
+    t = await startTestIssuer({
+      overrides: {
+        replayCacheEntries: 100,
+        rateLimit: { burst: 1_000, perMinute: 60 },
+        clientRateLimit: { burst: 10_000, perSecond: 1_000 },
+        policy: {
+          alibabaEcsIdentity: ecsPolicy,
+          alibabaRamRole: { accounts: [ECS_ACCOUNT], roles: ['app-role'], instanceIds: ['*'] },
+          tencentCamRole: { accounts: [TENCENT_UIN], roles: ['4611686018427397919'], instanceIds: ['*'] },
+        },
+      },
+    });
+  });
+  afterAll(async () => {
+    await t?.close();
+  });
+
+  it('an account outside the policy cannot fill the replay set: 150 of its attestations later, a legitimate VM gets a token', async () => {
+    for (let i = 0; i < 150; i++) {
+      await expectOAuthError(await t.requestToken({ accountId: '999999999', instanceId: `i-intruder${i}` }), 400, 'invalid_grant', 'POLICY_REFUSED');
+    }
+    await tokenOf(await t.requestToken({ instanceId: 'i-legit' }));
+  });
+
+  it('an allowed account that fills its share is refused (429), and another account is still served', async () => {
+    let refused: Response | undefined;
+    for (let i = 0; i < 100 && refused === undefined; i++) {
+      const res = await t.requestToken({ instanceId: `i-greedy${i}` });
+      if (res.status !== 200) refused = res;
+      else await res.arrayBuffer();
+    }
+    expect(refused).toBeDefined();
+    expect(refused!.headers.get('retry-after')).toMatch(/^[1-9]\d*$/);
+    await expectOAuthError(refused!, 429, 'slow_down', 'RATE_LIMITED');
+    await tokenOf(await t.requestToken({ accountId: OTHER_ACCOUNT, instanceId: 'i-neighbour' }));
+  });
 });

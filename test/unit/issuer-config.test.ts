@@ -116,3 +116,57 @@ describe('issuer config', () => {
     expect(issuerUrlProblem('https://Issuer.Example.com')).toContain('canonical');
   });
 });
+
+describe('issuer config for the role kinds (issue #11 item 8)', () => {
+  const withPolicy = (policy: Record<string, unknown>) =>
+    problemsOf(
+      baseConfig('https://issuer.example.com', KEYS, {
+        listen: '127.0.0.1:8470',
+        policy: {
+          alibabaEcsIdentity: { accounts: ['1335926999564873'], regions: ['cn-hangzhou'], instanceIds: ['i-bp1abc'] },
+          alibabaRamRole: { accounts: ['1335926999564873'], roles: ['app-role'] },
+          tencentCamRole: { accounts: ['100012345678'], roles: ['4611686018427397919'] },
+          ...policy,
+        },
+      }),
+    );
+
+  it('accepts role kinds without instanceIds or with ["*"], and ECS with specific instances', () => {
+    expect(withPolicy({})).toEqual([]);
+    expect(withPolicy({ tencentCamRole: { accounts: ['100012345678'], roles: ['4611686018427397919'], instanceIds: ['*'] } })).toEqual([]);
+  });
+
+  it('refuses a specific instanceIds list for the role kinds, saying why', () => {
+    const problems = withPolicy({
+      alibabaRamRole: { accounts: ['1335926999564873'], roles: ['app-role'], instanceIds: ['i-bp1abc'] },
+      tencentCamRole: { accounts: ['100012345678'], roles: ['4611686018427397919'], instanceIds: ['ins-abc', '*'] },
+    });
+    expect(problems).toHaveLength(2);
+    expect(problems[0]).toMatch(/^policy\.alibabaRamRole\.instanceIds: .*role session name, which whoever assumes the role chooses/);
+    expect(problems[1]).toMatch(/^policy\.tencentCamRole\.instanceIds: .*use alibabaEcsIdentity to allow specific instances/);
+  });
+
+  it('refuses an instanceId session tag for the role kinds', () => {
+    const problems = withPolicy({ alibabaRamRole: { accounts: ['1335926999564873'], roles: ['app-role'], sessionTags: { instance: 'instanceId' } } });
+    expect(problems).toEqual([expect.stringMatching(/^policy\.alibabaRamRole\.sessionTags\.instance: instanceId is not accepted for alibabaRamRole/)]);
+    expect(
+      withPolicy({ alibabaEcsIdentity: { accounts: ['1335926999564873'], regions: ['*'], instanceIds: ['*'], sessionTags: { i: 'instanceId' } } }),
+    ).toEqual([]);
+  });
+});
+
+describe('issuer config: clientRateLimit (issue #11 item 1)', () => {
+  it('defaults to a bounded per-address bucket, and checks its ranges', () => {
+    const result = parseIssuerConfigText(stringify(baseConfig('https://issuer.example.com', KEYS, { listen: '127.0.0.1:8470' })), '/etc/crosscred/issuer.yaml');
+    if ('problems' in result) throw new Error(result.problems.join('\n'));
+    expect(result.config.clientRateLimit).toEqual({ burst: 100, perSecond: 50, maxClients: 10_000 });
+    const problems = problemsOf(baseConfig('https://issuer.example.com', KEYS, { clientRateLimit: { burst: 0, perSecond: -1, maxClients: 1e9 } }));
+    expect(problems).toEqual(
+      expect.arrayContaining([
+        expect.stringMatching(/^clientRateLimit\.burst: must be/),
+        expect.stringMatching(/^clientRateLimit\.perSecond: must be/),
+        expect.stringMatching(/^clientRateLimit\.maxClients: must be/),
+      ]),
+    );
+  });
+});

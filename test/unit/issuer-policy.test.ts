@@ -49,20 +49,14 @@ describe('issuer policy', () => {
 
   it('refuses what the allow-lists do not name; "*" allows any value and an absent one', () => {
     const policy = new IssuerPolicy({
-      alibabaEcsIdentity: ecsPolicy,
-      alibabaRamRole: { accounts: ['1335926999564873'], roles: ['app'], instanceIds: ['i-one'], ...noTags },
+      alibabaEcsIdentity: { ...ecsPolicy, instanceIds: ['i-one'] },
+      alibabaRamRole: { accounts: ['1335926999564873'], roles: ['app'], ...noTags },
     });
     expect(policy.decide(identity({ accountId: '1' }), ECS)).toMatchObject({ allowed: false, reason: expect.stringContaining('account 1') });
     expect(policy.decide(identity({ region: 'cn-beijing' }), ECS)).toMatchObject({ allowed: false, reason: expect.stringContaining('region cn-beijing') });
-    expect(policy.decide(identity({ kind: RAM, roleName: 'app', instanceId: 'i-two' }), RAM)).toMatchObject({
-      allowed: false,
-      reason: expect.stringContaining('instance i-two'),
-    });
-    expect(policy.decide(identity({ kind: RAM, roleName: 'app', instanceId: undefined }), RAM)).toMatchObject({
-      allowed: false,
-      reason: expect.stringContaining('states no instance'),
-    });
-    expect(policy.decide(identity({ kind: RAM, roleName: 'app', instanceId: 'i-one' }), RAM)).toMatchObject({ allowed: true });
+    expect(policy.decide(identity({ instanceId: 'i-two' }), ECS)).toMatchObject({ allowed: false, reason: expect.stringContaining('instance i-two') });
+    expect(policy.decide(identity({ instanceId: 'i-one' }), ECS)).toMatchObject({ allowed: true });
+    expect(policy.decide(identity({ kind: RAM, roleName: 'other' }), RAM)).toMatchObject({ allowed: false, reason: expect.stringContaining('role other') });
     // A kind without a policy gets nothing.
     expect(policy.decide(identity({ kind: CAM, cloud: 'tencent', roleId: '1' }), CAM)).toMatchObject({ allowed: false });
     // An identity of another kind than the request's, or of the wrong cloud, is refused.
@@ -71,6 +65,18 @@ describe('issuer policy', () => {
     // ECS needs region and instance for its sub even where the policy says "*".
     const any = new IssuerPolicy({ alibabaEcsIdentity: { ...ecsPolicy, regions: ['*'] } });
     expect(any.decide(identity({ region: undefined }), ECS)).toMatchObject({ allowed: false, reason: expect.stringContaining('subject') });
+  });
+
+  it('never judges a role kind by its instance: that comes from a session name the caller chose (issue #11 item 8)', () => {
+    const policy = new IssuerPolicy({
+      alibabaRamRole: { accounts: ['1335926999564873'], roles: ['app'], instanceIds: ['i-one'], ...noTags },
+    });
+    for (const instanceId of ['i-one', 'i-two', undefined]) {
+      expect(policy.decide(identity({ kind: RAM, roleName: 'app', instanceId }), RAM)).toMatchObject({
+        allowed: true,
+        subject: 'alibaba-ram:1335926999564873:role/app',
+      });
+    }
   });
 
   it('refuses attested ids that would make the sub ambiguous', () => {
@@ -122,5 +128,18 @@ describe('issuer policy', () => {
     expect(tagSourceProblem('instanceId')).toBeUndefined();
     expect(tagSourceProblem('attribute:zone-id')).toBeUndefined();
     expect(tagSourceProblem('replayKey')).toContain('one of');
+  });
+});
+
+describe('honest identity for the role kinds (issue #11 item 8)', () => {
+  it('never makes a session tag of an instance id read from a role session name', () => {
+    const rules = [
+      { key: 'instance', from: 'instanceId' },
+      { key: 'role', from: 'roleName' },
+    ];
+    const fromSession = identity({ kind: RAM, roleName: 'app', instanceId: 'i-chosen', attributes: { 'instance-id-source': 'session-name' } });
+    expect(buildTagsClaim(rules, [], fromSession)).toEqual({ principal_tags: { role: ['app'] } });
+    // An instance id an attestor established itself (ECS PKCS#7) still becomes a tag.
+    expect(buildTagsClaim(rules, [], identity({ roleName: 'app' }))?.principal_tags).toMatchObject({ instance: ['i-bp1abc'] });
   });
 });

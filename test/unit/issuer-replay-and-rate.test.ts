@@ -67,3 +67,24 @@ describe('identity rate limiter', () => {
     expect(rateLimitKey({ kind: 'k', accountId: '1', roleName: 'r' })).not.toBe(rateLimitKey({ kind: 'k', accountId: '1', roleName: 's' }));
   });
 });
+
+describe('replay guard shares (issue #11 item 4)', () => {
+  it('lets no tenant hold more than half of the set: the next one from it is refused, others are still accepted', () => {
+    const guard = new ReplayGuard(100);
+    for (let i = 0; i < 50; i++) expect(guard.check(`a${i}`, T0 + 60_000, T0, 'alibaba:1')).toBe('fresh');
+    expect(guard.check('a-more', T0 + 60_000, T0 + 1, 'alibaba:1')).toBe('tenant-full');
+    expect(guard.sizeOf('alibaba:1')).toBe(50);
+    for (let i = 0; i < 50; i++) expect(guard.check(`b${i}`, T0 + 60_000, T0 + 1, 'tencent:2')).toBe('fresh');
+    // A replay is still recognised for a tenant at its share.
+    expect(guard.check('a0', T0 + 60_000, T0 + 2, 'alibaba:1')).toBe('replayed');
+  });
+
+  it("gives a tenant's share back as its entries expire", () => {
+    const guard = new ReplayGuard(100);
+    for (let i = 0; i < 50; i++) expect(guard.check(`a${i}`, T0 + 1_000, T0, 'alibaba:1')).toBe('fresh');
+    expect(guard.check('late', T0 + 60_000, T0 + 500, 'alibaba:1')).toBe('tenant-full');
+    expect(guard.check('later', T0 + 60_000, T0 + 2_000, 'alibaba:1')).toBe('fresh');
+    expect(guard.sizeOf('alibaba:1')).toBe(1);
+    expect(guard.size).toBe(1);
+  });
+});

@@ -91,6 +91,10 @@ const EXPLAINED_ERRORS: Record<string, string> = {
  * host, the binding to this issuer covered by the signature, the action, the timestamp window);
  * only then is the request replayed, exactly as signed, to Tencent STS, whose answer is the only
  * source of the identity. The issuer never holds a Tencent key: STS checks the signature.
+ *
+ * STS proves a CAM role session, not an instance: any principal allowed to assume the role (not
+ * only a CVM it is bound to) can sign such a request, and names the session itself. So the
+ * identity carries no instance id, and the session name is only an attribute.
  */
 export class TencentCamRoleAttestor implements Attestor {
   readonly subjectTokenType = SUBJECT_TOKEN_TYPES.tencentCamRole;
@@ -330,7 +334,7 @@ function parseIdentity(response: Record<string, unknown>, stsHost: string): StsI
   const type = response['Type'];
   if (type !== 'CAMRole') {
     const what = typeof type === 'string' ? shown(type) : 'no Type';
-    throw grant(`Tencent STS says the signing key belongs to ${what}, not a CAMRole: only a CVM instance's CAM role credentials are accepted`);
+    throw grant(`Tencent STS says the signing key belongs to ${what}, not a CAMRole: only CAM role (assumed-role) credentials are accepted`);
   }
   const arn = response['Arn'];
   const match = typeof arn === 'string' ? ASSUMED_ROLE_ARN.exec(arn) : null;
