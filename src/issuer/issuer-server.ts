@@ -5,6 +5,7 @@ import { type Clock, systemClock } from '../core/clock.js';
 import { CrosscredError } from '../core/errors.js';
 import type { ListenAddress } from '../core/listen-address.js';
 import { formatAddress } from '../core/listen-address.js';
+import { HTTP_LIMITS } from '../http/limits.js';
 import { HttpListener } from '../http/listener.js';
 import { type Refusal, refusalAnswer } from '../http/refusals.js';
 import { APPLICATION_JSON, refuse as refuseRequest, send, sendError, TEXT_PLAIN } from '../http/responses.js';
@@ -183,7 +184,14 @@ export async function startIssuer(config: IssuerConfig, deps: IssuerDependencies
   };
 
   const tls = await readTls(config);
-  const listener = new HttpListener({ handler, refuse, maxRequestBodyBytes: MAX_TOKEN_REQUEST_BYTES, ...(tls ? { tls } : {}) });
+  // The per-address cap applies only where the issuer terminates TLS itself: behind a
+  // TLS-terminating load balancer (plain HTTP) every connection comes from the balancer.
+  const listener = new HttpListener({
+    handler,
+    refuse,
+    maxRequestBodyBytes: MAX_TOKEN_REQUEST_BYTES,
+    ...(tls ? { tls, maxConnectionsPerAddress: HTTP_LIMITS.maxConnectionsPerAddress } : {}),
+  });
   const port = await listener.listen(config.listen);
   const address = { host: config.listen.host, port };
   log.info(
