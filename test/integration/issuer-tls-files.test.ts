@@ -1,8 +1,11 @@
 import { execFile } from 'node:child_process';
-import { chmod, rm } from 'node:fs/promises';
+import { chmod, readFile, rm } from 'node:fs/promises';
+import { connect } from 'node:net';
 import { join } from 'node:path';
+import { type TLSSocket, connect as tlsConnect } from 'node:tls';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { HTTP_LIMITS } from '../../src/http/limits.js';
 import { startIssuer } from '../../src/issuer/issuer-server.js';
 import { readRegularFileChecked } from '../../src/util/read-regular-file.js';
 import { memoryLogger } from '../support/chain.js';
@@ -10,7 +13,8 @@ import { baseConfig, configFrom, freePort, makeKey, tempDir } from '../support/i
 
 /**
  * Issue 11, item 9: the issuer's TLS key file gets the signing keys' ownership and mode check,
- * made with fstat on the descriptor the key is read from.
+ * made with fstat on the descriptor the key is read from. Item 3: the issuer's HTTPS listener
+ * caps connections per client address.
  */
 
 const run = promisify(execFile);
@@ -30,6 +34,8 @@ beforeAll(async () => {
     '1',
     '-subj',
     '/CN=localhost',
+    '-addext',
+    'subjectAltName=IP:127.0.0.1',
     '-keyout',
     join(dir, 'tls.key'),
     '-out',
@@ -86,5 +92,49 @@ describe('the issuer TLS key file', () => {
     const { bytes, info } = await readRegularFileChecked(join(dir, 'tls.key'), 64 * 1024);
     expect(info.mode & 0o777).toBe(0o600);
     expect(bytes?.toString('utf8')).toContain('PRIVATE KEY');
+  });
+});
+
+/** A TLS connection from `localAddress`: resolves true once the handshake is done, false if the server closed it first. */
+function tlsClient(port: number, localAddress: string, ca: Buffer): Promise<{ socket: TLSSocket; admitted: boolean }> {
+  return new Promise((resolve) => {
+    const socket = tlsConnect({ socket: connect({ host: '127.0.0.1', port, localAddress }), host: '127.0.0.1', ca, servername: '' });
+    socket.once('secureConnect', () => resolve({ socket, admitted: true }));
+    socket.once('error', () => resolve({ socket, admitted: false }));
+    socket.once('close', () => resolve({ socket, admitted: false }));
+  });
+}
+
+describe('the issuer HTTPS listener', () => {
+  it(`holds at most ${HTTP_LIMITS.maxConnectionsPerAddress} connections from one address; another address still gets in`, async () => {
+    await chmod(join(dir, 'tls.key'), 0o600);
+    const key = await makeKey(dir, 'k-cap.pem');
+    const port = await freePort();
+    const object = baseConfig('https://127.0.0.1', [{ file: key.file, active: true }], {
+      listen: `127.0.0.1:${port}`,
+      tls: { certFile: join(dir, 'tls.crt'), keyFile: join(dir, 'tls.key') },
+    });
+    const { logger } = memoryLogger();
+    const issuer = await startIssuer(configFrom(object, join(dir, 'x.yaml')), { logger, createAttestors: async () => new Map() });
+    const ca = await readFile(join(dir, 'tls.crt'));
+    const held: TLSSocket[] = [];
+    try {
+      // Completed handshakes, so that the 5 s handshake timeout does not close them meanwhile;
+      // opened in batches of 32 to be done in a few seconds even on a busy machine.
+      for (let i = 0; i < HTTP_LIMITS.maxConnectionsPerAddress; i += 32) {
+        const batch = await Promise.all(Array.from({ length: 32 }, () => tlsClient(port, '127.0.0.1', ca)));
+        held.push(...batch.map((c) => c.socket));
+        expect(batch.every((c) => c.admitted)).toBe(true);
+      }
+      const extra = await tlsClient(port, '127.0.0.1', ca);
+      extra.socket.destroy();
+      expect(extra.admitted).toBe(false);
+      const other = await tlsClient(port, '127.0.0.2', ca);
+      other.socket.destroy();
+      expect(other.admitted).toBe(true);
+    } finally {
+      for (const socket of held) socket.destroy();
+      await issuer.close();
+    }
   });
 });
