@@ -27,4 +27,18 @@ export const HTTP_LIMITS = {
    * requests into 97% 503s in the benchmark.)
    */
   maxConnections: 4_096,
+  /**
+   * A TLS client must finish its handshake within this time, in ms. Node's default (120 s) let a
+   * client that opened TCP and sent nothing hold a place under the connection cap for two minutes.
+   * A real handshake takes a few round trips: well under a second even across continents.
+   */
+  tlsHandshakeTimeoutMs: 5_000,
+  /**
+   * Open connections from one client address (an IPv6 client: its /64) on a listener that asks for
+   * a per-address cap (the issuer, when it terminates TLS itself). One address can then hold at most
+   * 1/16 of maxConnections, so one client cannot starve the others, while a NAT gateway in front of
+   * thousands of VMs (each exchanging a token about once an hour, on a connection that lives a few
+   * seconds) stays far below it. Connections beyond it are closed at once, before any TLS or HTTP work.
+   */
+  maxConnectionsPerAddress: 256,
 } as const;

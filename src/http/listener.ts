@@ -1,5 +1,6 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
+import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { CrosscredError } from '../core/errors.js';
 import type { ListenAddress } from '../core/listen-address.js';
@@ -42,6 +43,34 @@ export interface HttpListenerOptions {
   readonly maxRequestBodyBytes?: number;
   /** Serve HTTPS with this PEM key and certificate chain (the issuer); plain HTTP without. */
   readonly tls?: { readonly key: string | Buffer; readonly cert: string | Buffer };
+  /** With tls: a handshake not finished within this many ms closes the connection. Default HTTP_LIMITS.tlsHandshakeTimeoutMs. */
+  readonly tlsHandshakeTimeoutMs?: number;
+  /**
+   * At most this many open connections from one client address (an IPv6 address counts by its
+   * /64). A connection beyond it is closed as soon as it is accepted: nothing is read or sent, no
+   * TLS handshake is started. Default: no per-address cap (only maxConnections).
+   */
+  readonly maxConnectionsPerAddress?: number;
+}
+
+/**
+ * The key a client address is counted under: an IPv4 address (IPv4-mapped IPv6 ones included)
+ * as itself, an IPv6 address by its /64, which is what one client is usually given.
+ */
+export function clientAddressKey(address: string | undefined): string {
+  if (address === undefined) return 'unknown';
+  const mapped = /^::ffff:(\d{1,3}(?:\.\d{1,3}){3})$/i.exec(address);
+  if (mapped) return mapped[1]!;
+  if (!address.includes(':')) return address;
+  const [head = '', tail] = address.split('%')[0]!.split('::');
+  const left = head === '' ? [] : head.split(':');
+  const right = tail === undefined || tail === '' ? [] : tail.split(':');
+  // An IPv4 tail (::ffff:a.b.c.d and the like) sits in the last 32 bits, outside the /64.
+  const groups = tail === undefined ? left : [...left, ...new Array<string>(Math.max(0, 8 - left.length - right.length)).fill('0'), ...right];
+  return `${groups
+    .slice(0, 4)
+    .map((g) => Number.parseInt(g, 16).toString(16))
+    .join(':')}::/64`;
 }
 
 /**
@@ -59,6 +88,9 @@ export class HttpListener {
   readonly #maxBodyBytes: number;
   /** Connections accepted while the listener was over its cap: each request on them is refused. */
   readonly #overCap = new WeakSet<object>();
+  /** Open connections per clientAddressKey, when there is a per-address cap; an entry goes with its last connection. */
+  readonly #perAddress = new Map<string, number>();
+  #refusedPerAddress = 0;
 
   constructor(private readonly options: HttpListenerOptions) {
     this.#maxConnections = options.maxConnections ?? HTTP_LIMITS.maxConnections;
@@ -75,7 +107,16 @@ export class HttpListener {
     const onRequest = (req: IncomingMessage, res: ServerResponse) => this.#onRequest(req, res);
     // An https.Server is an http.Server over TLS (the same request events and limits).
     this.server = options.tls
-      ? (createHttpsServer({ ...httpOptions, key: options.tls.key, cert: options.tls.cert, minVersion: 'TLSv1.2' }, onRequest) as unknown as Server)
+      ? (createHttpsServer(
+          {
+            ...httpOptions,
+            key: options.tls.key,
+            cert: options.tls.cert,
+            minVersion: 'TLSv1.2',
+            handshakeTimeout: options.tlsHandshakeTimeoutMs ?? HTTP_LIMITS.tlsHandshakeTimeoutMs,
+          },
+          onRequest,
+        ) as unknown as Server)
       : createServer(httpOptions, onRequest);
     // Every header line counts: Node's default keeps only the first 1,000 and drops the rest
     // silently, so an X-Forwarded-For or a second Host after 1,000 filler lines went unseen. The
@@ -85,7 +126,8 @@ export class HttpListener {
     this.server.on('connect', (req: IncomingMessage, socket: Duplex) => {
       socket.end(connectRefusal(options.errorFormat?.(req.url ?? '') ?? 'text'));
     });
-    this.server.on('connection', (socket) => {
+    this.server.on('connection', (socket: Socket) => {
+      if (!this.#admitFrom(socket)) return;
       this.#connections++;
       if (this.#connections > this.#maxConnections) this.#overCap.add(socket);
       socket.once('close', () => this.#connections--);
@@ -96,6 +138,36 @@ export class HttpListener {
         if (this.#connections > this.#maxConnections) this.#overCap.add(tlsSocket);
       });
     }
+  }
+
+  /** Connections closed on arrival because their address was at maxConnectionsPerAddress. */
+  get connectionsRefusedPerAddress(): number {
+    return this.#refusedPerAddress;
+  }
+
+  /**
+   * Counts `socket` against its address's cap, or closes it when the address is at the cap. A
+   * refused socket is destroyed at once, unanswered: answering (a 503 over TLS) would cost the
+   * handshake that the cap is there to spare, and a client that holds that many connections is
+   * not waiting for an explanation.
+   */
+  #admitFrom(socket: Socket): boolean {
+    const cap = this.options.maxConnectionsPerAddress;
+    if (cap === undefined) return true;
+    const key = clientAddressKey(socket.remoteAddress);
+    const open = this.#perAddress.get(key) ?? 0;
+    if (open >= cap) {
+      this.#refusedPerAddress++;
+      socket.destroy();
+      return false;
+    }
+    this.#perAddress.set(key, open + 1);
+    socket.once('close', () => {
+      const left = (this.#perAddress.get(key) ?? 1) - 1;
+      if (left <= 0) this.#perAddress.delete(key);
+      else this.#perAddress.set(key, left);
+    });
+    return true;
   }
 
   /** Binds `address`; resolves with the bound port (useful when 0 was asked for). */

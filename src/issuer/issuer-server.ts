@@ -1,4 +1,3 @@
-import { readFile } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Server as HttpsServer } from 'node:https';
 import type { Logger } from 'pino';
@@ -6,11 +5,13 @@ import { type Clock, systemClock } from '../core/clock.js';
 import { CrosscredError } from '../core/errors.js';
 import type { ListenAddress } from '../core/listen-address.js';
 import { formatAddress } from '../core/listen-address.js';
+import { HTTP_LIMITS } from '../http/limits.js';
 import { HttpListener } from '../http/listener.js';
 import { type Refusal, refusalAnswer } from '../http/refusals.js';
 import { APPLICATION_JSON, refuse as refuseRequest, send, sendError, TEXT_PLAIN } from '../http/responses.js';
 import { pathOf } from '../http/route-table.js';
 import { ISSUER_PATHS, type SubjectTokenType } from '../protocol/issuer-token-exchange.js';
+import { privateFileProblem, readRegularFileChecked } from '../util/read-regular-file.js';
 import { AttestationPools, ClientAdmission, poolSizes } from './admission.js';
 import type { Attestor } from './attestor.js';
 import { createAttestors } from './attestors/index.js';
@@ -73,12 +74,33 @@ async function buildState(config: IssuerConfig, deps: IssuerDependencies): Promi
 
 async function readTls(config: IssuerConfig): Promise<{ key: Buffer; cert: Buffer } | undefined> {
   if (!config.tls) return undefined;
+  const { certFile, keyFile } = config.tls;
+  const [cert, key] = await Promise.all([readTlsFile('certificate', certFile, false), readTlsFile('key', keyFile, true)]);
+  return { key, cert };
+}
+
+/** A PEM chain or key is a few KiB; a bigger file is not one (and is never read whole). */
+const MAX_TLS_FILE_BYTES = 256 * 1024;
+
+/**
+ * One TLS file, read as a regular file of bounded size. The key must pass the signing keys' check
+ * (owned by crosscred's user or root, closed to group and others), made on the fstat of the
+ * descriptor it is read from, before a byte of it is read.
+ */
+async function readTlsFile(what: 'certificate' | 'key', path: string, isPrivate: boolean): Promise<Buffer> {
+  const refuse = (why: string) => new CrosscredError('CONFIG_INVALID', `tls: ${why}`);
+  let bytes: Buffer | undefined;
   try {
-    const [cert, key] = await Promise.all([readFile(config.tls.certFile), readFile(config.tls.keyFile)]);
-    return { key, cert };
+    ({ bytes } = await readRegularFileChecked(path, MAX_TLS_FILE_BYTES, (info) => {
+      const problem = isPrivate ? privateFileProblem(path, info) : undefined;
+      if (problem !== undefined) throw refuse(`the key file ${problem}`);
+    }));
   } catch (err) {
-    throw new CrosscredError('CONFIG_INVALID', `tls: cannot read the certificate or key file (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+    if (err instanceof CrosscredError) throw err;
+    throw refuse(`cannot read the ${what} file ${path} (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
   }
+  if (bytes === undefined) throw refuse(`the ${what} file ${path} is larger than ${MAX_TLS_FILE_BYTES} bytes`);
+  return bytes;
 }
 
 /** The path part of a URL without a trailing slash ('' for the root). */
@@ -166,7 +188,14 @@ export async function startIssuer(config: IssuerConfig, deps: IssuerDependencies
   };
 
   const tls = await readTls(config);
-  const listener = new HttpListener({ handler, refuse, maxRequestBodyBytes: MAX_TOKEN_REQUEST_BYTES, ...(tls ? { tls } : {}) });
+  // The per-address cap applies only where the issuer terminates TLS itself: behind a
+  // TLS-terminating load balancer (plain HTTP) every connection comes from the balancer.
+  const listener = new HttpListener({
+    handler,
+    refuse,
+    maxRequestBodyBytes: MAX_TOKEN_REQUEST_BYTES,
+    ...(tls ? { tls, maxConnectionsPerAddress: HTTP_LIMITS.maxConnectionsPerAddress } : {}),
+  });
   const port = await listener.listen(config.listen);
   const address = { host: config.listen.host, port };
   log.info(

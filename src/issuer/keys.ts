@@ -1,10 +1,10 @@
 import { createPrivateKey, createPublicKey, generateKeyPair as generateNodeKeyPair, type KeyObject, randomBytes } from 'node:crypto';
-import { constants } from 'node:fs';
+import { constants, type Stats } from 'node:fs';
 import { link, open, stat, unlink } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { calculateJwkThumbprint, type JWK } from 'jose';
 import { CrosscredError } from '../core/errors.js';
-import { readRegularFile } from '../util/read-regular-file.js';
+import { privateFileProblem, readRegularFileChecked } from '../util/read-regular-file.js';
 
 /**
  * The issuer's signing keys: loaded from files, one `active` key that signs, the others only
@@ -92,15 +92,17 @@ export async function loadKeySet(configs: readonly KeyFileConfig[]): Promise<Iss
  */
 export async function loadKeyFile(path: string, options: { requirePrivate: boolean }): Promise<IssuerKey> {
   let data: Buffer | undefined;
+  let info: Stats;
   try {
-    data = await readRegularFile(path, MAX_KEY_FILE_BYTES);
+    // The ownership and mode checked below are fstat's of the descriptor these bytes came from.
+    ({ bytes: data, info } = await readRegularFileChecked(path, MAX_KEY_FILE_BYTES));
   } catch (err) {
     throw new CrosscredError('ISSUER_KEY_INVALID', `cannot read key file ${path} (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
   }
   if (data === undefined) throw new CrosscredError('ISSUER_KEY_INVALID', `key file ${path} is larger than ${MAX_KEY_FILE_BYTES} bytes`);
   const text = data.toString('utf8').trim();
   const parsed = parseKeyText(path, text);
-  if (parsed.privateKey) await checkPrivateKeyFile(path);
+  if (parsed.privateKey) checkPrivateKeyFile(path, info);
   else if (options.requirePrivate) throw new CrosscredError('ISSUER_KEY_INVALID', `${path} holds a public key only; the active key must be a private key`);
   const publicKey = parsed.privateKey ? createPublicKey(parsed.privateKey) : parsed.publicKey!;
   const alg = algorithmOf(path, publicKey);
@@ -185,15 +187,9 @@ function publicMembers(jwk: JWK): JWK {
  * A private key file is trusted only if nobody but its owner (this process's user, or root) could
  * have written it or can read it: any group or other permission is refused.
  */
-async function checkPrivateKeyFile(path: string): Promise<void> {
-  const info = await stat(path);
-  const uid = process.getuid?.();
-  if (uid !== undefined && info.uid !== uid && info.uid !== 0) {
-    throw new CrosscredError('ISSUER_KEY_INVALID', `${path} belongs to uid ${info.uid}, not to crosscred's uid ${uid} or root`);
-  }
-  if ((info.mode & 0o077) !== 0) {
-    throw new CrosscredError('ISSUER_KEY_INVALID', `${path} is open to group or others (mode ${(info.mode & 0o777).toString(8)}); chmod 600 it`);
-  }
+function checkPrivateKeyFile(path: string, info: Stats): void {
+  const problem = privateFileProblem(path, info);
+  if (problem !== undefined) throw new CrosscredError('ISSUER_KEY_INVALID', problem);
 }
 
 const generateKeyPairAsync = promisify(generateNodeKeyPair);

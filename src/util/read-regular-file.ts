@@ -16,10 +16,25 @@ import { open } from 'node:fs/promises';
  * - a directory, socket or device is never a token that someone wrote.
  */
 export async function readRegularFile(path: string, maxBytes: number): Promise<Buffer | undefined> {
+  return (await readRegularFileChecked(path, maxBytes)).bytes;
+}
+
+/**
+ * Like readRegularFile, and also resolves with what fstat said of the very descriptor the bytes
+ * were read from. A check of ownership or mode made on these Stats is about the bytes read: a
+ * `stat` of the path before or after the read could see another file swapped in between.
+ * `check`, when given, runs on those Stats before anything is read, and may throw to refuse.
+ */
+export async function readRegularFileChecked(
+  path: string,
+  maxBytes: number,
+  check?: (info: Stats) => void,
+): Promise<{ bytes: Buffer | undefined; info: Stats }> {
   const handle = await open(path, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOCTTY);
   try {
     const info = await handle.stat();
     if (!info.isFile()) throw new NotARegularFileError(path, kindOf(info));
+    check?.(info);
     const buffer = Buffer.alloc(maxBytes + 1);
     let filled = 0;
     while (filled < buffer.length) {
@@ -27,10 +42,22 @@ export async function readRegularFile(path: string, maxBytes: number): Promise<B
       if (bytesRead === 0) break;
       filled += bytesRead;
     }
-    return filled > maxBytes ? undefined : buffer.subarray(0, filled);
+    return { bytes: filled > maxBytes ? undefined : buffer.subarray(0, filled), info };
   } finally {
     await handle.close();
   }
+}
+
+/**
+ * Why a file holding a secret (a private key) cannot be trusted, or undefined when it can: it
+ * must belong to this process's user or root, and give group and others no permission at all,
+ * as OpenSSH requires of its keys. `info` should come from fstat on the open descriptor.
+ */
+export function privateFileProblem(path: string, info: Stats): string | undefined {
+  const uid = process.getuid?.();
+  if (uid !== undefined && info.uid !== uid && info.uid !== 0) return `${path} belongs to uid ${info.uid}, not to crosscred's uid ${uid} or root`;
+  if ((info.mode & 0o077) !== 0) return `${path} is open to group or others (mode ${(info.mode & 0o777).toString(8)}); chmod 600 it`;
+  return undefined;
 }
 
 export class NotARegularFileError extends Error {
