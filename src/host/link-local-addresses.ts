@@ -197,7 +197,8 @@ async function tencentMetadataUp(options: LinkLocalOptions, user: string): Promi
     '  }',
   ]);
   options.log(
-    `nftables table ${NFT_TENCENT_METADATA_TABLE}: only user ${user} reaches the Tencent metadata service at ${TENCENT_METADATA_ADDRESS}; every other process and every forwarded container is refused`,
+    `nftables table ${NFT_TENCENT_METADATA_TABLE}: only user ${user} reaches the Tencent metadata service at ${TENCENT_METADATA_ADDRESS}; ` +
+      'every other process and every forwarded container is refused',
   );
 }
 

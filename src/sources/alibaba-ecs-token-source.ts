@@ -187,7 +187,9 @@ export class AlibabaEcsTokenSource implements TokenSource {
     if (probe.httpTokens !== 'optional') return;
     publishSourceWarning({
       code: 'ALIBABA_METADATA_TOKENS_OPTIONAL',
-      message: `the ECS metadata server at ${this.#metadataUrl} answers reads without a session token (HttpTokens=optional): any process on this instance can read the signed identity document and the RAM role keys`,
+      message:
+        `the ECS metadata server at ${this.#metadataUrl} answers reads without a session token (HttpTokens=optional): ` +
+        'any process on this instance can read the signed identity document and the RAM role keys',
       fix: `require session tokens on this instance's metadata options: ${requireTokensCommand({ instanceId: probe.instanceId })}`,
     });
   }
