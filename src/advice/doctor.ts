@@ -6,7 +6,7 @@ import { isCrosscredError } from '../core/errors.js';
 import { issuerUrlProblem } from '../core/url-checks.js';
 import { createStsClient } from '../exchange/aws-web-identity-exchange.js';
 import { classifyFailure } from '../exchange/failure.js';
-import { ECS_METADATA_URL } from '../platform/alibaba/ecs-metadata.js';
+import { ECS_METADATA_URL, EcsMetadataClient, requireTokensCommand } from '../platform/alibaba/ecs-metadata.js';
 import { CVM_METADATA_URL } from '../platform/tencent/cvm-metadata.js';
 import { webIdentityRoleFor } from '../roles/web-identity-role.js';
 import { AlibabaEcsTokenSource } from '../sources/alibaba-ecs-token-source.js';
@@ -301,6 +301,7 @@ async function checkVmSteps(source: VmSourceConfig, options: DoctorOptions, add:
         alibabaToken = res.text;
         cloud = 'alibaba-ecs';
         add({ status: 'ok', title: `Alibaba ECS metadata server answered at ${alibabaUrl} (token mode)` });
+        add(await checkAlibabaTokensRequired(alibabaUrl, alibabaToken, dispatcher, timeoutMs));
       } else if (source.cloud === 'alibaba-ecs') {
         add({
           status: 'fail',
@@ -557,6 +558,32 @@ function issuerRefusalFix(message: string): string | undefined {
         ? "the instance must reach the issuer's token endpoint over HTTPS (--issuer-ca-bundle for a private CA)"
         : undefined;
   }
+}
+
+/**
+ * `HttpTokens=optional` (the default) lets any process of the instance GET the signed identity
+ * document and the RAM role's keys with no session token: one token-less GET of the instance id
+ * tells. The region (read with the token) only fills in the fix's command.
+ */
+async function checkAlibabaTokensRequired(alibabaUrl: string, token: string, dispatcher: Dispatcher, timeoutMs: number): Promise<Check> {
+  const client = new EcsMetadataClient({ baseUrl: alibabaUrl, timeoutMs });
+  const probe = await client.probeTokenlessRead().finally(() => client.close());
+  if (probe.httpTokens === 'required') return { status: 'ok', title: 'the ECS metadata server refuses reads without a session token (HttpTokens=required)' };
+  if (probe.httpTokens === 'unknown') {
+    return {
+      status: 'warn',
+      title: 'cannot tell whether the ECS metadata server requires session tokens',
+      detail: `a GET without a token got ${probe.reason}`,
+    };
+  }
+  const region = await fetchText(`${alibabaUrl}/latest/meta-data/region-id`, dispatcher, timeoutMs, { headers: { 'x-aliyun-ecs-metadata-token': token } });
+  const regionId = 'text' in region && region.status === 200 && /^[a-z]{2}-[a-z0-9-]{1,40}$/.test(region.text.trim()) ? region.text.trim() : undefined;
+  return {
+    status: 'fail',
+    title: 'the ECS metadata server answers reads without a session token (HttpTokens=optional)',
+    detail: 'any process on this instance (or anything that can make it send a GET) can read the signed identity document and the RAM role keys',
+    fix: `require session tokens on this instance's metadata options: ${requireTokensCommand({ instanceId: probe.instanceId, regionId })}`,
+  };
 }
 
 async function fetchText(

@@ -199,10 +199,11 @@ whole with --sub-pattern.
 `;
 
 export const NET_SETUP_HELP = `Usage: crosscred net-setup up|down [--interface NAME] [--container-address] [--address CIDR]... [--local-only] [--hop-limit]
+       [--tencent-metadata-only-for USER]
 
 Puts the metadata addresses on this host (up) or removes them (down), idempotently: run it as
 ExecStartPre/ExecStopPost of the systemd unit. Needs root (CAP_NET_ADMIN) and iproute2;
---local-only and --hop-limit also need nft (Debian package nftables).
+--local-only, --hop-limit and --tencent-metadata-only-for also need nft (Debian package nftables).
 
 The kernel accepts packets for these addresses on any interface: without --local-only, every
 container on a bridge (Docker, Podman) and any machine with a route through this host gets this
@@ -225,8 +226,15 @@ host's credentials.
                               bridge or veth of this host, which gets the reply directly (IMDSv2's
                               hop limit works on EC2 because there the host forwards for its
                               containers). For containers, use --local-only.
+  --tencent-metadata-only-for USER
+                              Tencent CVM: also an nftables table (inet crosscred_tencent_metadata)
+                              letting only USER (crosscred's user; a name or a uid) reach the
+                              metadata service at 169.254.0.23, which has no token mode. Every
+                              other process, root included, and every container forwarded through
+                              this host is refused: the cloud agents, cloud-init and the Tencent
+                              SDKs' CVM role provider lose the metadata service too.
 
-'down' removes the addresses and both nftables tables, whatever the flags.
+'down' removes the addresses and every nftables table of crosscred's, whatever the flags.
 `;
 
 export const WAIT_READY_HELP = `Usage: crosscred wait-ready [--admin URL] [--timeout-ms N]

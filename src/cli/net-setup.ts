@@ -1,5 +1,5 @@
 import { parseArgs } from 'node:util';
-import { linkLocalDown, linkLocalUp } from '../host/link-local-addresses.js';
+import { isUserOrUid, linkLocalDown, linkLocalUp } from '../host/link-local-addresses.js';
 import { EXIT_USAGE } from './exit-codes.js';
 
 export const IMDS_ADDRESS = '169.254.169.254/32';
@@ -15,6 +15,7 @@ export async function runNetSetup(args: string[]): Promise<number> {
       'container-address': { type: 'boolean' },
       'local-only': { type: 'boolean' },
       'hop-limit': { type: 'boolean' },
+      'tencent-metadata-only-for': { type: 'string' },
     },
     strict: true,
     allowPositionals: true,
@@ -31,11 +32,17 @@ export async function runNetSetup(args: string[]): Promise<number> {
       return EXIT_USAGE;
     }
   }
+  const metadataUser = values['tencent-metadata-only-for'];
+  if (metadataUser !== undefined && !isUserOrUid(metadataUser)) {
+    process.stderr.write(`crosscred net-setup: --tencent-metadata-only-for wants a user name or a numeric uid, not ${JSON.stringify(metadataUser)}\n`);
+    return EXIT_USAGE;
+  }
   const options = {
     interfaceName: values.interface ?? 'crosscred0',
     addresses,
     localOnly: values['local-only'] ?? false,
     hopLimit: values['hop-limit'] ?? false,
+    ...(metadataUser !== undefined ? { tencentMetadataOnlyFor: metadataUser } : {}),
     log: (line: string) => process.stdout.write(`crosscred net-setup: ${line}\n`),
   };
   try {

@@ -31,6 +31,14 @@ export interface LinkLocalOptions {
    * the reply directly (on EC2 the host forwards for its containers, which is why the hop limit works there).
    */
   readonly hopLimit: boolean;
+  /**
+   * Tencent CVM only: also an nftables table that lets no process but this user's (a name or a
+   * uid) reach the metadata service at 169.254.0.23, and no container forwarded through this host.
+   * Tencent's metadata service has no token mode: without this, any process on the VM (or any
+   * container on a bridge) can GET the CAM role's keys. Every other process loses the service too:
+   * the cloud agents, cloud-init, the Tencent SDKs' own CVM role provider.
+   */
+  readonly tencentMetadataOnlyFor?: string;
   /** Where `ip` and `nft` are; injectable for a network namespace (`ip netns exec NAME …`). */
   readonly ip?: string;
   readonly nft?: string;
@@ -40,9 +48,20 @@ export interface LinkLocalOptions {
 /** Each rule has a table of its own, replaced whole on `up` and deleted on `down`. The hop-limit name predates the other. */
 export const NFT_HOP_LIMIT_TABLE = 'crosscred_metadata';
 export const NFT_LOCAL_ONLY_TABLE = 'crosscred_local_only';
+export const NFT_TENCENT_METADATA_TABLE = 'crosscred_tencent_metadata';
+/** The address behind `metadata.tencentyun.com` (docs/research/vm-attestation.md §4.1). */
+export const TENCENT_METADATA_ADDRESS = '169.254.0.23';
+/** A user name as useradd and systemd's DynamicUser make them, or a numeric uid: nothing else reaches the ruleset text. */
+const USER_OR_UID = /^(?:[a-z_][a-z0-9_-]{0,31}|[0-9]{1,10})$/;
+
+export function isUserOrUid(text: string): boolean {
+  return USER_OR_UID.test(text);
+}
 
 export async function linkLocalUp(options: LinkLocalOptions): Promise<{ device: string }> {
   const ip = options.ip ?? 'ip';
+  const user = options.tencentMetadataOnlyFor;
+  if (user !== undefined && !isUserOrUid(user)) throw new Error(`${JSON.stringify(user)} is not a user name or a numeric uid`);
   // Before the addresses, so that they are never reachable from outside while the rule is wanted.
   if (options.localOnly) await localOnlyUp(options);
   let device = options.interfaceName;
@@ -69,12 +88,14 @@ export async function linkLocalUp(options: LinkLocalOptions): Promise<{ device: 
     options.log(`added ${address} to ${device}`);
   }
   if (options.hopLimit) await hopLimitUp(options);
+  if (options.tencentMetadataOnlyFor !== undefined) await tencentMetadataUp(options, options.tencentMetadataOnlyFor);
   return { device };
 }
 
 /**
- * Removes the addresses, the dummy link, and both nftables tables whatever `localOnly` and
- * `hopLimit` say: a flag dropped from crosscred.env then leaves no rule behind after a restart.
+ * Removes the addresses, the dummy link, and every nftables table of crosscred's whatever
+ * `localOnly`, `hopLimit` and `tencentMetadataOnlyFor` say: a flag dropped from crosscred.env then
+ * leaves no rule behind after a restart.
  */
 export async function linkLocalDown(options: LinkLocalOptions): Promise<void> {
   const ip = options.ip ?? 'ip';
@@ -98,6 +119,7 @@ export async function linkLocalDown(options: LinkLocalOptions): Promise<void> {
   }
   await deleteTable(options, NFT_HOP_LIMIT_TABLE);
   await deleteTable(options, NFT_LOCAL_ONLY_TABLE);
+  await deleteTable(options, NFT_TENCENT_METADATA_TABLE);
 }
 
 async function linkExists(ip: string, device: string): Promise<boolean> {
@@ -149,6 +171,37 @@ async function localOnlyUp(options: LinkLocalOptions): Promise<void> {
   options.log(`nftables table ${NFT_LOCAL_ONLY_TABLE}: packets for ${hosts.join(', ')} from anywhere but this host are refused`);
 }
 
+/**
+ * The Tencent metadata chains. Output: a local process of any other uid (root included) is refused;
+ * a packet with no socket (the kernel's own) has no uid and passes. Forward: a container on a
+ * bridge of this host has no uid here at all, so it is refused outright. Rejected, not dropped, so
+ * that a refused client fails at once (see localOnlyRules).
+ */
+export function tencentMetadataRules(user: string): { output: string[]; forward: string[] } {
+  const daddr = `ip daddr ${TENCENT_METADATA_ADDRESS}`;
+  const refuse = (match: string) => [`${match} meta l4proto tcp reject with tcp reset`, `${match} reject with icmpx type admin-prohibited`];
+  return { output: refuse(`${daddr} meta skuid != ${user}`), forward: refuse(daddr) };
+}
+
+async function tencentMetadataUp(options: LinkLocalOptions, user: string): Promise<void> {
+  const rules = tencentMetadataRules(user);
+  // nft resolves a user name to its uid when it loads the rules: a user that does not exist fails here, not later.
+  await replaceTable(options, NFT_TENCENT_METADATA_TABLE, [
+    '  chain output {',
+    '    type filter hook output priority filter; policy accept;',
+    ...rules.output.map((rule) => `    ${rule}`),
+    '  }',
+    '  chain forward {',
+    '    type filter hook forward priority filter; policy accept;',
+    ...rules.forward.map((rule) => `    ${rule}`),
+    '  }',
+  ]);
+  options.log(
+    `nftables table ${NFT_TENCENT_METADATA_TABLE}: only user ${user} reaches the Tencent metadata service at ${TENCENT_METADATA_ADDRESS}; ` +
+      'every other process and every forwarded container is refused',
+  );
+}
+
 async function hopLimitUp(options: LinkLocalOptions): Promise<void> {
   const sources = ipv4Hosts(options.addresses);
   if (sources.length === 0) return;
@@ -187,7 +240,11 @@ function runWithInput(command: string, args: string[], input: string): Promise<v
     const child = execFile(command, args, (err, _stdout, stderr) => {
       if (!err) return resolve();
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
-        return reject(new Error(`${command} not found: --local-only and --hop-limit need nftables (Debian and Ubuntu: apt-get install nftables)`));
+        return reject(
+          new Error(
+            `${command} not found: --local-only, --hop-limit and --tencent-metadata-only-for need nftables (Debian and Ubuntu: apt-get install nftables)`,
+          ),
+        );
       }
       reject(new Error(`${command} ${args.join(' ')} failed: ${String(stderr).trim()}`));
     });

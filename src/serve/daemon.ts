@@ -10,6 +10,7 @@ import type { HttpListener } from '../http/listener.js';
 import { MAX_CONCURRENT_STS_REQUESTS } from '../platform/aws/sts-http-handler.js';
 import { webIdentityRoleFor } from '../roles/web-identity-role.js';
 import { createTokenSource } from '../sources/create-token-source.js';
+import { SOURCE_WARNINGS, type SourceWarning } from '../sources/source-warnings.js';
 import { Turns } from '../util/turns.js';
 import { buildAdminListener } from './admin-listener.js';
 import { ContainerSecret } from './container-secret.js';
@@ -118,6 +119,7 @@ export async function startDaemon(config: Config, deps: DaemonDependencies): Pro
     await Promise.allSettled(listeners.map((l) => l.close()));
     for (const r of roles.values()) await r.release();
     roles.clear();
+    SOURCE_WARNINGS.unsubscribe(onSourceWarning);
   };
 
   /**
@@ -186,6 +188,14 @@ export async function startDaemon(config: Config, deps: DaemonDependencies): Pro
     return child;
   };
 
+  // What a token source learns at its first use (an instance's metadata open to token-less reads)
+  // is a warning in this daemon's log, never a failure: subscribed here, before any source has
+  // fetched, until close.
+  const onSourceWarning = (message: unknown) => {
+    const { code, fix, message: text } = message as SourceWarning;
+    log.warn({ code, fix }, text);
+  };
+  SOURCE_WARNINGS.subscribe(onSourceWarning);
   try {
     let containerSecret: ContainerSecret | undefined;
     if (config.authTokenFile) {

@@ -1,6 +1,6 @@
 import type { Clock } from '../core/clock.js';
 import { CrosscredError } from '../core/errors.js';
-import { ECS_METADATA_URL, EcsMetadataClient } from '../platform/alibaba/ecs-metadata.js';
+import { ECS_METADATA_URL, EcsMetadataClient, requireTokensCommand } from '../platform/alibaba/ecs-metadata.js';
 import {
   type AlibabaCredential,
   DEFAULT_ALIBABA_STS_URL,
@@ -12,6 +12,7 @@ import { type AlibabaEcsIdentityAttestation, type EcsAttestationAudience, encode
 import type { IssuerClient } from './issuer-client.js';
 import { inspectJwt } from './jwt-shape.js';
 import { type RenewableToken, RenewingToken } from './renewing-token.js';
+import { publishSourceWarning } from './source-warnings.js';
 import type { TokenSource, WebIdentityToken } from './token-source.js';
 
 export type AlibabaAttestationKind = 'ecs-identity' | 'ram-role';
@@ -87,6 +88,8 @@ export class AlibabaEcsTokenSource implements TokenSource {
   readonly #stsUrl: string;
   #metadata: EcsMetadataClient | undefined;
   #credential: AlibabaCredential | undefined;
+  /** Whether the token-less probe has run: once per source, before its first attestation. */
+  #probed = false;
   readonly #held: RenewingToken;
   readonly #closing = new AbortController();
 
@@ -143,6 +146,10 @@ export class AlibabaEcsTokenSource implements TokenSource {
 
   async #fetch(): Promise<RenewableToken> {
     const { clock, issuer, attestation } = this.#options;
+    if (!this.#probed) {
+      this.#probed = true;
+      await this.#warnIfTokensOptional();
+    }
     const subjectToken = attestation === 'ecs-identity' ? await this.#identityAttestation() : await this.#ramRoleAttestation();
     const type = attestation === 'ecs-identity' ? SUBJECT_TOKEN_TYPES.alibabaEcsIdentity : SUBJECT_TOKEN_TYPES.alibabaRamRole;
     const issuedAtWall = clock.wallNow();
@@ -164,10 +171,32 @@ export class AlibabaEcsTokenSource implements TokenSource {
     return { token: { token, expiresAtWall, claims }, renewAtWall: issuedAtWall + reuseFor };
   }
 
+  #metadataClient(): EcsMetadataClient {
+    this.#metadata ??= new EcsMetadataClient({ baseUrl: this.#metadataUrl, timeoutMs: this.#timeoutMs });
+    return this.#metadata;
+  }
+
+  /**
+   * crosscred reads in token mode, but `HttpTokens=optional` (the instance's default) lets any
+   * process of the instance GET the signed identity document and the RAM role's keys without one.
+   * One token-less GET of the instance id tells; a warning, never a failure (the metadata options
+   * are the instance owner's to change, and crosscred works either way).
+   */
+  async #warnIfTokensOptional(): Promise<void> {
+    const probe = await this.#metadataClient().probeTokenlessRead(this.#closing.signal);
+    if (probe.httpTokens !== 'optional') return;
+    publishSourceWarning({
+      code: 'ALIBABA_METADATA_TOKENS_OPTIONAL',
+      message:
+        `the ECS metadata server at ${this.#metadataUrl} answers reads without a session token (HttpTokens=optional): ` +
+        'any process on this instance can read the signed identity document and the RAM role keys',
+      fix: `require session tokens on this instance's metadata options: ${requireTokensCommand({ instanceId: probe.instanceId })}`,
+    });
+  }
+
   /** Token-mode session, the document, and its PKCS#7 over an audience naming the issuer and now. */
   async #identityAttestation(): Promise<string> {
-    this.#metadata ??= new EcsMetadataClient({ baseUrl: this.#metadataUrl, timeoutMs: this.#timeoutMs });
-    const metadata = this.#metadata;
+    const metadata = this.#metadataClient();
     const signal = this.#closing.signal;
     const session = await metadata.token(signal);
     const document = await metadata.get('/latest/dynamic/instance-identity/document', session, MAX_DOCUMENT_BYTES, 'the instance identity document', signal);

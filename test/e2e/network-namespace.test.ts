@@ -486,3 +486,141 @@ for (const holder of HOLDERS) {
     });
   });
 }
+
+/**
+ * `--tencent-metadata-only-for USER`: Tencent's metadata service has no token mode, so net-setup
+ * can let only crosscred's user reach 169.254.0.23. A "metadata" namespace stands in for Tencent's
+ * server (169.254.0.23 on its loopback, one veth away, as the real one is off the VM); the "host"
+ * namespace routes to it and runs net-setup; a "container" namespace is forwarded through the host
+ * as a container on a bridge is. `daemon` (uid 1) stands in for crosscred's user, and `nobody` and
+ * root for every other process.
+ */
+const TENCENT_TABLE = 'crosscred_tencent_metadata';
+const ALLOWED_USER = 'daemon';
+
+/** One TCP connection to 169.254.0.23:80; prints what came back, or the error, bounded by PROBE_TIMEOUT_MS. */
+const TENCENT_PROBE_SCRIPT = `
+const socket = (await import('node:net')).connect(80, '169.254.0.23');
+const out = (o) => { process.stdout.write(JSON.stringify(o)); process.exit(0); };
+let data = '';
+socket.setTimeout(${PROBE_TIMEOUT_MS}, () => out({ error: 'timeout' }));
+socket.on('data', (chunk) => (data += chunk));
+socket.on('end', () => out({ data }));
+socket.on('error', (e) => out({ error: e.code }));
+`;
+
+describe('crosscred net-setup --tencent-metadata-only-for: only crosscred’s user reaches 169.254.0.23', () => {
+  const hostNs = `crosscred-e2e-${process.pid}-tc-host`;
+  const metadataNs = `crosscred-e2e-${process.pid}-tc-meta`;
+  const containerNs = `crosscred-e2e-${process.pid}-tc-ctr`;
+  const made: string[] = [];
+  let server: ChildProcess | undefined;
+  let skip: string | undefined;
+
+  function inside(ns: string, command: string, args: readonly string[]) {
+    return run('ip', ['netns', 'exec', ns, command, ...args], { timeout: COMMAND_TIMEOUT_MS });
+  }
+  /** The probe in `ns`, as `uid` (via setpriv) or as root. */
+  async function reach(ns: string, uid?: number): Promise<{ data?: string; error?: string }> {
+    const node = [process.execPath, '--input-type=module', '-e', TENCENT_PROBE_SCRIPT];
+    const [command, ...args] = uid === undefined ? node : ['setpriv', `--reuid=${uid}`, `--regid=${uid}`, '--clear-groups', ...node];
+    return JSON.parse((await inside(ns, command!, args)).stdout) as { data?: string; error?: string };
+  }
+  async function netSetupIn(...args: string[]): Promise<string> {
+    return (await inside(hostNs, process.execPath, [CLI, 'net-setup', ...args, '--interface', 'lo'])).stdout;
+  }
+
+  beforeAll(async () => {
+    if (unavailable) return;
+    if (!(await clientAvailable('nft', ['--version']))) {
+      skip = 'nft is not installed (Debian package nftables)';
+      return;
+    }
+    if (!(await clientAvailable('setpriv', ['--version']))) {
+      skip = 'setpriv is not installed (Debian package util-linux)';
+      return;
+    }
+    for (const ns of [hostNs, metadataNs, containerNs]) {
+      await run('ip', ['netns', 'add', ns]);
+      made.push(ns);
+      await run('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
+    }
+    const link = async (hostSide: string, other: string, otherNs: string, subnet: string) => {
+      await run('ip', ['link', 'add', hostSide, 'netns', hostNs, 'type', 'veth', 'peer', 'name', other, 'netns', otherNs]);
+      await run('ip', ['-n', hostNs, 'addr', 'add', `${subnet}.1/30`, 'dev', hostSide]);
+      await run('ip', ['-n', otherNs, 'addr', 'add', `${subnet}.2/30`, 'dev', other]);
+      await run('ip', ['-n', hostNs, 'link', 'set', hostSide, 'up']);
+      await run('ip', ['-n', otherNs, 'link', 'set', other, 'up']);
+      await run('ip', ['-n', otherNs, 'route', 'add', 'default', 'via', `${subnet}.1`]);
+    };
+    await link('tc-meta-h', 'tc-meta', metadataNs, '10.253.0');
+    await link('tc-ctr-h', 'tc-ctr', containerNs, '10.252.0');
+    await run('ip', ['-n', metadataNs, 'addr', 'add', '169.254.0.23/32', 'dev', 'lo']);
+    await run('ip', ['-n', hostNs, 'route', 'add', '169.254.0.23/32', 'via', '10.253.0.2']);
+    await inside(hostNs, 'sysctl', ['-q', '-w', 'net.ipv4.ip_forward=1']);
+    server = spawn(
+      'ip',
+      [
+        'netns',
+        'exec',
+        metadataNs,
+        process.execPath,
+        '-e',
+        "require('node:net').createServer((s) => s.end('metadata')).listen(80, '169.254.0.23', () => console.log('listening'))",
+      ],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('the stand-in metadata server did not start')), START_TIMEOUT_MS);
+      server!.stdout!.once('data', () => {
+        clearTimeout(timer);
+        resolve();
+      });
+      server!.once('exit', (code) => reject(new Error(`the stand-in metadata server exited with ${code}`)));
+    });
+  }, 3 * START_TIMEOUT_MS);
+
+  afterAll(async () => {
+    server?.kill('SIGTERM');
+    for (const ns of made) await run('ip', ['netns', 'del', ns]).catch(() => undefined);
+  }, 20_000);
+
+  it('before: every uid on the host, and the container, reach the metadata service', async (ctx) => {
+    if (unavailable) ctx.skip(unavailable);
+    if (skip) ctx.skip(skip);
+    for (const uid of [1, 65534, undefined]) expect(await reach(hostNs, uid)).toEqual({ data: 'metadata' });
+    expect(await reach(containerNs)).toEqual({ data: 'metadata' });
+  });
+
+  it(`up: only ${ALLOWED_USER} reaches it; nobody, root and the container are refused; down gives it back to all`, async (ctx) => {
+    if (unavailable) ctx.skip(unavailable);
+    if (skip) ctx.skip(skip);
+    const output = await netSetupIn('up', '--tencent-metadata-only-for', ALLOWED_USER);
+    await netSetupIn('up', '--tencent-metadata-only-for', ALLOWED_USER);
+    expect(output).toContain(`only user ${ALLOWED_USER} reaches the Tencent metadata service at 169.254.0.23`);
+    const table = (await inside(hostNs, 'nft', ['list', 'table', 'inet', TENCENT_TABLE])).stdout;
+    // nft stored the uid it resolved the name to; one copy of each rule after two runs.
+    expect(table.match(/ip daddr 169\.254\.0\.23 meta skuid != 1 meta l4proto tcp reject with tcp reset/g)).toHaveLength(1);
+    expect(table.match(/chain forward/g)).toHaveLength(1);
+
+    expect(await reach(hostNs, 1)).toEqual({ data: 'metadata' });
+    expect(await reach(hostNs, 65534)).toEqual({ error: 'ECONNREFUSED' });
+    expect(await reach(hostNs)).toEqual({ error: 'ECONNREFUSED' });
+    expect(await reach(containerNs)).toEqual({ error: 'ECONNREFUSED' });
+
+    const down = await netSetupIn('down');
+    expect(down).toContain(`deleted nftables table ${TENCENT_TABLE}`);
+    expect(await reach(hostNs, 65534)).toEqual({ data: 'metadata' });
+    expect(await reach(containerNs)).toEqual({ data: 'metadata' });
+  });
+
+  it('refuses a user that is not a plain name or uid before it touches anything', async (ctx) => {
+    if (unavailable) ctx.skip(unavailable);
+    if (skip) ctx.skip(skip);
+    const refused = await inside(hostNs, process.execPath, [CLI, 'net-setup', 'up', '--tencent-metadata-only-for', 'x; flush ruleset']).catch(
+      (e: { code?: number; stderr?: string }) => e,
+    );
+    expect(refused).toMatchObject({ code: 2, stderr: expect.stringContaining('--tencent-metadata-only-for wants a user name or a numeric uid') });
+    await expect(inside(hostNs, 'nft', ['list', 'table', 'inet', TENCENT_TABLE])).rejects.toBeTruthy();
+  });
+});

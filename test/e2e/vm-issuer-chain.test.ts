@@ -288,13 +288,15 @@ describe('alibaba-ecs: ECS metadata → crosscred issuer → STS (discovery) →
         instance_id: instance.instanceId,
       });
       // Token mode throughout, and the PKCS#7 was asked for with an audience naming this issuer.
-      expect(r.metadata.map((m) => `${m.method} ${m.path}`)).toEqual([
-        'PUT /latest/api/token',
-        'GET /latest/dynamic/instance-identity/document',
-        'GET /latest/dynamic/instance-identity/pkcs7',
+      // First the source's one token-less probe (HttpTokens=required here: refused, so no warning).
+      expect(r.metadata.map((m) => `${m.method} ${m.path} ${m.token}`)).toEqual([
+        'GET /latest/meta-data/instance-id none',
+        'PUT /latest/api/token none',
+        'GET /latest/dynamic/instance-identity/document valid',
+        'GET /latest/dynamic/instance-identity/pkcs7 valid',
       ]);
-      expect(r.metadata.filter((m) => m.method === 'GET').every((m) => m.token === 'valid')).toBe(true);
-      const audience = JSON.parse(new URLSearchParams(r.metadata[2]!.query).get('audience')!) as { aud: string; signingTime: number };
+      expect(vm!.serve!.output()).not.toContain('ALIBABA_METADATA_TOKENS_OPTIONAL');
+      const audience = JSON.parse(new URLSearchParams(r.metadata[3]!.query).get('audience')!) as { aud: string; signingTime: number };
       expect(audience.aud).toBe(ISSUER_URL);
       expect(Math.abs(audience.signingTime - Date.now() / 1000)).toBeLessThan(120);
     },
@@ -312,13 +314,42 @@ describe('alibaba-ecs: ECS metadata → crosscred issuer → STS (discovery) →
       expectIssuedThroughDiscovery(r, cli, subject, 1);
       expect(r.emulator.issued[1]!.accessKeyId).not.toBe(r.emulator.issued[0]!.accessKeyId);
       expect(r.emulator.requests[1]!.claims!['jti']).not.toBe(r.emulator.requests[0]!.claims!['jti']);
-      // Detection is the token PUT, answered 200; then the source's own session and attestation.
-      expect(r.metadata.slice(3).map((m) => `${m.method} ${m.path}`)).toEqual([
+      // Detection is the token PUT, answered 200; then the source's probe, its own session and attestation.
+      expect(r.metadata.slice(4).map((m) => `${m.method} ${m.path}`)).toEqual([
         'PUT /latest/api/token',
+        'GET /latest/meta-data/instance-id',
         'PUT /latest/api/token',
         'GET /latest/dynamic/instance-identity/document',
         'GET /latest/dynamic/instance-identity/pkcs7',
       ]);
+    },
+    TEST_TIMEOUT_MS,
+  );
+  it(
+    'with HttpTokens=optional, serve logs one warning with the fix at start-up and still serves',
+    async (ctx) => {
+      if (unavailable) ctx.skip(unavailable);
+      vm!.helper!.send('tokens-optional');
+      await vm!.helper!.nextJson((v) => v['event'] === 'tokens-optional');
+      try {
+        const serve = await vm!.startServe(stsUrl, ['--token-source', 'alibaba-ecs']);
+        // Logged before the first attestation, so before wait-ready returned; the pipe may lag behind.
+        const deadline = Date.now() + 10_000;
+        while (!serve.output().includes('ALIBABA_METADATA_TOKENS_OPTIONAL') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+        const warnings = serve
+          .output()
+          .split('\n')
+          .filter((l) => l.includes('ALIBABA_METADATA_TOKENS_OPTIONAL'));
+        expect(warnings).toHaveLength(1);
+        const line = JSON.parse(warnings[0]!) as { level: string; msg: string; fix: string };
+        expect(line).toMatchObject({ level: 'warn', msg: expect.stringContaining('HttpTokens=optional') });
+        expect(line.fix).toContain(`ModifyInstanceMetadataOptions --RegionId <region> --InstanceId ${instance.instanceId} --HttpTokens required`);
+        const cli = await vm!.awsCli();
+        expect(cli.AccessKeyId).toMatch(/^ASIA/);
+      } finally {
+        vm!.helper!.send('tokens-required');
+        await vm!.helper!.nextJson((v) => v['event'] === 'tokens-required');
+      }
     },
     TEST_TIMEOUT_MS,
   );

@@ -24,6 +24,7 @@ import {
 } from '../../src/protocol/issuer-token-exchange.js';
 import { AlibabaEcsTokenSource, type AlibabaEcsTokenSourceOptions } from '../../src/sources/alibaba-ecs-token-source.js';
 import { IssuerClient } from '../../src/sources/issuer-client.js';
+import { SOURCE_WARNINGS, type SourceWarning } from '../../src/sources/source-warnings.js';
 import { memoryLogger } from '../support/chain.js';
 import {
   base64Lines,
@@ -699,6 +700,37 @@ describe('AlibabaEcsTokenSource → IssuerClient → crosscred issuer', () => {
     if (dir) await rm(dir, { recursive: true, force: true });
   });
 
+  it('warns once per source, never fails, when the metadata server also answers GETs without a token (HttpTokens=optional)', async () => {
+    const warnings: SourceWarning[] = [];
+    const listen = (message: unknown) => warnings.push(message as SourceWarning);
+    SOURCE_WARNINGS.subscribe(listen);
+    metadata.requireToken = false;
+    try {
+      const identity = source({ attestation: 'ecs-identity' });
+      const before = metadata.records.length;
+      await identity.getToken();
+      identity.invalidate();
+      await identity.getToken();
+      expect(warnings).toHaveLength(1);
+      expect(warnings[0]).toMatchObject({ code: 'ALIBABA_METADATA_TOKENS_OPTIONAL' });
+      expect(warnings[0]!.message).toContain('HttpTokens=optional');
+      expect(warnings[0]!.fix).toContain(
+        `aliyun ecs ModifyInstanceMetadataOptions --RegionId <region> --InstanceId ${instance.instanceId} --HttpTokens required`,
+      );
+      // Two attestations, one probe: the only token-less read.
+      const tokenless = metadata.records.slice(before).filter((r) => r.token === 'none' && r.method === 'GET');
+      expect(tokenless.map((r) => r.path)).toEqual(['/latest/meta-data/instance-id']);
+      await source({ attestation: 'ram-role' }).getToken();
+      expect(warnings).toHaveLength(2);
+      metadata.requireToken = true;
+      await source({ attestation: 'ecs-identity' }).getToken();
+      expect(warnings).toHaveLength(2);
+    } finally {
+      metadata.requireToken = true;
+      SOURCE_WARNINGS.unsubscribe(listen);
+    }
+  });
+
   it('ecs-identity: a JWT for alibaba-ecs:<account>:<region>:<instance>, from token-mode metadata reads', async () => {
     const before = metadata.records.length;
     const token = await source({ attestation: 'ecs-identity' }).getToken();
@@ -713,13 +745,14 @@ describe('AlibabaEcsTokenSource → IssuerClient → crosscred issuer', () => {
     expect(token.expiresAtWall).toBeLessThanOrEqual((claims.exp as number) * 1000);
     expect(token.expiresAtWall).toBeGreaterThan((claims.exp as number) * 1000 - 2000);
     const reads = metadata.records.slice(before);
-    expect(reads.map((r) => `${r.method} ${r.path}`)).toEqual([
-      'PUT /latest/api/token',
-      'GET /latest/dynamic/instance-identity/document',
-      'GET /latest/dynamic/instance-identity/pkcs7',
+    expect(reads.map((r) => `${r.method} ${r.path} ${r.token}`)).toEqual([
+      // The one token-less probe of a new source (HttpTokens=required here: refused, no warning).
+      'GET /latest/meta-data/instance-id none',
+      'PUT /latest/api/token none',
+      'GET /latest/dynamic/instance-identity/document valid',
+      'GET /latest/dynamic/instance-identity/pkcs7 valid',
     ]);
-    expect(reads.slice(1).every((r) => r.token === 'valid')).toBe(true);
-    const audience = JSON.parse(new URLSearchParams(reads[2]!.query).get('audience')!) as { aud: string; signingTime: number };
+    const audience = JSON.parse(new URLSearchParams(reads[3]!.query).get('audience')!) as { aud: string; signingTime: number };
     expect(audience.aud).toBe(issuerUrl);
     expect(Math.abs(audience.signingTime * 1000 - Date.now())).toBeLessThan(10_000);
   });

@@ -197,6 +197,24 @@ describe('crosscred doctor for an ECS instance attested by crosscred issuer', ()
     expect(out).not.toContain('[FAIL]');
   });
 
+  it('fails when the metadata server answers a GET without a session token (HttpTokens=optional), with the command that fixes it', async () => {
+    const url = await startAlibabaIssuer([instance.regionId]);
+    const tokens = { alibaba: metadata.url, tencent: 'http://127.0.0.1:9' };
+    expect(await doctor(url, tokens)).toContain('[ok]   the ECS metadata server refuses reads without a session token (HttpTokens=required)');
+    metadata.requireToken = false;
+    try {
+      const out = await doctor(url, tokens);
+      expect(out).toContain('[FAIL] the ECS metadata server answers reads without a session token (HttpTokens=optional)');
+      expect(out).toContain(
+        `aliyun ecs ModifyInstanceMetadataOptions --RegionId ${instance.regionId} --InstanceId ${instance.instanceId} --HttpTokens required`,
+      );
+      // The rest of the chain is still walked: the probe is advice.
+      expect(out).toContain('[ok]   the issuer returned a JWT (never shown)');
+    } finally {
+      metadata.requireToken = true;
+    }
+  });
+
   it('explains an issuer refusal (policy) with its OAuth error and the fix', async () => {
     const url = await startAlibabaIssuer(['cn-beijing']);
     const out = await doctor(url, { alibaba: metadata.url, tencent: 'http://127.0.0.1:9' });

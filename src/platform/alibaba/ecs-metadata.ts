@@ -14,6 +14,30 @@ const METADATA_TOKEN_TTL_SECONDS = 300;
 const MAX_TOKEN_BYTES = 1024;
 /** Visible ASCII only: it goes back into a header. */
 const TOKEN_TEXT = /^[\x21-\x7e]+$/;
+/** A harmless path to probe with: the instance id is no secret, and every instance has one. */
+const PROBE_PATH = '/latest/meta-data/instance-id';
+/** An ECS instance id (`i-` and lower-case letters and digits), the only thing the probe ever shows. */
+const INSTANCE_ID = /^i-[a-z0-9]{1,64}$/;
+
+/**
+ * What a GET without a session token got (`HttpTokens` of the instance's metadata options):
+ * `optional` (HTTP 200: any process of the instance can read the signed identity document and the
+ * RAM role's keys with a plain GET), `required` (HTTP 401 or 403), or `unknown` (anything else).
+ */
+export type TokenlessReadProbe =
+  | { readonly httpTokens: 'optional'; readonly instanceId?: string }
+  | { readonly httpTokens: 'required' }
+  | { readonly httpTokens: 'unknown'; readonly reason: string };
+
+/**
+ * The fix for `HttpTokens=optional`. `ModifyInstanceMetadataOptions` and its `HttpTokens` parameter
+ * are documented (docs/research/vm-attestation.md §1.1); the `aliyun` CLI spelling is its generic
+ * `aliyun <product> <ApiName> --Param value` form, not run against a real account.
+ */
+export function requireTokensCommand(instance: { readonly instanceId?: string | undefined; readonly regionId?: string | undefined }): string {
+  const { instanceId = '<instance id>', regionId = '<region>' } = instance;
+  return `aliyun ecs ModifyInstanceMetadataOptions --RegionId ${regionId} --InstanceId ${instanceId} --HttpTokens required`;
+}
 
 /**
  * The ECS metadata server in hardened (token) mode only: `PUT /latest/api/token` with
@@ -55,6 +79,28 @@ export class EcsMetadataClient {
   /** The body of `path` (which may carry a query), at most `maxBytes`. */
   get(path: string, token: string, maxBytes: number, what: string, signal?: AbortSignal): Promise<string> {
     return this.#call('GET', path, { 'x-aliyun-ecs-metadata-token': token }, maxBytes, what, signal);
+  }
+
+  /**
+   * One GET of a harmless path without a session token, to learn whether the instance still allows
+   * token-less reads. Never throws: the answer is advice, not a reason to stop.
+   */
+  async probeTokenlessRead(signal?: AbortSignal): Promise<TokenlessReadProbe> {
+    const deadline = AbortSignal.timeout(this.#timeoutMs);
+    try {
+      const res = await request(`${this.#baseUrl}${PROBE_PATH}`, {
+        method: 'GET',
+        dispatcher: this.#dispatcher,
+        signal: signal ? AbortSignal.any([signal, deadline]) : deadline,
+      });
+      const text = (await readBoundedBody(res.body, MAX_TOKEN_BYTES))?.trim();
+      if (res.statusCode === 200) return { httpTokens: 'optional', ...(text !== undefined && INSTANCE_ID.test(text) ? { instanceId: text } : {}) };
+      if (res.statusCode === 401 || res.statusCode === 403) return { httpTokens: 'required' };
+      return { httpTokens: 'unknown', reason: `HTTP ${res.statusCode}` };
+    } catch (err) {
+      const code = (err as { code?: unknown } | null)?.code;
+      return { httpTokens: 'unknown', reason: deadline.aborted ? `no answer within ${this.#timeoutMs} ms` : typeof code === 'string' ? code : 'no answer' };
+    }
   }
 
   close(): Promise<void> {

@@ -29,4 +29,6 @@ serveControl({
     issuerRequests: await issuerRequests(config.issuerAdminUrl),
   }),
   close: () => Promise.all([metadata.close(), emulator.close()]),
+  // ModifyInstanceMetadataOptions --HttpTokens optional|required, as the instance's owner would.
+  commands: { 'tokens-optional': () => (metadata.requireToken = false), 'tokens-required': () => (metadata.requireToken = true) },
 });

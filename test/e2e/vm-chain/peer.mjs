@@ -96,7 +96,7 @@ export async function issuerRequests(adminUrl) {
 }
 
 /** The ready line, then the report loop; `close` stops every server. */
-export function serveControl({ ready, report, close }) {
+export function serveControl({ ready, report, close, commands = {} }) {
   let closing;
   const shutdown = () => {
     closing ??= Promise.resolve()
@@ -109,6 +109,13 @@ export function serveControl({ ready, report, close }) {
   process.once('SIGINT', shutdown);
   const lines = createInterface({ input: process.stdin });
   lines.on('line', (line) => {
+    // Other commands a peer offers (e.g. switching a fake's mode), each answered with {"event":<command>}.
+    const command = commands[line.trim()];
+    if (command) {
+      command();
+      process.stdout.write(`${JSON.stringify({ event: line.trim() })}\n`);
+      return;
+    }
     if (line.trim() !== 'report') return;
     report().then(
       (value) => process.stdout.write(`${JSON.stringify({ event: 'report', ...value })}\n`),
