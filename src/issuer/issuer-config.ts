@@ -13,6 +13,7 @@ import { ANY, ATTESTATION_KINDS, type AttestationKind, KIND_DIMENSIONS, type Kin
 import { DEFAULT_RATE_LIMIT, type RateLimitSettings } from './rate-limiter.js';
 import { DEFAULT_REPLAY_ENTRIES } from './replay-guard.js';
 import { MAX_SESSION_TAGS, type SessionTagRule, tagKeyProblem, tagSourceProblem } from './session-tags.js';
+import { DEFAULT_STATE, stateSettingProblem } from './state/create-state-store.js';
 import { DEFAULT_TOKEN_LIFETIME_SECONDS, MAX_TOKEN_LIFETIME_SECONDS, MIN_TOKEN_LIFETIME_SECONDS } from './token-minter.js';
 
 /**
@@ -56,6 +57,8 @@ export interface IssuerConfig {
   readonly maxConcurrentAttestations: number;
   readonly rateLimit: RateLimitSettings;
   readonly replayCacheEntries: number;
+  /** Where replay claims, rate limits and first-use records live: `memory` (one replica) or a redis[s]:// URL (a fleet). */
+  readonly state: string;
   /** PEM CA bundle for the attestors' own calls to the clouds' STS. */
   readonly caBundleFile?: string;
   readonly logLevel: LogLevel;
@@ -89,6 +92,7 @@ function buildSchema(z: Zod) {
     maxConcurrentAttestations: z.number().optional(),
     rateLimit: z.strictObject({ burst: z.number().optional(), perMinute: z.number().optional(), maxIdentities: z.number().optional() }).optional(),
     replayCacheEntries: z.number().optional(),
+    state: z.string().max(2048).optional(),
     caBundleFile: z.string().min(1).optional(),
     logLevel: z.enum(LOG_LEVELS).optional(),
     attestors: z
@@ -150,6 +154,8 @@ function resolveConfig(file: FileIssuerConfig, path: string): { config: IssuerCo
   range('rateLimit.perMinute', file.rateLimit?.perMinute, 0.01, 60_000, 'sustained requests per minute per identity', false);
   range('rateLimit.maxIdentities', file.rateLimit?.maxIdentities, 100, 10_000_000, 'identities tracked');
   range('replayCacheEntries', file.replayCacheEntries, 100, 10_000_000, 'attestations remembered');
+  const stateProblem = file.state === undefined ? undefined : stateSettingProblem(file.state);
+  if (stateProblem) problems.push(`state: ${stateProblem}`);
 
   const listenAt = (field: string, spec: string): ListenAddress | undefined => {
     const r = parseListenSpec(spec);
@@ -258,6 +264,7 @@ function resolveConfig(file: FileIssuerConfig, path: string): { config: IssuerCo
     maxConcurrentAttestations: file.maxConcurrentAttestations ?? DEFAULT_MAX_CONCURRENT_ATTESTATIONS,
     rateLimit: { ...DEFAULT_RATE_LIMIT, ...stripUndefined(file.rateLimit ?? {}) },
     replayCacheEntries: file.replayCacheEntries ?? DEFAULT_REPLAY_ENTRIES,
+    state: file.state ?? DEFAULT_STATE,
     ...(file.caBundleFile ? { caBundleFile: abs(file.caBundleFile) } : {}),
     logLevel: file.logLevel ?? 'info',
     attestors,

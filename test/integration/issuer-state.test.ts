@@ -1,8 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { stringify } from 'yaml';
+import { parseIssuerConfigText } from '../../src/issuer/issuer-config.js';
 import { createStateStore, stateSettingProblem } from '../../src/issuer/state/create-state-store.js';
 import { MemoryStateStore } from '../../src/issuer/state/memory-store.js';
 import type { StateHealth, TenantBounds } from '../../src/issuer/state/ports.js';
 import { redactStateUrl } from '../../src/issuer/state/redis-store.js';
+import { baseConfig } from '../support/issuer-fixtures.js';
 import { type RedisServer, redisServerUnavailable, startRedisServer } from '../support/redis-server.js';
 import { describeStateConformance } from '../support/state-conformance.js';
 
@@ -136,5 +139,61 @@ describe('the state setting', () => {
     } finally {
       await store.close();
     }
+  });
+});
+
+describe('redis state: a stalled Redis', () => {
+  it('answers unavailable once the command deadline passes, and works again when Redis wakes, with the same store', async (ctx) => {
+    if (redisMissing !== undefined) return ctx.skip(redisMissing);
+    if (redis === undefined) throw new Error('redis-server did not start');
+    // 500 ms deadline: a frozen Redis keeps the connection open, so only the deadline can answer.
+    const store = await createStateStore(redis.url, { keyPrefix: KEY_PREFIX, commandTimeoutMs: 500 });
+    try {
+      await waitUntilReady(() => store.health());
+      expect(await store.replay.claim('stall', 'before', 60_000)).toBe('accepted');
+      redis.pause();
+      let elapsed: number;
+      try {
+        const started = Date.now();
+        expect(await store.replay.claim('stall', 'during', 60_000)).toBe('unavailable');
+        elapsed = Date.now() - started;
+        expect(store.health()).toMatchObject({ ready: false, problem: 'timeout' });
+      } finally {
+        redis.resume();
+      }
+      // At least the deadline (it did wait for Redis), and generously below a client's patience.
+      expect(elapsed).toBeGreaterThanOrEqual(450);
+      expect(elapsed).toBeLessThan(15_000);
+      // The claim sent before the deadline may run once Redis wakes: then it is a replay, never accepted twice.
+      const until = Date.now() + 30_000;
+      let verdict = await store.replay.claim('stall', 'after', 60_000);
+      while (verdict === 'unavailable' && Date.now() < until) {
+        await new Promise((r) => setTimeout(r, 100));
+        verdict = await store.replay.claim('stall', 'after', 60_000);
+      }
+      expect(verdict).toBe('accepted');
+      expect(['accepted', 'replayed']).toContain(await store.replay.claim('stall', 'during', 60_000));
+      expect(await store.replay.claim('stall', 'during', 60_000)).toBe('replayed');
+    } finally {
+      await store.close();
+    }
+  });
+});
+
+describe('the issuer config: state', () => {
+  const parse = (extra: Record<string, unknown>) =>
+    parseIssuerConfigText(
+      stringify(baseConfig('https://issuer.example.com', [{ file: 'k.pem', active: true }], { listen: '127.0.0.1:8470', ...extra })),
+      '/etc/i.yaml',
+    );
+
+  it('defaults to memory, takes a Redis URL, and refuses anything else without echoing a password', () => {
+    const plain = parse({});
+    expect('config' in plain && plain.config.state).toBe('memory');
+    const redisUrl = parse({ state: 'rediss://app:s3cret@cache.internal:6380/0' });
+    expect('config' in redisUrl && redisUrl.config.state).toBe('rediss://app:s3cret@cache.internal:6380/0');
+    const bad = parse({ state: 'http://app:s3cret@cache.internal' });
+    expect('problems' in bad && bad.problems.filter((p) => p.startsWith('state: '))).toHaveLength(1);
+    expect(JSON.stringify(bad)).not.toContain('s3cret');
   });
 });

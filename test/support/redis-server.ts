@@ -15,6 +15,10 @@ export interface RedisServer {
   readonly port: number;
   stop(): Promise<void>;
   start(): Promise<void>;
+  /** Freezes it (SIGSTOP): connections stay open and nothing is answered, as with a stalled Redis. */
+  pause(): void;
+  /** Thaws it (SIGCONT). */
+  resume(): void;
   /** Stops it and removes its directory. */
   close(): Promise<void>;
 }
@@ -49,6 +53,8 @@ export async function startRedisServer(): Promise<RedisServer> {
     child = undefined;
     if (c === undefined || c.exitCode !== null) return;
     const exited = new Promise<void>((resolve) => c.once('exit', () => resolve()));
+    // A frozen Redis would not act on SIGTERM.
+    c.kill('SIGCONT');
     c.kill('SIGTERM');
     const killer = setTimeout(() => c.kill('SIGKILL'), STOP_DEADLINE_MS);
     await exited;
@@ -60,6 +66,8 @@ export async function startRedisServer(): Promise<RedisServer> {
     port,
     start,
     stop,
+    pause: () => void child?.kill('SIGSTOP'),
+    resume: () => void child?.kill('SIGCONT'),
     close: async () => {
       await stop();
       rmSync(dir, { recursive: true, force: true });
