@@ -142,6 +142,32 @@ describe('the state setting', () => {
   });
 });
 
+describe('redis state: a health listener that throws', () => {
+  it('cannot turn unavailable into an exception', async (ctx) => {
+    if (redisMissing !== undefined) return ctx.skip(redisMissing);
+    if (redis === undefined) throw new Error('redis-server did not start');
+    const store = await createStateStore(redis.url, {
+      keyPrefix: KEY_PREFIX,
+      onHealthChange: () => {
+        throw new Error('listener bug');
+      },
+    });
+    try {
+      await waitUntilReady(() => store.health());
+      expect(await store.replay.claim('listener', 'before', 60_000)).toBe('accepted');
+      redis.pause();
+      try {
+        // The deadline passes, the health changes to timeout, and the listener throws: still a verdict.
+        expect(await store.replay.claim('listener', 'during', 60_000)).toBe('unavailable');
+      } finally {
+        redis.resume();
+      }
+    } finally {
+      await store.close();
+    }
+  });
+});
+
 describe('redis state: a stalled Redis', () => {
   it('answers unavailable once the command deadline passes, and works again when Redis wakes, with the same store', async (ctx) => {
     if (redisMissing !== undefined) return ctx.skip(redisMissing);

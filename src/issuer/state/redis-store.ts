@@ -269,7 +269,11 @@ export class RedisStateStore implements StateStore {
     const summary = `${health.ready}:${health.problem ?? ''}`;
     if (summary === this.#lastHealth) return;
     this.#lastHealth = summary;
-    this.#onHealthChange?.(health);
+    try {
+      this.#onHealthChange?.(health);
+    } catch {
+      // A listener's bug must not turn a verdict into an exception, nor break the client's events.
+    }
   }
 }
 
