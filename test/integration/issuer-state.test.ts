@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { parseIssuerConfigText } from '../../src/issuer/issuer-config.js';
@@ -162,6 +163,33 @@ describe('redis state: a health listener that throws', () => {
       } finally {
         redis.resume();
       }
+    } finally {
+      await store.close();
+    }
+  });
+});
+
+describe('redis state: a primary demoted to a replica', () => {
+  it('answers unavailable (READONLY), not accepted, and works again once it is a primary', async (ctx) => {
+    if (redisMissing !== undefined) return ctx.skip(redisMissing);
+    const server = redis;
+    if (server === undefined) throw new Error('redis-server did not start');
+    const cli = (...args: string[]) => spawnSync('redis-cli', ['-h', '127.0.0.1', '-p', String(server.port), ...args], { encoding: 'utf8', timeout: 10_000 });
+    const store = await createStateStore(server.url, { keyPrefix: KEY_PREFIX });
+    try {
+      await waitUntilReady(() => store.health());
+      expect(await store.replay.claim('demoted', 'before', 60_000)).toBe('accepted');
+      // A replica of a primary that does not exist (port 1 refuses): it still refuses writes.
+      expect(cli('REPLICAOF', '127.0.0.1', '1').stdout.trim()).toBe('OK');
+      try {
+        expect(await store.replay.claim('demoted', 'during', 60_000)).toBe('unavailable');
+        expect((await store.rateLimits.take('demoted', 'id', { burst: 1, perMinute: 1 })).outcome).toBe('unavailable');
+        expect(store.health()).toMatchObject({ ready: false, problem: 'READONLY' });
+      } finally {
+        expect(cli('REPLICAOF', 'NO', 'ONE').stdout.trim()).toBe('OK');
+      }
+      expect(await store.replay.claim('demoted', 'during', 60_000)).toBe('accepted');
+      expect(store.health().ready).toBe(true);
     } finally {
       await store.close();
     }
