@@ -98,6 +98,10 @@ export const ErrorCodes = {
   ISSUER_CLIENT_RATE_LIMITED: { status: 429, hint: 'this client address sends token requests too often; retry after the Retry-After seconds' },
   ISSUER_BUSY: { status: 503, hint: 'the issuer is at a capacity bound; retry after the Retry-After seconds' },
   ISSUER_ATTESTATION_UNAVAILABLE: { status: 503, hint: 'the cloud service that confirms the attestation could not be reached in time; retry shortly' },
+  ISSUER_STATE_UNAVAILABLE: {
+    status: 503,
+    hint: "the issuer's shared state (the state setting: Redis) could not be reached or refused the write in time; requests that need it are refused until it answers again; retry shortly",
+  },
 } as const satisfies Record<string, { status: number; hint: string }>;
 
 export type ErrorName = keyof typeof ErrorCodes;

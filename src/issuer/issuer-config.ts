@@ -14,6 +14,7 @@ import { ANY, ATTESTATION_KINDS, type AttestationKind, KIND_DIMENSIONS, type Kin
 import { DEFAULT_RATE_LIMIT, type RateLimitSettings } from './rate-limiter.js';
 import { DEFAULT_REPLAY_ENTRIES } from './replay-guard.js';
 import { MAX_SESSION_TAGS, type SessionTagRule, tagKeyProblem, tagSourceProblem } from './session-tags.js';
+import { DEFAULT_STATE, stateSettingProblem } from './state/create-state-store.js';
 import { DEFAULT_TOKEN_LIFETIME_SECONDS, MAX_TOKEN_LIFETIME_SECONDS, MIN_TOKEN_LIFETIME_SECONDS } from './token-minter.js';
 
 /**
@@ -62,6 +63,8 @@ export interface IssuerConfig {
   /** Token requests per client address (the socket's remote address), checked before any work. */
   readonly clientRateLimit: ClientRateSettings;
   readonly replayCacheEntries: number;
+  /** Where replay claims, rate limits and first-use records live: `memory` (one replica) or a redis[s]:// URL (a fleet). */
+  readonly state: string;
   /** PEM CA bundle for the attestors' own calls to the clouds' STS. */
   readonly caBundleFile?: string;
   readonly logLevel: LogLevel;
@@ -96,6 +99,7 @@ function buildSchema(z: Zod) {
     rateLimit: z.strictObject({ burst: z.number().optional(), perMinute: z.number().optional(), maxIdentities: z.number().optional() }).optional(),
     clientRateLimit: z.strictObject({ burst: z.number().optional(), perSecond: z.number().optional(), maxClients: z.number().optional() }).optional(),
     replayCacheEntries: z.number().optional(),
+    state: z.string().max(2048).optional(),
     caBundleFile: z.string().min(1).optional(),
     logLevel: z.enum(LOG_LEVELS).optional(),
     attestors: z
@@ -160,6 +164,8 @@ function resolveConfig(file: FileIssuerConfig, path: string): { config: IssuerCo
   range('clientRateLimit.perSecond', file.clientRateLimit?.perSecond, 0.01, 100_000, 'sustained token requests per second per client address', false);
   range('clientRateLimit.maxClients', file.clientRateLimit?.maxClients, 100, 10_000_000, 'client addresses tracked');
   range('replayCacheEntries', file.replayCacheEntries, 100, 10_000_000, 'attestations remembered');
+  const stateProblem = file.state === undefined ? undefined : stateSettingProblem(file.state);
+  if (stateProblem) problems.push(`state: ${stateProblem}`);
 
   const listenAt = (field: string, spec: string): ListenAddress | undefined => {
     const r = parseListenSpec(spec);
@@ -277,6 +283,7 @@ function resolveConfig(file: FileIssuerConfig, path: string): { config: IssuerCo
     rateLimit: { ...DEFAULT_RATE_LIMIT, ...stripUndefined(file.rateLimit ?? {}) },
     clientRateLimit: { ...DEFAULT_CLIENT_RATE, ...stripUndefined(file.clientRateLimit ?? {}) },
     replayCacheEntries: file.replayCacheEntries ?? DEFAULT_REPLAY_ENTRIES,
+    state: file.state ?? DEFAULT_STATE,
     ...(file.caBundleFile ? { caBundleFile: abs(file.caBundleFile) } : {}),
     logLevel: file.logLevel ?? 'info',
     attestors,
