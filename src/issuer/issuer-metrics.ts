@@ -46,8 +46,18 @@ export class IssuerMetrics {
     rateLimitedIdentities: () => number;
     attestationsInFlight: () => number;
     admissionClients: () => number;
+    /** 1 while the shared state (state: redis://…) answers, 0 while it does not; 1 for the in-process default. */
+    stateReady?: () => number;
   }) {
     collectDefaultMetrics({ register: this.registry, prefix: 'crosscred_issuer_' });
+    new Gauge({
+      name: 'crosscred_issuer_state_ready',
+      help: 'Whether the replay set and rate limits can be consulted: 0 while the shared state (Redis) does not answer, when kinds fail closed.',
+      registers: [this.registry],
+      collect() {
+        this.set(gauges.stateReady?.() ?? 1);
+      },
+    });
     new Gauge({
       name: 'crosscred_issuer_replay_set_entries',
       help: 'Attestations remembered to refuse a replay (bounded by replayCacheEntries).',

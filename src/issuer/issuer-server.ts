@@ -22,6 +22,8 @@ import { loadKeySet } from './keys.js';
 import { IssuerPolicy } from './policy.js';
 import { IdentityRateLimiter } from './rate-limiter.js';
 import { ReplayGuard } from './replay-guard.js';
+import { createStateStore, DEFAULT_STATE } from './state/create-state-store.js';
+import type { StateStore } from './state/ports.js';
 import { type IssuerState, MAX_TOKEN_REQUEST_BYTES, sendOAuthError, TokenEndpoint } from './token-endpoint.js';
 
 /**
@@ -117,11 +119,13 @@ export async function startIssuer(config: IssuerConfig, deps: IssuerDependencies
   const rateLimiter = new IdentityRateLimiter(config.rateLimit);
   const admission = new ClientAdmission(config.clientRateLimit);
   const pools = new AttestationPools(poolSizes(config.maxConcurrentAttestations));
+  const shared = config.state === DEFAULT_STATE ? undefined : await openSharedState(config.state, log);
   const metrics = new IssuerMetrics({
     replayEntries: () => replay.size,
     rateLimitedIdentities: () => rateLimiter.size,
     attestationsInFlight: () => pools.inFlight,
     admissionClients: () => admission.size,
+    stateReady: () => (shared === undefined || shared.health().ready ? 1 : 0),
   });
   const endpoint = new TokenEndpoint({
     state: () => current.state,
@@ -132,6 +136,7 @@ export async function startIssuer(config: IssuerConfig, deps: IssuerDependencies
     clock,
     admission,
     pools,
+    ...(shared ? { shared: { store: shared, rateLimit: config.rateLimit } } : {}),
   });
   const tokenEndpoint = endpoint;
 
@@ -238,6 +243,7 @@ export async function startIssuer(config: IssuerConfig, deps: IssuerDependencies
       if (next.replayCacheEntries !== currentConfig.replayCacheEntries) restartNeeded.push('replayCacheEntries');
       if (JSON.stringify(next.clientRateLimit) !== JSON.stringify(currentConfig.clientRateLimit)) restartNeeded.push('clientRateLimit');
       if (next.maxConcurrentAttestations !== currentConfig.maxConcurrentAttestations) restartNeeded.push('maxConcurrentAttestations');
+      if (next.state !== currentConfig.state) restartNeeded.push('state');
       const built = await buildState(next, deps);
       if (next.tls && currentConfig.tls) {
         const nextTls = await readTls(next);
@@ -254,8 +260,28 @@ export async function startIssuer(config: IssuerConfig, deps: IssuerDependencies
     async close() {
       await Promise.all([listener.close(), admin?.listener.close()]);
       await closeAttestors(current.state.attestors, log);
+      await shared?.close();
     },
   };
+}
+
+/**
+ * The replay set and rate limits shared by the replicas (`state: redis://…`). Its health is logged
+ * as it changes: while it does not answer, token requests fail closed (503), and they are served
+ * again as soon as it answers, without a restart.
+ */
+async function openSharedState(spec: string, log: Logger): Promise<StateStore> {
+  const holder: { store?: StateStore } = {};
+  const store = await createStateStore(spec, {
+    onHealthChange: (health) => {
+      const where = holder.store?.description ?? 'the shared state';
+      if (health.ready) log.info({ state: where }, 'shared state answers: replay and rate-limit checks resume');
+      else log.error({ state: where, problem: health.problem }, 'shared state does not answer: token requests fail closed (503) until it does');
+    },
+  });
+  holder.store = store;
+  log.info({ state: store.description }, 'replay set and rate limits are shared (state)');
+  return store;
 }
 
 /** Lets replaced attestors release their connection pools (each finishes the calls it has in flight). */

@@ -17,8 +17,9 @@ import type { IssuerMetrics, KindLabel } from './issuer-metrics.js';
 import type { IssuerKeySet } from './keys.js';
 import { type AttestationKind, type IssuerPolicy, kindOfTokenType } from './policy.js';
 import { type IdentityRateLimiter, rateLimitKey } from './rate-limiter.js';
-import { type ReplayGuard, replayTenant } from './replay-guard.js';
+import { MAX_REPLAY_WINDOW_MS, type ReplayGuard, replayTenant } from './replay-guard.js';
 import { kindLabelOf } from './session-tags.js';
+import type { RateLimit, StateStore } from './state/ports.js';
 import { mintToken } from './token-minter.js';
 
 /**
@@ -68,6 +69,12 @@ export interface TokenEndpointOptions {
   readonly admission: ClientAdmission;
   /** One concurrency pool per attestation kind. */
   readonly pools: AttestationPools;
+  /**
+   * The replay set and per-identity rate limits shared by every replica (`state: redis://…`).
+   * When set, `replay` and `rateLimiter` are not consulted; when it does not answer, requests fail
+   * closed with 503 ISSUER_STATE_UNAVAILABLE, never open.
+   */
+  readonly shared?: { readonly store: StateStore; readonly rateLimit: RateLimit };
 }
 
 type OAuthErrorCode = TokenExchangeError['error'] | 'server_error';
@@ -86,6 +93,7 @@ const REFUSALS: Partial<Record<ErrorName, { error: OAuthErrorCode; status: numbe
   ISSUER_CLIENT_RATE_LIMITED: { error: 'slow_down', status: 429 },
   ISSUER_BUSY: { error: 'temporarily_unavailable', status: 503 },
   ISSUER_ATTESTATION_UNAVAILABLE: { error: 'temporarily_unavailable', status: 503 },
+  ISSUER_STATE_UNAVAILABLE: { error: 'temporarily_unavailable', status: 503 },
 };
 
 const JSON_HEADERS = ['content-type', 'application/json;charset=UTF-8', 'cache-control', 'no-store', 'pragma', 'no-cache'];
@@ -255,9 +263,9 @@ export class TokenEndpoint {
         );
         throw new Refusal('ISSUER_POLICY_REFUSED', decision.reason);
       }
-      this.#takeRate(identity);
+      await this.#takeRate(identity);
       const nowWall = this.options.clock.wallNow();
-      this.#remember(identity, nowWall);
+      await this.#remember(identity, nowWall);
       const minted = await mintToken(
         state.issuerUrl,
         state.keys,
@@ -296,7 +304,9 @@ export class TokenEndpoint {
   }
 
   /** One request from the identity's bucket; refused with the seconds until the next one. */
-  #takeRate(identity: AttestedIdentity): void {
+  async #takeRate(identity: AttestedIdentity): Promise<void> {
+    const shared = this.options.shared;
+    if (shared !== undefined) return takeSharedRate(shared.store, shared.rateLimit, identity);
     const rate = this.options.rateLimiter.take(rateLimitKey(identity), this.options.clock.monotonicNow());
     if (rate.allowed) return;
     if (rate.full) throw new Refusal('ISSUER_BUSY', 'the rate limiter is at its bound', { headers: ['retry-after', String(BUSY_RETRY_AFTER_SECONDS)] });
@@ -304,7 +314,8 @@ export class TokenEndpoint {
   }
 
   /** Enters an accepted attestation into the seen-set, in its account's share; refuses a replay. */
-  #remember(identity: AttestedIdentity, nowWall: number): void {
+  async #remember(identity: AttestedIdentity, nowWall: number): Promise<void> {
+    if (this.options.shared !== undefined) return claimShared(this.options.shared.store, identity, nowWall);
     switch (this.options.replay.check(identity.replayKey, identity.replayUntilWall, nowWall, replayTenant(identity))) {
       case 'fresh':
         return;
@@ -401,4 +412,52 @@ function isIdentity(value: unknown): value is AttestedIdentity {
     typeof v.attributes === 'object' &&
     v.attributes !== null
   );
+}
+
+/** Retry-After when the shared state does not answer, in seconds: long enough for a reconnect. */
+const STATE_RETRY_AFTER_SECONDS = 2;
+
+function stateUnavailable(): Refusal {
+  return new Refusal('ISSUER_STATE_UNAVAILABLE', 'the shared replay and rate-limit state does not answer; refused rather than risk a replay', {
+    headers: ['retry-after', String(STATE_RETRY_AFTER_SECONDS)],
+  });
+}
+
+/** The per-identity rate limit in the shared store: one bucket per identity for every replica, timed by the store's clock. */
+async function takeSharedRate(store: StateStore, limit: RateLimit, identity: AttestedIdentity): Promise<void> {
+  const verdict = await store.rateLimits.take(replayTenant(identity), rateLimitKey(identity), limit);
+  switch (verdict.outcome) {
+    case 'allowed':
+      return;
+    case 'limited':
+      throw new Refusal('ISSUER_RATE_LIMITED', 'too many token requests for this identity', { headers: ['retry-after', String(verdict.retryAfterSeconds)] });
+    case 'full':
+      // The store's bound is per tenant (cloud account): only this account is refused.
+      throw new Refusal('ISSUER_RATE_LIMITED', "this account's identities fill its share of the rate limiter", {
+        headers: ['retry-after', String(verdict.retryAfterSeconds)],
+      });
+    case 'unavailable':
+      throw stateUnavailable();
+  }
+}
+
+/** Claims the attestation in the shared seen-set: the first replica to claim it wins, every other one refuses it. */
+async function claimShared(store: StateStore, identity: AttestedIdentity, nowWall: number): Promise<void> {
+  const ttlMs = Math.ceil(identity.replayUntilWall - nowWall);
+  if (!(ttlMs > 0)) throw new Refusal('ISSUER_ATTESTATION_INVALID', 'the attestation is past its validity window');
+  if (ttlMs > MAX_REPLAY_WINDOW_MS) {
+    throw new Refusal('ISSUER_ATTESTATION_INVALID', 'the attestation claims a validity window longer than this issuer keeps replay records');
+  }
+  switch (await store.replay.claim(replayTenant(identity), identity.replayKey, ttlMs)) {
+    case 'accepted':
+      return;
+    case 'replayed':
+      throw new Refusal('ISSUER_ATTESTATION_REPLAYED', 'this attestation was already used');
+    case 'full':
+      throw new Refusal('ISSUER_RATE_LIMITED', "this account's attestations fill its share of the replay guard", {
+        headers: ['retry-after', String(BUSY_RETRY_AFTER_SECONDS)],
+      });
+    case 'unavailable':
+      throw stateUnavailable();
+  }
 }
