@@ -1,20 +1,18 @@
-import { execFile } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { decodeJwt } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DemoOidcIssuer } from '../../src/demo/oidc-issuer.js';
 import { type Chain, roleArn, SUBJECT, startChain } from '../support/chain.js';
 import { crosscred } from '../support/run-cli.js';
+import { selfSignedCert } from '../support/self-signed.js';
 import { startGlewlwyd, startOauth2MockServer, type ThirdPartyIssuer } from '../support/third-party-issuers.js';
 
 /**
  * `crosscred doctor` and `crosscred trust-policy` as a person runs them, on tokens from our demo
  * issuer (over HTTP and over HTTPS with a private CA) and from two issuers we did not write.
  */
-const run = promisify(execFile);
 
 let chain: Chain;
 let dir: string;
@@ -28,25 +26,7 @@ beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'crosscred-doctor-'));
   caFile = join(dir, 'ca.pem');
   const keyFile = join(dir, 'key.pem');
-  await run('openssl', [
-    'req',
-    '-x509',
-    '-newkey',
-    'ec',
-    '-pkeyopt',
-    'ec_paramgen_curve:P-256',
-    '-nodes',
-    '-days',
-    '1',
-    '-subj',
-    '/CN=issuer',
-    '-addext',
-    'subjectAltName=IP:127.0.0.1',
-    '-keyout',
-    keyFile,
-    '-out',
-    caFile,
-  ]);
+  await selfSignedCert({ cn: 'issuer', keyFile, certFile: caFile, ips: ['127.0.0.1'] });
   httpsIssuer = await DemoOidcIssuer.start({ tls: { key: await readFile(keyFile, 'utf8'), cert: await readFile(caFile, 'utf8') } });
   httpsToken = await httpsIssuer.mint({ sub: SUBJECT, aud: 'sts.amazonaws.com', ttlSeconds: 3600 });
   httpsTokenFile = join(dir, 'https-token');

@@ -1,15 +1,14 @@
-import { execFile } from 'node:child_process';
 import { chmod, readFile, rm } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { type TLSSocket, connect as tlsConnect } from 'node:tls';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HTTP_LIMITS } from '../../src/http/limits.js';
 import { startIssuer } from '../../src/issuer/issuer-server.js';
 import { readRegularFileChecked } from '../../src/util/read-regular-file.js';
 import { memoryLogger } from '../support/chain.js';
 import { baseConfig, configFrom, freePort, makeKey, tempDir } from '../support/issuer-fixtures.js';
+import { selfSignedCert } from '../support/self-signed.js';
 
 /**
  * Issue 11, item 9: the issuer's TLS key file gets the signing keys' ownership and mode check,
@@ -17,30 +16,11 @@ import { baseConfig, configFrom, freePort, makeKey, tempDir } from '../support/i
  * caps connections per client address.
  */
 
-const run = promisify(execFile);
 let dir: string;
 
 beforeAll(async () => {
   dir = await tempDir();
-  await run('openssl', [
-    'req',
-    '-x509',
-    '-newkey',
-    'ec',
-    '-pkeyopt',
-    'ec_paramgen_curve:P-256',
-    '-nodes',
-    '-days',
-    '1',
-    '-subj',
-    '/CN=localhost',
-    '-addext',
-    'subjectAltName=IP:127.0.0.1',
-    '-keyout',
-    join(dir, 'tls.key'),
-    '-out',
-    join(dir, 'tls.crt'),
-  ]);
+  await selfSignedCert({ cn: 'localhost', keyFile: join(dir, 'tls.key'), certFile: join(dir, 'tls.crt'), ips: ['127.0.0.1'] });
 });
 afterAll(async () => {
   await rm(dir, { recursive: true, force: true });

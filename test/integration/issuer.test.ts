@@ -1,9 +1,7 @@
-import { execFile } from 'node:child_process';
 import { chmod, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { request as httpsRequest } from 'node:https';
 import { connect } from 'node:net';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import fc from 'fast-check';
 import { createLocalJWKSet, createRemoteJWKSet, decodeJwt, decodeProtectedHeader, type JSONWebKeySet, jwtVerify } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -25,8 +23,7 @@ import {
   tempDir,
 } from '../support/issuer-fixtures.js';
 import { crosscred } from '../support/run-cli.js';
-
-const run = promisify(execFile);
+import { selfSignedCert } from '../support/self-signed.js';
 
 /**
  * `crosscred issuer` end to end on loopback, with fake attestors (test/support/issuer-fixtures.ts)
@@ -474,25 +471,7 @@ describe('crosscred issuer options', () => {
 
   it('serves HTTPS with the configured certificate', async () => {
     const dir = await scratch();
-    await run('openssl', [
-      'req',
-      '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:P-256',
-      '-nodes',
-      '-days',
-      '1',
-      '-subj',
-      '/CN=localhost',
-      '-addext',
-      'subjectAltName=IP:127.0.0.1',
-      '-keyout',
-      join(dir, 'tls.key'),
-      '-out',
-      join(dir, 'tls.crt'),
-    ]);
+    await selfSignedCert({ cn: 'localhost', keyFile: join(dir, 'tls.key'), certFile: join(dir, 'tls.crt'), ips: ['127.0.0.1'] });
     const key = await makeKey(dir, 'k.pem');
     const port = await freePort();
     // https://127.0.0.1 without a port is what a real issuer looks like; the listener is elsewhere.

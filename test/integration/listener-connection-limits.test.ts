@@ -1,13 +1,12 @@
-import { execFile } from 'node:child_process';
 import { readFile, rm } from 'node:fs/promises';
 import { request as httpsRequest } from 'node:https';
 import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HTTP_LIMITS } from '../../src/http/limits.js';
 import { clientAddressKey, HttpListener, type HttpListenerOptions } from '../../src/http/listener.js';
 import { tempDir } from '../support/issuer-fixtures.js';
+import { selfSignedCert } from '../support/self-signed.js';
 
 /**
  * Issue 11, item 3: the TLS listener drops a client that never finishes its handshake after
@@ -16,7 +15,6 @@ import { tempDir } from '../support/issuer-fixtures.js';
  * Raw sockets on loopback: 127.0.0.1 and 127.0.0.2 are both loopback on Linux.
  */
 
-const run = promisify(execFile);
 /** Generous bound for something that should happen within a second, on a busy 2-core machine, in ms. */
 const DEADLINE_MS = 10_000;
 let dir: string;
@@ -24,25 +22,7 @@ let tls: { key: Buffer; cert: Buffer };
 
 beforeAll(async () => {
   dir = await tempDir();
-  await run('openssl', [
-    'req',
-    '-x509',
-    '-newkey',
-    'ec',
-    '-pkeyopt',
-    'ec_paramgen_curve:P-256',
-    '-nodes',
-    '-days',
-    '1',
-    '-subj',
-    '/CN=localhost',
-    '-addext',
-    'subjectAltName=IP:127.0.0.1,IP:127.0.0.2',
-    '-keyout',
-    join(dir, 'tls.key'),
-    '-out',
-    join(dir, 'tls.crt'),
-  ]);
+  await selfSignedCert({ cn: 'localhost', keyFile: join(dir, 'tls.key'), certFile: join(dir, 'tls.crt'), ips: ['127.0.0.1', '127.0.0.2'] });
   tls = { key: await readFile(join(dir, 'tls.key')), cert: await readFile(join(dir, 'tls.crt')) };
 });
 afterAll(async () => {

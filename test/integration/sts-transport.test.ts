@@ -1,20 +1,18 @@
-import { execFile } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { MAX_CONCURRENT_STS_REQUESTS, StsHttpHandler } from '../../src/platform/aws/sts-http-handler.js';
 import { type Chain, type InProcessDaemon, roleArn, startChain, startInProcess } from '../support/chain.js';
+import { selfSignedCert } from '../support/self-signed.js';
 
 /**
  * The STS connection as it crosses clouds: HTTPS to an endpoint signed by a private CA
  * (--ca-bundle / AWS_CA_BUNDLE), through an egress proxy (HTTPS_PROXY, NO_PROXY). The emulator
  * serves TLS with a certificate made here by openssl; the proxy is a real CONNECT proxy on loopback.
  */
-const run = promisify(execFile);
 
 let certDir: string;
 let caFile: string;
@@ -25,25 +23,7 @@ beforeAll(async () => {
   certDir = await mkdtemp(join(tmpdir(), 'crosscred-tls-'));
   caFile = join(certDir, 'sts.pem');
   const keyFile = join(certDir, 'sts.key');
-  await run('openssl', [
-    'req',
-    '-x509',
-    '-newkey',
-    'ec',
-    '-pkeyopt',
-    'ec_paramgen_curve:P-256',
-    '-nodes',
-    '-days',
-    '1',
-    '-subj',
-    '/CN=private-sts',
-    '-addext',
-    'subjectAltName=IP:127.0.0.1',
-    '-keyout',
-    keyFile,
-    '-out',
-    caFile,
-  ]);
+  await selfSignedCert({ cn: 'private-sts', keyFile, certFile: caFile, ips: ['127.0.0.1'] });
   chain = await startChain({ tls: { key: await readFile(keyFile, 'utf8'), cert: await readFile(caFile, 'utf8') } });
 });
 afterEach(async () => {

@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { generateKeyPair, SignJWT } from 'jose';
+import { selfSignedCert } from './self-signed.js';
 
 const run = promisify(execFile);
 
@@ -321,22 +322,6 @@ async function makeServingCertificate(dir: string): Promise<{ key: string; cert:
 /** A self-signed CA that did not sign the fake API server's certificate, for the wrong-CA case. Written to `dir/other-ca.crt`. */
 export async function makeUnrelatedCa(dir: string): Promise<string> {
   const file = join(dir, 'other-ca.crt');
-  await run('openssl', [
-    'req',
-    '-x509',
-    '-newkey',
-    'ec',
-    '-pkeyopt',
-    'ec_paramgen_curve:P-256',
-    '-nodes',
-    '-days',
-    '1',
-    '-subj',
-    '/CN=other-ca',
-    '-keyout',
-    join(dir, 'other-ca.key'),
-    '-out',
-    file,
-  ]);
+  await selfSignedCert({ cn: 'other-ca', keyFile: join(dir, 'other-ca.key'), certFile: file });
   return file;
 }
