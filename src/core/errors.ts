@@ -94,6 +94,10 @@ export const ErrorCodes = {
     status: 400,
     hint: "the attested identity is not in the issuer's policy for its kind; add its account, region, role or instance there",
   },
+  ISSUER_INSTANCE_SECRET_MISMATCH: {
+    status: 403,
+    hint: 'this instance is bound to the secret its first attestation presented (trustOnFirstUse); present that secret, or, for a re-imaged instance, reset the binding with crosscred issuer reset-instance',
+  },
   ISSUER_RATE_LIMITED: { status: 429, hint: 'this identity (or its account) asks too often; retry after the Retry-After seconds' },
   ISSUER_CLIENT_RATE_LIMITED: { status: 429, hint: 'this client address sends token requests too often; retry after the Retry-After seconds' },
   ISSUER_BUSY: { status: 503, hint: 'the issuer is at a capacity bound; retry after the Retry-After seconds' },
