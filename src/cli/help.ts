@@ -68,6 +68,10 @@ Token source (where the OIDC JWT comes from):
   --issuer-ca-bundle FILE     PEM CAs to trust for the issuer (a private CA).
   --issuer-token-endpoint URL The issuer's token endpoint, when it is not --issuer-url + /token
                               (discovery published in a bucket, the endpoint kept private).
+  --instance-secret-file FILE The VM's instance secret for the issuer's trust on first use: made
+                              once (mode 0600), sent with every token request; refused if open to
+                              group or others. Default /var/lib/crosscred/instance-secret when
+                              /var/lib/crosscred exists (the systemd unit makes it).
   --alibaba-attestation KIND  ecs-identity (default: the signed instance identity document) or
                               ram-role (a GetCallerIdentity signed with the instance's RAM role).
   --cloud-sts-endpoint URL    The Alibaba or Tencent STS endpoint that GetCallerIdentity is signed

@@ -11,6 +11,10 @@ export const ErrorCodes = {
   CONFIG_INVALID: { status: 500, hint: 'fix the named setting and start again' },
   CONFIG_FILE_UNREADABLE: { status: 500, hint: 'check the --config path and its permissions' },
   AUTH_TOKEN_FILE_INVALID: { status: 500, hint: 'write a non-empty secret to the file, or delete it to have one generated' },
+  INSTANCE_SECRET_FILE_INVALID: {
+    status: 500,
+    hint: 'the --instance-secret-file must be a 0600 file of crosscred or root holding 43 base64url characters, in a directory crosscred can write',
+  },
   LISTEN_FAILED: { status: 500, hint: 'check that the address exists on this host and the port is free' },
 
   // The web-identity token.

@@ -1,9 +1,12 @@
 import { randomBytes } from 'node:crypto';
+import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { resetInstance } from '../../src/issuer/first-use-admin.js';
 import { parseIssuerConfigText } from '../../src/issuer/issuer-config.js';
-import { INSTANCE_SECRET_PARAMETER } from '../../src/protocol/issuer-token-exchange.js';
-import { ECS_ACCOUNT, startTestIssuer, type TestIssuer } from '../support/issuer-fixtures.js';
+import { INSTANCE_SECRET_PARAMETER, SUBJECT_TOKEN_TYPES } from '../../src/protocol/issuer-token-exchange.js';
+import { IssuerClient } from '../../src/sources/issuer-client.js';
+import { ECS_ACCOUNT, fakeSubjectToken, startTestIssuer, type TestIssuer } from '../support/issuer-fixtures.js';
 import { type RedisServer, redisServerUnavailable, startRedisServer } from '../support/redis-server.js';
 
 /**
@@ -71,6 +74,35 @@ describe('trust on first use, state: memory', () => {
     expect(await outcome(await issuer.requestToken({ instanceId: 'i-bp1firstuse00003' }, withSecret(newSecret())))).toBe('200');
     expect(await outcome(await issuer.requestToken({ instanceId: 'i-bp1firstuse00004' }, withSecret(newSecret())))).toBe('200');
     expect(await outcome(await issuer.requestToken({ kind: 'alibabaRamRole', roleName: 'app-role' }))).toBe('200');
+  });
+});
+
+describe('trust on first use, the VM side (IssuerClient with --instance-secret-file)', () => {
+  let issuer: TestIssuer;
+  beforeAll(async () => {
+    issuer = await startTestIssuer({ overrides: firstUseOverrides() });
+  }, 30_000);
+  afterAll(async () => issuer?.close());
+
+  const client = (file: string) => new IssuerClient({ issuerUrl: issuer.url, connectTimeoutMs: 2_000, responseTimeoutMs: 5_000, instanceSecretFile: file });
+  const attestation = (instanceId: string) => fakeSubjectToken({ region: 'cn-hangzhou', instanceId });
+
+  it('makes the secret, binds with it, renews with it; another VM with the same instance id (a re-image) is refused', async () => {
+    const vm = client(join(issuer.dir, 'vm-secret'));
+    const reimaged = client(join(issuer.dir, 'reimaged-secret'));
+    try {
+      const type = SUBJECT_TOKEN_TYPES.alibabaEcsIdentity;
+      await expect(vm.exchange(type, attestation('i-bp1vmside000001'))).resolves.toMatchObject({ token: expect.any(String) });
+      await expect(vm.exchange(type, attestation('i-bp1vmside000001'))).resolves.toMatchObject({ token: expect.any(String) });
+      await expect(reimaged.exchange(type, attestation('i-bp1vmside000001'))).rejects.toThrow(/HTTP 403 .*INSTANCE_SECRET_MISMATCH/);
+      // The file is gone (re-imaged, or an operator deleted it): a new secret is made and refused too.
+      await rm(join(issuer.dir, 'vm-secret'));
+      const fresh = client(join(issuer.dir, 'vm-secret'));
+      await expect(fresh.exchange(type, attestation('i-bp1vmside000001'))).rejects.toThrow(/INSTANCE_SECRET_MISMATCH/);
+      await fresh.close();
+    } finally {
+      await Promise.all([vm.close(), reimaged.close()]);
+    }
   });
 });
 
