@@ -8,6 +8,7 @@ import { INSTANCE_SECRET_PARAMETER, SUBJECT_TOKEN_TYPES } from '../../src/protoc
 import { IssuerClient } from '../../src/sources/issuer-client.js';
 import { ECS_ACCOUNT, fakeSubjectToken, startTestIssuer, type TestIssuer } from '../support/issuer-fixtures.js';
 import { type RedisServer, redisServerUnavailable, startRedisServer } from '../support/redis-server.js';
+import { crosscred } from '../support/run-cli.js';
 
 /**
  * Trust on first use (issue #11, item 6): with policy.alibabaEcsIdentity.trustOnFirstUse, an
@@ -69,6 +70,24 @@ describe('trust on first use, state: memory', () => {
     // Nothing was bound by those: a secret presented now binds.
     expect(await outcome(await issuer.requestToken({ instanceId: 'i-bp1firstuse00002' }, withSecret(newSecret())))).toBe('200');
   });
+
+  it('crosscred issuer reset-instance refuses state: memory (the bindings live in the running issuer)', async () => {
+    const args = ['--kind', 'alibabaEcsIdentity', '--account', ECS_ACCOUNT, '--instance-id', 'i-bp1firstuse00001'];
+    const result = await crosscred(['issuer', 'reset-instance', '--config', join(issuer.dir, 'issuer.yaml'), ...args]);
+    expect(result.code).toBe(78);
+    expect(result.stderr).toMatch(/state is memory/);
+    const badKind = await crosscred([
+      'issuer',
+      'reset-instance',
+      '--config',
+      join(issuer.dir, 'issuer.yaml'),
+      ...args.slice(0, 1),
+      'alibabaRamRole',
+      ...args.slice(2),
+    ]);
+    expect(badKind.code).toBe(78);
+    expect(badKind.stderr).toMatch(/--kind must be one of alibabaEcsIdentity/);
+  }, 60_000);
 
   it('binds each instance separately, and leaves kinds without the option alone', async () => {
     expect(await outcome(await issuer.requestToken({ instanceId: 'i-bp1firstuse00003' }, withSecret(newSecret())))).toBe('200');
@@ -158,6 +177,21 @@ describe('trust on first use, two replicas sharing one Redis', () => {
     expect(await outcome(await replicas[1]!.requestToken(instance, withSecret(reimaged)))).toBe('200');
     expect(await outcome(await replicas[0]!.requestToken(instance, withSecret(newSecret())))).toBe(MISMATCH);
   }, 30_000);
+
+  it('crosscred issuer reset-instance, the command, resets a binding in the shared store', async (ctx) => {
+    if (unavailable !== undefined) return ctx.skip(unavailable);
+    const instance = { instanceId: 'i-bp1clireset0001' };
+    expect(await outcome(await replicas[0]!.requestToken(instance, withSecret(newSecret())))).toBe('200');
+    const args = ['issuer', 'reset-instance', '--config', join(replicas[0]!.dir, 'issuer.yaml')];
+    const ids = ['--kind', 'alibabaEcsIdentity', '--account', ECS_ACCOUNT, '--instance-id', instance.instanceId];
+    const first = await crosscred([...args, ...ids]);
+    expect(first).toMatchObject({ code: 0 });
+    expect(first.stdout).toMatch(/reset the first-use binding of instance i-bp1clireset0001/);
+    const second = await crosscred([...args, ...ids]);
+    expect(second).toMatchObject({ code: 0 });
+    expect(second.stdout).toMatch(/had no first-use binding/);
+    expect(await outcome(await replicas[1]!.requestToken(instance, withSecret(newSecret())))).toBe('200');
+  }, 60_000);
 
   it('fails closed (503) while Redis does not answer', async (ctx) => {
     if (unavailable !== undefined) return ctx.skip(unavailable);
