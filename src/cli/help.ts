@@ -68,6 +68,10 @@ Token source (where the OIDC JWT comes from):
   --issuer-ca-bundle FILE     PEM CAs to trust for the issuer (a private CA).
   --issuer-token-endpoint URL The issuer's token endpoint, when it is not --issuer-url + /token
                               (discovery published in a bucket, the endpoint kept private).
+  --instance-secret-file FILE The VM's instance secret for the issuer's trust on first use: made
+                              once (mode 0600), sent with every token request; refused if open to
+                              group or others. Default /var/lib/crosscred/instance-secret when
+                              /var/lib/crosscred exists (the systemd unit makes it).
   --alibaba-attestation KIND  ecs-identity (default: the signed instance identity document) or
                               ram-role (a GetCallerIdentity signed with the instance's RAM role).
   --cloud-sts-endpoint URL    The Alibaba or Tencent STS endpoint that GetCallerIdentity is signed
@@ -246,6 +250,7 @@ Polls URL/readyz (default http://127.0.0.1:8171) until it answers 200: exit 0; e
 export const ISSUER_HELP = `Usage: crosscred issuer serve --config FILE [--log-level LEVEL]
        crosscred issuer keygen --alg ES256|RS256 --out FILE [--bits N]
        crosscred issuer export-discovery --config FILE --out DIR
+       crosscred issuer reset-instance --config FILE --kind KIND --account ID --instance-id ID
 
 An OIDC identity provider for VMs that have no OIDC token of their own. A VM source (alibaba-ecs,
 tencent-cvm) sends a cloud-signed attestation to the token endpoint (RFC 8693 token exchange);
@@ -268,6 +273,14 @@ export-discovery   Writes DIR/.well-known/openid-configuration and DIR/.well-kno
                    publicUrl; the token endpoint can then stay private (tokenEndpointUrl).
   --config FILE    As for serve (it reads the keys).
   --out DIR        Directory to write into (created if missing; the two files are replaced).
+reset-instance     Forgets an instance's first-use binding (policy.<kind>.trustOnFirstUse), for a
+                   re-imaged instance whose crosscred lost its instance secret: its next accepted
+                   attestation binds anew. Needs state: redis://… (memory bindings live in the
+                   running issuer). Make sure the VM itself attests next, not an SSRF on it.
+  --config FILE    As for serve (it reads the state setting).
+  --kind KIND      alibabaEcsIdentity.
+  --account ID     The instance's account id.
+  --instance-id ID The instance id.
 
 Key rotation: add the next key (published only), re-export or reload, wait until AWS can have
 fetched it (a day is safe); make it active; keep the old key published for the token lifetime

@@ -16,7 +16,7 @@ const CONFIGURATION_ERRORS: ReadonlySet<string> = new Set([
   'CROSSCRED_ERR_ISSUER_ATTESTOR_UNAVAILABLE',
 ]);
 
-/** `crosscred issuer serve|keygen|export-discovery`. */
+/** `crosscred issuer serve|keygen|export-discovery|reset-instance`. */
 export async function runIssuer(args: string[]): Promise<number> {
   const [sub, ...rest] = args;
   try {
@@ -27,6 +27,8 @@ export async function runIssuer(args: string[]): Promise<number> {
         return await keygen(rest);
       case 'export-discovery':
         return await exportDiscovery(rest);
+      case 'reset-instance':
+        return await resetInstanceCommand(rest);
       default:
         process.stderr.write(
           `crosscred issuer: ${sub === undefined ? 'a subcommand is needed' : `unknown subcommand "${sub.slice(0, 40)}"`}\n\n${ISSUER_HELP}`,
@@ -142,4 +144,33 @@ async function exportDiscovery(args: string[]): Promise<number> {
       `  aws s3 cp ${values.out}/.well-known s3://BUCKET/${prefix ? `${prefix}/` : ''}.well-known --recursive --content-type application/json\n`,
   );
   return 0;
+}
+
+/** Exit code when the state store did not answer: a runtime failure, worth retrying. */
+const EXIT_RUNTIME = 1;
+
+async function resetInstanceCommand(args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: { config: { type: 'string' }, kind: { type: 'string' }, account: { type: 'string' }, 'instance-id': { type: 'string' } },
+    strict: true,
+    allowPositionals: false,
+  });
+  const { loadIssuerConfig } = await import('../issuer/issuer-config.js');
+  const { resetInstance } = await import('../issuer/first-use-admin.js');
+  const config = loadIssuerConfig(configPath(values.config));
+  const request = { kind: values.kind ?? '', account: values.account ?? '', instanceId: values['instance-id'] ?? '' };
+  const verdict = await resetInstance(config, request);
+  const what = `instance ${request.instanceId} of account ${request.account} (${request.kind})`;
+  switch (verdict) {
+    case 'reset':
+      process.stdout.write(`reset the first-use binding of ${what}: its next accepted attestation binds the secret it presents\n`);
+      return 0;
+    case 'absent':
+      process.stdout.write(`${what} had no first-use binding; nothing to reset\n`);
+      return 0;
+    case 'unavailable':
+      process.stderr.write(`crosscred issuer reset-instance: the state store does not answer; nothing was reset (CROSSCRED_ERR_ISSUER_STATE_UNAVAILABLE)\n`);
+      return EXIT_RUNTIME;
+  }
 }

@@ -13,6 +13,7 @@ export const SERVE_OPTIONS = {
   'issuer-url': { type: 'string' },
   'issuer-ca-bundle': { type: 'string' },
   'issuer-token-endpoint': { type: 'string' },
+  'instance-secret-file': { type: 'string' },
   'alibaba-attestation': { type: 'string' },
   'cloud-sts-endpoint': { type: 'string' },
   'token-expiration-seconds': { type: 'string' },

@@ -68,6 +68,8 @@ export interface IssuerConnection {
   readonly caBundle?: string;
   /** The `aud` asked for (default sts.amazonaws.com). */
   readonly audience: string;
+  /** The instance secret's file for trust on first use, when set explicitly (else the VM source's default applies). */
+  readonly instanceSecretFile?: string;
 }
 
 /** What detection chose and why, said at start-up and by `crosscred doctor`. */

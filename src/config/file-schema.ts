@@ -33,6 +33,7 @@ function buildSchema(z: Zod) {
     issuerUrl: z.string().optional(),
     issuerCaBundle: z.string().optional(),
     issuerTokenEndpoint: z.string().optional(),
+    instanceSecretFile: z.string().optional(),
     alibabaAttestation: z.string().optional(),
     cloudStsEndpoint: z.string().optional(),
     sessionName: z.string().optional(),

@@ -1,3 +1,4 @@
+import { isAbsolute } from 'node:path';
 import { ErrorCodes } from '../core/errors.js';
 import { inClusterDefaults, podFromEnv } from '../platform/kubernetes/in-cluster.js';
 import { checkEndpoint, choiceProblem, outOfRange, problem, rangeWords, readPemBundle } from './checks.js';
@@ -102,9 +103,12 @@ function resolveIssuer(layers: Layers, readText: (path: string) => string): Reso
   const caPath = pickSetting('issuerCaBundle', layers);
   const ca = caPath && readPemBundle(caPath, readText);
   if (ca && 'problem' in ca) problems.push(problem('issuer-ca-bundle', caPath.origin, ca.problem));
+  const secretFile = pickSetting('instanceSecretFile', layers);
+  if (secretFile && !isAbsolute(secretFile.value)) problems.push(problem('instance-secret-file', secretFile.origin, 'must be an absolute path'));
   if (!url) return { value: undefined, problems };
   const connection = {
     url: url.value,
+    ...(secretFile ? { instanceSecretFile: secretFile.value } : {}),
     ...(tokenEndpoint ? { tokenEndpointUrl: tokenEndpoint.value } : {}),
     ...(caPath && ca && 'pem' in ca ? { caBundlePath: caPath.value, caBundle: ca.pem } : {}),
   };

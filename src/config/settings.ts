@@ -208,6 +208,14 @@ export const SERVE_SETTINGS = {
     precedence: FLAG_FILE,
     default: { derived: 'the issuer URL + /token' },
   },
+  instanceSecretFile: {
+    section: 'token-source',
+    type: 'text',
+    flag: 'instance-secret-file',
+    file: 'instanceSecretFile',
+    precedence: FLAG_FILE,
+    default: { derived: '/var/lib/crosscred/instance-secret when /var/lib/crosscred exists (the systemd unit makes it); else no secret is sent' },
+  },
   alibabaAttestation: {
     section: 'token-source',
     type: 'text',

@@ -11,6 +11,10 @@ export const ErrorCodes = {
   CONFIG_INVALID: { status: 500, hint: 'fix the named setting and start again' },
   CONFIG_FILE_UNREADABLE: { status: 500, hint: 'check the --config path and its permissions' },
   AUTH_TOKEN_FILE_INVALID: { status: 500, hint: 'write a non-empty secret to the file, or delete it to have one generated' },
+  INSTANCE_SECRET_FILE_INVALID: {
+    status: 500,
+    hint: 'the --instance-secret-file must be a 0600 file of crosscred or root holding 43 base64url characters, in a directory crosscred can write',
+  },
   LISTEN_FAILED: { status: 500, hint: 'check that the address exists on this host and the port is free' },
 
   // The web-identity token.
@@ -93,6 +97,10 @@ export const ErrorCodes = {
   ISSUER_POLICY_REFUSED: {
     status: 400,
     hint: "the attested identity is not in the issuer's policy for its kind; add its account, region, role or instance there",
+  },
+  ISSUER_INSTANCE_SECRET_MISMATCH: {
+    status: 403,
+    hint: 'this instance is bound to the secret its first attestation presented (trustOnFirstUse); present that secret, or, for a re-imaged instance, reset the binding with crosscred issuer reset-instance',
   },
   ISSUER_RATE_LIMITED: { status: 429, hint: 'this identity (or its account) asks too often; retry after the Retry-After seconds' },
   ISSUER_CLIENT_RATE_LIMITED: { status: 429, hint: 'this client address sends token requests too often; retry after the Retry-After seconds' },

@@ -10,7 +10,7 @@ import { endpointUrlProblem, isLoopbackHost, issuerUrlProblem } from '../core/ur
 import { ISSUER_PATHS } from '../protocol/issuer-token-exchange.js';
 import { type ClientRateSettings, DEFAULT_CLIENT_RATE } from './admission.js';
 import type { KeyFileConfig } from './keys.js';
-import { ANY, ATTESTATION_KINDS, type AttestationKind, KIND_DIMENSIONS, type KindPolicy, SESSION_NAMED_INSTANCE_KINDS } from './policy.js';
+import { ANY, ATTESTATION_KINDS, type AttestationKind, FIRST_USE_KINDS, KIND_DIMENSIONS, type KindPolicy, SESSION_NAMED_INSTANCE_KINDS } from './policy.js';
 import { DEFAULT_RATE_LIMIT, type RateLimitSettings } from './rate-limiter.js';
 import { DEFAULT_REPLAY_ENTRIES } from './replay-guard.js';
 import { MAX_SESSION_TAGS, type SessionTagRule, tagKeyProblem, tagSourceProblem } from './session-tags.js';
@@ -81,6 +81,7 @@ function buildSchema(z: Zod) {
     instanceIds: idList.optional(),
     sessionTags: z.record(z.string(), z.string()).optional(),
     transitiveTagKeys: z.array(z.string()).optional(),
+    trustOnFirstUse: z.boolean().optional(),
   });
   const endpoints = z.array(z.string().min(1)).max(100);
   return z.strictObject({
@@ -256,6 +257,7 @@ function resolveConfig(file: FileIssuerConfig, path: string): { config: IssuerCo
     const transitive = p.transitiveTagKeys ?? [];
     for (const k of transitive)
       if (!tags.some((t) => t.key === k)) problems.push(`${where}.transitiveTagKeys: ${JSON.stringify(k.slice(0, 140))} is not a key of sessionTags`);
+    if (p.trustOnFirstUse === true && !FIRST_USE_KINDS.includes(kind)) problems.push(firstUseProblem(where, kind));
     policy[kind] = {
       accounts: p.accounts,
       ...(p.regions ? { regions: p.regions } : {}),
@@ -263,6 +265,7 @@ function resolveConfig(file: FileIssuerConfig, path: string): { config: IssuerCo
       ...(p.instanceIds && KIND_DIMENSIONS[kind].includes('instanceIds') ? { instanceIds: p.instanceIds } : {}),
       sessionTags: tags,
       transitiveTagKeys: transitive,
+      ...(p.trustOnFirstUse === true ? { trustOnFirstUse: true } : {}),
     };
   }
 
@@ -297,6 +300,14 @@ function sessionNamedInstanceProblem(where: string, kind: AttestationKind): stri
   return (
     `${where}.instanceIds: ${kind} attestations take the instance id from the role session name, which whoever assumes the role chooses, ` +
     'so a list of instances would prove nothing; remove instanceIds (or write ["*"]), or use alibabaEcsIdentity to allow specific instances'
+  );
+}
+
+/** Why a role kind may not bind instances on first use. */
+function firstUseProblem(where: string, kind: AttestationKind): string {
+  return (
+    `${where}.trustOnFirstUse: ${kind} attestations take the instance id from the role session name, which whoever assumes the role chooses, ` +
+    'so anyone with the role could bind (and lock out) any instance id; use it with alibabaEcsIdentity, whose instance id the cloud signs'
   );
 }
 

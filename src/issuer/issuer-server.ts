@@ -23,6 +23,7 @@ import { IssuerPolicy } from './policy.js';
 import { IdentityRateLimiter } from './rate-limiter.js';
 import { ReplayGuard } from './replay-guard.js';
 import { createStateStore, DEFAULT_STATE } from './state/create-state-store.js';
+import { MemoryStateStore } from './state/memory-store.js';
 import type { StateStore } from './state/ports.js';
 import { type IssuerState, MAX_TOKEN_REQUEST_BYTES, sendOAuthError, TokenEndpoint } from './token-endpoint.js';
 
@@ -120,6 +121,9 @@ export async function startIssuer(config: IssuerConfig, deps: IssuerDependencies
   const admission = new ClientAdmission(config.clientRateLimit);
   const pools = new AttestationPools(poolSizes(config.maxConcurrentAttestations));
   const shared = config.state === DEFAULT_STATE ? undefined : await openSharedState(config.state, log);
+  // First-use bindings need a store in both modes (an opted-in kind is never left unenforced);
+  // with state: memory they live in this process and are forgotten when it stops.
+  const firstUse = (shared ?? new MemoryStateStore()).firstUse;
   const metrics = new IssuerMetrics({
     replayEntries: () => replay.size,
     rateLimitedIdentities: () => rateLimiter.size,
@@ -136,6 +140,7 @@ export async function startIssuer(config: IssuerConfig, deps: IssuerDependencies
     clock,
     admission,
     pools,
+    firstUse,
     ...(shared ? { shared: { store: shared, rateLimit: config.rateLimit } } : {}),
   });
   const tokenEndpoint = endpoint;

@@ -35,6 +35,13 @@ export const KIND_DIMENSIONS: Record<AttestationKind, readonly ('regions' | 'rol
  */
 export const SESSION_NAMED_INSTANCE_KINDS: readonly AttestationKind[] = ['alibabaRamRole', 'tencentCamRole'];
 
+/**
+ * Kinds that may bind an instance on first use: those whose instance id the cloud signed. A role
+ * kind's instance id is a session name its caller chose, so binding it would let anyone who can
+ * assume the role bind (and so lock out) any instance id they like.
+ */
+export const FIRST_USE_KINDS: readonly AttestationKind[] = ['alibabaEcsIdentity'];
+
 export const KIND_CLOUD: Record<AttestationKind, AttestedIdentity['cloud']> = {
   alibabaEcsIdentity: 'alibaba',
   alibabaRamRole: 'alibaba',
@@ -57,6 +64,11 @@ export interface KindPolicy {
   readonly instanceIds?: readonly string[];
   readonly sessionTags: readonly SessionTagRule[];
   readonly transitiveTagKeys: readonly string[];
+  /**
+   * Trust on first use: the instance's first accepted attestation binds the instance secret it
+   * presents; later ones must present the same. Only for FIRST_USE_KINDS. Default off.
+   */
+  readonly trustOnFirstUse?: boolean;
 }
 
 export type PolicyDecision =
@@ -75,6 +87,11 @@ export class IssuerPolicy {
   /** The kinds that have a policy (and so may get tokens). */
   get kinds(): AttestationKind[] {
     return ATTESTATION_KINDS.filter((k) => this.policies[k] !== undefined);
+  }
+
+  /** Whether this kind's instances are bound to their instance secret on first use. */
+  trustsOnFirstUse(kind: AttestationKind): boolean {
+    return this.policies[kind]?.trustOnFirstUse === true && FIRST_USE_KINDS.includes(kind);
   }
 
   decide(identity: AttestedIdentity, expectedType: SubjectTokenType): PolicyDecision {

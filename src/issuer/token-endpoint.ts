@@ -1,9 +1,11 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import type { Clock } from '../core/clock.js';
 import { ErrorCodes, type ErrorName } from '../core/errors.js';
 import {
+  INSTANCE_SECRET_PARAMETER,
+  INSTANCE_SECRET_PATTERN,
   JWT_TOKEN_TYPE,
   SUBJECT_TOKEN_TYPES,
   type SubjectTokenType,
@@ -19,7 +21,7 @@ import { type AttestationKind, type IssuerPolicy, kindOfTokenType } from './poli
 import { type IdentityRateLimiter, rateLimitKey } from './rate-limiter.js';
 import { MAX_REPLAY_WINDOW_MS, type ReplayGuard, replayTenant } from './replay-guard.js';
 import { kindLabelOf } from './session-tags.js';
-import type { RateLimit, StateStore } from './state/ports.js';
+import type { FirstUseStore, RateLimit, StateStore } from './state/ports.js';
 import { mintToken } from './token-minter.js';
 
 /**
@@ -28,7 +30,8 @@ import { mintToken } from './token-minter.js';
  * size and time), checked, its attestation verified by the attestor of its kind (in that kind's
  * pool, under a deadline), judged by the policy, rate-limited per attested identity, and only
  * then entered into the seen-set (refused if seen before), so nothing refused takes room there;
- * it is answered with a freshly signed JWT. Every refusal is an
+ * for a kind with trustOnFirstUse, the instance secret is then bound or checked (firstUse); it is
+ * answered with a freshly signed JWT. Every refusal is an
  * RFC 6749 §5.2 JSON error with `Cache-Control: no-store`.
  *
  * Neither the subject token, nor any part of it, nor the JWT is ever logged; only the facts an
@@ -75,6 +78,12 @@ export interface TokenEndpointOptions {
    * closed with 503 ISSUER_STATE_UNAVAILABLE, never open.
    */
   readonly shared?: { readonly store: StateStore; readonly rateLimit: RateLimit };
+  /**
+   * Instance bindings for kinds with trustOnFirstUse. Always given, whatever the state setting:
+   * the shared store's with Redis, a memory store's otherwise (bindings then last as long as the
+   * process), so the option is enforced in both modes.
+   */
+  readonly firstUse: FirstUseStore;
 }
 
 type OAuthErrorCode = TokenExchangeError['error'] | 'server_error';
@@ -89,6 +98,7 @@ const REFUSALS: Partial<Record<ErrorName, { error: OAuthErrorCode; status: numbe
   ISSUER_ATTESTATION_INVALID: { error: 'invalid_grant', status: 400 },
   ISSUER_ATTESTATION_REPLAYED: { error: 'invalid_grant', status: 400 },
   ISSUER_POLICY_REFUSED: { error: 'invalid_grant', status: 400 },
+  ISSUER_INSTANCE_SECRET_MISMATCH: { error: 'invalid_grant', status: 403 },
   ISSUER_RATE_LIMITED: { error: 'slow_down', status: 429 },
   ISSUER_CLIENT_RATE_LIMITED: { error: 'slow_down', status: 429 },
   ISSUER_BUSY: { error: 'temporarily_unavailable', status: 503 },
@@ -180,6 +190,7 @@ const SINGLE_PARAMETERS = [
   'scope',
   'actor_token',
   'actor_token_type',
+  INSTANCE_SECRET_PARAMETER,
 ];
 
 export class TokenEndpoint {
@@ -242,6 +253,7 @@ export class TokenEndpoint {
       const requested = form.get('requested_token_type');
       if (requested !== null && requested !== JWT_TOKEN_TYPE) throw new Refusal('ISSUER_REQUEST_INVALID', `requested_token_type must be ${JWT_TOKEN_TYPE}`);
       if (form.has('resource')) throw new Refusal('ISSUER_AUDIENCE_REFUSED', 'resource is not supported; name the target with audience');
+      const instanceSecret = instanceSecretOf(form);
 
       const state = this.options.state();
       const audienceParam = form.get('audience');
@@ -266,6 +278,7 @@ export class TokenEndpoint {
       await this.#takeRate(identity);
       const nowWall = this.options.clock.wallNow();
       await this.#remember(identity, nowWall);
+      if (state.policy.trustsOnFirstUse(attestationKind)) await this.#checkFirstUse(identity, instanceSecret, kind, log);
       const minted = await mintToken(
         state.issuerUrl,
         state.keys,
@@ -331,6 +344,37 @@ export class TokenEndpoint {
         throw new Refusal('ISSUER_ATTESTATION_INVALID', 'the attestation is past its validity window');
       case 'window-too-long':
         throw new Refusal('ISSUER_ATTESTATION_INVALID', 'the attestation claims a validity window longer than this issuer keeps replay records');
+    }
+  }
+
+  /**
+   * Trust on first use: binds the instance to the presented secret's hash if nothing is bound yet,
+   * else requires the same secret. Runs after policy, rate limit and replay, so only accepted,
+   * fresh attestations of allowed accounts can take room in the bindings.
+   */
+  async #checkFirstUse(identity: AttestedIdentity, secret: string | undefined, kind: KindLabel, log: Logger): Promise<void> {
+    if (identity.instanceId === undefined) throw new Refusal('ISSUER_ATTESTATION_INVALID', 'the attestation states no instance id to bind');
+    const tenant = replayTenant(identity);
+    // No secret: nothing could be bound, so a first attestation without one is refused too; an
+    // unbound instance would otherwise get tokens that whoever fetched its document could also get.
+    if (secret === undefined) {
+      const known = await this.options.firstUse.verify(tenant, identity.instanceId, '');
+      if (known === 'unavailable') throw stateUnavailable();
+      if (known === 'unknown') throw new Refusal('ISSUER_REQUEST_INVALID', `${INSTANCE_SECRET_PARAMETER} is required for this kind (trustOnFirstUse)`);
+      throw secretMismatch(identity, kind, log);
+    }
+    switch (await this.options.firstUse.bind(tenant, identity.instanceId, hashInstanceSecret(secret))) {
+      case 'bound':
+        log.info({ kind, account: identity.accountId, instance: identity.instanceId }, 'instance bound to its instance secret on first use');
+        return;
+      case 'matches':
+        return;
+      case 'mismatch':
+        throw secretMismatch(identity, kind, log);
+      case 'full':
+        throw new Refusal('ISSUER_POLICY_REFUSED', "this account's instances fill its share of first-use bindings; reset those of retired instances");
+      case 'unavailable':
+        throw stateUnavailable();
     }
   }
 
@@ -414,11 +458,31 @@ function isIdentity(value: unknown): value is AttestedIdentity {
   );
 }
 
+/** The instance secret the form carries, checked for shape; undefined when absent. Never logged. */
+function instanceSecretOf(form: URLSearchParams): string | undefined {
+  const secret = form.get(INSTANCE_SECRET_PARAMETER);
+  if (secret === null) return undefined;
+  if (!INSTANCE_SECRET_PATTERN.test(secret))
+    throw new Refusal('ISSUER_REQUEST_INVALID', `${INSTANCE_SECRET_PARAMETER} must be 43 base64url characters (32 random bytes)`);
+  return secret;
+}
+
+/** What the store keeps: the SHA-256 of the secret (base64url), never the secret itself. */
+export function hashInstanceSecret(secret: string): string {
+  return createHash('sha256').update(secret, 'utf8').digest('base64url');
+}
+
+/** The SSRF case: the cloud signed the attestation, but whoever sent it does not hold the instance's secret. */
+function secretMismatch(identity: AttestedIdentity, kind: KindLabel, log: Logger): Refusal {
+  log.warn({ kind, account: identity.accountId, instance: identity.instanceId }, 'attestation refused: the instance secret does not match its binding');
+  return new Refusal('ISSUER_INSTANCE_SECRET_MISMATCH', `instance ${identity.instanceId} is bound to another instance secret`);
+}
+
 /** Retry-After when the shared state does not answer, in seconds: long enough for a reconnect. */
 const STATE_RETRY_AFTER_SECONDS = 2;
 
 function stateUnavailable(): Refusal {
-  return new Refusal('ISSUER_STATE_UNAVAILABLE', 'the shared replay and rate-limit state does not answer; refused rather than risk a replay', {
+  return new Refusal('ISSUER_STATE_UNAVAILABLE', 'the shared replay, rate-limit and first-use state does not answer; refused rather than risk a replay', {
     headers: ['retry-after', String(STATE_RETRY_AFTER_SECONDS)],
   });
 }

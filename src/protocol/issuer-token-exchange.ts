@@ -78,6 +78,21 @@ export const BINDING_HEADERS = {
   tencent: 'x-crosscred-audience',
 } as const;
 
+/**
+ * Trust on first use (issue #11, item 6; the issuer's `policy.<kind>.trustOnFirstUse`): the VM's
+ * crosscred sends this optional form field on every token request. Its value is a secret only that
+ * crosscred holds (32 random bytes, base64url without padding: 43 characters), made once and kept
+ * in a 0600 file on the VM. The first accepted attestation of an instance binds the secret's
+ * SHA-256 to the instance id; later attestations of that instance must present the same secret.
+ * A GET-only SSRF on the VM can fetch a signed identity document but not this file, so it cannot
+ * get a token once crosscred has bound its instance. The issuer keeps only the hash, never the secret.
+ */
+export const INSTANCE_SECRET_PARAMETER = 'crosscred_instance_secret';
+/** Random bytes in an instance secret. */
+export const INSTANCE_SECRET_BYTES = 32;
+/** The exact shape of an instance secret on the wire and in its file: 43 base64url characters. */
+export const INSTANCE_SECRET_PATTERN = /^[A-Za-z0-9_-]{43}$/;
+
 /** The token endpoint's success answer (RFC 8693 §2.2.1). */
 export interface TokenExchangeResponse {
   readonly access_token: string;

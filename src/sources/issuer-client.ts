@@ -1,6 +1,7 @@
 import { Agent, type Dispatcher, request } from 'undici';
 import { CrosscredError } from '../core/errors.js';
 import {
+  INSTANCE_SECRET_PARAMETER,
   ISSUER_PATHS,
   JWT_TOKEN_TYPE,
   type SubjectTokenType,
@@ -9,6 +10,7 @@ import {
   type TokenExchangeResponse,
 } from '../protocol/issuer-token-exchange.js';
 import { readBoundedBody } from '../util/bounded-body.js';
+import { loadInstanceSecret } from './instance-secret.js';
 
 /** A token answer is a JWT and a few fields; anything much larger is not one. */
 const MAX_ANSWER_BYTES = 64 * 1024;
@@ -24,6 +26,11 @@ export interface IssuerClientOptions {
   readonly audience?: string;
   readonly connectTimeoutMs: number;
   readonly responseTimeoutMs: number;
+  /**
+   * The instance secret's file (trust on first use): made at the first exchange if missing, then
+   * sent with every one. Unset: no secret is sent (an issuer that requires one refuses).
+   */
+  readonly instanceSecretFile?: string;
 }
 
 /**
@@ -34,6 +41,8 @@ export interface IssuerClientOptions {
 export class IssuerClient {
   readonly #dispatcher: Agent;
   readonly #tokenUrl: string;
+  /** The instance secret, read (or made) once; a failed read is tried again at the next exchange. */
+  #instanceSecret: Promise<string> | undefined;
 
   constructor(private readonly options: IssuerClientOptions) {
     this.#tokenUrl =
@@ -52,6 +61,8 @@ export class IssuerClient {
       requested_token_type: JWT_TOKEN_TYPE,
     });
     if (this.options.audience) form.set('audience', this.options.audience);
+    const secret = await this.#secret();
+    if (secret !== undefined) form.set(INSTANCE_SECRET_PARAMETER, secret);
     const deadline = AbortSignal.timeout(this.options.connectTimeoutMs + this.options.responseTimeoutMs);
     let res: Dispatcher.ResponseData;
     try {
@@ -88,6 +99,19 @@ export class IssuerClient {
       );
     }
     return { token: ok.access_token, expiresInSeconds: ok.expires_in };
+  }
+
+  #secret(): Promise<string | undefined> {
+    const file = this.options.instanceSecretFile;
+    if (file === undefined) return Promise.resolve(undefined);
+    this.#instanceSecret ??= loadInstanceSecret(file).then(
+      (loaded) => loaded.secret,
+      (err: unknown) => {
+        this.#instanceSecret = undefined;
+        throw err;
+      },
+    );
+    return this.#instanceSecret;
   }
 
   close(): Promise<void> {
