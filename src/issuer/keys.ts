@@ -9,7 +9,7 @@ import { privateFileProblem, readRegularFileChecked } from '../util/read-regular
 /**
  * The issuer's signing keys: loaded from files, one `active` key that signs, the others only
  * published in the JWKS (the next key before it signs, the previous one while tokens it signed
- * may still be presented). See docs/issuer.md, "Discovery, key rotation, replicas".
+ * may still be presented). See docs/issuer.md, "Discovery and key rotation".
  */
 
 export const SIGNING_ALGORITHMS = ['ES256', 'RS256'] as const;
