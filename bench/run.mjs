@@ -3,6 +3,8 @@
 //   node bench/run.mjs [--quick] [--out DIR]     (npm run bench builds dist/ first)
 // Writes DIR/latest.json, DIR/latest.md and DIR/latest.svg (DIR: bench/results, or
 // bench/results/quick with --quick so a quick run never replaces the full results).
+//   node bench/run.mjs --issuer [--storm-vms N] [--hostile-clients N]   runs only the issuer
+// scenarios (bench/lib/issuer-bench.mjs, issue 11) and writes bench/results/issuer/latest.{json,md}.
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -17,14 +19,28 @@ import { renderMarkdown } from './lib/report.mjs';
 import { runWrk, wrkVersion } from './lib/wrk.mjs';
 
 const USAGE = `Usage: npm run bench [-- --quick] [-- --out DIR]
+       npm run bench -- --issuer [--storm-vms N] [--hostile-clients N] [--out DIR]
 
   --quick     16 and 64 connections, 1-2 s runs, fewer cold-path and role-scale points (under 1 min)
   --out DIR   where latest.{json,md,svg} go (default bench/results, or bench/results/quick)
+  --issuer    only the issuer scenarios (tokens/s; a boot storm on 3 replicas and one Redis, without and
+              with hostile clients); writes latest.{json,md} to bench/results/issuer. Needs redis-server.
+  --storm-vms N        VMs in each boot storm (default 10000)
+  --hostile-clients N  hostile clients alongside the second storm (default 1000)
 Needs wrk and nginx (apt-get install wrk nginx-light) and a built dist/ (npm run bench builds it).
 `;
 let parsed;
 try {
-  parsed = parseArgs({ options: { quick: { type: 'boolean', default: false }, out: { type: 'string' }, help: { type: 'boolean', short: 'h' } } });
+  parsed = parseArgs({
+    options: {
+      quick: { type: 'boolean', default: false },
+      out: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+      issuer: { type: 'boolean', default: false },
+      'storm-vms': { type: 'string', default: '10000' },
+      'hostile-clients': { type: 'string', default: '1000' },
+    },
+  });
 } catch (err) {
   process.stderr.write(`bench: ${err.message}\n\n${USAGE}`);
   process.exit(2);
@@ -76,6 +92,7 @@ const ACCOUNT = '111122223333';
 const arn = (name) => `arn:aws:iam::${ACCOUNT}:role/${name}`;
 const log = (...a) => process.stderr.write(`[bench ${((performance.now() - T0) / 1000).toFixed(1)}s] ${a.join(' ')}\n`);
 const T0 = performance.now();
+if (opts.issuer) await issuerMode();
 
 if (!existsSync(CLI)) {
   console.error(`${CLI} is missing: run "npm run build" first (npm run bench does)`);
@@ -182,6 +199,38 @@ await writeFile(join(OUT, 'latest.md'), renderMarkdown(report));
 await writeFile(join(OUT, 'latest.svg'), renderChart(report));
 log(`wrote ${join(OUT, 'latest.json')}, latest.md, latest.svg in ${report.durationSeconds} s`);
 process.exit(0);
+
+// ---------------------------------------------------------------- --issuer: the issuer scenarios only (issue 11)
+async function issuerMode() {
+  const count = (name, min, max) => {
+    const n = Number(opts[name]);
+    if (!Number.isInteger(n) || n < min || n > max) {
+      process.stderr.write(`bench: --${name} must be a whole number from ${min} to ${max}\n\n${USAGE}`);
+      process.exit(2);
+    }
+    return n;
+  };
+  const stormVms = count('storm-vms', 30, 10_000);
+  const hostileClients = count('hostile-clients', 0, 1_000);
+  if (opts.quick) {
+    process.stderr.write('bench: --issuer and --quick do not combine (the quick run has no issuer scenarios)\n');
+    process.exit(2);
+  }
+  if (!existsSync(CLI)) {
+    console.error(`${CLI} is missing: run "npm run build" first (npm run bench does)`);
+    process.exit(2);
+  }
+  // Signing 3 × 10,000 attestations takes minutes; the scenarios themselves are bounded by attempts.
+  const limitMs = 20 * 60_000;
+  const timer = setTimeout(() => {
+    console.error(`bench --issuer: exceeded ${limitMs / 1000} s, giving up`);
+    process.exit(1);
+  }, limitMs);
+  timer.unref();
+  const { runIssuerBench } = await import('./lib/issuer-bench.mjs');
+  await runIssuerBench({ out: opts.out ?? join(BENCH_DIR, 'results', 'issuer'), stormVms, hostileClients, log, limitMs });
+  process.exit(0);
+}
 
 // ---------------------------------------------------------------- 1 + 2: hot path with baselines
 async function hotPath() {
