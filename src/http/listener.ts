@@ -2,6 +2,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { createServer as createHttpsServer } from 'node:https';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
+import { clientAddressKey } from '../core/client-address.js';
 import { CrosscredError } from '../core/errors.js';
 import type { ListenAddress } from '../core/listen-address.js';
 import { formatAddress } from '../core/listen-address.js';
@@ -51,26 +52,6 @@ export interface HttpListenerOptions {
    * TLS handshake is started. Default: no per-address cap (only maxConnections).
    */
   readonly maxConnectionsPerAddress?: number;
-}
-
-/**
- * The key a client address is counted under: an IPv4 address (IPv4-mapped IPv6 ones included)
- * as itself, an IPv6 address by its /64, which is what one client is usually given.
- */
-export function clientAddressKey(address: string | undefined): string {
-  if (address === undefined) return 'unknown';
-  const mapped = /^::ffff:(\d{1,3}(?:\.\d{1,3}){3})$/i.exec(address);
-  if (mapped) return mapped[1]!;
-  if (!address.includes(':')) return address;
-  const [head = '', tail] = address.split('%')[0]!.split('::');
-  const left = head === '' ? [] : head.split(':');
-  const right = tail === undefined || tail === '' ? [] : tail.split(':');
-  // An IPv4 tail (::ffff:a.b.c.d and the like) sits in the last 32 bits, outside the /64.
-  const groups = tail === undefined ? left : [...left, ...new Array<string>(Math.max(0, 8 - left.length - right.length)).fill('0'), ...right];
-  return `${groups
-    .slice(0, 4)
-    .map((g) => Number.parseInt(g, 16).toString(16))
-    .join(':')}::/64`;
 }
 
 /**

@@ -1,4 +1,4 @@
-import { isIPv6 } from 'node:net';
+import { clientAddressKey } from '../core/client-address.js';
 import { ATTESTATION_KINDS, type AttestationKind } from './policy.js';
 
 /**
@@ -42,25 +42,6 @@ interface ClientBucket {
   at: number;
 }
 
-/** The bucket key of a socket's remote address: IPv4 as is (also when IPv4-mapped), IPv6 by its /64. */
-export function clientKey(remoteAddress: string | undefined): string {
-  if (remoteAddress === undefined || remoteAddress === '') return 'unknown';
-  const mapped = /^::ffff:(\d{1,3}(?:\.\d{1,3}){3})$/i.exec(remoteAddress);
-  if (mapped) return mapped[1]!;
-  if (!isIPv6(remoteAddress)) return remoteAddress;
-  return `${ipv6Groups(remoteAddress).slice(0, 4).join(':')}::/64`;
-}
-
-/** The eight 16-bit groups of an IPv6 address, each as lower-case hex without leading zeros. */
-function ipv6Groups(address: string): string[] {
-  const bare = address.split('%')[0]!.toLowerCase();
-  const [head = '', tail] = bare.split('::');
-  const left = head === '' ? [] : head.split(':');
-  const right = tail === undefined || tail === '' ? [] : tail.split(':');
-  const missing = Math.max(0, 8 - left.length - right.length);
-  return [...left, ...Array<string>(missing).fill('0'), ...right].map((g) => (g.includes('.') ? g : String(Number.parseInt(g, 16).toString(16))));
-}
-
 /** Per-address token buckets, bounded by an LRU (a Map iterates in insertion order; a hit re-inserts). */
 export class ClientAdmission {
   readonly #buckets = new Map<string, ClientBucket>();
@@ -76,7 +57,7 @@ export class ClientAdmission {
 
   /** Takes one request from the bucket of `remoteAddress`, at monotonic time `nowMono` (ms). */
   admit(remoteAddress: string | undefined, nowMono: number): ClientVerdict {
-    const key = clientKey(remoteAddress);
+    const key = clientAddressKey(remoteAddress);
     let bucket = this.#buckets.get(key);
     if (bucket === undefined) {
       bucket = { tokens: this.settings.burst, at: nowMono };

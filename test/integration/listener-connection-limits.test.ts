@@ -3,8 +3,9 @@ import { request as httpsRequest } from 'node:https';
 import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { clientAddressKey } from '../../src/core/client-address.js';
 import { HTTP_LIMITS } from '../../src/http/limits.js';
-import { clientAddressKey, HttpListener, type HttpListenerOptions } from '../../src/http/listener.js';
+import { HttpListener, type HttpListenerOptions } from '../../src/http/listener.js';
 import { tempDir } from '../support/issuer-fixtures.js';
 import { selfSignedCert } from '../support/self-signed.js';
 

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { AttestationPools, ClientAdmission, clientKey, poolSizes, STS_CONNECTIONS_PER_ATTESTOR } from '../../src/issuer/admission.js';
+import { clientAddressKey } from '../../src/core/client-address.js';
+import { AttestationPools, ClientAdmission, poolSizes, STS_CONNECTIONS_PER_ATTESTOR } from '../../src/issuer/admission.js';
 
 describe('client admission (issue #11 item 1)', () => {
   it('allows a burst per address, then refuses with Retry-After until the bucket refills; other addresses are unaffected', () => {
@@ -11,10 +12,10 @@ describe('client admission (issue #11 item 1)', () => {
   });
 
   it('keys IPv4-mapped addresses as IPv4 and IPv6 by its /64', () => {
-    expect(clientKey('::ffff:192.0.2.7')).toBe('192.0.2.7');
-    expect(clientKey('2001:db8:1:2::5')).toBe(clientKey('2001:0db8:0001:0002:ffff:1:2:3'));
-    expect(clientKey('2001:db8:1:2::5')).not.toBe(clientKey('2001:db8:1:3::5'));
-    expect(clientKey(undefined)).toBe('unknown');
+    expect(clientAddressKey('::ffff:192.0.2.7')).toBe('192.0.2.7');
+    expect(clientAddressKey('2001:db8:1:2::5')).toBe(clientAddressKey('2001:0db8:0001:0002:ffff:1:2:3'));
+    expect(clientAddressKey('2001:db8:1:2::5')).not.toBe(clientAddressKey('2001:db8:1:3::5'));
+    expect(clientAddressKey(undefined)).toBe('unknown');
   });
 
   it('tracks at most maxClients addresses, forgetting the least recently seen', () => {
