@@ -1,8 +1,8 @@
 import { randomBytes, timingSafeEqual } from 'node:crypto';
-import { constants } from 'node:fs';
-import { link, open, stat, unlink } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import { CrosscredError } from '../core/errors.js';
 import { readRegularFile } from '../util/read-regular-file.js';
+import { writeNewPrivateFile } from '../util/write-new-private-file.js';
 
 /** Longest secret read from the file; a longer file is not one of ours. */
 const MAX_SECRET_BYTES = 4096;
@@ -88,21 +88,9 @@ async function checkOwnership(path: string): Promise<void> {
  */
 async function generate(path: string): Promise<string | undefined> {
   const secret = randomBytes(32).toString('base64url');
-  const tmp = `${path}.${randomBytes(6).toString('hex')}.tmp`;
   try {
-    const handle = await open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600);
-    try {
-      await handle.writeFile(secret);
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-    await link(tmp, path);
+    return (await writeNewPrivateFile(path, secret)) ? secret : undefined;
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return undefined;
     throw new CrosscredError('AUTH_TOKEN_FILE_INVALID', `cannot create ${path} (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
-  } finally {
-    await unlink(tmp).catch(() => undefined);
   }
-  return secret;
 }

@@ -1,9 +1,9 @@
 import { randomBytes } from 'node:crypto';
-import { constants, type Stats } from 'node:fs';
-import { link, open, unlink } from 'node:fs/promises';
+import type { Stats } from 'node:fs';
 import { CrosscredError } from '../core/errors.js';
 import { INSTANCE_SECRET_BYTES, INSTANCE_SECRET_PATTERN } from '../protocol/issuer-token-exchange.js';
 import { readRegularFileChecked } from '../util/read-regular-file.js';
+import { writeNewPrivateFile } from '../util/write-new-private-file.js';
 
 /**
  * The VM's instance secret for trust on first use (src/protocol/issuer-token-exchange.ts,
@@ -53,21 +53,9 @@ function checkPrivate(path: string, info: Stats): void {
  */
 async function create(path: string): Promise<string | undefined> {
   const secret = randomBytes(INSTANCE_SECRET_BYTES).toString('base64url');
-  const tmp = `${path}.${randomBytes(6).toString('hex')}.tmp`;
   try {
-    const handle = await open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600);
-    try {
-      await handle.writeFile(secret);
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-    await link(tmp, path);
+    return (await writeNewPrivateFile(path, secret)) ? secret : undefined;
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return undefined;
     throw invalid(`cannot create ${path} (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
-  } finally {
-    await unlink(tmp).catch(() => undefined);
   }
-  return secret;
 }
