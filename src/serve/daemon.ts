@@ -10,7 +10,7 @@ import type { HttpListener } from '../http/listener.js';
 import { MAX_CONCURRENT_STS_REQUESTS } from '../platform/aws/sts-http-handler.js';
 import { webIdentityRoleFor } from '../roles/web-identity-role.js';
 import { createTokenSource } from '../sources/create-token-source.js';
-import { SOURCE_WARNINGS, type SourceWarning } from '../sources/source-warnings.js';
+import type { SourceWarning } from '../sources/source-warnings.js';
 import { Turns } from '../util/turns.js';
 import { buildAdminListener } from './admin-listener.js';
 import { ContainerSecret } from './container-secret.js';
@@ -77,7 +77,10 @@ export async function startDaemon(config: Config, deps: DaemonDependencies): Pro
     shared.users++;
     // Debug only, and masked: a vendor CLI's stderr can hold its refresh token and client secret.
     const tokenCommandStderr = (masked: string) => log.debug({ role: role.name, stderr: masked }, 'token command wrote to stderr');
-    const source = createTokenSource(role.token.source, clock, { tokenCommandStderr });
+    // What a source learns at first use (an instance's metadata open to token-less reads) is a
+    // warning in the log, never a failure.
+    const sourceWarning = (w: SourceWarning) => log.warn({ role: role.name, code: w.code, fix: w.fix }, w.message);
+    const source = createTokenSource(role.token.source, clock, { tokenCommandStderr, sourceWarning });
     const exchange = webIdentityRoleFor(role, source, shared.client, clock);
     // An ExpiredToken answer costs a second STS call; each call is bounded by the transport's timeouts.
     const exchangeTimeoutMs = 2 * (sts.connectTimeoutMs + sts.responseTimeoutMs) + EXCHANGE_SLACK_MS;
@@ -119,7 +122,6 @@ export async function startDaemon(config: Config, deps: DaemonDependencies): Pro
     await Promise.allSettled(listeners.map((l) => l.close()));
     for (const r of roles.values()) await r.release();
     roles.clear();
-    SOURCE_WARNINGS.unsubscribe(onSourceWarning);
   };
 
   /**
@@ -188,14 +190,6 @@ export async function startDaemon(config: Config, deps: DaemonDependencies): Pro
     return child;
   };
 
-  // What a token source learns at its first use (an instance's metadata open to token-less reads)
-  // is a warning in this daemon's log, never a failure: subscribed here, before any source has
-  // fetched, until close.
-  const onSourceWarning = (message: unknown) => {
-    const { code, fix, message: text } = message as SourceWarning;
-    log.warn({ code, fix }, text);
-  };
-  SOURCE_WARNINGS.subscribe(onSourceWarning);
   try {
     let containerSecret: ContainerSecret | undefined;
     if (config.authTokenFile) {

@@ -12,12 +12,14 @@ import { type AlibabaEcsIdentityAttestation, type EcsAttestationAudience, encode
 import type { IssuerClient } from './issuer-client.js';
 import { inspectJwt } from './jwt-shape.js';
 import { type RenewableToken, RenewingToken } from './renewing-token.js';
-import { publishSourceWarning } from './source-warnings.js';
+import type { SourceWarningSink } from './source-warnings.js';
 import type { TokenSource, WebIdentityToken } from './token-source.js';
 
 export type AlibabaAttestationKind = 'ecs-identity' | 'ram-role';
 
 export interface AlibabaEcsTokenSourceOptions {
+  /** Told of a weaker set-up found at first use (metadata readable without a token); never a failure. */
+  readonly onWarning?: SourceWarningSink;
   /** The `crosscred issuer` client that trades the attestation for a JWT. */
   readonly issuer: IssuerClient;
   /** The issuer URL, exactly as configured for `issuer` and as the JWTs' `iss`: what the attestation is bound to. */
@@ -185,7 +187,7 @@ export class AlibabaEcsTokenSource implements TokenSource {
   async #warnIfTokensOptional(): Promise<void> {
     const probe = await this.#metadataClient().probeTokenlessRead(this.#closing.signal);
     if (probe.httpTokens !== 'optional') return;
-    publishSourceWarning({
+    this.#options.onWarning?.({
       code: 'ALIBABA_METADATA_TOKENS_OPTIONAL',
       message:
         `the ECS metadata server at ${this.#metadataUrl} answers reads without a session token (HttpTokens=optional): ` +

@@ -3,6 +3,7 @@ import type { Clock } from '../core/clock.js';
 import { ExecTokenSource } from './exec-token-source.js';
 import { FileTokenSource } from './file-token-source.js';
 import { KubernetesTokenSource } from './kubernetes-token-source.js';
+import type { SourceWarningSink } from './source-warnings.js';
 import type { TokenSource } from './token-source.js';
 import { VmTokenSource } from './vm-token-source.js';
 
@@ -13,6 +14,8 @@ const KUBERNETES_REQUEST_TIMEOUT_MS = 10_000;
 export interface TokenSourceHooks {
   /** A token command's stderr, secrets masked: for a debug log line only (ExecTokenSourceOptions.onStderr). */
   readonly tokenCommandStderr?: (masked: string) => void;
+  /** What a source learns at first use that an operator should fix (VM sources): for a warn log line. */
+  readonly sourceWarning?: SourceWarningSink;
 }
 
 /** The token source a role's configuration describes. */
@@ -33,6 +36,7 @@ export function createTokenSource(config: TokenSourceConfig, clock: Clock, hooks
         issuer: config.issuer,
         alibabaAttestation: config.alibabaAttestation,
         ...(config.cloudStsEndpoint ? { cloudStsEndpoint: config.cloudStsEndpoint } : {}),
+        ...(hooks.sourceWarning ? { onWarning: hooks.sourceWarning } : {}),
         clock,
       });
   }

@@ -8,6 +8,7 @@ import { ECS_METADATA_URL } from '../platform/alibaba/ecs-metadata.js';
 import { CVM_METADATA_URL } from '../platform/tencent/cvm-metadata.js';
 import { DEFAULT_INSTANCE_SECRET_FILE } from './instance-secret.js';
 import { IssuerClient } from './issuer-client.js';
+import type { SourceWarningSink } from './source-warnings.js';
 import type { TokenSource, WebIdentityToken } from './token-source.js';
 
 /** Each probe of a metadata server gives up after this long, in ms. */
@@ -23,6 +24,8 @@ export interface VmTokenSourceOptions {
   /** The cloud STS endpoint signed requests are made for, when not the global one. */
   readonly cloudStsEndpoint?: string;
   readonly clock: Clock;
+  /** Told of what the source learns at first use that an operator should fix. */
+  readonly onWarning?: SourceWarningSink;
 }
 
 /**
@@ -80,6 +83,7 @@ export class VmTokenSource implements TokenSource {
             issuerUrl: o.issuer.url,
             attestation: o.alibabaAttestation,
             ...(o.cloudStsEndpoint ? { stsUrl: o.cloudStsEndpoint } : {}),
+            ...(o.onWarning ? { onWarning: o.onWarning } : {}),
             clock: o.clock,
           })
         : new (await import('./tencent-cvm-token-source.js')).TencentCvmTokenSource({

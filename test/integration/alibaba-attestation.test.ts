@@ -24,7 +24,7 @@ import {
 } from '../../src/protocol/issuer-token-exchange.js';
 import { AlibabaEcsTokenSource, type AlibabaEcsTokenSourceOptions } from '../../src/sources/alibaba-ecs-token-source.js';
 import { IssuerClient } from '../../src/sources/issuer-client.js';
-import { SOURCE_WARNINGS, type SourceWarning } from '../../src/sources/source-warnings.js';
+import type { SourceWarning } from '../../src/sources/source-warnings.js';
 import { memoryLogger } from '../support/chain.js';
 import {
   base64Lines,
@@ -702,11 +702,10 @@ describe('AlibabaEcsTokenSource → IssuerClient → crosscred issuer', () => {
 
   it('warns once per source, never fails, when the metadata server also answers GETs without a token (HttpTokens=optional)', async () => {
     const warnings: SourceWarning[] = [];
-    const listen = (message: unknown) => warnings.push(message as SourceWarning);
-    SOURCE_WARNINGS.subscribe(listen);
+    const onWarning = (warning: SourceWarning) => warnings.push(warning);
     metadata.requireToken = false;
     try {
-      const identity = source({ attestation: 'ecs-identity' });
+      const identity = source({ attestation: 'ecs-identity', onWarning });
       const before = metadata.records.length;
       await identity.getToken();
       identity.invalidate();
@@ -720,14 +719,13 @@ describe('AlibabaEcsTokenSource → IssuerClient → crosscred issuer', () => {
       // Two attestations, one probe: the only token-less read.
       const tokenless = metadata.records.slice(before).filter((r) => r.token === 'none' && r.method === 'GET');
       expect(tokenless.map((r) => r.path)).toEqual(['/latest/meta-data/instance-id']);
-      await source({ attestation: 'ram-role' }).getToken();
+      await source({ attestation: 'ram-role', onWarning }).getToken();
       expect(warnings).toHaveLength(2);
       metadata.requireToken = true;
-      await source({ attestation: 'ecs-identity' }).getToken();
+      await source({ attestation: 'ecs-identity', onWarning }).getToken();
       expect(warnings).toHaveLength(2);
     } finally {
       metadata.requireToken = true;
-      SOURCE_WARNINGS.unsubscribe(listen);
     }
   });
 
