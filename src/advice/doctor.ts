@@ -11,6 +11,7 @@ import { CVM_METADATA_URL } from '../platform/tencent/cvm-metadata.js';
 import { webIdentityRoleFor } from '../roles/web-identity-role.js';
 import { AlibabaEcsTokenSource } from '../sources/alibaba-ecs-token-source.js';
 import { createTokenSource } from '../sources/create-token-source.js';
+import { instanceSecretFileFor, readInstanceSecret } from '../sources/instance-secret.js';
 import { IssuerClient } from '../sources/issuer-client.js';
 import { TencentCvmTokenSource } from '../sources/tencent-cvm-token-source.js';
 import type { TokenClaimsSummary, TokenSource } from '../sources/token-source.js';
@@ -71,7 +72,9 @@ export async function diagnoseRole(config: Config, role: RoleConfig, options: Do
     const cloud = await checkVmSteps(vm, options, add);
     if (!cloud) attempt = false;
     else {
+      const secretFile = await checkInstanceSecret(vm.issuer.instanceSecretFile, add);
       issuerClient = new IssuerClient({
+        ...(secretFile ? { instanceSecretFile: secretFile, instanceSecretUse: 'existing' as const } : {}),
         issuerUrl: vm.issuer.url,
         ...(vm.issuer.tokenEndpointUrl ? { tokenEndpointUrl: vm.issuer.tokenEndpointUrl } : {}),
         ...(vm.issuer.caBundle ? { caBundle: vm.issuer.caBundle } : {}),
@@ -539,7 +542,40 @@ async function checkIssuerService(source: VmSourceConfig, options: DoctorOptions
 }
 
 /** What to do about the issuer's refusal, from its OAuth error code (src/protocol/issuer-token-exchange.ts). */
+/**
+ * The instance secret doctor sends (trust on first use), if serve has made one. Doctor never makes
+ * the file: run as root, it would make one the daemon's user cannot read. The file's path, or
+ * undefined when none is sent.
+ */
+async function checkInstanceSecret(configured: string | undefined, add: (c: Check) => void): Promise<string | undefined> {
+  const file = instanceSecretFileFor(configured);
+  if (file === undefined) {
+    add({
+      status: 'info',
+      title: 'no instance secret is sent (no --instance-secret-file, and no /var/lib/crosscred)',
+      detail: 'an issuer with trustOnFirstUse refuses this VM',
+    });
+    return undefined;
+  }
+  try {
+    const secret = await readInstanceSecret(file);
+    add(
+      secret === undefined
+        ? { status: 'info', title: `no instance secret in ${file} yet: none is sent`, detail: 'crosscred serve makes it at its first token; doctor never does' }
+        : { status: 'ok', title: `instance secret read from ${file} (not shown): it is sent with the attestation` },
+    );
+    return secret === undefined ? undefined : file;
+  } catch (err) {
+    add({ status: 'fail', title: `the instance secret in ${file} is unusable`, detail: describe(err), fix: isCrosscredError(err) ? err.hint : undefined });
+    return undefined;
+  }
+}
+
 function issuerRefusalFix(message: string): string | undefined {
+  if (/crosscred_instance_secret is required/.test(message))
+    return 'this issuer trusts on first use: start crosscred serve once (it makes the instance secret and binds it), then run doctor again';
+  if (/bound to another instance secret/.test(message))
+    return "this instance is bound to another secret: after a re-image, the issuer's admin runs `crosscred issuer reset-instance`; otherwise something else attested as this instance first, so find out what before resetting";
   const code = /\((invalid_request|invalid_grant|unsupported_grant_type|invalid_target|temporarily_unavailable|slow_down):/.exec(message)?.[1];
   switch (code) {
     case 'invalid_grant':

@@ -10,7 +10,7 @@ import {
   type TokenExchangeResponse,
 } from '../protocol/issuer-token-exchange.js';
 import { readBoundedBody } from '../util/bounded-body.js';
-import { loadInstanceSecret } from './instance-secret.js';
+import { type InstanceSecretUse, loadInstanceSecret, readInstanceSecret } from './instance-secret.js';
 
 /** A token answer is a JWT and a few fields; anything much larger is not one. */
 const MAX_ANSWER_BYTES = 64 * 1024;
@@ -31,6 +31,8 @@ export interface IssuerClientOptions {
    * sent with every one. Unset: no secret is sent (an issuer that requires one refuses).
    */
   readonly instanceSecretFile?: string;
+  /** `existing`: send the file's secret if it exists, never make it (doctor). Default `create`. */
+  readonly instanceSecretUse?: InstanceSecretUse;
 }
 
 /**
@@ -42,7 +44,7 @@ export class IssuerClient {
   readonly #dispatcher: Agent;
   readonly #tokenUrl: string;
   /** The instance secret, read (or made) once; a failed read is tried again at the next exchange. */
-  #instanceSecret: Promise<string> | undefined;
+  #instanceSecret: Promise<string | undefined> | undefined;
 
   constructor(private readonly options: IssuerClientOptions) {
     this.#tokenUrl =
@@ -104,13 +106,12 @@ export class IssuerClient {
   #secret(): Promise<string | undefined> {
     const file = this.options.instanceSecretFile;
     if (file === undefined) return Promise.resolve(undefined);
-    this.#instanceSecret ??= loadInstanceSecret(file).then(
-      (loaded) => loaded.secret,
-      (err: unknown) => {
-        this.#instanceSecret = undefined;
-        throw err;
-      },
-    );
+    this.#instanceSecret ??= (
+      this.options.instanceSecretUse === 'existing' ? readInstanceSecret(file) : loadInstanceSecret(file).then((loaded) => loaded.secret)
+    ).catch((err: unknown) => {
+      this.#instanceSecret = undefined;
+      throw err;
+    });
     return this.#instanceSecret;
   }
 

@@ -1,12 +1,10 @@
-import { existsSync } from 'node:fs';
-import { dirname } from 'node:path';
 import { request } from 'undici';
 import type { IssuerConnection } from '../config/config.js';
 import type { Clock } from '../core/clock.js';
 import { CrosscredError } from '../core/errors.js';
 import { ECS_METADATA_URL } from '../platform/alibaba/ecs-metadata.js';
 import { CVM_METADATA_URL } from '../platform/tencent/cvm-metadata.js';
-import { DEFAULT_INSTANCE_SECRET_FILE } from './instance-secret.js';
+import { instanceSecretFileFor } from './instance-secret.js';
 import { IssuerClient } from './issuer-client.js';
 import type { SourceWarningSink } from './source-warnings.js';
 import type { TokenSource, WebIdentityToken } from './token-source.js';
@@ -74,7 +72,7 @@ export class VmTokenSource implements TokenSource {
       audience: o.issuer.audience,
       connectTimeoutMs: ISSUER_CONNECT_TIMEOUT_MS,
       responseTimeoutMs: ISSUER_RESPONSE_TIMEOUT_MS,
-      ...instanceSecretFileOption(o.issuer.instanceSecretFile),
+      ...secretFileOption(instanceSecretFileFor(o.issuer.instanceSecretFile)),
     });
     const source =
       cloud === 'alibaba-ecs'
@@ -97,15 +95,7 @@ export class VmTokenSource implements TokenSource {
   }
 }
 
-/**
- * The instance secret's file: the one configured, else the default when its directory (the systemd
- * unit's StateDirectory) exists. Without it (a development machine) no secret is sent, and an
- * issuer with trustOnFirstUse says so (400: the secret is required).
- */
-function instanceSecretFileOption(configured: string | undefined): { instanceSecretFile?: string } {
-  if (configured !== undefined) return { instanceSecretFile: configured };
-  return existsSync(dirname(DEFAULT_INSTANCE_SECRET_FILE)) ? { instanceSecretFile: DEFAULT_INSTANCE_SECRET_FILE } : {};
-}
+const secretFileOption = (file: string | undefined) => (file === undefined ? {} : { instanceSecretFile: file });
 
 /** Which cloud's metadata server answers here: Alibaba's token PUT first, then Tencent's instance id. */
 async function detectCloud(): Promise<'alibaba-ecs' | 'tencent-cvm'> {

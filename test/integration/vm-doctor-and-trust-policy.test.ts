@@ -1,4 +1,5 @@
-import { rm } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { diagnoseRole, formatReport } from '../../src/advice/doctor.js';
@@ -9,6 +10,8 @@ import type { Attestor } from '../../src/issuer/attestor.js';
 import { AlibabaEcsIdentityAttestor } from '../../src/issuer/attestors/alibaba-ecs-identity.js';
 import { type RunningIssuer, startIssuer } from '../../src/issuer/issuer-server.js';
 import { SUBJECT_TOKEN_TYPES, type SubjectTokenType } from '../../src/protocol/issuer-token-exchange.js';
+import { AlibabaEcsTokenSource } from '../../src/sources/alibaba-ecs-token-source.js';
+import { IssuerClient } from '../../src/sources/issuer-client.js';
 import { memoryLogger } from '../support/chain.js';
 import { FakeEcsMetadata, makeSigningCa, type SigningCa, sampleInstance } from '../support/fake-alibaba-cloud.js';
 import { baseConfig, configFrom, ECS_ACCOUNT, freePort, makeKey, tempDir } from '../support/issuer-fixtures.js';
@@ -143,13 +146,15 @@ describe('crosscred doctor for an ECS instance attested by crosscred issuer', ()
   let metadata: FakeEcsMetadata;
   const issuers: RunningIssuer[] = [];
 
-  async function startAlibabaIssuer(regions: string[]): Promise<string> {
+  async function startAlibabaIssuer(regions: string[], trustOnFirstUse = false): Promise<string> {
     const port = await freePort();
     const url = `http://127.0.0.1:${port}`;
     const key = await makeKey(dir, `key-${port}.pem`);
     const configObject = baseConfig(url, [{ file: key.file, active: true }], {
       attestors: { alibabaEcsIdentity: { signingCertificateFiles: [ca.signerCertPath] } },
-      policy: { alibabaEcsIdentity: { accounts: [instance.accountId], regions, instanceIds: ['*'], sessionTags: {}, transitiveTagKeys: [] } },
+      policy: {
+        alibabaEcsIdentity: { accounts: [instance.accountId], regions, instanceIds: ['*'], sessionTags: {}, transitiveTagKeys: [], trustOnFirstUse },
+      },
     });
     const config = configFrom(configObject, join(dir, `issuer-${port}.yaml`));
     const attestors = new Map<SubjectTokenType, Attestor>([
@@ -230,6 +235,46 @@ describe('crosscred doctor for an ECS instance attested by crosscred issuer', ()
     const aud = await doctor(url, { alibaba: metadata.url, tencent: 'http://127.0.0.1:9' }, { 'token-audience': 'not-allowed' });
     expect(aud).toContain('invalid_target');
     expect(aud).toContain("is not among the issuer's audiences");
+  });
+
+  it('against an issuer that trusts on first use: sends the secret serve made, and never makes the file itself', async () => {
+    const url = await startAlibabaIssuer([instance.regionId], true);
+    const urls = { alibaba: metadata.url, tencent: 'http://127.0.0.1:9' };
+    const file = join(dir, `instance-secret-${url.split(':').at(-1)}`);
+
+    // Before serve ever ran: nothing to send, the issuer says the secret is required, and doctor
+    // says how to get one without making it (as root it would make a file the daemon cannot read).
+    const before = await doctor(url, urls, { 'instance-secret-file': file });
+    expect(before).toContain(`[info] no instance secret in ${file} yet: none is sent`);
+    expect(before).toContain('[FAIL] the issuer did not return a token');
+    expect(before).toContain('start crosscred serve once');
+    expect(existsSync(file)).toBe(false);
+
+    // serve's client makes the secret and binds the instance; doctor then sends the same secret.
+    const serveSide = new IssuerClient({ issuerUrl: url, connectTimeoutMs: 2_000, responseTimeoutMs: 5_000, instanceSecretFile: file });
+    try {
+      const source = new AlibabaEcsTokenSource({
+        issuer: serveSide,
+        issuerUrl: url,
+        attestation: 'ecs-identity',
+        metadataUrl: metadata.url,
+        clock: systemClock,
+      });
+      await source.getToken();
+    } finally {
+      await serveSide.close();
+    }
+    const secret = await readFile(file, 'utf8');
+    const after = await doctor(url, urls, { 'instance-secret-file': file });
+    expect(after).toContain(`[ok]   instance secret read from ${file} (not shown)`);
+    expect(after).toContain('[ok]   the issuer returned a JWT (never shown)');
+    expect(after).not.toContain(secret);
+
+    // Another secret for the bound instance is the SSRF case: refused, and the fix names the reset.
+    await writeFile(file, `${'A'.repeat(42)}Q`, { mode: 0o600 });
+    const other = await doctor(url, urls, { 'instance-secret-file': file });
+    expect(other).toContain('[FAIL] the issuer did not return a token');
+    expect(other).toContain('crosscred issuer reset-instance');
   });
 
   it('says that neither metadata server answered, and stops there', async () => {

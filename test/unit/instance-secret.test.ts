@@ -1,9 +1,9 @@
-import { chmod, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, chown, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { INSTANCE_SECRET_PATTERN } from '../../src/protocol/issuer-token-exchange.js';
-import { loadInstanceSecret } from '../../src/sources/instance-secret.js';
+import { loadInstanceSecret, readInstanceSecret } from '../../src/sources/instance-secret.js';
 
 describe('the VM instance secret file (trust on first use)', () => {
   let dir: string;
@@ -47,5 +47,23 @@ describe('the VM instance secret file (trust on first use)', () => {
     await expect(loadInstanceSecret(join(dir, 'missing', 'instance-secret'))).rejects.toMatchObject({
       code: 'CROSSCRED_ERR_INSTANCE_SECRET_FILE_INVALID',
     });
+  });
+
+  it('read without making (doctor): undefined when missing, and no file appears', async () => {
+    const file = join(dir, 'instance-secret');
+    await expect(readInstanceSecret(file)).resolves.toBeUndefined();
+    await expect(stat(file)).rejects.toMatchObject({ code: 'ENOENT' });
+    const { secret } = await loadInstanceSecret(file);
+    await expect(readInstanceSecret(file)).resolves.toBe(secret);
+  });
+
+  it.runIf(process.getuid?.() === 0)("root reads the daemon user's file without making it its own; the daemon's own read refuses a stranger's", async () => {
+    const file = join(dir, 'instance-secret');
+    const { secret } = await loadInstanceSecret(file);
+    await chown(file, 4242, 4242);
+    // doctor as root: the file of the service user (uid 4242 here) is the daemon's, and root may read it.
+    await expect(readInstanceSecret(file, 'existing')).resolves.toBe(secret);
+    // serve as root: a file of another user may hold a secret that user knows.
+    await expect(loadInstanceSecret(file)).rejects.toThrow(/belongs to uid 4242/);
   });
 });
