@@ -1,6 +1,7 @@
 import { parseArgs } from 'node:util';
 import { LOG_LEVELS, type LogLevel } from '../config/config.js';
 import { CrosscredError } from '../core/errors.js';
+import { coreDumpWarning } from '../host/core-dumps.js';
 import { createLogger } from '../observability/logger.js';
 import { EXIT_CONFIG, EXIT_USAGE } from './exit-codes.js';
 import { ISSUER_HELP } from './help.js';
@@ -60,6 +61,9 @@ async function serve(args: string[]): Promise<number> {
     throw new CrosscredError('CONFIG_INVALID', `--log-level must be one of ${LOG_LEVELS.join(', ')}`);
   const config = loadIssuerConfig(path);
   const logger = createLogger({ level: (level as LogLevel | undefined) ?? config.logLevel });
+  // Before the listeners open: a supervisor reading the log sees it ahead of "listening".
+  const coreDumps = await coreDumpWarning();
+  if (coreDumps) logger.warn({ code: 'CORE_DUMPS_ALLOWED' }, coreDumps);
   const issuer = await startIssuer(config, { logger });
 
   let stopping = false;

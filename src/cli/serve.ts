@@ -2,6 +2,7 @@ import { parseArgs } from 'node:util';
 import type { Config } from '../config/config.js';
 import { loadConfig, type ServeFlags } from '../config/load.js';
 import { CrosscredError, isCrosscredError } from '../core/errors.js';
+import { coreDumpWarning } from '../host/core-dumps.js';
 import { createLogger } from '../observability/logger.js';
 import { startDaemon } from '../serve/daemon.js';
 import { SERVE_OPTIONS } from './serve-options.js';
@@ -14,6 +15,9 @@ export async function runServe(args: string[]): Promise<number> {
   const { values } = parseArgs({ args, options: SERVE_OPTIONS, strict: true, allowPositionals: false });
   const config = loadServeConfig(values as ServeFlags);
   const logger = createLogger({ level: config.logLevel });
+  // Before the listeners open: a supervisor reading the log sees it ahead of "listening".
+  const coreDumps = await coreDumpWarning();
+  if (coreDumps) logger.warn({ code: 'CORE_DUMPS_ALLOWED' }, coreDumps);
   const daemon = await startDaemon(config, { logger });
 
   let stopping = false;
