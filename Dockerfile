@@ -42,6 +42,9 @@ COPY --from=build /src/package.json ./package.json
 COPY --from=build /src/node_modules ./node_modules
 COPY --from=build /src/dist ./dist
 
+# An image cannot set the core dump limit, and a dump holds the credentials: run it with
+# `--ulimit core=0` (docker, podman). crosscred logs CORE_DUMPS_ALLOWED at start when it may dump.
+
 # Numeric, so Kubernetes' runAsNonRoot can verify it without an /etc/passwd entry.
 USER 10001:10001
 
