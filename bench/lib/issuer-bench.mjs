@@ -4,14 +4,18 @@
 import { randomFillSync } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Agent, request } from 'undici';
 import { signGetCallerIdentity } from '../../dist/platform/alibaba/ram-request-signer.js';
 import { encodeSubjectToken, JWT_TOKEN_TYPE, SUBJECT_TOKEN_TYPES, TOKEN_EXCHANGE_GRANT_TYPE } from '../../dist/protocol/issuer-token-exchange.js';
+import { signTencentGetCallerIdentity } from '../../dist/sources/tencent-cvm-token-source.js';
 import { attestMany, attestManyFast, documentOf, fastSigner, forge, makeSigningCa } from './ecs-attest.mjs';
-import { startFakeAlibabaSts } from './fake-alibaba-sts.mjs';
-import { keygen, redisAvailable, spawnIssuer, startRedis } from './issuer-procs.mjs';
+import { keygen, spawnIssuer } from './issuer-procs.mjs';
+import { testSupport } from './test-support.mjs';
+
+const { default: AlibabaCredential, Config: AlibabaCredentialConfig } = createRequire(import.meta.url)('@alicloud/credentials');
 
 /** The JWTs' iss and the attestations' aud: one name for every replica, as behind a load balancer. */
 const ISSUER_URL = 'https://issuer.bench.example';
@@ -33,7 +37,9 @@ const STALE_AFTER_MS = 240_000;
 const HOSTILE_REQUESTS_EACH = 10;
 
 export async function runIssuerBench({ out, stormVms, hostileClients, log, limitMs }) {
-  if (!redisAvailable()) throw new Error('redis-server is not installed (apt-get install -y redis-server): the issuer scenarios need it');
+  const redisServer = await testSupport('redis-server.ts');
+  const unavailable = redisServer.redisServerUnavailable();
+  if (unavailable) throw new Error(`${unavailable}: the issuer scenarios need it (apt-get install -y redis-server)`);
   const t0 = performance.now();
   const dir = await mkdtemp(join(tmpdir(), 'crosscred-bench-issuer-'));
   const ca = await makeSigningCa();
@@ -55,9 +61,10 @@ export async function runIssuerBench({ out, stormVms, hostileClients, log, limit
     const config = issuerConfig(dir, ca);
     const signer = await fastSigner(ca);
     report.signing = await signingCost(ca, signer, log);
-    const ctx = { dir, signer, config, procs, log };
+    const ctx = { dir, signer, config, procs, log, redisServer };
     report.throughput.push(await throughput({ ...ctx, n: Math.min(2_000, Math.max(200, stormVms)) }));
     report.throughput.push(await ramRoleThroughput({ ...ctx, n: Math.min(500, Math.max(100, stormVms)) }));
+    report.throughput.push(await camRoleThroughput({ ...ctx, n: Math.min(500, Math.max(100, stormVms)) }));
     report.storm = await storm({ ...ctx, vms: stormVms, hostile: 0, label: 'storm' });
     report.hostileStorm = await storm({ ...ctx, vms: stormVms, hostile: hostileClients, label: 'hostile storm' });
   } finally {
@@ -66,7 +73,7 @@ export async function runIssuerBench({ out, stormVms, hostileClients, log, limit
     await rm(dir, { recursive: true, force: true });
   }
   report.notes.push(
-    'Tokens/s covers ECS identity and Alibaba RAM role (against bench/lib/fake-alibaba-sts.mjs, a JS port of the test fake); the Tencent CAM-role kind is not measured yet, and the storms use ECS identity only.',
+    "Tokens/s covers each kind: ECS identity, Alibaba RAM role and Tencent CAM role, the role kinds against the test suite's own fake STS servers (test/support, real HTTP servers on loopback that verify every ACS3 and TC3 signature); the storms use ECS identity only.",
     'Every client shares 127.0.0.1, as behind a load balancer, so clientRateLimit (per address, per replica) is raised out of the way; the per-identity rateLimit and every other check stay at their defaults.',
     'Redis runs with AOF and appendfsync always, as docs/issuer.md asks of a fleet: a Redis restarted without persistence forgets its replay claims and would accept each once more.',
   );
@@ -179,16 +186,16 @@ async function throughput(ctx) {
  * once: the kind's pool per replica, beyond which it answers 503 at once.
  */
 async function ramRoleThroughput(ctx) {
-  const sts = await startFakeAlibabaSts();
+  const { FakeAlibabaSts } = await testSupport('fake-alibaba-cloud.ts');
+  const sts = await FakeAlibabaSts.start();
   try {
     const started = performance.now();
     const tokens = [];
     for (let i = 0; i < ctx.n; i++) {
-      const credential = sts.issueRoleCredential({
-        accountId: ACCOUNTS[i % ACCOUNTS.length],
-        roleName: 'app-role',
-        instanceId: `i-benchram${String(i).padStart(10, '0')}`,
-      });
+      const key = sts.issueRoleKey({ accountId: ACCOUNTS[i % ACCOUNTS.length], roleName: 'app-role', instanceId: `i-benchram${String(i).padStart(10, '0')}` });
+      const credential = new AlibabaCredential(
+        new AlibabaCredentialConfig({ type: 'sts', accessKeyId: key.accessKeyId, accessKeySecret: key.accessKeySecret, securityToken: key.securityToken }),
+      );
       tokens.push(encodeSubjectToken(await signGetCallerIdentity({ credential, stsUrl: sts.url, issuerUrl: ISSUER_URL, timeoutMs: 10_000 })));
     }
     ctx.log(`throughput: ${ctx.n} RAM-role requests signed by the official SDK in ${Math.round(performance.now() - started)} ms`);
@@ -198,11 +205,50 @@ async function ramRoleThroughput(ctx) {
       policy: { ...ctx.config.policy, alibabaRamRole: { accounts: ACCOUNTS, roles: ['app-role'], instanceIds: ['*'] } },
     };
     const row = await tokensPerSecond({ ...ctx, config, kind: 'alibaba-ram-role', type: SUBJECT_TOKEN_TYPES.alibabaRamRole, tokens, concurrency: 8 });
-    row.fakeStsCalls = { ...sts.counts };
+    row.fakeStsCalls = stsCounts(sts.records, (r) => r.outcome === 'ok');
     return row;
   } finally {
     await sts.close();
   }
+}
+
+/** Tencent accounts (uins) the CAM-role VMs belong to. */
+const TENCENT_UINS = ['100012345678', '100012345679'];
+
+/**
+ * Tencent CAM role: `n` GetCallerIdentity requests, each TC3-signed (crosscred's own signer, as the
+ * tencent-cvm source signs them) with its own instance's CAM role key, issued by the fake Tencent
+ * STS, which verifies each signature when the issuer replays it; 8 at once, the kind's pool.
+ */
+async function camRoleThroughput(ctx) {
+  const { FakeTencentSts } = await testSupport('fake-tencent-cloud.ts');
+  const sts = await FakeTencentSts.start();
+  try {
+    const now = Math.floor(Date.now() / 1000);
+    const tokens = [];
+    for (let i = 0; i < ctx.n; i++) {
+      const uin = TENCENT_UINS[i % TENCENT_UINS.length];
+      const key = sts.issueRoleKey({ uin, roleId: '4611686018427397920', roleName: 'app-role', sessionName: `ins-bench${String(i).padStart(6, '0')}` });
+      const credentials = { secretId: key.secretId, secretKey: key.secretKey, token: key.token };
+      tokens.push(encodeSubjectToken(signTencentGetCallerIdentity({ credentials, issuerUrl: ISSUER_URL, stsEndpoint: sts.url, timestamp: now })));
+    }
+    const config = {
+      ...ctx.config,
+      attestors: { ...ctx.config.attestors, tencentCamRole: { extraStsEndpoints: [sts.url] } },
+      policy: { ...ctx.config.policy, tencentCamRole: { accounts: TENCENT_UINS, roles: ['4611686018427397920'], instanceIds: ['*'] } },
+    };
+    const row = await tokensPerSecond({ ...ctx, config, kind: 'tencent-cam-role', type: SUBJECT_TOKEN_TYPES.tencentCamRole, tokens, concurrency: 8 });
+    row.fakeStsCalls = stsCounts(sts.records, (r) => r.outcome === 'ok');
+    return row;
+  } finally {
+    await sts.close();
+  }
+}
+
+/** What a fake STS answered: verified and answered with an identity, or refused. */
+function stsCounts(records, ok) {
+  const accepted = records.filter(ok).length;
+  return { ok: accepted, refused: records.length - accepted };
 }
 
 async function tokensPerSecond({ dir, config, procs, log, kind, type, tokens, concurrency }) {
@@ -255,12 +301,12 @@ async function tokensPerSecond({ dir, config, procs, log, kind, type, tokens, co
  * clients send forged signatures and replays of spent attestations alongside, on their own
  * connections.
  */
-async function storm({ dir, signer, config, procs, log, vms, hostile, label }) {
+async function storm({ dir, signer, config, procs, log, vms, hostile, label, redisServer }) {
   const offset = hostile > 0 ? 2_000_000 : 3_000_000;
   const made = attestManyFast(signer, ISSUER_URL, vms, (i) => docOf(offset + i));
   const madeAt = Date.now() - made.ms;
   log(`${label}: ${vms} attestations signed in ${Math.round(made.ms)} ms (${(made.ms / vms).toFixed(1)} ms each)`);
-  const redis = await startRedis();
+  const redis = await redisServer.startRedisServer({ persistence: 'aof' });
   const replicas = [];
   try {
     for (let i = 0; i < 3; i++) replicas.push(await spawnIssuer(dir, `${label.replace(/\W/g, '')}-${i}`, { ...config, state: redis.url }));
@@ -296,14 +342,17 @@ async function storm({ dir, signer, config, procs, log, vms, hostile, label }) {
       }
       if (succeeded === restartAfter) {
         const at = performance.now() - started;
-        redisRestart = redis.restart().then(() => {
-          events.push({
-            atMs: Math.round(at),
-            event: 'redis restarted (SIGTERM, start, AOF reload)',
-            tokensSoFar: restartAfter,
-            downMs: Math.round(performance.now() - started - at),
+        redisRestart = redis
+          .stop()
+          .then(redis.start)
+          .then(() => {
+            events.push({
+              atMs: Math.round(at),
+              event: 'redis restarted (SIGTERM, start, AOF reload)',
+              tokensSoFar: restartAfter,
+              downMs: Math.round(performance.now() - started - at),
+            });
           });
-        });
       }
     };
 

@@ -1,95 +1,13 @@
-// Child processes of the issuer benchmark: `crosscred issuer serve` replicas and one redis-server,
-// all on 127.0.0.1, every wait bounded.
+// Child processes of the issuer benchmark: `crosscred issuer serve` replicas on 127.0.0.1, every
+// wait bounded. Redis is the test suite's (test/support/redis-server.ts, through test-support.mjs).
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
-import { connect, createServer } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CLI, RUNTIME_FLAGS } from './procs.mjs';
 
 /** A busy 2-core machine may take seconds to start a process (ms). */
 const START_DEADLINE_MS = 30_000;
 const STOP_DEADLINE_MS = 10_000;
-
-export function redisAvailable() {
-  const probe = spawnSync('redis-server', ['--version'], { encoding: 'utf8', timeout: 10_000 });
-  return probe.error === undefined && probe.status === 0;
-}
-
-async function freePort() {
-  const s = createServer();
-  await new Promise((r) => s.listen(0, '127.0.0.1', r));
-  const { port } = s.address();
-  await new Promise((r) => s.close(r));
-  return port;
-}
-
-/**
- * redis-server on a free loopback port with AOF and `appendfsync always`, as docs/issuer.md asks of
- * a fleet's Redis (a restart without persistence forgets every replay claim). `restart()` stops it
- * (SIGTERM) and starts it again on the same port and directory, so it reloads its AOF.
- */
-export async function startRedis() {
-  const dir = mkdtempSync(join(tmpdir(), 'crosscred-bench-redis-'));
-  const port = await freePort();
-  const args = ['--bind', '127.0.0.1', '--port', String(port), '--save', '', '--appendonly', 'yes', '--appendfsync', 'always'];
-  args.push('--dir', dir, '--maxmemory-policy', 'noeviction', '--protected-mode', 'yes');
-  let child;
-  const start = async () => {
-    child = spawn('redis-server', args, { cwd: dir, stdio: 'ignore' });
-    await waitForPong(port, START_DEADLINE_MS);
-  };
-  const stop = async () => {
-    const c = child;
-    child = undefined;
-    if (!c || c.exitCode !== null) return;
-    const exited = new Promise((r) => c.once('exit', r));
-    c.kill('SIGTERM');
-    const killer = setTimeout(() => c.kill('SIGKILL'), STOP_DEADLINE_MS);
-    await exited;
-    clearTimeout(killer);
-  };
-  await start();
-  return {
-    url: `redis://127.0.0.1:${port}/0`,
-    restart: async () => {
-      await stop();
-      await start();
-    },
-    close: async () => {
-      await stop();
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
-}
-
-async function waitForPong(port, deadlineMs) {
-  const until = Date.now() + deadlineMs;
-  while (Date.now() < until) {
-    if (await pong(port)) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`redis-server on 127.0.0.1:${port} did not answer PING within ${deadlineMs} ms`);
-}
-
-function pong(port) {
-  return new Promise((resolve) => {
-    const socket = connect({ host: '127.0.0.1', port });
-    let got = '';
-    const done = (ok) => {
-      socket.destroy();
-      resolve(ok);
-    };
-    socket.setTimeout(2_000, () => done(false));
-    socket.on('error', () => done(false));
-    socket.on('connect', () => socket.write('PING\r\n'));
-    socket.on('data', (d) => {
-      got += d.toString('latin1');
-      if (got.includes('\r\n')) done(got.startsWith('+PONG'));
-    });
-  });
-}
 
 /** Writes an ES256 signing key with `crosscred issuer keygen`. */
 export function keygen(file) {

@@ -69,7 +69,22 @@ export class IdentityRateLimiter {
   }
 }
 
-/** The bucket key of an attested identity: the facts that name one workload. */
-export function rateLimitKey(identity: { kind: string; accountId: string; instanceId?: string; roleName?: string; roleId?: string }): string {
-  return [identity.kind, identity.accountId, identity.instanceId ?? '', identity.roleName ?? identity.roleId ?? ''].join('\u0000');
+/**
+ * The bucket key of an attested identity: the facts that name one workload. For the role kinds that
+ * is the role session (the RAM role's session-derived instance id, the CAM role's session name),
+ * not the role alone: a fleet of VMs shares one instance role, and one bucket for all of them would
+ * let ten of a thousand booting VMs through and hold the rest for hours. A principal allowed to
+ * assume the role can name many sessions, and so hold many buckets; the per-address bucket
+ * (clientRateLimit) is what bounds that, and such a principal holds the role's credentials anyway.
+ */
+export function rateLimitKey(identity: {
+  kind: string;
+  accountId: string;
+  instanceId?: string;
+  roleName?: string;
+  roleId?: string;
+  attributes?: Readonly<Record<string, string>>;
+}): string {
+  const workload = identity.instanceId ?? identity.attributes?.['session-name'] ?? '';
+  return [identity.kind, identity.accountId, workload, identity.roleName ?? identity.roleId ?? ''].join('\u0000');
 }

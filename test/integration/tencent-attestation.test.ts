@@ -744,6 +744,31 @@ describe('TencentCvmTokenSource → IssuerClient → crosscred issuer (src/issue
     );
     for (const message of messages) for (const secret of secrets) expect(message).not.toContain(secret);
   });
+
+  it('a fleet of CVMs sharing one CAM role is rate-limited per role session, not as one identity', async () => {
+    // The default rateLimit is a burst of 10 per identity. Twenty booting CVMs with the same role:
+    // each one's session is its own bucket, so every one gets its token.
+    const fleet = Array.from({ length: 20 }, (_, i) =>
+      remember(sts.issueRoleKey({ uin: UIN, roleId: ROLE_ID, roleName: ROLE_NAME, sessionName: `ins-fleet${String(i).padStart(3, '0')}` })),
+    );
+    const at = nowSeconds();
+    const exchange = (key: IssuedKey, timestamp: number) =>
+      client.exchange(
+        SUBJECT_TOKEN_TYPES.tencentCamRole,
+        token(signTencentGetCallerIdentity({ credentials: key, issuerUrl, stsEndpoint: sts.url, timestamp })),
+      );
+    const results = await Promise.allSettled(fleet.map((key) => exchange(key, at)));
+    expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(20);
+
+    // One session asking again and again still meets its own bucket: 10 more fresh signatures (each
+    // its own second) after the one above, and the last is refused with slow_down.
+    const one = fleet[0]!;
+    const again: Array<PromiseSettledResult<unknown>> = [];
+    for (let i = 1; i <= 10; i++) again.push(...(await Promise.allSettled([exchange(one, at - i)])));
+    expect(again.filter((r) => r.status === 'fulfilled')).toHaveLength(9);
+    const refused = again.find((r) => r.status === 'rejected') as PromiseRejectedResult;
+    expect(String(refused.reason)).toMatch(/HTTP 429 \(slow_down/);
+  });
 });
 
 function credentialsOf(key: IssuedKey): TencentRoleCredentials {

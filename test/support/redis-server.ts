@@ -6,9 +6,11 @@ import { join } from 'node:path';
 import { freePort } from './moto.js';
 
 /**
- * Debian's redis-server on a free loopback port, in a temp dir, with no persistence
- * (`--save '' --appendonly no`): a real Redis for the state backend's tests. `stop()` and `start()`
- * take it down and bring it back on the same port, empty, as a restarted Redis without persistence.
+ * Debian's redis-server on a free loopback port, in a temp dir: a real Redis for the state
+ * backend's tests and the issuer benchmark. By default with no persistence (`--save ''
+ * --appendonly no`), so `stop()` and `start()` bring it back on the same port, empty, as a
+ * restarted Redis without persistence. With `persistence: 'aof'` (AOF, `appendfsync always`, as
+ * docs/issuer.md asks of a fleet's Redis) it reloads what it held.
  */
 export interface RedisServer {
   readonly url: string;
@@ -37,11 +39,12 @@ export function redisServerUnavailable(): string | undefined {
   return reason;
 }
 
-export async function startRedisServer(): Promise<RedisServer> {
+export async function startRedisServer(options: { readonly persistence?: 'none' | 'aof' } = {}): Promise<RedisServer> {
   const dir = mkdtempSync(join(tmpdir(), 'crosscred-redis-'));
   const port = await freePort();
   let child: ChildProcess | undefined;
-  const args = ['--bind', '127.0.0.1', '--port', String(port), '--save', '', '--appendonly', 'no', '--dir', dir];
+  const persistence = options.persistence === 'aof' ? ['--appendonly', 'yes', '--appendfsync', 'always'] : ['--appendonly', 'no'];
+  const args = ['--bind', '127.0.0.1', '--port', String(port), '--save', '', ...persistence, '--dir', dir];
   // As the docs ask of a production Redis: an evicted claim would reopen a replay.
   args.push('--maxmemory-policy', 'noeviction', '--protected-mode', 'yes');
   const start = async () => {

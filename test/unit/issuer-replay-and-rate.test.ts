@@ -65,6 +65,10 @@ describe('identity rate limiter', () => {
   it('keys buckets by the attested identity', () => {
     expect(rateLimitKey({ kind: 'k', accountId: '1', instanceId: 'i-1' })).not.toBe(rateLimitKey({ kind: 'k', accountId: '1', instanceId: 'i-2' }));
     expect(rateLimitKey({ kind: 'k', accountId: '1', roleName: 'r' })).not.toBe(rateLimitKey({ kind: 'k', accountId: '1', roleName: 's' }));
+    // A CAM role names no instance: its session is the workload.
+    const cam = (session: string) => rateLimitKey({ kind: 'k', accountId: '1', roleId: 'r', attributes: { 'session-name': session } });
+    expect(cam('ins-1')).not.toBe(cam('ins-2'));
+    expect(cam('ins-1')).toBe(cam('ins-1'));
   });
 });
 
