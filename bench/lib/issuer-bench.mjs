@@ -5,7 +5,7 @@ import { randomFillSync } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
-import { cpus, tmpdir } from 'node:os';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Agent, request } from 'undici';
 import { signGetCallerIdentity } from '../../dist/platform/alibaba/ram-request-signer.js';
@@ -93,6 +93,8 @@ function machine() {
     cpuModel: /^model name\s*:\s*(.*)$/m.exec(cpuinfo)?.[1] ?? cpus()[0]?.model ?? 'unknown',
     node: process.version,
     kernel: existsSync('/proc/sys/kernel/osrelease') ? readFileSync('/proc/sys/kernel/osrelease', 'utf8').trim() : 'unknown',
+    /** The 1-minute load average when the run started: other work on a shared machine shows here. */
+    loadAverageAtStart: +loadavg()[0].toFixed(2),
   };
 }
 
@@ -503,7 +505,11 @@ export function renderIssuerMarkdown(r) {
   const m = r.machine;
   const out = [];
   out.push('# crosscred issuer benchmark', '');
-  out.push(`${r.startedAt}, ${r.durationSeconds} s. Machine: ${m.nproc} × ${m.cpuModel}, Node ${m.node}, Linux ${m.kernel}. Everything on 127.0.0.1.`, '');
+  const load = m.loadAverageAtStart === undefined ? '' : ` Load average at start ${m.loadAverageAtStart}.`;
+  out.push(
+    `${r.startedAt}, ${r.durationSeconds} s. Machine: ${m.nproc} × ${m.cpuModel}, Node ${m.node}, Linux ${m.kernel}.${load} Everything on 127.0.0.1.`,
+    '',
+  );
   for (const n of r.notes) out.push(`> ${n}`, '');
   out.push('## Tokens per second, one replica', '');
   const g = r.signing;
@@ -512,7 +518,7 @@ export function renderIssuerMarkdown(r) {
     '',
   );
   out.push(
-    "Unique attestations, replay protection on, `state: memory`. RAM role: each request signed by the official `@alicloud/sts20150401` client with its own instance key, checked by the issuer at the fake Alibaba STS (ACS3 signatures verified with the official signer), 8 at once (the kind's pool).",
+    "Unique attestations, replay protection on, `state: memory`. RAM role: each request signed by the official `@alicloud/sts20150401` client with its own instance key, checked by the issuer at the fake Alibaba STS (ACS3 signatures verified with the official signer), 8 at once (the kind's pool). CAM role: each request TC3-signed with its own CVM's role key, checked at the fake Tencent STS (TC3 verified by a verifier written apart from the signer), 8 at once.",
     '',
   );
   out.push('| kind | attestations | concurrency | tokens/s | p50 ms | p99 ms | errors |');

@@ -1,9 +1,9 @@
 import { CrosscredError } from '../core/errors.js';
 import type { IssuerConfig } from './issuer-config.js';
 import { type AttestationKind, FIRST_USE_KINDS, KIND_CLOUD } from './policy.js';
-import { replayTenant } from './replay-guard.js';
 import { createStateStore, DEFAULT_STATE } from './state/create-state-store.js';
 import type { ResetVerdict, StateStore } from './state/ports.js';
+import { stateTenant } from './state-keys.js';
 
 /** How long the command waits for the state store to connect, in ms: generous for a Redis across a network. */
 const CONNECT_DEADLINE_MS = 10_000;
@@ -46,7 +46,7 @@ export async function resetInstance(config: IssuerConfig, request: ResetRequest)
   const store = await createStateStore(config.state, { onHealthChange: (health) => health.ready && connected() });
   try {
     await untilReady(store, ready);
-    return await store.firstUse.reset(replayTenant({ cloud: KIND_CLOUD[kind], accountId: request.account }), request.instanceId);
+    return await store.firstUse.reset(stateTenant({ cloud: KIND_CLOUD[kind], accountId: request.account }), request.instanceId);
   } finally {
     await store.close();
   }

@@ -11,8 +11,6 @@ import { ISSUER_PATHS } from '../protocol/issuer-token-exchange.js';
 import { type ClientRateSettings, DEFAULT_CLIENT_RATE } from './admission.js';
 import type { KeyFileConfig } from './keys.js';
 import { ANY, ATTESTATION_KINDS, type AttestationKind, FIRST_USE_KINDS, KIND_DIMENSIONS, type KindPolicy, SESSION_NAMED_INSTANCE_KINDS } from './policy.js';
-import { DEFAULT_RATE_LIMIT, type RateLimitSettings } from './rate-limiter.js';
-import { DEFAULT_REPLAY_ENTRIES } from './replay-guard.js';
 import { MAX_SESSION_TAGS, type SessionTagRule, tagKeyProblem, tagSourceProblem } from './session-tags.js';
 import { DEFAULT_STATE, stateSettingProblem } from './state/create-state-store.js';
 import { DEFAULT_TOKEN_LIFETIME_SECONDS, MAX_TOKEN_LIFETIME_SECONDS, MIN_TOKEN_LIFETIME_SECONDS } from './token-minter.js';
@@ -40,6 +38,25 @@ export interface AttestorSettings {
   readonly alibabaRamRole?: { readonly extraStsEndpoints: readonly string[] };
   readonly tencentCamRole?: { readonly extraStsEndpoints: readonly string[] };
 }
+
+/**
+ * Token requests per attested identity (state-keys.ts says what an identity is): a token bucket,
+ * so one instance in a restart loop cannot keep the issuer, and the cloud STS behind its
+ * attestors, busy. A VM source renews its JWT well before it expires, a few times an hour.
+ */
+export interface RateLimitSettings {
+  /** Requests an identity may make at once. */
+  readonly burst: number;
+  /** Sustained requests per minute per identity. */
+  readonly perMinute: number;
+  /** Buckets kept at once with `state: memory` (one account may hold half); a refilled bucket is dropped first. */
+  readonly maxIdentities: number;
+}
+
+export const DEFAULT_RATE_LIMIT: RateLimitSettings = { burst: 10, perMinute: 6, maxIdentities: 100_000 };
+
+/** Attestations remembered against replay with `state: memory` (one account may hold half). */
+export const DEFAULT_REPLAY_ENTRIES = 100_000;
 
 export interface IssuerConfig {
   /** The file it came from (for reloads and messages). */

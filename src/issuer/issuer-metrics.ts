@@ -42,8 +42,9 @@ export class IssuerMetrics {
   });
 
   constructor(gauges: {
-    replayEntries: () => number;
-    rateLimitedIdentities: () => number;
+    /** With `state: memory` only: the sizes of its tables (Redis is watched with its own INFO). */
+    replayEntries?: () => number;
+    rateLimitedIdentities?: () => number;
     attestationsInFlight: () => number;
     admissionClients: () => number;
     /** 1 while the shared state (state: redis://…) answers, 0 while it does not; 1 for the in-process default. */
@@ -58,22 +59,27 @@ export class IssuerMetrics {
         this.set(gauges.stateReady?.() ?? 1);
       },
     });
-    new Gauge({
-      name: 'crosscred_issuer_replay_set_entries',
-      help: 'Attestations remembered to refuse a replay (bounded by replayCacheEntries).',
-      registers: [this.registry],
-      collect() {
-        this.set(gauges.replayEntries());
-      },
-    });
-    new Gauge({
-      name: 'crosscred_issuer_rate_limited_identities',
-      help: 'Identities with a rate-limit bucket (bounded by rateLimit.maxIdentities).',
-      registers: [this.registry],
-      collect() {
-        this.set(gauges.rateLimitedIdentities());
-      },
-    });
+    const { replayEntries, rateLimitedIdentities } = gauges;
+    if (replayEntries) {
+      new Gauge({
+        name: 'crosscred_issuer_replay_set_entries',
+        help: 'Attestations remembered to refuse a replay, with state: memory (bounded by replayCacheEntries).',
+        registers: [this.registry],
+        collect() {
+          this.set(replayEntries());
+        },
+      });
+    }
+    if (rateLimitedIdentities) {
+      new Gauge({
+        name: 'crosscred_issuer_rate_limited_identities',
+        help: 'Identities with a rate-limit bucket, with state: memory (bounded by rateLimit.maxIdentities).',
+        registers: [this.registry],
+        collect() {
+          this.set(rateLimitedIdentities());
+        },
+      });
+    }
     new Gauge({
       name: 'crosscred_issuer_attestations_in_flight',
       help: "Attestations being verified now, all kinds (each kind's pool is bounded; see docs/issuer.md).",

@@ -20,11 +20,10 @@ import type { IssuerConfig } from './issuer-config.js';
 import { IssuerMetrics } from './issuer-metrics.js';
 import { loadKeySet } from './keys.js';
 import { IssuerPolicy } from './policy.js';
-import { IdentityRateLimiter } from './rate-limiter.js';
-import { ReplayGuard } from './replay-guard.js';
 import { createStateStore, DEFAULT_STATE } from './state/create-state-store.js';
 import { MemoryStateStore } from './state/memory-store.js';
 import type { StateStore } from './state/ports.js';
+import { MAX_TENANT_SHARE } from './state-keys.js';
 import { type IssuerState, MAX_TOKEN_REQUEST_BYTES, sendOAuthError, TokenEndpoint } from './token-endpoint.js';
 
 /**
@@ -116,32 +115,28 @@ export async function startIssuer(config: IssuerConfig, deps: IssuerDependencies
   const log = deps.logger;
   let current = await buildState(config, deps);
   let currentConfig = config;
-  const replay = new ReplayGuard(config.replayCacheEntries);
-  const rateLimiter = new IdentityRateLimiter(config.rateLimit);
   const admission = new ClientAdmission(config.clientRateLimit);
   const pools = new AttestationPools(poolSizes(config.maxConcurrentAttestations));
-  const shared = config.state === DEFAULT_STATE ? undefined : await openSharedState(config.state, log);
-  // First-use bindings need a store in both modes (an opted-in kind is never left unenforced);
+  // One store for the replay claims, rate limits and first-use bindings, whichever the setting:
   // with state: memory they live in this process and are forgotten when it stops.
-  const firstUse = (shared ?? new MemoryStateStore()).firstUse;
+  const memory = config.state === DEFAULT_STATE ? memoryState(config) : undefined;
+  const stateStore = memory ?? (await openSharedState(config.state, log));
   const metrics = new IssuerMetrics({
-    replayEntries: () => replay.size,
-    rateLimitedIdentities: () => rateLimiter.size,
+    // Counted in memory only: Redis's own INFO is where its tables are watched.
+    ...(memory ? { replayEntries: () => memory.replay.table.size, rateLimitedIdentities: () => memory.rateLimits.table.size } : {}),
     attestationsInFlight: () => pools.inFlight,
     admissionClients: () => admission.size,
-    stateReady: () => (shared === undefined || shared.health().ready ? 1 : 0),
+    stateReady: () => (stateStore.health().ready ? 1 : 0),
   });
   const endpoint = new TokenEndpoint({
     state: () => current.state,
-    replay,
-    rateLimiter,
     metrics,
     logger: log,
     clock,
     admission,
     pools,
-    firstUse,
-    ...(shared ? { shared: { store: shared, rateLimit: config.rateLimit } } : {}),
+    stateStore,
+    rateLimit: config.rateLimit,
   });
   const tokenEndpoint = endpoint;
 
@@ -265,9 +260,23 @@ export async function startIssuer(config: IssuerConfig, deps: IssuerDependencies
     async close() {
       await Promise.all([listener.close(), admin?.listener.close()]);
       await closeAttestors(current.state.attestors, log);
-      await shared?.close();
+      await stateStore.close();
     },
   };
+}
+
+/**
+ * The in-process state of `state: memory`, bounded as configured: `replayCacheEntries` claims and
+ * `rateLimit.maxIdentities` buckets in all, of which one account (a tenant) may hold half.
+ */
+function memoryState(config: IssuerConfig): MemoryStateStore {
+  const share = (n: number) => Math.max(1, Math.floor(n * MAX_TENANT_SHARE));
+  return new MemoryStateStore({
+    maxClaims: config.replayCacheEntries,
+    maxClaimsPerTenant: share(config.replayCacheEntries),
+    maxBuckets: config.rateLimit.maxIdentities,
+    maxBucketsPerTenant: share(config.rateLimit.maxIdentities),
+  });
 }
 
 /**

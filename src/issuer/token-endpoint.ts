@@ -18,10 +18,9 @@ import { AttestationError, type AttestedIdentity, type Attestor } from './attest
 import type { IssuerMetrics, KindLabel } from './issuer-metrics.js';
 import type { IssuerKeySet } from './keys.js';
 import { type AttestationKind, type IssuerPolicy, kindOfTokenType } from './policy.js';
-import { type IdentityRateLimiter, rateLimitKey } from './rate-limiter.js';
-import { MAX_REPLAY_WINDOW_MS, type ReplayGuard, replayTenant } from './replay-guard.js';
 import { kindLabelOf } from './session-tags.js';
-import type { FirstUseStore, RateLimit, StateStore } from './state/ports.js';
+import { MAX_CLAIM_TTL_MS, type RateLimit, type StateStore } from './state/ports.js';
+import { rateLimitKey, stateTenant } from './state-keys.js';
 import { mintToken } from './token-minter.js';
 
 /**
@@ -63,8 +62,6 @@ export interface IssuerState {
 
 export interface TokenEndpointOptions {
   readonly state: () => IssuerState;
-  readonly replay: ReplayGuard;
-  readonly rateLimiter: IdentityRateLimiter;
   readonly metrics: IssuerMetrics;
   readonly logger: Logger;
   readonly clock: Clock;
@@ -73,17 +70,13 @@ export interface TokenEndpointOptions {
   /** One concurrency pool per attestation kind. */
   readonly pools: AttestationPools;
   /**
-   * The replay set and per-identity rate limits shared by every replica (`state: redis://…`).
-   * When set, `replay` and `rateLimiter` are not consulted; when it does not answer, requests fail
-   * closed with 503 ISSUER_STATE_UNAVAILABLE, never open.
+   * The replay claims, per-identity rate limits and first-use bindings: this process's memory by
+   * default, or shared by every replica (`state: redis://…`). One path for both; when the store
+   * does not answer, requests fail closed with 503 ISSUER_STATE_UNAVAILABLE, never open.
    */
-  readonly shared?: { readonly store: StateStore; readonly rateLimit: RateLimit };
-  /**
-   * Instance bindings for kinds with trustOnFirstUse. Always given, whatever the state setting:
-   * the shared store's with Redis, a memory store's otherwise (bindings then last as long as the
-   * process), so the option is enforced in both modes.
-   */
-  readonly firstUse: FirstUseStore;
+  readonly stateStore: StateStore;
+  /** The per-identity token bucket (`rateLimit`). */
+  readonly rateLimit: RateLimit;
 }
 
 type OAuthErrorCode = TokenExchangeError['error'] | 'server_error';
@@ -316,34 +309,42 @@ export class TokenEndpoint {
     }
   }
 
-  /** One request from the identity's bucket; refused with the seconds until the next one. */
+  /** One request from the identity's bucket, timed by the store's clock; refused with the seconds until the next one. */
   async #takeRate(identity: AttestedIdentity): Promise<void> {
-    const shared = this.options.shared;
-    if (shared !== undefined) return takeSharedRate(shared.store, shared.rateLimit, identity);
-    const rate = this.options.rateLimiter.take(rateLimitKey(identity), this.options.clock.monotonicNow());
-    if (rate.allowed) return;
-    if (rate.full) throw new Refusal('ISSUER_BUSY', 'the rate limiter is at its bound', { headers: ['retry-after', String(BUSY_RETRY_AFTER_SECONDS)] });
-    throw new Refusal('ISSUER_RATE_LIMITED', 'too many token requests for this identity', { headers: ['retry-after', String(rate.retryAfterSeconds)] });
+    const verdict = await this.options.stateStore.rateLimits.take(stateTenant(identity), rateLimitKey(identity), this.options.rateLimit);
+    switch (verdict.outcome) {
+      case 'allowed':
+        return;
+      case 'limited':
+        throw new Refusal('ISSUER_RATE_LIMITED', 'too many token requests for this identity', { headers: ['retry-after', String(verdict.retryAfterSeconds)] });
+      case 'full':
+        // The store's bound is per tenant (cloud account), or over all of them: other accounts keep their share.
+        throw new Refusal('ISSUER_RATE_LIMITED', "the rate limiter has no room for this account's identities", {
+          headers: ['retry-after', String(verdict.retryAfterSeconds)],
+        });
+      case 'unavailable':
+        throw stateUnavailable();
+    }
   }
 
-  /** Enters an accepted attestation into the seen-set, in its account's share; refuses a replay. */
+  /** Claims an accepted attestation in the seen-set: the first claim wins (in the fleet, with Redis); a replay is refused. */
   async #remember(identity: AttestedIdentity, nowWall: number): Promise<void> {
-    if (this.options.shared !== undefined) return claimShared(this.options.shared.store, identity, nowWall);
-    switch (this.options.replay.check(identity.replayKey, identity.replayUntilWall, nowWall, replayTenant(identity))) {
-      case 'fresh':
+    const ttlMs = Math.ceil(identity.replayUntilWall - nowWall);
+    if (!(ttlMs > 0)) throw new Refusal('ISSUER_ATTESTATION_INVALID', 'the attestation is past its validity window');
+    if (ttlMs > MAX_CLAIM_TTL_MS) {
+      throw new Refusal('ISSUER_ATTESTATION_INVALID', 'the attestation claims a validity window longer than this issuer keeps replay records');
+    }
+    switch (await this.options.stateStore.replay.claim(stateTenant(identity), identity.replayKey, ttlMs)) {
+      case 'accepted':
         return;
       case 'replayed':
         throw new Refusal('ISSUER_ATTESTATION_REPLAYED', 'this attestation was already used');
-      case 'tenant-full':
-        throw new Refusal('ISSUER_RATE_LIMITED', "this account's attestations fill its share of the replay guard", {
+      case 'full':
+        throw new Refusal('ISSUER_RATE_LIMITED', "the replay set has no room for this account's attestations", {
           headers: ['retry-after', String(BUSY_RETRY_AFTER_SECONDS)],
         });
-      case 'full':
-        throw new Refusal('ISSUER_BUSY', 'the replay guard is at its bound', { headers: ['retry-after', String(BUSY_RETRY_AFTER_SECONDS)] });
-      case 'stale':
-        throw new Refusal('ISSUER_ATTESTATION_INVALID', 'the attestation is past its validity window');
-      case 'window-too-long':
-        throw new Refusal('ISSUER_ATTESTATION_INVALID', 'the attestation claims a validity window longer than this issuer keeps replay records');
+      case 'unavailable':
+        throw stateUnavailable();
     }
   }
 
@@ -354,16 +355,16 @@ export class TokenEndpoint {
    */
   async #checkFirstUse(identity: AttestedIdentity, secret: string | undefined, kind: KindLabel, log: Logger): Promise<void> {
     if (identity.instanceId === undefined) throw new Refusal('ISSUER_ATTESTATION_INVALID', 'the attestation states no instance id to bind');
-    const tenant = replayTenant(identity);
+    const tenant = stateTenant(identity);
     // No secret: nothing could be bound, so a first attestation without one is refused too; an
     // unbound instance would otherwise get tokens that whoever fetched its document could also get.
     if (secret === undefined) {
-      const known = await this.options.firstUse.verify(tenant, identity.instanceId, '');
+      const known = await this.options.stateStore.firstUse.verify(tenant, identity.instanceId, '');
       if (known === 'unavailable') throw stateUnavailable();
       if (known === 'unknown') throw new Refusal('ISSUER_REQUEST_INVALID', `${INSTANCE_SECRET_PARAMETER} is required for this kind (trustOnFirstUse)`);
       throw secretMismatch(identity, kind, log);
     }
-    switch (await this.options.firstUse.bind(tenant, identity.instanceId, hashInstanceSecret(secret))) {
+    switch (await this.options.stateStore.firstUse.bind(tenant, identity.instanceId, hashInstanceSecret(secret))) {
       case 'bound':
         log.info({ kind, account: identity.accountId, instance: identity.instanceId }, 'instance bound to its instance secret on first use');
         return;
@@ -478,50 +479,11 @@ function secretMismatch(identity: AttestedIdentity, kind: KindLabel, log: Logger
   return new Refusal('ISSUER_INSTANCE_SECRET_MISMATCH', `instance ${identity.instanceId} is bound to another instance secret`);
 }
 
-/** Retry-After when the shared state does not answer, in seconds: long enough for a reconnect. */
+/** Retry-After when the state store does not answer, in seconds: long enough for a reconnect. */
 const STATE_RETRY_AFTER_SECONDS = 2;
 
 function stateUnavailable(): Refusal {
-  return new Refusal('ISSUER_STATE_UNAVAILABLE', 'the shared replay, rate-limit and first-use state does not answer; refused rather than risk a replay', {
+  return new Refusal('ISSUER_STATE_UNAVAILABLE', 'the replay, rate-limit and first-use state does not answer; refused rather than risk a replay', {
     headers: ['retry-after', String(STATE_RETRY_AFTER_SECONDS)],
   });
-}
-
-/** The per-identity rate limit in the shared store: one bucket per identity for every replica, timed by the store's clock. */
-async function takeSharedRate(store: StateStore, limit: RateLimit, identity: AttestedIdentity): Promise<void> {
-  const verdict = await store.rateLimits.take(replayTenant(identity), rateLimitKey(identity), limit);
-  switch (verdict.outcome) {
-    case 'allowed':
-      return;
-    case 'limited':
-      throw new Refusal('ISSUER_RATE_LIMITED', 'too many token requests for this identity', { headers: ['retry-after', String(verdict.retryAfterSeconds)] });
-    case 'full':
-      // The store's bound is per tenant (cloud account): only this account is refused.
-      throw new Refusal('ISSUER_RATE_LIMITED', "this account's identities fill its share of the rate limiter", {
-        headers: ['retry-after', String(verdict.retryAfterSeconds)],
-      });
-    case 'unavailable':
-      throw stateUnavailable();
-  }
-}
-
-/** Claims the attestation in the shared seen-set: the first replica to claim it wins, every other one refuses it. */
-async function claimShared(store: StateStore, identity: AttestedIdentity, nowWall: number): Promise<void> {
-  const ttlMs = Math.ceil(identity.replayUntilWall - nowWall);
-  if (!(ttlMs > 0)) throw new Refusal('ISSUER_ATTESTATION_INVALID', 'the attestation is past its validity window');
-  if (ttlMs > MAX_REPLAY_WINDOW_MS) {
-    throw new Refusal('ISSUER_ATTESTATION_INVALID', 'the attestation claims a validity window longer than this issuer keeps replay records');
-  }
-  switch (await store.replay.claim(replayTenant(identity), identity.replayKey, ttlMs)) {
-    case 'accepted':
-      return;
-    case 'replayed':
-      throw new Refusal('ISSUER_ATTESTATION_REPLAYED', 'this attestation was already used');
-    case 'full':
-      throw new Refusal('ISSUER_RATE_LIMITED', "this account's attestations fill its share of the replay guard", {
-        headers: ['retry-after', String(BUSY_RETRY_AFTER_SECONDS)],
-      });
-    case 'unavailable':
-      throw stateUnavailable();
-  }
 }

@@ -21,13 +21,13 @@ import {
 } from './ports.js';
 
 /**
- * The default state: this process's memory, for a single replica. It keeps the semantics of the
- * issuer's first tables (replay-guard.ts, rate-limiter.ts): claims kept until their TTL, token
- * buckets dropped once refilled, every table bounded.
+ * The default state: this process's memory, for a single replica: claims kept until their TTL,
+ * token buckets dropped once refilled, every table bounded.
  *
- * Bounds, and what happens at them. Each table holds at most `maxTenants` tenants and each tenant
- * at most its own number of entries, so the worst case is their product (with the defaults, 1,000
- * tenants × 10,000 entries per table). At a bound:
+ * Bounds, and what happens at them. Each table holds at most `maxTenants` tenants, each tenant at
+ * most its own number of entries, and the replay and rate-limit tables at most `maxClaims` and
+ * `maxBuckets` entries in all (the issuer sets a tenant's bound to half of those, so no one tenant
+ * can fill a table; first-use records are bounded per tenant only). At a bound:
  * 1. expired entries go first: claims past their TTL, buckets that have refilled completely (the
  *    same as no bucket). The oldest end of a tenant is swept on every insertion (amortised O(1));
  *    a whole tenant is scanned only when it is at its bound and one of its entries is known to
@@ -35,7 +35,8 @@ import {
  *    tenants is scanned for empty ones at most once a second (a new tenant may wait that long).
  * 2. If the tenant is still at its bound, only that tenant's new entries are refused (`full`): a
  *    live claim is never evicted (that would let its attestation be replayed) and another tenant's
- *    entries are never touched.
+ *    entries are never touched. At the bound over all tenants, every tenant's spent entries are
+ *    dropped (at most once a second), and if none was, the new entry is refused (`full`).
  * 3. A new tenant when every tenant slot holds live entries is refused. Tenants are accounts the
  *    policy already allowed, so this needs more allow-listed accounts active at once than
  *    `maxTenants`: raise it rather than lower a tenant's share.
@@ -48,9 +49,19 @@ export interface MemoryStateLimits extends TenantBounds {
   readonly maxTenants: number;
   /** Token buckets one tenant may hold (one per attested identity). */
   readonly maxBucketsPerTenant: number;
+  /** Live replay claims in all tenants together (the issuer's replayCacheEntries). */
+  readonly maxClaims: number;
+  /** Token buckets in all tenants together (the issuer's rateLimit.maxIdentities). */
+  readonly maxBuckets: number;
 }
 
-export const DEFAULT_MEMORY_LIMITS: MemoryStateLimits = { ...DEFAULT_TENANT_BOUNDS, maxTenants: 1_000, maxBucketsPerTenant: 10_000 };
+export const DEFAULT_MEMORY_LIMITS: MemoryStateLimits = {
+  ...DEFAULT_TENANT_BOUNDS,
+  maxTenants: 1_000,
+  maxBucketsPerTenant: 10_000,
+  maxClaims: 100_000,
+  maxBuckets: 100_000,
+};
 
 /** The list of tenants is scanned for empty ones at most this often, in ms, so a full list costs O(1) per request. */
 const FULL_SWEEP_INTERVAL_MS = 1_000;
@@ -62,25 +73,30 @@ interface Tenant<V> {
   earliestSpentAt: number;
 }
 
-/** A bounded two-level map: tenants, then their entries, with expired entries dropped first. */
+/**
+ * A bounded two-level map: tenants, then their entries, with expired entries dropped first. Bounded
+ * per tenant (`maxPerTenant`), in tenants (`maxTenants`) and in entries over all tenants
+ * (`maxEntries`); a tenant's bound below `maxEntries` is what keeps one tenant from taking it all.
+ */
 export class TenantTable<V> {
   readonly #tenants = new Map<string, Tenant<V>>();
   #lastTenantSweep = -Infinity;
+  #lastTotalSweep = -Infinity;
+  #count = 0;
 
   constructor(
     private readonly maxTenants: number,
     private readonly maxPerTenant: number,
     /** When (monotonic ms) an entry becomes as good as absent: a claim's TTL, a bucket's full refill; Infinity for never. */
     private readonly spentAt: (entry: V) => number,
+    private readonly maxEntries = Infinity,
   ) {
-    if (!(maxTenants >= 1 && maxPerTenant >= 1)) throw new RangeError('table bounds must be at least 1');
+    if (!(maxTenants >= 1 && maxPerTenant >= 1 && maxEntries >= 1)) throw new RangeError('table bounds must be at least 1');
   }
 
   /** Entries held in all tenants (spent ones not yet swept included). */
   get size(): number {
-    let n = 0;
-    for (const t of this.#tenants.values()) n += t.entries.size;
-    return n;
+    return this.#count;
   }
 
   get tenantCount(): number {
@@ -101,8 +117,16 @@ export class TenantTable<V> {
   put(tenant: string, key: string, entry: V, now: number): boolean {
     const t = this.#tenantWithRoom(tenant, key, now);
     if (t === undefined) return false;
-    t.entries.delete(key);
+    if (t.entries.delete(key)) this.#count -= 1;
+    if (this.#count >= this.maxEntries) {
+      this.#dropSpent(now);
+      if (this.#count >= this.maxEntries) {
+        if (t.entries.size === 0) this.#tenants.delete(tenant);
+        return false;
+      }
+    }
     t.entries.set(key, entry);
+    this.#count += 1;
     t.earliestSpentAt = Math.min(t.earliestSpentAt, this.spentAt(entry));
     return true;
   }
@@ -115,7 +139,7 @@ export class TenantTable<V> {
   }
 
   #remove(tenant: string, t: Tenant<V>, key: string): void {
-    t.entries.delete(key);
+    if (t.entries.delete(key)) this.#count -= 1;
     if (t.entries.size === 0) this.#tenants.delete(tenant);
   }
 
@@ -128,7 +152,7 @@ export class TenantTable<V> {
       this.#tenants.set(tenant, t);
       return t;
     }
-    // Replacing an entry the tenant already holds needs no room.
+    // Replacing an entry the tenant already holds needs no room of the tenant's.
     if (t.entries.has(key)) return t;
     this.#sweepFront(t, now);
     // A full scan only when some entry is known to be spent, so every scan frees at least one
@@ -141,8 +165,10 @@ export class TenantTable<V> {
     let earliest = Infinity;
     for (const [k, v] of t.entries) {
       const at = this.spentAt(v);
-      if (at <= now) t.entries.delete(k);
-      else earliest = Math.min(earliest, at);
+      if (at <= now) {
+        t.entries.delete(k);
+        this.#count -= 1;
+      } else earliest = Math.min(earliest, at);
     }
     t.earliestSpentAt = earliest;
   }
@@ -152,6 +178,20 @@ export class TenantTable<V> {
     for (const [k, v] of t.entries) {
       if (this.spentAt(v) > now) return;
       t.entries.delete(k);
+      this.#count -= 1;
+    }
+  }
+
+  /**
+   * At the bound over all tenants: drops every spent entry of every tenant, at most once a second
+   * (so a table full of live entries costs O(1) per refused put). Tenants left empty go too.
+   */
+  #dropSpent(now: number): void {
+    if (now - this.#lastTotalSweep < FULL_SWEEP_INTERVAL_MS) return;
+    this.#lastTotalSweep = now;
+    for (const [name, t] of this.#tenants) {
+      if (t.earliestSpentAt <= now) this.#sweepAll(t, now);
+      if (t.entries.size === 0) this.#tenants.delete(name);
     }
   }
 
@@ -186,7 +226,7 @@ class MemoryReplayStore implements ReplayStore {
     private readonly clock: Clock,
     private readonly isClosed: () => boolean,
   ) {
-    this.table = new TenantTable<number>(limits.maxTenants, limits.maxClaimsPerTenant, (until) => until);
+    this.table = new TenantTable<number>(limits.maxTenants, limits.maxClaimsPerTenant, (until) => until, limits.maxClaims);
   }
 
   async claim(tenant: string, key: string, ttlMs: number): Promise<ClaimVerdict> {
@@ -207,7 +247,7 @@ class MemoryRateLimitStore implements RateLimitStore {
     private readonly clock: Clock,
     private readonly isClosed: () => boolean,
   ) {
-    this.table = new TenantTable<Bucket>(limits.maxTenants, limits.maxBucketsPerTenant, (b) => b.at + (b.burst - b.tokens) / b.refillPerMs);
+    this.table = new TenantTable<Bucket>(limits.maxTenants, limits.maxBucketsPerTenant, (b) => b.at + (b.burst - b.tokens) / b.refillPerMs, limits.maxBuckets);
   }
 
   async take(tenant: string, key: string, limit: RateLimit): Promise<TakeVerdict> {
