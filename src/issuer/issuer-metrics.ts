@@ -49,6 +49,8 @@ export class IssuerMetrics {
     admissionClients: () => number;
     /** 1 while the shared state (state: redis://…) answers, 0 while it does not; 1 for the in-process default. */
     stateReady?: () => number;
+    /** Connections closed on arrival because their address held its cap of TLS connections (a running total). */
+    connectionsRefusedPerAddress?: () => number;
   }) {
     collectDefaultMetrics({ register: this.registry, prefix: 'crosscred_issuer_' });
     new Gauge({
@@ -86,6 +88,19 @@ export class IssuerMetrics {
       registers: [this.registry],
       collect() {
         this.set(gauges.attestationsInFlight());
+      },
+    });
+    const { connectionsRefusedPerAddress } = gauges;
+    let counted = 0;
+    new Counter({
+      name: 'crosscred_issuer_connections_refused_per_address_total',
+      help: 'Connections closed on arrival, unanswered, because their client address already held its cap of open TLS connections.',
+      registers: [this.registry],
+      collect() {
+        // The listener keeps the running total; the counter catches up with it at each scrape.
+        const total = connectionsRefusedPerAddress?.() ?? 0;
+        if (total > counted) this.inc(total - counted);
+        counted = Math.max(counted, total);
       },
     });
     new Gauge({

@@ -116,6 +116,8 @@ export async function startIssuer(config: IssuerConfig, deps: IssuerDependencies
   let current = await buildState(config, deps);
   let currentConfig = config;
   const admission = new ClientAdmission(config.clientRateLimit);
+  // The listener is made after the metrics it reports to; until then it has refused nothing.
+  let refusedConnections = () => 0;
   const pools = new AttestationPools(poolSizes(config.maxConcurrentAttestations));
   // One store for the replay claims, rate limits and first-use bindings, whichever the setting:
   // with state: memory they live in this process and are forgotten when it stops.
@@ -127,6 +129,7 @@ export async function startIssuer(config: IssuerConfig, deps: IssuerDependencies
     attestationsInFlight: () => pools.inFlight,
     admissionClients: () => admission.size,
     stateReady: () => (stateStore.health().ready ? 1 : 0),
+    connectionsRefusedPerAddress: () => refusedConnections(),
   });
   const endpoint = new TokenEndpoint({
     state: () => current.state,
@@ -201,6 +204,7 @@ export async function startIssuer(config: IssuerConfig, deps: IssuerDependencies
     maxRequestBodyBytes: MAX_TOKEN_REQUEST_BYTES,
     ...(tls ? { tls, maxConnectionsPerAddress: HTTP_LIMITS.maxConnectionsPerAddress } : {}),
   });
+  refusedConnections = () => listener.connectionsRefusedPerAddress;
   const port = await listener.listen(config.listen);
   const address = { host: config.listen.host, port };
   log.info(

@@ -109,6 +109,9 @@ describe('the issuer HTTPS listener', () => {
       const extra = await tlsClient(port, '127.0.0.1', ca);
       extra.socket.destroy();
       expect(extra.admitted).toBe(false);
+      // Operators see the refusals on /metrics (a client behind one NAT address can meet the cap too).
+      const metrics = await (await fetch(`http://127.0.0.1:${issuer.admin!.port}/metrics`)).text();
+      expect(metrics).toMatch(/^crosscred_issuer_connections_refused_per_address_total 1$/m);
       const other = await tlsClient(port, '127.0.0.2', ca);
       other.socket.destroy();
       expect(other.admitted).toBe(true);
