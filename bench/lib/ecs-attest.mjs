@@ -4,40 +4,15 @@
 // inside it, signed detached by `openssl cms -sign -binary -nocerts -md sha256` with a test CA's
 // RSA-2048 signer. Real PKCS#7: `attest` runs one openssl process per attestation (16-20 ms each
 // here, too slow for 10,000 inside the issuer's 5-minute signingTime window); `fastSigner` makes the
-// same bytes in process (see there).
+// same bytes in process (see there). The CA is the test suite's (makeSigningCa in
+// test/support/fake-alibaba-cloud.ts, loaded through test-support.mjs).
 import { execFile } from 'node:child_process';
 import { createHash, createPrivateKey, sign } from 'node:crypto';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 
 const run = promisify(execFile);
-
-/** A test CA and an identity-document signer it issued (RSA-2048), in a temp directory. */
-export async function makeSigningCa() {
-  const dir = await mkdtemp(join(tmpdir(), 'crosscred-bench-ca-'));
-  const p = (f) => join(dir, f);
-  const subj = (cn) => ['-subj', `/CN=${cn}`];
-  await run('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', p('ca.key'), '-out', p('ca.pem'), ...subj('bench CA'), '-days', '2']);
-  await run('openssl', ['req', '-newkey', 'rsa:2048', '-nodes', '-keyout', p('signer.key'), '-out', p('signer.csr'), ...subj('bench ECS identity signer')]);
-  await run('openssl', [
-    'x509',
-    '-req',
-    '-in',
-    p('signer.csr'),
-    '-CA',
-    p('ca.pem'),
-    '-CAkey',
-    p('ca.key'),
-    '-CAcreateserial',
-    '-out',
-    p('signer.pem'),
-    '-days',
-    '1',
-  ]);
-  return { dir, signerCertPath: p('signer.pem'), signerKeyPath: p('signer.key'), close: () => rm(dir, { recursive: true, force: true }) };
-}
 
 /** The identity document of VM number `i` in `accountId`, compact, in a real instance's field order. */
 export function documentOf(i, accountId) {

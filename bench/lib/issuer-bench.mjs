@@ -11,7 +11,7 @@ import { Agent, request } from 'undici';
 import { signGetCallerIdentity } from '../../dist/platform/alibaba/ram-request-signer.js';
 import { encodeSubjectToken, JWT_TOKEN_TYPE, SUBJECT_TOKEN_TYPES, TOKEN_EXCHANGE_GRANT_TYPE } from '../../dist/protocol/issuer-token-exchange.js';
 import { signTencentGetCallerIdentity } from '../../dist/sources/tencent-cvm-token-source.js';
-import { attestMany, attestManyFast, documentOf, fastSigner, forge, makeSigningCa } from './ecs-attest.mjs';
+import { attestMany, attestManyFast, documentOf, fastSigner, forge } from './ecs-attest.mjs';
 import { keygen, spawnIssuer } from './issuer-procs.mjs';
 import { testSupport } from './test-support.mjs';
 
@@ -42,7 +42,8 @@ export async function runIssuerBench({ out, stormVms, hostileClients, log, limit
   if (unavailable) throw new Error(`${unavailable}: the issuer scenarios need it (apt-get install -y redis-server)`);
   const t0 = performance.now();
   const dir = await mkdtemp(join(tmpdir(), 'crosscred-bench-issuer-'));
-  const ca = await makeSigningCa();
+  const { makeSigningCa } = await testSupport('fake-alibaba-cloud.ts');
+  const ca = await makeSigningCa('bench');
   const procs = [];
   const report = {
     schema: 'crosscred-bench-issuer/1',
