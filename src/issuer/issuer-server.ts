@@ -299,8 +299,17 @@ async function openSharedState(spec: string, log: Logger): Promise<StateStore> {
   });
   holder.store = store;
   log.info({ state: store.description }, 'replay set and rate limits are shared (state)');
+  // Before the listener opens: a replica a load balancer sends traffic to as soon as its port
+  // accepts would otherwise answer its first requests 503 while it connects. A store that is still
+  // down after the wait is not waited for: requests fail closed until it answers.
+  const until = Date.now() + STATE_STARTUP_WAIT_MS;
+  while (!store.health().ready && Date.now() < until) await new Promise((resolve) => setTimeout(resolve, 20));
+  if (!store.health().ready) log.warn({ state: store.description, waitedMs: STATE_STARTUP_WAIT_MS }, 'starting before the shared state answers');
   return store;
 }
+
+/** How long a starting replica waits for its shared state before it opens its listener anyway, in ms. */
+const STATE_STARTUP_WAIT_MS = 5_000;
 
 /** Lets replaced attestors release their connection pools (each finishes the calls it has in flight). */
 async function closeAttestors(attestors: ReadonlyMap<SubjectTokenType, Attestor>, log: Logger): Promise<void> {

@@ -47,6 +47,8 @@ describe('three issuer replicas sharing one Redis', () => {
     expect(await outcome(await replicas[2]!.requestToken(attestation))).toBe('400 CROSSCRED_ERR_ISSUER_ATTESTATION_REPLAYED');
     await replicas[0]!.close();
     replicas[0] = await startTestIssuer({ overrides: overrides() });
+    // It opened its listener once Redis answered, so its first request is judged, not refused 503.
+    expect(replicas[0]!.logs.some((l) => l.includes('starting before the shared state answers'))).toBe(false);
     expect(await outcome(await replicas[0]!.requestToken(attestation))).toBe('400 CROSSCRED_ERR_ISSUER_ATTESTATION_REPLAYED');
   }, 60_000);
 
@@ -67,6 +69,13 @@ describe('three issuer replicas sharing one Redis', () => {
     const metrics = await (await fetch(`${replicas[1]!.admin}/metrics`)).text();
     expect(metrics).toMatch(/^crosscred_issuer_state_ready 0$/m);
     expect(replicas[1]!.logs.some((l) => l.includes('shared state does not answer'))).toBe(true);
+
+    // A replica started during the outage waits a bounded time for Redis, then opens anyway and
+    // fails closed: an issuer that cannot start is no better than one that answers 503.
+    const late = await startTestIssuer({ overrides: overrides() });
+    replicas.push(late);
+    expect(late.logs.some((l) => l.includes('starting before the shared state answers'))).toBe(true);
+    expect(await outcome(await late.requestToken({ instanceId: 'i-bp1lateoutage01' }))).toBe('503 CROSSCRED_ERR_ISSUER_STATE_UNAVAILABLE');
 
     await redis.start();
     const deadline = Date.now() + RECOVERY_DEADLINE_MS;
