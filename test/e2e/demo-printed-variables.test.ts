@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CLI, REPO_ROOT } from '../support/chain.js';
+import { CLI_ARGS, CLI_EXEC, REPO_ROOT } from '../support/chain.js';
 import { buildGoClients, CLIENTS, clientAvailable, goClientsAvailable, runClient } from '../support/clients.js';
 
 /**
@@ -150,7 +150,7 @@ async function evaluate(block: string): Promise<Record<string, string>> {
 
 beforeAll(async () => {
   home = await mkdtemp(join(tmpdir(), 'crosscred-demo-user-'));
-  demo = spawn(process.execPath, [CLI, 'demo', '--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0'], {
+  demo = spawn(CLI_EXEC, [...CLI_ARGS, 'demo', '--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0'], {
     env: bareEnv(),
     stdio: ['ignore', 'pipe', 'pipe'],
   });

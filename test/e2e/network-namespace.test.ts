@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AUDIENCE, CLI, REPO_ROOT, roleArn, SUBJECT } from '../support/chain.js';
+import { AUDIENCE, CLI_ARGS, CLI_EXEC, REPO_ROOT, roleArn, SUBJECT } from '../support/chain.js';
 import { CLIENTS, clientAvailable, clientEnv, runClient } from '../support/clients.js';
 
 /**
@@ -31,7 +31,7 @@ function inNs(command: string, args: string[]): [string, string[]] {
 }
 
 async function netSetup(action: 'up' | 'down'): Promise<string> {
-  const [cmd, args] = inNs(process.execPath, [CLI, 'net-setup', action, '--container-address']);
+  const [cmd, args] = inNs(CLI_EXEC, [...CLI_ARGS, 'net-setup', action, '--container-address']);
   return (await run(cmd, args)).stdout;
 }
 
@@ -87,8 +87,8 @@ describe('crosscred net-setup', () => {
 describe('unmodified clients find crosscred with no configuration', () => {
   beforeAll(async () => {
     if (unavailable) return;
-    const [cmd, args] = inNs(process.execPath, [
-      CLI,
+    const [cmd, args] = inNs(CLI_EXEC, [
+      ...CLI_ARGS,
       'demo',
       '--listen',
       '169.254.169.254:80',
@@ -163,12 +163,12 @@ describe('crosscred net-setup --hop-limit', () => {
   it('with --hop-limit, installs and removes an nftables rule that sends replies with TTL 1', async (ctx) => {
     if (unavailable) ctx.skip(unavailable);
     if (!(await clientAvailable('nft', ['--version']))) ctx.skip('nft is not installed (Debian package nftables)');
-    const [cmd, args] = inNs(process.execPath, [CLI, 'net-setup', 'up', '--hop-limit']);
+    const [cmd, args] = inNs(CLI_EXEC, [...CLI_ARGS, 'net-setup', 'up', '--hop-limit']);
     await run(cmd, args);
     await run(cmd, args);
     const [nft, nftArgs] = inNs('nft', ['list', 'table', 'inet', 'crosscred_metadata']);
     expect((await run(nft, nftArgs)).stdout).toMatch(/ip saddr 169\.254\.169\.254 ip ttl set 1/);
-    const [downCmd, downArgs] = inNs(process.execPath, [CLI, 'net-setup', 'down', '--hop-limit', '--address', '203.0.113.1/32']);
+    const [downCmd, downArgs] = inNs(CLI_EXEC, [...CLI_ARGS, 'net-setup', 'down', '--hop-limit', '--address', '203.0.113.1/32']);
     await run(downCmd, downArgs);
     await expect(run(nft, nftArgs)).rejects.toBeTruthy();
   });
@@ -289,7 +289,7 @@ for (const holder of HOLDERS) {
       return run('ip', ['netns', 'exec', ns, command, ...args], { timeout: COMMAND_TIMEOUT_MS, ...(env ? { env } : {}) });
     }
     async function netSetupIn(...args: string[]): Promise<string> {
-      return (await inside(hostNs, process.execPath, [CLI, 'net-setup', ...args, ...holder.args])).stdout;
+      return (await inside(hostNs, CLI_EXEC, [...CLI_ARGS, 'net-setup', ...args, ...holder.args])).stdout;
     }
     async function probe(ns: string, mode: 'imds' | 'udp' = 'imds'): Promise<Probe> {
       return JSON.parse((await inside(ns, process.execPath, ['--input-type=module', '-e', PROBE_SCRIPT, mode])).stdout) as Probe;
@@ -363,9 +363,9 @@ for (const holder of HOLDERS) {
         // Started once its credential listener is open; whether it has credentials, wait-ready asks
         // /readyz, as the unit's ExecStartPost does.
         await startIn(
-          process.execPath,
+          CLI_EXEC,
           [
-            CLI,
+            ...CLI_ARGS,
             'serve',
             '--role-arn',
             LOCAL_ONLY_ROLE,
@@ -383,7 +383,7 @@ for (const holder of HOLDERS) {
           /credential listener open/,
           (all) => (serveOutput = all),
         );
-        await inside(hostNs, process.execPath, [CLI, 'wait-ready', '--admin', 'http://127.0.0.1:8171', '--timeout-ms', String(START_TIMEOUT_MS)]).catch(
+        await inside(hostNs, CLI_EXEC, [...CLI_ARGS, 'wait-ready', '--admin', 'http://127.0.0.1:8171', '--timeout-ms', String(START_TIMEOUT_MS)]).catch(
           (err: Error) => {
             throw new Error(`crosscred serve did not become ready: ${err.message}\n${serveOutput}`);
           },
@@ -527,7 +527,7 @@ describe('crosscred net-setup --tencent-metadata-only-for: only crosscred’s us
     return JSON.parse((await inside(ns, command!, args)).stdout) as { data?: string; error?: string };
   }
   async function netSetupIn(...args: string[]): Promise<string> {
-    return (await inside(hostNs, process.execPath, [CLI, 'net-setup', ...args, '--interface', 'lo'])).stdout;
+    return (await inside(hostNs, CLI_EXEC, [...CLI_ARGS, 'net-setup', ...args, '--interface', 'lo'])).stdout;
   }
 
   beforeAll(async () => {
@@ -617,7 +617,7 @@ describe('crosscred net-setup --tencent-metadata-only-for: only crosscred’s us
   it('refuses a user that is not a plain name or uid before it touches anything', async (ctx) => {
     if (unavailable) ctx.skip(unavailable);
     if (skip) ctx.skip(skip);
-    const refused = await inside(hostNs, process.execPath, [CLI, 'net-setup', 'up', '--tencent-metadata-only-for', 'x; flush ruleset']).catch(
+    const refused = await inside(hostNs, CLI_EXEC, [...CLI_ARGS, 'net-setup', 'up', '--tencent-metadata-only-for', 'x; flush ruleset']).catch(
       (e: { code?: number; stderr?: string }) => e,
     );
     expect(refused).toMatchObject({ code: 2, stderr: expect.stringContaining('--tencent-metadata-only-for wants a user name or a numeric uid') });

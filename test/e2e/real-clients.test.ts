@@ -2,7 +2,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Chain, CLI, type DaemonProcess, REPO_ROOT, roleArn, spawnDaemon, startChain, waitUntilReady } from '../support/chain.js';
+import { type Chain, CLI_ARGS, CLI_EXEC, type DaemonProcess, REPO_ROOT, roleArn, spawnDaemon, startChain, waitUntilReady } from '../support/chain.js';
 import { CLIENTS, clientAvailable, clientEnv, runClient } from '../support/clients.js';
 
 /**
@@ -110,14 +110,14 @@ describe('AWS CLI v2 (Debian awscli)', () => {
   it('runs crosscred credential-process from ~/.aws/config, against the daemon and by exchanging itself', async (ctx) => {
     if (!available) ctx.skip('/usr/bin/aws (apt-get install awscli) is not installed');
     const configFile = join(home, 'credential-process-config');
-    const node = process.execPath;
+    const crosscred = [CLI_EXEC, ...CLI_ARGS].join(' ');
     await writeFile(
       configFile,
       `[profile daemon]
-credential_process = ${node} ${CLI} credential-process --endpoint ${daemon.listeners[0]}/v1/credentials --auth-token-file ${authFile}
+credential_process = ${crosscred} credential-process --endpoint ${daemon.listeners[0]}/v1/credentials --auth-token-file ${authFile}
 
 [profile exchange]
-credential_process = ${node} ${CLI} credential-process --role-arn ${roleArn('app')} --token-file ${chain.tokenFile} --region us-east-1 --sts-endpoint ${chain.sts.url}
+credential_process = ${crosscred} credential-process --role-arn ${roleArn('app')} --token-file ${chain.tokenFile} --region us-east-1 --sts-endpoint ${chain.sts.url}
 `,
     );
     const env = { ...clientEnv(home, {}), AWS_CONFIG_FILE: configFile };

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
-import { AUDIENCE, CLI, REPO_ROOT, roleArn } from '../support/chain.js';
+import { AUDIENCE, CLI_ARGS, CLI_EXEC, REPO_ROOT, roleArn } from '../support/chain.js';
 import { CLIENTS } from '../support/clients.js';
 import { makeSigningCa, type SigningCa, sampleInstance } from '../support/fake-alibaba-cloud.js';
 import {
@@ -60,7 +60,7 @@ beforeAll(async () => {
   fakesDir = await transpileFakes(shared);
   keyFile = join(shared, 'issuer-key.pem');
   // The operator's own step: one ES256 key, made by the CLI.
-  const { stdout } = await run(process.execPath, [CLI, 'issuer', 'keygen', '--alg', 'ES256', '--out', keyFile], { timeout: COMMAND_TIMEOUT_MS });
+  const { stdout } = await run(CLI_EXEC, [...CLI_ARGS, 'issuer', 'keygen', '--alg', 'ES256', '--out', keyFile], { timeout: COMMAND_TIMEOUT_MS });
   kid = /^kid: (\S+)$/m.exec(stdout)![1]!;
 }, SETUP_TIMEOUT_MS);
 
@@ -148,8 +148,8 @@ class Vm {
     await writeFile(configPath, stringify(config), { mode: 0o600 });
     return this.ns.start(
       'crosscred issuer serve',
-      process.execPath,
-      [CLI, 'issuer', 'serve', '--config', configPath],
+      CLI_EXEC,
+      [...CLI_ARGS, 'issuer', 'serve', '--config', configPath],
       vmEnv(this.home),
       /issuer admin listener open/,
     );
@@ -162,7 +162,7 @@ class Vm {
   async startServe(stsUrl: string, tokenSourceArgs: string[]): Promise<NsProcess> {
     await this.serve?.stop();
     const args = [
-      CLI,
+      ...CLI_ARGS,
       'serve',
       ...tokenSourceArgs,
       '--issuer-url',
@@ -178,10 +178,10 @@ class Vm {
       '--admin-listen',
       new URL(SERVE_ADMIN_URL).host,
     ];
-    const serve = await this.ns.start('crosscred serve', process.execPath, args, vmEnv(this.home), /credential listener open/);
+    const serve = await this.ns.start('crosscred serve', CLI_EXEC, args, vmEnv(this.home), /credential listener open/);
     this.serve = serve;
     await this.ns
-      .run(process.execPath, [CLI, 'wait-ready', '--admin', SERVE_ADMIN_URL, '--timeout-ms', String(START_TIMEOUT_MS)], vmEnv(this.home))
+      .run(CLI_EXEC, [...CLI_ARGS, 'wait-ready', '--admin', SERVE_ADMIN_URL, '--timeout-ms', String(START_TIMEOUT_MS)], vmEnv(this.home))
       .catch((err: Error) => {
         throw new Error(`crosscred serve did not become ready: ${err.message}\n--- serve:\n${serve.output()}`);
       });

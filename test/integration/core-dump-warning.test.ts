@@ -1,9 +1,10 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { coreDumpLimit, coreDumpWarning } from '../../src/host/core-dumps.js';
+import { CLI_ARGS, CLI_EXEC } from '../support/chain.js';
 
 /**
  * A core dump of crosscred holds its cached credentials and tokens. The systemd units set
@@ -11,7 +12,6 @@ import { coreDumpLimit, coreDumpWarning } from '../../src/host/core-dumps.js';
  * limits here are set by util-linux `prlimit` on real child processes, and read back from the
  * kernel's own /proc/<pid>/limits.
  */
-const CLI = resolve('dist/cli/main.js');
 const hasPrlimit = (() => {
   try {
     execFileSync('prlimit', ['--version'], { stdio: 'ignore' });
@@ -59,8 +59,8 @@ describe.runIf(process.platform === 'linux' && hasPrlimit)('the core dump limit'
       'prlimit',
       [
         `--core=${limit}`,
-        process.execPath,
-        CLI,
+        CLI_EXEC,
+        ...CLI_ARGS,
         'serve',
         '--token-file',
         token,

@@ -562,8 +562,8 @@ describe('crosscred issuer CLI', () => {
     const path = join(t.dir, 'issuer.yaml');
     await writeFile(path, stringify(object));
     const { spawn } = await import('node:child_process');
-    const { CLI } = await import('../support/chain.js');
-    const child = spawn(process.execPath, [CLI, 'issuer', 'serve', '--config', path], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const { CLI_ARGS, CLI_EXEC } = await import('../support/chain.js');
+    const child = spawn(CLI_EXEC, [...CLI_ARGS, 'issuer', 'serve', '--config', path], { stdio: ['ignore', 'pipe', 'pipe'] });
     const output: string[] = [];
     child.stdout.on('data', (c: Buffer) => output.push(c.toString('utf8')));
     child.stderr.on('data', (c: Buffer) => output.push(c.toString('utf8')));

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_ADMIN_LISTEN, DEFAULT_LISTEN } from '../../src/config/config.js';
 import { loadConfig, type ServeFlags } from '../../src/config/load.js';
 import type { CrosscredError } from '../../src/core/errors.js';
-import { type Chain, CLI, type DaemonProcess, roleArn, spawnDaemon, startChain, waitUntilReady } from '../support/chain.js';
+import { type Chain, CLI_ARGS, CLI_EXEC, type DaemonProcess, roleArn, spawnDaemon, startChain, waitUntilReady } from '../support/chain.js';
 import { crosscred } from '../support/run-cli.js';
 
 /**
@@ -77,7 +77,7 @@ describe('defaults', () => {
       (err: Error) => `cannot make a private network namespace here (unshare -rn: ${err.message.split('\n')[0]})`,
     );
     if (probe) ctx.skip(probe);
-    const child = spawn('unshare', ['-rn', process.execPath, CLI, 'serve', ...roleFlags(DEAD_STS)], {
+    const child = spawn('unshare', ['-rn', CLI_EXEC, ...CLI_ARGS, 'serve', ...roleFlags(DEAD_STS)], {
       env: { PATH: process.env['PATH'] ?? '', HOME: process.env['HOME'] ?? '/root' },
       stdio: ['ignore', 'pipe', 'pipe'],
     });

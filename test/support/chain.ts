@@ -13,6 +13,14 @@ import { type DaemonDependencies, type RunningDaemon, startDaemon } from '../../
 
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 export const CLI = join(REPO_ROOT, 'dist/cli/main.js');
+/**
+ * The crosscred command the tests start: `node dist/cli/main.js`, or, with CROSSCRED_TEST_BINARY
+ * set, that single executable (CI runs the tests that start the CLI again against the x86_64
+ * binary `npm run package` builds). Spawn CLI_EXEC with [...CLI_ARGS, subcommand, ...].
+ */
+const TEST_BINARY = process.env['CROSSCRED_TEST_BINARY'];
+export const CLI_EXEC = TEST_BINARY ?? process.execPath;
+export const CLI_ARGS: readonly string[] = TEST_BINARY ? [] : [CLI];
 
 export const ACCOUNT = '111122223333';
 export const AUDIENCE = 'sts.amazonaws.com';
@@ -146,7 +154,7 @@ export interface DaemonProcess {
  * the admin listener is open, with the addresses it logged. `as` runs it as another user (root only).
  */
 export async function spawnDaemon(args: string[], env: Record<string, string> = {}, as: { uid?: number; gid?: number } = {}): Promise<DaemonProcess> {
-  const child = spawn(process.execPath, [CLI, 'serve', '--admin-listen', '127.0.0.1:0', '--log-level', 'debug', ...args], {
+  const child = spawn(CLI_EXEC, [...CLI_ARGS, 'serve', '--admin-listen', '127.0.0.1:0', '--log-level', 'debug', ...args], {
     env: { PATH: process.env['PATH'] ?? '', HOME: process.env['HOME'] ?? '/root', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
     ...as,
