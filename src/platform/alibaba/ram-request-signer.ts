@@ -1,10 +1,10 @@
 import { randomBytes } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import alicloudCredentials from '@alicloud/credentials';
-import alicloudOpenapiCore from '@alicloud/openapi-core';
-import alicloudSts from '@alicloud/sts20150401';
-import darabonba from '@darabonba/typescript';
+import * as alicloudCredentials from '@alicloud/credentials';
+import * as alicloudOpenapiCore from '@alicloud/openapi-core';
+import * as alicloudSts from '@alicloud/sts20150401';
+import * as $dara from '@darabonba/typescript';
 import { CrosscredError } from '../../core/errors.js';
 import { BINDING_HEADERS, type SignedRequestAttestation } from '../../protocol/issuer-token-exchange.js';
 import { ECS_METADATA_URL } from './ecs-metadata.js';
@@ -27,13 +27,18 @@ import { ECS_METADATA_URL } from './ecs-metadata.js';
  * set, signer, transport) all run, so the captured request is byte for byte what it would send.
  */
 
-// The official packages are CommonJS. A default import is their whole `module.exports` under Node
-// and under esbuild (which follows Node's interop in a "type": "module" package), so `default`
-// below is always the class; a static import lets the single-executable bundle include them.
-const { default: Credential, ECSRAMRoleCredentialsProvider } = alicloudCredentials;
+// The official packages are CommonJS, imported statically so that the single-executable bundle
+// holds them. Their named exports read the same under Node, esbuild and vitest. Their
+// `exports.default` class does not: Node and esbuild (which follows Node in a "type": "module"
+// package) give the whole `module.exports` as the namespace's `default`, while vitest gives
+// `module.exports.default` itself when the package sets __esModule, as these do.
+function defaultExportClass<T>(exportsOrClass: { default: T } | T): T {
+  return typeof exportsOrClass === 'function' ? (exportsOrClass as T) : (exportsOrClass as { default: T }).default;
+}
+const Credential = defaultExportClass(alicloudCredentials.default);
+const Sts = defaultExportClass(alicloudSts.default);
+const { ECSRAMRoleCredentialsProvider } = alicloudCredentials;
 const { $OpenApiUtil } = alicloudOpenapiCore;
-const { default: Sts } = alicloudSts;
-const $dara = darabonba;
 
 /** What signs: an official Credential (ecs_ram_role by default; any type the SDK supports). */
 export type AlibabaCredential = InstanceType<typeof Credential>;
