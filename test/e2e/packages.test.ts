@@ -5,8 +5,11 @@ import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { bundle } from '../../packaging/bundle.mjs';
 import NODE from '../../packaging/node.json' with { type: 'json' };
+import { REPO_ROOT } from '../support/chain.js';
 import { clientAvailable } from '../support/clients.js';
+import { FakeAlibabaSts, FakeEcsMetadata, makeSigningCa, sampleInstance } from '../support/fake-alibaba-cloud.js';
 import { ensureRelease, type Release } from '../support/release-artifacts.js';
 
 /**
@@ -139,6 +142,43 @@ describe('the x86_64 binary', () => {
     const { version } = JSON.parse(await readFile(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
     expect(await sh(file('x64', 'binary'), ['--version'])).toBe(`${version}\n`);
     expect(await sh(file('x64', 'binary'), ['demo', '--check'])).toMatch(/Self-check passed/);
+  });
+});
+
+describe('the bundle (packaging/bundle.mjs)', () => {
+  // The tests run src/ unbundled, where vitest's CommonJS interop is not esbuild's; the Alibaba SDK
+  // (a default-exported class in __esModule packages) is where they differ. Bundled with the
+  // binary's options, the official ecs_ram_role credential must fetch its key from a metadata
+  // server and the STS client must sign GetCallerIdentity; the Tencent module must load.
+  it('keeps the Alibaba and Tencent SDKs working: a RAM-role credential signs GetCallerIdentity', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'crosscred-bundle-probe-'));
+    const ca = await makeSigningCa('bundle-probe');
+    const sts = await FakeAlibabaSts.start();
+    const metadata = await FakeEcsMetadata.start({ instance: sampleInstance(), signer: ca, sts, requireToken: true });
+    try {
+      const entry = join(dir, 'probe.ts');
+      await writeFile(
+        entry,
+        `import { ecsRamRoleCredential, loadRamRoleCredentials, signGetCallerIdentity } from ${JSON.stringify(join(REPO_ROOT, 'src/platform/alibaba/ram-request-signer.ts'))};
+import { cvmRoleCredentials } from ${JSON.stringify(join(REPO_ROOT, 'src/platform/tencent/cvm-role-credentials.ts'))};
+void (async () => {
+  const credential = ecsRamRoleCredential({ metadataUrl: process.argv[2]!, timeoutMs: 3000 });
+  await loadRamRoleCredentials(credential);
+  const signed = await signGetCallerIdentity({ credential, stsUrl: 'https://sts.aliyuncs.com/', issuerUrl: 'https://issuer.example.com', timeoutMs: 3000 });
+  const tencent = typeof cvmRoleCredentials({ now: () => Date.now(), monotonicNow: () => performance.now() } as never);
+  process.stdout.write(JSON.stringify({ authorization: signed.headers['authorization'] ?? '', tencent }));
+})();
+`,
+      );
+      const outfile = join(dir, 'probe.cjs');
+      await bundle({ entry, outfile, version: '0.0.0-probe' });
+      const out = JSON.parse(await sh(process.execPath, [outfile, metadata.url])) as { authorization: string; tencent: string };
+      expect(out.authorization).toMatch(/^ACS3-HMAC-SHA256 Credential=[^,]+,SignedHeaders=[a-z0-9;-]*x-acs-crosscred-audience/);
+      expect(out.tencent).toBe('function');
+    } finally {
+      await Promise.all([metadata.close(), sts.close(), ca.close()]);
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
 
