@@ -1,7 +1,10 @@
 import { randomBytes } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
-import { createRequire } from 'node:module';
 import type { AddressInfo } from 'node:net';
+import * as alicloudCredentials from '@alicloud/credentials';
+import * as alicloudOpenapiCore from '@alicloud/openapi-core';
+import * as alicloudSts from '@alicloud/sts20150401';
+import * as $dara from '@darabonba/typescript';
 import { CrosscredError } from '../../core/errors.js';
 import { BINDING_HEADERS, type SignedRequestAttestation } from '../../protocol/issuer-token-exchange.js';
 import { ECS_METADATA_URL } from './ecs-metadata.js';
@@ -24,13 +27,18 @@ import { ECS_METADATA_URL } from './ecs-metadata.js';
  * set, signer, transport) all run, so the captured request is byte for byte what it would send.
  */
 
-// The official packages are CommonJS, and default-import interop differs between Node and
-// bundlers/test runners: require them as CommonJS, where `default` is always the class.
-const require = createRequire(import.meta.url);
-const { default: Credential, ECSRAMRoleCredentialsProvider } = require('@alicloud/credentials') as typeof import('@alicloud/credentials');
-const { $OpenApiUtil } = require('@alicloud/openapi-core') as typeof import('@alicloud/openapi-core');
-const { default: Sts } = require('@alicloud/sts20150401') as typeof import('@alicloud/sts20150401');
-const $dara = require('@darabonba/typescript') as typeof import('@darabonba/typescript');
+// The official packages are CommonJS, imported statically so that the single-executable bundle
+// holds them. Their named exports read the same under Node, esbuild and vitest. Their
+// `exports.default` class does not: Node and esbuild (which follows Node in a "type": "module"
+// package) give the whole `module.exports` as the namespace's `default`, while vitest gives
+// `module.exports.default` itself when the package sets __esModule, as these do.
+function defaultExportClass<T>(exportsOrClass: { default: T } | T): T {
+  return typeof exportsOrClass === 'function' ? (exportsOrClass as T) : (exportsOrClass as { default: T }).default;
+}
+const Credential = defaultExportClass(alicloudCredentials.default);
+const Sts = defaultExportClass(alicloudSts.default);
+const { ECSRAMRoleCredentialsProvider } = alicloudCredentials;
+const { $OpenApiUtil } = alicloudOpenapiCore;
 
 /** What signs: an official Credential (ecs_ram_role by default; any type the SDK supports). */
 export type AlibabaCredential = InstanceType<typeof Credential>;
