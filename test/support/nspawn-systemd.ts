@@ -1,7 +1,7 @@
 import { type ChildProcess, execFile, spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, rmdir, stat, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, rmdir, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
@@ -190,6 +190,7 @@ export class SystemdContainer {
    */
   static async boot(): Promise<SystemdContainer & { state: string; timings: { rootMs: number; scratchMs: number; bootMs: number } }> {
     const { root: cached, ms: rootMs } = await ensureDebianRoot();
+    await sweepStale();
     const scratch = await mkdtemp(join(tmpdir(), 'crosscred-nspawn-'));
     const name = `crosscred-${process.pid}-${++containers}`;
     const container = new SystemdContainer(scratch, name);
@@ -197,6 +198,7 @@ export class SystemdContainer {
     try {
       let t = Date.now();
       await container.#makeRoot(cached);
+      await container.#saveState();
       const scratchMs = Date.now() - t;
       t = Date.now();
       const state = await container.#boot();
@@ -258,6 +260,7 @@ export class SystemdContainer {
       env: { ...process.env, CGROUPS: this.#cgroups.join(' ') },
     });
     this.#nspawn = child;
+    await this.#saveState();
     this.#nspawnExited = new Promise((resolve) => child.once('exit', () => resolve()));
     const keep = (chunk: Buffer) => {
       this.#output = (this.#output + chunk.toString('utf8')).slice(-MAX_KEPT_OUTPUT_CHARS);
@@ -280,6 +283,7 @@ export class SystemdContainer {
       const pid = await containerInit(child.pid!);
       if (pid) {
         this.pid = pid;
+        await this.#saveState();
         break;
       }
       await pause(50);
@@ -293,6 +297,19 @@ export class SystemdContainer {
       if (Date.now() + wait > deadline) throw new Error(`systemd did not settle within ${BOOT_TIMEOUT_MS / SECOND} s (is-system-running: ${last})`);
       await pause(wait);
     }
+  }
+
+  /** What sweepStale() needs to clean up after a test process that died without stop(). */
+  async #saveState(): Promise<void> {
+    const state: StaleState = {
+      ownerPid: process.pid,
+      init: await processIdentity(this.pid),
+      helpers: await Promise.all(this.#helpers.map((h) => processIdentity(h.pid ?? 0))),
+      root: this.root,
+      name: this.name,
+      cgroups: this.#cgroups,
+    };
+    await writeFile(join(this.#scratch, 'state.json'), JSON.stringify(state));
   }
 
   /** What nspawn printed (the container's console), for failure messages. */
@@ -344,6 +361,7 @@ export class SystemdContainer {
     this.#mustBeUp();
     const child = spawn('nsenter', ['-t', String(this.pid), '-n', '--', ...argv], { stdio: ['ignore', 'pipe', 'pipe'], env, detached: true });
     this.#helpers.push(child);
+    void this.#saveState().catch(() => undefined);
     return child;
   }
 
@@ -403,6 +421,72 @@ export class SystemdContainer {
   }
 }
 
+interface StaleState {
+  ownerPid: number;
+  /** The container's PID 1. */
+  init: ProcessIdentity;
+  /** Host programs started in the container's network, each the leader of its own process group. */
+  helpers: ProcessIdentity[];
+  root: string;
+  name: string;
+  cgroups: string[];
+}
+
+/**
+ * Cleans up after a test process that died without stop() and without its exit handler (SIGKILL,
+ * OOM): the container's PID namespace (only a process whose root is that scratch root), the
+ * overlay mount, the scratch root and the cgroups.
+ */
+async function sweepStale(): Promise<void> {
+  const entries = await readdir(tmpdir()).catch(() => [] as string[]);
+  for (const entry of entries.filter((e) => e.startsWith('crosscred-nspawn-'))) {
+    const scratch = join(tmpdir(), entry);
+    const state = await readFile(join(scratch, 'state.json'), 'utf8').then(
+      (text) => JSON.parse(text) as StaleState,
+      () => undefined,
+    );
+    if (!state || isAlive(state.ownerPid)) continue;
+    // Killing the container's PID 1 ends its PID namespace, and so everything inside.
+    for (const helper of state.helpers ?? []) if (await isSameProcess(helper)) signal(-helper.pid, 'SIGKILL');
+    if (state.init && (await isSameProcess(state.init))) {
+      signal(state.init.pid, 'SIGKILL');
+      for (let i = 0; i < 100 && (await isSameProcess(state.init)); i++) await pause(100);
+    }
+    if ((await readFile('/proc/self/mountinfo', 'utf8')).includes(` ${state.root} `)) await run('umount', ['--lazy', state.root]).catch(() => undefined);
+    await rm(scratch, { recursive: true, force: true });
+    for (const cgroup of state.cgroups) await removeCgroup(cgroup);
+    await rmdir(join('/run/systemd/nspawn/propagate', state.name)).catch(() => undefined);
+  }
+}
+
+/** A PID and its start time: a PID reused since by another process does not match. */
+interface ProcessIdentity {
+  pid: number;
+  start: string;
+}
+
+async function processIdentity(pid: number): Promise<ProcessIdentity> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
+  // Field 22 (starttime); the fields after the command name's closing parenthesis start at 3.
+  const start = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] ?? '';
+  return { pid, start };
+}
+
+async function isSameProcess(identity: ProcessIdentity): Promise<boolean> {
+  if (!identity.pid || !identity.start) return false;
+  return (await processIdentity(identity.pid)).start === identity.start;
+}
+
+function isAlive(pid: number): boolean {
+  if (!pid) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
 /** The container's PID 1 under nspawn `nspawnPid`: a child whose innermost PID is 1 and that runs systemd; 0 until there is one. */
 async function containerInit(nspawnPid: number): Promise<number> {
   const children = await readFile(`/proc/${nspawnPid}/task/${nspawnPid}/children`, 'utf8').catch(() => '');
@@ -424,7 +508,7 @@ async function isCgroup2(path: string): Promise<boolean> {
 async function removeCgroup(dir: string): Promise<void> {
   const entries = await readdir(dir, { withFileTypes: true }).catch(() => []);
   for (const entry of entries) if (entry.isDirectory()) await removeCgroup(join(dir, entry.name));
-  for (let attempt = 0; attempt < 20; attempt++) {
+  for (let attempt = 0; attempt < 100; attempt++) {
     try {
       await rmdir(dir);
       return;
@@ -498,12 +582,4 @@ export async function until<T>(what: string, probe: () => Promise<T | undefined>
     if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs / SECOND} s${explain ? `\n${await explain()}` : ''}`);
     await pause(wait);
   }
-}
-
-/** Whether a path exists (for the tests' file checks), with its mode. */
-export async function modeOf(path: string): Promise<number | undefined> {
-  return stat(path).then(
-    (s) => s.mode & 0o7777,
-    () => undefined,
-  );
 }
