@@ -200,6 +200,7 @@ describe('the .deb under a real systemd', { timeout: 3 * STEP_TIMEOUT_MS }, () =
     // Never even tried: a start that failed would have left "inactive" with a non-zero exit timestamp.
     expect(await show('ActiveState')).toBe('inactive');
     expect(await show('InactiveExitTimestampMonotonic')).toBe('0');
+    expect(await show('InactiveExitTimestampMonotonic', 'crosscred-issuer.service')).toBe('0');
     expect(await metadataAddresses()).toEqual([]);
 
     // Enabled but still the placeholder: installing again (as an upgrade would) must not start it either.
@@ -305,15 +306,20 @@ describe('the .deb under a real systemd', { timeout: 3 * STEP_TIMEOUT_MS }, () =
       .split('\n')
       .filter(Boolean);
     expect(regular).toEqual(expect.arrayContaining(['/usr/bin/crosscred', '/etc/crosscred/crosscred.env']));
+    // The service's state directory (StateDirectory=, under /var/lib/private with DynamicUser=).
+    const stateDirs = ['/var/lib/crosscred', '/var/lib/private/crosscred'];
+    const existing = async (paths: string[]) =>
+      (await must(['sh', '-c', 'for f in "$@"; do { [ -e "$f" ] || [ -L "$f" ]; } && echo "$f"; done; true', 'sh', ...paths])).split('\n').filter(Boolean);
+    expect(await existing(stateDirs)).not.toEqual([]);
 
     await must(['dpkg', '--purge', 'crosscred']);
     expect(['inactive', '']).toContain(await show('ActiveState'));
     expect(await metadataAddresses()).toEqual([]);
     expect((await nftTables()).filter((t) => t.includes('crosscred'))).toEqual([]);
-    const left = (await must(['sh', '-c', 'for f in "$@"; do [ -e "$f" ] && echo "$f"; done; true', 'sh', ...regular, '/etc/crosscred']))
-      .split('\n')
-      .filter(Boolean);
-    expect(left).toEqual([]);
+    expect(await existing([...regular, ...stateDirs])).toEqual([]);
+    // dpkg keeps what the operator added (the token); nothing of the package's stays beside it.
+    const etc = await box!.exec(['find', '/etc/crosscred', '-mindepth', '1']);
+    expect(etc.stdout.split('\n').filter(Boolean)).toEqual(etc.code === 0 ? ['/etc/crosscred/token'] : []);
     expect((await box!.exec(['dpkg-query', '-W', 'crosscred'])).code).not.toBe(0);
   });
 });
