@@ -1,4 +1,4 @@
-import { chmod, mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -138,7 +138,6 @@ async function selfCheck(base: string, authTokenFile: string): Promise<string> {
   const creds = await request(`${base}/latest/meta-data/iam/security-credentials/${roleName}`, { headers: { 'x-aws-ec2-metadata-token': token } });
   const imds = (await creds.body.json()) as { Code?: string; AccessKeyId?: string; Expiration?: string };
   if (creds.statusCode !== 200 || imds.Code !== 'Success') throw new Error(`IMDS credentials answered ${creds.statusCode}`);
-  const { readFile } = await import('node:fs/promises');
   const container = await request(`${base}/v1/credentials`, { headers: { authorization: await readFile(authTokenFile, 'utf8') } });
   const body = (await container.body.json()) as { AccessKeyId?: string };
   if (container.statusCode !== 200 || typeof body.AccessKeyId !== 'string') throw new Error(`container endpoint answered ${container.statusCode}`);

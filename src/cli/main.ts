@@ -15,6 +15,7 @@ import {
   TRUST_POLICY_HELP,
   WAIT_READY_HELP,
 } from './help.js';
+import { crosscredVersion } from './version.js';
 
 // The AWS SDK warns on every start that its releases after January 2027 need Node 22. crosscred
 // pins an exact SDK version that supports Node 20 (see package.json), so the warning would only
@@ -54,7 +55,7 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   if (command === '--version' || command === 'version') {
-    process.stdout.write(`${process.env['npm_package_version'] ?? (await packageVersion())}\n`);
+    process.stdout.write(`${crosscredVersion()}\n`);
     return 0;
   }
   const entry = COMMANDS[command];
@@ -82,12 +83,9 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
-async function packageVersion(): Promise<string> {
-  const { readFile } = await import('node:fs/promises');
-  const pkg = JSON.parse(await readFile(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
-  return pkg.version;
-}
-
-const code = await main(process.argv.slice(2));
-// The daemon keeps running on its own; other commands end here.
-if (code !== -1) process.exitCode = code;
+// A promise rather than a top-level await: the single-executable build bundles this entry into
+// CommonJS, which has no top-level await.
+void main(process.argv.slice(2)).then((code) => {
+  // The daemon keeps running on its own; other commands end here.
+  if (code !== -1) process.exitCode = code;
+});

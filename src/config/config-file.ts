@@ -1,33 +1,31 @@
-import { createRequire } from 'node:module';
-import type * as YamlModule from 'yaml';
+import * as yaml from 'yaml';
 import type * as ZodModule from 'zod';
+import { z } from 'zod';
 import { CrosscredError } from '../core/errors.js';
 
 /**
  * What `serve` and `issuer` share to read a YAML or JSON config file: the read, the parse, the
  * schema check, and the one shape of CONFIG_INVALID (a heading, then one `field: problem` per line).
  *
- * zod and yaml are loaded on first use, through require, so a daemon configured by flags alone (the
- * systemd unit, the sidecar) never holds them in memory: together they were about 9 MB of the
- * daemon's resident size. A synchronous require is the only way to load them lazily while
- * loadConfig stays synchronous (the CLI and SIGHUP reload call it that way); an `await import()`
- * would make every caller async, and a top-level await would load them at start-up.
+ * yaml and zod are imported statically. They used to be loaded on first use through
+ * `createRequire(import.meta.url)`, which kept them out of the memory of a daemon configured by
+ * flags alone, but a bundler cannot see such a require, and the single-executable build
+ * (packaging/) bundles every module into one file. loadConfig must stay synchronous (the CLI and
+ * SIGHUP reload call it that way, and the issuer's config shares these helpers), so an `await
+ * import()` is no substitute. The schemas are still built on first use (lazySchema).
  */
-const requireOnFirstUse = createRequire(import.meta.url);
-
 export type Zod = typeof ZodModule.z;
 
-/** A schema built on first use (which loads zod) and kept for every later parse. */
+/** A schema built on first use and kept for every later parse. */
 export function lazySchema<S extends ZodModule.ZodType>(build: (z: Zod) => S): () => S {
   let schema: S | undefined;
-  return () => (schema ??= build((requireOnFirstUse('zod') as typeof ZodModule).z));
+  return () => (schema ??= build(z));
 }
 
 export type ParsedConfigText<T> = { data: T } | { syntaxError: string } | { problems: string[] };
 
 /** Parses YAML or JSON text and checks it against the schema: the data, the syntax error, or the problems. */
 export function parseConfigText<S extends ZodModule.ZodType>(text: string, schema: () => S): ParsedConfigText<ZodModule.output<S>> {
-  const yaml = requireOnFirstUse('yaml') as typeof YamlModule;
   let data: unknown;
   try {
     // Aliases are bounded: a "billion laughs" file must not expand into gigabytes.

@@ -8,9 +8,11 @@ import { REPO_ROOT } from '../support/chain.js';
 import { clientAvailable } from '../support/clients.js';
 
 /**
- * systemd/crosscred.service as systemd itself reads it: `systemd-analyze verify` in a scratch root
- * holding the unit, its environment file, the system's own units and the binary's path, and
- * `systemd-analyze security` for the sandbox's exposure score.
+ * systemd/crosscred.service and crosscred-issuer.service, the hand-install units, as systemd itself
+ * reads them: `systemd-analyze verify` in a scratch root holding the units, their drop-in with the
+ * newer hardening, their environment files, the system's own units and the binary's path, and
+ * `systemd-analyze security` for the sandbox's exposure score. The packaged units (the same text
+ * with /usr/bin paths) are verified in test/e2e/packages.test.ts.
  */
 const run = promisify(execFile);
 let available = false;
@@ -28,10 +30,17 @@ beforeAll(async () => {
   await chmod(join(root, 'usr/local/bin/crosscred'), 0o755);
   // ExecReload's /bin/kill: any Debian or RHEL host has it; verify checks that it exists.
   await mkdir(join(root, 'bin'), { recursive: true });
-  await writeFile(join(root, 'bin/kill'), '#!/bin/sh\n');
-  await chmod(join(root, 'bin/kill'), 0o755);
-  await cp(join(REPO_ROOT, 'systemd/crosscred.service'), join(root, 'etc/systemd/system/crosscred.service'));
-  await cp(join(REPO_ROOT, 'systemd/crosscred.env'), join(root, 'etc/crosscred/crosscred.env'));
+  // ExecStart's /bin/sh (the placeholder check) likewise.
+  for (const tool of ['kill', 'sh']) {
+    await writeFile(join(root, 'bin', tool), '#!/bin/sh\n');
+    await chmod(join(root, 'bin', tool), 0o755);
+  }
+  for (const unit of ['crosscred', 'crosscred-issuer']) {
+    await cp(join(REPO_ROOT, `systemd/${unit}.service`), join(root, `etc/systemd/system/${unit}.service`));
+    await mkdir(join(root, `etc/systemd/system/${unit}.service.d`));
+    await cp(join(REPO_ROOT, 'systemd/hardening-systemd-247.conf'), join(root, `etc/systemd/system/${unit}.service.d/hardening-systemd-247.conf`));
+    await cp(join(REPO_ROOT, `systemd/${unit}.env`), join(root, `etc/crosscred/${unit}.env`));
+  }
   await cp('/lib/systemd/system', join(root, 'usr/lib/systemd/system'), { recursive: true });
 });
 afterAll(async () => {
@@ -39,11 +48,22 @@ afterAll(async () => {
 });
 
 describe('systemd/crosscred.service', () => {
-  it('passes systemd-analyze verify with no warning at all', async (ctx) => {
+  it.each(['crosscred', 'crosscred-issuer'])('%s.service with its drop-in passes systemd-analyze verify with no warning at all', async (unit, ctx) => {
     if (!available) ctx.skip('systemd-analyze is not installed (Debian package systemd)');
     // verify exits 0 on unknown keys and only warns, so silence is the real pass condition.
-    const { stdout, stderr } = await run('systemd-analyze', ['verify', `--root=${root}`, join(root, 'etc/systemd/system/crosscred.service')]);
+    const { stdout, stderr } = await run('systemd-analyze', ['verify', `--root=${root}`, join(root, `etc/systemd/system/${unit}.service`)]);
     expect(stdout + stderr).toBe('');
+  });
+
+  it('keeps in the units only what systemd 239 knows; the newer settings are in the drop-in', async () => {
+    // Added in systemd 240-247 (Type=exec in 240): 239 (Alibaba Cloud Linux 3, TencentOS 3)
+    // would log "Unknown lvalue" and ignore them. In the drop-in that is expected and documented.
+    const newer = /^(Type=exec|ProtectHostname|RestrictSUIDSGID|ProtectKernelLogs|ProtectClock|ProtectProc|ProcSubset|ExecCondition)\b/m;
+    for (const unit of ['crosscred.service', 'crosscred-issuer.service']) expect(await readFile(join(REPO_ROOT, 'systemd', unit), 'utf8')).not.toMatch(newer);
+    const dropIn = await readFile(join(REPO_ROOT, 'systemd/hardening-systemd-247.conf'), 'utf8');
+    for (const key of ['ProtectHostname=yes', 'RestrictSUIDSGID=yes', 'ProtectKernelLogs=yes', 'ProtectClock=yes', 'ProtectProc=invisible', 'ProcSubset=pid']) {
+      expect(dropIn).toContain(`\n${key}\n`);
+    }
   });
 
   it('allows no core dump (LimitCORE=0): one would hold the cached credentials and the JWT', async () => {

@@ -1,27 +1,10 @@
-import { createRequire } from 'node:module';
 import { describe, expect, it } from 'vitest';
 import { configInvalid, lazySchema, parseConfigText, readConfigText } from '../../src/config/config-file.js';
 import { loadConfig } from '../../src/config/load.js';
 import { isCrosscredError } from '../../src/core/errors.js';
 import { parseIssuerConfigText } from '../../src/issuer/issuer-config.js';
 
-/** How many files of the yaml and zod packages this process has loaded. */
-function yamlAndZodFilesLoaded(): number {
-  return Object.keys(createRequire(import.meta.url).cache).filter((k) => /node_modules[\\/](yaml|zod)[\\/]/.test(k)).length;
-}
-
 const FLAGS_ONLY = { 'role-arn': 'arn:aws:iam::111122223333:role/app', 'token-file': '/run/token', region: 'eu-west-1' };
-
-// First in the file: once anything has parsed a config file, yaml and zod stay loaded.
-describe('zod and yaml load only when a config file is read', () => {
-  it('stays without them for a configuration from flags alone, and loads them for a file', () => {
-    expect(yamlAndZodFilesLoaded(), 'loaded before the test: is another test sharing this process?').toBe(0);
-    loadConfig({ flags: FLAGS_ONLY, env: {} });
-    expect(yamlAndZodFilesLoaded()).toBe(0);
-    loadConfig({ flags: { ...FLAGS_ONLY, config: '/c.yaml' }, env: {}, readText: () => 'logLevel: warn\n' });
-    expect(yamlAndZodFilesLoaded()).toBeGreaterThan(0);
-  });
-});
 
 describe('the shared config-file helpers', () => {
   const schema = lazySchema((z) => z.strictObject({ name: z.string(), nested: z.strictObject({ port: z.number() }).optional() }));

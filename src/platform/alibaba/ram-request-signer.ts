@@ -1,7 +1,10 @@
 import { randomBytes } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
-import { createRequire } from 'node:module';
 import type { AddressInfo } from 'node:net';
+import alicloudCredentials from '@alicloud/credentials';
+import alicloudOpenapiCore from '@alicloud/openapi-core';
+import alicloudSts from '@alicloud/sts20150401';
+import darabonba from '@darabonba/typescript';
 import { CrosscredError } from '../../core/errors.js';
 import { BINDING_HEADERS, type SignedRequestAttestation } from '../../protocol/issuer-token-exchange.js';
 import { ECS_METADATA_URL } from './ecs-metadata.js';
@@ -24,13 +27,13 @@ import { ECS_METADATA_URL } from './ecs-metadata.js';
  * set, signer, transport) all run, so the captured request is byte for byte what it would send.
  */
 
-// The official packages are CommonJS, and default-import interop differs between Node and
-// bundlers/test runners: require them as CommonJS, where `default` is always the class.
-const require = createRequire(import.meta.url);
-const { default: Credential, ECSRAMRoleCredentialsProvider } = require('@alicloud/credentials') as typeof import('@alicloud/credentials');
-const { $OpenApiUtil } = require('@alicloud/openapi-core') as typeof import('@alicloud/openapi-core');
-const { default: Sts } = require('@alicloud/sts20150401') as typeof import('@alicloud/sts20150401');
-const $dara = require('@darabonba/typescript') as typeof import('@darabonba/typescript');
+// The official packages are CommonJS. A default import is their whole `module.exports` under Node
+// and under esbuild (which follows Node's interop in a "type": "module" package), so `default`
+// below is always the class; a static import lets the single-executable bundle include them.
+const { default: Credential, ECSRAMRoleCredentialsProvider } = alicloudCredentials;
+const { $OpenApiUtil } = alicloudOpenapiCore;
+const { default: Sts } = alicloudSts;
+const $dara = darabonba;
 
 /** What signs: an official Credential (ecs_ram_role by default; any type the SDK supports). */
 export type AlibabaCredential = InstanceType<typeof Credential>;

@@ -1,10 +1,11 @@
-import { createRequire } from 'node:module';
+import tencentCommon from 'tencentcloud-sdk-nodejs-common';
 import type { Clock } from '../../core/clock.js';
 import { CrosscredError } from '../../core/errors.js';
 
 // The SDK is CommonJS and exports CvmRoleCredential through a getter, which Node's ESM named-export
-// detection does not see (and bundlers' default-import interop differs): require it as CommonJS.
-const { CvmRoleCredential } = createRequire(import.meta.url)('tencentcloud-sdk-nodejs-common') as typeof import('tencentcloud-sdk-nodejs-common');
+// detection does not see: take it from the default import, which is the whole `module.exports`
+// under Node and under esbuild alike (a static import the single-executable bundle follows).
+const { CvmRoleCredential } = tencentCommon;
 
 /** A CAM role's temporary key, as the CVM metadata server hands it out. Secret: never log it. */
 export interface TencentRoleCredentials {
