@@ -8,6 +8,7 @@ import { generateKeyPair, SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLIENTS, clientAvailable } from '../support/clients.js';
 import { type CommandResult, nspawnUnavailable, SystemdContainer, until } from '../support/nspawn-systemd.js';
+import { ensureRelease } from '../support/release-artifacts.js';
 
 /**
  * The x86_64 .deb under a real systemd: a Debian bookworm root booted with systemd-nspawn
@@ -46,11 +47,10 @@ let emptyHome: string;
 let scratch: string;
 const timings: Record<string, number> = {};
 
-/** The .deb to test. */
+/** The x86_64 .deb as `npm run package` builds it (cached per content of the sources by release-artifacts). */
 async function buildDeb(): Promise<string> {
-  const file = process.env['CROSSCRED_TEST_DEB'];
-  if (!file || !existsSync(file)) throw new Error('no .deb: set CROSSCRED_TEST_DEB');
-  return file;
+  const release = await ensureRelease({ arch: ['x64'], kinds: ['deb'] });
+  return release.files.x64!.deb!;
 }
 
 beforeAll(async () => {
