@@ -202,6 +202,12 @@ describe('the harness: systemd in nspawn', { timeout: STEP_TIMEOUT_MS }, () => {
     expect(await show('ActiveState', 'harness-probe.service')).toBe('active');
     const journal = await must(['journalctl', '--no-pager', '-o', 'cat', '-u', 'harness-probe.service']);
     expect(journal).toMatch(/probe ran as [1-9]\d+/);
+
+    // An absolute symbolic link in the container names a HOST path when the host follows it: refused.
+    const outside = join(scratch, 'outside');
+    await must(['ln', '-s', outside, '/etc/harness-link']);
+    await expect(box!.writeFile('/etc/harness-link', 'escaped')).rejects.toThrow(/symbolic link/);
+    expect(existsSync(outside)).toBe(false);
   });
 });
 

@@ -1,7 +1,7 @@
 import { type ChildProcess, execFile, spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, rmdir, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, lstat, mkdir, mkdtemp, readdir, readFile, realpath, rm, rmdir, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
@@ -235,11 +235,11 @@ export class SystemdContainer {
       for (const hierarchy of ['/sys/fs/cgroup/systemd', '/sys/fs/cgroup/unified']) {
         if (!existsSync(join(hierarchy, 'cgroup.procs'))) continue;
         const dir = join(hierarchy, this.name);
-        await mkdir(dir);
+        await mkdir(dir, { recursive: true });
         this.#cgroups.push(dir);
       }
       if (this.#cgroups.length === 0 && (await isCgroup2('/sys/fs/cgroup'))) {
-        await mkdir(join('/sys/fs/cgroup', this.name));
+        await mkdir(join('/sys/fs/cgroup', this.name), { recursive: true });
         this.#cgroups.push(join('/sys/fs/cgroup', this.name));
       }
     }
@@ -254,13 +254,13 @@ export class SystemdContainer {
       '--console=pipe',
       '--link-journal=no',
     ];
+    await this.#saveState();
     // The shell moves itself into the new cgroups, then becomes nspawn.
     const child = spawn('sh', ['-c', 'for cg in $CGROUPS; do echo $$ >"$cg/cgroup.procs" || exit 97; done; exec "$@"', 'sh', 'systemd-nspawn', ...args], {
       stdio: ['pipe', 'pipe', 'pipe'],
       env: { ...process.env, CGROUPS: this.#cgroups.join(' ') },
     });
     this.#nspawn = child;
-    await this.#saveState();
     this.#nspawnExited = new Promise((resolve) => child.once('exit', () => resolve()));
     const keep = (chunk: Buffer) => {
       this.#output = (this.#output + chunk.toString('utf8')).slice(-MAX_KEPT_OUTPUT_CHARS);
@@ -317,25 +317,43 @@ export class SystemdContainer {
     return this.#output;
   }
 
-  /** The host path of a path inside the container. */
+  /** The host path of a path inside the container (symbolic links in it are not followed: see #writableHostPath). */
   hostPath(containerPath: string): string {
     return join(this.root, containerPath);
   }
 
-  /** Copies a host file into the container (its parent directories made as needed). */
-  async copyIn(hostFile: string, containerPath: string, mode?: number): Promise<void> {
+  /**
+   * The host path to write a container file at, refusing one that would land outside the root:
+   * an absolute symbolic link in the container (/etc/resolv.conf, say) points into the HOST's
+   * tree when the host follows it.
+   */
+  async #writableHostPath(containerPath: string): Promise<string> {
     const target = this.hostPath(containerPath);
     await mkdir(dirname(target), { recursive: true });
+    const parent = await realpath(dirname(target));
+    const link = await lstat(target).then(
+      (s) => s.isSymbolicLink(),
+      () => false,
+    );
+    const root = await realpath(this.root);
+    if ((parent !== root && !parent.startsWith(`${root}/`)) || link) {
+      throw new Error(`${containerPath} leads through a symbolic link; write it from inside the container (exec) instead`);
+    }
+    return target;
+  }
+
+  /** Copies a host file into the container (its parent directories made as needed). */
+  async copyIn(hostFile: string, containerPath: string, mode?: number): Promise<void> {
+    const target = await this.#writableHostPath(containerPath);
     await copyFile(hostFile, target);
-    if (mode !== undefined) await run('chmod', [mode.toString(8), target]);
+    if (mode !== undefined) await chmod(target, mode);
   }
 
   /** Writes a file inside the container. */
   async writeFile(containerPath: string, content: string, mode = 0o644): Promise<void> {
-    const target = this.hostPath(containerPath);
-    await mkdir(dirname(target), { recursive: true });
+    const target = await this.#writableHostPath(containerPath);
     await writeFile(target, content, { mode });
-    await run('chmod', [mode.toString(8), target]);
+    await chmod(target, mode);
   }
 
   /** Runs a command inside the container: its files, its PID 1, its network. Never throws on a non-zero exit. */
