@@ -232,6 +232,23 @@ describe('the .deb under a real systemd', { timeout: 3 * STEP_TIMEOUT_MS }, () =
     await must(['dpkg', '-i', `/var/tmp/${basename(deb)}`]);
     expect(await show('InactiveExitTimestampMonotonic')).toBe('0');
     await must(['systemctl', 'disable', UNIT]);
+
+    // Started by hand while still the placeholder, the main process refuses at once (exit 78,
+    // RestartPreventExitStatus) and stopping takes the metadata address away again. Not waited for:
+    // systemd keeps the unit "activating" until ExecStartPost's wait-ready gives up, 60 s later.
+    await must(['systemctl', 'start', '--no-block', UNIT]);
+    await until(
+      'the placeholder refusal (ExecMainStatus=78)',
+      async () => ((await show('ExecMainStatus')) === '78' ? true : undefined),
+      STEP_TIMEOUT_MS,
+      unitStatus,
+    );
+    const journal = await must(['journalctl', '--no-pager', '-o', 'cat', '-u', UNIT]);
+    expect(journal).toContain('still holds the shipped placeholder settings');
+    await must(['systemctl', 'stop', UNIT]);
+    expect(await show('NRestarts')).toBe('0');
+    expect(await metadataAddresses()).toEqual([]);
+    await must(['systemctl', 'reset-failed', UNIT]);
   });
 
   it('starts with `systemctl enable --now` once configured, and the AWS CLI v2 with no configuration gets credentials at 169.254.169.254', async (ctx) => {
