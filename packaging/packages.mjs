@@ -137,8 +137,9 @@ ${ENV_FILES.map((f) => `%config(noreplace) %attr(0600,root,root) /${f}`).join('\
       ...define('_buildhost', 'crosscred-release'),
       ...define('use_source_date_epoch_as_buildtime', '1'),
       ...define('clamp_mtime_to_source_date_epoch', '1'),
-      // xz at level 2, as the targets' own packages are compressed (zstd is not readable by every rpm).
-      ...define('_binary_payload', 'w2.xzdio'),
+      // xz (the targets' own packages use xz; not every rpm reads zstd) at level 0: 3 MB larger than
+      // level 2 on a 118 MB binary, and a third of the time (8 s of CPU against 26 s).
+      ...define('_binary_payload', 'w0.xzdio'),
       specFile,
     ],
     { env: { ...process.env, SOURCE_DATE_EPOCH: String(epoch) } },
@@ -183,7 +184,7 @@ ${DESCRIPTION.map((l) => ` ${l}`).join('\n')}
   for (const [name, text] of Object.entries(scripts)) put(root, `DEBIAN/${name}`, text, 0o755);
   chmodSync(join(root, 'DEBIAN'), 0o755);
   pinTimes(root, epoch);
-  run('dpkg-deb', ['--root-owner-group', '-Zxz', '-z2', '--build', root, `${out}.tmp`], { env: { ...process.env, SOURCE_DATE_EPOCH: String(epoch) } });
+  run('dpkg-deb', ['--root-owner-group', '-Zxz', '-z0', '--build', root, `${out}.tmp`], { env: { ...process.env, SOURCE_DATE_EPOCH: String(epoch) } });
   renameSync(`${out}.tmp`, out);
 }
 

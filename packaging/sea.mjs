@@ -1,5 +1,5 @@
 import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import postject from 'postject';
 import { archInfo } from './arch.mjs';
 import { run } from './run.mjs';
@@ -14,11 +14,17 @@ const SEA_FUSE = 'NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2';
  * NODE_OPTIONS' flags is rejected at run time), and this blob serves both architectures.
  */
 export function seaBlob({ hostNode, bundle, workDir }) {
+  // The blob records the script's path as given (it names the script in stack traces): relative
+  // names, with the work directory as the current one, keep the temporary directory's random name
+  // out of it and the bytes the same from run to run.
+  if (dirname(bundle) !== workDir) throw new Error('the bundle must be in the work directory');
   const config = join(workDir, 'sea-config.json');
-  const blob = join(workDir, 'crosscred.blob');
-  writeFileSync(config, JSON.stringify({ main: bundle, output: blob, disableExperimentalSEAWarning: true, useCodeCache: false, useSnapshot: false }));
-  run(hostNode, ['--experimental-sea-config', config]);
-  return blob;
+  writeFileSync(
+    config,
+    JSON.stringify({ main: basename(bundle), output: 'crosscred.blob', disableExperimentalSEAWarning: true, useCodeCache: false, useSnapshot: false }),
+  );
+  run(hostNode, ['--experimental-sea-config', 'sea-config.json'], { cwd: workDir });
+  return join(workDir, 'crosscred.blob');
 }
 
 /**

@@ -48,7 +48,7 @@ afterAll(async () => {
 });
 
 describe('systemd/crosscred.service', () => {
-  it.each(['crosscred', 'crosscred-issuer'])('%s.service with its drop-in passes systemd-analyze verify with no warning at all', async (unit, ctx) => {
+  it.for(['crosscred', 'crosscred-issuer'])('%s.service with its drop-in passes systemd-analyze verify with no warning at all', async (unit, ctx) => {
     if (!available) ctx.skip('systemd-analyze is not installed (Debian package systemd)');
     // verify exits 0 on unknown keys and only warns, so silence is the real pass condition.
     const { stdout, stderr } = await run('systemd-analyze', ['verify', `--root=${root}`, join(root, `etc/systemd/system/${unit}.service`)]);

@@ -36,8 +36,8 @@ const INPUTS = ['src', 'packaging', 'systemd', 'package.json', 'package-lock.jso
 /** A build takes about a minute per architecture here; a lock older than this was left by a killed run. */
 const STALE_LOCK_MS = 15 * 60_000;
 const LOCK_POLL_MS = 1_000;
-/** Cached builds of other contents are removed once this old (each is a few hundred MB). */
-const PRUNE_AFTER_MS = 24 * 60 * 60_000;
+/** Cached builds of other contents are removed once this old (each is about 500 MB); a run that is still using one has long finished. */
+const PRUNE_AFTER_MS = 2 * 60 * 60_000;
 
 export function releaseCacheRoot(): string {
   if (process.env['CROSSCRED_RELEASE_CACHE']) return process.env['CROSSCRED_RELEASE_CACHE'];
