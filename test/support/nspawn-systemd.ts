@@ -131,7 +131,9 @@ export async function ensureDebianRoot(): Promise<{ root: string; ms: number }> 
   const script = `
     set -eu
     [ -f "$ROOT/.crosscred-complete" ] && exit 0
-    rm -rf "$ROOT.partial"
+    # A debootstrap killed half-way leaves its /proc and /sys mounts in the partial root.
+    findmnt -rn -o TARGET | grep -F "$ROOT.partial/" | sort -r | while read -r m; do umount -l "$m"; done
+    rm -rf --one-file-system "$ROOT.partial"
     debootstrap --variant=minbase --include="$INCLUDE" "$SUITE" "$ROOT.partial" $SITE >"$ROOT.log" 2>&1 \\
       || { tail -n 30 "$ROOT.log" >&2; exit 1; }
     # No package lists or downloaded packages: the tests install from files.
@@ -140,7 +142,7 @@ export async function ensureDebianRoot(): Promise<{ root: string; ms: number }> 
     : >"$ROOT.partial/etc/machine-id"
     echo crosscred-test >"$ROOT.partial/etc/hostname"
     printf '%s\\n' "suite=$SUITE" "include=$INCLUDE" "site=\${SITE:-debootstrap default}" >"$ROOT.partial/.crosscred-complete"
-    rm -rf "$ROOT"
+    rm -rf --one-file-system "$ROOT"
     mv "$ROOT.partial" "$ROOT"
   `;
   try {
