@@ -241,10 +241,11 @@ host's credentials.
 'down' removes the addresses and every nftables table of crosscred's, whatever the flags.
 `;
 
-export const WAIT_READY_HELP = `Usage: crosscred wait-ready [--admin URL] [--timeout-ms N]
+export const WAIT_READY_HELP = `Usage: crosscred wait-ready [--admin URL] [--timeout-ms N] [--main-pid PID]
 
 Polls URL/readyz (default http://127.0.0.1:8171) until it answers 200: exit 0; exit 1 after
---timeout-ms (default 60000) with the roles' last errors.
+--timeout-ms (default 60000) with the roles' last errors, or as soon as process PID (the daemon;
+systemd's $MAINPID) has exited.
 `;
 
 export const ISSUER_HELP = `Usage: crosscred issuer serve --config FILE [--log-level LEVEL]

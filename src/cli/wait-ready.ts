@@ -8,16 +8,32 @@ import { EXIT_USAGE } from './exit-codes.js';
  * After=crosscred.service start only when an SDK would get credentials.
  */
 export async function runWaitReady(args: string[]): Promise<number> {
-  const { values } = parseArgs({ args, options: { admin: { type: 'string' }, 'timeout-ms': { type: 'string' } }, strict: true, allowPositionals: false });
+  const { values } = parseArgs({
+    args,
+    options: { admin: { type: 'string' }, 'timeout-ms': { type: 'string' }, 'main-pid': { type: 'string' } },
+    strict: true,
+    allowPositionals: false,
+  });
   const admin = values.admin ?? 'http://127.0.0.1:8171';
   const timeoutMs = Number(values['timeout-ms'] ?? 60_000);
   if (!Number.isInteger(timeoutMs) || timeoutMs < 100) {
     process.stderr.write('crosscred wait-ready: --timeout-ms must be a whole number of milliseconds, at least 100\n');
     return EXIT_USAGE;
   }
+  const mainPid = values['main-pid'] === undefined ? undefined : Number(values['main-pid']);
+  if (mainPid !== undefined && !(Number.isSafeInteger(mainPid) && mainPid > 1)) {
+    process.stderr.write('crosscred wait-ready: --main-pid must be the process id of the daemon (systemd: $MAINPID)\n');
+    return EXIT_USAGE;
+  }
   const deadline = Date.now() + timeoutMs;
   let last = 'no answer yet';
   while (Date.now() < deadline) {
+    // A daemon that has exited will never be ready: say so now, not at the deadline (systemd keeps
+    // the unit "activating" until this command ends).
+    if (mainPid !== undefined && !isRunning(mainPid)) {
+      process.stderr.write(`crosscred wait-ready: the daemon (pid ${mainPid}) exited before ${admin}/readyz was ready (last: ${last})\n`);
+      return 1;
+    }
     try {
       const res = await request(`${admin.replace(/\/$/, '')}/readyz`, { signal: AbortSignal.timeout(2_000) });
       const body = await res.body.text();
@@ -42,5 +58,15 @@ function summarize(body: string): string {
       .slice(0, 300);
   } catch {
     return 'unreadable body';
+  }
+}
+
+/** Whether a process with this id exists (EPERM: it does, as another user's). */
+function isRunning(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
 }

@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { type AddressInfo, createServer } from 'node:net';
 import { describe, expect, it } from 'vitest';
@@ -76,6 +77,20 @@ describe('crosscred command line', () => {
     expect(verbose.code).toBe(0);
     expect(verbose.stderr).toMatch(/^\{.*"msg":"credentials refreshed"/m);
     expect(verbose.stdout).not.toMatch(/^\{/m);
+  });
+});
+
+describe('crosscred wait-ready', () => {
+  it('gives up as soon as the daemon named by --main-pid has exited, not at --timeout-ms', async () => {
+    // A process that has certainly exited: its id is free (reuse within this test is not plausible).
+    const gone = spawnSync(process.execPath, ['-e', '0']).pid;
+    // Nothing listens on port 9: without --main-pid this would poll for the whole minute.
+    const started = Date.now();
+    const { code, stderr } = await crosscred(['wait-ready', '--admin', 'http://127.0.0.1:9', '--timeout-ms', '60000', '--main-pid', String(gone)]);
+    expect(code).toBe(1);
+    expect(stderr).toContain(`the daemon (pid ${gone}) exited before http://127.0.0.1:9/readyz was ready`);
+    expect(Date.now() - started).toBeLessThan(30_000);
+    expect((await crosscred(['wait-ready', '--main-pid', '1'])).code).toBe(2);
   });
 });
 
