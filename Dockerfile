@@ -1,46 +1,27 @@
-# crosscred container image: build with the dev dependencies, run with the production ones only,
-# on a distroless base (no shell, no package manager), as a numeric non-root user.
+# crosscred container image: the same single executable the .rpm and .deb ship (`npm run package`,
+# docs/packaging.md), on a distroless base that holds only the C and C++ runtime: no shell, no
+# package manager, no Node.js and no node_modules. It runs as a numeric non-root user.
 #
-#   buildah bud --format docker -t crosscred .      (or: docker build -t crosscred .)
+#   npm run package -- --arch x64 --only binary       (writes release/crosscred-<version>-linux-x86_64)
+#   buildah bud --format docker -t crosscred .        (or: docker build -t crosscred .)
 #
+# For aarch64, build that binary (--arch arm64) and add `--arch arm64 --build-arg BINARY_ARCH=aarch64`.
 # --format docker keeps the HEALTHCHECK: the OCI image format has no field for it, and buildah
 # drops it (with a warning) when building OCI images.
 #
-# Behind a TLS-intercepting proxy, hand its CA bundle to `npm ci` as a build secret; it is mounted
-# for that one step only and never lands in a layer:
-#   buildah bud --format docker --secret id=extra_ca_certs,src=/etc/ssl/certs/ca-certificates.crt -t crosscred .
-#
-# Where no registry is reachable, container/build-base-image.sh assembles local stand-ins for both
-# base images below (see docs/deployment.md, "Run as a container"); they are stand-ins only.
+# Where no registry is reachable, container/build-base-image.sh assembles a local stand-in for the
+# base below (see docs/deployment.md, "Run as a container"); it is a stand-in only.
+FROM gcr.io/distroless/cc-debian12
 
-# --- build: compile TypeScript, then drop the dev dependencies (prune leaves empty scope folders) --
-FROM node:20-bookworm-slim AS build
-WORKDIR /src
-ENV npm_config_audit=false npm_config_fund=false npm_config_update_notifier=false
-
-# Dependencies first, so the layer is reused while only sources change. The only install script
-# (@alicloud/openapi-core's TypeScript version pick) matters on Node 10/12 alone: --ignore-scripts.
-COPY package.json package-lock.json ./
-RUN --mount=type=secret,id=extra_ca_certs \
-    if [ -s /run/secrets/extra_ca_certs ]; then export NODE_EXTRA_CA_CERTS=/run/secrets/extra_ca_certs; fi; \
-    npm ci --ignore-scripts
-
-COPY tsconfig.json tsconfig.build.json ./
-COPY src ./src
-RUN npm run build \
- && npm prune --omit=dev --ignore-scripts \
- && find node_modules -mindepth 1 -maxdepth 1 -type d -empty -delete \
- && node -e "const left = ['typescript','vitest','vite'].filter(d => require('fs').existsSync('node_modules/' + d)); if (left.length) { console.error('dev dependencies left: ' + left); process.exit(1); }"
-
-# --- runtime: distroless Node 20, production dependencies and the compiled code only -------------
-FROM gcr.io/distroless/nodejs20-debian12 AS runtime
-WORKDIR /app
-ENV NODE_ENV=production
+# x86_64 or aarch64: which of the binaries in release/ (the build context holds only those).
+ARG BINARY_ARCH=x86_64
 
 # Owned by root and not writable by the user that runs the daemon.
-COPY --from=build /src/package.json ./package.json
-COPY --from=build /src/node_modules ./node_modules
-COPY --from=build /src/dist ./dist
+COPY release/crosscred-*-linux-${BINARY_ARCH} /usr/bin/crosscred
+
+# V8 flags reach a single executable only through NODE_OPTIONS: 2 MB young-generation
+# semi-spaces, as the systemd unit and `npm start` run it.
+ENV NODE_OPTIONS=--max-semi-space-size=2
 
 # An image cannot set the core dump limit, and a dump holds the credentials: run it with
 # `--ulimit core=0` (docker, podman). crosscred logs CORE_DUMPS_ALLOWED at start when it may dump.
@@ -55,11 +36,11 @@ USER 10001:10001
 # admin listener stays on 127.0.0.1:8171 (the default; 0.0.0.0:8171 works too).
 EXPOSE 8170 8171
 
-# No shell or curl in the image: Node itself asks the admin listener whether the process is alive.
+# No shell or curl in the image: the binary itself asks the admin listener whether the process
+# answers (--alive: /healthz, not /readyz, so a daemon waiting for STS is not restarted for it).
 HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
-  CMD ["/nodejs/bin/node", "-e", "fetch('http://127.0.0.1:8171/healthz',{signal:AbortSignal.timeout(4000)}).then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
+  CMD ["/usr/bin/crosscred", "wait-ready", "--alive", "--timeout-ms", "4000"]
 
-# distroless keeps Node at /nodejs/bin/node; the absolute path does not depend on PATH. Exec form:
-# no shell is needed (or present).
-ENTRYPOINT ["/nodejs/bin/node", "--max-semi-space-size=2", "/app/dist/cli/main.js"]
+# Exec form: no shell is needed (or present).
+ENTRYPOINT ["/usr/bin/crosscred"]
 CMD ["serve"]

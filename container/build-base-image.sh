@@ -1,22 +1,19 @@
 #!/usr/bin/env bash
-# Assembles LOCAL STAND-INS for the two base images the Dockerfile names, for machines that reach
-# no image registry (this project's build machines reach only Debian mirrors and npm):
+# Assembles a LOCAL STAND-IN for the base image the Dockerfile names, for machines that reach no
+# image registry (this project's build machines reach only Debian mirrors and npm):
 #
-#   docker.io/library/node:20-bookworm-slim   build stage: Debian bookworm (debootstrap minbase)
-#                                             + this machine's Node 20 and npm in /usr/local
-#   gcr.io/distroless/nodejs20-debian12       runtime stage: no shell, no package manager, only
-#                                             glibc/libstdc++/libgcc, CA certificates, tzdata,
-#                                             netbase files, passwd/group, and Node at
-#                                             /nodejs/bin/node (the layout of the real image)
+#   gcr.io/distroless/cc-debian12   no shell, no package manager: glibc, libstdc++ and libgcc (what
+#                                   the single executable links against), CA certificates, tzdata,
+#                                   netbase files and passwd/group, in the layout of the real image
 #
-# THESE ARE STAND-INS, NOT THE REAL IMAGES. They are built from the same Debian release the real
-# images use and mirror their layout closely enough to build and exercise the Dockerfile here, but
-# they are not the published images (different Node build, different file set, no signatures, no
-# SBOM). Wherever a registry is reachable, pull the real images instead and never push these.
-# Every image made here carries the label io.crosscred.stand-in=true.
+# THIS IS A STAND-IN, NOT THE REAL IMAGE. It is built from the same Debian release the real image
+# uses and mirrors its layout closely enough to build and exercise the Dockerfile here, but it is
+# not the published image (a different file set, no signatures, no SBOM). Wherever a registry is
+# reachable, pull the real image instead and never push this one. Every image made here carries
+# the label io.crosscred.stand-in=true.
 #
 # Usage: container/build-base-image.sh [--force]
-#   Idempotent: an image that already exists is left alone (--force rebuilds both).
+#   Idempotent: an image that already exists is left alone (--force rebuilds it).
 #   Needs root, buildah and debootstrap. The Debian mirror is the one apt on this machine uses
 #   (read from apt's configuration at run time; override with CROSSCRED_DEBIAN_MIRROR).
 #   The debootstrapped root is cached in CROSSCRED_CONTAINER_CACHE
@@ -24,8 +21,7 @@
 #   Storage driver: CROSSCRED_STORAGE_DRIVER (default vfs, the one that works on these machines).
 set -euo pipefail
 
-BUILD_BASE=docker.io/library/node:20-bookworm-slim
-RUNTIME_BASE=gcr.io/distroless/nodejs20-debian12:latest
+RUNTIME_BASE=gcr.io/distroless/cc-debian12:latest
 SUITE=bookworm
 CACHE=${CROSSCRED_CONTAINER_CACHE:-/var/cache/crosscred-container}
 BUILDAH=(buildah --storage-driver "${CROSSCRED_STORAGE_DRIVER:-vfs}")
@@ -41,19 +37,10 @@ command -v debootstrap >/dev/null || die "debootstrap is missing (apt-get instal
 
 image_exists() { "${BUILDAH[@]}" inspect --type image "$1" >/dev/null 2>&1; }
 
-if [ "$FORCE" = 0 ] && image_exists "$BUILD_BASE" && image_exists "$RUNTIME_BASE"; then
-  log "both stand-in base images exist; nothing to do (--force rebuilds)"
+if [ "$FORCE" = 0 ] && image_exists "$RUNTIME_BASE"; then
+  log "the stand-in base image exists; nothing to do (--force rebuilds it)"
   exit 0
 fi
-
-# --- this machine's Node 20 and npm ------------------------------------------------------------
-NODE_BIN=$(readlink -f "$(command -v node)") || die "node is not on PATH"
-NODE_VERSION=$("$NODE_BIN" -p 'process.versions.node')
-[ "${NODE_VERSION%%.*}" = 20 ] || die "node on PATH is $NODE_VERSION; the Dockerfile's bases are Node 20"
-NPM_DIR=$(readlink -f "$(dirname "$(readlink -f "$(command -v npm)")")/..")
-[ -f "$NPM_DIR/package.json" ] && [ "$(node -p "require('$NPM_DIR/package.json').name")" = npm ] \
-  || die "could not find npm's package directory (looked at $NPM_DIR)"
-log "node $NODE_VERSION from $NODE_BIN, npm $(node -p "require('$NPM_DIR/package.json').version") from $NPM_DIR"
 
 # --- Debian root (cached) ------------------------------------------------------------------------
 mirror() {
@@ -97,44 +84,24 @@ commit_image() {
   "${BUILDAH[@]}" config \
     --label io.crosscred.stand-in=true \
     --label "org.opencontainers.image.description=LOCAL STAND-IN for $name, assembled by container/build-base-image.sh; not the published image" \
-    --label "io.crosscred.stand-in.node-version=$NODE_VERSION" \
     "$@" "$ctr"
   "${BUILDAH[@]}" rmi -f "$name" >/dev/null 2>&1 || true
   "${BUILDAH[@]}" commit --quiet --format docker --rm "$ctr" "$name" >/dev/null
   log "committed $name"
 }
 
-# --- node:20-bookworm-slim stand-in --------------------------------------------------------------
-if [ "$FORCE" = 1 ] || ! image_exists "$BUILD_BASE"; then
-  slim=$STAGE/slim
-  mkdir -p "$slim"
-  tar -C "$ROOTFS" --exclude=./.crosscred-complete -cf - . | tar -C "$slim" -xpf -
-  install -D -m 0755 "$NODE_BIN" "$slim/usr/local/bin/node"
-  mkdir -p "$slim/usr/local/lib/node_modules"
-  cp -a "$NPM_DIR" "$slim/usr/local/lib/node_modules/npm"
-  ln -sf ../lib/node_modules/npm/bin/npm-cli.js "$slim/usr/local/bin/npm"
-  ln -sf ../lib/node_modules/npm/bin/npx-cli.js "$slim/usr/local/bin/npx"
-  # The real image has a `node` user (1000:1000).
-  chroot "$slim" groupadd --gid 1000 node
-  chroot "$slim" useradd --uid 1000 --gid node --shell /bin/bash --create-home node
-  commit_image "$BUILD_BASE" "$slim" \
-    --env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-    --env "NODE_VERSION=$NODE_VERSION" \
-    --cmd '["node"]'
-fi
-
-# --- distroless nodejs20-debian12 stand-in -------------------------------------------------------
+# --- distroless cc-debian12 stand-in ------------------------------------------------------------
 if [ "$FORCE" = 1 ] || ! image_exists "$RUNTIME_BASE"; then
   dl=$STAGE/distroless
   libdir=usr/lib/x86_64-linux-gnu
   mkdir -p "$dl/$libdir" "$dl/usr/lib64" "$dl/usr/bin" "$dl/etc/ssl/certs" "$dl/usr/share" \
-           "$dl/nodejs/bin" "$dl/home/nonroot" "$dl/root" "$dl/var/run" "$dl/tmp"
+           "$dl/home/nonroot" "$dl/root" "$dl/var/run" "$dl/tmp"
   ln -s usr/lib "$dl/lib"; ln -s usr/lib64 "$dl/lib64"; ln -s usr/bin "$dl/bin"
   chmod 1777 "$dl/tmp"; chmod 0700 "$dl/root"
-  # The C libraries Node links against, taken from the Debian root (same release as the host).
-  for lib in $(ldd "$NODE_BIN" | awk '$2 == "=>" { print $1 } $1 ~ /^\// { print $1 }'); do
-    name=$(basename "$lib")
-    [ -e "$ROOTFS/$libdir/$name" ] || die "$name (needed by node) is not in the Debian root"
+  # The C and C++ runtime the single executable (Node inside) links against, from the Debian root:
+  # what `ldd` lists for the official Node binary, which distroless/cc carries too.
+  for name in libc.so.6 libm.so.6 libdl.so.2 libpthread.so.0 libstdc++.so.6 libgcc_s.so.1 ld-linux-x86-64.so.2; do
+    [ -e "$ROOTFS/$libdir/$name" ] || die "$name is not in the Debian root"
     cp -L "$ROOTFS/$libdir/$name" "$dl/$libdir/$name"
   done
   ln -s "/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2" "$dl/usr/lib64/ld-linux-x86-64.so.2"
@@ -148,10 +115,8 @@ if [ "$FORCE" = 1 ] || ! image_exists "$RUNTIME_BASE"; then
     'nonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin' >"$dl/etc/passwd"
   printf '%s\n' 'root:x:0:' 'nobody:x:65534:' 'tty:x:5:' 'staff:x:50:' 'nonroot:x:65532:' >"$dl/etc/group"
   chown 65532:65532 "$dl/home/nonroot"
-  install -m 0755 "$NODE_BIN" "$dl/nodejs/bin/node"
   commit_image "$RUNTIME_BASE" "$dl" \
     --env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     --env SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt \
-    --entrypoint '["/nodejs/bin/node"]' \
     --workingdir /
 fi

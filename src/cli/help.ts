@@ -241,11 +241,12 @@ host's credentials.
 'down' removes the addresses and every nftables table of crosscred's, whatever the flags.
 `;
 
-export const WAIT_READY_HELP = `Usage: crosscred wait-ready [--admin URL] [--timeout-ms N] [--main-pid PID]
+export const WAIT_READY_HELP = `Usage: crosscred wait-ready [--admin URL] [--timeout-ms N] [--main-pid PID] [--alive]
 
 Polls URL/readyz (default http://127.0.0.1:8171) until it answers 200: exit 0; exit 1 after
 --timeout-ms (default 60000) with the roles' last errors, or as soon as process PID (the daemon;
-systemd's $MAINPID) has exited.
+systemd's $MAINPID) has exited. --alive polls URL/healthz instead: the daemon answers at all,
+whether or not it holds credentials (a container health check).
 `;
 
 export const ISSUER_HELP = `Usage: crosscred issuer serve --config FILE [--log-level LEVEL]

@@ -10,7 +10,7 @@ import { EXIT_USAGE } from './exit-codes.js';
 export async function runWaitReady(args: string[]): Promise<number> {
   const { values } = parseArgs({
     args,
-    options: { admin: { type: 'string' }, 'timeout-ms': { type: 'string' }, 'main-pid': { type: 'string' } },
+    options: { admin: { type: 'string' }, 'timeout-ms': { type: 'string' }, 'main-pid': { type: 'string' }, alive: { type: 'boolean' } },
     strict: true,
     allowPositionals: false,
   });
@@ -25,17 +25,20 @@ export async function runWaitReady(args: string[]): Promise<number> {
     process.stderr.write('crosscred wait-ready: --main-pid must be the process id of the daemon (systemd: $MAINPID)\n');
     return EXIT_USAGE;
   }
+  // --alive: the process answers at all (/healthz), for a container runtime's health check, which
+  // must not restart a daemon only because STS is away; otherwise credentials are cached (/readyz).
+  const path = values.alive ? '/healthz' : '/readyz';
   const deadline = Date.now() + timeoutMs;
   let last = 'no answer yet';
   while (Date.now() < deadline) {
     // A daemon that has exited will never be ready: say so now, not at the deadline (systemd keeps
     // the unit "activating" until this command ends).
     if (mainPid !== undefined && !isRunning(mainPid)) {
-      process.stderr.write(`crosscred wait-ready: the daemon (pid ${mainPid}) exited before ${admin}/readyz was ready (last: ${last})\n`);
+      process.stderr.write(`crosscred wait-ready: the daemon (pid ${mainPid}) exited before ${admin}${path} was ready (last: ${last})\n`);
       return 1;
     }
     try {
-      const res = await request(`${admin.replace(/\/$/, '')}/readyz`, { signal: AbortSignal.timeout(2_000) });
+      const res = await request(`${admin.replace(/\/$/, '')}${path}`, { signal: AbortSignal.timeout(2_000) });
       const body = await res.body.text();
       if (res.statusCode === 200) return 0;
       last = `HTTP ${res.statusCode}: ${summarize(body)}`;
@@ -44,7 +47,7 @@ export async function runWaitReady(args: string[]): Promise<number> {
     }
     await new Promise((r) => setTimeout(r, 250));
   }
-  process.stderr.write(`crosscred wait-ready: ${admin}/readyz was not ready within ${timeoutMs} ms (last: ${last})\n`);
+  process.stderr.write(`crosscred wait-ready: ${admin}${path} was not ready within ${timeoutMs} ms (last: ${last})\n`);
   return 1;
 }
 

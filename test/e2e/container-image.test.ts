@@ -1,36 +1,40 @@
-import { execFile } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { readdir, stat } from 'node:fs/promises';
-import { join } from 'node:path';
+import { execFile, spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { copyFile, link, mkdir, mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { basename, join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { REPO_ROOT } from '../support/chain.js';
 import { clientAvailable } from '../support/clients.js';
+import { ensureRelease } from '../support/release-artifacts.js';
 
 /**
  * The Dockerfile, built and run for real with Debian's buildah (vfs storage, chroot isolation: what
- * works on these machines; `podman run` does not). No registry is reachable here, so
- * container/build-base-image.sh first assembles local STAND-INS for node:20-bookworm-slim and
- * gcr.io/distroless/nodejs20-debian12 (debootstrap + this machine's Node); the stand-in bases stay
- * cached between runs, the crosscred image built here is removed afterwards.
+ * works on these machines; `podman run` does not). The image holds the x86_64 single executable of
+ * `npm run package` (test/support/release-artifacts.ts builds it once per content) and nothing of
+ * Node or node_modules. No registry is reachable here, so container/build-base-image.sh first
+ * assembles a local STAND-IN for gcr.io/distroless/cc-debian12 (debootstrap, cached between runs);
+ * the crosscred image built here is removed afterwards.
  *
- * Measured on 2 cores: the stand-in bases take about 80 s the first time (then they are cached),
- * the image 40-60 s alone and about 90 s alongside the rest of the suite. Needs root, buildah,
- * debootstrap, a Debian mirror and the npm registry. Skipped with the reason where root, buildah or
- * debootstrap are missing, unless CROSSCRED_E2E_STRICT=1.
+ * Needs root, buildah, debootstrap and a Debian mirror. Skipped with the reason where root, buildah
+ * or debootstrap are missing, unless CROSSCRED_E2E_STRICT=1.
  */
 const run = promisify(execFile);
 const BUILDAH = ['--storage-driver', 'vfs'];
 const IMAGE = `localhost/crosscred:e2e-${process.pid}`;
 const NS = `crosscred-img-${process.pid}`;
-const NODE = '/nodejs/bin/node';
-const MAIN = '/app/dist/cli/main.js';
+const BINARY = '/usr/bin/crosscred';
 const MINUTES = 60_000;
 
 let unavailable: string | undefined;
 let container: string | undefined;
 let mountPoint: string | undefined;
 let imageBuilt = false;
+/** The binary the image was built from (release/…-linux-x86_64). */
+let releaseBinary: string | undefined;
+let context: string | undefined;
 
 async function buildah(args: string[], timeout = 2 * MINUTES): Promise<{ stdout: string; stderr: string }> {
   try {
@@ -77,14 +81,18 @@ beforeAll(async () => {
   }
   const baseSeconds = (Date.now() - started) / 1000;
 
-  // Behind a TLS-intercepting proxy (as on these machines) npm needs its CA: handed to `npm ci` as
-  // a build secret, never baked into a layer. Harmless where the registry's own chain is trusted.
-  const caFile = [process.env['NODE_EXTRA_CA_CERTS'], '/etc/ssl/certs/ca-certificates.crt'].find((f) => f && existsSync(f));
-  started = Date.now();
-  await buildah(
-    ['bud', '--isolation', 'chroot', '--format', 'docker', ...(caFile ? ['--secret', `id=extra_ca_certs,src=${caFile}`] : []), '-t', IMAGE, REPO_ROOT],
-    10 * MINUTES,
+  // The build context as an operator has it after `npm run package`: the Dockerfile, its
+  // .dockerignore and release/ with the binary (a hard link to the cached build, where it can be).
+  const release = await ensureRelease({ arch: ['x64'], kinds: ['binary'] });
+  releaseBinary = release.files.x64!.binary!;
+  context = await mkdtemp(join(tmpdir(), 'crosscred-image-context-'));
+  await mkdir(join(context, 'release'));
+  for (const file of ['Dockerfile', '.dockerignore']) await copyFile(join(REPO_ROOT, file), join(context, file));
+  await link(releaseBinary, join(context, 'release', basename(releaseBinary))).catch(() =>
+    copyFile(releaseBinary!, join(context!, 'release', basename(releaseBinary!))),
   );
+  started = Date.now();
+  await buildah(['bud', '--isolation', 'chroot', '--format', 'docker', '-t', IMAGE, context], 10 * MINUTES);
   imageBuilt = true;
   const buildSeconds = (Date.now() - started) / 1000;
   console.log(`container image: stand-in bases ready in ${baseSeconds.toFixed(0)} s, image built in ${buildSeconds.toFixed(0)} s`);
@@ -100,73 +108,67 @@ afterAll(async () => {
     await buildah(['rm', container]).catch(() => undefined);
   }
   if (imageBuilt) await buildah(['rmi', '-f', IMAGE]).catch(() => undefined);
+  if (context) await rm(context, { recursive: true, force: true });
 }, 2 * MINUTES);
 
-describe('the container image (Dockerfile, built with buildah on stand-in bases)', () => {
+describe('the container image (Dockerfile, the single executable on a stand-in distroless base)', () => {
   it('runs as numeric non-root 10001, serves by default through an exec-form entrypoint, exposes both ports and keeps its health check', async (ctx) => {
     if (unavailable) ctx.skip(unavailable);
     const info = JSON.parse((await buildah(['inspect', '--type', 'image', IMAGE])).stdout) as {
-      Docker: { config: { User?: string; Entrypoint?: string[]; Cmd?: string[]; ExposedPorts?: Record<string, unknown>; Healthcheck?: { Test?: string[] } } };
+      Docker: {
+        config: {
+          User?: string;
+          Entrypoint?: string[];
+          Cmd?: string[];
+          Env?: string[];
+          ExposedPorts?: Record<string, unknown>;
+          Healthcheck?: { Test?: string[] };
+        };
+      };
       OCIv1: { config: { User?: string } };
     };
     const config = info.Docker.config;
     expect(config.User).toBe('10001:10001');
     expect(info.OCIv1.config.User).toBe('10001:10001');
-    // The young-generation cap is the same as the CLI's shebang (src/cli/main.ts).
-    expect(config.Entrypoint).toEqual([NODE, '--max-semi-space-size=2', MAIN]);
+    expect(config.Entrypoint).toEqual([BINARY]);
     expect(config.Cmd).toEqual(['serve']);
+    // The young-generation cap of the systemd unit and `npm start`: V8 flags reach a single executable only this way.
+    expect(config.Env).toContain('NODE_OPTIONS=--max-semi-space-size=2');
     expect(Object.keys(config.ExposedPorts ?? {}).sort()).toEqual(['8170/tcp', '8171/tcp']);
     // Exec form ("CMD", not "CMD-SHELL"): the image has no shell to run it with.
-    expect(config.Healthcheck?.Test?.[0]).toBe('CMD');
-    expect(config.Healthcheck?.Test?.[1]).toBe(NODE);
-    expect(config.Healthcheck?.Test?.join(' ')).toContain('http://127.0.0.1:8171/healthz');
+    expect(config.Healthcheck?.Test).toEqual(['CMD', BINARY, 'wait-ready', '--alive', '--timeout-ms', '4000']);
   });
 
-  it('prints the help as user 10001', async (ctx) => {
+  it('prints the help, and runs the whole demo chain inside the image and exits 0', async (ctx) => {
     if (unavailable) ctx.skip(unavailable);
-    const help = await inImage([NODE, MAIN, '--help']);
+    const help = await inImage([BINARY, '--help']);
     expect(help.code, help.stderr).toBe(0);
     expect(help.stdout).toContain('Usage: crosscred <command>');
-    const ids = await inImage([NODE, '-p', 'process.getuid() + ":" + process.getgid()']);
-    expect(ids.stdout.trim()).toBe('10001:10001');
-  });
-
-  it('runs the whole demo chain inside the image and exits 0', async (ctx) => {
-    if (unavailable) ctx.skip(unavailable);
-    const demo = await inImage([NODE, MAIN, 'demo', '--check', '--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0']);
+    const demo = await inImage([BINARY, 'demo', '--check', '--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0']);
     expect(demo.code, `stdout:\n${demo.stdout}\nstderr:\n${tail(demo.stderr)}`).toBe(0);
     expect(demo.stdout).toContain('Self-check passed');
   });
 
-  it('holds the compiled code and production dependencies only, owned by root, and no shell', async (ctx) => {
+  it('holds the release binary byte for byte, owned by root, and no Node, node_modules, shell or package manager', async (ctx) => {
     if (unavailable) ctx.skip(unavailable);
-    const app = join(mountPoint!, 'app');
-    expect((await readdir(app)).sort()).toEqual(['dist', 'node_modules', 'package.json']);
-    expect(existsSync(join(app, 'dist/cli/main.js'))).toBe(true);
-
-    // Every package the lock file marks dev-only is gone; every (non-optional) production one is there.
-    const lock = JSON.parse(readFileSync(join(REPO_ROOT, 'package-lock.json'), 'utf8')) as { packages: Record<string, { dev?: boolean; optional?: boolean }> };
-    const packages = Object.entries(lock.packages).filter(([path]) => path.startsWith('node_modules/'));
-    const dev = packages.filter(([, p]) => p.dev).map(([path]) => path);
-    const prod = packages.filter(([, p]) => !p.dev && !p.optional).map(([path]) => path);
-    // (@types/node is not among them: the Alibaba credentials SDK's own dependencies require it at run time.)
-    expect(dev).toEqual(expect.arrayContaining(['node_modules/typescript', 'node_modules/vitest']));
-    expect(dev.filter((path) => existsSync(join(app, path)))).toEqual([]);
-    expect(prod.filter((path) => !existsSync(join(app, path)))).toEqual([]);
-    // npm prune leaves the emptied scope folders of dev dependencies behind; the Dockerfile removes them.
-    const scopes = (await readdir(join(app, 'node_modules'))).filter((name) => name.startsWith('@'));
-    expect(scopes.filter((scope) => readdirSync(join(app, 'node_modules', scope)).length === 0)).toEqual([]);
-
-    const main = await stat(join(app, 'dist/cli/main.js'));
-    expect([main.uid, main.gid]).toEqual([0, 0]);
-    expect(main.mode & 0o002).toBe(0);
-    // distroless: no shell, no package manager.
-    for (const path of ['bin/sh', 'usr/bin/sh', 'bin/bash', 'usr/bin/apt-get', 'usr/bin/dpkg']) {
+    const inside = join(mountPoint!, BINARY);
+    const info = await stat(inside);
+    expect([info.uid, info.gid]).toEqual([0, 0]);
+    expect(info.mode & 0o022).toBe(0);
+    expect(info.mode & 0o111).not.toBe(0);
+    const digest = async (path: string) =>
+      createHash('sha256')
+        .update(await readFile(path))
+        .digest('hex');
+    expect(await digest(inside)).toBe(await digest(releaseBinary!));
+    for (const path of ['app', 'nodejs', 'usr/local/bin/node', 'usr/bin/node', 'bin/sh', 'usr/bin/sh', 'bin/bash', 'usr/bin/apt-get', 'usr/bin/dpkg']) {
       expect(existsSync(join(mountPoint!, path)), path).toBe(false);
     }
+    // The glob in COPY matched one binary: nothing else of crosscred's is in the image.
+    expect((await readdir(join(mountPoint!, 'usr/bin'))).filter((name) => name.startsWith('crosscred'))).toEqual(['crosscred']);
   });
 
-  it("passes the image's own health check while the daemon is up and fails it once it is down", async (ctx) => {
+  it("passes the image's own health check while the daemon is up, as user 10001, and fails it once it is down", async (ctx) => {
     if (unavailable) ctx.skip(unavailable);
     // Its own network namespace, so the image's fixed admin port 8171 is free whatever runs here.
     try {
@@ -179,30 +181,67 @@ describe('the container image (Dockerfile, built with buildah on stand-in bases)
     }
     const info = JSON.parse((await buildah(['inspect', '--type', 'image', IMAGE])).stdout) as { Docker: { config: { Healthcheck: { Test: string[] } } } };
     const check = info.Docker.config.Healthcheck.Test.slice(1);
-    // One process inside the image drives it all (no shell there): start the daemon (the demo chain,
-    // default ports), run the health check command as the runtime would, stop the daemon, run it again.
-    const driver = `
-      const { spawn, spawnSync } = require('node:child_process');
-      const check = JSON.parse(process.argv[1]);
-      const demo = spawn(${JSON.stringify(NODE)}, [${JSON.stringify(MAIN)}, 'demo'], { stdio: ['ignore', 'pipe', 'pipe'] });
-      let out = '';
-      demo.stdout.on('data', (d) => { out += d; });
-      demo.stderr.on('data', (d) => { out += d; });
-      const timer = setTimeout(() => { console.log(JSON.stringify({ error: 'demo did not start', out })); process.exit(3); }, 30000);
-      const ready = setInterval(() => {
-        if (!out.includes('crosscred demo is running')) return;
-        clearInterval(ready);
-        const up = spawnSync(check[0], check.slice(1), { timeout: 10000 }).status;
-        demo.on('exit', () => {
-          const down = spawnSync(check[0], check.slice(1), { timeout: 10000 }).status;
-          clearTimeout(timer);
-          console.log(JSON.stringify({ up, down }));
-        });
-        demo.kill('SIGTERM');
-      }, 100);
-    `;
-    const result = await inImage([NODE, '-e', driver, JSON.stringify(check)], NS);
-    expect(result.code, `stdout:\n${result.stdout}\nstderr:\n${tail(result.stderr)}`).toBe(0);
-    expect(JSON.parse(result.stdout.trim().split('\n').pop()!)).toEqual({ up: 0, down: 1 });
+    // The daemon (the demo chain on the default ports) in one run of the image, the health check in
+    // another, both in the namespace: as a runtime runs a check beside the entrypoint.
+    const demo = spawn('ip', ['netns', 'exec', NS, 'buildah', ...BUILDAH, 'run', '--isolation', 'chroot', container!, '--', BINARY, 'demo'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    demo.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+    });
+    demo.stderr.on('data', (d: Buffer) => {
+      out += d.toString();
+    });
+    try {
+      const deadline = Date.now() + 2 * MINUTES;
+      while (!out.includes('crosscred demo is running') && Date.now() < deadline && demo.exitCode === null) await new Promise((r) => setTimeout(r, 100));
+      expect(out, tail(out)).toContain('crosscred demo is running');
+      const up = await inImage(check, NS);
+      expect(up.code, up.stderr).toBe(0);
+      // The daemon's process, seen from the host: the image's numeric user, not root.
+      expect(await uidOf(`${BINARY}\0demo`)).toBe(10001);
+    } finally {
+      demo.kill('SIGTERM');
+      await new Promise((r) => (demo.exitCode !== null ? r(undefined) : demo.once('exit', r)));
+    }
+    await killAll(`${BINARY}\0demo`);
+    const down = await inImage(check, NS);
+    expect(down.code).toBe(1);
   });
 });
+
+/** The real uid of the one process whose command line starts with `prefix` (NUL-separated), from /proc. */
+async function uidOf(prefix: string): Promise<number | undefined> {
+  for (const pid of await readdir('/proc')) {
+    if (!/^\d+$/.test(pid)) continue;
+    const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
+    if (!cmdline.startsWith(prefix)) continue;
+    const status = await readFile(`/proc/${pid}/status`, 'utf8').catch(() => '');
+    const uid = /^Uid:\s+(\d+)/m.exec(status)?.[1];
+    return uid === undefined ? undefined : Number(uid);
+  }
+  return undefined;
+}
+
+/** buildah run does not always pass SIGTERM on: ends what is left of the daemon, and waits until it is gone. */
+async function killAll(prefix: string): Promise<void> {
+  const deadline = Date.now() + 30_000;
+  while (Date.now() < deadline) {
+    let found = false;
+    for (const pid of await readdir('/proc')) {
+      if (!/^\d+$/.test(pid)) continue;
+      const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
+      if (!cmdline.startsWith(prefix)) continue;
+      found = true;
+      try {
+        process.kill(Number(pid), 'SIGTERM');
+      } catch {
+        // Gone meanwhile.
+      }
+    }
+    if (!found) return;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(`a process "${prefix.replace('\0', ' ')}" outlived SIGTERM for 30 s`);
+}
