@@ -3,6 +3,7 @@ import { formatTrustPolicyText, type TrustPolicyAdvice, trustPolicyFor, vmTrustP
 import type { ServeFlags } from '../config/load.js';
 import { systemClock } from '../core/clock.js';
 import { CrosscredError } from '../core/errors.js';
+import { roleArnParts } from '../platform/aws/role-arn.js';
 import type { VmSubjectKind } from '../protocol/vm-subjects.js';
 import { createTokenSource } from '../sources/create-token-source.js';
 import type { TokenClaimsSummary } from '../sources/token-source.js';
@@ -41,7 +42,7 @@ export async function runTrustPolicy(args: string[]): Promise<number> {
 
   // The partition of the configured role; without one, the partition of the region.
   const partition = roleConfigured
-    ? (/^arn:(aws[a-z-]*):/.exec(role.roleArn)?.[1] ?? 'aws')
+    ? (roleArnParts(role.roleArn)?.partition ?? 'aws')
     : role.region.startsWith('cn-')
       ? 'aws-cn'
       : role.region.startsWith('us-gov-')

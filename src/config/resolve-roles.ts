@@ -1,4 +1,4 @@
-import { accountIdOfRoleArn } from '../platform/aws/credentials.js';
+import { parseRoleArn } from '../platform/aws/role-arn.js';
 import { deriveSessionName, VALID_SESSION_NAME } from '../platform/aws/session-name.js';
 import { clip, outOfRange, problem, rangeWords } from './checks.js';
 import type { RoleConfig, TokenSourceChoice } from './config.js';
@@ -122,10 +122,9 @@ export function checkRole(raw: RawRole, inputs: RoleInputs, seenNames: Set<strin
 
 /** The account the role belongs to, from its ARN, which must be an IAM role's. */
 function accountOf(roleArn: Sourced<string>, field: string): Resolved<string> {
-  const accountId = accountIdOfRoleArn(roleArn.value);
-  if (accountId) return { value: accountId, problems: [] };
-  const words = `"${clip(roleArn.value)}" is not an IAM role ARN (arn:aws:iam::<12-digit account>:role/<name>)`;
-  return { value: '', problems: [problem(field, roleArn.origin, words)] };
+  const parsed = parseRoleArn(roleArn.value);
+  if (!('problem' in parsed)) return { value: parsed.accountId, problems: [] };
+  return { value: '', problems: [problem(field, roleArn.origin, `"${clip(roleArn.value)}" ${parsed.problem}`)] };
 }
 
 /** Where the role's token comes from. A blank token file is refused, and detection still runs. */

@@ -1,3 +1,4 @@
+import { roleArnParts } from '../platform/aws/role-arn.js';
 import { checkEndpoint, clip, outOfRange, problem, rangeWords, readPemBundle } from './checks.js';
 import type { StsConnectionConfig } from './config.js';
 import { type Layers, pickSetting, type Resolved, type Sourced, valueOrDefault } from './layers.js';
@@ -36,7 +37,7 @@ export function resolveStsConnection(layers: Layers, readText: (path: string) =>
 /** The region a role with none uses: its ARN's partition's home region, from the table. */
 export function partitionHomeRegion(roleArn: string): string | undefined {
   const d = settingSpec('region').default;
-  const partition = /^arn:(aws[a-z-]*):/.exec(roleArn)?.[1];
+  const partition = roleArnParts(roleArn)?.partition;
   return partition && d && 'byPartition' in d ? d.byPartition[partition] : undefined;
 }
 

@@ -18,10 +18,3 @@ export interface AwsCredentials {
   /** The 12-digit account of the role. */
   readonly accountId: string;
 }
-
-const ROLE_ARN = /^arn:aws[a-z-]*:iam::(\d{12}):role\/[\w+=,.@/-]{1,512}$/;
-
-/** The account id of an IAM role ARN (any partition), or undefined when the ARN is not one. */
-export function accountIdOfRoleArn(arn: string): string | undefined {
-  return ROLE_ARN.exec(arn)?.[1];
-}
