@@ -6,14 +6,15 @@
 //   node bench/run.mjs --issuer [--storm-vms N] [--hostile-clients N]   runs only the issuer
 // scenarios (bench/lib/issuer-bench.mjs, issue 11) and writes bench/results/issuer/latest.{json,md}.
 import { spawn } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { cpus, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { DemoOidcIssuer } from '../dist/demo/oidc-issuer.js';
 import { StsEmulator } from '../dist/demo/sts-emulator.js';
 import { renderChart } from './lib/chart.mjs';
+import { machine } from './lib/machine.mjs';
 import { BENCH_DIR, CLI, memoryOf, nginxPath, spawnDaemonChild, spawnNodeBaseline, spawnServe, startNginx } from './lib/procs.mjs';
 import { renderMarkdown } from './lib/report.mjs';
 import { runWrk, wrkVersion } from './lib/wrk.mjs';
@@ -154,7 +155,7 @@ const report = {
   schema: 'crosscred-bench/1',
   mode: QUICK ? 'quick' : 'full',
   startedAt: new Date().toISOString(),
-  machine: machine(),
+  machine: { ...machine(), wrk: null, nginx: null },
   plan: PLAN,
   notes: [],
   hotPath: [],
@@ -165,17 +166,6 @@ const report = {
   roleScale: [],
 };
 
-function machine() {
-  const cpuinfo = existsSync('/proc/cpuinfo') ? readFileSync('/proc/cpuinfo', 'utf8') : '';
-  return {
-    nproc: cpus().length,
-    cpuModel: /^model name\s*:\s*(.*)$/m.exec(cpuinfo)?.[1] ?? cpus()[0]?.model ?? 'unknown',
-    node: process.version,
-    wrk: null,
-    nginx: null,
-    kernel: existsSync('/proc/sys/kernel/osrelease') ? readFileSync('/proc/sys/kernel/osrelease', 'utf8').trim() : 'unknown',
-  };
-}
 report.machine.wrk = WRK;
 report.machine.nginx = NGINX ? 'nginx (Debian nginx-light)' : null;
 if (!NGINX) report.notes.push('nginx is not installed (apt-get install -y nginx-light): the nginx baseline is missing from this run');

@@ -1,18 +1,17 @@
 // Alibaba ECS instance identity attestations for the issuer benchmark, made exactly as the fake
 // metadata server makes them (test/support/fake-alibaba-cloud.ts, from Alibaba's documentation):
 // the one-line identity document, the audience `{"aud":"<issuer URL>","signingTime":<s>}` appended
-// inside it, signed detached by `openssl cms -sign -binary -nocerts -md sha256` with a test CA's
-// RSA-2048 signer. Real PKCS#7: `attest` runs one openssl process per attestation (16-20 ms each
+// inside it, signed detached by `openssl cms -sign -binary -nocerts -md sha256` (cmsSign of
+// test/support/fake-alibaba-cloud.ts) with a test CA's RSA-2048 signer. Real PKCS#7: `attest` runs one openssl process per attestation (16-20 ms each
 // here, too slow for 10,000 inside the issuer's 5-minute signingTime window); `fastSigner` makes the
 // same bytes in process (see there). The CA is the test suite's (makeSigningCa in
 // test/support/fake-alibaba-cloud.ts, loaded through test-support.mjs).
-import { execFile } from 'node:child_process';
 import { createHash, createPrivateKey, sign } from 'node:crypto';
-import { readFile, rm, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
-import { promisify } from 'node:util';
+import { readFile } from 'node:fs/promises';
+import { testSupport } from './test-support.mjs';
 
-const run = promisify(execFile);
+/** `openssl cms -sign -binary -md sha256 -nocerts`, detached: the test suite's own signer, as the fake metadata server signs. */
+const { cmsSign } = await testSupport('fake-alibaba-cloud.ts');
 
 /** The identity document of VM number `i` in `accountId`, compact, in a real instance's field order. */
 export function documentOf(i, accountId) {
@@ -30,8 +29,6 @@ export function documentOf(i, accountId) {
   });
 }
 
-let seq = 0;
-
 /** The audience and the signed bytes of `document` (Alibaba: the audience appended inside the document). */
 function signedContent(issuerUrl, document) {
   const audience = JSON.stringify({ aud: issuerUrl, signingTime: Math.floor(Date.now() / 1000) });
@@ -46,39 +43,10 @@ const base64Lines = (der) =>
     .replace(/(.{64})/g, '$1\n')
     .trimEnd()}\n`;
 
-/** `openssl cms -sign` over exactly `content`; the DER. */
-async function opensslSign(ca, content) {
-  const n = seq++;
-  const input = join(ca.dir, `content-${n}`);
-  const output = join(ca.dir, `sig-${n}.der`);
-  await writeFile(input, content);
-  await run('openssl', [
-    'cms',
-    '-sign',
-    '-binary',
-    '-in',
-    input,
-    '-signer',
-    ca.signerCertPath,
-    '-inkey',
-    ca.signerKeyPath,
-    '-md',
-    'sha256',
-    '-nocerts',
-    '-outform',
-    'DER',
-    '-out',
-    output,
-  ]);
-  const der = await readFile(output);
-  await Promise.all([rm(input), rm(output)]);
-  return der;
-}
-
 /** One attestation's subject token (base64url JSON {document, pkcs7, audience}), signed now by openssl. */
 export async function attest(ca, issuerUrl, document) {
   const { audience, content } = signedContent(issuerUrl, document);
-  return subjectTokenOf(document, await opensslSign(ca, content), audience);
+  return subjectTokenOf(document, await cmsSign(ca, content), audience);
 }
 
 const OID_PREFIX = Buffer.from([0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x09]);
@@ -96,7 +64,7 @@ const OID_SIGNING_TIME = oid(5);
  * that second; `check` compares one with openssl's own for the same content and second.
  */
 export async function fastSigner(ca) {
-  const template = await opensslSign(ca, Buffer.from('{"template":true}'));
+  const template = await cmsSign(ca, Buffer.from('{"template":true}'));
   const key = createPrivateKey(await readFile(ca.signerKeyPath));
   const at = (needle, what) => {
     const i = template.indexOf(needle);
@@ -137,7 +105,7 @@ export async function fastSigner(ca) {
       for (let i = 0; i < 3; i++) {
         const content = Buffer.from(`{"check":${i}}`);
         const before = Math.floor(Date.now() / 1000);
-        const theirs = await opensslSign(ca, content);
+        const theirs = await cmsSign(ca, content);
         if (Math.floor(Date.now() / 1000) !== before) continue;
         if (signDer(content, new Date(before * 1000)).equals(theirs)) return true;
         return false;

@@ -2,10 +2,9 @@
 // Real `crosscred issuer serve` replicas (child processes) and a real redis-server on 127.0.0.1,
 // attested with real PKCS#7 made before any timing starts. Writes OUT/latest.{json,md}.
 import { randomFillSync } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
-import { cpus, loadavg, tmpdir } from 'node:os';
+import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Agent, request } from 'undici';
 import { signGetCallerIdentity } from '../../dist/platform/alibaba/ram-request-signer.js';
@@ -13,6 +12,7 @@ import { encodeSubjectToken, JWT_TOKEN_TYPE, SUBJECT_TOKEN_TYPES, TOKEN_EXCHANGE
 import { signTencentGetCallerIdentity } from '../../dist/sources/tencent-cvm-token-source.js';
 import { attestMany, attestManyFast, documentOf, fastSigner, forge } from './ecs-attest.mjs';
 import { keygen, spawnIssuer } from './issuer-procs.mjs';
+import { machine } from './machine.mjs';
 import { testSupport } from './test-support.mjs';
 
 const { default: AlibabaCredential, Config: AlibabaCredentialConfig } = createRequire(import.meta.url)('@alicloud/credentials');
@@ -85,18 +85,6 @@ export async function runIssuerBench({ out, stormVms, hostileClients, log, limit
   await writeFile(join(out, 'latest.md'), renderIssuerMarkdown(report));
   log(`wrote ${join(out, 'latest.json')} and latest.md in ${report.durationSeconds} s`);
   return report;
-}
-
-function machine() {
-  const cpuinfo = existsSync('/proc/cpuinfo') ? readFileSync('/proc/cpuinfo', 'utf8') : '';
-  return {
-    nproc: cpus().length,
-    cpuModel: /^model name\s*:\s*(.*)$/m.exec(cpuinfo)?.[1] ?? cpus()[0]?.model ?? 'unknown',
-    node: process.version,
-    kernel: existsSync('/proc/sys/kernel/osrelease') ? readFileSync('/proc/sys/kernel/osrelease', 'utf8').trim() : 'unknown',
-    /** The 1-minute load average when the run started: other work on a shared machine shows here. */
-    loadAverageAtStart: +loadavg()[0].toFixed(2),
-  };
 }
 
 function issuerConfig(dir, ca) {
