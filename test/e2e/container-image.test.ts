@@ -211,36 +211,39 @@ describe('the container image (Dockerfile, the single executable on a stand-in d
   });
 });
 
-/** The real uid of the one process whose command line starts with `prefix` (NUL-separated), from /proc. */
-async function uidOf(prefix: string): Promise<number | undefined> {
+/** The processes whose command line starts with `prefix` (its arguments NUL-separated, as in /proc). */
+async function processesStartingWith(prefix: string): Promise<number[]> {
+  const pids: number[] = [];
   for (const pid of await readdir('/proc')) {
     if (!/^\d+$/.test(pid)) continue;
     const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
-    if (!cmdline.startsWith(prefix)) continue;
-    const status = await readFile(`/proc/${pid}/status`, 'utf8').catch(() => '');
-    const uid = /^Uid:\s+(\d+)/m.exec(status)?.[1];
-    return uid === undefined ? undefined : Number(uid);
+    if (cmdline.startsWith(prefix)) pids.push(Number(pid));
   }
-  return undefined;
+  return pids;
+}
+
+/** The real uid of the first process whose command line starts with `prefix`, from /proc. */
+async function uidOf(prefix: string): Promise<number | undefined> {
+  const [pid] = await processesStartingWith(prefix);
+  if (pid === undefined) return undefined;
+  const status = await readFile(`/proc/${pid}/status`, 'utf8').catch(() => '');
+  const uid = /^Uid:\s+(\d+)/m.exec(status)?.[1];
+  return uid === undefined ? undefined : Number(uid);
 }
 
 /** buildah run does not always pass SIGTERM on: ends what is left of the daemon, and waits until it is gone. */
 async function killAll(prefix: string): Promise<void> {
   const deadline = Date.now() + 30_000;
   while (Date.now() < deadline) {
-    let found = false;
-    for (const pid of await readdir('/proc')) {
-      if (!/^\d+$/.test(pid)) continue;
-      const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
-      if (!cmdline.startsWith(prefix)) continue;
-      found = true;
+    const pids = await processesStartingWith(prefix);
+    if (pids.length === 0) return;
+    for (const pid of pids) {
       try {
-        process.kill(Number(pid), 'SIGTERM');
+        process.kill(pid, 'SIGTERM');
       } catch {
         // Gone meanwhile.
       }
     }
-    if (!found) return;
     await new Promise((r) => setTimeout(r, 200));
   }
   throw new Error(`a process "${prefix.replace('\0', ' ')}" outlived SIGTERM for 30 s`);
