@@ -119,7 +119,7 @@ export class TenantTable<V> {
     if (t === undefined) return false;
     if (t.entries.delete(key)) this.#count -= 1;
     if (this.#count >= this.maxEntries) {
-      this.#dropSpent(now);
+      this.#dropSpent(now, tenant);
       if (this.#count >= this.maxEntries) {
         if (t.entries.size === 0) this.#tenants.delete(tenant);
         return false;
@@ -184,14 +184,16 @@ export class TenantTable<V> {
 
   /**
    * At the bound over all tenants: drops every spent entry of every tenant, at most once a second
-   * (so a table full of live entries costs O(1) per refused put). Tenants left empty go too.
+   * (so a table full of live entries costs O(1) per refused put). Tenants left empty go too, except
+   * `writing`, the one a put is about to store into: dropping it would store the entry in a tenant
+   * no longer in the table, and a replay claim stored there would be forgotten at once.
    */
-  #dropSpent(now: number): void {
+  #dropSpent(now: number, writing: string): void {
     if (now - this.#lastTotalSweep < FULL_SWEEP_INTERVAL_MS) return;
     this.#lastTotalSweep = now;
     for (const [name, t] of this.#tenants) {
       if (t.earliestSpentAt <= now) this.#sweepAll(t, now);
-      if (t.entries.size === 0) this.#tenants.delete(name);
+      if (t.entries.size === 0 && name !== writing) this.#tenants.delete(name);
     }
   }
 
