@@ -32,6 +32,11 @@ const ROOMS = {
   serve: ['core', 'util', 'platform/aws', 'http', 'observability', 'exchange', 'config', 'sources', 'cache', 'roles'],
   issuer: ['core', 'util', 'protocol', 'platform/alibaba', 'platform/tencent', 'http', 'observability', 'config'],
   demo: ['core', 'util'],
+  // The node agent serves every pod of a node from the pod's own token: it talks to STS and never
+  // to the Kubernetes API. The webhook reads the API and never talks to STS. Neither imports the
+  // other; what both speak is protocol/pod-identity.ts.
+  'node-agent': ['core', 'util', 'protocol', 'platform/aws', 'http', 'observability', 'exchange', 'cache', 'config'],
+  webhook: ['core', 'util', 'protocol', 'platform/aws', 'platform/kubernetes', 'http', 'observability', 'config'],
   // Above the products
   advice: ['core', 'util', 'protocol', 'platform/aws', 'platform/alibaba', 'platform/tencent', 'platform/kubernetes', 'exchange', 'config', 'sources', 'roles'],
   cli: [
@@ -53,6 +58,8 @@ const ROOMS = {
     'serve',
     'issuer',
     'demo',
+    'node-agent',
+    'webhook',
     'advice',
   ],
 };
@@ -94,10 +101,10 @@ module.exports = {
     },
     {
       name: 'products-never-import-each-other',
-      comment: 'serve/, issuer/ and demo/ are products: what two of them share moves down to protocol/, http/ or core/.',
+      comment: 'serve/, issuer/, demo/, node-agent/ and webhook/ are products: what two of them share moves down to protocol/, http/ or core/.',
       severity: 'error',
-      from: { path: '^src/(serve|issuer|demo)/' },
-      to: { path: '^src/(?:serve|issuer|demo)/', pathNot: '^src/$1/' },
+      from: { path: '^src/(serve|issuer|demo|node-agent|webhook)/' },
+      to: { path: '^src/(?:serve|issuer|demo|node-agent|webhook)/', pathNot: '^src/$1/' },
     },
     {
       name: 'nothing-imports-cli',

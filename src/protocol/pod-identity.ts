@@ -1,0 +1,116 @@
+/**
+ * The pod-identity contract: what `crosscred webhook` writes into a pod and what `crosscred
+ * node-agent` (and `doctor --node-agent`) expect to find there. The webhook never talks to STS and
+ * the node agent never reads the Kubernetes API, so this file is all the two share.
+ *
+ * The addresses and variable names are the AWS SDKs' own (the container-credentials provider, as
+ * EKS Pod Identity uses it): every current SDK allows plain HTTP to these two addresses.
+ */
+
+/** The node agent's IPv4 address on every node (link-local, so never routed off the node). */
+export const POD_IDENTITY_IPV4 = '169.254.170.23';
+/** The node agent's IPv6 address (unique-local); Java SDK v2 needs AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE=IPv6 for it. */
+export const POD_IDENTITY_IPV6 = 'fd00:ec2::23';
+
+/** The credentials route; the role ARN follows it literally: `/v1/credentials/arn:aws:iam::…:role/team/app`. */
+export const CREDENTIALS_PATH_PREFIX = '/v1/credentials/';
+/** STS's own maximum for `RoleArn`: a longer role part of the path is refused before it is parsed. */
+export const MAX_ROLE_ARN_LENGTH = 2048;
+
+/** The audience the projected token is minted for, and the node agent's default `--audience`. */
+export const DEFAULT_AUDIENCE = 'sts.amazonaws.com';
+/** Kubernetes refuses a projected token shorter than this (seconds); the webhook raises shorter requests to it. */
+export const MIN_TOKEN_EXPIRATION_SECONDS = 600;
+/** The projected token's lifetime when the ServiceAccount does not say (the kubelet rotates it at 80%). */
+export const DEFAULT_TOKEN_EXPIRATION_SECONDS = 86_400;
+
+/** The projected token volume the webhook adds, where it is mounted, and the file in it. */
+export const TOKEN_VOLUME_NAME = 'crosscred-token';
+export const TOKEN_MOUNT_PATH = '/var/run/secrets/crosscred.io/serviceaccount';
+export const TOKEN_FILE_NAME = 'token';
+export const TOKEN_FILE_PATH = `${TOKEN_MOUNT_PATH}/${TOKEN_FILE_NAME}`;
+
+/** Pods opt in with this label (the webhook's objectSelector), so a webhook that is down blocks only opted-in pods. */
+export const INJECT_LABEL = 'crosscred.io/inject';
+export const INJECT_LABEL_VALUE = 'true';
+
+/** ServiceAccount and pod annotations the webhook reads, and the one it writes. */
+export const ANNOTATIONS = {
+  /** ServiceAccount: the role pods under it get. */
+  roleArn: 'crosscred.io/role-arn',
+  /** ServiceAccount: the projected token's audience. */
+  audience: 'crosscred.io/audience',
+  /** ServiceAccount: the projected token's lifetime in seconds. */
+  tokenExpiration: 'crosscred.io/token-expiration',
+  /** ServiceAccount: `agent`, `sidecar` or `web-identity`, overriding the cluster default. */
+  mode: 'crosscred.io/mode',
+  /** Pod: comma-separated container names to leave alone. */
+  skipContainers: 'crosscred.io/skip-containers',
+  /** Pod: comma-separated container names to inject; the others are left alone. */
+  containers: 'crosscred.io/containers',
+  /** Pod, written by the webhook: the mode it injected. A pod carrying it is never patched again. */
+  injected: 'crosscred.io/injected',
+} as const;
+
+/** The IRSA annotations Helm charts already set; read when ours are absent. */
+export const EKS_ANNOTATIONS = {
+  roleArn: 'eks.amazonaws.com/role-arn',
+  audience: 'eks.amazonaws.com/audience',
+  tokenExpiration: 'eks.amazonaws.com/token-expiration',
+  skipContainers: 'eks.amazonaws.com/skip-containers',
+} as const;
+
+/**
+ * How a pod gets credentials:
+ * - `agent`: the node agent, reached at FULL_URI with the pod's projected token;
+ * - `sidecar`: crosscred `serve` as a native sidecar in the pod (clusters that allow no DaemonSet);
+ * - `web-identity`: IRSA's variables, the pod calls STS itself (SDKs too old for the node agent).
+ */
+export const INJECTION_MODES = ['agent', 'sidecar', 'web-identity'] as const;
+export type InjectionMode = (typeof INJECTION_MODES)[number];
+
+/** The variables each mode injects, named as the SDKs read them. */
+export const ENV = {
+  fullUri: 'AWS_CONTAINER_CREDENTIALS_FULL_URI',
+  /** Never injected: Java SDK v2 prefers the fixed value over the rotating file. */
+  authorizationToken: 'AWS_CONTAINER_AUTHORIZATION_TOKEN',
+  authorizationTokenFile: 'AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE',
+  roleArn: 'AWS_ROLE_ARN',
+  webIdentityTokenFile: 'AWS_WEB_IDENTITY_TOKEN_FILE',
+  roleSessionName: 'AWS_ROLE_SESSION_NAME',
+  /** Java SDK v2 accepts the IPv6 address only in this mode. */
+  endpointMode: 'AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE',
+} as const;
+
+/**
+ * Variables that decide a container's AWS credentials before the container provider is asked (or
+ * that are the container provider). A container that already sets one is left alone: injecting
+ * beside it would be ignored by the SDK, or would silently change what it uses.
+ */
+export const CREDENTIAL_VARIABLES: readonly string[] = [
+  'AWS_ACCESS_KEY_ID',
+  'AWS_SECRET_ACCESS_KEY',
+  'AWS_SESSION_TOKEN',
+  'AWS_PROFILE',
+  ENV.roleArn,
+  ENV.webIdentityTokenFile,
+  ENV.fullUri,
+  'AWS_CONTAINER_CREDENTIALS_RELATIVE_URI',
+  ENV.authorizationToken,
+  ENV.authorizationTokenFile,
+];
+
+/** Characters that stand in an IAM role ARN's path unencoded; anything else is percent-encoded in the URI. */
+const URI_SAFE_ARN = /[^\w+=,.@/:-]/g;
+
+/**
+ * The FULL_URI for a role: the ARN follows the prefix literally, with only characters a URL would
+ * misread (`?`, `#`, `%`, spaces…) percent-encoded. The node agent decodes the path once.
+ */
+export function credentialsUri(roleArn: string, family: 'ipv4' | 'ipv6' = 'ipv4'): string {
+  const host = family === 'ipv4' ? POD_IDENTITY_IPV4 : `[${POD_IDENTITY_IPV6}]`;
+  const path = roleArn.replace(URI_SAFE_ARN, (c) =>
+    Array.from(new TextEncoder().encode(c), (b) => `%${b.toString(16).toUpperCase().padStart(2, '0')}`).join(''),
+  );
+  return `http://${host}${CREDENTIALS_PATH_PREFIX}${path}`;
+}
