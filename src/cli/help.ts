@@ -204,6 +204,7 @@ whole with --sub-pattern.
 
 export const NET_SETUP_HELP = `Usage: crosscred net-setup up|down [--interface NAME] [--container-address] [--address CIDR]... [--local-only] [--hop-limit]
        [--tencent-metadata-only-for USER]
+       crosscred net-setup [up|down] --node-agent [--ipv4-only] [--interface NAME]
 
 Puts the metadata addresses on this host (up) or removes them (down), idempotently: run it as
 ExecStartPre/ExecStopPost of the systemd unit. Needs root (CAP_NET_ADMIN) and iproute2;
@@ -239,6 +240,18 @@ host's credentials.
                               SDKs' CVM role provider lose the metadata service too.
 
 'down' removes the addresses and every nftables table of crosscred's, whatever the flags.
+
+The node agent (Kubernetes; the DaemonSet's init container runs this with NET_ADMIN):
+
+  --node-agent                Put 169.254.170.23/32 and fd00:ec2::23/128 on the same link instead
+                              ('up' is implied), where pods reach 'crosscred node-agent' through
+                              the node. The IPv6 address goes on with nodad, so it is usable at
+                              once. No nftables rule: pods come from their own interfaces, and the
+                              agent answers only to a valid ServiceAccount token of the pod's own.
+                              The addresses stay when the agent stops, so a rolling update leaves
+                              no moment without them. 'down --node-agent' removes just these two
+                              (and the dummy link once nothing else is on it), no nftables table.
+  --ipv4-only                 With --node-agent: only 169.254.170.23/32 (nodes with IPv6 off).
 `;
 
 export const WAIT_READY_HELP = `Usage: crosscred wait-ready [--admin URL] [--timeout-ms N] [--main-pid PID] [--alive]

@@ -7,7 +7,8 @@ const run = promisify(execFile);
  * Puts the metadata addresses on this host so crosscred can listen on them, as the EKS Pod
  * Identity Agent does: `169.254.169.254/32` (IMDS, which every SDK tries with no configuration)
  * and optionally `169.254.170.2/32` (the ECS container-credentials address). On Alibaba ECS
- * (metadata at 100.100.100.200) and Tencent CVM (169.254.0.23) these addresses are free.
+ * (metadata at 100.100.100.200) and Tencent CVM (169.254.0.23) these addresses are free. The node
+ * agent's `169.254.170.23/32` and `fd00:ec2::23/128` (`net-setup --node-agent`) go the same way.
  *
  * They go on a dedicated `dummy` link where the kernel has that type, else on the loopback.
  * Neither makes them private to the host: Linux accepts a packet for a local address whatever
@@ -39,6 +40,13 @@ export interface LinkLocalOptions {
    * the cloud agents, cloud-init, the Tencent SDKs' own CVM role provider.
    */
   readonly tencentMetadataOnlyFor?: string;
+  /**
+   * What `down` takes away. `everything` (serve's set-up): the addresses, the dummy link and every
+   * nftables table of crosscred's. `these-addresses` (the node agent's): only `addresses`, and the
+   * dummy link only once nothing else is on it, so that a node also running `serve` keeps its
+   * metadata address and its `--local-only` rule.
+   */
+  readonly down?: 'everything' | 'these-addresses';
   /** Where `ip` and `nft` are; injectable for a network namespace (`ip netns exec NAME …`). */
   readonly ip?: string;
   readonly nft?: string;
@@ -84,7 +92,7 @@ export async function linkLocalUp(options: LinkLocalOptions): Promise<{ device: 
       options.log(`${address} is already on ${device}`);
       continue;
     }
-    await run(ip, ['addr', 'add', address, 'dev', device]);
+    await addAddress(ip, address, device);
     options.log(`added ${address} to ${device}`);
   }
   if (options.hopLimit) await hopLimitUp(options);
@@ -99,6 +107,7 @@ export async function linkLocalUp(options: LinkLocalOptions): Promise<{ device: 
  */
 export async function linkLocalDown(options: LinkLocalOptions): Promise<void> {
   const ip = options.ip ?? 'ip';
+  const everything = (options.down ?? 'everything') === 'everything';
   for (const device of [options.interfaceName, 'lo']) {
     if (!(await linkExists(ip, device))) continue;
     const present = await addressesOn(ip, device);
@@ -110,16 +119,38 @@ export async function linkLocalDown(options: LinkLocalOptions): Promise<void> {
   }
   if (options.interfaceName !== 'lo' && (await linkExists(ip, options.interfaceName))) {
     // Only a dummy link can be one `up` made; `--interface eth0` must not delete eth0.
-    if ((await linkKind(ip, options.interfaceName)) === 'dummy') {
+    // The kernel's own fe80:: address on an up link does not count.
+    const others = [...(await addressesOn(ip, options.interfaceName))].filter((a) => !a.startsWith('fe80:'));
+    if (!everything && others.length > 0) {
+      options.log(`left link ${options.interfaceName} in place: other addresses are still on it`);
+    } else if ((await linkKind(ip, options.interfaceName)) === 'dummy') {
       await run(ip, ['link', 'del', options.interfaceName]);
       options.log(`deleted link ${options.interfaceName}`);
     } else {
       options.log(`left link ${options.interfaceName} in place: it is not a dummy link`);
     }
   }
+  if (!everything) return;
   await deleteTable(options, NFT_HOP_LIMIT_TABLE);
   await deleteTable(options, NFT_LOCAL_ONLY_TABLE);
   await deleteTable(options, NFT_TENCENT_METADATA_TABLE);
+}
+
+/**
+ * An IPv6 address goes on with `nodad`: on any link but the loopback it would otherwise stay
+ * `tentative` while duplicate address detection runs (about a second, and for ever on a link that is
+ * down or has no carrier), and a `bind` to it fails with EADDRNOTAVAIL. These addresses are the
+ * same on every node by design, so there is no duplicate to detect.
+ */
+async function addAddress(ip: string, address: string, device: string): Promise<void> {
+  const ipv6 = address.includes(':');
+  try {
+    await run(ip, ['addr', 'add', address, 'dev', device, ...(ipv6 ? ['nodad'] : [])]);
+  } catch (err) {
+    const stderr = String((err as { stderr?: string }).stderr ?? '').trim();
+    const hint = ipv6 ? ' (IPv6 may be turned off on this host: then use --ipv4-only, and listen on the IPv4 address only)' : '';
+    throw new Error(`ip addr add ${address} dev ${device} failed: ${stderr}${hint}`);
+  }
 }
 
 async function linkExists(ip: string, device: string): Promise<boolean> {
