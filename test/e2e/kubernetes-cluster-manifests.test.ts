@@ -1,4 +1,7 @@
+import { execFile } from 'node:child_process';
+import { readdir, readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { MutatingWebhookConfiguration } from 'kubernetes-models/admissionregistration.k8s.io/v1/MutatingWebhookConfiguration';
 import { DaemonSet } from 'kubernetes-models/apps/v1/DaemonSet';
 import { Deployment } from 'kubernetes-models/apps/v1/Deployment';
@@ -9,6 +12,7 @@ import { ConfigMap } from 'kubernetes-models/v1/ConfigMap';
 import { Service } from 'kubernetes-models/v1/Service';
 import { ServiceAccount } from 'kubernetes-models/v1/ServiceAccount';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { parseAllDocuments, parse as parseYaml } from 'yaml';
 import { NET_SETUP_HELP } from '../../src/cli/help.js';
 import { INJECT_LABEL, INJECT_LABEL_VALUE, POD_IDENTITY_IPV4, POD_IDENTITY_IPV6 } from '../../src/protocol/pod-identity.js';
 import { type KubeObject, kustomizeVersion, label, renderKustomize, schemaProblems } from '../support/render-kustomize.js';
@@ -19,6 +23,8 @@ import { type KubeObject, kustomizeVersion, label, renderKustomize, schemaProble
  * that carry the security of the design asserted on what a cluster would receive.
  */
 const K8S = fileURLToPath(new URL('../../k8s/', import.meta.url));
+const CHART = fileURLToPath(new URL('../../charts/crosscred/', import.meta.url));
+const run = promisify(execFile);
 const NAMESPACE = 'crosscred-system';
 
 /**
@@ -94,6 +100,7 @@ function validationProblems(objects: readonly KubeObject[]): string[] {
 interface SecurityContext {
   runAsNonRoot?: boolean;
   runAsUser?: number;
+  runAsGroup?: number;
   readOnlyRootFilesystem?: boolean;
   allowPrivilegeEscalation?: boolean;
   privileged?: boolean;
@@ -123,7 +130,7 @@ interface PodSpec {
   priorityClassName?: string;
   tolerations?: { operator?: string; key?: string }[];
   topologySpreadConstraints?: { topologyKey: string; labelSelector?: { matchLabels?: Record<string, string> } }[];
-  securityContext?: SecurityContext;
+  securityContext?: SecurityContext & { fsGroup?: number };
   initContainers?: Container[];
   containers: Container[];
   volumes?: { name: string; secret?: { secretName: string } }[];
@@ -372,7 +379,11 @@ describe('k8s/webhook', () => {
     expect(mount?.subPath).toBeUndefined();
     expect(valuesOf(args, '--tls-cert-file')).toEqual([`${mount!.mountPath}/tls.crt`]);
     expect(valuesOf(args, '--tls-key-file')).toEqual([`${mount!.mountPath}/tls.key`]);
-    expect(spec.volumes?.find((v) => v.name === mount!.name)?.secret?.secretName).toBe('crosscred-webhook-tls');
+    const secret = spec.volumes?.find((v) => v.name === mount!.name)?.secret as { secretName: string; defaultMode?: number } | undefined;
+    expect(secret?.secretName).toBe('crosscred-webhook-tls');
+    // The kubelet writes the files as root: the non-root webhook reads them through its group.
+    expect(secret?.defaultMode).toBe(0o440);
+    expect(spec.securityContext?.fsGroup).toBe(c.securityContext?.runAsGroup ?? spec.securityContext?.runAsGroup);
   });
 
   it('with cert-manager: a Certificate for the Service name into the mounted Secret, the one the CA is injected from', (ctx) => {
@@ -389,5 +400,135 @@ describe('k8s/webhook', () => {
     expect((mwc.metadata['annotations'] as Record<string, string>)['cert-manager.io/inject-ca-from']).toBe(
       `${certificate.metadata['namespace']}/${certificate.metadata.name}`,
     );
+  });
+});
+
+/**
+ * charts/crosscred. Helm is not in Debian 12 and not a dependency of this repository (the chart's
+ * README says why), so the tests that run it need a `helm` binary: `$HELM`, else `helm` on PATH;
+ * without one they say so and skip. The checks that need no Helm run always.
+ */
+const HELM = process.env['HELM'] ?? 'helm';
+let helmUnavailable: string | undefined;
+
+async function helm(...args: string[]): Promise<string> {
+  return (await run(HELM, args, { timeout: 60_000, maxBuffer: 16 << 20 })).stdout;
+}
+
+async function helmTemplate(...set: string[]): Promise<KubeObject[]> {
+  const stdout = await helm('template', 'crosscred', CHART, '--namespace', NAMESPACE, ...set.flatMap((s) => ['--set', s]));
+  return parseAllDocuments(stdout)
+    .map((d) => d.toJS() as KubeObject | null)
+    .filter((o): o is KubeObject => o !== null);
+}
+
+/** What Helm adds and kustomize does not: its own labels and annotations, image pull policies. */
+function substance(object: KubeObject): unknown {
+  const copy = structuredClone(object) as KubeObject & { spec?: { template?: { metadata?: Record<string, unknown>; spec?: PodSpec } } };
+  delete copy.metadata['labels'];
+  delete copy.spec?.template?.metadata?.['labels'];
+  delete copy.spec?.template?.metadata?.['annotations'];
+  const podSpec = copy.spec?.template?.spec;
+  for (const c of [...(podSpec?.initContainers ?? []), ...(podSpec?.containers ?? [])]) delete (c as { imagePullPolicy?: string }).imagePullPolicy;
+  return copy;
+}
+
+const byKindAndName = (objects: readonly KubeObject[]) => new Map(objects.map((o) => [`${o.kind}/${o.metadata.name}`, o]));
+
+describe('charts/crosscred', () => {
+  beforeAll(async () => {
+    try {
+      await helm('version', '--short');
+    } catch (err) {
+      helmUnavailable = `no helm to run (${HELM}: ${(err as Error).message.split('\n')[0]}); set HELM to a helm binary`;
+    }
+  });
+
+  it('uses in its templates only values that values.yaml defines', async () => {
+    const values = parseYaml(await readFile(`${CHART}values.yaml`, 'utf8')) as Record<string, unknown>;
+    const files = (await readdir(`${CHART}templates`)).filter((f) => /\.(yaml|tpl)$/.test(f));
+    const used = new Set<string>();
+    for (const file of files) {
+      const text = await readFile(`${CHART}templates/${file}`, 'utf8');
+      for (const m of text.matchAll(/\.Values((?:\.[A-Za-z0-9_]+)+)/g)) used.add(m[1]!.slice(1));
+      // Every block is closed: if, with, range and define each need their end.
+      const opened = text.match(/\{\{-?\s*(if|with|range|define)\b/g)?.length ?? 0;
+      const closed = text.match(/\{\{-?\s*end\s*-?\}\}/g)?.length ?? 0;
+      expect(closed, `${file}: blocks opened and closed`).toBe(opened);
+    }
+    expect(used.size).toBeGreaterThan(10);
+    const missing = [...used].filter((path) => {
+      let node: unknown = values;
+      for (const key of path.split('.')) {
+        if (node === null || typeof node !== 'object' || !(key in node)) return true;
+        node = (node as Record<string, unknown>)[key];
+      }
+      return false;
+    });
+    expect(missing).toEqual([]);
+  });
+
+  it('passes helm lint', async (ctx) => {
+    if (helmUnavailable) ctx.skip(helmUnavailable);
+    const out = await helm('lint', CHART, '--strict', '--set', 'nodeAgent.allowedIssuer=https://issuer.example');
+    expect(out).toContain('0 chart(s) failed');
+  });
+
+  it('renders with defaults to the same objects, in substance, as the kustomize bases with cert-manager', async (ctx) => {
+    if (unavailable) ctx.skip(unavailable);
+    if (helmUnavailable) ctx.skip(helmUnavailable);
+    const placeholder = (only(agent, 'ConfigMap') as KubeObject & { data: Record<string, string> }).data['allowed-issuer']!;
+    const rendered = await helmTemplate(`nodeAgent.allowedIssuer=${placeholder}`);
+    expect(validationProblems(rendered.filter((o) => !o.apiVersion.startsWith('cert-manager.io/')))).toEqual([]);
+    const fromHelm = byKindAndName(rendered);
+    const fromKustomize = byKindAndName([...agent, ...withCertManager]);
+    expect([...fromHelm.keys()].sort()).toEqual([...fromKustomize.keys()].sort());
+    for (const [key, object] of fromKustomize) expect(substance(fromHelm.get(key)!), key).toEqual(substance(object));
+  });
+
+  it('refuses to render without an issuer, or without a CA when cert-manager is off', async (ctx) => {
+    if (helmUnavailable) ctx.skip(helmUnavailable);
+    await expect(helmTemplate()).rejects.toThrow(/nodeAgent\.allowedIssuer/);
+    await expect(helmTemplate('nodeAgent.allowedIssuer=https://i.example', 'webhook.certManager.enabled=false')).rejects.toThrow(/webhook\.caBundle/);
+  });
+
+  it('turns every value into valid objects and flags the products define', async (ctx) => {
+    if (helmUnavailable) ctx.skip(helmUnavailable);
+    const rendered = await helmTemplate(
+      'nodeAgent.allowedIssuer=https://oidc.example/cluster',
+      'nodeAgent.audience=sts.amazonaws.com',
+      'nodeAgent.allowedRoles={arn:aws:iam::111122223333:role/app-*}',
+      'nodeAgent.region=eu-west-1',
+      'nodeAgent.ipv6=false',
+      'nodeAgent.logLevel=debug',
+      'webhook.defaultMode=web-identity',
+      'webhook.region=eu-west-1',
+      'webhook.ipFamily=ipv6',
+      'webhook.sidecarImage=registry.example/crosscred:1',
+      'webhook.logLevel=debug',
+      'webhook.certManager.enabled=false',
+      'webhook.caBundle=Y2E=',
+      'image.repository=registry.example/crosscred',
+      'image.tag=1.2.3',
+    );
+    expect(rendered.filter((o) => o.apiVersion.startsWith('cert-manager.io/'))).toEqual([]);
+    expect(validationProblems(rendered)).toEqual([]);
+    const ds = only(rendered, 'DaemonSet') as Workload;
+    const init = container(ds.spec.template.spec, 'net-setup');
+    expect(init.args).toEqual(['net-setup', '--node-agent', '--ipv4-only']);
+    for (const flag of flagsOf(init.args!.slice(1))) expect(NET_SETUP_FLAGS).toContain(flag);
+    const agentArgs = container(ds.spec.template.spec, 'node-agent').args!;
+    for (const flag of flagsOf(agentArgs.slice(1))) expect(AGENT_FLAGS, `node-agent ${flag}`).toContain(flag);
+    expect(valuesOf(agentArgs, '--listen')).toEqual([`${POD_IDENTITY_IPV4}:80`]);
+    expect(valuesOf(agentArgs, '--allowed-role')).toEqual(['arn:aws:iam::111122223333:role/app-*']);
+    const deployment = only(rendered, 'Deployment') as Workload;
+    const webhookArgs = container(deployment.spec.template.spec, 'webhook').args!;
+    for (const flag of flagsOf(webhookArgs.slice(1))) expect(WEBHOOK_FLAGS, `webhook ${flag}`).toContain(flag);
+    expect(valuesOf(webhookArgs, '--ip-family')).toEqual(['ipv6']);
+    expect(valuesOf(webhookArgs, '--default-mode')).toEqual(['web-identity']);
+    const mwc = only(rendered, 'MutatingWebhookConfiguration') as KubeObject & { webhooks: Webhook[] };
+    expect(mwc.webhooks[0]!.clientConfig.caBundle).toBe('Y2E=');
+    expect(mwc.metadata['annotations']).toBeUndefined();
+    expect((deployment.spec.template.spec.containers[0] as Container & { image: string }).image).toBe('registry.example/crosscred:1.2.3');
   });
 });
