@@ -78,6 +78,8 @@ export async function linkLocalUp(options: LinkLocalOptions): Promise<{ device: 
       await run(ip, ['link', 'add', device, 'type', 'dummy']);
       options.log(`created dummy link ${device}`);
     } catch (err) {
+      // A container image without iproute2 (a distroless one) gets here first.
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new Error(`${ip} not found: net-setup needs iproute2's ip command`);
       const stderr = String((err as { stderr?: string }).stderr ?? '');
       if (!/Unknown device type|not supported|Operation not supported/i.test(stderr))
         throw new Error(`ip link add ${device} type dummy failed: ${stderr.trim()}`);

@@ -221,4 +221,14 @@ describe('crosscred net-setup --node-agent', () => {
     // Neither touched the node.
     expect(await addressesOn(await agentDevice())).not.toContain(V4);
   });
+
+  it('says that iproute2 is missing when there is no ip command (a distroless image)', async (ctx) => {
+    if (unavailable) ctx.skip(unavailable);
+    const noIp = await run('ip', ['netns', 'exec', NODE, 'env', 'PATH=/nonexistent', CLI_EXEC, ...CLI_ARGS, 'net-setup', '--node-agent']).then(
+      () => undefined,
+      (err: { code?: number; stderr?: string }) => err,
+    );
+    expect(noIp?.code).toBe(1);
+    expect(noIp?.stderr).toContain("net-setup needs iproute2's ip command");
+  });
 });
