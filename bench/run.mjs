@@ -5,6 +5,8 @@
 // bench/results/quick with --quick so a quick run never replaces the full results).
 //   node bench/run.mjs --issuer [--storm-vms N] [--hostile-clients N]   runs only the issuer
 // scenarios (bench/lib/issuer-bench.mjs, issue 11) and writes bench/results/issuer/latest.{json,md}.
+//   node bench/run.mjs --cluster [--max-pods N]   runs only the node agent and webhook scenarios
+// (bench/lib/cluster-bench.mjs, issue 12) and writes bench/results/cluster/latest.{json,md}.
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -21,6 +23,7 @@ import { runWrk, wrkVersion } from './lib/wrk.mjs';
 
 const USAGE = `Usage: npm run bench [-- --quick] [-- --out DIR]
        npm run bench -- --issuer [--storm-vms N] [--hostile-clients N] [--out DIR]
+       npm run bench -- --cluster [--max-pods N] [--out DIR]
 
   --quick     16 and 64 connections, 1-2 s runs, fewer cold-path and role-scale points (under 1 min)
   --out DIR   where latest.{json,md,svg} go (default bench/results, or bench/results/quick)
@@ -28,6 +31,10 @@ const USAGE = `Usage: npm run bench [-- --quick] [-- --out DIR]
               with hostile clients); writes latest.{json,md} to bench/results/issuer. Needs redis-server.
   --storm-vms N        VMs in each boot storm (default 10000)
   --hostile-clients N  hostile clients alongside the second storm (default 1000)
+  --cluster   only the Kubernetes scenarios: the node agent with 1, 100, 1,000 and 10,000 pod tokens
+              (req/s, p99, RSS, bytes per entry, STS calls), webhook admission latency, and the
+              sidecar's memory per pod in the same run; writes latest.{json,md} to bench/results/cluster
+  --max-pods N         the largest pod count of --cluster (default 10000)
 Needs wrk and nginx (apt-get install wrk nginx-light) and a built dist/ (npm run bench builds it).
 `;
 let parsed;
@@ -40,6 +47,8 @@ try {
       issuer: { type: 'boolean', default: false },
       'storm-vms': { type: 'string', default: '10000' },
       'hostile-clients': { type: 'string', default: '1000' },
+      cluster: { type: 'boolean', default: false },
+      'max-pods': { type: 'string', default: '10000' },
     },
   });
 } catch (err) {
@@ -94,6 +103,7 @@ const arn = (name) => `arn:aws:iam::${ACCOUNT}:role/${name}`;
 const log = (...a) => process.stderr.write(`[bench ${((performance.now() - T0) / 1000).toFixed(1)}s] ${a.join(' ')}\n`);
 const T0 = performance.now();
 if (opts.issuer) await issuerMode();
+if (opts.cluster) await clusterMode();
 
 if (!existsSync(CLI)) {
   console.error(`${CLI} is missing: run "npm run build" first (npm run bench does)`);
@@ -189,6 +199,22 @@ await writeFile(join(OUT, 'latest.md'), renderMarkdown(report));
 await writeFile(join(OUT, 'latest.svg'), renderChart(report));
 log(`wrote ${join(OUT, 'latest.json')}, latest.md, latest.svg in ${report.durationSeconds} s`);
 process.exit(0);
+
+// ---------------------------------------------------------------- --cluster: the node agent and webhook only (issue 12)
+async function clusterMode() {
+  const maxPods = Number(opts['max-pods']);
+  if (!Number.isInteger(maxPods) || maxPods < 1 || maxPods > 100_000) {
+    process.stderr.write(`bench: --max-pods must be a whole number from 1 to 100000\n\n${USAGE}`);
+    process.exit(2);
+  }
+  if (!wrkVersion()) {
+    console.error('wrk is not installed: apt-get install -y wrk');
+    process.exit(2);
+  }
+  const { clusterBench } = await import('./lib/cluster-bench.mjs');
+  await clusterBench({ out: opts.out ?? join(BENCH_DIR, 'results', 'cluster'), maxPods, log });
+  process.exit(0);
+}
 
 // ---------------------------------------------------------------- --issuer: the issuer scenarios only (issue 11)
 async function issuerMode() {

@@ -71,45 +71,48 @@ export function memoryOf(pid) {
  * The real daemon: `node dist/cli/main.js serve ARGS`. Resolves once the admin listener is open,
  * with the listener URLs it logged and the time from spawn to "listening".
  */
-export function spawnServe(args) {
+export async function spawnServe(args) {
+  const adminOpen = (e) => typeof e.msg === 'string' && e.msg.startsWith('admin listener open');
+  const p = await spawnCommand('serve', ['--admin-listen', '127.0.0.1:0', '--log-level', 'info', ...args], (entries) => entries.some(adminOpen));
+  return {
+    ...p,
+    listeners: p.entries.filter((e) => e.msg === 'credential listener open').map((e) => `http://${e.address}`),
+    admin: `http://${p.entries.find(adminOpen).address}`,
+  };
+}
+
+/**
+ * Any crosscred command, `node dist/cli/main.js COMMAND ARGS`, resolved once `isUp(entries)` says it
+ * listens, where `entries` are the JSON log lines so far (the caller reads the addresses it logged
+ * from them).
+ */
+export function spawnCommand(command, args, isUp, env = {}) {
   const startedAt = performance.now();
-  const child = spawn(process.execPath, [...RUNTIME_FLAGS, CLI, 'serve', '--admin-listen', '127.0.0.1:0', '--log-level', 'info', ...args], {
-    env: childEnv(),
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const child = spawn(process.execPath, [...RUNTIME_FLAGS, CLI, command, ...args], { env: { ...childEnv(), ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   const output = [];
-  const listeners = [];
+  const entries = [];
+  let up = false;
   return new Promise((res, rej) => {
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
-      rej(new Error(`crosscred did not start in ${START_TIMEOUT_MS} ms:\n${output.slice(-20).join('\n')}`));
+      rej(new Error(`crosscred ${command} did not start in ${START_TIMEOUT_MS} ms:\n${output.slice(-20).join('\n')}`));
     }, START_TIMEOUT_MS);
     lines(child, (line) => {
       if (output.length < 200) output.push(line);
-      let e;
       try {
-        e = JSON.parse(line);
+        entries.push(JSON.parse(line));
       } catch {
         return;
       }
-      if (e.msg === 'credential listener open') listeners.push(`http://${e.address}`);
-      if (typeof e.msg === 'string' && e.msg.startsWith('admin listener open')) {
+      if (!up && isUp(entries)) {
+        up = true;
         clearTimeout(timer);
-        res({
-          child,
-          pid: child.pid,
-          listeners,
-          admin: `http://${e.address}`,
-          startedAt,
-          listeningMs: performance.now() - startedAt,
-          output,
-          stop: stopper(child),
-        });
+        res({ child, pid: child.pid, entries, output, startedAt, listeningMs: performance.now() - startedAt, stop: stopper(child) });
       }
     });
     child.once('exit', (code) => {
       clearTimeout(timer);
-      rej(new Error(`crosscred exited with ${code}:\n${output.slice(-20).join('\n')}`));
+      if (!up) rej(new Error(`crosscred ${command} exited with ${code}:\n${output.slice(-20).join('\n')}`));
     });
   });
 }

@@ -18,12 +18,19 @@ export function wrkVersion() {
 
 /**
  * One wrk run, single-threaded (the 2-core machine: one core for wrk, one for the server).
- * scenario: 'imds' (the IMDSv2 three-request sequence) or 'container' (GET with Authorization).
+ * scenario: 'imds' (the IMDSv2 three-request sequence), 'container' (GET with Authorization) or
+ * 'tokens' (GET with the next of many Authorization values, bench/lua/rotate-tokens.lua).
  */
-export function runWrk({ base, scenario, connections, durationS, keepAlive, imdsToken, role, authorization, containerPath = '/v1/credentials' }) {
+export function runWrk({ base, scenario, connections, durationS, keepAlive, imdsToken, role, authorization, tokenFile, containerPath = '/v1/credentials' }) {
   const args = ['-t1', `-c${connections}`, `-d${durationS}s`, '--timeout', WRK_TIMEOUT];
   let url;
-  if (scenario === 'imds') {
+  if (scenario === 'tokens') {
+    // The node agent (issue 12): each request carries the next of the pod tokens in tokenFile.
+    args.push('-s', join(LUA, 'rotate-tokens.lua'));
+    if (!keepAlive) args.push('-H', 'Connection: close');
+    url = `${base}${containerPath}`;
+    args.push(url, '--', tokenFile);
+  } else if (scenario === 'imds') {
     args.push('-s', join(LUA, 'imds-sequence.lua'));
     url = `${base}/latest/api/token`;
     args.push(url, '--', imdsToken, role, keepAlive ? 'keepalive' : 'close');
@@ -34,7 +41,7 @@ export function runWrk({ base, scenario, connections, durationS, keepAlive, imds
     args.push(url);
   }
   return new Promise((resolve, reject) => {
-    const child = spawn('wrk', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn('wrk', args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, CROSSCRED_BENCH_LUA: LUA } });
     let out = '';
     child.stdout.on('data', (d) => (out += d));
     child.stderr.on('data', (d) => (out += d));
