@@ -46,6 +46,7 @@ const AGENT_FLAGS = [
   '--rate-per-second',
   '--rate-burst',
   '--log-level',
+  '--run-as',
 ];
 const WEBHOOK_FLAGS = [
   '--listen',
@@ -112,6 +113,7 @@ interface Probe {
 }
 interface Container {
   name: string;
+  image?: string;
   args?: string[];
   env?: { name: string; value?: string; valueFrom?: { configMapKeyRef?: { name: string; key: string } } }[];
   ports?: { name?: string; containerPort: number }[];
@@ -245,18 +247,25 @@ describe('k8s/node-agent', () => {
     expect(init.args).toEqual(['net-setup', '--node-agent']);
     for (const flag of flagsOf(init.args!.slice(1))) expect(NET_SETUP_FLAGS).toContain(flag);
     expectHardened(init, ['NET_ADMIN']);
+    expect(init.securityContext?.runAsUser).toBe(0);
+    // The Dockerfile's node-agent-init target, which has `ip`; the distroless crosscred image has not.
+    expect(init.image).toBe('crosscred-node-agent-init:latest');
+    expect(container(spec, 'node-agent').image).toBe('crosscred:latest');
   });
 
-  it('runs the agent non-root with NET_BIND_SERVICE only, on both addresses, probed on the node loopback', (ctx) => {
+  it('starts the agent as uid 0 holding NET_BIND_SERVICE only, dropping to 10001 with --run-as, on both addresses, probed on the node loopback', (ctx) => {
     if (unavailable) ctx.skip(unavailable);
     const spec = (only(agent, 'DaemonSet') as Workload).spec.template.spec;
     expect(spec.containers.map((c) => c.name)).toEqual(['node-agent']);
     const c = container(spec, 'node-agent');
     expectHardened(c, ['NET_BIND_SERVICE']);
-    expect(c.securityContext?.runAsNonRoot).toBe(true);
-    expect(c.securityContext?.runAsUser).not.toBe(0);
+    // Only uid 0 can bind port 80 here (no ambient capabilities, no_new_privs): it binds, then drops.
+    expect(c.securityContext?.runAsNonRoot).toBe(false);
+    expect(c.securityContext?.runAsUser).toBe(0);
+    expect(c.securityContext?.runAsGroup).toBe(0);
     const args = c.args!;
     expect(args[0]).toBe('node-agent');
+    expect(valuesOf(args, '--run-as')).toEqual(['10001:10001']);
     expect(valuesOf(args, '--listen')).toEqual([`${POD_IDENTITY_IPV4}:80`, `[${POD_IDENTITY_IPV6}]:80`]);
     expect(valuesOf(args, '--admin-listen')).toEqual(['127.0.0.1:2703']);
     for (const probe of [c.startupProbe, c.livenessProbe, c.readinessProbe]) {
@@ -405,11 +414,19 @@ describe('k8s/webhook', () => {
 
 /**
  * charts/crosscred. Helm is not in Debian 12 and not a dependency of this repository (the chart's
- * README says why), so the tests that run it need a `helm` binary: `$HELM`, else `helm` on PATH;
- * without one they say so and skip. The checks that need no Helm run always.
+ * README says why), so the tests that run it need a `helm` binary: `$HELM`, else `helm` on PATH
+ * (`.ci/run` sets HELM to what test/support/fetch-helm.sh extracts). Without one they say so and
+ * skip, or fail with CROSSCRED_E2E_STRICT=1. The checks that need no Helm run always.
  */
 const HELM = process.env['HELM'] ?? 'helm';
 let helmUnavailable: string | undefined;
+
+/** Skips a test that needs Helm when there is none, or fails it under CROSSCRED_E2E_STRICT=1. */
+function needsHelm(ctx: { skip(note?: string): never }): void {
+  if (!helmUnavailable) return;
+  if (process.env['CROSSCRED_E2E_STRICT'] === '1') throw new Error(`${helmUnavailable}, and CROSSCRED_E2E_STRICT=1 requires the Helm tests`);
+  ctx.skip(helmUnavailable);
+}
 
 async function helm(...args: string[]): Promise<string> {
   return (await run(HELM, args, { timeout: 60_000, maxBuffer: 16 << 20 })).stdout;
@@ -469,14 +486,14 @@ describe('charts/crosscred', () => {
   });
 
   it('passes helm lint', async (ctx) => {
-    if (helmUnavailable) ctx.skip(helmUnavailable);
+    needsHelm(ctx);
     const out = await helm('lint', CHART, '--strict', '--set', 'nodeAgent.allowedIssuer=https://issuer.example');
     expect(out).toContain('0 chart(s) failed');
   });
 
   it('renders with defaults to the same objects, in substance, as the kustomize bases with cert-manager', async (ctx) => {
     if (unavailable) ctx.skip(unavailable);
-    if (helmUnavailable) ctx.skip(helmUnavailable);
+    needsHelm(ctx);
     const placeholder = (only(agent, 'ConfigMap') as KubeObject & { data: Record<string, string> }).data['allowed-issuer']!;
     const rendered = await helmTemplate(`nodeAgent.allowedIssuer=${placeholder}`);
     expect(validationProblems(rendered.filter((o) => !o.apiVersion.startsWith('cert-manager.io/')))).toEqual([]);
@@ -487,13 +504,13 @@ describe('charts/crosscred', () => {
   });
 
   it('refuses to render without an issuer, or without a CA when cert-manager is off', async (ctx) => {
-    if (helmUnavailable) ctx.skip(helmUnavailable);
+    needsHelm(ctx);
     await expect(helmTemplate()).rejects.toThrow(/nodeAgent\.allowedIssuer/);
     await expect(helmTemplate('nodeAgent.allowedIssuer=https://i.example', 'webhook.certManager.enabled=false')).rejects.toThrow(/webhook\.caBundle/);
   });
 
   it('turns every value into valid objects and flags the products define', async (ctx) => {
-    if (helmUnavailable) ctx.skip(helmUnavailable);
+    needsHelm(ctx);
     const rendered = await helmTemplate(
       'nodeAgent.allowedIssuer=https://oidc.example/cluster',
       'nodeAgent.audience=sts.amazonaws.com',
@@ -510,6 +527,7 @@ describe('charts/crosscred', () => {
       'webhook.caBundle=Y2E=',
       'image.repository=registry.example/crosscred',
       'image.tag=1.2.3',
+      'nodeAgent.initImage.repository=registry.example/crosscred-node-agent-init',
     );
     expect(rendered.filter((o) => o.apiVersion.startsWith('cert-manager.io/'))).toEqual([]);
     expect(validationProblems(rendered)).toEqual([]);
@@ -517,8 +535,13 @@ describe('charts/crosscred', () => {
     const init = container(ds.spec.template.spec, 'net-setup');
     expect(init.args).toEqual(['net-setup', '--node-agent', '--ipv4-only']);
     for (const flag of flagsOf(init.args!.slice(1))) expect(NET_SETUP_FLAGS).toContain(flag);
-    const agentArgs = container(ds.spec.template.spec, 'node-agent').args!;
+    // Its own image, at the crosscred image's tag unless nodeAgent.initImage.tag says otherwise.
+    expect(init.image).toBe('registry.example/crosscred-node-agent-init:1.2.3');
+    const agentContainer = container(ds.spec.template.spec, 'node-agent');
+    expect(agentContainer.image).toBe('registry.example/crosscred:1.2.3');
+    const agentArgs = agentContainer.args!;
     for (const flag of flagsOf(agentArgs.slice(1))) expect(AGENT_FLAGS, `node-agent ${flag}`).toContain(flag);
+    expect(valuesOf(agentArgs, '--run-as')).toEqual(['10001:10001']);
     expect(valuesOf(agentArgs, '--listen')).toEqual([`${POD_IDENTITY_IPV4}:80`]);
     expect(valuesOf(agentArgs, '--allowed-role')).toEqual(['arn:aws:iam::111122223333:role/app-*']);
     const deployment = only(rendered, 'Deployment') as Workload;
