@@ -1,16 +1,51 @@
-# crosscred container image: the same single executable the .rpm and .deb ship (`npm run package`,
-# docs/packaging.md), on a distroless base that holds only the C and C++ runtime: no shell, no
-# package manager, no Node.js and no node_modules. It runs as a numeric non-root user.
+# crosscred container images: the same single executable the .rpm and .deb ship (`npm run package`,
+# docs/packaging.md), in two images built from this one file:
+#
+#   crosscred (the default, last stage)  on a distroless base that holds only the C and C++ runtime:
+#                                        no shell, no package manager, no Node.js and no node_modules.
+#                                        It runs as a numeric non-root user. serve, node-agent, webhook.
+#   crosscred-node-agent-init            the node agent DaemonSet's init container, which runs
+#                                        `crosscred net-setup --node-agent` as root: that calls `ip`
+#                                        (iproute2), which distroless does not have, so this one is
+#                                        Debian bookworm-slim with iproute2.
 #
 #   npm run package -- --arch x64 --only binary       (writes release/crosscred-<version>-linux-x86_64)
 #   buildah bud --format docker -t crosscred .        (or: docker build -t crosscred .)
+#   buildah bud --format docker --target node-agent-init -t crosscred-node-agent-init .
 #
 # For aarch64, build that binary (--arch arm64) and add `--arch arm64 --build-arg BINARY_ARCH=aarch64`.
 # --format docker keeps the HEALTHCHECK: the OCI image format has no field for it, and buildah
 # drops it (with a warning) when building OCI images.
 #
-# Where no registry is reachable, container/build-base-image.sh assembles a local stand-in for the
-# base below (see docs/deployment.md, "Run as a container"); it is a stand-in only.
+# Where no registry is reachable, container/build-base-image.sh assembles local stand-ins for both
+# bases below (see docs/deployment.md, "Run as a container"); they are stand-ins only.
+
+# --- crosscred-node-agent-init --------------------------------------------------------------------
+FROM debian:bookworm-slim AS node-agent-init
+
+ARG BINARY_ARCH=x86_64
+
+# iproute2 and nothing else (bookworm-slim has no `ip`). The local stand-in already holds it, and a
+# base that does needs no package lists: install only when it is missing.
+RUN if ! command -v ip >/dev/null; then \
+      apt-get update \
+      && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends iproute2 \
+      && rm -rf /var/lib/apt/lists/*; \
+    fi \
+    && ip -V
+
+COPY release/crosscred-*-linux-${BINARY_ARCH} /usr/bin/crosscred
+
+ENV NODE_OPTIONS=--max-semi-space-size=2
+
+# Root: adding addresses to the node's links needs it (with NET_ADMIN, the only capability the
+# DaemonSet gives this container). It runs once per node start and exits; it serves nothing.
+USER 0:0
+
+ENTRYPOINT ["/usr/bin/crosscred"]
+CMD ["net-setup", "--node-agent"]
+
+# --- crosscred (the default image) -------------------------------------------------------------------
 FROM gcr.io/distroless/cc-debian12
 
 # x86_64 or aarch64: which of the binaries in release/ (the build context holds only those).

@@ -1,19 +1,23 @@
 #!/usr/bin/env bash
-# Assembles a LOCAL STAND-IN for the base image the Dockerfile names, for machines that reach no
-# image registry (this project's build machines reach only Debian mirrors and npm):
+# Assembles LOCAL STAND-INS for the two base images the Dockerfile names, for machines that reach
+# no image registry (this project's build machines reach only Debian mirrors and npm):
 #
 #   gcr.io/distroless/cc-debian12   no shell, no package manager: glibc, libstdc++ and libgcc (what
 #                                   the single executable links against), CA certificates, tzdata,
 #                                   netbase files and passwd/group, in the layout of the real image
+#   debian:bookworm-slim            the Debian root itself (minbase), for the node-agent-init stage.
+#                                   Unlike the real image it already holds iproute2, so that stage's
+#                                   RUN step installs nothing and the build needs no package lists
+#                                   (the real image gets iproute2 from apt in that same step)
 #
-# THIS IS A STAND-IN, NOT THE REAL IMAGE. It is built from the same Debian release the real image
-# uses and mirrors its layout closely enough to build and exercise the Dockerfile here, but it is
-# not the published image (a different file set, no signatures, no SBOM). Wherever a registry is
-# reachable, pull the real image instead and never push this one. Every image made here carries
-# the label io.crosscred.stand-in=true.
+# THESE ARE STAND-INS, NOT THE REAL IMAGES. They are built from the same Debian release the real
+# images use and mirror them closely enough to build and exercise the Dockerfile here, but they are
+# not the published images (a different file set, no signatures, no SBOM). Wherever a registry is
+# reachable, pull the real images instead and never push these. Every image made here carries the
+# label io.crosscred.stand-in=true.
 #
 # Usage: container/build-base-image.sh [--force]
-#   Idempotent: an image that already exists is left alone (--force rebuilds it).
+#   Idempotent: an image that already exists is left alone (--force rebuilds both).
 #   Needs root, buildah and debootstrap. The Debian mirror is the one apt on this machine uses
 #   (read from apt's configuration at run time; override with CROSSCRED_DEBIAN_MIRROR).
 #   The debootstrapped root is cached in CROSSCRED_CONTAINER_CACHE
@@ -22,6 +26,9 @@
 set -euo pipefail
 
 RUNTIME_BASE=gcr.io/distroless/cc-debian12:latest
+# Committed under the short name the Dockerfile uses: buildah expands it here exactly as it expands
+# `FROM debian:bookworm-slim`, so the build finds this image locally and asks no registry.
+SLIM_BASE=debian:bookworm-slim
 SUITE=bookworm
 CACHE=${CROSSCRED_CONTAINER_CACHE:-/var/cache/crosscred-container}
 BUILDAH=(buildah --storage-driver "${CROSSCRED_STORAGE_DRIVER:-vfs}")
@@ -37,8 +44,8 @@ command -v debootstrap >/dev/null || die "debootstrap is missing (apt-get instal
 
 image_exists() { "${BUILDAH[@]}" inspect --type image "$1" >/dev/null 2>&1; }
 
-if [ "$FORCE" = 0 ] && image_exists "$RUNTIME_BASE"; then
-  log "the stand-in base image exists; nothing to do (--force rebuilds it)"
+if [ "$FORCE" = 0 ] && image_exists "$RUNTIME_BASE" && image_exists "$SLIM_BASE"; then
+  log "the stand-in base images exist; nothing to do (--force rebuilds them)"
   exit 0
 fi
 
@@ -53,19 +60,22 @@ mirror() {
   echo "$site"
 }
 
+# ca-certificates, tzdata and netbase are what distroless carries besides the C libraries; iproute2
+# is what the node-agent-init stage adds to bookworm-slim.
+INCLUDE=ca-certificates,tzdata,netbase,iproute2
 ROOTFS=$CACHE/$SUITE-minbase
-if [ ! -f "$ROOTFS/.crosscred-complete" ]; then
+# The marker holds the package list: a root cached with another list (an older script) is made again.
+if [ "$(cat "$ROOTFS/.crosscred-complete" 2>/dev/null)" != "$INCLUDE" ]; then
   MIRROR=$(mirror)
   log "debootstrap --variant=minbase $SUITE from $MIRROR into $ROOTFS (a few minutes)"
   rm -rf "$ROOTFS"
   mkdir -p "$CACHE"
-  # ca-certificates, tzdata and netbase are what distroless carries besides the C libraries.
-  debootstrap --variant=minbase --include=ca-certificates,tzdata,netbase \
+  debootstrap --variant=minbase --include="$INCLUDE" \
     "$SUITE" "$ROOTFS" "$MIRROR" >"$CACHE/debootstrap.log" 2>&1 \
     || { tail -n 30 "$CACHE/debootstrap.log" >&2; die "debootstrap failed (log: $CACHE/debootstrap.log)"; }
   # Like the official Debian images: no package lists or caches in the image.
   rm -rf "$ROOTFS"/var/lib/apt/lists/* "$ROOTFS"/var/cache/apt/*.bin "$ROOTFS"/var/cache/apt/archives/*.deb
-  touch "$ROOTFS/.crosscred-complete"
+  echo "$INCLUDE" >"$ROOTFS/.crosscred-complete"
 else
   log "using cached Debian root $ROOTFS"
 fi
@@ -79,7 +89,9 @@ commit_image() {
   local ctr mnt
   ctr=$("${BUILDAH[@]}" from scratch)
   mnt=$("${BUILDAH[@]}" mount "$ctr")
-  tar -C "$tree" --numeric-owner -cf - . | tar -C "$mnt" --numeric-owner -xpf -
+  # Not the marker, and not what a runtime mounts over /dev, /proc and /sys.
+  tar -C "$tree" --numeric-owner --exclude=./.crosscred-complete --exclude='./dev/*' --exclude='./proc/*' \
+    --exclude='./sys/*' -cf - . | tar -C "$mnt" --numeric-owner -xpf -
   "${BUILDAH[@]}" umount "$ctr" >/dev/null
   "${BUILDAH[@]}" config \
     --label io.crosscred.stand-in=true \
@@ -118,5 +130,13 @@ if [ "$FORCE" = 1 ] || ! image_exists "$RUNTIME_BASE"; then
   commit_image "$RUNTIME_BASE" "$dl" \
     --env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     --env SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt \
+    --workingdir /
+fi
+
+# --- debian:bookworm-slim stand-in (the node-agent-init stage's base) -------------------------------
+if [ "$FORCE" = 1 ] || ! image_exists "$SLIM_BASE"; then
+  commit_image "$SLIM_BASE" "$ROOTFS" \
+    --env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+    --cmd bash \
     --workingdir /
 fi

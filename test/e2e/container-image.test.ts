@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { POD_IDENTITY_IPV4, POD_IDENTITY_IPV6 } from '../../src/protocol/pod-identity.js';
 import { REPO_ROOT } from '../support/chain.js';
 import { clientAvailable } from '../support/clients.js';
 import { ensureRelease } from '../support/release-artifacts.js';
@@ -14,9 +15,11 @@ import { ensureRelease } from '../support/release-artifacts.js';
  * The Dockerfile, built and run for real with Debian's buildah (vfs storage, chroot isolation: what
  * works on these machines; `podman run` does not). The image holds the x86_64 single executable of
  * `npm run package` (test/support/release-artifacts.ts builds it once per content) and nothing of
- * Node or node_modules. No registry is reachable here, so container/build-base-image.sh first
- * assembles a local STAND-IN for gcr.io/distroless/cc-debian12 (debootstrap, cached between runs);
- * the crosscred image built here is removed afterwards.
+ * Node or node_modules. Its node-agent-init target (the node agent DaemonSet's init container) is
+ * built too, and run in a network namespace of its own. No registry is reachable here, so
+ * container/build-base-image.sh first assembles local STAND-INS for gcr.io/distroless/cc-debian12
+ * and debian:bookworm-slim (debootstrap, cached between runs, as the images are); the two images
+ * built here are removed afterwards.
  *
  * Needs root, buildah, debootstrap and a Debian mirror. Skipped with the reason where root, buildah
  * or debootstrap are missing, unless CROSSCRED_E2E_STRICT=1.
@@ -25,6 +28,23 @@ const run = promisify(execFile);
 const BUILDAH = ['--storage-driver', 'vfs'];
 const IMAGE = `localhost/crosscred:e2e-${process.pid}`;
 const NS = `crosscred-img-${process.pid}`;
+const INIT_IMAGE = `localhost/crosscred-node-agent-init:e2e-${process.pid}`;
+/** What `buildah run` grants by default (containers.conf); the init container needs none of them. */
+const BUILDAH_DEFAULT_CAPABILITIES = [
+  'CAP_CHOWN',
+  'CAP_DAC_OVERRIDE',
+  'CAP_FOWNER',
+  'CAP_FSETID',
+  'CAP_KILL',
+  'CAP_NET_BIND_SERVICE',
+  'CAP_SETFCAP',
+  'CAP_SETGID',
+  'CAP_SETPCAP',
+  'CAP_SETUID',
+  'CAP_SYS_CHROOT',
+];
+/** The "node" the init image sets up: a namespace of its own, never the host's interfaces. */
+const INIT_NS = `crosscred-init-${process.pid}`;
 const BINARY = '/usr/bin/crosscred';
 const MINUTES = 60_000;
 
@@ -32,6 +52,9 @@ let unavailable: string | undefined;
 let container: string | undefined;
 let mountPoint: string | undefined;
 let imageBuilt = false;
+let initContainer: string | undefined;
+let initMountPoint: string | undefined;
+let initImageBuilt = false;
 /** The binary the image was built from (release/…-linux-x86_64). */
 let releaseBinary: string | undefined;
 let context: string | undefined;
@@ -49,9 +72,9 @@ function tail(text: string | undefined, lines = 40): string {
   return (text ?? '').trimEnd().split('\n').slice(-lines).join('\n');
 }
 
-/** Runs a command in the built image (host network unless wrapped in `ip netns exec`). */
-async function inImage(argv: string[], netns?: string): Promise<{ code: number; stdout: string; stderr: string }> {
-  const full = ['buildah', ...BUILDAH, 'run', '--isolation', 'chroot', container!, '--', ...argv];
+/** Runs a command in the built image, or another working container (host network unless wrapped in `ip netns exec`). */
+async function inImage(argv: string[], netns?: string, ctr = container!, runOptions: string[] = []): Promise<{ code: number; stdout: string; stderr: string }> {
+  const full = ['buildah', ...BUILDAH, 'run', '--isolation', 'chroot', ...runOptions, ctr, '--', ...argv];
   const [cmd, ...args] = netns ? ['ip', 'netns', 'exec', netns, ...full] : full;
   try {
     const { stdout, stderr } = await run(cmd!, args, { timeout: MINUTES, maxBuffer: 16 << 20 });
@@ -95,19 +118,30 @@ beforeAll(async () => {
   await buildah(['bud', '--isolation', 'chroot', '--format', 'docker', '-t', IMAGE, context], 10 * MINUTES);
   imageBuilt = true;
   const buildSeconds = (Date.now() - started) / 1000;
-  console.log(`container image: stand-in bases ready in ${baseSeconds.toFixed(0)} s, image built in ${buildSeconds.toFixed(0)} s`);
+  started = Date.now();
+  await buildah(['bud', '--isolation', 'chroot', '--format', 'docker', '--target', 'node-agent-init', '-t', INIT_IMAGE, context], 10 * MINUTES);
+  initImageBuilt = true;
+  const initSeconds = (Date.now() - started) / 1000;
+  console.log(
+    `container image: stand-in bases ready in ${baseSeconds.toFixed(0)} s, image built in ${buildSeconds.toFixed(0)} s, node-agent-init image in ${initSeconds.toFixed(0)} s`,
+  );
 
   container = (await buildah(['from', IMAGE])).stdout.trim();
   mountPoint = (await buildah(['mount', container])).stdout.trim();
+  initContainer = (await buildah(['from', INIT_IMAGE])).stdout.trim();
+  initMountPoint = (await buildah(['mount', initContainer])).stdout.trim();
 }, 20 * MINUTES);
 
 afterAll(async () => {
   await run('ip', ['netns', 'del', NS]).catch(() => undefined);
-  if (container) {
-    await buildah(['umount', container]).catch(() => undefined);
-    await buildah(['rm', container]).catch(() => undefined);
+  await run('ip', ['netns', 'del', INIT_NS]).catch(() => undefined);
+  for (const ctr of [container, initContainer]) {
+    if (!ctr) continue;
+    await buildah(['umount', ctr]).catch(() => undefined);
+    await buildah(['rm', ctr]).catch(() => undefined);
   }
   if (imageBuilt) await buildah(['rmi', '-f', IMAGE]).catch(() => undefined);
+  if (initImageBuilt) await buildah(['rmi', '-f', INIT_IMAGE]).catch(() => undefined);
   if (context) await rm(context, { recursive: true, force: true });
 }, 2 * MINUTES);
 
@@ -161,7 +195,20 @@ describe('the container image (Dockerfile, the single executable on a stand-in d
         .update(await readFile(path))
         .digest('hex');
     expect(await digest(inside)).toBe(await digest(releaseBinary!));
-    for (const path of ['app', 'nodejs', 'usr/local/bin/node', 'usr/bin/node', 'bin/sh', 'usr/bin/sh', 'bin/bash', 'usr/bin/apt-get', 'usr/bin/dpkg']) {
+    // No `ip` either: that is why the node agent's init container has an image of its own.
+    for (const path of [
+      'app',
+      'nodejs',
+      'usr/local/bin/node',
+      'usr/bin/node',
+      'bin/sh',
+      'usr/bin/sh',
+      'bin/bash',
+      'usr/bin/apt-get',
+      'usr/bin/dpkg',
+      'usr/sbin/ip',
+      'usr/bin/ip',
+    ]) {
       expect(existsSync(join(mountPoint!, path)), path).toBe(false);
     }
     // The glob in COPY matched one binary: nothing else of crosscred's is in the image.
@@ -210,6 +257,88 @@ describe('the container image (Dockerfile, the single executable on a stand-in d
     expect(down.code).toBe(1);
   });
 });
+
+describe("the node-agent-init image (the Dockerfile's node-agent-init target, on a stand-in debian:bookworm-slim)", () => {
+  interface ImageConfig {
+    User?: string;
+    Entrypoint?: string[];
+    Cmd?: string[];
+    Env?: string[];
+  }
+  const initConfig = async (): Promise<ImageConfig> =>
+    (JSON.parse((await buildah(['inspect', '--type', 'image', INIT_IMAGE])).stdout) as { Docker: { config: ImageConfig } }).Docker.config;
+
+  it('runs as root, with the crosscred entrypoint and net-setup --node-agent as its command, the release binary byte for byte and iproute2', async (ctx) => {
+    if (unavailable) ctx.skip(unavailable);
+    const config = await initConfig();
+    expect(config.User).toBe('0:0');
+    expect(config.Entrypoint).toEqual([BINARY]);
+    expect(config.Cmd).toEqual(['net-setup', '--node-agent']);
+    expect(config.Env).toContain('NODE_OPTIONS=--max-semi-space-size=2');
+    const inside = join(initMountPoint!, BINARY);
+    const info = await stat(inside);
+    expect([info.uid, info.gid]).toEqual([0, 0]);
+    expect(info.mode & 0o022).toBe(0);
+    const digest = async (path: string) =>
+      createHash('sha256')
+        .update(await readFile(path))
+        .digest('hex');
+    expect(await digest(inside)).toBe(await digest(releaseBinary!));
+    // The image's own `ip` (chroot isolation: nothing of the host's /usr is visible).
+    const ip = await inImage(['ip', '-V'], undefined, initContainer!);
+    expect(ip.code, ip.stderr).toBe(0);
+    expect(ip.stdout).toMatch(/iproute2/);
+    const id = await inImage(['id', '-u'], undefined, initContainer!);
+    expect(id.stdout.trim()).toBe('0');
+  });
+
+  it('adds both node agent addresses in a network namespace when run as the image says, idempotently, and leaves the host alone', async (ctx) => {
+    if (unavailable) ctx.skip(unavailable);
+    // A "node" of our own: net-setup changes links, and must never reach the host's.
+    try {
+      await run('ip', ['netns', 'add', INIT_NS]);
+      await run('ip', ['-n', INIT_NS, 'link', 'set', 'lo', 'up']);
+    } catch (err) {
+      const reason = `cannot create a network namespace here: ${String((err as { stderr?: string }).stderr ?? err).trim()}`;
+      if (process.env['CROSSCRED_E2E_STRICT'] === '1') throw new Error(reason);
+      ctx.skip(reason);
+    }
+    const hostBefore = await addresses();
+    const config = await initConfig();
+    // What a runtime runs: the entrypoint with the command, as the image's user, and with the
+    // capabilities the DaemonSet gives the init container: every one dropped but NET_ADMIN.
+    const argv = [...config.Entrypoint!, ...config.Cmd!];
+    // (buildah's --cap-drop ALL drops the added one too: drop its default set by name instead.)
+    const asDaemonSet = ['--cap-add', 'CAP_NET_ADMIN', '--cap-drop', BUILDAH_DEFAULT_CAPABILITIES.join(',')];
+    const capabilities = await inImage(['grep', '-E', '^Cap(Eff|Bnd):', '/proc/self/status'], INIT_NS, initContainer!, asDaemonSet);
+    // NET_ADMIN (bit 12) and nothing else, effective and bounding.
+    expect(capabilities.stdout.trim().split('\n')).toEqual(['CapEff:\t0000000000001000', 'CapBnd:\t0000000000001000']);
+    // Without NET_ADMIN (buildah's default set lacks it, as a pod's does) root changes nothing.
+    const refused = await inImage(argv, INIT_NS, initContainer!);
+    expect(refused.code).not.toBe(0);
+    expect(refused.stderr).toMatch(/not permitted/);
+    expect(await addresses(INIT_NS)).not.toContain(`${POD_IDENTITY_IPV4}/32`);
+    const first = await inImage(argv, INIT_NS, initContainer!, asDaemonSet);
+    expect(first.code, `stdout:\n${first.stdout}\nstderr:\n${tail(first.stderr)}`).toBe(0);
+    const after = await addresses(INIT_NS);
+    expect(after).toEqual(expect.arrayContaining([`${POD_IDENTITY_IPV4}/32`, `${POD_IDENTITY_IPV6}/128`]));
+    // A restarted init container (a node's agent pod replaced) finds them and changes nothing.
+    const second = await inImage(argv, INIT_NS, initContainer!, asDaemonSet);
+    expect(second.code, second.stderr).toBe(0);
+    expect(second.stdout).toContain(`${POD_IDENTITY_IPV4}/32 is already on`);
+    expect(await addresses(INIT_NS)).toEqual(after);
+    expect(await addresses()).toEqual(hostBefore);
+  });
+});
+
+/** The addresses (`address/prefix`) on every link of a network namespace, or of the host without one. */
+async function addresses(netns?: string): Promise<string[]> {
+  const { stdout } = await run('ip', [...(netns ? ['-n', netns] : []), '-o', 'addr', 'show']);
+  return stdout
+    .split('\n')
+    .map((line) => /\sinet6?\s+(\S+)/.exec(line)?.[1])
+    .filter((a): a is string => a !== undefined);
+}
 
 /** The processes whose command line starts with `prefix` (its arguments NUL-separated, as in /proc). */
 async function processesStartingWith(prefix: string): Promise<number[]> {
