@@ -253,12 +253,13 @@ describe('k8s/node-agent', () => {
     expect(container(spec, 'node-agent').image).toBe('crosscred:latest');
   });
 
-  it('starts the agent as uid 0 holding NET_BIND_SERVICE only, dropping to 10001 with --run-as, on both addresses, probed on the node loopback', (ctx) => {
+  it('starts the agent as uid 0 holding NET_BIND_SERVICE and what --run-as needs, dropping to 10001, on both addresses, probed on the node loopback', (ctx) => {
     if (unavailable) ctx.skip(unavailable);
     const spec = (only(agent, 'DaemonSet') as Workload).spec.template.spec;
     expect(spec.containers.map((c) => c.name)).toEqual(['node-agent']);
     const c = container(spec, 'node-agent');
-    expectHardened(c, ['NET_BIND_SERVICE']);
+    // Port 80, and setgroups/setgid/setuid for the switch (all three gone after it).
+    expectHardened(c, ['NET_BIND_SERVICE', 'SETGID', 'SETUID']);
     // Only uid 0 can bind port 80 here (no ambient capabilities, no_new_privs): it binds, then drops.
     expect(c.securityContext?.runAsNonRoot).toBe(false);
     expect(c.securityContext?.runAsUser).toBe(0);
@@ -289,6 +290,10 @@ describe('k8s/node-agent', () => {
     expect(ref?.name).toBe(cm.metadata.name);
     // The placeholder can never be a real issuer (.invalid is reserved), so an unset agent refuses every token.
     expect(new URL(cm.data[ref!.key]!).hostname).toMatch(/\.invalid$/);
+    // The agent has no default region: AWS_REGION, from a key that holds one.
+    const region = c.env?.find((e) => e.name === 'AWS_REGION')?.valueFrom?.configMapKeyRef;
+    expect(region?.name).toBe(cm.metadata.name);
+    expect(cm.data[region!.key]).toMatch(/^[a-z]{2,5}(-[a-z]+)+-\d{1,2}$/);
   });
 });
 
@@ -542,6 +547,10 @@ describe('charts/crosscred', () => {
     const agentArgs = agentContainer.args!;
     for (const flag of flagsOf(agentArgs.slice(1))) expect(AGENT_FLAGS, `node-agent ${flag}`).toContain(flag);
     expect(valuesOf(agentArgs, '--run-as')).toEqual(['10001:10001']);
+    const settings = rendered.find((o) => o.kind === 'ConfigMap' && o.metadata.name === 'crosscred-node-agent') as KubeObject & {
+      data: Record<string, string>;
+    };
+    expect(settings.data['region']).toBe('eu-west-1');
     expect(valuesOf(agentArgs, '--listen')).toEqual([`${POD_IDENTITY_IPV4}:80`]);
     expect(valuesOf(agentArgs, '--allowed-role')).toEqual(['arn:aws:iam::111122223333:role/app-*']);
     const deployment = only(rendered, 'Deployment') as Workload;
