@@ -13,7 +13,8 @@
 #   buildah bud --format docker -t crosscred .        (or: docker build -t crosscred .)
 #   buildah bud --format docker --target node-agent-init -t crosscred-node-agent-init .
 #
-# For aarch64, build that binary (--arch arm64) and add `--arch arm64 --build-arg BINARY_ARCH=aarch64`.
+# For aarch64, build that binary (--arch arm64) and add `--arch arm64 --build-arg BINARY_ARCH=aarch64`
+# (the node-agent-init target has a RUN step: on an x86-64 host that needs qemu-user-static's binfmt).
 # --format docker keeps the HEALTHCHECK: the OCI image format has no field for it, and buildah
 # drops it (with a warning) when building OCI images.
 #
