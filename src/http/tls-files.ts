@@ -47,7 +47,10 @@ export async function readTlsPair(certFile: string, keyFile: string, options: { 
   try {
     createSecureContext({ key, cert });
   } catch (err) {
-    throw new CrosscredError('CONFIG_INVALID', `tls: ${certFile} and ${keyFile} are not a matching PEM certificate and key (${(err as { code?: string }).code ?? 'error'})`);
+    throw new CrosscredError(
+      'CONFIG_INVALID',
+      `tls: ${certFile} and ${keyFile} are not a matching PEM certificate and key (${(err as { code?: string }).code ?? 'error'})`,
+    );
   }
   return { key, cert };
 }

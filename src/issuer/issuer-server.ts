@@ -2,7 +2,6 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Server as HttpsServer } from 'node:https';
 import type { Logger } from 'pino';
 import { type Clock, systemClock } from '../core/clock.js';
-import { CrosscredError } from '../core/errors.js';
 import type { ListenAddress } from '../core/listen-address.js';
 import { formatAddress } from '../core/listen-address.js';
 import { HTTP_LIMITS } from '../http/limits.js';

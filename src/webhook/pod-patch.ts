@@ -55,7 +55,6 @@ interface Selected {
 
 /** A name from the pod, quoted, cut and stripped of control characters. */
 export function shown(name: string): string {
-  // biome-ignore lint/suspicious/noControlCharactersInRegex: the point is to strip them.
   const clean = name.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g, '?');
   return JSON.stringify(clean.length > MAX_SHOWN_NAME_CHARS ? `${clean.slice(0, MAX_SHOWN_NAME_CHARS)}…` : clean);
 }
@@ -181,14 +180,17 @@ export function planPodPatch(pod: PodShape, settings: InjectionSettings, options
     if (clash) return unchanged(`crosscred: container ${shown(container.name)} already mounts ${clash.mountPath}; pod left unchanged`);
   }
   if (mode === 'sidecar') {
-    if (pod.spec.volumes?.some((v) => v.name === SIDECAR_RUN_VOLUME)) return unchanged(`crosscred: the pod already has a volume named ${SIDECAR_RUN_VOLUME}; pod left unchanged`);
+    if (pod.spec.volumes?.some((v) => v.name === SIDECAR_RUN_VOLUME))
+      return unchanged(`crosscred: the pod already has a volume named ${SIDECAR_RUN_VOLUME}; pod left unchanged`);
     if ([...(pod.spec.initContainers ?? []), ...pod.spec.containers].some((c) => c.name === SIDECAR_NAME))
       return unchanged(`crosscred: the pod already has a container named ${SIDECAR_NAME}; pod left unchanged`);
   }
 
   for (const { container } of selected) {
     if ((container.envFrom?.length ?? 0) > 0)
-      warnings.push(`crosscred: container ${shown(container.name)} uses envFrom, which the webhook cannot see; a credential variable there would take precedence`);
+      warnings.push(
+        `crosscred: container ${shown(container.name)} uses envFrom, which the webhook cannot see; a credential variable there would take precedence`,
+      );
   }
 
   const uids = new Set(selected.map(({ container }) => uidOf(pod, container)));
@@ -223,7 +225,10 @@ export function planPodPatch(pod: PodShape, settings: InjectionSettings, options
     const explicit = [...uids];
     let uid = SIDECAR_DEFAULT_UID;
     if (explicit.length === 1 && explicit[0] !== undefined && explicit[0] !== 0) uid = explicit[0];
-    else warnings.push(`crosscred: the application containers do not all run as one non-root runAsUser; crosscred runs as ${uid}, and the application must too to read its endpoint secret`);
+    else
+      warnings.push(
+        `crosscred: the application containers do not all run as one non-root runAsUser; crosscred runs as ${uid}, and the application must too to read its endpoint secret`,
+      );
     const sidecar = sidecarContainer({ image: options.sidecarImage!, roleArn: settings.roleArn, uid, ...(options.region ? { region: options.region } : {}) });
     operations.push(pod.spec.initContainers != null ? add(pointer('spec', 'initContainers', 0), sidecar) : add(pointer('spec', 'initContainers'), [sidecar]));
   }

@@ -59,7 +59,10 @@ export const podSchema = z.looseObject({
     hostNetwork: z.boolean().nullish(),
     containers: z.array(containerSchema).min(1).max(MAX_CONTAINERS),
     initContainers: z.array(containerSchema).max(MAX_CONTAINERS).nullish(),
-    volumes: z.array(z.looseObject({ name: z.string().max(MAX_VALUE_CHARS) })).max(MAX_LIST_ITEMS).nullish(),
+    volumes: z
+      .array(z.looseObject({ name: z.string().max(MAX_VALUE_CHARS) }))
+      .max(MAX_LIST_ITEMS)
+      .nullish(),
     securityContext: z.looseObject({ runAsUser: z.number().int().nullish(), fsGroup: z.number().int().nullish() }).nullish(),
   }),
 });

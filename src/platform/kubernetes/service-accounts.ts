@@ -58,7 +58,6 @@ const MAX_CA_BYTES = 1024 * 1024;
 const MAX_SHOWN_MESSAGE_CHARS = 200;
 const BEARER_TOKEN = /^[\x21-\x7e]+$/;
 const JWT_LIKE = /[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}/g;
-// biome-ignore lint/suspicious/noControlCharactersInRegex: the point is to strip them.
 const CONTROL_CHARS = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g;
 
 export class ServiceAccountReader {
