@@ -20,7 +20,14 @@ export function deploymentPod(overrides: { annotations?: Record<string, string>;
       labels: { app: 'payments-api', 'pod-template-hash': '7d9c8b6f5', 'crosscred.io/inject': 'true' },
       annotations: { 'kubectl.kubernetes.io/restartedAt': '2026-12-01T10:00:00Z', ...overrides.annotations },
       ownerReferences: [
-        { apiVersion: 'apps/v1', kind: 'ReplicaSet', name: 'payments-api-7d9c8b6f5', uid: '0f3c7f1e-7d1a-4c7e-9a51-5b0b6f0a1c11', controller: true, blockOwnerDeletion: true },
+        {
+          apiVersion: 'apps/v1',
+          kind: 'ReplicaSet',
+          name: 'payments-api-7d9c8b6f5',
+          uid: '0f3c7f1e-7d1a-4c7e-9a51-5b0b6f0a1c11',
+          controller: true,
+          blockOwnerDeletion: true,
+        },
       ],
     },
     spec: {
@@ -49,7 +56,13 @@ export function deploymentPod(overrides: { annotations?: Record<string, string>;
           name: 'log-shipper',
           image: 'fluent/fluent-bit:3.1',
           restartPolicy: 'Always',
-          readinessProbe: { httpGet: { path: '/api/v1/health', port: 2020, scheme: 'HTTP' }, periodSeconds: 10, timeoutSeconds: 1, successThreshold: 1, failureThreshold: 3 },
+          readinessProbe: {
+            httpGet: { path: '/api/v1/health', port: 2020, scheme: 'HTTP' },
+            periodSeconds: 10,
+            timeoutSeconds: 1,
+            successThreshold: 1,
+            failureThreshold: 3,
+          },
           resources: { limits: { memory: '64Mi' }, requests: { cpu: '10m', memory: '32Mi' } },
           terminationMessagePath: '/dev/termination-log',
           terminationMessagePolicy: 'File',
@@ -71,8 +84,20 @@ export function deploymentPod(overrides: { annotations?: Record<string, string>;
             { name: 'POD_IP', valueFrom: { fieldRef: { apiVersion: 'v1', fieldPath: 'status.podIP' } } },
           ],
           envFrom: [{ configMapRef: { name: 'payments-settings' } }],
-          readinessProbe: { httpGet: { path: '/ready', port: 'http', scheme: 'HTTP' }, periodSeconds: 5, timeoutSeconds: 1, successThreshold: 1, failureThreshold: 3 },
-          livenessProbe: { httpGet: { path: '/live', port: 'http', scheme: 'HTTP' }, periodSeconds: 10, timeoutSeconds: 1, successThreshold: 1, failureThreshold: 3 },
+          readinessProbe: {
+            httpGet: { path: '/ready', port: 'http', scheme: 'HTTP' },
+            periodSeconds: 5,
+            timeoutSeconds: 1,
+            successThreshold: 1,
+            failureThreshold: 3,
+          },
+          livenessProbe: {
+            httpGet: { path: '/live', port: 'http', scheme: 'HTTP' },
+            periodSeconds: 10,
+            timeoutSeconds: 1,
+            successThreshold: 1,
+            failureThreshold: 3,
+          },
           resources: { limits: { cpu: '1', memory: '512Mi' }, requests: { cpu: '100m', memory: '256Mi' } },
           securityContext: { allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] } },
           terminationMessagePath: '/dev/termination-log',
@@ -132,7 +157,10 @@ export function podSetting(variable: string): Json {
 }
 
 /** The AdmissionReview the API server sends for `object`. */
-export function admissionReview(object: unknown, options: { uid?: string; namespace?: string; operation?: string; kind?: Json; subResource?: string } = {}): Json {
+export function admissionReview(
+  object: unknown,
+  options: { uid?: string; namespace?: string; operation?: string; kind?: Json; subResource?: string } = {},
+): Json {
   return {
     apiVersion: 'admission.k8s.io/v1',
     kind: 'AdmissionReview',
@@ -145,7 +173,11 @@ export function admissionReview(object: unknown, options: { uid?: string; namesp
       ...(options.subResource ? { subResource: options.subResource } : {}),
       namespace: options.namespace ?? 'payments',
       operation: options.operation ?? 'CREATE',
-      userInfo: { username: 'system:serviceaccount:kube-system:replicaset-controller', uid: 'a1b2', groups: ['system:serviceaccounts', 'system:authenticated'] },
+      userInfo: {
+        username: 'system:serviceaccount:kube-system:replicaset-controller',
+        uid: 'a1b2',
+        groups: ['system:serviceaccounts', 'system:authenticated'],
+      },
       object,
       oldObject: null,
       dryRun: false,

@@ -1,10 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { admissionReviewSchema, type AdmissionResponse } from '../../src/platform/kubernetes/admission-review.js';
+import { type AdmissionResponse, admissionReviewSchema } from '../../src/platform/kubernetes/admission-review.js';
 import { KubernetesApiError, type ServiceAccount, type ServiceAccountLookup } from '../../src/platform/kubernetes/service-accounts.js';
 import { CREDENTIAL_VARIABLES, TOKEN_FILE_PATH, TOKEN_MOUNT_PATH } from '../../src/protocol/pod-identity.js';
 import { type AdmissionContext, admit } from '../../src/webhook/admission.js';
 import type { PatchOptions } from '../../src/webhook/pod-patch.js';
-import { memoryLogger } from '../support/chain.js';
 import {
   admissionReview,
   applyAndValidate,
@@ -18,6 +17,7 @@ import {
   type PatchOp,
   podSetting,
 } from '../support/admission-pods.js';
+import { memoryLogger } from '../support/chain.js';
 
 /**
  * Research §7 tests 16-22 on the admission logic: realistic pods through admit(), each patch
