@@ -56,7 +56,11 @@ export async function admit(review: AdmissionReview, context: AdmissionContext):
   const parsed = podSchema.safeParse(request.object);
   if (!parsed.success) return { kind: 'invalid', problem: `request.object is not a Pod: ${describeSchemaProblem(parsed.error)}` };
   const pod = parsed.data;
-  if (alreadyInjected(pod) !== undefined) return allowed('unchanged');
+  const injected = alreadyInjected(pod);
+  // Our annotation: a reinvocation, said nothing about. Our volume without it: someone else's, or
+  // a hand-made copy; either way not ours to add to.
+  if (injected === 'annotation') return allowed('unchanged');
+  if (injected === 'volume') return allowed('unchanged', ['crosscred: the pod already has a volume named crosscred-token; pod left unchanged']);
 
   const namespace = request.namespace || pod.metadata?.namespace;
   if (!namespace) return { kind: 'invalid', problem: 'request.namespace is missing' };

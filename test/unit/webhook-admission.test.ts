@@ -320,3 +320,14 @@ describe('what is not a Pod CREATE', () => {
     }
   });
 });
+
+describe('a pod that already has our volume but not our annotation', () => {
+  it('is left alone with a warning', async () => {
+    const pod = barePod();
+    (pod['spec'] as Json)['volumes'] = [{ name: 'crosscred-token', emptyDir: {} }];
+    const { response, result } = await review(pod);
+    expect(result).toBe('unchanged');
+    expect(response.patch).toBeUndefined();
+    expect(response.warnings).toContainEqual(expect.stringContaining('already has a volume named crosscred-token'));
+  });
+});
