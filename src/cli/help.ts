@@ -22,6 +22,8 @@ Commands:
                         Run an OIDC issuer that attests Alibaba ECS and Tencent CVM instances
                         and mints JWTs for AWS; make its signing keys; export its discovery
                         documents for a public bucket.
+  webhook               The Kubernetes mutating admission webhook: injects the node agent's
+                        variables and token volume (or a crosscred sidecar) into opted-in pods.
   demo                  Run the whole chain on this machine: an embedded OIDC issuer, an STS
                         emulator that verifies the token, and the daemon; prints the environment
                         that points an SDK at it.

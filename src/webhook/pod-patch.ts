@@ -18,6 +18,7 @@ import {
   SIDECAR_CREDENTIALS_URI,
   SIDECAR_DEFAULT_UID,
   SIDECAR_NAME,
+  SIDECAR_PORTS,
   SIDECAR_RUN_PATH,
   SIDECAR_RUN_VOLUME,
   sidecarContainer,
@@ -159,6 +160,17 @@ export function planPodPatch(pod: PodShape, settings: InjectionSettings, options
   if (mode === 'sidecar' && !options.sidecarImage) {
     const message = 'crosscred: sidecar mode needs the webhook to run with --sidecar-image';
     return { kind: 'deny', message, warnings: boundedWarnings(warnings) };
+  }
+
+  if (mode === 'sidecar') {
+    // The pod's containers share one network namespace: a port crosscred needs that a container
+    // already declares would stop one of the two from starting.
+    const all = [...(pod.spec.initContainers ?? []), ...pod.spec.containers];
+    const taken = all.find((c) => c.ports?.some((p) => (SIDECAR_PORTS as readonly number[]).includes(p.containerPort ?? -1)));
+    if (taken) {
+      const message = `crosscred: sidecar mode needs ports ${SIDECAR_PORTS.join(' and ')}, and container ${shown(taken.name)} declares one of them`;
+      return { kind: 'deny', message, warnings: boundedWarnings(warnings) };
+    }
   }
 
   const selected = selectContainers(pod);

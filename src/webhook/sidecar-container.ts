@@ -16,6 +16,7 @@ export const SIDECAR_AUTH_TOKEN_FILE = `${SIDECAR_RUN_PATH}/auth-token`;
 /** Credentials only on the pod's loopback: every container of the pod shares it, nothing outside reaches it. */
 export const SIDECAR_LISTEN = '127.0.0.1:8170';
 export const SIDECAR_CREDENTIALS_URI = 'http://127.0.0.1:8170/v1/credentials';
+export const SIDECAR_PORTS = [8170, 8171] as const;
 const ADMIN_PORT = 8171;
 /** The crosscred image's own user, used when the application's uid is not known. */
 export const SIDECAR_DEFAULT_UID = 10001;

@@ -33,8 +33,11 @@ const BODY_READ_TIMEOUT_MS = 5_000;
 export const SERVICE_ACCOUNT_LOOKUP_TIMEOUT_MS = 2_000;
 /** Admissions worked on at once; more wait their turn, up to the budget below. */
 const MAX_CONCURRENT_ADMISSIONS = 32;
-/** Waiting for a turn plus the work, in ms; past it the pod is refused (and retried by its controller). */
-const ADMISSION_BUDGET_MS = 4_000;
+/**
+ * Longest wait for a turn, in ms; past it the review is answered 503 and the API server applies
+ * failurePolicy (Fail: the pod is retried). Plus the 2 s lookup, the answer fits the 5 s timeoutSeconds.
+ */
+const ADMISSION_QUEUE_BUDGET_MS = 2_000;
 /** The API server holds a few connections per replica; this bounds what anything else can hold. */
 const MAX_CONNECTIONS = 512;
 /** A real review nests about 15 levels and holds a few thousand values; these only stop what no API server sends. */
@@ -150,7 +153,7 @@ export async function startWebhook(config: WebhookConfig, deps: WebhookDependenc
     const parsed = admissionReviewSchema.safeParse(value);
     if (!parsed.success) return fail(res, 400, `not an admission.k8s.io/v1 AdmissionReview: ${describeSchemaProblem(parsed.error)}`);
 
-    const budget = AbortSignal.timeout(ADMISSION_BUDGET_MS);
+    const budget = AbortSignal.timeout(ADMISSION_QUEUE_BUDGET_MS);
     try {
       await turns.take(budget);
     } catch {

@@ -1,5 +1,5 @@
 import { X509Certificate } from 'node:crypto';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { copyFile, mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -19,7 +19,7 @@ import {
 import { memoryLogger } from '../support/chain.js';
 import { FakeKubeApiServer } from '../support/fake-kube-apiserver.js';
 import { selfSignedCert } from '../support/self-signed.js';
-import { postToWebhook } from '../support/webhook-client.js';
+import { postToWebhook, servedFingerprint } from '../support/webhook-client.js';
 
 /**
  * The webhook in this process, over real HTTPS on loopback, reading ServiceAccounts from the fake
@@ -200,5 +200,28 @@ describe('the admin listener', () => {
     expect(lines.join('\n')).toContain('pod mutated');
     // The serving certificate is the one given.
     expect(new X509Certificate(ca).subject).toContain('crosscred-webhook');
+  });
+});
+
+describe('certificate files changed in place', () => {
+  it('keeps the served certificate while the files do not match, and installs the pair once they do', async () => {
+    const served = await servedFingerprint(webhook.address.port);
+    expect(served).toBe(new X509Certificate(ca).fingerprint256);
+    const reloads = webhook.tlsReloads();
+    await selfSignedCert({ cn: 'next', keyFile: join(dir, 'next.key'), certFile: join(dir, 'next.crt'), ips: ['127.0.0.1'] });
+    // The certificate first, as a hand edit might: it does not match the old key.
+    await copyFile(join(dir, 'next.crt'), join(dir, 'tls.crt.tmp'));
+    await rename(join(dir, 'tls.crt.tmp'), join(dir, 'tls.crt'));
+    const deadline = Date.now() + 30_000;
+    while (!lines.some((l) => l.includes('not a usable pair')) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    expect(lines.some((l) => l.includes('not a usable pair'))).toBe(true);
+    expect(await servedFingerprint(webhook.address.port)).toBe(served);
+    expect(webhook.tlsReloads()).toBe(reloads);
+    await copyFile(join(dir, 'next.key'), join(dir, 'tls.key.tmp'));
+    await rename(join(dir, 'tls.key.tmp'), join(dir, 'tls.key'));
+    const next = new X509Certificate(await readFile(join(dir, 'next.crt'))).fingerprint256;
+    while ((await servedFingerprint(webhook.address.port)) !== next && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    expect(await servedFingerprint(webhook.address.port)).toBe(next);
+    expect(webhook.tlsReloads()).toBe(reloads + 1);
   });
 });

@@ -331,3 +331,17 @@ describe('a pod that already has our volume but not our annotation', () => {
     expect(response.warnings).toContainEqual(expect.stringContaining('already has a volume named crosscred-token'));
   });
 });
+
+describe('sidecar mode and the ports it needs', () => {
+  it('denies a pod whose container already declares 8170 or 8171', async () => {
+    const pod = deploymentPod();
+    ((container(pod, 'app') as Json)['ports'] as Json[]).push({ name: 'metrics', containerPort: 8171, protocol: 'TCP' });
+    const { response } = await review(
+      pod,
+      { 'crosscred.io/role-arn': ROLE, 'crosscred.io/mode': 'sidecar' },
+      { patch: { ipFamily: 'ipv4', sidecarImage: 'crosscred:1.0' } },
+    );
+    expect(response.allowed).toBe(false);
+    expect(response.status?.message).toMatch(/needs ports 8170 and 8171, and container "app" declares one/);
+  });
+});

@@ -35,6 +35,10 @@ export const containerSchema = z.looseObject({
   volumeMounts: z.array(volumeMount).max(MAX_LIST_ITEMS).nullish(),
   securityContext: securityContext.nullish(),
   restartPolicy: z.string().max(64).nullish(),
+  ports: z
+    .array(z.looseObject({ containerPort: z.number().int().nullish() }))
+    .max(MAX_LIST_ITEMS)
+    .nullish(),
 });
 export type PodContainer = z.infer<typeof containerSchema>;
 
