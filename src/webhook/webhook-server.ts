@@ -126,6 +126,7 @@ export async function startWebhook(config: WebhookConfig, deps: WebhookDependenc
   const turns = new Turns(MAX_CONCURRENT_ADMISSIONS);
 
   const fail = (res: ServerResponse, status: number, message: string, headers?: readonly string[]) => {
+    log.debug({ status, reason: message }, 'review refused');
     res.shouldKeepAlive = false;
     sendError(res, 'REQUEST_INVALID', message, 'json', { status, ...(headers ? { headers } : {}) });
     metrics.admitted('invalid', undefined);

@@ -2,6 +2,7 @@ import { X509Certificate } from 'node:crypto';
 import { copyFile, mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { resolveWebhookConfig } from '../../src/webhook/webhook-config.js';
 import { MAX_REVIEW_BYTES, type RunningWebhook, startWebhook } from '../../src/webhook/webhook-server.js';
@@ -132,6 +133,19 @@ describe('POST /mutate over HTTPS (test 23)', () => {
       expect(answer.status, what).toBe(400);
       expect(JSON.parse(answer.text).Message, what).toMatch(reason);
     }
+    expect((await send(admissionReview(barePod()))).status).toBe(200);
+  });
+
+  it('answers any JSON, as the review or as its Pod, with 200 or 400 and never fails', async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.jsonValue({ maxDepth: 6 }), fc.boolean(), async (value, asPod) => {
+        const body = asPod ? admissionReview(value) : value;
+        const answer = await postToWebhook(webhook.address.port, ca, JSON.stringify(body));
+        expect([200, 400]).toContain(answer.status);
+        if (answer.status === 200) expect((JSON.parse(answer.text) as Json)['kind']).toBe('AdmissionReview');
+      }),
+      { numRuns: 60 },
+    );
     expect((await send(admissionReview(barePod()))).status).toBe(200);
   });
 

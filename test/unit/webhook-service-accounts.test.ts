@@ -1,6 +1,7 @@
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Agent, request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { KubernetesApiError, ServiceAccountReader } from '../../src/platform/kubernetes/service-accounts.js';
 import { FakeClock } from '../support/fake-clock.js';
@@ -105,6 +106,31 @@ describe('ServiceAccountReader', () => {
       kube.respond();
       await r.close();
       await wrongCa.close();
+    }
+  });
+});
+
+describe('the fake API server ServiceAccount list (for tests that list)', () => {
+  it('lists a namespace and all namespaces, added ServiceAccounts included', async () => {
+    const dispatcher = new Agent({ connect: { ca: await readFile(kube.caFile, 'utf8') } });
+    try {
+      kube.addServiceAccount({ namespace: 'team-c', name: 'listed', annotations: { 'crosscred.io/mode': 'sidecar' } });
+      const get = async (path: string) => {
+        const res = await request(`${kube.url}${path}`, { headers: { authorization: `Bearer ${BEARER}` }, dispatcher });
+        return { status: res.statusCode, body: (await res.body.json()) as { kind: string; items: Array<{ metadata: { namespace: string; name: string } }> } };
+      };
+      const inNamespace = await get('/api/v1/namespaces/team-c/serviceaccounts');
+      expect(inNamespace.status).toBe(200);
+      expect(inNamespace.body.kind).toBe('ServiceAccountList');
+      expect(inNamespace.body.items.map((i) => i.metadata.name)).toEqual(['listed']);
+      const all = await get('/api/v1/serviceaccounts');
+      expect(all.body.items.map((i) => `${i.metadata.namespace}/${i.metadata.name}`)).toContain('team-a/app');
+      expect(all.body.items.length).toBeGreaterThan(1);
+      const res = await request(`${kube.url}/api/v1/serviceaccounts`, { dispatcher });
+      await res.body.dump();
+      expect(res.statusCode).toBe(401);
+    } finally {
+      await dispatcher.close();
     }
   });
 });
