@@ -61,7 +61,7 @@ export const podSchema = z.looseObject({
     /** Deprecated alias of serviceAccountName, still honoured by the API server. */
     serviceAccount: name.nullish(),
     hostNetwork: z.boolean().nullish(),
-    containers: z.array(containerSchema).min(1).max(MAX_CONTAINERS),
+    containers: z.array(containerSchema).max(MAX_CONTAINERS),
     initContainers: z.array(containerSchema).max(MAX_CONTAINERS).nullish(),
     volumes: z
       .array(z.looseObject({ name: z.string().max(MAX_VALUE_CHARS) }))
