@@ -4,13 +4,23 @@ import { mkdir, mkdtemp, readFile, rename, rm, symlink, writeFile } from 'node:f
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { admissionReview, applyAndValidate, changedOriginals, container, decodePatch, deploymentPod, envOf, type Json } from '../support/admission-pods.js';
+import {
+  admissionReview,
+  applyAndValidate,
+  changedOriginals,
+  container,
+  decodePatch,
+  deploymentPod,
+  envOf,
+  type Json,
+  postToWebhook,
+  servedFingerprint,
+} from '../support/admission-pods.js';
 import { CLI_ARGS, CLI_EXEC } from '../support/chain.js';
 import { FakeKubeApiServer } from '../support/fake-kube-apiserver.js';
 import { freePort } from '../support/issuer-fixtures.js';
 import { crosscred } from '../support/run-cli.js';
 import { selfSignedCert } from '../support/self-signed.js';
-import { postToWebhook, servedFingerprint } from '../support/webhook-client.js';
 
 /**
  * The real `crosscred webhook` command (node dist/cli/main.js, or the single executable in CI)

@@ -16,11 +16,12 @@ import {
   deploymentPod,
   envOf,
   type Json,
+  postToWebhook,
+  servedFingerprint,
 } from '../support/admission-pods.js';
 import { memoryLogger } from '../support/chain.js';
 import { FakeKubeApiServer } from '../support/fake-kube-apiserver.js';
 import { selfSignedCert } from '../support/self-signed.js';
-import { postToWebhook, servedFingerprint } from '../support/webhook-client.js';
 
 /**
  * The webhook in this process, over real HTTPS on loopback, reading ServiceAccounts from the fake
