@@ -22,6 +22,8 @@ Commands:
                         Run an OIDC issuer that attests Alibaba ECS and Tencent CVM instances
                         and mints JWTs for AWS; make its signing keys; export its discovery
                         documents for a public bucket.
+  webhook               The Kubernetes mutating admission webhook: injects the node agent's
+                        variables and token volume (or a crosscred sidecar) into opted-in pods.
   demo                  Run the whole chain on this machine: an embedded OIDC issuer, an STS
                         emulator that verifies the token, and the daemon; prints the environment
                         that points an SDK at it.
@@ -301,4 +303,41 @@ Key rotation: add the next key (published only), re-export or reload, wait until
 fetched it (a day is safe); make it active; keep the old key published for the token lifetime
 plus that day, then remove it. See docs/issuer.md for the config file and the sub formats.
 Exit codes: 0 success, 1 runtime failure, 2 bad command line, 78 invalid configuration or keys.
+`;
+
+export const WEBHOOK_HELP = `Usage: crosscred webhook [options]
+
+The mutating admission webhook for Kubernetes (POST /mutate, admission.k8s.io/v1). For each pod
+created with the crosscred.io/inject=true label it reads the pod's ServiceAccount and, when that
+names a role (crosscred.io/role-arn, else eks.amazonaws.com/role-arn), adds with JSON Patch "add"
+operations only: the projected token volume and the variables of the mode (crosscred.io/mode on
+the ServiceAccount, else --default-mode). A pod that already chooses its credentials is left
+alone with a warning; one whose ServiceAccount cannot be read is denied, so it is retried.
+
+Options:
+  --listen ADDR                 HTTPS address for /mutate (default 0.0.0.0:8443).
+  --admin-listen ADDR           Plain HTTP /healthz, /readyz, /metrics (default 0.0.0.0:8081).
+  --tls-cert-file PATH          Serving certificate chain, PEM
+                                (default /etc/crosscred/webhook-tls/tls.crt).
+  --tls-key-file PATH           Its key, PEM (default /etc/crosscred/webhook-tls/tls.key).
+                                Both are reloaded when they change, a Secret's ..data swap included.
+  --default-mode MODE           agent (default): the node agent at 169.254.170.23 with the pod's
+                                token; sidecar: crosscred serve as a native sidecar in the pod;
+                                web-identity: AWS_ROLE_ARN + AWS_WEB_IDENTITY_TOKEN_FILE (old SDKs).
+  --sidecar-image IMAGE         The crosscred image sidecar mode runs (needed for sidecar mode).
+  --region REGION               Also inject AWS_REGION and AWS_DEFAULT_REGION where a container
+                                sets neither (default: not injected).
+  --ip-family ipv4|ipv6         Address of the node agent in FULL_URI (default ipv4); ipv6 injects
+                                http://[fd00:ec2::23]/... and AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE=IPv6.
+  --kube-api-url URL            Kubernetes API (default https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT).
+  --kube-token-file PATH        Bearer token for it
+                                (default /var/run/secrets/kubernetes.io/serviceaccount/token).
+  --kube-ca-file PATH           CA of its certificate
+                                (default /var/run/secrets/kubernetes.io/serviceaccount/ca.crt).
+  --service-account-cache-seconds N
+                                How long a ServiceAccount read is reused (default 30; 0: never).
+                                A ServiceAccount not in the cache is always read live.
+  --log-level LEVEL             fatal, error, warn, info (default), debug, trace, silent.
+
+Exit codes: 0 stopped by SIGTERM/SIGINT, 1 runtime failure, 2 bad command line, 78 invalid configuration.
 `;
