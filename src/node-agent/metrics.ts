@@ -66,8 +66,8 @@ export class NodeAgentMetrics implements ExchangeObserver {
       },
     });
     // Zero-valued series from the start, so dashboards and alerts see them before the first event.
-    for (const outcome of ['success', 'terminal', 'retryable', 'token-expired']) this.#stsCalls.labels(outcome);
-    for (const cause of ['idle', 'size', 'token_expired']) this.#evictions.labels(cause);
+    for (const outcome of ['success', 'terminal', 'retryable', 'token-expired']) this.#stsCalls.labels(outcome).inc(0);
+    for (const cause of ['idle', 'size', 'token_expired']) this.#evictions.labels(cause).inc(0);
   }
 
   podServed(): void {
