@@ -127,6 +127,11 @@ export class RoleCredentialCache {
     return this.#refresh();
   }
 
+  /** True while a fetch is on the wire. */
+  get refreshing(): boolean {
+    return this.#inflight !== undefined;
+  }
+
   /** Resolves once no fetch is in flight (at once when none is): single flight for callers that only wait. */
   settled(): Promise<void> {
     return this.#inflight ?? Promise.resolve();

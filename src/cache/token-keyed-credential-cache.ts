@@ -152,6 +152,13 @@ export class TokenKeyedCredentialCache {
     return this.#entries.calculatedSize;
   }
 
+  /** Entries with a fetch on the wire (a first fetch or a renewal). Walks every entry: for tests and diagnostics. */
+  get fetching(): number {
+    let n = 0;
+    for (const entry of this.#entries.values()) if (entry.cache.refreshing) n++;
+    return n;
+  }
+
   /** Token hashes remembered as refused. */
   get refusedSize(): number {
     return this.#refused.size;
@@ -175,7 +182,7 @@ export class TokenKeyedCredentialCache {
     if (entry.first !== undefined) return { kind: 'pending', outcome: entry.first };
     const credentials = entry.cache.current();
     if (credentials !== undefined) return { kind: 'hit', credentials };
-    if (entry.cache.status().refreshing) {
+    if (entry.cache.refreshing) {
       // A renewal is on the wire after the last credentials ran out: wait for it, as for a first fetch.
       return { kind: 'pending', outcome: entry.cache.settled().then(() => this.#outcomeOf(key, entry)) };
     }
