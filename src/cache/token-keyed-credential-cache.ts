@@ -115,7 +115,16 @@ export function entryBytes(tokenLength: number, credentials: CachedCredentials |
   return tokenLength + 2 * credentialBytes + ENTRY_OVERHEAD_BYTES;
 }
 
-export class TokenKeyedCredentialCache {
+/**
+ * The narrow port the node agent's request handler sees (as serve's routes see CredentialResolver):
+ * look a key up, and start the one fetch for a miss the caller has admitted.
+ */
+export interface TokenKeyedCredentials {
+  lookup(key: string): Lookup;
+  fetch(key: string, request: TokenKeyedFetch): Promise<FetchOutcome>;
+}
+
+export class TokenKeyedCredentialCache implements TokenKeyedCredentials {
   readonly #options: TokenKeyedCacheOptions;
   readonly #clock: Clock;
   readonly #entries: LRUCache<string, Entry>;

@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import type { CachedCredentials } from '../cache/role-credential-cache.js';
-import { type FetchOutcome, type Lookup, type TokenKeyedCredentialCache, tokenKey } from '../cache/token-keyed-credential-cache.js';
+import { type FetchOutcome, type Lookup, type TokenKeyedCredentials, tokenKey } from '../cache/token-keyed-credential-cache.js';
 import { exactClientAddressKey } from '../core/client-address.js';
 import type { Clock } from '../core/clock.js';
 import type { ListenAddress } from '../core/listen-address.js';
@@ -26,7 +26,7 @@ export interface AgentRequestContext {
   readonly allowedRoles: readonly RegExp[];
   /** The partition STS is in, or undefined when --sts-endpoint overrides the endpoint (then any ARN is sent). */
   readonly stsPartition: string | undefined;
-  readonly cache: TokenKeyedCredentialCache;
+  readonly cache: TokenKeyedCredentials;
   readonly limiter: TokenBuckets;
   readonly clock: Clock;
   readonly metrics: NodeAgentMetrics;

@@ -12,10 +12,11 @@ import {
 } from '../support/node-agent.js';
 
 /**
- * Idle entries and renewals (docs/research/kubernetes-cluster.md §5.3, §7 test 8), on a fake clock
+ * startNodeAgent() in this process. First, idle entries and renewals (docs/research/kubernetes-cluster.md
+ * §5.3, §7 test 8), on a fake clock
  * that moves the agent, its cache and the STS emulator's clock together; requests and STS calls
  * are real HTTP on loopback. `advanceSettling` waits, in real time, for each exchange that a fired
- * timer put on the wire before moving fake time on.
+ * timer put on the wire before moving fake time on. Then what STS answers, passed on to the pod.
  */
 
 const MINUTE = 60_000;
@@ -123,5 +124,59 @@ describe('node-agent: idle entries and renewal', () => {
     for (const token of tokens.slice(20)) after.push((await askAgent(agent.base, credentialsPath(ROLE), { token })).status);
     expect(after).toEqual([200, 200, 200, 200, 200]);
     expect(chain.sts.calls).toBe(25);
+  });
+});
+
+describe('node-agent: what STS says, passed on', () => {
+  async function startReal(flags: { stsEndpoint?: boolean } = {}) {
+    chain = await startPodChain({ roleArns: [ROLE] });
+    agent = await startAgentInProcess({ 'allowed-issuer': [chain.issuer.url], ...(flags.stsEndpoint === false ? {} : { 'sts-endpoint': chain.sts.url }) });
+    return { chain, agent };
+  }
+
+  it('answers a transient STS failure 503 with Retry-After, remembers nothing, and serves the next request', async () => {
+    const { chain, agent } = await startReal();
+    const token = await mintPodToken(chain.issuer);
+    chain.sts.failNext({ kind: 'error', status: 503, code: 'ServiceUnavailable' });
+    const first = await askAgent(agent.base, credentialsPath(ROLE), { token });
+    expect(first.status).toBe(503);
+    expect(Number(first.headers['retry-after'])).toBeGreaterThanOrEqual(1);
+    expect(JSON.parse(first.text)).toMatchObject({ Code: 'CredentialsUnavailable' });
+    expect(agent.agent.cache.size).toBe(0);
+    expect((await askAgent(agent.base, credentialsPath(ROLE), { token })).status).toBe(200);
+    expect(chain.sts.calls).toBe(2);
+  });
+
+  it("answers STS's ExpiredToken 401 TOKEN_EXPIRED without remembering it", async () => {
+    const { chain, agent } = await startReal();
+    const token = await mintPodToken(chain.issuer);
+    chain.sts.failNext({ kind: 'error', status: 400, code: 'ExpiredTokenException' });
+    const res = await askAgent(agent.base, credentialsPath(ROLE), { token });
+    expect(res.status).toBe(401);
+    expect(JSON.parse(res.text)).toMatchObject({ Code: 'TOKEN_EXPIRED' });
+    expect(agent.agent.cache.refusedSize).toBe(0);
+    expect((await askAgent(agent.base, credentialsPath(ROLE), { token })).status).toBe(200);
+  });
+
+  it("answers a role that does not trust the token 403 with STS's code, once", async () => {
+    const { chain, agent } = await startReal();
+    const token = await mintPodToken(chain.issuer);
+    const untrusted = agentRoleArn('other');
+    const first = await askAgent(agent.base, credentialsPath(untrusted), { token });
+    expect(first.status).toBe(403);
+    expect(JSON.parse(first.text)).toMatchObject({ Code: 'AccessDenied' });
+    expect((await askAgent(agent.base, credentialsPath(untrusted), { token })).status).toBe(403);
+    expect(chain.sts.calls).toBe(1);
+    // The same token for a role that trusts it is another key.
+    expect((await askAgent(agent.base, credentialsPath(ROLE), { token })).status).toBe(200);
+  });
+
+  it('refuses a role of another partition than --region when no --sts-endpoint is set, before any call', async () => {
+    const { chain, agent } = await startReal({ stsEndpoint: false });
+    const token = await mintPodToken(chain.issuer);
+    const res = await askAgent(agent.base, credentialsPath(agentRoleArn('app', 'aws-cn')), { token });
+    expect(res.status).toBe(400);
+    expect(JSON.parse(res.text)).toMatchObject({ Code: 'ROLE_ARN_PARTITION' });
+    expect(chain.sts.calls).toBe(0);
   });
 });
