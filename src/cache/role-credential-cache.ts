@@ -74,7 +74,7 @@ export interface RoleCredentialCacheOptions {
 }
 
 /**
- * Credentials for one role, always answered from memory. It fetches at start-up, refreshes in the
+ * Credentials for one role, always answered from memory. It fetches when started, refreshes in the
  * background before expiry, makes at most one STS call at a time however many requests miss
  * (single flight), keeps serving the last good credentials while a refresh fails, and never hands
  * out expired or empty credentials.
