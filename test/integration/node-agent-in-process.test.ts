@@ -1,3 +1,4 @@
+import { createServer } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { FakeClock } from '../support/fake-clock.js';
 import {
@@ -178,5 +179,24 @@ describe('node-agent: what STS says, passed on', () => {
     expect(res.status).toBe(400);
     expect(JSON.parse(res.text)).toMatchObject({ Code: 'ROLE_ARN_PARTITION' });
     expect(chain.sts.calls).toBe(0);
+  });
+});
+
+describe('node-agent: on an IPv6 address', () => {
+  it('serves [::1] by its bracketed Host and refuses another Host', async (context) => {
+    const probe = createServer();
+    const v6 = await new Promise<boolean>((resolve) => {
+      probe.once('error', () => resolve(false));
+      probe.listen(0, '::1', () => probe.close(() => resolve(true)));
+    });
+    if (!v6) return context.skip('this machine has no IPv6 loopback (::1) to listen on');
+    chain = await startPodChain({ roleArns: [ROLE] });
+    agent = await startAgentInProcess({ 'allowed-issuer': [chain.issuer.url], 'sts-endpoint': chain.sts.url, listen: ['[::1]:0'] });
+    const port = agent.agent.listeners[0]!.port;
+    const base = `http://[::1]:${port}`;
+    const token = await mintPodToken(chain.issuer);
+    expect((await askAgent(base, credentialsPath(ROLE), { token })).status).toBe(200);
+    expect((await askAgent(base, credentialsPath(ROLE), { token, host: `[::1]:${port}` })).status).toBe(200);
+    expect((await askAgent(base, credentialsPath(ROLE), { token, host: `[fd00:ec2::23]:${port}` })).status).toBe(403);
   });
 });

@@ -90,7 +90,7 @@ describe('TokenKeyedCredentialCache', () => {
     expect(calls()).toBe(before);
     await ask('token-0');
     expect(calls()).toBe(before + 1);
-  });
+  }, 180_000);
 
   it('holds maxBytes under 20,000 distinct tokens', async () => {
     const maxBytes = 256 * 1024;
@@ -103,7 +103,7 @@ describe('TokenKeyedCredentialCache', () => {
     const perEntry = cache.bytes / cache.size;
     expect(cache.size).toBe(Math.floor(maxBytes / perEntry));
     expect(perEntry).toBeGreaterThan(1000 + 2 * 800);
-  });
+  }, 180_000);
 
   it('counts an entry for its real credentials once they arrive', async () => {
     const { cache, ask } = setup();
