@@ -230,7 +230,11 @@ export class TokenKeyedCredentialCache implements TokenKeyedCredentials {
     this.#entries.set(key, entry, { size: entryBytes(request.tokenLength, undefined) });
     const first = entry.cache.start().then(() => {
       entry.first = undefined;
-      return this.#outcomeOf(key, entry);
+      const outcome = this.#outcomeOf(key, entry);
+      // Evicted while its first fetch was on the wire (or never stored): it answers the requests
+      // that waited for it, and then nothing of it may keep running.
+      if (this.#entries.peek(key) !== entry) entry.cache.close();
+      return outcome;
     });
     entry.first = first;
     return first;

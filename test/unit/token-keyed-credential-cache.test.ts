@@ -155,3 +155,16 @@ describe('TokenKeyedCredentialCache', () => {
     expect(cache.size).toBe(0);
   });
 });
+
+describe('TokenKeyedCredentialCache: an entry evicted during its first fetch', () => {
+  it('answers the waiting requests and leaves no timer behind', async () => {
+    const { clock, cache, ask } = setup({ maxEntries: 1 });
+    const first = ask('first');
+    const second = ask('second'); // evicts "first" while its fetch is in flight
+    expect((await first).kind).toBe('credentials');
+    expect((await second).kind).toBe('credentials');
+    expect(cache.size).toBe(1);
+    // The idle sweep and the one stored entry's refresh: nothing of the evicted one.
+    expect(clock.pendingDelays()).toHaveLength(2);
+  });
+});
