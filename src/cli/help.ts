@@ -397,6 +397,9 @@ Serving:
 General:
   --log-level LEVEL           fatal, error, warn, info (default), debug, trace, silent.
                                                                      env CROSSCRED_LOG_LEVEL
+  --run-as UID:GID            Switch to this user and group once the listeners are bound (start as
+                              root with NET_BIND_SERVICE, SETUID and SETGID: Kubernetes cannot give
+                              a non-root container port 80). Default: keep the starting user.
   -h, --help                  This text.
 
 In a pod (what the webhook injects):

@@ -37,6 +37,14 @@ export interface AgentRequestContext {
 
 const ALLOW = ['allow', 'GET, HEAD'] as const;
 
+/**
+ * Longest a request waits for an exchange in flight, in ms. Under the JS SDK's 1 s request timeout:
+ * the client gets an answer it retries (503 with Retry-After: 1) instead of timing out, and the
+ * exchange goes on, so its retry finds the credentials cached. botocore (2 s) and Java retry a 503
+ * the same way. Without the bound a request could hang for the STS timeouts (about 18 s).
+ */
+export const MAX_WAIT_FOR_EXCHANGE_MS = 900;
+
 /** A refusal: its HTTP status, its JSON `Code`, its metric label (a fixed set) and fixed text. */
 interface AgentRefusal {
   readonly status: number;
@@ -64,6 +72,12 @@ const REFUSALS = {
   roleNotAllowed: { status: 403, code: 'ROLE_NOT_ALLOWED', reason: 'role_not_allowed', message: 'this agent does not serve that role (--allowed-role)' },
   /** 503, not 429: the Java and Go SDKs retry 5xx and never 4xx. */
   throttled: { status: 503, code: 'Throttling', reason: 'throttled', message: 'too many new tokens from this address; retry after the Retry-After seconds' },
+  pending: {
+    status: 503,
+    code: 'CredentialsPending',
+    reason: 'pending',
+    message: `STS has not answered within ${MAX_WAIT_FOR_EXCHANGE_MS} ms; the exchange goes on: retry after the Retry-After seconds`,
+  },
   stsTokenExpired: {
     status: 401,
     code: 'TOKEN_EXPIRED',
@@ -137,6 +151,26 @@ export function buildAgentListener(address: ListenAddress, ctx: AgentRequestCont
     }
   };
 
+  /** Answers with the outcome, or with 503 CredentialsPending if it takes longer than MAX_WAIT_FOR_EXCHANGE_MS. */
+  const answerWithin = (req: IncomingMessage, res: ServerResponse, outcome: Promise<FetchOutcome>): Promise<void> => {
+    let answered = false;
+    const timer = ctx.clock.setTimeout(() => {
+      answered = true;
+      refuse(req, res, REFUSALS.pending, ['retry-after', '1']);
+    }, MAX_WAIT_FOR_EXCHANGE_MS);
+    return outcome.then(
+      (settled) => {
+        ctx.clock.clearTimeout(timer);
+        if (!answered) answerOutcome(req, res, settled);
+      },
+      (err: unknown) => {
+        ctx.clock.clearTimeout(timer);
+        if (!answered) throw err;
+        logger.error({ errorName: (err as Error)?.name }, 'unexpected error in an exchange whose request was already answered');
+      },
+    );
+  };
+
   const handle = (req: IncomingMessage, res: ServerResponse): void | Promise<void> => {
     if (!hostGuard.allows(req.headers.host)) return refuse(req, res, REFUSALS.host);
     const rolePath = readRolePath(pathOf(req.url));
@@ -163,18 +197,20 @@ export function buildAgentListener(address: ListenAddress, ctx: AgentRequestCont
       case 'refused':
         return refuse(req, res, stsRefusal(found.code, 'sts_refused_cached'));
       case 'pending':
-        return found.outcome.then((outcome) => answerOutcome(req, res, outcome));
+        return answerWithin(req, res, found.outcome);
     }
     // A miss costs an STS call: only now is the client's allowance asked. A flood of novel or
     // junk tokens from one address is held to its bucket; its neighbours keep theirs.
     const allowance = ctx.limiter.take(exactClientAddressKey(req.socket.remoteAddress), ctx.clock.monotonicNow());
     if (!allowance.allowed) return refuse(req, res, REFUSALS.throttled, ['retry-after', String(allowance.retryAfterSeconds)]);
-    return ctx.cache
+    const outcome = ctx.cache
       .fetch(key, { tokenExpiresAtWall: admitted.expiresAtWall, tokenLength: admitted.token.length, exchange: ctx.exchangeFor(arn, parts.accountId, admitted) })
-      .then((outcome) => {
-        if (outcome.kind === 'credentials') metrics.podServed();
-        answerOutcome(req, res, outcome);
+      .then((settled) => {
+        // Counted when the pod's credentials arrive, whether or not this request waited for them.
+        if (settled.kind === 'credentials') metrics.podServed();
+        return settled;
       });
+    return answerWithin(req, res, outcome);
   };
 
   return new HttpListener({
