@@ -109,7 +109,13 @@ function hasEnv(container: PodContainer, name: string): boolean {
 }
 
 /** The env entries a mode adds to one application container, leaving out optional ones it already sets. */
-function containerEnv(container: PodContainer, mode: InjectionMode, settings: InjectionSettings, options: PatchOptions): unknown[] {
+function containerEnv(
+  container: PodContainer,
+  mode: InjectionMode,
+  settings: InjectionSettings,
+  options: PatchOptions,
+  podNameIsSessionName: boolean,
+): unknown[] {
   const env: unknown[] = [];
   if (mode === 'agent') {
     env.push({ name: ENV.fullUri, value: credentialsUri(settings.roleArn, options.ipFamily) });
@@ -123,7 +129,7 @@ function containerEnv(container: PodContainer, mode: InjectionMode, settings: In
     env.push({ name: ENV.webIdentityTokenFile, value: TOKEN_FILE_PATH });
     // One session name per pod, so CloudTrail names the pod (the IRSA webhook's #112). Resolved by
     // the kubelet: at admission a ReplicaSet's pod has only a generateName.
-    if (!hasEnv(container, ENV.roleSessionName))
+    if (podNameIsSessionName && !hasEnv(container, ENV.roleSessionName))
       env.push({ name: ENV.roleSessionName, valueFrom: { fieldRef: { apiVersion: 'v1', fieldPath: 'metadata.name' } } });
   } else {
     env.push({ name: ENV.fullUri, value: SIDECAR_CREDENTIALS_URI });
@@ -133,6 +139,18 @@ function containerEnv(container: PodContainer, mode: InjectionMode, settings: In
     for (const name of ['AWS_REGION', 'AWS_DEFAULT_REGION']) if (!hasEnv(container, name)) env.push({ name, value: options.region });
   }
   return env;
+}
+
+/**
+ * Whether the pod's name will do as an STS session name (2–64 of `[\w+=,.@-]`; a pod name is a DNS
+ * subdomain, so only its length can be wrong). A name the API server generates is at most 63
+ * characters (a generateName cut to 58, plus 5) and at least 5, so only a name given in full can
+ * be out of bounds; STS would refuse the SDK's every call with it.
+ */
+export function podNameFitsSessionName(pod: PodShape): boolean {
+  const name = pod.metadata?.name;
+  if (name == null || name === '') return true;
+  return name.length >= 2 && name.length <= 64;
 }
 
 /** The uid a container runs as, when the pod says; undefined means the image's own user. */
@@ -209,6 +227,10 @@ export function planPodPatch(pod: PodShape, settings: InjectionSettings, options
   if (mode !== 'sidecar' && uids.size > 1 && pod.spec.securityContext?.fsGroup == null)
     warnings.push('crosscred: containers run as different users and the pod sets no fsGroup; the token file may be unreadable by some of them');
 
+  const podNameIsSessionName = mode !== 'web-identity' || podNameFitsSessionName(pod);
+  if (!podNameIsSessionName)
+    warnings.push(`crosscred: the pod name is not 2 to 64 characters, which STS requires of a session name; AWS_ROLE_SESSION_NAME is left to the SDK`);
+
   const operations: AddOperation[] = [];
   // Containers first, at their original indexes; the sidecar is inserted at index 0 last, after
   // which the indexes above would have shifted.
@@ -219,7 +241,7 @@ export function planPodPatch(pod: PodShape, settings: InjectionSettings, options
         ? { name: SIDECAR_RUN_VOLUME, mountPath: SIDECAR_RUN_PATH, readOnly: true }
         : { name: TOKEN_VOLUME_NAME, mountPath: TOKEN_MOUNT_PATH, readOnly: true };
     operations.push(...appendAll(pointer(...base, 'volumeMounts'), container.volumeMounts != null, [mount]));
-    operations.push(...appendAll(pointer(...base, 'env'), container.env != null, containerEnv(container, mode, settings, options)));
+    operations.push(...appendAll(pointer(...base, 'env'), container.env != null, containerEnv(container, mode, settings, options, podNameIsSessionName)));
   }
 
   const tokenVolume = {

@@ -288,6 +288,30 @@ describe('the other modes (test 22)', () => {
     expect(env).not.toHaveProperty('AWS_CONTAINER_CREDENTIALS_FULL_URI');
   });
 
+  it.each([
+    ['a 65-character name', 'p'.repeat(65)],
+    ['a 1-character name', 'p'],
+  ])('web-identity mode leaves AWS_ROLE_SESSION_NAME to the SDK for %s, which STS would refuse as a session name', async (_why, name) => {
+    const pod = deploymentPod();
+    const metadata = pod['metadata'] as Json;
+    delete metadata['generateName'];
+    metadata['name'] = name;
+    const { ops, response } = await review(pod, { 'crosscred.io/role-arn': ROLE, 'crosscred.io/mode': 'web-identity' });
+    const env = envOf(container(applyAndValidate(pod, ops), 'app'));
+    expect(env['AWS_ROLE_ARN']).toBe(ROLE);
+    expect(env).not.toHaveProperty('AWS_ROLE_SESSION_NAME');
+    expect(response.warnings).toContainEqual(expect.stringMatching(/2 to 64 characters/));
+  });
+
+  it('web-identity mode keeps the per-pod session name for a 64-character name given in full', async () => {
+    const pod = deploymentPod();
+    const metadata = pod['metadata'] as Json;
+    delete metadata['generateName'];
+    metadata['name'] = 'p'.repeat(64);
+    const { ops } = await review(pod, { 'crosscred.io/role-arn': ROLE, 'crosscred.io/mode': 'web-identity' });
+    expect(envOf(container(applyAndValidate(pod, ops), 'app'))).toHaveProperty('AWS_ROLE_SESSION_NAME');
+  });
+
   it('ipv6 injects the bracketed address and the Java endpoint mode; --region only where absent', async () => {
     const pod = podSetting('AWS_REGION');
     const { ops } = await review(pod, undefined, { patch: { ipFamily: 'ipv6', region: 'eu-west-1' } });
