@@ -341,7 +341,10 @@ Options:
                                 How long a ServiceAccount read is reused (default 30; 0: never).
                                 A ServiceAccount not in the cache is always read live.
   --log-level LEVEL             fatal, error, warn, info (default), debug, trace, silent.
+                                                                       env CROSSCRED_LOG_LEVEL
 
+SIGHUP is logged and ignored (no reload: restart to change a setting; the certificate files are
+re-read on their own).
 Exit codes: 0 stopped by SIGTERM/SIGINT, 1 runtime failure, 2 bad command line, 78 invalid configuration.
 `;
 

@@ -5,9 +5,7 @@ import { dropPrivileges, parseRunAs, type RunAs } from '../host/privileges.js';
 import { startNodeAgent } from '../node-agent/agent.js';
 import { type NodeAgentFlags, resolveNodeAgentConfig } from '../node-agent/config.js';
 import { createLogger } from '../observability/logger.js';
-
-/** Bound on a graceful stop, as for serve: in-flight requests get this long, in ms. */
-const SHUTDOWN_GRACE_MS = 5_000;
+import { stopOnSignals } from './stop-on-signals.js';
 
 /** The options of `crosscred node-agent`; help text in help.ts (NODE_AGENT_HELP). */
 export const NODE_AGENT_OPTIONS = {
@@ -53,25 +51,7 @@ export async function runNodeAgent(args: string[]): Promise<number> {
     logger.info({ uid: runAs.uid, gid: runAs.gid }, 'listening; now running as an unprivileged user');
   }
 
-  let stopping = false;
-  const stop = (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    logger.info({ signal }, 'stopping: closing listeners, letting in-flight requests finish');
-    const force = setTimeout(() => {
-      logger.warn({ graceMs: SHUTDOWN_GRACE_MS }, 'in-flight requests did not finish in time; exiting');
-      logger.flush();
-      process.exit(0);
-    }, SHUTDOWN_GRACE_MS);
-    force.unref();
-    void agent.close().then(() => {
-      logger.info('stopped');
-      logger.flush();
-      process.exitCode = 0;
-    });
-  };
-  process.on('SIGTERM', () => stop('SIGTERM'));
-  process.on('SIGINT', () => stop('SIGINT'));
+  stopOnSignals(logger, () => agent.close(), 'requests');
   return -1;
 }
 

@@ -1,10 +1,9 @@
 import { parseArgs } from 'node:util';
 import { CrosscredError } from '../core/errors.js';
+import { coreDumpWarning } from '../host/core-dumps.js';
 import { createLogger } from '../observability/logger.js';
 import { EXIT_CONFIG } from './exit-codes.js';
-
-/** Bound on a graceful stop: in-flight AdmissionReviews get this long before the process exits anyway, in ms. */
-const SHUTDOWN_GRACE_MS = 5_000;
+import { stopOnSignals } from './stop-on-signals.js';
 
 const OPTIONS = {
   listen: { type: 'string' },
@@ -38,6 +37,9 @@ export async function runWebhook(args: string[]): Promise<number> {
     throw err;
   }
   const logger = createLogger({ level: config.logLevel });
+  // Before the listeners open: a supervisor reading the log sees it ahead of "listening".
+  const coreDumps = await coreDumpWarning();
+  if (coreDumps) logger.warn({ code: 'CORE_DUMPS_ALLOWED' }, coreDumps);
   let webhook: Awaited<ReturnType<typeof startWebhook>>;
   try {
     webhook = await startWebhook(config, { logger });
@@ -50,24 +52,6 @@ export async function runWebhook(args: string[]): Promise<number> {
     throw err;
   }
 
-  let stopping = false;
-  const stop = (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    logger.info({ signal }, 'stopping: closing listeners, letting in-flight reviews finish');
-    const force = setTimeout(() => {
-      logger.warn({ graceMs: SHUTDOWN_GRACE_MS }, 'in-flight reviews did not finish in time; exiting');
-      logger.flush();
-      process.exit(0);
-    }, SHUTDOWN_GRACE_MS);
-    force.unref();
-    void webhook.close().then(() => {
-      logger.info('stopped');
-      logger.flush();
-      process.exitCode = 0;
-    });
-  };
-  process.on('SIGTERM', () => stop('SIGTERM'));
-  process.on('SIGINT', () => stop('SIGINT'));
+  stopOnSignals(logger, () => webhook.close(), 'reviews');
   return -1;
 }

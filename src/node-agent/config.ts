@@ -9,6 +9,7 @@ import type { ServeFlags } from '../config/settings.js';
 import { deepFreeze } from '../core/deep-freeze.js';
 import { CrosscredError } from '../core/errors.js';
 import { type ListenAddress, parseListenSpec } from '../core/listen-address.js';
+import { isAwsRegionName } from '../platform/aws/region.js';
 import { roleArnParts } from '../platform/aws/role-arn.js';
 import { DEFAULT_AUDIENCE, POD_IDENTITY_IPV4, POD_IDENTITY_IPV6 } from '../protocol/pod-identity.js';
 
@@ -84,8 +85,6 @@ const RANGES = {
   'rate-burst': { min: 1, max: 100_000 },
 } as const;
 
-const REGION = /^[a-z]{2,5}(-[a-z]+)+-\d{1,2}$/;
-
 /**
  * Flags (and the AWS variables for region, STS endpoint, CA bundle and proxies) to a frozen
  * configuration, or CONFIG_INVALID listing every problem with the flag that has it.
@@ -125,7 +124,7 @@ export function resolveNodeAgentConfig(flags: NodeAgentFlags, env: Env, readText
   const regionFlag = flags.region ?? env['AWS_REGION'] ?? env['AWS_DEFAULT_REGION'];
   const region = regionFlag ?? '';
   if (regionFlag === undefined || regionFlag === '') problems.push('--region: required (or AWS_REGION): the region whose STS the agent calls');
-  else if (!REGION.test(regionFlag)) problems.push(`--region: "${clip(regionFlag)}" is not an AWS region name such as eu-west-1`);
+  else if (!isAwsRegionName(regionFlag)) problems.push(`--region: "${clip(regionFlag)}" is not an AWS region name such as eu-west-1`);
 
   const stsEndpoint = flags['sts-endpoint'] ?? nonEmpty(env['AWS_ENDPOINT_URL_STS']) ?? nonEmpty(env['AWS_ENDPOINT_URL']);
   if (stsEndpoint !== undefined) {

@@ -2,6 +2,7 @@ import { LOG_LEVELS, type LogLevel } from '../config/config.js';
 import { deepFreeze } from '../core/deep-freeze.js';
 import { CrosscredError } from '../core/errors.js';
 import { type ListenAddress, parseListenSpec } from '../core/listen-address.js';
+import { isAwsRegionName } from '../platform/aws/region.js';
 import { SERVICE_ACCOUNT_MOUNT } from '../platform/kubernetes/in-cluster.js';
 import { INJECTION_MODES, type InjectionMode } from '../protocol/pod-identity.js';
 
@@ -38,7 +39,6 @@ export const WEBHOOK_DEFAULTS = {
 
 /** A day: longer would keep a changed role annotation from pods for longer than anyone expects. */
 const MAX_CACHE_SECONDS = 86_400;
-const REGION = /^[a-z]{2}(-[a-z]+)+-\d{1,2}$/;
 /** An image reference: registry/path:tag or @digest, without spaces or control characters. */
 const IMAGE = /^[\w][\w.\-/:@]{0,254}$/;
 
@@ -70,13 +70,14 @@ export function resolveWebhookConfig(flags: WebhookFlags, env: Readonly<Record<s
   if (mode === 'sidecar' && sidecarImage === undefined) problems.push('--sidecar-image: is needed when --default-mode is sidecar');
 
   const region = flags['region'];
-  if (region !== undefined && !REGION.test(region)) problems.push('--region: is not an AWS region name such as eu-west-1');
+  if (region !== undefined && !isAwsRegionName(region)) problems.push('--region: is not an AWS region name such as eu-west-1');
 
   const cacheText = flags['service-account-cache-seconds'] ?? String(WEBHOOK_DEFAULTS.serviceAccountCacheSeconds);
   const cacheSeconds = /^\d{1,6}$/.test(cacheText) ? Number(cacheText) : Number.NaN;
   if (!(cacheSeconds <= MAX_CACHE_SECONDS)) problems.push(`--service-account-cache-seconds: must be a whole number from 0 to ${MAX_CACHE_SECONDS}`);
 
-  const level = flags['log-level'] ?? WEBHOOK_DEFAULTS.logLevel;
+  // As for serve and the node agent: the flag, else CROSSCRED_LOG_LEVEL, else info.
+  const level = flags['log-level'] ?? (env['CROSSCRED_LOG_LEVEL'] || undefined) ?? WEBHOOK_DEFAULTS.logLevel;
   if (!(LOG_LEVELS as readonly string[]).includes(level)) problems.push(`--log-level: must be one of ${LOG_LEVELS.join(', ')}`);
 
   let apiServer = flags['kube-api-url'];

@@ -1,7 +1,7 @@
 import { Counter, collectDefaultMetrics, Histogram, Registry } from 'prom-client';
 
 /** How an admission ended: the `result` label. A fixed set, never anything from the request. */
-export const ADMISSION_RESULTS = ['mutated', 'unchanged', 'ignored', 'denied', 'unavailable', 'invalid'] as const;
+export const ADMISSION_RESULTS = ['mutated', 'unchanged', 'ignored', 'denied', 'unavailable', 'invalid', 'busy', 'error'] as const;
 export type AdmissionResult = (typeof ADMISSION_RESULTS)[number];
 
 /** The webhook's Prometheus metrics. */
@@ -10,7 +10,7 @@ export class WebhookMetrics {
 
   readonly #admissions = new Counter({
     name: 'crosscred_webhook_admissions_total',
-    help: 'AdmissionReviews answered, by result: mutated, unchanged (allowed as is), ignored (not a Pod CREATE), denied, unavailable (the Kubernetes API could not say; denied), invalid (400).',
+    help: 'AdmissionReviews answered, by result: mutated, unchanged (allowed as is), ignored (not a Pod CREATE), denied, unavailable (the Kubernetes API could not say; denied), invalid (not a well-formed review: 400, 404, 405, 408, 411, 413, 415), busy (503: too many at once, or stopping), error (500).',
     labelNames: ['result'] as const,
     registers: [this.registry],
   });

@@ -125,11 +125,13 @@ export async function startWebhook(config: WebhookConfig, deps: WebhookDependenc
   };
   const turns = new Turns(MAX_CONCURRENT_ADMISSIONS);
 
+  /** A request answered without a review: malformed (`invalid`), or the webhook cannot take it now (`busy`, `error`). */
   const fail = (res: ServerResponse, status: number, message: string, headers?: readonly string[]) => {
     log.debug({ status, reason: message }, 'review refused');
     res.shouldKeepAlive = false;
-    sendError(res, 'REQUEST_INVALID', message, 'json', { status, ...(headers ? { headers } : {}) });
-    metrics.admitted('invalid', undefined);
+    const name = status === 503 ? 'OVERLOADED' : status === 500 ? 'INTERNAL_ERROR' : 'REQUEST_INVALID';
+    sendError(res, name, message, 'json', { status, ...(headers ? { headers } : {}) });
+    metrics.admitted(status === 503 ? 'busy' : status === 500 ? 'error' : 'invalid', undefined);
   };
 
   const mutate = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
@@ -175,6 +177,7 @@ export async function startWebhook(config: WebhookConfig, deps: WebhookDependenc
     if (pathOf(req.url) !== MUTATE_PATH) {
       res.shouldKeepAlive = false;
       sendError(res, 'NOT_FOUND', `the webhook serves ${MUTATE_PATH} only (health and metrics are on the admin listener)`, 'json');
+      metrics.admitted('invalid', undefined);
       return;
     }
     mutate(req, res).catch((err: unknown) => {
@@ -190,7 +193,7 @@ export async function startWebhook(config: WebhookConfig, deps: WebhookDependenc
     refuse: (_req, res, why) => {
       const answer = refusalAnswer(why, { maxRequestBodyBytes: MAX_REVIEW_BYTES, readsBodies: true });
       sendError(res, answer.name, answer.message, 'json', { status: answer.status, ...(answer.headers ? { headers: answer.headers } : {}) });
-      metrics.admitted('invalid', undefined);
+      metrics.admitted(answer.busy ? 'busy' : 'invalid', undefined);
     },
     tls,
     maxRequestBodyBytes: MAX_REVIEW_BYTES,

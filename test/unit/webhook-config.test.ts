@@ -22,6 +22,13 @@ describe('resolveWebhookConfig', () => {
     expect(Object.isFrozen(config.kube)).toBe(true);
   });
 
+  it('takes CROSSCRED_LOG_LEVEL when no flag says, and every AWS region name the other commands take', () => {
+    const env = { KUBERNETES_SERVICE_HOST: '10.0.0.1', KUBERNETES_SERVICE_PORT: '443', CROSSCRED_LOG_LEVEL: 'debug' };
+    expect(resolveWebhookConfig({}, env).logLevel).toBe('debug');
+    expect(resolveWebhookConfig({ 'log-level': 'warn' }, env).logLevel).toBe('warn');
+    for (const region of ['eu-west-1', 'us-gov-west-1', 'cn-north-1', 'eusc-de-east-1']) expect(resolveWebhookConfig({ region }, env).region).toBe(region);
+  });
+
   it('names every bad flag at once', () => {
     expect(() =>
       resolveWebhookConfig(

@@ -16,11 +16,12 @@ import {
 import { crosscred } from '../support/run-cli.js';
 
 /**
- * Two things the node agent does around a request rather than in it:
+ * What the node agent does around requests rather than in them:
  * - `--run-as`: it binds as root (port 80 of the node, which Kubernetes gives a non-root container no
  *   way to bind), then becomes an ordinary user holding no capability;
  * - a request never waits longer than MAX_WAIT_FOR_EXCHANGE_MS (900 ms) for STS: it gets 503
- *   CredentialsPending with Retry-After, under the JS SDK's 1 s timeout, and the exchange goes on.
+ *   CredentialsPending with Retry-After, under the JS SDK's 1 s timeout, and the exchange goes on;
+ * - SIGHUP is logged and ignored (Node's default would end the process: an outage for a reload).
  */
 
 const APP = agentRoleArn('team/app');
@@ -140,4 +141,15 @@ describe('node-agent: a request waits for STS at most 900 ms', () => {
     expect(last.status).toBe(200);
     expect(chain.sts.calls).toBe(before + 1);
   }, 60_000);
+});
+
+describe('node-agent: signals', () => {
+  it('logs and ignores SIGHUP, and keeps serving', async () => {
+    const agent = await start();
+    agent.child.kill('SIGHUP');
+    await waitForLine(agent, 'SIGHUP ignored');
+    expect(agent.child.exitCode).toBeNull();
+    const res = await askAgent(agent.listeners[0]!, credentialsPath(APP), { token: await mintPodToken(chain.issuer, { pod: 'after-hangup' }) });
+    expect(res.status).toBe(200);
+  });
 });
