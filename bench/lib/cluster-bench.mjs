@@ -101,11 +101,13 @@ export async function clusterBench({ out, maxPods, log }) {
     const smallest = report.nodeAgent[0];
     const bytesPerEntry =
       largest.pods > smallest.pods ? ((largest.rssAfterWarmMb - smallest.rssAfterWarmMb) * 1024 * 1024) / (largest.pods - smallest.pods) : null;
+    const heapPerEntry = largest.pods > smallest.pods ? ((largest.heapUsedMb - smallest.heapUsedMb) * 1024 * 1024) / (largest.pods - smallest.pods) : null;
     report.perPod = {
       podsPerNode: PODS_PER_NODE,
       sidecarRssMb: report.sidecar.rssAfterWarmMb,
       nodeAgentBaseRssMb: smallest.rssAfterWarmMb,
       nodeAgentBytesPerEntryByRss: bytesPerEntry === null ? null : Math.round(bytesPerEntry),
+      nodeAgentBytesPerEntryByHeap: heapPerEntry === null ? null : Math.round(heapPerEntry),
       // What one pod costs with the node agent: its share of the agent's fixed memory on a full
       // node, plus one cache entry.
       nodeAgentPerPodMb: round1(smallest.rssAfterWarmMb / PODS_PER_NODE + (bytesPerEntry ?? 0) / (1024 * 1024)),
@@ -193,6 +195,9 @@ export async function clusterBench({ out, maxPods, log }) {
       stsCallsHot: sts.calls - stsBeforeHot,
       rssAfterHotMb: memoryOf(agent.pid).rssMb,
       peakRssMb: memoryOf(agent.pid).peakRssMb,
+      // V8's live heap after the hot phase's garbage collections: closer to what each entry keeps
+      // than RSS, which also holds the warm-up's garbage until a major collection.
+      heapUsedMb: round1((await metricValue(agent.admin, 'crosscred_nodejs_heap_size_used_bytes')) / (1024 * 1024)),
       entries: await metricValue(agent.admin, 'crosscred_node_agent_entries'),
       cacheBytes: await metricValue(agent.admin, 'crosscred_node_agent_cache_bytes'),
     };
@@ -339,7 +344,7 @@ function renderClusterMarkdown(r) {
   const rows = r.nodeAgent
     .map(
       (a) =>
-        `| ${a.pods.toLocaleString('en')} | ${a.stsCallsWarm.toLocaleString('en')} | ${a.warmMs.toLocaleString('en')} ms | ${a.hot.rps.toLocaleString('en')} | ${a.hot.p99Ms} ms | ${a.stsCallsHot} | ${a.rssAfterHotMb} MB | ${a.entries ?? '–'} | ${a.cacheBytes === null ? '–' : Math.round(a.cacheBytes / Math.max(1, a.entries ?? 1)).toLocaleString('en')} |`,
+        `| ${a.pods.toLocaleString('en')} | ${a.stsCallsWarm.toLocaleString('en')} | ${a.warmMs.toLocaleString('en')} ms | ${a.hot.rps.toLocaleString('en')} | ${a.hot.p99Ms} ms | ${a.stsCallsHot} | ${a.rssAfterHotMb} MB | ${a.heapUsedMb} MB | ${a.entries ?? '–'} | ${a.cacheBytes === null ? '–' : Math.round(a.cacheBytes / Math.max(1, a.entries ?? 1)).toLocaleString('en')} |`,
     )
     .join('\n');
   const w = r.webhook;
@@ -353,8 +358,8 @@ Pod tokens: ES256, ${r.tokenBytes} bytes each (a cluster's RS256 tokens are abou
 
 Each pod's first request misses (one STS call), then wrk sends 3 s of requests rotating through all N tokens (64 connections, keep-alive): every one a cache hit.
 
-| pods | STS calls to warm | warm time | hot req/s | hot p99 | STS calls while hot | RSS | entries | cache bytes per entry |
-|---:|---:|---:|---:|---:|---:|---:|---:|---:|
+| pods | STS calls to warm | warm time | hot req/s | hot p99 | STS calls while hot | RSS | V8 heap used | entries | bytes per entry (the cache's own estimate) |
+|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|
 ${rows}
 
 ## Per pod: node agent against the sidecar (same run)
@@ -363,7 +368,8 @@ ${rows}
 |---|---:|
 | sidecar (\`serve\`, one role, \`NODE_OPTIONS=${r.sidecar.nodeOptions}\`), per pod | ${p.sidecarRssMb} MB |
 | node agent, fixed (1 pod) | ${p.nodeAgentBaseRssMb} MB per node |
-| node agent, per extra pod (RSS growth from 1 to ${r.nodeAgent.at(-1).pods.toLocaleString('en')} pods) | ${p.nodeAgentBytesPerEntryByRss === null ? '–' : `${p.nodeAgentBytesPerEntryByRss.toLocaleString('en')} bytes`} |
+| node agent, per extra pod: RSS growth from 1 to ${r.nodeAgent.at(-1).pods.toLocaleString('en')} pods | ${p.nodeAgentBytesPerEntryByRss === null ? '–' : `${p.nodeAgentBytesPerEntryByRss.toLocaleString('en')} bytes`} |
+| node agent, per extra pod: V8 heap growth over the same | ${p.nodeAgentBytesPerEntryByHeap === null ? '–' : `${p.nodeAgentBytesPerEntryByHeap.toLocaleString('en')} bytes`} |
 | node agent, per pod on a full node (${p.podsPerNode} pods) | ${p.nodeAgentPerPodMb} MB |
 
 ## Webhook admission latency

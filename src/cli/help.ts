@@ -382,7 +382,7 @@ STS:
 
 Cache and limits:
   --max-entries N             Most cached (role, token) entries (default 10000).
-  --max-cache-bytes N         Most bytes the entries may hold, by estimate (default 67108864, 64 MiB).
+  --max-cache-bytes N         Most bytes the entries may hold, by estimate (default 33554432, 32 MiB).
   --idle-seconds N            Drop an entry unread this long, and never renew it (default 900).
                               An entry in use is renewed before its credentials expire while its
                               token is valid for more than 60 s.

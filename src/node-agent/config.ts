@@ -65,7 +65,12 @@ export const NODE_AGENT_DEFAULTS = {
   adminListen: '127.0.0.1:2703',
   audience: DEFAULT_AUDIENCE,
   maxEntries: 10_000,
-  maxCacheBytes: 64 * 1024 * 1024,
+  /**
+   * About 4,000 entries of a cluster's RS256 tokens (about 8 KB each, token and overhead): many times
+   * what a node's pods use (110 by default, a few roles each, twice around a token rotation), and
+   * within the DaemonSet's memory limit beside the process's own 80 MB.
+   */
+  maxCacheBytes: 32 * 1024 * 1024,
   /** SDKs refetch 5–15 min before expiry, so an entry in use is read at least this often (§6 Q6). */
   idleSeconds: 900,
   ratePerSecond: 5,

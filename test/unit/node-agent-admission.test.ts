@@ -147,7 +147,7 @@ describe('node-agent configuration and help', () => {
       audience: 'sts.amazonaws.com',
       region: 'eu-west-1',
       maxEntries: 10_000,
-      maxCacheBytes: 64 * 1024 * 1024,
+      maxCacheBytes: 32 * 1024 * 1024,
       idleSeconds: 900,
       ratePerSecond: 5,
       rateBurst: 20,
