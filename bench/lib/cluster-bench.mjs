@@ -146,6 +146,10 @@ export async function clusterBench({ out, maxPods, log }) {
         '10000',
         '--rate-burst',
         '100000',
+        // Room for every pod of the largest run (10,000 entries are about 80 MB): what is measured is
+        // the cost per entry, not the eviction the default bound would start at about 4,000.
+        '--max-cache-bytes',
+        String(512 * 1024 * 1024),
       ],
       (entries) =>
         entries.some((e) => typeof e.msg === 'string' && e.msg.startsWith('admin listener open')) && entries.some((e) => e.msg === 'credential listener open'),
