@@ -5,9 +5,7 @@ import { coreDumpWarning } from '../host/core-dumps.js';
 import { createLogger } from '../observability/logger.js';
 import { EXIT_CONFIG, EXIT_USAGE } from './exit-codes.js';
 import { ISSUER_HELP } from './help.js';
-
-/** Bound on a graceful stop: in-flight token requests get this long before the process exits anyway, in ms. */
-const SHUTDOWN_GRACE_MS = 5_000;
+import { stopOnSignals } from './stop-on-signals.js';
 
 /** Errors that restarting cannot fix: exit 78 (the systemd unit does not restart on it). */
 const CONFIGURATION_ERRORS: ReadonlySet<string> = new Set([
@@ -66,44 +64,29 @@ async function serve(args: string[]): Promise<number> {
   if (coreDumps) logger.warn({ code: 'CORE_DUMPS_ALLOWED' }, coreDumps);
   const issuer = await startIssuer(config, { logger });
 
-  let stopping = false;
-  const stop = (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    logger.info({ signal }, 'stopping: closing listeners, letting in-flight token requests finish');
-    const force = setTimeout(() => {
-      logger.warn({ graceMs: SHUTDOWN_GRACE_MS }, 'in-flight requests did not finish in time; exiting');
-      logger.flush();
-      process.exit(0);
-    }, SHUTDOWN_GRACE_MS);
-    force.unref();
-    void issuer.close().then(() => {
-      logger.info('stopped');
-      logger.flush();
-      process.exitCode = 0;
-    });
-  };
-  process.on('SIGTERM', () => stop('SIGTERM'));
-  process.on('SIGINT', () => stop('SIGINT'));
-
   // SIGHUP re-reads the config file and applies keys, audiences, lifetime, policy, attestors and
   // the TLS certificate: how a key rotation step takes effect without a restart. A configuration
   // that does not validate is reported and the running one kept.
   let reloading: Promise<void> = Promise.resolve();
-  process.on('SIGHUP', () => {
-    reloading = reloading.then(async () => {
-      if (stopping) return;
-      logger.info({ signal: 'SIGHUP' }, 'reloading issuer configuration');
-      try {
-        const summary = await issuer.reload(loadIssuerConfig(path));
-        if (summary.restartNeeded.length > 0) logger.warn({ settings: summary.restartNeeded }, 'changed settings need a restart to take effect');
-        logger.info({ activeKid: summary.activeKid, publishedKids: summary.kids }, 'issuer configuration reloaded');
-      } catch (err) {
-        const reason = err instanceof CrosscredError ? err.describe() : String(err);
-        logger.error({ errorCode: (err as CrosscredError).code }, `configuration reload refused, still running the previous one: ${reason}`);
-      }
-    });
-  });
+  const lifecycle = stopOnSignals(
+    logger,
+    () => issuer.close(),
+    'token requests',
+    () => {
+      reloading = reloading.then(async () => {
+        if (lifecycle.stopping()) return;
+        logger.info({ signal: 'SIGHUP' }, 'reloading issuer configuration');
+        try {
+          const summary = await issuer.reload(loadIssuerConfig(path));
+          if (summary.restartNeeded.length > 0) logger.warn({ settings: summary.restartNeeded }, 'changed settings need a restart to take effect');
+          logger.info({ activeKid: summary.activeKid, publishedKids: summary.kids }, 'issuer configuration reloaded');
+        } catch (err) {
+          const reason = err instanceof CrosscredError ? err.describe() : String(err);
+          logger.error({ errorCode: (err as CrosscredError).code }, `configuration reload refused, still running the previous one: ${reason}`);
+        }
+      });
+    },
+  );
   return -1;
 }
 

@@ -6,9 +6,7 @@ import { coreDumpWarning } from '../host/core-dumps.js';
 import { createLogger } from '../observability/logger.js';
 import { startDaemon } from '../serve/daemon.js';
 import { SERVE_OPTIONS } from './serve-options.js';
-
-/** Bound on a graceful stop: in-flight requests get this long before the process exits anyway, in ms. */
-const SHUTDOWN_GRACE_MS = 5_000;
+import { stopOnSignals } from './stop-on-signals.js';
 
 /** `crosscred serve`. Resolves with -1 (keep running) once listening; exits on SIGTERM/SIGINT. */
 export async function runServe(args: string[]): Promise<number> {
@@ -20,48 +18,33 @@ export async function runServe(args: string[]): Promise<number> {
   if (coreDumps) logger.warn({ code: 'CORE_DUMPS_ALLOWED' }, coreDumps);
   const daemon = await startDaemon(config, { logger });
 
-  let stopping = false;
-  const stop = (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    logger.info({ signal }, 'stopping: closing listeners, letting in-flight requests finish');
-    const force = setTimeout(() => {
-      logger.warn({ graceMs: SHUTDOWN_GRACE_MS }, 'in-flight requests did not finish in time; exiting');
-      logger.flush();
-      process.exit(0);
-    }, SHUTDOWN_GRACE_MS);
-    force.unref();
-    void daemon.close().then(() => {
-      logger.info('stopped');
-      logger.flush();
-      process.exitCode = 0;
-    });
-  };
-  process.on('SIGTERM', () => stop('SIGTERM'));
-  process.on('SIGINT', () => stop('SIGINT'));
-
   // SIGHUP re-reads the configuration (the same flags, the config file, the environment the
   // process started with) and applies it without dropping cached credentials. Reloads run one at
   // a time; a configuration that does not validate is reported and the running one kept.
   let reloading: Promise<void> = Promise.resolve();
-  process.on('SIGHUP', () => {
-    reloading = reloading.then(async () => {
-      if (stopping) return;
-      logger.info({ signal: 'SIGHUP' }, 'reloading configuration');
-      let next: Config;
-      try {
-        next = loadConfig({ flags: values as ServeFlags, env: process.env });
-      } catch (err) {
-        const reason = err instanceof CrosscredError ? err.describe() : String(err);
-        logger.error({ errorCode: (err as CrosscredError).code }, `configuration reload refused, still running the previous one: ${reason}`);
-        return;
-      }
-      const summary = await daemon.reload(next);
-      if (summary.restartNeeded.length > 0)
-        logger.warn({ settings: summary.restartNeeded }, 'changed settings need a restart to take effect: they belong to open sockets');
-      logger.info({ ...summary }, 'configuration reloaded');
-    });
-  });
+  const lifecycle = stopOnSignals(
+    logger,
+    () => daemon.close(),
+    'requests',
+    () => {
+      reloading = reloading.then(async () => {
+        if (lifecycle.stopping()) return;
+        logger.info({ signal: 'SIGHUP' }, 'reloading configuration');
+        let next: Config;
+        try {
+          next = loadConfig({ flags: values as ServeFlags, env: process.env });
+        } catch (err) {
+          const reason = err instanceof CrosscredError ? err.describe() : String(err);
+          logger.error({ errorCode: (err as CrosscredError).code }, `configuration reload refused, still running the previous one: ${reason}`);
+          return;
+        }
+        const summary = await daemon.reload(next);
+        if (summary.restartNeeded.length > 0)
+          logger.warn({ settings: summary.restartNeeded }, 'changed settings need a restart to take effect: they belong to open sockets');
+        logger.info({ ...summary }, 'configuration reloaded');
+      });
+    },
+  );
   return -1;
 }
 

@@ -1,3 +1,4 @@
+import { isAwsRegionName } from '../platform/aws/region.js';
 import { roleArnParts } from '../platform/aws/role-arn.js';
 import { checkEndpoint, clip, outOfRange, problem, rangeWords, readPemBundle } from './checks.js';
 import type { StsConnectionConfig } from './config.js';
@@ -51,7 +52,7 @@ export function resolveRoleRegion(region: Sourced<string> | undefined, roleArn: 
     const words = 'no region: set AWS_REGION, --region, or region in the config file (the STS endpoint is regional)';
     return { value, problems: [problem(field, roleOrigin, words)] };
   }
-  if (!/^[a-z]{2}(-[a-z]+)+-\d{1,2}$/.test(value)) {
+  if (!isAwsRegionName(value)) {
     return { value, problems: [problem(field, region?.origin ?? 'default', `"${clip(value)}" is not an AWS region name such as eu-west-1`)] };
   }
   return { value, problems: [] };

@@ -16,6 +16,11 @@ export const ErrorCodes = {
     hint: 'the --instance-secret-file must be a 0600 file of crosscred or root holding 43 base64url characters, in a directory crosscred can write',
   },
   LISTEN_FAILED: { status: 500, hint: 'check that the address exists on this host and the port is free' },
+  INTERNAL_ERROR: { status: 500, hint: 'an unexpected failure; the log line at the same time says where' },
+  PRIVILEGE_DROP_FAILED: {
+    status: 500,
+    hint: 'start as root with the SETUID and SETGID capabilities (dropped with the switch), or without --run-as as the target user',
+  },
 
   // The web-identity token.
   TOKEN_FILE_UNREADABLE: { status: 503, hint: 'check that the token file exists and is readable by crosscred' },

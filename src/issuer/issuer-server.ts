@@ -2,7 +2,6 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Server as HttpsServer } from 'node:https';
 import type { Logger } from 'pino';
 import { type Clock, systemClock } from '../core/clock.js';
-import { CrosscredError } from '../core/errors.js';
 import type { ListenAddress } from '../core/listen-address.js';
 import { formatAddress } from '../core/listen-address.js';
 import { HTTP_LIMITS } from '../http/limits.js';
@@ -10,8 +9,8 @@ import { HttpListener } from '../http/listener.js';
 import { type Refusal, refusalAnswer } from '../http/refusals.js';
 import { APPLICATION_JSON, refuse as refuseRequest, send, sendError, TEXT_PLAIN } from '../http/responses.js';
 import { pathOf } from '../http/route-table.js';
+import { readTlsFile } from '../http/tls-files.js';
 import { ISSUER_PATHS, type SubjectTokenType } from '../protocol/issuer-token-exchange.js';
-import { privateFileProblem, readRegularFileChecked } from '../util/read-regular-file.js';
 import { AttestationPools, ClientAdmission, poolSizes } from './admission.js';
 import type { Attestor } from './attestor.js';
 import { createAttestors } from './attestors/index.js';
@@ -79,30 +78,6 @@ async function readTls(config: IssuerConfig): Promise<{ key: Buffer; cert: Buffe
   const { certFile, keyFile } = config.tls;
   const [cert, key] = await Promise.all([readTlsFile('certificate', certFile, false), readTlsFile('key', keyFile, true)]);
   return { key, cert };
-}
-
-/** A PEM chain or key is a few KiB; a bigger file is not one (and is never read whole). */
-const MAX_TLS_FILE_BYTES = 256 * 1024;
-
-/**
- * One TLS file, read as a regular file of bounded size. The key must pass the signing keys' check
- * (owned by crosscred's user or root, closed to group and others), made on the fstat of the
- * descriptor it is read from, before a byte of it is read.
- */
-async function readTlsFile(what: 'certificate' | 'key', path: string, isPrivate: boolean): Promise<Buffer> {
-  const refuse = (why: string) => new CrosscredError('CONFIG_INVALID', `tls: ${why}`);
-  let bytes: Buffer | undefined;
-  try {
-    ({ bytes } = await readRegularFileChecked(path, MAX_TLS_FILE_BYTES, (info) => {
-      const problem = isPrivate ? privateFileProblem(path, info) : undefined;
-      if (problem !== undefined) throw refuse(`the key file ${problem}`);
-    }));
-  } catch (err) {
-    if (err instanceof CrosscredError) throw err;
-    throw refuse(`cannot read the ${what} file ${path} (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
-  }
-  if (bytes === undefined) throw refuse(`the ${what} file ${path} is larger than ${MAX_TLS_FILE_BYTES} bytes`);
-  return bytes;
 }
 
 /** The path part of a URL without a trailing slash ('' for the root). */

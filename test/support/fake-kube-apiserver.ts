@@ -43,7 +43,8 @@ export interface FakeKubeApiServerOptions {
 export const FAKE_KUBE_ISSUER = 'https://kubernetes.default.svc';
 
 /**
- * A stand-in for the Kubernetes API server's TokenRequest endpoint: HTTPS on 127.0.0.1 with a
+ * A stand-in for the Kubernetes API server's TokenRequest endpoint and its ServiceAccount reads
+ * (`get` and `list`, with ServiceAccounts added at any time): HTTPS on 127.0.0.1 with a
  * serving certificate signed by a test CA (both made here by openssl), Bearer authentication,
  * request validation as the API server does it (answering 400/422 Status objects), and 201
  * answers carrying real ES256 JWTs. It can grant another lifetime than asked and fail on command.
@@ -67,6 +68,9 @@ export class FakeKubeApiServer {
   #grantSeconds: number | undefined;
   #failure: FakeKubeFailure | undefined;
   #tokens = 0;
+  readonly #serviceAccounts = new Map<string, FakeServiceAccount>();
+  /** GETs of a single ServiceAccount (found or not), for tests that count live lookups. */
+  serviceAccountReads = 0;
 
   private constructor(server: Server, url: string, dir: string, key: PrivateKey, options: FakeKubeApiServerOptions) {
     this.#server = server;
@@ -114,6 +118,20 @@ export class FakeKubeApiServer {
     this.#grantSeconds = seconds;
   }
 
+  /** Adds (or replaces) a ServiceAccount; it is served from the next request on, as one created after start. */
+  addServiceAccount(account: { namespace: string; name: string; annotations?: Record<string, string> }): void {
+    this.#serviceAccounts.set(`${account.namespace}/${account.name}`, {
+      namespace: account.namespace,
+      name: account.name,
+      annotations: { ...account.annotations },
+      uid: `5b0c1e2a-0000-4000-8000-${String(this.#serviceAccounts.size + 1).padStart(12, '0')}`,
+    });
+  }
+
+  removeServiceAccount(namespace: string, name: string): void {
+    this.#serviceAccounts.delete(`${namespace}/${name}`);
+  }
+
   /** Fail every request this way until called again; no argument restores normal answers. */
   respond(failure?: FakeKubeFailure): void {
     this.#failure = failure;
@@ -138,6 +156,10 @@ export class FakeKubeApiServer {
     }
     const path = req.url ?? '';
     this.requests.push({ method: req.method ?? '', path, authorization: req.headers.authorization, contentType: req.headers['content-type'], body });
+    if (/^\/api\/v1\/(?:namespaces\/[^/]+\/)?serviceaccounts(?:\/[^/]+)?(?:\?.*)?$/.test(path)) {
+      this.#serviceAccountRead(req, res, path);
+      return;
+    }
     const match = /^\/api\/v1\/namespaces\/([^/]+)\/serviceaccounts\/([^/]+)\/token$/.exec(path);
     if (!match) {
       sendStatus(res, 404, 'NotFound', 'the server could not find the requested resource');
@@ -216,10 +238,82 @@ export class FakeKubeApiServer {
     res.writeHead(201, { 'content-type': 'application/json' }).end(JSON.stringify(answer));
   }
 
+  /** GET of one ServiceAccount, of a namespace's list, or of all of them, as the API server answers them. */
+  #serviceAccountRead(req: IncomingMessage, res: ServerResponse, url: string): void {
+    const path = url.replace(/\?.*$/, '');
+    const one = /^\/api\/v1\/namespaces\/([^/]+)\/serviceaccounts\/([^/]+)$/.exec(path);
+    if (one) this.serviceAccountReads += 1;
+    if (req.headers.authorization !== `Bearer ${this.#bearer}`) {
+      sendStatus(res, 401, 'Unauthorized', 'Unauthorized');
+      return;
+    }
+    if (req.method !== 'GET') {
+      sendStatus(res, 405, 'MethodNotAllowed', 'the server does not allow this method on the requested resource');
+      return;
+    }
+    const failure = this.#failure;
+    if (failure?.kind === 'hang') return;
+    if (failure?.kind === 'status') {
+      const reason = { 401: 'Unauthorized', 403: 'Forbidden', 404: 'NotFound', 500: 'InternalError' }[failure.status];
+      sendStatus(res, failure.status, reason, failure.message ?? reason);
+      return;
+    }
+    if (failure?.kind === 'raw') {
+      res.writeHead(failure.status, { 'content-type': failure.contentType ?? 'application/json' }).end(failure.body);
+      return;
+    }
+    const answer = () => {
+      if (res.destroyed) return;
+      if (one) {
+        const namespace = decodeURIComponent(one[1]!);
+        const name = decodeURIComponent(one[2]!);
+        const account = this.#serviceAccounts.get(`${namespace}/${name}`);
+        if (!account) {
+          sendStatus(res, 404, 'NotFound', `serviceaccounts "${name}" not found`);
+          return;
+        }
+        res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(serviceAccountObject(account)));
+        return;
+      }
+      const inNamespace = /^\/api\/v1\/namespaces\/([^/]+)\/serviceaccounts$/.exec(path);
+      const items = [...this.#serviceAccounts.values()]
+        .filter((a) => !inNamespace || a.namespace === decodeURIComponent(inNamespace[1]!))
+        .map(serviceAccountObject);
+      res
+        .writeHead(200, { 'content-type': 'application/json' })
+        .end(JSON.stringify({ kind: 'ServiceAccountList', apiVersion: 'v1', metadata: { resourceVersion: String(1000 + items.length) }, items }));
+    };
+    if (failure?.kind === 'delay') setTimeout(answer, failure.ms);
+    else answer();
+  }
+
   #reject(res: ServerResponse, status: number, reason: string, message: string): void {
     this.rejections.push(message);
     sendStatus(res, status, reason, message);
   }
+}
+
+interface FakeServiceAccount {
+  readonly namespace: string;
+  readonly name: string;
+  readonly annotations: Record<string, string>;
+  readonly uid: string;
+}
+
+/** A ServiceAccount as `kubectl get -o json` shows it. */
+function serviceAccountObject(account: FakeServiceAccount): Record<string, unknown> {
+  return {
+    kind: 'ServiceAccount',
+    apiVersion: 'v1',
+    metadata: {
+      name: account.name,
+      namespace: account.namespace,
+      uid: account.uid,
+      resourceVersion: '4242',
+      creationTimestamp: '2026-12-01T10:00:00Z',
+      ...(Object.keys(account.annotations).length > 0 ? { annotations: account.annotations } : {}),
+    },
+  };
 }
 
 interface TokenRequestSpec {
