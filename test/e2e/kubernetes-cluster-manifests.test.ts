@@ -15,6 +15,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { parseAllDocuments, parse as parseYaml } from 'yaml';
 import { NET_SETUP_HELP } from '../../src/cli/help.js';
 import { INJECT_LABEL, INJECT_LABEL_VALUE, POD_IDENTITY_IPV4, POD_IDENTITY_IPV6 } from '../../src/protocol/pod-identity.js';
+import { CLI_ARGS, CLI_EXEC } from '../support/chain.js';
 import { type KubeObject, kustomizeVersion, label, renderKustomize, schemaProblems } from '../support/render-kustomize.js';
 
 /**
@@ -28,38 +29,22 @@ const run = promisify(execFile);
 const NAMESPACE = 'crosscred-system';
 
 /**
- * The flags of `crosscred node-agent` and `crosscred webhook`. Their CLI files are being written in
- * parallel with these manifests, so the lists are kept here by hand from the issue's design; the
- * integrator replaces them with the flags parsed from NODE_AGENT_HELP and WEBHOOK_HELP, as
- * net-setup's already are (below). A manifest passing any flag not listed fails the test.
+ * The flags of `crosscred node-agent` and `crosscred webhook`, parsed from their real `--help`
+ * (beforeAll spawns the CLI; the single executable when CROSSCRED_TEST_BINARY is set): the lines
+ * that define an option, not flags named in prose. A manifest passing any other flag fails the test.
  */
-const AGENT_FLAGS = [
-  '--listen',
-  '--admin-listen',
-  '--allowed-issuer',
-  '--audience',
-  '--allowed-role',
-  '--region',
-  '--idle-seconds',
-  '--max-entries',
-  '--max-cache-bytes',
-  '--rate-per-second',
-  '--rate-burst',
-  '--log-level',
-  '--run-as',
-];
-const WEBHOOK_FLAGS = [
-  '--listen',
-  '--admin-listen',
-  '--tls-cert-file',
-  '--tls-key-file',
-  '--default-mode',
-  '--sidecar-image',
-  '--region',
-  '--ip-family',
-  '--service-account-cache-seconds',
-  '--log-level',
-];
+let AGENT_FLAGS: string[] = [];
+let WEBHOOK_FLAGS: string[] = [];
+
+/** The options a help text defines: an indented line starting with `--name` (or `-x, --name`). */
+function definedFlags(help: string): string[] {
+  return [...new Set([...help.matchAll(/^ {2,4}(?:-[A-Za-z], )?(--[a-z0-9][a-z0-9-]*)/gm)].map((m) => m[1]!))];
+}
+
+async function helpOf(command: string): Promise<string> {
+  const { stdout } = await run(CLI_EXEC, [...CLI_ARGS, command, '--help'], { timeout: 30_000 });
+  return stdout;
+}
 /** net-setup's flags, from its real help text. */
 const NET_SETUP_FLAGS = [...new Set(NET_SETUP_HELP.match(/--[a-z0-9-]+/g) ?? [])];
 
@@ -196,6 +181,12 @@ let webhook: KubeObject[] = [];
 let withCertManager: KubeObject[] = [];
 
 beforeAll(async () => {
+  const [agentHelp, webhookHelp] = await Promise.all([helpOf('node-agent'), helpOf('webhook')]);
+  AGENT_FLAGS = definedFlags(agentHelp);
+  WEBHOOK_FLAGS = definedFlags(webhookHelp);
+  // A help text whose layout the parser no longer reads would leave every manifest flag unknown.
+  expect(AGENT_FLAGS).toEqual(expect.arrayContaining(['--listen', '--admin-listen', '--allowed-issuer', '--run-as']));
+  expect(WEBHOOK_FLAGS).toEqual(expect.arrayContaining(['--listen', '--tls-cert-file', '--default-mode']));
   const version = await kustomizeVersion();
   if ('problem' in version) {
     unavailable = version.problem;
