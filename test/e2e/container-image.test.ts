@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parse as parseYaml } from 'yaml';
 import { POD_IDENTITY_IPV4, POD_IDENTITY_IPV6 } from '../../src/protocol/pod-identity.js';
 import { REPO_ROOT } from '../support/chain.js';
 import { clientAvailable } from '../support/clients.js';
@@ -43,6 +44,10 @@ const BUILDAH_DEFAULT_CAPABILITIES = [
   'CAP_SETUID',
   'CAP_SYS_CHROOT',
 ];
+/** The node for the agent run as the DaemonSet runs it: the init image first, then the agent. */
+const AGENT_NS = `crosscred-agent-${process.pid}`;
+/** The node agent container's securityContext.capabilities.add in k8s/node-agent, as buildah run options. */
+const AGENT_CAPABILITIES = ['CAP_NET_BIND_SERVICE', 'CAP_SETGID', 'CAP_SETUID'];
 /** The "node" the init image sets up: a namespace of its own, never the host's interfaces. */
 const INIT_NS = `crosscred-init-${process.pid}`;
 const BINARY = '/usr/bin/crosscred';
@@ -135,6 +140,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await run('ip', ['netns', 'del', NS]).catch(() => undefined);
   await run('ip', ['netns', 'del', INIT_NS]).catch(() => undefined);
+  await run('ip', ['netns', 'del', AGENT_NS]).catch(() => undefined);
   for (const ctr of [container, initContainer]) {
     if (!ctr) continue;
     await buildah(['umount', ctr]).catch(() => undefined);
@@ -328,6 +334,84 @@ describe("the node-agent-init image (the Dockerfile's node-agent-init target, on
     expect(second.stdout).toContain(`${POD_IDENTITY_IPV4}/32 is already on`);
     expect(await addresses(INIT_NS)).toEqual(after);
     expect(await addresses()).toEqual(hostBefore);
+  });
+});
+
+describe('the node agent DaemonSet on these images (k8s/node-agent: init container, then the agent as uid 0 with --run-as)', () => {
+  interface DaemonSetContainer {
+    args: string[];
+    securityContext: { runAsUser: number; runAsGroup: number; capabilities: { add: string[] } };
+  }
+
+  /** Only the capabilities `keep` (names without CAP_), as `buildah run` options. */
+  const onlyCapabilities = (keep: readonly string[]) => {
+    const add = keep.map((c) => `CAP_${c}`);
+    return ['--cap-add', add.join(','), '--cap-drop', BUILDAH_DEFAULT_CAPABILITIES.filter((c) => !add.includes(c)).join(',')];
+  };
+
+  it('binds port 80 on both addresses as root with the three capabilities it is given, then serves as 10001 holding none', async (ctx) => {
+    if (unavailable) ctx.skip(unavailable);
+    const manifest = parseYaml(await readFile(join(REPO_ROOT, 'k8s/node-agent/daemonset.yaml'), 'utf8')) as {
+      spec: { template: { spec: { containers: DaemonSetContainer[] } } };
+    };
+    const agentContainer = manifest.spec.template.spec.containers[0]!;
+    const { runAsUser, runAsGroup, capabilities } = agentContainer.securityContext;
+    expect(capabilities.add.map((c) => `CAP_${c}`).sort()).toEqual(AGENT_CAPABILITIES);
+    try {
+      await run('ip', ['netns', 'add', AGENT_NS]);
+      await run('ip', ['-n', AGENT_NS, 'link', 'set', 'lo', 'up']);
+    } catch (err) {
+      const reason = `cannot create a network namespace here: ${String((err as { stderr?: string }).stderr ?? err).trim()}`;
+      if (process.env['CROSSCRED_E2E_STRICT'] === '1') throw new Error(reason);
+      ctx.skip(reason);
+    }
+    // The init container, as in the pod: its image's entrypoint and command, NET_ADMIN only.
+    const setup = await inImage([BINARY, 'net-setup', '--node-agent'], AGENT_NS, initContainer!, onlyCapabilities(['NET_ADMIN']));
+    expect(setup.code, setup.stderr).toBe(0);
+    // The agent container: the manifest's arguments, user and capabilities, the issuer and region
+    // its ConfigMap would give. It binds, switches users and waits for requests.
+    const args = agentContainer.args.map((a) => (a === '$(CROSSCRED_ALLOWED_ISSUER)' ? 'https://issuer.example.invalid/e2e' : a));
+    const runAs = ['--user', `${runAsUser}:${runAsGroup}`, '--env', 'AWS_REGION=us-east-1'];
+    const start = (caps: string[]) =>
+      spawn('ip', ['netns', 'exec', AGENT_NS, 'buildah', ...BUILDAH, 'run', '--isolation', 'chroot', ...runAs, ...caps, container!, '--', BINARY, ...args], {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+    // Without SETUID and SETGID root binds port 80 but cannot switch users, and stops saying so.
+    const refused = start(onlyCapabilities(['NET_BIND_SERVICE']));
+    let refusedOut = '';
+    refused.stdout.on('data', (d: Buffer) => (refusedOut += d.toString()));
+    refused.stderr.on('data', (d: Buffer) => (refusedOut += d.toString()));
+    const refusedCode = await new Promise<number | null>((r) => refused.once('exit', (code) => r(code)));
+    expect(refusedCode, tail(refusedOut)).not.toBe(0);
+    expect(refusedOut).toMatch(/PRIVILEGE_DROP_FAILED/);
+    await killAll(`${BINARY}\0node-agent`);
+
+    const agentProcess = start(onlyCapabilities(capabilities.add));
+    let out = '';
+    agentProcess.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    agentProcess.stderr.on('data', (d: Buffer) => (out += d.toString()));
+    try {
+      const deadline = Date.now() + MINUTES;
+      while (!out.includes('now running as an unprivileged user') && Date.now() < deadline && agentProcess.exitCode === null) {
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      expect(out, tail(out)).toContain('now running as an unprivileged user');
+      const [pid] = await processesStartingWith(`${BINARY}\0node-agent`);
+      const status = await readFile(`/proc/${pid}/status`, 'utf8');
+      expect(/^Uid:\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)/m.exec(status)?.slice(1)).toEqual(['10001', '10001', '10001', '10001']);
+      expect(/^Gid:\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)/m.exec(status)?.slice(1)).toEqual(['10001', '10001', '10001', '10001']);
+      for (const set of ['CapInh', 'CapPrm', 'CapEff', 'CapAmb']) expect(new RegExp(`^${set}:\\s+(\\w+)`, 'm').exec(status)?.[1], set).toBe('0000000000000000');
+      // Both listeners answer on port 80 (a request without a token is refused, which is an answer).
+      for (const url of [`http://${POD_IDENTITY_IPV4}/v1/credentials/x`, `http://[${POD_IDENTITY_IPV6}]/v1/credentials/x`]) {
+        const script = `fetch(${JSON.stringify(url)}).then((r) => process.stdout.write(String(r.status)), (e) => { process.stderr.write(String(e.cause ?? e)); process.exit(1); })`;
+        const { stdout } = await run('ip', ['netns', 'exec', AGENT_NS, process.execPath, '-e', script], { timeout: 20_000 });
+        expect(Number(stdout), url).toBeGreaterThanOrEqual(400);
+      }
+    } finally {
+      agentProcess.kill('SIGTERM');
+      await new Promise((r) => (agentProcess.exitCode !== null ? r(undefined) : agentProcess.once('exit', r)));
+      await killAll(`${BINARY}\0node-agent`);
+    }
   });
 });
 
