@@ -64,6 +64,13 @@ export interface RoleCredentialCacheOptions {
    * start-up made 10,003 STS calls when the deadline counted the wait).
    */
   readonly turns?: Turns;
+  /**
+   * Asked when a scheduled refresh or retry falls due: false skips it and schedules nothing more,
+   * so the credentials are left to run out. The node agent renews an entry only while a pod
+   * still reads it and its token outlives the attempt (the EKS agent renewed for pods long gone,
+   * agent#171). Explicit calls (start, refreshNow) are not asked. Default: always renew.
+   */
+  readonly renewWhile?: () => boolean;
 }
 
 /**
@@ -84,6 +91,7 @@ export class RoleCredentialCache {
   readonly #log: Logger;
   readonly #observer: ExchangeObserver | undefined;
   readonly #exchangeTimeoutMs: number;
+  readonly #renewWhile: (() => boolean) | undefined;
 
   #current: CachedCredentials | undefined;
   #inflight: Promise<void> | undefined;
@@ -100,7 +108,10 @@ export class RoleCredentialCache {
     this.#exchange = options.exchange;
     this.#clock = options.clock;
     this.#random = options.random;
-    this.#log = options.logger.child({ role: this.role });
+    // The role goes into each line rather than into a child logger: the node agent holds
+    // thousands of these caches, and a child logger each would cost memory for nothing.
+    this.#log = options.logger;
+    this.#renewWhile = options.renewWhile;
     this.#observer = options.observer;
     this.#exchangeTimeoutMs = options.exchangeTimeoutMs ?? 60_000;
     this.#turns = options.turns;
@@ -108,9 +119,17 @@ export class RoleCredentialCache {
 
   readonly #turns: Turns | undefined;
 
-  /** Starts the first fetch. Resolves when it has finished, successfully or not. */
+  /**
+   * Starts the first fetch. Resolves when it has finished, successfully or not. Nothing is
+   * fetched before: constructing a cache costs no STS call.
+   */
   start(): Promise<void> {
     return this.#refresh();
+  }
+
+  /** Resolves once no fetch is in flight (at once when none is): single flight for callers that only wait. */
+  settled(): Promise<void> {
+    return this.#inflight ?? Promise.resolve();
   }
 
   /** The credentials to serve right now, or undefined. Synchronous: this is the hot path. */
@@ -121,7 +140,7 @@ export class RoleCredentialCache {
     // Still valid by the monotonic clock but not by the wall clock: the host slept or its clock
     // was stepped. Refresh now rather than at the scheduled time, once: only when the schedule is
     // healthy (no failure pending, nothing in flight), so requests can never drive a storm.
-    if (this.#inflight === undefined && this.#failures === 0) void this.#refresh();
+    if (this.#inflight === undefined && this.#failures === 0) this.#renewIfWanted();
     return undefined;
   }
 
@@ -252,7 +271,7 @@ export class RoleCredentialCache {
     const skewText = `this host's clock is ${Math.round(Math.abs(skewMs) / 1000)} s ${skewMs > 0 ? 'behind' : 'ahead of'} STS's`;
     if (skewed) {
       this.#log.warn(
-        { hostClockBehindStsSeconds: Math.round(skewMs / 1000) },
+        { role: this.role, hostClockBehindStsSeconds: Math.round(skewMs / 1000) },
         `${skewText}; credentials are timed by the shorter lifetime; check the host clock (NTP)`,
       );
     }
@@ -271,7 +290,7 @@ export class RoleCredentialCache {
     }
     if (reportedLifetimeMs > MAX_LIFETIME_MS) {
       this.#log.warn(
-        { lifetimeSeconds: Math.round(reportedLifetimeMs / 1000) },
+        { role: this.role, lifetimeSeconds: Math.round(reportedLifetimeMs / 1000) },
         "credentials last longer than STS ever issues by this host's clock; scheduling as if 12 h; check the host clock (NTP)",
       );
     }
@@ -290,6 +309,7 @@ export class RoleCredentialCache {
     this.#observer?.exchangeSucceeded(this.role, took);
     this.#log.info(
       {
+        role: this.role,
         expiration: new Date(credentials.expirationWall).toISOString(),
         lifetimeSeconds: Math.round(lifetimeMs / 1000),
         nextRefreshInSeconds: Math.round(delay / 1000),
@@ -310,6 +330,7 @@ export class RoleCredentialCache {
     this.#schedule(delay);
     this.#observer?.exchangeFailed(this.role, failure, (nowMono - startedMono) / 1000);
     const fields = {
+      role: this.role,
       kind: failure.kind,
       code: failure.code,
       consecutiveFailures: this.#failures,
@@ -321,6 +342,16 @@ export class RoleCredentialCache {
     else this.#log.error(fields, `no credentials to serve: ${failure.message}`);
   }
 
+  /** A refresh nobody explicitly asked for: only while the owner still wants renewals. */
+  #renewIfWanted(): void {
+    if (this.#renewWhile !== undefined && !this.#renewWhile()) {
+      this.#nextAttemptMono = undefined;
+      this.#log.debug({ role: this.role }, 'renewal skipped: the credentials are left to run out');
+      return;
+    }
+    void this.#refresh();
+  }
+
   #schedule(requestedDelayMs: number): void {
     if (this.#closed) return;
     if (this.#timer) this.#clock.clearTimeout(this.#timer);
@@ -328,7 +359,7 @@ export class RoleCredentialCache {
     this.#nextAttemptMono = this.#clock.monotonicNow() + delayMs;
     this.#timer = this.#clock.setTimeout(() => {
       this.#timer = undefined;
-      void this.#refresh();
+      this.#renewIfWanted();
     }, delayMs);
     this.#timer.unref?.();
   }

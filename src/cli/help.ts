@@ -18,6 +18,9 @@ Commands:
                         can listen there and SDKs find it with no configuration (root);
                         --local-only also refuses other hosts and containers (nftables).
   wait-ready            Wait until a running daemon's /readyz says ready (systemd ExecStartPost).
+  node-agent            Run on every Kubernetes node: serve each pod's container-credentials
+                        requests (/v1/credentials/<role ARN>) from the pod's own projected
+                        ServiceAccount token, exchanged at STS and cached per token.
   issuer serve|keygen|export-discovery
                         Run an OIDC issuer that attests Alibaba ECS and Tencent CVM instances
                         and mints JWTs for AWS; make its signing keys; export its discovery
@@ -304,4 +307,63 @@ Key rotation: add the next key (published only), re-export or reload, wait until
 fetched it (a day is safe); make it active; keep the old key published for the token lifetime
 plus that day, then remove it. See docs/issuer.md for the config file and the sub formats.
 Exit codes: 0 success, 1 runtime failure, 2 bad command line, 78 invalid configuration or keys.
+`;
+
+export const NODE_AGENT_HELP = `Usage: crosscred node-agent --allowed-issuer URL --region REGION [options]
+
+One per Kubernetes node (a hostNetwork DaemonSet). Answers GET /v1/credentials/<role ARN> with the
+calling pod's projected ServiceAccount token in the Authorization header (the raw JWT, as the AWS
+SDKs send it from AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE; a "Bearer " prefix is also accepted).
+The token is checked before STS sees it (JWT shape, algorithm, whole signature, exp, nbf and iat,
+aud, iss, sub, the kubernetes.io pod claim), exchanged at STS AssumeRoleWithWebIdentity under the
+session name <namespace>.<pod>, and the credentials are cached by role ARN and the token's SHA-256.
+It never talks to the Kubernetes API and holds no credentials of its own.
+
+Tokens:
+  --allowed-issuer URL        The cluster's service-account issuer (its "iss"); required,
+                              repeatable. Tokens of any other issuer are refused.
+  --audience AUD              The audience tokens must carry (default sts.amazonaws.com).
+  --allow-unbound-tokens      Also accept tokens not bound to a pod (no kubernetes.io.pod claim);
+                              their session name is <namespace>.<serviceaccount>.
+
+Roles:
+  --allowed-role ARN_GLOB     Serve only roles matching this ARN, where * matches anything (also
+                              /); repeatable. Default: every role the pod's token is trusted for.
+  --duration-seconds N        Session length to ask for, 900-43200. Default: the role's own.
+
+STS:
+  --region REGION             Region of the STS endpoint; required.   env AWS_REGION, AWS_DEFAULT_REGION
+                              Roles of another partition are refused (400 ROLE_ARN_PARTITION).
+  --sts-endpoint URL          Override the regional endpoint; https  env AWS_ENDPOINT_URL_STS, AWS_ENDPOINT_URL
+                              (plain http only to loopback). Any partition's ARN is then sent there.
+  --ca-bundle PATH            PEM CA bundle for the STS connection.  env AWS_CA_BUNDLE
+  --sts-connect-timeout-ms N  Connect timeout (default 3000).
+  --sts-timeout-ms N          Time allowed for STS's answer (default 10000).
+  The STS connection honours HTTPS_PROXY, HTTP_PROXY and NO_PROXY.
+
+Cache and limits:
+  --max-entries N             Most cached (role, token) entries (default 10000).
+  --max-cache-bytes N         Most bytes the entries may hold, by estimate (default 67108864, 64 MiB).
+  --idle-seconds N            Drop an entry unread this long, and never renew it (default 900).
+                              An entry in use is renewed before its credentials expire while its
+                              token is valid for more than 60 s.
+  --rate-per-second N         New tokens (cache misses, each an STS call) per second allowed to
+                              one client address (default 5); IPv6 counted per /128.
+  --rate-burst N              Misses one address may make at once (default 20). Beyond: 503
+                              with Retry-After and Code Throttling. Cache hits are never limited.
+
+Serving:
+  --listen HOST:PORT          Credential address; repeatable. Default 169.254.170.23:80 and
+                              [fd00:ec2::23]:80 (crosscred net-setup puts them on the node).
+                              Only requests whose Host is that address are answered.
+  --admin-listen HOST:PORT    /healthz, /readyz, /metrics. Default 127.0.0.1:2703; "off" disables.
+
+General:
+  --log-level LEVEL           fatal, error, warn, info (default), debug, trace, silent.
+                                                                     env CROSSCRED_LOG_LEVEL
+  -h, --help                  This text.
+
+In a pod (what the webhook injects):
+  AWS_CONTAINER_CREDENTIALS_FULL_URI=http://169.254.170.23/v1/credentials/<role ARN>
+  AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE=<the projected token with audience sts.amazonaws.com>
 `;

@@ -11,6 +11,7 @@ import {
   ISSUER_HELP,
   MAIN_HELP,
   NET_SETUP_HELP,
+  NODE_AGENT_HELP,
   SERVE_HELP,
   TRUST_POLICY_HELP,
   WAIT_READY_HELP,
@@ -38,6 +39,7 @@ const COMMANDS: Record<string, { help: string; load: () => Promise<Run> }> = {
   'net-setup': { help: NET_SETUP_HELP, load: async () => (await import('./net-setup.js')).runNetSetup },
   'wait-ready': { help: WAIT_READY_HELP, load: async () => (await import('./wait-ready.js')).runWaitReady },
   issuer: { help: ISSUER_HELP, load: async () => (await import('./issuer.js')).runIssuer },
+  'node-agent': { help: NODE_AGENT_HELP, load: async () => (await import('./node-agent.js')).runNodeAgent },
 };
 
 /** Errors that restarting cannot fix: exit 78, which the systemd unit does not restart. */

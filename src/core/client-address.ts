@@ -14,6 +14,20 @@ export function clientAddressKey(remoteAddress: string | undefined): string {
   return `${ipv6Groups(remoteAddress).slice(0, 4).join(':')}::/64`;
 }
 
+/**
+ * The key one client address is counted under when every address is its own client: an IPv4
+ * address (IPv4-mapped IPv6 ones included) as itself, an IPv6 address as its whole /128 in one
+ * canonical spelling. The node agent counts this way: the pods of one node often share a /64, and
+ * one of them must not use up its neighbours' allowance.
+ */
+export function exactClientAddressKey(remoteAddress: string | undefined): string {
+  if (remoteAddress === undefined || remoteAddress === '') return 'unknown';
+  const mapped = /^::ffff:(\d{1,3}(?:\.\d{1,3}){3})$/i.exec(remoteAddress);
+  if (mapped) return mapped[1]!;
+  if (!isIPv6(remoteAddress)) return remoteAddress;
+  return ipv6Groups(remoteAddress).join(':');
+}
+
 /** The eight 16-bit groups of an IPv6 address, each as lower-case hex without leading zeros. */
 function ipv6Groups(address: string): string[] {
   const bare = address.split('%')[0]!.toLowerCase();

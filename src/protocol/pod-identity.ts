@@ -114,3 +114,39 @@ export function credentialsUri(roleArn: string, family: 'ipv4' | 'ipv6' = 'ipv4'
   );
   return `http://${host}${CREDENTIALS_PATH_PREFIX}${path}`;
 }
+
+/** The `kubernetes.io` claim of a projected ServiceAccount token, as far as the session name needs it. */
+export interface PodTokenIdentity {
+  readonly namespace: string;
+  readonly serviceAccount: { readonly name: string; readonly uid?: string };
+  /** Absent from tokens not bound to a pod (the node agent accepts those only with --allow-unbound-tokens). */
+  readonly pod?: { readonly name: string; readonly uid?: string };
+}
+
+/** STS's RoleSessionName: 2–64 of `[\w+=,.@-]`. */
+const SESSION_NAME_MAX = 64;
+const SESSION_NAME_MIN = 2;
+const SESSION_NAME_INVALID = /[^\w+=,.@-]/g;
+/** Hex digits of the uid kept when a long name is trimmed: enough to tell apart the pods of one prefix. */
+const UID_SUFFIX_HEX = 8;
+
+/**
+ * The STS session name the node agent uses for a pod: `<namespace>.<pod name>`, as CloudTrail
+ * then shows it (`assumed-role/<role>/<namespace>.<pod>`, webhook#112). The same for every
+ * renewal and every rotated token of one pod, so services that re-authenticate on a session
+ * name change (MSK IAM, agent#14) see one name per pod.
+ *
+ * Longer than STS allows: the first 55 characters, `-` and the first 8 hex digits of the pod's
+ * uid, which keeps two long-named pods apart. A token bound to no pod names the ServiceAccount
+ * instead (and its uid). Characters STS refuses become `-`; a name shorter than 2 is padded.
+ */
+export function podSessionName(identity: PodTokenIdentity): string {
+  const who = identity.pod ?? identity.serviceAccount;
+  let name = `${identity.namespace}.${who.name}`.replace(SESSION_NAME_INVALID, '-');
+  if (name.length > SESSION_NAME_MAX) {
+    const uidHex = (who.uid ?? '').toLowerCase().replace(/[^0-9a-f]/g, '');
+    const suffix = uidHex.length > 0 ? `-${uidHex.slice(0, UID_SUFFIX_HEX)}` : '';
+    name = `${name.slice(0, SESSION_NAME_MAX - suffix.length)}${suffix}`;
+  }
+  return name.padEnd(SESSION_NAME_MIN, '-');
+}
