@@ -2,13 +2,11 @@ import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { connect, isIP } from 'node:net';
 import type { Clock } from '../core/clock.js';
-import { isCrosscredError } from '../core/errors.js';
 import { isLoopbackHost } from '../core/url-checks.js';
 import { parseRoleArn } from '../platform/aws/role-arn.js';
-import { CREDENTIALS_PATH_PREFIX, ENV, POD_IDENTITY_IPV4, POD_IDENTITY_IPV6 } from '../protocol/pod-identity.js';
-import { inspectJwt } from '../sources/jwt-shape.js';
+import { readJwtShape } from '../protocol/jwt-shape.js';
+import { CREDENTIALS_PATH_PREFIX, ENV, POD_IDENTITY_IPV4, POD_IDENTITY_IPV6, type PodTokenIdentity, podSessionName } from '../protocol/pod-identity.js';
 import { redactSecrets } from '../sources/redact-secrets.js';
-import type { TokenClaimsSummary } from '../sources/token-source.js';
 import { readRegularFile } from '../util/read-regular-file.js';
 import type { Check, CheckStatus } from './doctor.js';
 
@@ -54,8 +52,13 @@ const AGENT_HOSTS = [POD_IDENTITY_IPV4, `[${POD_IDENTITY_IPV6}]`];
 const MAX_TOKEN_FILE_BYTES = 64 * 1024;
 /** Less life than this left on a token: the kubelet rotates at 80%, so rotation has likely stopped. */
 const TOKEN_LOW_LIFE_SECONDS = 5 * 60;
-/** A token issued further in the future than this means this node's clock is behind the API server's. */
-const CLOCK_SKEW_WARN_SECONDS = 60;
+/**
+ * The node agent refuses a token issued (iat) or valid (nbf) further in the future than this, in
+ * seconds: this node's clock is then behind the API server's. Its own tolerance, TOKEN_CLOCK_SKEW_MS.
+ */
+const CLOCK_SKEW_SECONDS = 30;
+/** `system:serviceaccount:<namespace>:<name>`, the only `sub` the node agent accepts (a DNS label and a DNS subdomain). */
+const SERVICE_ACCOUNT_SUBJECT = /^system:serviceaccount:([a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?):([a-z0-9](?:[-.a-z0-9]{0,251}[a-z0-9])?)$/;
 /** botocore refreshes at 15 min left and the JS SDK at 5: credentials served with less are refetched at once. */
 const CREDENTIALS_LOW_LIFE_SECONDS = 15 * 60;
 /** Bound on any answer read here (agent or IMDS), in bytes. */
@@ -287,32 +290,32 @@ async function checkToken(options: NodeAgentDoctorOptions, add: Check[]): Promis
     add.push({ status: 'ok', title: 'no trailing newline (the JS SDK and botocore would refuse one)' });
   }
 
-  let claims: TokenClaimsSummary;
-  try {
-    // Shape only (a time of 0 never counts as expired): expiry is judged below, with the other claims.
-    claims = inspectJwt(token, 0, file ? 'the token file' : ENV.authorizationToken);
-  } catch (err) {
+  // Shape only (a time of 0 never counts as expired): expiry is judged below, with the other claims.
+  const shape = readJwtShape(token, 0);
+  if (!shape.ok) {
     add.push({
       status: 'fail',
       title: 'the token is not a usable JWT',
-      detail: describe(err),
+      detail: `the token ${shape.describe}`,
       fix: 'mount the projected ServiceAccount token the webhook adds, not another file',
     });
     return undefined;
   }
-  const payload = decodePayload(token);
-  const pod = podBinding(payload);
+  const claims = shape.payload;
+  const iss = typeof claims['iss'] === 'string' ? claims['iss'] : undefined;
+  const sub = typeof claims['sub'] === 'string' ? claims['sub'] : undefined;
+  const aud = claims['aud'];
+  const audiences = typeof aud === 'string' ? [aud] : Array.isArray(aud) ? aud.filter((a): a is string => typeof a === 'string') : [];
   const now = options.clock.wallNow() / 1000;
-  const left = Math.round(claims.exp - now);
-  const audiences = typeof claims.aud === 'string' ? [claims.aud] : (claims.aud ?? []);
+  const left = Math.round(shape.exp - now);
   add.push({
     status: 'ok',
     title: 'the token is a JWT (never shown)',
     detail: [
-      `iss ${claims.iss ?? '(none)'}`,
-      `sub ${claims.sub ?? '(none)'}`,
+      `iss ${iss ?? '(none)'}`,
+      `sub ${sub ?? '(none)'}`,
       `aud ${audiences.length ? audiences.join(', ') : '(none)'}`,
-      `exp ${new Date(claims.exp * 1000).toISOString()} (${formatDuration(left)} ${left >= 0 ? 'left' : 'ago'})`,
+      `exp ${new Date(shape.exp * 1000).toISOString()} (${formatDuration(left)} ${left >= 0 ? 'left' : 'ago'})`,
     ]
       .map(printable)
       .join('\n'),
@@ -326,19 +329,18 @@ async function checkToken(options: NodeAgentDoctorOptions, add: Check[]): Promis
       fix: `the projected volume's serviceAccountToken.audience must be ${options.audience} (ServiceAccount annotation crosscred.io/audience), or the agent must run with --audience set to the token's`,
     });
 
-  if (!claims.iss)
-    add.push({ status: 'fail', title: 'the token has no iss', fix: 'the node agent accepts only tokens from an issuer in its --allowed-issuer list' });
+  if (!iss) add.push({ status: 'fail', title: 'the token has no iss', fix: 'the node agent accepts only tokens from an issuer in its --allowed-issuer list' });
   else if (options.allowedIssuers.length === 0)
     add.push({
       status: 'info',
-      title: `iss is ${printable(claims.iss)}`,
+      title: `iss is ${printable(iss)}`,
       detail: 'the node agent must list it in --allowed-issuer (and AWS must know it as an IAM OIDC provider); pass --allowed-issuer here to check it',
     });
-  else if (options.allowedIssuers.includes(claims.iss)) add.push({ status: 'ok', title: `iss ${printable(claims.iss)} is allowed` });
+  else if (options.allowedIssuers.includes(iss)) add.push({ status: 'ok', title: `iss ${printable(iss)} is allowed` });
   else
     add.push({
       status: 'fail',
-      title: `iss ${printable(claims.iss)} is not among --allowed-issuer`,
+      title: `iss ${printable(iss)} is not among --allowed-issuer`,
       detail: `allowed: ${options.allowedIssuers.map(printable).join(', ')}`,
       fix: "the agent refuses it: add the cluster's service-account issuer (kube-apiserver --service-account-issuer) to the agent's --allowed-issuer, exactly",
     });
@@ -356,45 +358,68 @@ async function checkToken(options: NodeAgentDoctorOptions, add: Check[]): Promis
       fix: 'the kubelet should have rotated it by now: check the kubelet and the volume',
     });
   else add.push({ status: 'ok', title: `the token is valid for ${formatDuration(left)} more` });
-  if (claims.iat !== undefined && claims.iat - now > CLOCK_SKEW_WARN_SECONDS)
-    add.push({
-      status: 'warn',
-      title: `the token was issued ${Math.round(claims.iat - now)} s in this node's future`,
-      fix: "this node's clock is behind the API server's: enable NTP (chrony, systemd-timesyncd)",
-    });
+  for (const name of ['iat', 'nbf'] as const) {
+    const at = claims[name];
+    if (typeof at === 'number' && at - now > CLOCK_SKEW_SECONDS)
+      add.push({
+        status: 'fail',
+        title: `the token's ${name} is ${Math.round(at - now)} s in this node's future: the node agent refuses it`,
+        fix: "this node's clock is behind the API server's: enable NTP (chrony, systemd-timesyncd)",
+      });
+  }
 
-  if (pod)
+  const subject = sub ? SERVICE_ACCOUNT_SUBJECT.exec(sub) : null;
+  if (!subject) {
+    add.push({
+      status: 'fail',
+      title: `sub ${sub ? printable(sub).slice(0, 120) : '(none)'} is not system:serviceaccount:<namespace>:<name>: the node agent refuses it`,
+      fix: "mount a projected ServiceAccount token (the webhook's crosscred-token volume)",
+    });
+    return token;
+  }
+  const identity = podIdentity(claims, subject[1]!, subject[2]!);
+  if ('mismatch' in identity) {
+    add.push({
+      status: 'fail',
+      title: `the token's kubernetes.io claim names ${printable(identity.mismatch)}, unlike its sub: the node agent refuses it`,
+      fix: 'the token was not issued by the API server for this ServiceAccount',
+    });
+  } else if (identity.pod) {
     add.push({
       status: 'ok',
-      title: `the token is bound to pod ${printable(pod.namespace)}/${printable(pod.name)}`,
-      ...(pod.uid ? { detail: `uid ${printable(pod.uid)}` } : {}),
+      title: `the token is bound to pod ${printable(identity.namespace)}/${printable(identity.pod.name)}`,
+      detail: `the node agent names its STS session ${printable(podSessionName(identity))} (CloudTrail shows it)`,
     });
-  else
+  } else {
     add.push({
       status: 'fail',
       title: 'the token is not bound to a pod (no kubernetes.io.pod claim): the node agent refuses it',
+      detail: 'unless it runs with --allow-unbound-tokens',
       fix: 'use the projected serviceAccountToken volume the webhook adds, not a legacy Secret token or a TokenRequest without a pod boundObjectRef',
     });
+  }
   return token;
 }
 
-function decodePayload(token: string): Record<string, unknown> {
-  try {
-    const value: unknown = JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString('utf8'));
-    return value !== null && typeof value === 'object' ? (value as Record<string, unknown>) : {};
-  } catch {
-    return {};
-  }
+/** The pod and ServiceAccount the token's kubernetes.io claim names, checked against its sub as the node agent does. */
+function podIdentity(claims: Readonly<Record<string, unknown>>, namespace: string, serviceAccount: string): PodTokenIdentity | { mismatch: string } {
+  const kubernetes = objectOrUndefined(claims['kubernetes.io']);
+  const claimedNamespace = kubernetes?.['namespace'];
+  if (claimedNamespace !== undefined && claimedNamespace !== namespace) return { mismatch: `namespace ${String(claimedNamespace).slice(0, 64)}` };
+  const account = objectOrUndefined(kubernetes?.['serviceaccount']);
+  if (account?.['name'] !== undefined && account['name'] !== serviceAccount) return { mismatch: `serviceaccount ${String(account['name']).slice(0, 64)}` };
+  const pod = objectOrUndefined(kubernetes?.['pod']);
+  const podName = pod?.['name'];
+  const podUid = pod?.['uid'];
+  return {
+    namespace,
+    serviceAccount: { name: serviceAccount },
+    ...(typeof podName === 'string' && podName !== '' ? { pod: { name: podName, ...(typeof podUid === 'string' ? { uid: podUid } : {}) } } : {}),
+  };
 }
 
-function podBinding(payload: Record<string, unknown>): { namespace: string; name: string; uid?: string } | undefined {
-  const k8s = payload['kubernetes.io'];
-  if (k8s === null || typeof k8s !== 'object') return undefined;
-  const { namespace, pod } = k8s as { namespace?: unknown; pod?: unknown };
-  if (pod === null || typeof pod !== 'object') return undefined;
-  const { name, uid } = pod as { name?: unknown; uid?: unknown };
-  if (typeof name !== 'string' || name === '') return undefined;
-  return { namespace: typeof namespace === 'string' ? namespace : '?', name, ...(typeof uid === 'string' ? { uid } : {}) };
+function objectOrUndefined(value: unknown): Record<string, unknown> | undefined {
+  return value !== null && typeof value === 'object' && !Array.isArray(value) ? (value as Record<string, unknown>) : undefined;
 }
 
 /** Part 3: a TCP connection, then the GET an SDK would send. */
@@ -597,7 +622,7 @@ function get(url: URL, headers: Record<string, string>, timeoutMs: number, metho
 }
 
 function describe(err: unknown): string {
-  return isCrosscredError(err) ? `${err.code}: ${err.message}` : err instanceof Error ? err.message : String(err);
+  return err instanceof Error ? err.message : String(err);
 }
 
 function formatDuration(seconds: number): string {

@@ -4,6 +4,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { generateKeyPair, SignJWT } from 'jose';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import {
   diagnoseNodeAgent,
@@ -152,6 +153,7 @@ describe('a pod set up as the webhook does it', () => {
         expect.stringMatching(/^ok the instance metadata service \(IMDS\) does not answer from this pod/),
       ]),
     );
+    expect(text).toContain('the node agent names its STS session payments.api-7c9d5-x2p4q (CloudTrail shows it)');
     for (const secret of [token.split('.')[2]!, SECRET, SESSION_TOKEN, 'ASIAEXAMPLEPODKEY01']) expect(text).not.toContain(secret);
     expect(text).toMatch(/This pod can get its credentials from the node agent, with 1 warning\.\n$/);
   });
@@ -246,6 +248,35 @@ describe('the token', () => {
     }
     const otherIssuer = await diagnoseNodeAgent(options(injected(), { allowedIssuers: ['https://oidc.example.com/cluster-1'] }));
     expect(lines(otherIssuer)).toContain(`fail iss ${issuer.url} is not among --allowed-issuer`);
+  });
+
+  it('a sub that is not a ServiceAccount, a kubernetes.io claim that contradicts it, and an iat in the future fail as the agent refuses them', async () => {
+    tokenFile = await fileWith(await issuer.mint({ sub: 'user:alice', aud: DEFAULT_AUDIENCE, ttlSeconds: 3600, extra: { 'kubernetes.io': POD } }));
+    expect(lines(await diagnoseNodeAgent(options(injected())))).toContainEqual(
+      expect.stringMatching(/^fail sub user:alice is not system:serviceaccount:<namespace>:<name>: the node agent refuses it$/),
+    );
+    const otherNamespace = { ...POD, namespace: 'kube-system' };
+    tokenFile = await fileWith(
+      await issuer.mint({ sub: 'system:serviceaccount:payments:api', aud: DEFAULT_AUDIENCE, ttlSeconds: 3600, extra: { 'kubernetes.io': otherNamespace } }),
+    );
+    expect(lines(await diagnoseNodeAgent(options(injected())))).toContain(
+      "fail the token's kubernetes.io claim names namespace kube-system, unlike its sub: the node agent refuses it",
+    );
+    // Signed by a key of this test's own: doctor never verifies signatures (STS does).
+    const { privateKey } = await generateKeyPair('ES256');
+    const now = Math.floor(Date.now() / 1000);
+    const future = await new SignJWT({ 'kubernetes.io': POD })
+      .setProtectedHeader({ alg: 'ES256' })
+      .setIssuer(issuer.url)
+      .setSubject('system:serviceaccount:payments:api')
+      .setAudience(DEFAULT_AUDIENCE)
+      .setIssuedAt(now + 600)
+      .setExpirationTime(now + 3600)
+      .sign(privateKey);
+    tokenFile = await fileWith(future);
+    expect(lines(await diagnoseNodeAgent(options(injected())))).toContainEqual(
+      expect.stringMatching(/^fail the token's iat is (599|600) s in this node's future: the node agent refuses it$/),
+    );
   });
 
   it('a trailing newline fails (the JS SDK and botocore refuse it); the agent is still asked with the token trimmed', async () => {
