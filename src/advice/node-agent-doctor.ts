@@ -16,8 +16,10 @@ import type { Check, CheckStatus } from './doctor.js';
  *   1. the variables the webhook injects, and any variable earlier in the SDKs' chain that would win;
  *   2. the projected token: readable, a JWT, its aud, iss, exp and pod binding, a trailing newline;
  *   3. the agent itself: a TCP connection, then a real GET with the token and its answer;
- *   4. the silent fallback: whether IMDS answers here, so that a chain that goes on to IMDS when
- *      the agent fails (Java's, Go's) would quietly use the node's role.
+ *   4. the silent fallback: whether IMDS answers here, so that a container the webhook missed
+ *      (every SDK), or a chain that goes on to IMDS when the agent fails (Java SDK v2's), would
+ *      quietly run as the node's role. (JS v3 with FULL_URI set, botocore and the Go SDKs stop at
+ *      the container provider's error: seen in test/e2e/node-agent-pods.test.ts.)
  * Never shows the token or the credentials: claims are summarized, credentials acknowledged.
  */
 
@@ -553,7 +555,7 @@ async function checkImds(options: NodeAgentDoctorOptions): Promise<Check[]> {
       {
         status: 'warn',
         title: `IMDS answers from this pod at ${baseUrl.host} and offers the node's role ${role}`,
-        detail: `${steps}\nwhen the node agent fails, chains that go on to IMDS (Java, Go, botocore without the FULL_URI) silently use the node's role instead of the pod's (its credentials were not requested)`,
+        detail: `${steps}\na container the webhook missed (no FULL_URI: every SDK), or whose agent request fails in a chain that goes on to IMDS (Java SDK v2's), silently runs as the node's role (its credentials were not requested)`,
         fix: 'block 169.254.169.254 from pods (a NetworkPolicy egress rule or a node firewall rule), or require IMDSv2 with a hop limit of 1: aws ec2 modify-instance-metadata-options --instance-id <id> --http-tokens required --http-put-response-hop-limit 1',
       },
     ];

@@ -9,6 +9,7 @@ import { ACCOUNT, CLI_ARGS, CLI_EXEC, REPO_ROOT } from '../support/chain.js';
 import { buildGoClients, CLIENTS, clientAvailable, clientEnv, goClientsAvailable } from '../support/clients.js';
 import {
   type ExecResult,
+  NODE_ROLE_NAME,
   type NodeServices,
   type Pod,
   PodNetwork,
@@ -51,6 +52,7 @@ const IDENTITIES = {
   api: { namespace: 'payments', serviceAccount: 'api', name: 'api-7c9d5-x2p4q', uid: '5a0f4d1e-0000-4000-8000-000000000001' },
   worker: { namespace: 'payments', serviceAccount: 'worker', name: 'worker-6b8f7-9zk2m', uid: '5a0f4d1e-0000-4000-8000-000000000002' },
   v6: { namespace: 'payments', serviceAccount: 'reports', name: 'reports-5d4c3-q8w7e', uid: '5a0f4d1e-0000-4000-8000-000000000003' },
+  exposed: { namespace: 'payments', serviceAccount: 'exporter', name: 'exporter-84f6d-t5v2n', uid: '5a0f4d1e-0000-4000-8000-000000000006' },
   legacy: { namespace: 'legacy', serviceAccount: 'batch', name: 'batch-28461520-k4j9s', uid: '5a0f4d1e-0000-4000-8000-000000000004' },
   hostnet: { namespace: 'monitoring', serviceAccount: 'node-exporter', name: 'node-exporter-h7d2k', uid: '5a0f4d1e-0000-4000-8000-000000000005' },
 } as const satisfies Record<string, PodIdentity>;
@@ -60,7 +62,8 @@ let net: PodNetwork;
 let services: NodeServices;
 let agent: ChildProcess | undefined;
 const agentOutput: string[] = [];
-const pods = {} as Record<'api' | 'worker' | 'v6' | 'legacy', Pod>;
+const POD_NAMES = ['api', 'worker', 'v6', 'exposed', 'legacy'] as const;
+const pods = {} as Record<(typeof POD_NAMES)[number], Pod>;
 /** Every token written for a pod or sent by a test: none may ever appear in the agent's output. */
 const tokensSeen: string[] = [];
 let hostnetTokenFile: string;
@@ -135,13 +138,13 @@ beforeAll(async () => {
   }
   home = await mkdtemp(join(tmpdir(), 'crosscred-pod-home-'));
   net = await PodNetwork.create();
-  for (const name of ['api', 'worker', 'v6', 'legacy'] as const) pods[name] = await net.addPod(name);
+  for (const name of POD_NAMES) pods[name] = await net.addPod(name);
   services = await startNodeServices(net, [
     { roleArn: ROLE, audience: DEFAULT_AUDIENCE, subject: 'system:serviceaccount:payments:*' },
     { roleArn: LEGACY_ROLE, audience: DEFAULT_AUDIENCE, subject: 'system:serviceaccount:legacy:*' },
     { roleArn: HOSTNET_ROLE, audience: DEFAULT_AUDIENCE, subject: 'system:serviceaccount:monitoring:node-exporter' },
   ]);
-  for (const name of ['api', 'worker', 'v6', 'legacy'] as const) {
+  for (const name of POD_NAMES) {
     currentTokens.set(name, await mintFor(IDENTITIES[name]));
     await pods[name].writeToken(currentTokens.get(name)!);
   }
@@ -415,8 +418,8 @@ describe('old clients: refused in agent mode, served in web-identity mode', () =
 });
 
 describe('crosscred doctor --node-agent in a pod, against the real agent', () => {
-  const doctor = (env: Record<string, string>) =>
-    inPod(pods.worker.ns, CLI_EXEC, [...CLI_ARGS, 'doctor', '--node-agent', '--allowed-issuer', services.issuerUrl], env);
+  const doctor = (env: Record<string, string>, pod = pods.worker) =>
+    inPod(pod.ns, CLI_EXEC, [...CLI_ARGS, 'doctor', '--node-agent', '--allowed-issuer', services.issuerUrl], env);
 
   it('with only the injected variables: every check ok, exit 0', async (ctx) => {
     skipIfUnavailable(ctx);
@@ -442,6 +445,53 @@ describe('crosscred doctor --node-agent in a pod, against the real agent', () =>
     );
     expect(result.stdout).not.toContain('wJalrXUtnFEMI');
   });
+});
+
+describe('the silent fallback doctor warns of: a pod that can reach the node’s IMDS', () => {
+  let nodeKey: string;
+  beforeAll(async () => {
+    if (unavailable) return;
+    await net.exposeImds(pods.exposed);
+    nodeKey = await services.startImds();
+  });
+
+  it('doctor --node-agent warns, naming the node’s role; the JS SDK still uses the agent (with FULL_URI set it never asks IMDS)', async (ctx) => {
+    skipIfUnavailable(ctx);
+    const env = agentModeEnv(pods.exposed, ROLE);
+    const result = await inPod(pods.exposed.ns, CLI_EXEC, [...CLI_ARGS, 'doctor', '--node-agent', '--allowed-issuer', services.issuerUrl], env);
+    expect(result.code, result.stdout + result.stderr).toBe(0);
+    expect(result.stdout).toContain(`[warn] IMDS answers from this pod at 169.254.169.254 and offers the node's role ${NODE_ROLE_NAME}`);
+    expect(result.stdout).toMatch(/\[ok\] {3}the node agent answered 200/);
+    const js = answer(await inPod(pods.exposed.ns, process.execPath, [JS_CLIENT, 'node-provider-chain'], env), 'the JS SDK');
+    expect(js['accessKeyId']).toBe(await lastAgentKey(subjectOf(IDENTITIES.exposed)));
+    expect(js['accessKeyId']).not.toBe(nodeKey);
+  });
+
+  it('a pod the webhook missed (no variables at all): the JS SDK silently runs as the node; doctor fails on the variables and warns of IMDS', async (ctx) => {
+    skipIfUnavailable(ctx);
+    // What agent#153 reports: with failurePolicy Ignore a pod is sometimes not mutated, and nothing says so.
+    const js = answer(await inPod(pods.exposed.ns, process.execPath, [JS_CLIENT, 'node-provider-chain'], {}), 'the JS SDK');
+    expect(js['accessKeyId']).toBe(nodeKey);
+    const result = await inPod(pods.exposed.ns, CLI_EXEC, [...CLI_ARGS, 'doctor', '--node-agent'], {});
+    expect(result.code).toBe(1);
+    expect(result.stdout).toContain('[FAIL] AWS_CONTAINER_CREDENTIALS_FULL_URI is not set');
+    expect(result.stdout).toContain(`[warn] IMDS answers from this pod at 169.254.169.254 and offers the node's role ${NODE_ROLE_NAME}`);
+  });
+
+  it(
+    'Go SDK v1 1.44 in agent mode refuses the address and does not fall back to IMDS',
+    async (ctx) => {
+      skipIfUnavailable(ctx);
+      if (!(await goAvailable())) ctx.skip("go and Debian's aws-sdk-go packages are not installed");
+      const result = await inPod(pods.exposed.ns, join(goBin, 'go-sdk-v1'), [], { ...agentModeEnv(pods.exposed, ROLE), AWS_REGION: 'us-east-1' });
+      expect(result.code).not.toBe(0);
+      // The SDK's logger writes the refusal to stdout; the chain's error goes to stderr.
+      expect(result.stdout).toMatch(/invalid endpoint host, "169\.254\.170\.23", only loopback hosts are allowed/);
+      expect(result.stderr).toMatch(/NoCredentialProviders/);
+      expect(`${result.stdout}${result.stderr}`).not.toContain(nodeKey);
+    },
+    BUILD_TIMEOUT_MS,
+  );
 });
 
 describe('hygiene', () => {

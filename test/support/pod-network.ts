@@ -31,6 +31,10 @@ export const SERVICE_ADDRESS = '10.96.0.1';
 export const STS_HOST_NAMES = ['sts.amazonaws.com', 'sts.us-east-1.amazonaws.com'] as const;
 /** Where the sink (a GetCallerIdentity stand-in that records the signing key) listens on SERVICE_ADDRESS. */
 export const SINK_PORT = 8080;
+/** The instance metadata service's address, put on the node only by exposeImds. */
+export const IMDS_ADDRESS = '169.254.169.254';
+/** The role the node's stand-in IMDS offers (the node's own role, which pods must never get). */
+export const NODE_ROLE_NAME = 'eks-node-role';
 /** Bound on one command in a namespace, an SDK client included (ms): generous, the machine is shared. */
 export const COMMAND_TIMEOUT_MS = 90_000;
 
@@ -45,6 +49,8 @@ export interface Pod {
   readonly ns: string;
   readonly ipv4: string;
   readonly ipv6: string;
+  /** The node's end of the pod's veth pair, the pod's next hop to the node. */
+  readonly gatewayV4: string;
   /** Where this pod's projected token lives (the webhook's mount, on the host's disk). */
   readonly tokenFile: string;
   /** Writes the token file atomically and without a trailing newline, as the kubelet does. */
@@ -70,6 +76,7 @@ export class PodNetwork {
   readonly #prefix: string;
   readonly #children = new Set<ChildProcess>();
   readonly #namespaces: string[] = [];
+  #imdsOnNode = false;
 
   private constructor(prefix: string, dir: string) {
     this.#prefix = prefix;
@@ -116,6 +123,7 @@ export class PodNetwork {
       ns,
       ipv4: podV4,
       ipv6: podV6,
+      gatewayV4: nodeV4,
       tokenFile,
       writeToken: async (token) => {
         await writeFile(`${tokenFile}.tmp`, token);
@@ -125,6 +133,18 @@ export class PodNetwork {
     };
     this.pods.push(pod);
     return pod;
+  }
+
+  /**
+   * Lets `pod` reach 169.254.169.254 on the node, as pods on a node whose IMDS is not blocked do
+   * (NodeServices.startImds answers there).
+   */
+  async exposeImds(pod: Pod): Promise<void> {
+    if (!this.#imdsOnNode) {
+      await run('ip', ['-n', this.node, 'addr', 'add', `${IMDS_ADDRESS}/32`, 'dev', 'lo']);
+      this.#imdsOnNode = true;
+    }
+    await run('ip', ['-n', pod.ns, 'route', 'add', `${IMDS_ADDRESS}/32`, 'via', pod.gatewayV4]);
   }
 
   /** Runs a command in namespace `ns` to its end; resolves with its exit code and output, whatever they are. */
@@ -236,6 +256,12 @@ export interface NodeServices {
   /** The same claims and header (kid included), signed by a key the issuer never published. */
   forge(claims: TokenClaims): Promise<string>;
   state(): Promise<NodeServicesState>;
+  /**
+   * Starts a stand-in IMDS (IMDSv2, as strict as the Go SDK wants it) on 169.254.169.254:80 in the
+   * node namespace, offering NODE_ROLE_NAME; resolves with the access key id it hands out. Call
+   * PodNetwork.exposeImds first.
+   */
+  startImds(): Promise<string>;
   /** A GET (or other method) made from inside the node namespace. */
   fetch(url: string, init?: { method?: string; headers?: Record<string, string> }): Promise<HttpAnswer>;
   /** Lets a role be assumed by every subject matching `subject` (IAM StringLike). */
@@ -271,7 +297,29 @@ const stsState = (sts) => ({
   requests: sts.requests.map((r) => ({ tokenSha256: sha256(r.token), roleArn: r.roleArn })),
   issued: sts.issued.map((i) => ({ ...i, expiration: i.expiration.toISOString() })),
 });
+let imdsKey;
 const ops = {
+  startImds: async () => {
+    if (imdsKey) return imdsKey;
+    imdsKey = 'ASIANODEROLE' + Math.random().toString(36).slice(2, 10).toUpperCase();
+    const server = createServer((req, res) => {
+      const ttl = req.headers['x-aws-ec2-metadata-token-ttl-seconds'];
+      if (req.method === 'PUT' && req.url === '/latest/api/token' && ttl)
+        return void res.writeHead(200, { 'x-aws-ec2-metadata-token-ttl-seconds': ttl }).end('node-imds-session');
+      if (req.headers['x-aws-ec2-metadata-token'] !== 'node-imds-session') return void res.writeHead(401).end();
+      if (req.url === '/latest/meta-data/iam/security-credentials/') return void res.writeHead(200).end(config.nodeRole);
+      if (req.url === '/latest/meta-data/iam/security-credentials/' + config.nodeRole) {
+        const expiration = new Date(Date.now() + 6 * 3600_000).toISOString().replace(/.d+Z$/, 'Z');
+        return void res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({
+          Code: 'Success', LastUpdated: new Date().toISOString().replace(/.d+Z$/, 'Z'), Type: 'AWS-HMAC',
+          AccessKeyId: imdsKey, SecretAccessKey: 'node-role-secret', Token: 'node-role-session-token', Expiration: expiration,
+        }));
+      }
+      res.writeHead(404).end();
+    });
+    await new Promise((resolve) => server.listen(80, config.imdsAddress, resolve));
+    return imdsKey;
+  },
   mint: (claims) => issuer.mint(claims),
   forge: async (claims) => {
     const genuine = await issuer.mint(claims);
@@ -323,6 +371,8 @@ export async function startNodeServices(net: PodNetwork, trust: NodeServices['tr
     trust,
     serviceAddress: SERVICE_ADDRESS,
     sinkPort: SINK_PORT,
+    imdsAddress: IMDS_ADDRESS,
+    nodeRole: NODE_ROLE_NAME,
     tls: { key: await readFile(keyFile, 'utf8'), cert: await readFile(certFile, 'utf8') },
   };
   const demo = (name: string) => pathToFileURL(join(REPO_ROOT, 'dist/demo', name)).href;
@@ -371,6 +421,7 @@ export async function startNodeServices(net: PodNetwork, trust: NodeServices['tr
     trust,
     mint: (claims) => call<string>('mint', claims),
     forge: (claims) => call<string>('forge', claims),
+    startImds: () => call<string>('startImds'),
     state: () => call<NodeServicesState>('state'),
     fetch: (url, init = {}) => call<HttpAnswer>('fetch', { url, init }),
   };
