@@ -270,6 +270,8 @@ describe('identity comes from each pod’s own token', () => {
     expect(b['accessKeyId']).toBe(forWorker.accessKeyId);
     expect(forApi.accessKeyId).not.toBe(forWorker.accessKeyId);
     expect(forApi.sessionName).not.toBe(forWorker.sessionName);
+    // <namespace>.<pod>, as `crosscred node-agent --help` says: CloudTrail tells the pods apart.
+    expect([forApi.sessionName, forWorker.sessionName]).toEqual([`payments.${IDENTITIES.api.name}`, `payments.${IDENTITIES.worker.name}`]);
     ctx.annotate(`session names: ${forApi.sessionName}, ${forWorker.sessionName}`);
   });
 
@@ -409,7 +411,8 @@ describe('old clients: refused in agent mode, served in web-identity mode', () =
 
         const served = answer(await client.run(pod, webIdentityEnv(pod, LEGACY_ROLE, IDENTITIES.legacy.name)), client.name);
         const issued = (await services.state()).podSts.issued.at(-1)!;
-        expect(issued).toMatchObject({ roleArn: LEGACY_ROLE, subject: subjectOf(IDENTITIES.legacy) });
+        // AWS_ROLE_SESSION_NAME (the pod's name, from the downward API) is honoured too.
+        expect(issued).toMatchObject({ roleArn: LEGACY_ROLE, subject: subjectOf(IDENTITIES.legacy), sessionName: IDENTITIES.legacy.name });
         expect(client.key(served)).toBe(issued.accessKeyId);
       },
       BUILD_TIMEOUT_MS,
