@@ -74,7 +74,7 @@ export interface RoleCredentialCacheOptions {
 }
 
 /**
- * Credentials for one role, always answered from memory. It fetches at start-up, refreshes in the
+ * Credentials for one role, always answered from memory. It fetches when started, refreshes in the
  * background before expiry, makes at most one STS call at a time however many requests miss
  * (single flight), keeps serving the last good credentials while a refresh fails, and never hands
  * out expired or empty credentials.
@@ -125,6 +125,11 @@ export class RoleCredentialCache {
    */
   start(): Promise<void> {
     return this.#refresh();
+  }
+
+  /** True while a fetch is on the wire. */
+  get refreshing(): boolean {
+    return this.#inflight !== undefined;
   }
 
   /** Resolves once no fetch is in flight (at once when none is): single flight for callers that only wait. */

@@ -115,7 +115,16 @@ export function entryBytes(tokenLength: number, credentials: CachedCredentials |
   return tokenLength + 2 * credentialBytes + ENTRY_OVERHEAD_BYTES;
 }
 
-export class TokenKeyedCredentialCache {
+/**
+ * The narrow port the node agent's request handler sees (as serve's routes see CredentialResolver):
+ * look a key up, and start the one fetch for a miss the caller has admitted.
+ */
+export interface TokenKeyedCredentials {
+  lookup(key: string): Lookup;
+  fetch(key: string, request: TokenKeyedFetch): Promise<FetchOutcome>;
+}
+
+export class TokenKeyedCredentialCache implements TokenKeyedCredentials {
   readonly #options: TokenKeyedCacheOptions;
   readonly #clock: Clock;
   readonly #entries: LRUCache<string, Entry>;
@@ -152,6 +161,13 @@ export class TokenKeyedCredentialCache {
     return this.#entries.calculatedSize;
   }
 
+  /** Entries with a fetch on the wire (a first fetch or a renewal). Walks every entry: for tests and diagnostics. */
+  get fetching(): number {
+    let n = 0;
+    for (const entry of this.#entries.values()) if (entry.cache.refreshing) n++;
+    return n;
+  }
+
   /** Token hashes remembered as refused. */
   get refusedSize(): number {
     return this.#refused.size;
@@ -175,7 +191,7 @@ export class TokenKeyedCredentialCache {
     if (entry.first !== undefined) return { kind: 'pending', outcome: entry.first };
     const credentials = entry.cache.current();
     if (credentials !== undefined) return { kind: 'hit', credentials };
-    if (entry.cache.status().refreshing) {
+    if (entry.cache.refreshing) {
       // A renewal is on the wire after the last credentials ran out: wait for it, as for a first fetch.
       return { kind: 'pending', outcome: entry.cache.settled().then(() => this.#outcomeOf(key, entry)) };
     }
@@ -214,7 +230,11 @@ export class TokenKeyedCredentialCache {
     this.#entries.set(key, entry, { size: entryBytes(request.tokenLength, undefined) });
     const first = entry.cache.start().then(() => {
       entry.first = undefined;
-      return this.#outcomeOf(key, entry);
+      const outcome = this.#outcomeOf(key, entry);
+      // Evicted while its first fetch was on the wire (or never stored): it answers the requests
+      // that waited for it, and then nothing of it may keep running.
+      if (this.#entries.peek(key) !== entry) entry.cache.close();
+      return outcome;
     });
     entry.first = first;
     return first;

@@ -3,6 +3,7 @@ import { TokenKeyedCredentialCache } from '../cache/token-keyed-credential-cache
 import { type Clock, type RandomSource, systemClock, systemRandom } from '../core/clock.js';
 import { formatAddress, type ListenAddress } from '../core/listen-address.js';
 import { AwsWebIdentityExchange, createStsClient } from '../exchange/aws-web-identity-exchange.js';
+import type { CredentialExchange } from '../exchange/credentials.js';
 import type { HttpListener } from '../http/listener.js';
 import { MAX_CONCURRENT_STS_REQUESTS } from '../platform/aws/sts-http-handler.js';
 import { TokenBuckets } from '../util/token-bucket.js';
@@ -12,6 +13,7 @@ import type { NodeAgentConfig } from './config.js';
 import { buildAgentListener } from './credential-listener.js';
 import { NodeAgentMetrics } from './metrics.js';
 import { partitionOfRegion, roleGlob } from './role-path.js';
+import type { AdmittedToken } from './token-admission.js';
 
 /** Time allowed beyond the STS transport's own timeouts for the SDK's work, in ms. */
 const EXCHANGE_SLACK_MS = 5_000;
@@ -78,20 +80,17 @@ export async function startNodeAgent(config: NodeAgentConfig, deps: NodeAgentDep
     clock,
     metrics,
     logger: log,
-    exchangeFor: (roleArn: string, accountId: string, admitted: { sessionName: string; token: string }) => {
-      const exchange = new AwsWebIdentityExchange(
-        {
-          roleName: `${roleArn} as ${admitted.sessionName}`,
-          roleArn,
-          accountId,
-          sessionName: admitted.sessionName,
-          ...(config.durationSeconds ? { durationSeconds: config.durationSeconds } : {}),
-        },
+    exchangeFor: (roleArn: string, accountId: string, admitted: AdmittedToken): CredentialExchange => {
+      // Named in log lines by role and session: which pod asked, never its token.
+      const roleName = `${roleArn} as ${admitted.sessionName}`;
+      const sts = new AwsWebIdentityExchange(
+        { roleName, roleArn, accountId, sessionName: admitted.sessionName, ...(config.durationSeconds ? { durationSeconds: config.durationSeconds } : {}) },
         client,
         clock,
       );
+      // The entry keeps the pod's token: its renewals present the same bytes, the cache key.
       const token = admitted.token;
-      return { roleName: `${roleArn} as ${admitted.sessionName}`, exchange: (signal?: AbortSignal) => exchange.exchange(token, signal) };
+      return { roleName, exchange: (signal) => sts.exchange(token, signal) };
     },
   };
 

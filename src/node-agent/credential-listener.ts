@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import type { CachedCredentials } from '../cache/role-credential-cache.js';
-import { type FetchOutcome, type Lookup, type TokenKeyedCredentialCache, tokenKey } from '../cache/token-keyed-credential-cache.js';
+import { type FetchOutcome, type Lookup, type TokenKeyedCredentials, tokenKey } from '../cache/token-keyed-credential-cache.js';
 import { exactClientAddressKey } from '../core/client-address.js';
 import type { Clock } from '../core/clock.js';
 import type { ListenAddress } from '../core/listen-address.js';
@@ -26,7 +26,7 @@ export interface AgentRequestContext {
   readonly allowedRoles: readonly RegExp[];
   /** The partition STS is in, or undefined when --sts-endpoint overrides the endpoint (then any ARN is sent). */
   readonly stsPartition: string | undefined;
-  readonly cache: TokenKeyedCredentialCache;
+  readonly cache: TokenKeyedCredentials;
   readonly limiter: TokenBuckets;
   readonly clock: Clock;
   readonly metrics: NodeAgentMetrics;
@@ -36,6 +36,75 @@ export interface AgentRequestContext {
 }
 
 const ALLOW = ['allow', 'GET, HEAD'] as const;
+
+/** A refusal: its HTTP status, its JSON `Code`, its metric label (a fixed set) and fixed text. */
+interface AgentRefusal {
+  readonly status: number;
+  readonly code: string;
+  readonly reason: string;
+  readonly message: string;
+}
+
+const REFUSALS = {
+  host: { status: 403, code: 'HOST_FORBIDDEN', reason: 'host', message: 'the Host header is not an address of this agent (DNS-rebinding guard)' },
+  notFound: { status: 404, code: 'NOT_FOUND', reason: 'not_found', message: 'the node agent serves /v1/credentials/<role ARN> only' },
+  method: { status: 405, code: 'METHOD_NOT_ALLOWED', reason: 'method', message: '/v1/credentials/<role ARN> answers GET and HEAD only' },
+  roleArnMissing: {
+    status: 400,
+    code: 'ROLE_ARN_MISSING',
+    reason: 'role_arn_missing',
+    message: 'name the role in the path: /v1/credentials/arn:aws:iam::<account>:role/<name>',
+  },
+  roleArnTooLong: {
+    status: 414,
+    code: 'ROLE_ARN_TOO_LONG',
+    reason: 'role_arn_too_long',
+    message: 'the role ARN in the path is longer than 2048 characters (STS refuses longer)',
+  },
+  roleNotAllowed: { status: 403, code: 'ROLE_NOT_ALLOWED', reason: 'role_not_allowed', message: 'this agent does not serve that role (--allowed-role)' },
+  /** 503, not 429: the Java and Go SDKs retry 5xx and never 4xx. */
+  throttled: { status: 503, code: 'Throttling', reason: 'throttled', message: 'too many new tokens from this address; retry after the Retry-After seconds' },
+  stsTokenExpired: {
+    status: 401,
+    code: 'TOKEN_EXPIRED',
+    reason: 'sts_token_expired',
+    message: 'STS says the token has expired; the kubelet rotates the projected token file: read it again',
+  },
+} as const satisfies Record<string, AgentRefusal>;
+
+/** The parser's problems are fixed text, never the request's bytes. */
+function roleArnInvalid(problem: string): AgentRefusal {
+  return { status: 400, code: 'ROLE_ARN_INVALID', reason: 'role_arn_invalid', message: `the role ARN in the path ${problem}` };
+}
+
+function roleArnPartition(partition: string): AgentRefusal {
+  return {
+    status: 400,
+    code: 'ROLE_ARN_PARTITION',
+    reason: 'role_arn_partition',
+    message: `the role is in another partition than this agent's --region (${partition})`,
+  };
+}
+
+/** STS's own code is passed on (the classifier's codes are a bounded set); the reason says whether from memory. */
+function stsRefusal(code: string, reason: 'sts_refused' | 'sts_refused_cached'): AgentRefusal {
+  const when = reason === 'sts_refused' ? '' : ' a short while ago';
+  return {
+    status: 403,
+    code,
+    reason,
+    message: `STS refused this token for this role (${code})${when}; check the role's trust policy and the cluster's OIDC provider in IAM`,
+  };
+}
+
+function stsUnavailable(code: string): AgentRefusal {
+  return {
+    status: 503,
+    code: 'CredentialsUnavailable',
+    reason: 'sts_unavailable',
+    message: `STS could not be asked right now (${code}); retry after the Retry-After seconds`,
+  };
+}
 
 /**
  * One address of the node agent: `GET /v1/credentials/<role ARN>` with the pod's projected token
@@ -47,10 +116,10 @@ export function buildAgentListener(address: ListenAddress, ctx: AgentRequestCont
   const { metrics, logger } = ctx;
 
   /** Every refusal is counted by a reason from a fixed set and logged without request bytes. */
-  const refuse = (req: IncomingMessage, res: ServerResponse, status: number, code: string, reason: string, message: string, headers?: readonly string[]) => {
-    metrics.refused(reason);
-    logger.debug({ client: req.socket.remoteAddress, status, code, reason }, 'request refused');
-    sendAgentError(res, status, code, message, headers);
+  const refuse = (req: IncomingMessage, res: ServerResponse, refusal: AgentRefusal, headers?: readonly string[]) => {
+    metrics.refused(refusal.reason);
+    logger.debug({ client: req.socket.remoteAddress, status: refusal.status, code: refusal.code, reason: refusal.reason }, 'request refused');
+    sendAgentError(res, refusal.status, refusal.code, refusal.message, headers);
   };
 
   const serve = (res: ServerResponse, credentials: CachedCredentials) => send(res, 200, APPLICATION_JSON, documentsFor(credentials).container);
@@ -60,95 +129,46 @@ export function buildAgentListener(address: ListenAddress, ctx: AgentRequestCont
       case 'credentials':
         return serve(res, outcome.credentials);
       case 'refused':
-        return refuse(
-          req,
-          res,
-          403,
-          outcome.code,
-          'sts_refused',
-          `STS refused this token for this role (${outcome.code}); check the role's trust policy and the cluster's OIDC provider in IAM`,
-        );
+        return refuse(req, res, stsRefusal(outcome.code, 'sts_refused'));
       case 'token-expired':
-        return refuse(
-          req,
-          res,
-          401,
-          'TOKEN_EXPIRED',
-          'sts_token_expired',
-          'STS says the token has expired; the kubelet rotates the projected token file: read it again',
-        );
+        return refuse(req, res, REFUSALS.stsTokenExpired);
       case 'unavailable':
-        return refuse(
-          req,
-          res,
-          503,
-          'CredentialsUnavailable',
-          'sts_unavailable',
-          `STS could not be asked right now (${outcome.code}); retry after the Retry-After seconds`,
-          ['retry-after', String(outcome.retryAfterSeconds)],
-        );
+        return refuse(req, res, stsUnavailable(outcome.code), ['retry-after', String(outcome.retryAfterSeconds)]);
     }
   };
 
   const handle = (req: IncomingMessage, res: ServerResponse): void | Promise<void> => {
-    if (!hostGuard.allows(req.headers.host)) {
-      return refuse(req, res, 403, 'HOST_FORBIDDEN', 'host', 'the Host header is not an address of this agent (DNS-rebinding guard)');
-    }
+    if (!hostGuard.allows(req.headers.host)) return refuse(req, res, REFUSALS.host);
     const rolePath = readRolePath(pathOf(req.url));
-    if (rolePath.kind === 'not-found') return refuse(req, res, 404, 'NOT_FOUND', 'not_found', 'the node agent serves /v1/credentials/<role ARN> only');
-    if (req.method !== 'GET' && req.method !== 'HEAD') {
-      return refuse(req, res, 405, 'METHOD_NOT_ALLOWED', 'method', '/v1/credentials/<role ARN> answers GET and HEAD only', ALLOW);
-    }
+    if (rolePath.kind === 'not-found') return refuse(req, res, REFUSALS.notFound);
+    if (req.method !== 'GET' && req.method !== 'HEAD') return refuse(req, res, REFUSALS.method, ALLOW);
     switch (rolePath.kind) {
       case 'missing':
-        return refuse(req, res, 400, 'ROLE_ARN_MISSING', 'role_arn_missing', 'name the role in the path: /v1/credentials/arn:aws:iam::<account>:role/<name>');
+        return refuse(req, res, REFUSALS.roleArnMissing);
       case 'too-long':
-        return refuse(req, res, 414, 'ROLE_ARN_TOO_LONG', 'role_arn_too_long', 'the role ARN in the path is longer than 2048 characters (STS refuses longer)');
+        return refuse(req, res, REFUSALS.roleArnTooLong);
       case 'invalid':
-        return refuse(req, res, 400, 'ROLE_ARN_INVALID', 'role_arn_invalid', `the role ARN in the path ${rolePath.problem}`);
+        return refuse(req, res, roleArnInvalid(rolePath.problem));
     }
     const { arn, parts } = rolePath;
-    if (ctx.stsPartition !== undefined && parts.partition !== ctx.stsPartition) {
-      return refuse(
-        req,
-        res,
-        400,
-        'ROLE_ARN_PARTITION',
-        'role_arn_partition',
-        `the role is in another partition than this agent's --region (${ctx.stsPartition})`,
-      );
-    }
+    if (ctx.stsPartition !== undefined && parts.partition !== ctx.stsPartition) return refuse(req, res, roleArnPartition(ctx.stsPartition));
     const admitted = admitToken(req.headers.authorization, ctx.clock.wallNow(), ctx.policy);
-    if (isRefusal(admitted)) return refuse(req, res, admitted.status, admitted.code, admitted.reason, admitted.message);
-    if (ctx.allowedRoles.length > 0 && !ctx.allowedRoles.some((glob) => glob.test(arn))) {
-      return refuse(req, res, 403, 'ROLE_NOT_ALLOWED', 'role_not_allowed', 'this agent does not serve that role (--allowed-role)');
-    }
+    if (isRefusal(admitted)) return refuse(req, res, admitted);
+    if (ctx.allowedRoles.length > 0 && !ctx.allowedRoles.some((glob) => glob.test(arn))) return refuse(req, res, REFUSALS.roleNotAllowed);
     const key = tokenKey(arn, admitted.token);
     const found: Lookup = ctx.cache.lookup(key);
     switch (found.kind) {
       case 'hit':
         return serve(res, found.credentials);
       case 'refused':
-        return refuse(
-          req,
-          res,
-          403,
-          found.code,
-          'sts_refused_cached',
-          `STS refused this token for this role (${found.code}) a short while ago; check the role's trust policy`,
-        );
+        return refuse(req, res, stsRefusal(found.code, 'sts_refused_cached'));
       case 'pending':
         return found.outcome.then((outcome) => answerOutcome(req, res, outcome));
     }
     // A miss costs an STS call: only now is the client's allowance asked. A flood of novel or
     // junk tokens from one address is held to its bucket; its neighbours keep theirs.
     const allowance = ctx.limiter.take(exactClientAddressKey(req.socket.remoteAddress), ctx.clock.monotonicNow());
-    if (!allowance.allowed) {
-      return refuse(req, res, 503, 'Throttling', 'throttled', 'too many new tokens from this address; retry after the Retry-After seconds', [
-        'retry-after',
-        String(allowance.retryAfterSeconds),
-      ]);
-    }
+    if (!allowance.allowed) return refuse(req, res, REFUSALS.throttled, ['retry-after', String(allowance.retryAfterSeconds)]);
     return ctx.cache
       .fetch(key, { tokenExpiresAtWall: admitted.expiresAtWall, tokenLength: admitted.token.length, exchange: ctx.exchangeFor(arn, parts.accountId, admitted) })
       .then((outcome) => {

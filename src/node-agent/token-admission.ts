@@ -107,9 +107,12 @@ const SHAPE_REFUSAL = {
  * `Bearer ` prefix (what a person with curl, or a Kubernetes-minded client, sends) is accepted
  * too and stripped: the same token bytes either way, so the same cache key.
  */
+const BEARER = /^bearer(?:\s|$)/i;
+
 export function tokenFromAuthorization(header: string | undefined): string | undefined {
   if (header === undefined) return undefined;
-  const value = header.length > 7 && header.slice(0, 7).toLowerCase() === 'bearer ' ? header.slice(7).trim() : header;
+  // A JWT starts with "ey" (base64url of '{"'), so a value starting with "Bearer" is never one.
+  const value = BEARER.test(header) ? header.slice(6).trim() : header;
   return value === '' ? undefined : value;
 }
 

@@ -12,6 +12,7 @@ import {
   spawnNodeAgent,
   startPodChain,
 } from '../support/node-agent.js';
+import { crosscred } from '../support/run-cli.js';
 
 /**
  * The real `crosscred node-agent` command against the STS emulator (which verifies every token's
@@ -330,5 +331,21 @@ describe('node-agent: Host guard, admin listener, logs', () => {
   it('stops gracefully on SIGTERM', async () => {
     expect(await agent.stop()).toBe(0);
     expect(agent.output.some((l) => l.includes('"stopped"'))).toBe(true);
+  });
+});
+
+describe('node-agent: the command line', () => {
+  it('prints its help with every default, and stops with 78 naming each missing setting', async () => {
+    const help = await crosscred(['node-agent', '--help']);
+    expect(help.code).toBe(0);
+    expect(help.stdout).toContain('--allowed-issuer URL');
+    expect(help.stdout).toContain('169.254.170.23:80');
+    expect((await crosscred(['help'])).stdout).toContain('node-agent');
+    const bad = await crosscred(['node-agent', '--listen', '127.0.0.1:0', '--rate-burst', 'many']);
+    expect(bad.code).toBe(78);
+    expect(bad.stderr).toContain('CROSSCRED_ERR_CONFIG_INVALID');
+    expect(bad.stderr).toMatch(/--allowed-issuer: required[\s\S]*--region: required[\s\S]*--rate-burst/);
+    const unknown = await crosscred(['node-agent', '--role-arn', 'x']);
+    expect(unknown.code).toBe(2);
   });
 });
