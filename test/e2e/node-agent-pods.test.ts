@@ -41,6 +41,8 @@ const ADMIN = 'http://127.0.0.1:2703';
 /** Bound on the agent becoming ready, and on the Go clients' offline build (ms). */
 const START_TIMEOUT_MS = 60_000;
 const BUILD_TIMEOUT_MS = 300_000;
+/** Bound on one test: a few client runs, each a process start on a shared 2-core machine (ms). */
+const TEST_TIMEOUT_MS = 120_000;
 
 interface PodIdentity {
   readonly namespace: string;
@@ -196,7 +198,7 @@ function skipIfUnavailable(ctx: { skip: (note?: string) => void }): void {
   if (unavailable) ctx.skip(unavailable);
 }
 
-describe('agent mode: current clients get their pod’s credentials from the node agent', () => {
+describe('agent mode: current clients get their pod’s credentials from the node agent', { timeout: TEST_TIMEOUT_MS }, () => {
   it('the JS SDK v3 default chain (fromNodeProviderChain), with only the injected variables', async (ctx) => {
     skipIfUnavailable(ctx);
     const before = (await services.state()).agentSts.calls;
@@ -258,7 +260,7 @@ describe('agent mode: current clients get their pod’s credentials from the nod
   });
 });
 
-describe('identity comes from each pod’s own token', () => {
+describe('identity comes from each pod’s own token', { timeout: TEST_TIMEOUT_MS }, () => {
   it('two pods with different ServiceAccounts get different STS sessions', async (ctx) => {
     skipIfUnavailable(ctx);
     const a = answer(await inPod(pods.api.ns, process.execPath, [JS_CLIENT, 'node-provider-chain'], agentModeEnv(pods.api, ROLE)), 'the JS SDK (api)');
@@ -420,7 +422,7 @@ describe('old clients: refused in agent mode, served in web-identity mode', () =
   }
 });
 
-describe('crosscred doctor --node-agent in a pod, against the real agent', () => {
+describe('crosscred doctor --node-agent in a pod, against the real agent', { timeout: TEST_TIMEOUT_MS }, () => {
   const doctor = (env: Record<string, string>, pod = pods.worker) =>
     inPod(pod.ns, CLI_EXEC, [...CLI_ARGS, 'doctor', '--node-agent', '--allowed-issuer', services.issuerUrl], env);
 
@@ -450,7 +452,7 @@ describe('crosscred doctor --node-agent in a pod, against the real agent', () =>
   });
 });
 
-describe('the silent fallback doctor warns of: a pod that can reach the node’s IMDS', () => {
+describe('the silent fallback doctor warns of: a pod that can reach the node’s IMDS', { timeout: TEST_TIMEOUT_MS }, () => {
   let nodeKey: string;
   beforeAll(async () => {
     if (unavailable) return;
