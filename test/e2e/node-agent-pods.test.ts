@@ -63,7 +63,8 @@ let unavailable: string | undefined;
 let net: PodNetwork;
 let services: NodeServices;
 let agent: ChildProcess | undefined;
-const agentOutput: string[] = [];
+/** Everything the agent wrote, unsplit (a token cut across two chunks would still be found). */
+let agentLog = '';
 const POD_NAMES = ['api', 'worker', 'v6', 'exposed', 'legacy'] as const;
 const pods = {} as Record<(typeof POD_NAMES)[number], Pod>;
 /** Every token written for a pod or sent by a test: none may ever appear in the agent's output. */
@@ -175,15 +176,15 @@ beforeAll(async () => {
     '--log-level',
     'debug',
   ]);
-  for (const stream of [agent.stdout!, agent.stderr!]) stream.on('data', (c: Buffer) => agentOutput.push(...c.toString('utf8').split('\n').filter(Boolean)));
+  for (const stream of [agent.stdout!, agent.stderr!]) stream.on('data', (c: Buffer) => (agentLog += c.toString('utf8')));
   let exited: number | null | undefined;
   agent.once('exit', (code) => (exited = code));
   const deadline = Date.now() + START_TIMEOUT_MS;
   for (;;) {
-    if (exited !== undefined) throw new Error(`crosscred node-agent exited with ${exited}:\n${agentOutput.join('\n')}`);
+    if (exited !== undefined) throw new Error(`crosscred node-agent exited with ${exited}:\n${agentLog}`);
     const ready = await services.fetch(`${ADMIN}/readyz`).catch(() => undefined);
     if (ready?.status === 200) break;
-    if (Date.now() > deadline) throw new Error(`crosscred node-agent did not become ready:\n${agentOutput.join('\n')}`);
+    if (Date.now() > deadline) throw new Error(`crosscred node-agent did not become ready:\n${agentLog}`);
     await new Promise((r) => setTimeout(r, 250));
   }
 }, 2 * START_TIMEOUT_MS);
@@ -502,8 +503,10 @@ describe('the silent fallback doctor warns of: a pod that can reach the node’s
 describe('hygiene', () => {
   it('no token ever appears in the agent’s output', (ctx) => {
     skipIfUnavailable(ctx);
-    expect(agentOutput.length).toBeGreaterThan(0);
-    const log = agentOutput.join('\n');
-    for (const token of tokensSeen) expect(log.includes(token.split('.')[2]!), 'a token signature is in the agent log').toBe(false);
+    // At debug level the agent logged the refusals above (forged, expired, unbound tokens): the request path was logged.
+    expect(agentLog).toMatch(/request refused/);
+    for (const token of tokensSeen) {
+      for (const part of token.split('.').slice(1)) expect(agentLog.includes(part), 'a token payload or signature is in the agent log').toBe(false);
+    }
   });
 });

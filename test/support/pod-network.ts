@@ -87,10 +87,16 @@ export class PodNetwork {
   /** Makes the node namespace with the agent's addresses and the service address. */
   static async create(prefix = `cc${process.pid}`): Promise<PodNetwork> {
     const net = new PodNetwork(prefix, await mkdtemp(join(tmpdir(), 'crosscred-pods-')));
-    await net.#addNamespace(net.node);
-    await run('ip', ['-n', net.node, 'addr', 'add', `${POD_IDENTITY_IPV4}/32`, 'dev', 'lo']);
-    await run('ip', ['-n', net.node, 'addr', 'add', `${POD_IDENTITY_IPV6}/128`, 'dev', 'lo', 'nodad']);
-    await run('ip', ['-n', net.node, 'addr', 'add', `${SERVICE_ADDRESS}/32`, 'dev', 'lo']);
+    try {
+      await net.#addNamespace(net.node);
+      await run('ip', ['-n', net.node, 'addr', 'add', `${POD_IDENTITY_IPV4}/32`, 'dev', 'lo']);
+      await run('ip', ['-n', net.node, 'addr', 'add', `${POD_IDENTITY_IPV6}/128`, 'dev', 'lo', 'nodad']);
+      await run('ip', ['-n', net.node, 'addr', 'add', `${SERVICE_ADDRESS}/32`, 'dev', 'lo']);
+    } catch (err) {
+      // The caller never gets the object to close: leave nothing behind.
+      await net.close();
+      throw err;
+    }
     return net;
   }
 
