@@ -451,6 +451,17 @@ describe('crosscred doctor --node-agent in a pod, against the real agent', { tim
     );
     expect(result.stdout).not.toContain('wJalrXUtnFEMI');
   });
+
+  it('through the IPv6 URI, with the endpoint mode Java needs: every check ok', async (ctx) => {
+    skipIfUnavailable(ctx);
+    const result = await doctor({ ...agentModeEnv(pods.v6, ROLE, 'ipv6'), [ENV.endpointMode]: 'IPv6' }, pods.v6);
+    expect(result.code, result.stdout + result.stderr).toBe(0);
+    expect(result.stdout).not.toMatch(/\[warn\]|\[FAIL\]/);
+    expect(result.stdout).toContain('[ok]   TCP connection to [fd00:ec2::23]:80 opened');
+    expect(result.stdout).toMatch(/\[ok\] {3}the node agent answered 200/);
+    // In IPv6 mode the SDKs' IMDS is fd00:ec2::254, which no pod here reaches.
+    expect(result.stdout).toContain('[ok]   the instance metadata service (IMDS) does not answer from this pod at [fd00:ec2::254]');
+  });
 });
 
 describe('the silent fallback doctor warns of: a pod that can reach the node’s IMDS', { timeout: TEST_TIMEOUT_MS }, () => {
