@@ -5,7 +5,16 @@ import type { Clock } from '../core/clock.js';
 import { isLoopbackHost } from '../core/url-checks.js';
 import { parseRoleArn } from '../platform/aws/role-arn.js';
 import { readJwtShape } from '../protocol/jwt-shape.js';
-import { CREDENTIALS_PATH_PREFIX, ENV, POD_IDENTITY_IPV4, POD_IDENTITY_IPV6, type PodTokenIdentity, podSessionName } from '../protocol/pod-identity.js';
+import {
+  CREDENTIALS_PATH_PREFIX,
+  ENV,
+  POD_IDENTITY_IPV4,
+  POD_IDENTITY_IPV6,
+  type PodTokenIdentity,
+  podSessionName,
+  SERVICE_ACCOUNT_SUBJECT,
+  TOKEN_CLOCK_SKEW_MS,
+} from '../protocol/pod-identity.js';
 import { redactSecrets } from '../sources/redact-secrets.js';
 import { readRegularFile } from '../util/read-regular-file.js';
 import type { Check, CheckStatus } from './doctor.js';
@@ -54,13 +63,6 @@ const AGENT_HOSTS = [POD_IDENTITY_IPV4, `[${POD_IDENTITY_IPV6}]`];
 const MAX_TOKEN_FILE_BYTES = 64 * 1024;
 /** Less life than this left on a token: the kubelet rotates at 80%, so rotation has likely stopped. */
 const TOKEN_LOW_LIFE_SECONDS = 5 * 60;
-/**
- * The node agent refuses a token issued (iat) or valid (nbf) further in the future than this, in
- * seconds: this node's clock is then behind the API server's. Its own tolerance, TOKEN_CLOCK_SKEW_MS.
- */
-const CLOCK_SKEW_SECONDS = 30;
-/** `system:serviceaccount:<namespace>:<name>`, the only `sub` the node agent accepts (a DNS label and a DNS subdomain). */
-const SERVICE_ACCOUNT_SUBJECT = /^system:serviceaccount:([a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?):([a-z0-9](?:[-.a-z0-9]{0,251}[a-z0-9])?)$/;
 /** botocore refreshes at 15 min left and the JS SDK at 5: credentials served with less are refetched at once. */
 const CREDENTIALS_LOW_LIFE_SECONDS = 15 * 60;
 /** Bound on any answer read here (agent or IMDS), in bytes. */
@@ -362,7 +364,7 @@ async function checkToken(options: NodeAgentDoctorOptions, add: Check[]): Promis
   else add.push({ status: 'ok', title: `the token is valid for ${formatDuration(left)} more` });
   for (const name of ['iat', 'nbf'] as const) {
     const at = claims[name];
-    if (typeof at === 'number' && at - now > CLOCK_SKEW_SECONDS)
+    if (typeof at === 'number' && at - now > TOKEN_CLOCK_SKEW_MS / 1000)
       add.push({
         status: 'fail',
         title: `the token's ${name} is ${Math.round(at - now)} s in this node's future: the node agent refuses it`,
