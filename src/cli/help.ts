@@ -155,6 +155,7 @@ until Ctrl-C.
 `;
 
 export const DOCTOR_HELP = `Usage: crosscred doctor [serve's role and token options] [--no-exchange] [--timeout-ms N]
+       crosscred doctor --node-agent [--audience AUD] [--allowed-issuer URL]... [--timeout-ms N]
 
 Finds the token the way 'crosscred serve' would and checks each link of the chain:
   - which token source applies, and why; platform variables seen and what they are for;
@@ -172,7 +173,22 @@ With --issuer-url (an Alibaba ECS or Tencent CVM instance attested by crosscred 
 Prints what is wrong in plain words with the fix. Exit code 0 when the chain can work, 1 when not.
 
   --no-exchange               Do not call STS.
-  --timeout-ms N              Bound on each network check (default 5000).
+  --timeout-ms N              Bound on each network check (default 5000; 2000 with --node-agent).
+
+With --node-agent, run in a pod (kubectl exec), checks that the pod can get its credentials from
+crosscred node-agent, as the webhook set it up:
+  - the injected AWS_CONTAINER_CREDENTIALS_FULL_URI (a host the SDKs accept, a valid role ARN) and
+    AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE; AWS_CONTAINER_AUTHORIZATION_TOKEN beside the file (Java
+    prefers it); variables that win over the agent in the SDKs' chain (AWS_ACCESS_KEY_ID,
+    AWS_PROFILE, AWS_ROLE_ARN with AWS_WEB_IDENTITY_TOKEN_FILE);
+  - the token file: readable, a JWT, aud, iss, exp, bound to a pod (kubernetes.io.pod), no
+    trailing newline (the token itself is never shown);
+  - the agent: a TCP connection, then a real GET with the token and its answer (the credentials
+    are not shown);
+  - whether IMDS (169.254.169.254, or AWS_EC2_METADATA_SERVICE_ENDPOINT) answers from the pod: then
+    SDK chains that go on to IMDS would silently use the node's role when the agent fails.
+  --audience AUD              The audience the agent expects (its --audience; default sts.amazonaws.com).
+  --allowed-issuer URL        The agent's --allowed-issuer; repeatable. Without it iss is only shown.
 `;
 
 export const TRUST_POLICY_HELP = `Usage: crosscred trust-policy [serve's role and token options] [--format text|json] [--sub-pattern P] [--account-id N]

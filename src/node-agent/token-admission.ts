@@ -1,5 +1,5 @@
 import { readJwtShape } from '../protocol/jwt-shape.js';
-import { type PodTokenIdentity, podSessionName } from '../protocol/pod-identity.js';
+import { type PodTokenIdentity, podSessionName, SERVICE_ACCOUNT_SUBJECT, TOKEN_CLOCK_SKEW_MS } from '../protocol/pod-identity.js';
 
 /**
  * Step 4 and 5 of the request path (docs/research/kubernetes-cluster.md §5.2): is the pod's
@@ -10,16 +10,6 @@ import { type PodTokenIdentity, podSessionName } from '../protocol/pod-identity.
 
 /** A projected token is a few KiB; anything this large is not one. Answered 400 unread. */
 export const MAX_TOKEN_BYTES = 16 * 1024;
-
-/**
- * Clock skew tolerated between this node and the issuer for `nbf` and `iat`, in ms: Kubernetes
- * itself allows 60 s for `nbf`; 30 s covers NTP-synchronised nodes with room. `exp` gets none:
- * a token past it would be refused by STS anyway.
- */
-export const TOKEN_CLOCK_SKEW_MS = 30_000;
-
-/** `system:serviceaccount:<namespace>:<name>`: a DNS label and a DNS subdomain. */
-const SERVICE_ACCOUNT_SUBJECT = /^system:serviceaccount:([a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?):([a-z0-9](?:[-.a-z0-9]{0,251}[a-z0-9])?)$/;
 
 /** A refusal's HTTP status, code (the JSON `Code`) and metric label; the message is fixed text. */
 export interface TokenRefusal {

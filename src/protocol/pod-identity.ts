@@ -100,6 +100,20 @@ export const CREDENTIAL_VARIABLES: readonly string[] = [
   ENV.authorizationTokenFile,
 ];
 
+/**
+ * Clock skew tolerated between a node and the cluster's issuer for a pod token's `nbf` and `iat`,
+ * in ms: Kubernetes itself allows 60 s for `nbf`; 30 s covers NTP-synchronised nodes with room.
+ * `exp` gets none: a token past it would be refused by STS anyway. The node agent applies it, and
+ * `doctor --node-agent` judges a token by it.
+ */
+export const TOKEN_CLOCK_SKEW_MS = 30_000;
+
+/**
+ * The only `sub` the node agent accepts: `system:serviceaccount:<namespace>:<name>`, a DNS label and
+ * a DNS subdomain (captured in that order).
+ */
+export const SERVICE_ACCOUNT_SUBJECT = /^system:serviceaccount:([a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?):([a-z0-9](?:[-.a-z0-9]{0,251}[a-z0-9])?)$/;
+
 /** Characters that stand in an IAM role ARN's path unencoded; anything else is percent-encoded in the URI. */
 const URI_SAFE_ARN = /[^\w+=,.@/:-]/g;
 
