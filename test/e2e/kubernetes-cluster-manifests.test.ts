@@ -268,7 +268,7 @@ describe('k8s/node-agent', () => {
     expect(c.readinessProbe?.httpGet?.path).toBe('/readyz');
     expect(c.resources?.requests?.['memory']).toBe('64Mi');
     expect(c.resources?.limits?.['memory']).toBe('128Mi');
-    expect(c.env?.find((e) => e.name === 'NODE_OPTIONS')?.value).toBe('--max-semi-space-size=2');
+    expect(c.env?.find((e) => e.name === 'NODE_OPTIONS')?.value).toBe('--max-semi-space-size=2 --max-old-space-size=64');
   });
 
   it('passes only flags the node agent defines, and the issuer from a ConfigMap key that exists', (ctx) => {
@@ -329,7 +329,7 @@ describe('k8s/webhook', () => {
   it('reads ServiceAccounts and nothing else', (ctx) => {
     if (unavailable) ctx.skip(unavailable);
     const role = only(webhook, 'ClusterRole') as KubeObject & { rules: unknown[] };
-    expect(role.rules).toEqual([{ apiGroups: [''], resources: ['serviceaccounts'], verbs: ['get', 'list', 'watch'] }]);
+    expect(role.rules).toEqual([{ apiGroups: [''], resources: ['serviceaccounts'], verbs: ['get'] }]);
     expect(webhook.filter((o) => o.kind === 'Role' || o.kind === 'RoleBinding')).toEqual([]);
     const binding = only(webhook, 'ClusterRoleBinding') as KubeObject & {
       roleRef: { kind: string; name: string };
