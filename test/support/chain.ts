@@ -153,17 +153,29 @@ export interface DaemonProcess {
  * The real `crosscred serve` binary (dist/, built by `npm test`) as a child process. Resolves once
  * the admin listener is open, with the addresses it logged. `as` runs it as another user (root only).
  */
-export async function spawnDaemon(args: string[], env: Record<string, string> = {}, as: { uid?: number; gid?: number } = {}): Promise<DaemonProcess> {
-  const child = spawn(CLI_EXEC, [...CLI_ARGS, 'serve', '--admin-listen', '127.0.0.1:0', '--log-level', 'debug', ...args], {
-    env: { PATH: process.env['PATH'] ?? '', HOME: process.env['HOME'] ?? '/root', ...env },
+export function spawnDaemon(args: string[], env: Record<string, string> = {}, as: { uid?: number; gid?: number } = {}): Promise<DaemonProcess> {
+  return spawnListeningCommand('serve', ['--admin-listen', '127.0.0.1:0', '--log-level', 'debug', ...args], { env, as, startTimeoutMs: 15_000 });
+}
+
+/**
+ * Any long-running crosscred command (`serve`, `node-agent`) through CLI_EXEC, resolved once it logs
+ * its admin listener open, with the credential and admin addresses it logged on the way.
+ */
+export async function spawnListeningCommand(
+  command: string,
+  args: readonly string[],
+  options: { env?: Record<string, string>; as?: { uid?: number; gid?: number }; startTimeoutMs: number },
+): Promise<DaemonProcess> {
+  const child = spawn(CLI_EXEC, [...CLI_ARGS, command, ...args], {
+    env: { PATH: process.env['PATH'] ?? '', HOME: process.env['HOME'] ?? '/root', ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],
-    ...as,
+    ...options.as,
   });
   const output: string[] = [];
   const listeners: string[] = [];
   let admin = '';
   await new Promise<void>((resolveReady, reject) => {
-    const timer = setTimeout(() => reject(new Error(`daemon did not start in time:\n${output.join('\n')}`)), 15_000);
+    const timer = setTimeout(() => reject(new Error(`crosscred ${command} did not start in time:\n${output.join('\n')}`)), options.startTimeoutMs);
     const onLine = (line: string) => {
       output.push(line);
       let entry: { msg?: string; address?: string };
@@ -191,7 +203,7 @@ export async function spawnDaemon(args: string[], env: Record<string, string> = 
     }
     child.once('exit', (code) => {
       clearTimeout(timer);
-      reject(new Error(`daemon exited with ${code} before it was ready:\n${output.join('\n')}`));
+      reject(new Error(`crosscred ${command} exited with ${code} before it was ready:\n${output.join('\n')}`));
     });
   });
   return {

@@ -1,4 +1,3 @@
-import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { request } from 'node:http';
 import { generateKeyPair, SignJWT } from 'jose';
@@ -7,7 +6,7 @@ import { DemoOidcIssuer } from '../../src/demo/oidc-issuer.js';
 import { StsEmulator } from '../../src/demo/sts-emulator.js';
 import { type RunningNodeAgent, startNodeAgent } from '../../src/node-agent/agent.js';
 import { type NodeAgentFlags, resolveNodeAgentConfig } from '../../src/node-agent/config.js';
-import { AUDIENCE, CLI_ARGS, CLI_EXEC, memoryLogger } from './chain.js';
+import { AUDIENCE, type DaemonProcess, memoryLogger, spawnListeningCommand } from './chain.js';
 
 /** Every ServiceAccount of every namespace: the trust rule the tests' roles carry (IAM's StringLike). */
 export const ANY_SERVICE_ACCOUNT = 'system:serviceaccount:*';
@@ -129,74 +128,19 @@ export function credentialsPath(roleArn: string): string {
   return `/v1/credentials/${roleArn}`;
 }
 
-export interface NodeAgentProcess {
-  readonly child: ChildProcess;
-  /** Base URLs of the credential listeners, in order. */
-  readonly listeners: string[];
-  readonly admin: string;
-  /** Every line the process wrote to stdout and stderr so far. */
-  readonly output: string[];
-  /** Sends SIGTERM and resolves with the exit code. */
-  stop(): Promise<number | null>;
-}
+/** The node agent as a child process: the same handle as `serve`'s. */
+export type NodeAgentProcess = DaemonProcess;
 
 /**
  * The real `crosscred node-agent` (CLI_EXEC, so CI can rerun it against the single executable) on
  * ephemeral loopback ports. Resolves once the admin listener is open, with the addresses it logged.
  */
-export async function spawnNodeAgent(args: readonly string[], env: Record<string, string> = {}): Promise<NodeAgentProcess> {
-  const child = spawn(
-    CLI_EXEC,
-    [...CLI_ARGS, 'node-agent', '--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--region', 'us-east-1', '--log-level', 'debug', ...args],
-    { env: { PATH: process.env['PATH'] ?? '', HOME: process.env['HOME'] ?? '/root', ...env }, stdio: ['ignore', 'pipe', 'pipe'] },
+export function spawnNodeAgent(args: readonly string[], env: Record<string, string> = {}): Promise<NodeAgentProcess> {
+  return spawnListeningCommand(
+    'node-agent',
+    ['--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--region', 'us-east-1', '--log-level', 'debug', ...args],
+    { env, startTimeoutMs: 30_000 },
   );
-  const output: string[] = [];
-  const listeners: string[] = [];
-  let admin = '';
-  await new Promise<void>((resolveReady, reject) => {
-    const timer = setTimeout(() => reject(new Error(`node agent did not start in time:\n${output.join('\n')}`)), 30_000);
-    const onLine = (line: string) => {
-      output.push(line);
-      let entry: { msg?: string; address?: string };
-      try {
-        entry = JSON.parse(line) as typeof entry;
-      } catch {
-        return;
-      }
-      if (entry.msg === 'credential listener open' && entry.address) listeners.push(`http://${entry.address}`);
-      if (entry.msg?.startsWith('admin listener open') && entry.address) {
-        admin = `http://${entry.address}`;
-        clearTimeout(timer);
-        resolveReady();
-      }
-    };
-    for (const stream of [child.stdout!, child.stderr!]) {
-      let buffered = '';
-      stream.on('data', (chunk: Buffer) => {
-        buffered += chunk.toString('utf8');
-        for (let nl = buffered.indexOf('\n'); nl >= 0; nl = buffered.indexOf('\n')) {
-          onLine(buffered.slice(0, nl));
-          buffered = buffered.slice(nl + 1);
-        }
-      });
-    }
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`node agent exited with ${code} before it was ready:\n${output.join('\n')}`));
-    });
-  });
-  return {
-    child,
-    listeners,
-    admin,
-    output,
-    stop: () =>
-      new Promise((resolveExit) => {
-        if (child.exitCode !== null) return resolveExit(child.exitCode);
-        child.once('exit', (code) => resolveExit(code));
-        child.kill('SIGTERM');
-      }),
-  };
 }
 
 export interface InProcessAgent {
