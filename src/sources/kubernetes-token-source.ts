@@ -1,8 +1,9 @@
 import { STATUS_CODES } from 'node:http';
-import { Agent, type Dispatcher, request } from 'undici';
+import { request } from 'undici';
 import type { KubernetesTokenRequestConfig } from '../config/config.js';
 import type { Clock } from '../core/clock.js';
 import { CrosscredError } from '../core/errors.js';
+import { ApiServerDispatcher } from '../platform/kubernetes/api-server-dispatcher.js';
 import { isObject, parseJson, readBoundedBody } from '../util/bounded-body.js';
 import { readRegularFile } from '../util/read-regular-file.js';
 import { inspectJwt } from './jwt-shape.js';
@@ -20,7 +21,6 @@ const MAX_RESPONSE_BYTES = 64 * 1024;
 /** A ServiceAccount token is about 1 KiB; more means the path points at something else. */
 const MAX_SA_TOKEN_BYTES = 64 * 1024;
 /** A cluster CA bundle holds a handful of certificates at most. */
-const MAX_CA_BYTES = 1024 * 1024;
 /** The API server refuses expirationSeconds below 10 minutes (ValidateTokenRequest). */
 const MIN_EXPIRATION_SECONDS = 600;
 /** Renew once this fraction of the granted lifetime has passed, as the kubelet's token manager does. */
@@ -77,8 +77,8 @@ export class KubernetesTokenSource implements TokenSource {
   readonly #url: URL;
   /** Names the source in errors, as inspectJwt words them. */
   readonly #sourceName: string;
-  #agent: { readonly ca: string; readonly dispatcher: Agent } | undefined;
   #closed = false;
+  readonly #api: ApiServerDispatcher;
   readonly #held: RenewingToken;
 
   /** STS said the token expired (a clock off, a token revoked): request a new one next time. */
@@ -97,6 +97,12 @@ export class KubernetesTokenSource implements TokenSource {
       () => this.#requestToken(),
       () => this.#closed,
     );
+    this.#api = new ApiServerDispatcher({
+      caFile: options.caFile,
+      requestTimeoutMs: options.requestTimeoutMs,
+      connections: 2,
+      fail: (text) => this.#failure(text),
+    });
   }
 
   /**
@@ -112,15 +118,13 @@ export class KubernetesTokenSource implements TokenSource {
   /** Closes the connection to the API server. A request still under way fails. */
   async close(): Promise<void> {
     this.#closed = true;
-    const agent = this.#agent;
-    this.#agent = undefined;
-    if (agent) await agent.dispatcher.destroy();
+    await this.#api.close();
   }
 
   async #requestToken(): Promise<RenewableToken> {
     const { clock, requestTimeoutMs } = this.#options;
     const bearer = await this.#readServiceAccountToken();
-    const dispatcher = await this.#dispatcher();
+    const dispatcher = await this.#api.get();
     const issuedAtWall = clock.wallNow();
     const deadline = AbortSignal.timeout(requestTimeoutMs);
     let statusCode: number;
@@ -251,36 +255,6 @@ export class KubernetesTokenSource implements TokenSource {
       throw new CrosscredError('TOKEN_FILE_UNREADABLE', `the pod's ServiceAccount token ${path} ${what}`);
     }
     return token;
-  }
-
-  /** The agent for the current CA. The CA file is re-read each time, so a rotated cluster CA is picked up. */
-  async #dispatcher(): Promise<Dispatcher> {
-    const { caFile, requestTimeoutMs } = this.#options;
-    let data: Buffer | undefined;
-    try {
-      data = await readRegularFile(caFile, MAX_CA_BYTES);
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code ?? 'unknown error';
-      throw this.#failure(`cannot read the API server CA ${caFile} (${code})`);
-    }
-    const ca = data?.toString('utf8');
-    if (ca === undefined || !ca.includes('-----BEGIN CERTIFICATE-----')) {
-      throw this.#failure(
-        `cannot use the API server CA ${caFile}: it is not a PEM certificate bundle${ca === undefined ? ` (larger than ${MAX_CA_BYTES} bytes)` : ''}`,
-      );
-    }
-    if (this.#closed) throw this.#failure('was closed');
-    if (this.#agent?.ca === ca) return this.#agent.dispatcher;
-    const previous = this.#agent;
-    const dispatcher = new Agent({
-      connect: { ca, timeout: requestTimeoutMs },
-      headersTimeout: requestTimeoutMs,
-      bodyTimeout: requestTimeoutMs,
-      connections: 2,
-    });
-    this.#agent = { ca, dispatcher };
-    if (previous) void previous.dispatcher.close();
-    return dispatcher;
   }
 }
 

@@ -1,8 +1,9 @@
 import { STATUS_CODES } from 'node:http';
-import { Agent, request } from 'undici';
+import { request } from 'undici';
 import type { Clock } from '../../core/clock.js';
 import { isObject, parseJson, readBoundedBody } from '../../util/bounded-body.js';
 import { readRegularFile } from '../../util/read-regular-file.js';
+import { ApiServerDispatcher } from './api-server-dispatcher.js';
 
 /**
  * Reads ServiceAccounts from the Kubernetes API (`GET /api/v1/namespaces/<ns>/serviceaccounts/<name>`)
@@ -54,7 +55,6 @@ const DEFAULT_MAX_ENTRIES = 10_000;
 /** A ServiceAccount is a few KiB (annotations included); more is not one. */
 const MAX_RESPONSE_BYTES = 1024 * 1024;
 const MAX_TOKEN_BYTES = 64 * 1024;
-const MAX_CA_BYTES = 1024 * 1024;
 const MAX_SHOWN_MESSAGE_CHARS = 200;
 const BEARER_TOKEN = /^[\x21-\x7e]+$/;
 const JWT_LIKE = /[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}/g;
@@ -66,8 +66,7 @@ export class ServiceAccountReader {
   /** Insertion-ordered, so the first key is the oldest entry. */
   readonly #cache = new Map<string, { account: ServiceAccount; until: number }>();
   readonly #inFlight = new Map<string, Promise<ServiceAccountLookup>>();
-  #agent: { ca: string; dispatcher: Agent } | undefined;
-  #closed = false;
+  readonly #api: ApiServerDispatcher;
 
   constructor(options: ServiceAccountReaderOptions) {
     let url: URL;
@@ -80,6 +79,13 @@ export class ServiceAccountReader {
       throw new KubernetesApiError(`the Kubernetes API URL ${JSON.stringify(options.apiServer.slice(0, 100))} must be a plain https:// URL`);
     this.#base = url;
     this.#options = options;
+    // Admissions arrive in bursts (a rollout); a few connections serve them all.
+    this.#api = new ApiServerDispatcher({
+      caFile: options.caFile,
+      requestTimeoutMs: options.requestTimeoutMs,
+      connections: 4,
+      fail: (text) => new KubernetesApiError(`the ServiceAccount reader ${text}`),
+    });
   }
 
   /** Entries held now (for tests and metrics). */
@@ -103,10 +109,7 @@ export class ServiceAccountReader {
   }
 
   async close(): Promise<void> {
-    this.#closed = true;
-    const agent = this.#agent;
-    this.#agent = undefined;
-    if (agent) await agent.dispatcher.destroy();
+    await this.#api.close();
   }
 
   async #fetch(namespace: string, name: string): Promise<ServiceAccountLookup> {
@@ -114,7 +117,7 @@ export class ServiceAccountReader {
     const url = new URL(this.#base);
     url.pathname = `${url.pathname.replace(/\/+$/, '')}/api/v1/namespaces/${encodeURIComponent(namespace)}/serviceaccounts/${encodeURIComponent(name)}`;
     const bearer = await this.#bearer();
-    const dispatcher = await this.#dispatcher();
+    const dispatcher = await this.#api.get();
     const deadline = AbortSignal.timeout(requestTimeoutMs);
     let statusCode: number;
     let text: string | undefined;
@@ -169,33 +172,6 @@ export class ServiceAccountReader {
     const token = data?.toString('utf8').trim() ?? '';
     if (!BEARER_TOKEN.test(token)) throw new KubernetesApiError(`the webhook's ServiceAccount token ${path} does not hold a bearer token`);
     return token;
-  }
-
-  /** The agent for the current CA; the CA file is re-read on each GET, so a rotated cluster CA is picked up. */
-  async #dispatcher(): Promise<Agent> {
-    const { caFile, requestTimeoutMs } = this.#options;
-    let data: Buffer | undefined;
-    try {
-      data = await readRegularFile(caFile, MAX_CA_BYTES);
-    } catch (err) {
-      throw new KubernetesApiError(`cannot read the Kubernetes API CA ${caFile} (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
-    }
-    const ca = data?.toString('utf8');
-    if (ca === undefined || !ca.includes('-----BEGIN CERTIFICATE-----'))
-      throw new KubernetesApiError(`the Kubernetes API CA ${caFile} is not a PEM certificate bundle`);
-    if (this.#closed) throw new KubernetesApiError('the ServiceAccount reader was closed');
-    if (this.#agent?.ca === ca) return this.#agent.dispatcher;
-    const previous = this.#agent;
-    const dispatcher = new Agent({
-      connect: { ca, timeout: requestTimeoutMs },
-      headersTimeout: requestTimeoutMs,
-      bodyTimeout: requestTimeoutMs,
-      // Admissions arrive in bursts (a rollout); a few connections serve them all.
-      connections: 4,
-    });
-    this.#agent = { ca, dispatcher };
-    if (previous) void previous.dispatcher.close();
-    return dispatcher;
   }
 }
 
