@@ -185,7 +185,9 @@ function checkFullUri(fullUri: string, env: NodeAgentDoctorOptions['env'], add: 
     add.push({ status: 'fail', title: `${ENV.fullUri} is not a URL`, detail: printable(fullUri).slice(0, MAX_SHOWN_CHARS) });
     return undefined;
   }
-  add.push({ status: 'ok', title: `${ENV.fullUri} is set`, detail: printable(fullUri).slice(0, MAX_SHOWN_CHARS) });
+  // Shown without any user:password part, which is a secret wherever someone put one.
+  const shown = url.username || url.password ? fullUri.replace(/\/\/[^@/]*@/, '//') : fullUri;
+  add.push({ status: 'ok', title: `${ENV.fullUri} is set`, detail: printable(shown).slice(0, MAX_SHOWN_CHARS) });
   const host = url.hostname;
   if (url.protocol !== 'http:' && url.protocol !== 'https:') {
     add.push({ status: 'fail', title: `${ENV.fullUri} is ${url.protocol} URL; the SDKs take http or https only` });
@@ -204,7 +206,7 @@ function checkFullUri(fullUri: string, env: NodeAgentDoctorOptions['env'], add: 
     add.push({
       status: 'warn',
       title: `${host} is not the node agent's address (${AGENT_HOSTS.join(' or ')})`,
-      detail: 'the checks below ask it anyway',
+      detail: 'the checks below ask it anyway, as the SDK would (it sends the token there at every fetch)',
     });
   } else {
     add.push({

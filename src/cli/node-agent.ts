@@ -39,7 +39,7 @@ export async function runNodeAgent(args: string[]): Promise<number> {
   const logger = createLogger({ level: config.logLevel });
   const coreDumps = await coreDumpWarning();
   if (coreDumps) logger.warn({ code: 'CORE_DUMPS_ALLOWED' }, coreDumps);
-  const agent = await startNodeAgent(config, { logger });
+  const agent = await startNodeAgent(config, { logger, holdRequests: runAs !== undefined });
   if (runAs) {
     // The listeners hold their sockets; from here on nothing needs root, and nothing keeps it.
     try {
@@ -49,6 +49,8 @@ export async function runNodeAgent(args: string[]): Promise<number> {
       throw err;
     }
     logger.info({ uid: runAs.uid, gid: runAs.gid }, 'listening; now running as an unprivileged user');
+    // Only now: no pod's request is ever answered by this process as root.
+    agent.accept();
   }
 
   stopOnSignals(logger, () => agent.close(), 'requests');

@@ -32,6 +32,7 @@ interface PosixIdentity {
   geteuid(): number;
   getgid(): number;
   getegid(): number;
+  getgroups(): number[];
   setgroups(groups: number[]): void;
   setgid(id: number): void;
   setuid(id: number): void;
@@ -44,7 +45,14 @@ interface PosixIdentity {
  */
 export function dropPrivileges(target: RunAs, posix: PosixIdentity | undefined = posixIdentity()): void {
   if (posix === undefined) throw new CrosscredError('PRIVILEGE_DROP_FAILED', '--run-as needs a POSIX system');
-  if (posix.getuid() === target.uid && posix.geteuid() === target.uid && posix.getgid() === target.gid) return;
+  if (
+    posix.getuid() === target.uid &&
+    posix.geteuid() === target.uid &&
+    posix.getgid() === target.gid &&
+    posix.getegid() === target.gid &&
+    posix.getgroups().every((g) => g === target.gid)
+  )
+    return;
   try {
     posix.setgroups([target.gid]);
     posix.setgid(target.gid);
@@ -62,13 +70,14 @@ export function dropPrivileges(target: RunAs, posix: PosixIdentity | undefined =
 
 function posixIdentity(): PosixIdentity | undefined {
   const p = process;
-  const { getuid, geteuid, getgid, getegid, setgroups, setgid, setuid } = p;
-  if (!getuid || !geteuid || !getgid || !getegid || !setgroups || !setgid || !setuid) return undefined;
+  const { getuid, geteuid, getgid, getegid, getgroups, setgroups, setgid, setuid } = p;
+  if (!getuid || !geteuid || !getgid || !getegid || !getgroups || !setgroups || !setgid || !setuid) return undefined;
   return {
     getuid: () => getuid.call(p),
     geteuid: () => geteuid.call(p),
     getgid: () => getgid.call(p),
     getegid: () => getegid.call(p),
+    getgroups: () => getgroups.call(p),
     setgroups: (groups) => setgroups.call(p, groups),
     setgid: (id) => setgid.call(p, id),
     setuid: (id) => setuid.call(p, id),

@@ -22,6 +22,11 @@ export interface NodeAgentDependencies {
   readonly logger: Logger;
   readonly clock?: Clock;
   readonly random?: RandomSource;
+  /**
+   * Open the listeners but answer every credential request 503 `Starting` until `accept()`: the
+   * CLI uses it to give up root (--run-as) before the first pod is answered.
+   */
+  readonly holdRequests?: boolean;
 }
 
 export interface RunningNodeAgent {
@@ -30,6 +35,8 @@ export interface RunningNodeAgent {
   readonly admin: ListenAddress | null;
   readonly metrics: NodeAgentMetrics;
   readonly cache: TokenKeyedCredentialCache;
+  /** Starts answering credential requests (with `holdRequests`; otherwise they are answered from the start). */
+  accept(): void;
   /** Stops accepting, lets in-flight requests finish, drops every entry and its timers. */
   close(): Promise<void>;
 }
@@ -70,7 +77,9 @@ export async function startNodeAgent(config: NodeAgentConfig, deps: NodeAgentDep
     client.destroy();
   };
 
+  let accepting = deps.holdRequests !== true;
   const context = {
+    accepting: () => accepting,
     policy: { audience: config.audience, allowedIssuers: new Set(config.allowedIssuers), allowUnboundTokens: config.allowUnboundTokens },
     allowedRoles: config.allowedRoles.map(roleGlob),
     // With an endpoint override (a VPC endpoint, a test double) the operator has chosen where calls go.
@@ -126,7 +135,16 @@ export async function startNodeAgent(config: NodeAgentConfig, deps: NodeAgentDep
       },
       'node agent ready',
     );
-    return { listeners: bound, admin, metrics, cache, close };
+    return {
+      listeners: bound,
+      admin,
+      metrics,
+      cache,
+      accept: () => {
+        accepting = true;
+      },
+      close,
+    };
   } catch (err) {
     await close();
     throw err;

@@ -31,6 +31,8 @@ export interface AgentRequestContext {
   readonly clock: Clock;
   readonly metrics: NodeAgentMetrics;
   readonly logger: Logger;
+  /** False until the agent may answer: with --run-as, until it no longer runs as root. */
+  accepting(): boolean;
   /** Builds the exchange of a new entry: the pod's token for this role, under this session name. */
   exchangeFor(roleArn: string, accountId: string, admitted: AdmittedToken): CredentialExchange;
 }
@@ -72,6 +74,12 @@ const REFUSALS = {
   roleNotAllowed: { status: 403, code: 'ROLE_NOT_ALLOWED', reason: 'role_not_allowed', message: 'this agent does not serve that role (--allowed-role)' },
   /** 503, not 429: the Java and Go SDKs retry 5xx and never 4xx. */
   throttled: { status: 503, code: 'Throttling', reason: 'throttled', message: 'too many new tokens from this address; retry after the Retry-After seconds' },
+  starting: {
+    status: 503,
+    code: 'Starting',
+    reason: 'starting',
+    message: 'the node agent is starting; retry after the Retry-After seconds',
+  },
   pending: {
     status: 503,
     code: 'CredentialsPending',
@@ -172,6 +180,7 @@ export function buildAgentListener(address: ListenAddress, ctx: AgentRequestCont
   };
 
   const handle = (req: IncomingMessage, res: ServerResponse): void | Promise<void> => {
+    if (!ctx.accepting()) return refuse(req, res, REFUSALS.starting, ['retry-after', '1']);
     if (!hostGuard.allows(req.headers.host)) return refuse(req, res, REFUSALS.host);
     const rolePath = readRolePath(pathOf(req.url));
     if (rolePath.kind === 'not-found') return refuse(req, res, REFUSALS.notFound);

@@ -20,7 +20,6 @@ export interface KubernetesTokenSourceOptions extends KubernetesTokenRequestConf
 const MAX_RESPONSE_BYTES = 64 * 1024;
 /** A ServiceAccount token is about 1 KiB; more means the path points at something else. */
 const MAX_SA_TOKEN_BYTES = 64 * 1024;
-/** A cluster CA bundle holds a handful of certificates at most. */
 /** The API server refuses expirationSeconds below 10 minutes (ValidateTokenRequest). */
 const MIN_EXPIRATION_SECONDS = 600;
 /** Renew once this fraction of the granted lifetime has passed, as the kubelet's token manager does. */

@@ -11,6 +11,7 @@ import {
   type NodeAgentProcess,
   type PodChain,
   spawnNodeAgent,
+  startAgentInProcess,
   startPodChain,
 } from '../support/node-agent.js';
 import { crosscred } from '../support/run-cli.js';
@@ -76,6 +77,23 @@ describe('node-agent --run-as', () => {
     const res = await askAgent(agent.listeners[0]!, credentialsPath(APP), { token: await mintPodToken(chain.issuer, { pod: 'after-drop' }) });
     expect(res.status).toBe(200);
     expect(chain.sts.calls).toBe(before + 1);
+  });
+
+  it('answers nothing but 503 Starting until the switch is done (holdRequests), then serves', async () => {
+    const held = await startAgentInProcess({ 'allowed-issuer': [chain.issuer.url], 'sts-endpoint': chain.sts.url }, { holdRequests: true });
+    try {
+      const token = await mintPodToken(chain.issuer, { pod: 'held' });
+      const before = chain.sts.calls;
+      const early = await askAgent(held.base, credentialsPath(APP), { token });
+      expect(early.status).toBe(503);
+      expect(JSON.parse(early.text)['Code']).toBe('Starting');
+      expect(early.headers['retry-after']).toBe('1');
+      expect(chain.sts.calls).toBe(before);
+      held.agent.accept();
+      expect((await askAgent(held.base, credentialsPath(APP), { token })).status).toBe(200);
+    } finally {
+      await held.close();
+    }
   });
 
   it.each([

@@ -154,7 +154,7 @@ export interface InProcessAgent {
 /** `startNodeAgent()` in this process on loopback, with the real log options captured in memory. */
 export async function startAgentInProcess(
   flags: NodeAgentFlags,
-  deps: { clock?: Clock; random?: RandomSource } = {},
+  deps: { clock?: Clock; random?: RandomSource; holdRequests?: boolean } = {},
   env: Record<string, string> = {},
 ): Promise<InProcessAgent> {
   const config = resolveNodeAgentConfig({ listen: ['127.0.0.1:0'], 'admin-listen': '127.0.0.1:0', region: 'us-east-1', ...flags }, env);
