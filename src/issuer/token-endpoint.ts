@@ -3,6 +3,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import type { Clock } from '../core/clock.js';
 import { ErrorCodes, type ErrorName } from '../core/errors.js';
+import { readBody } from '../http/request-body.js';
 import {
   INSTANCE_SECRET_PARAMETER,
   INSTANCE_SECRET_PATTERN,
@@ -135,41 +136,6 @@ class Refusal extends Error {
   ) {
     super(description);
   }
-}
-
-type BodyResult = { readonly body: Buffer } | { readonly failure: 'too-large' | 'timeout' | 'aborted' };
-
-/** Reads the request body, at most `maxBytes`, within `timeoutMs`. */
-export function readBody(req: IncomingMessage, maxBytes: number, timeoutMs: number): Promise<BodyResult> {
-  return new Promise((resolve) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    let done = false;
-    const finish = (result: BodyResult) => {
-      if (done) return;
-      done = true;
-      clearTimeout(timer);
-      req.off('data', onData);
-      req.off('end', onEnd);
-      req.off('error', onAbort);
-      req.off('aborted', onAbort);
-      if (!('body' in result)) req.pause();
-      resolve(result);
-    };
-    const onData = (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > maxBytes) return finish({ failure: 'too-large' });
-      chunks.push(chunk);
-    };
-    const onEnd = () => finish({ body: Buffer.concat(chunks, size) });
-    const onAbort = () => finish({ failure: 'aborted' });
-    const timer = setTimeout(() => finish({ failure: 'timeout' }), timeoutMs);
-    timer.unref();
-    req.on('data', onData);
-    req.once('end', onEnd);
-    req.once('error', onAbort);
-    req.once('aborted', onAbort);
-  });
 }
 
 /** The form parameters this endpoint reads; each may appear at most once (RFC 6749 §3.2). */

@@ -1,3 +1,5 @@
+import type { JwtClaimsSummary } from '../protocol/jwt-shape.js';
+
 /**
  * Where a web-identity JWT comes from. The file source is the first; Kubernetes TokenRequest, exec
  * and the VM issuer sources implement the same interface, so the exchange never knows which one
@@ -12,16 +14,8 @@ export interface WebIdentityToken {
   readonly claims: TokenClaimsSummary;
 }
 
-export interface TokenClaimsSummary {
-  readonly iss?: string;
-  readonly sub?: string;
-  readonly aud?: string | string[];
-  readonly exp: number;
-  /** Issued-at, when the token has one: compared with this host's clock to warn of skew. */
-  readonly iat?: number;
-  readonly kid?: string;
-  readonly alg?: string;
-}
+/** The claims a token source reports (none of them secret): what protocol/jwt-shape.ts reads from a JWT. */
+export type TokenClaimsSummary = JwtClaimsSummary;
 
 export interface TokenSource {
   /** A short, loggable description such as `file /var/run/secrets/…/token`. */

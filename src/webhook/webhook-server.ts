@@ -5,6 +5,7 @@ import { type Clock, systemClock } from '../core/clock.js';
 import { formatAddress, type ListenAddress } from '../core/listen-address.js';
 import { HttpListener } from '../http/listener.js';
 import { refusalAnswer } from '../http/refusals.js';
+import { readBody } from '../http/request-body.js';
 import { APPLICATION_JSON, refuse, send, sendError, TEXT_PLAIN } from '../http/responses.js';
 import { pathOf } from '../http/route-table.js';
 import { readTlsPair, TlsFileWatcher } from '../http/tls-files.js';
@@ -60,36 +61,6 @@ export interface RunningWebhook {
   /** Certificates installed since start. */
   tlsReloads(): number;
   close(): Promise<void>;
-}
-
-type BodyResult = { readonly body: Buffer } | { readonly failure: 'too-large' | 'timeout' | 'aborted' };
-
-/** Reads the request body, at most `maxBytes`, within `timeoutMs`. */
-function readBody(req: IncomingMessage, maxBytes: number, timeoutMs: number): Promise<BodyResult> {
-  return new Promise((resolve) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    let done = false;
-    const finish = (result: BodyResult) => {
-      if (done) return;
-      done = true;
-      clearTimeout(timer);
-      req.off('data', onData);
-      if (!('body' in result)) req.pause();
-      resolve(result);
-    };
-    const onData = (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > maxBytes) return finish({ failure: 'too-large' });
-      chunks.push(chunk);
-    };
-    const timer = setTimeout(() => finish({ failure: 'timeout' }), timeoutMs);
-    timer.unref();
-    req.on('data', onData);
-    req.once('end', () => finish({ body: Buffer.concat(chunks, size) }));
-    req.once('error', () => finish({ failure: 'aborted' }));
-    req.once('aborted', () => finish({ failure: 'aborted' }));
-  });
 }
 
 /** `application/json`, with or without parameters (`; charset=utf-8`). */

@@ -6,6 +6,7 @@ import { pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import { POD_IDENTITY_IPV4, POD_IDENTITY_IPV6 } from '../../src/protocol/pod-identity.js';
 import { REPO_ROOT } from './chain.js';
+import { selfSignedCert } from './self-signed.js';
 
 /**
  * A Kubernetes node and its pods made of network namespaces, for the node agent's end-to-end test:
@@ -354,25 +355,7 @@ process.send({ id: 0, result: { issuer: issuer.url, agentSts: agentSts.url } });
 export async function startNodeServices(net: PodNetwork, trust: NodeServices['trust']): Promise<NodeServices> {
   const keyFile = join(net.dir, 'sts-key.pem');
   const certFile = join(net.dir, 'sts-cert.pem');
-  await run('openssl', [
-    'req',
-    '-x509',
-    '-newkey',
-    'ec',
-    '-pkeyopt',
-    'ec_paramgen_curve:P-256',
-    '-nodes',
-    '-days',
-    '1',
-    '-subj',
-    `/CN=${STS_HOST_NAMES[0]}`,
-    '-addext',
-    `subjectAltName=${STS_HOST_NAMES.map((n) => `DNS:${n}`).join(',')}`,
-    '-keyout',
-    keyFile,
-    '-out',
-    certFile,
-  ]);
+  await selfSignedCert({ cn: STS_HOST_NAMES[0]!, dnsNames: STS_HOST_NAMES, keyFile, certFile });
   const config = {
     trust,
     serviceAddress: SERVICE_ADDRESS,

@@ -13,8 +13,10 @@ export async function selfSignedCert(options: {
   readonly keyFile: string;
   readonly certFile: string;
   readonly ips?: readonly string[];
+  readonly dnsNames?: readonly string[];
 }): Promise<void> {
-  const san = options.ips?.length ? ['-addext', `subjectAltName=${options.ips.map((ip) => `IP:${ip}`).join(',')}`] : [];
+  const names = [...(options.ips ?? []).map((ip) => `IP:${ip}`), ...(options.dnsNames ?? []).map((n) => `DNS:${n}`)];
+  const san = names.length ? ['-addext', `subjectAltName=${names.join(',')}`] : [];
   await run('openssl', [
     'req',
     '-x509',
