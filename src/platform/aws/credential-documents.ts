@@ -11,8 +11,9 @@ export interface ReceivedAwsCredentials {
 }
 
 /**
- * The response bodies for one set of cached credentials, serialized once and reused by every
- * request until the next refresh replaces the entry (the WeakMap lets old bodies be collected).
+ * The response bodies for one set of cached credentials, each serialized on its first use and
+ * reused by every request until the next refresh replaces the entry (the WeakMap lets old bodies be
+ * collected). Lazily: the node agent serves only the container document, for thousands of entries.
  */
 export interface CredentialDocuments {
   /** IMDS `/latest/meta-data/iam/security-credentials/<role>`. */
@@ -28,7 +29,7 @@ const memo = new WeakMap<ReceivedAwsCredentials, CredentialDocuments>();
 export function documentsFor(entry: ReceivedAwsCredentials): CredentialDocuments {
   let docs = memo.get(entry);
   if (docs === undefined) {
-    docs = render(entry);
+    docs = new RenderedDocuments(entry);
     memo.set(entry, docs);
   }
   return docs;
@@ -43,30 +44,51 @@ export function awsTimestamp(epochMs: number): string {
   return new Date(epochMs).toISOString().replace(/\.\d{3}Z$/, 'Z');
 }
 
-function render(entry: ReceivedAwsCredentials): CredentialDocuments {
-  const c = entry.credentials;
-  const expiration = awsTimestamp(c.expirationWall);
-  const imds = {
-    Code: 'Success',
-    LastUpdated: awsTimestamp(entry.receivedAtWall),
-    Type: 'AWS-HMAC',
-    AccessKeyId: c.accessKeyId,
-    SecretAccessKey: c.secretAccessKey,
-    Token: c.sessionToken,
-    Expiration: expiration,
-  };
-  return {
-    imds: Buffer.from(JSON.stringify(imds, null, 2)),
-    imdsExtended: Buffer.from(JSON.stringify({ ...imds, AccountId: c.accountId }, null, 2)),
-    container: Buffer.from(
+class RenderedDocuments implements CredentialDocuments {
+  readonly #entry: ReceivedAwsCredentials;
+  #imds: Buffer | undefined;
+  #imdsExtended: Buffer | undefined;
+  #container: Buffer | undefined;
+
+  constructor(entry: ReceivedAwsCredentials) {
+    this.#entry = entry;
+  }
+
+  get imds(): Buffer {
+    this.#imds ??= Buffer.from(JSON.stringify(this.#imdsFields(), null, 2));
+    return this.#imds;
+  }
+
+  get imdsExtended(): Buffer {
+    this.#imdsExtended ??= Buffer.from(JSON.stringify({ ...this.#imdsFields(), AccountId: this.#entry.credentials.accountId }, null, 2));
+    return this.#imdsExtended;
+  }
+
+  get container(): Buffer {
+    const c = this.#entry.credentials;
+    this.#container ??= Buffer.from(
       JSON.stringify({
         AccessKeyId: c.accessKeyId,
         SecretAccessKey: c.secretAccessKey,
         Token: c.sessionToken,
-        Expiration: expiration,
+        Expiration: awsTimestamp(c.expirationWall),
         RoleArn: c.roleArn,
         AccountId: c.accountId,
       }),
-    ),
-  };
+    );
+    return this.#container;
+  }
+
+  #imdsFields() {
+    const c = this.#entry.credentials;
+    return {
+      Code: 'Success',
+      LastUpdated: awsTimestamp(this.#entry.receivedAtWall),
+      Type: 'AWS-HMAC',
+      AccessKeyId: c.accessKeyId,
+      SecretAccessKey: c.secretAccessKey,
+      Token: c.sessionToken,
+      Expiration: awsTimestamp(c.expirationWall),
+    };
+  }
 }
