@@ -17,7 +17,7 @@ import type { TokenBuckets } from '../util/token-bucket.js';
 import { sendAgentError } from './answers.js';
 import type { NodeAgentMetrics } from './metrics.js';
 import { readRolePath } from './role-path.js';
-import { type AdmittedToken, admitToken, isRefusal, type TokenAdmissionPolicy } from './token-admission.js';
+import { type AdmittedToken, admitToken, isRefusal, type TokenAdmissionPolicy, tokenFromAuthorization } from './token-admission.js';
 
 /** Everything one credential listener needs; the cache, limiter and metrics are shared by all of them. */
 export interface AgentRequestContext {
@@ -195,14 +195,19 @@ export function buildAgentListener(address: ListenAddress, ctx: AgentRequestCont
     }
     const { arn, parts } = rolePath;
     if (ctx.stsPartition !== undefined && parts.partition !== ctx.stsPartition) return refuse(req, res, roleArnPartition(ctx.stsPartition));
+    // The hot path: a token byte for byte identical to one admitted, allowed and exchanged for this
+    // role before, and not yet expired (lookup checks its exp), is served with nothing checked
+    // again: the checks below would judge the same bytes against the same settings the same way.
+    const presented = tokenFromAuthorization(req.headers.authorization);
+    const key = presented === undefined ? undefined : tokenKey(arn, presented);
+    const found: Lookup | undefined = key === undefined ? undefined : ctx.cache.lookup(key);
+    if (found?.kind === 'hit') return serve(res, found.credentials);
     const admitted = admitToken(req.headers.authorization, ctx.clock.wallNow(), ctx.policy);
     if (isRefusal(admitted)) return refuse(req, res, admitted);
     if (ctx.allowedRoles.length > 0 && !ctx.allowedRoles.some((glob) => glob.test(arn))) return refuse(req, res, REFUSALS.roleNotAllowed);
-    const key = tokenKey(arn, admitted.token);
-    const found: Lookup = ctx.cache.lookup(key);
+    // Admitted, so a token was presented, and `key` and `found` are its.
+    if (key === undefined || found === undefined) throw new Error('an admitted token has no cache key');
     switch (found.kind) {
-      case 'hit':
-        return serve(res, found.credentials);
       case 'refused':
         return refuse(req, res, stsRefusal(found.code, 'sts_refused_cached'));
       case 'pending':
