@@ -77,8 +77,9 @@ export const NEGATIVE_TTL_MS = 5 * 60_000;
  * characters), the entry and its RoleCredentialCache (its abort controller, its refresh timer), the
  * exchange's closure, lru-cache's slots. Measured, not guessed: V8's live heap after forced
  * collections grew by 7.4 KB per entry over 2,000 entries with 576-byte tokens, of which the
- * strings counted below are about 1.5 KB (Node 20; bench/results/cluster/ reports the growth at
- * each run). A first estimate of 1 KB let `maxBytes` admit three times the memory it named.
+ * strings counted below are about 1.5 KB (Node 20), and by 5.5 KB once only the container document
+ * was rendered (bench/results/cluster/ reports the growth at each run); 6 KiB keeps to the safe
+ * side. A first estimate of 1 KB let `maxBytes` admit three times the memory it named.
  */
 export const ENTRY_OVERHEAD_BYTES = 6 * 1024;
 
