@@ -27,9 +27,9 @@ const ROOMS = {
   config: ['core', 'util', 'protocol', 'platform/aws', 'platform/alibaba', 'platform/tencent', 'platform/kubernetes'],
   sources: ['core', 'util', 'protocol', 'platform/aws', 'platform/alibaba', 'platform/tencent', 'platform/kubernetes', 'config'],
   cache: ['core', 'util', 'exchange'],
-  roles: ['core', 'util', 'exchange', 'sources', 'config', 'platform/aws'],
+  roles: ['core', 'util', 'exchange', 'sources', 'config', 'platform/aws', 'platform/alibaba', 'platform/tencent'],
   // Products: never import each other
-  serve: ['core', 'util', 'platform/aws', 'http', 'observability', 'exchange', 'config', 'sources', 'cache', 'roles'],
+  serve: ['core', 'util', 'platform/aws', 'platform/alibaba', 'platform/tencent', 'http', 'observability', 'exchange', 'config', 'sources', 'cache', 'roles'],
   issuer: ['core', 'util', 'protocol', 'platform/alibaba', 'platform/tencent', 'http', 'observability', 'config'],
   demo: ['core', 'util'],
   // The node agent serves every pod of a node from the pod's own token: it talks to STS and never

@@ -4,11 +4,10 @@ import type { Config, RoleConfig } from '../config/config.js';
 import type { Clock } from '../core/clock.js';
 import { isCrosscredError } from '../core/errors.js';
 import { issuerUrlProblem } from '../core/url-checks.js';
-import { createStsClient } from '../exchange/aws-web-identity-exchange.js';
 import { classifyFailure } from '../exchange/failure.js';
 import { ECS_METADATA_URL, EcsMetadataClient, requireTokensCommand } from '../platform/alibaba/ecs-metadata.js';
 import { CVM_METADATA_URL } from '../platform/tencent/cvm-metadata.js';
-import { webIdentityRoleFor } from '../roles/web-identity-role.js';
+import { openStsConnection, otherCloudStsEndpoint, webIdentityRoleFor } from '../roles/web-identity-role.js';
 import { AlibabaEcsTokenSource } from '../sources/alibaba-ecs-token-source.js';
 import { createTokenSource } from '../sources/create-token-source.js';
 import { instanceSecretFileFor, readInstanceSecret } from '../sources/instance-secret.js';
@@ -247,9 +246,9 @@ async function checkIssuer(claims: TokenClaimsSummary, config: Config, options: 
 }
 
 async function checkExchange(config: Config, role: RoleConfig, source: TokenSource, options: DoctorOptions): Promise<Check> {
-  const endpoint = role.stsEndpoint ?? `https://sts.${role.region}.amazonaws.com`;
-  const client = createStsClient({ region: role.region, ...(role.stsEndpoint ? { endpoint: role.stsEndpoint } : {}), ...config.sts });
-  const exchange = webIdentityRoleFor(role, source, client, options.clock);
+  const endpoint = role.cloud === 'aws' ? (role.stsEndpoint ?? `https://sts.${role.region}.amazonaws.com`) : otherCloudStsEndpoint(role);
+  const sts = openStsConnection(role, config.sts);
+  const exchange = webIdentityRoleFor(role, source, sts.connection, options.clock);
   try {
     const credentials = await exchange.exchange();
     const left = Math.round((credentials.expirationWall - options.clock.wallNow()) / 1000);
@@ -262,7 +261,7 @@ async function checkExchange(config: Config, role: RoleConfig, source: TokenSour
     const failure = classifyFailure(err);
     return { status: 'fail', title: `STS at ${endpoint}: ${failure.message}`, fix: fixFor(failure.code, failure.kind) };
   } finally {
-    client.destroy();
+    sts.close();
   }
 }
 

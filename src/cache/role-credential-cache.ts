@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import type { Clock, RandomSource, TimerHandle } from '../core/clock.js';
 import { CrosscredError } from '../core/errors.js';
-import type { CloudCredentials, CredentialExchange } from '../exchange/credentials.js';
+import type { Cloud, CloudCredentials, CredentialExchange } from '../exchange/credentials.js';
 import { type ClassifiedFailure, classifyFailure } from '../exchange/failure.js';
 import type { Turns } from '../util/turns.js';
 import {
@@ -27,6 +27,17 @@ export interface CachedCredentials {
    */
   readonly serveUntilMono: number;
   readonly serveUntilWall: number;
+}
+
+/** Cached credentials of one cloud: what `ofCloud` narrows an entry to. */
+export type CachedCredentialsOf<C extends Cloud> = CachedCredentials & { readonly credentials: Extract<CloudCredentials, { readonly cloud: C }> };
+
+/**
+ * The entry, when its credentials are `cloud`'s: an endpoint serves only its own cloud's documents
+ * (an Alibaba role has no IMDS document; an AWS role no Alibaba one).
+ */
+export function ofCloud<C extends Cloud>(entry: CachedCredentials, cloud: C): entry is CachedCredentialsOf<C> {
+  return entry.credentials.cloud === cloud;
 }
 
 export interface RoleStatus {

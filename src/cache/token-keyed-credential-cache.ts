@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
 import type { Logger } from 'pino';
 import type { Clock, RandomSource, TimerHandle } from '../core/clock.js';
-import type { CredentialExchange } from '../exchange/credentials.js';
+import type { CloudCredentials, CredentialExchange } from '../exchange/credentials.js';
 import type { Turns } from '../util/turns.js';
 import { type CachedCredentials, type ExchangeObserver, RoleCredentialCache } from './role-credential-cache.js';
 
@@ -114,9 +114,21 @@ export function tokenKey(roleArn: string, token: string): string {
 /** The bytes an entry is counted for: the token, the credential strings, the fixed overhead. */
 export function entryBytes(tokenLength: number, credentials: CachedCredentials | undefined): number {
   const c = credentials?.credentials;
-  const credentialBytes = c ? c.accessKeyId.length + c.secretAccessKey.length + c.sessionToken.length + c.roleArn.length : UNKNOWN_CREDENTIALS_BYTES;
+  const credentialBytes = c ? credentialStringsLength(c) + c.roleArn.length : UNKNOWN_CREDENTIALS_BYTES;
   // The rendered container document repeats the credential strings once more.
   return tokenLength + 2 * credentialBytes + ENTRY_OVERHEAD_BYTES;
+}
+
+/** The length of the credentials' secret strings, whichever cloud issued them. */
+function credentialStringsLength(c: CloudCredentials): number {
+  switch (c.cloud) {
+    case 'aws':
+      return c.accessKeyId.length + c.secretAccessKey.length + c.sessionToken.length;
+    case 'alibaba':
+      return c.accessKeyId.length + c.accessKeySecret.length + c.securityToken.length;
+    case 'tencent':
+      return c.secretId.length + c.secretKey.length + c.token.length;
+  }
 }
 
 /**

@@ -3,11 +3,10 @@ import { request } from 'undici';
 import { loadConfig, type ServeFlags } from '../config/load.js';
 import { systemClock } from '../core/clock.js';
 import { CrosscredError } from '../core/errors.js';
-import { createStsClient } from '../exchange/aws-web-identity-exchange.js';
 import { classifyFailure } from '../exchange/failure.js';
 import { awsTimestamp } from '../platform/aws/credential-documents.js';
 import type { AwsCredentials } from '../platform/aws/credentials.js';
-import { webIdentityRoleFor } from '../roles/web-identity-role.js';
+import { openStsConnection, webIdentityRoleFor } from '../roles/web-identity-role.js';
 import { createTokenSource } from '../sources/create-token-source.js';
 import { readRegularFile } from '../util/read-regular-file.js';
 import { SERVE_OPTIONS } from './serve-options.js';
@@ -98,17 +97,22 @@ async function byExchange(flags: ServeFlags, roleName: string | undefined): Prom
         : `several roles are configured; pick one with --role (${config.roles.map((r) => r.name).join(', ')})`,
     );
   }
+  if (role.cloud !== 'aws') {
+    throw new CrosscredError('CONFIG_INVALID', `role "${role.name}" is a ${role.cloud} role: credential_process serves AWS roles only`);
+  }
   const source = createTokenSource(role.token.source, systemClock);
-  const client = createStsClient({ region: role.region, ...(role.stsEndpoint ? { endpoint: role.stsEndpoint } : {}), ...config.sts });
-  const exchange = webIdentityRoleFor(role, source, client, systemClock);
+  const sts = openStsConnection(role, config.sts);
+  const exchange = webIdentityRoleFor(role, source, sts.connection, systemClock);
   try {
-    return await exchange.exchange();
+    const credentials = await exchange.exchange();
+    if (credentials.cloud !== 'aws') throw new CrosscredError('STS_BAD_RESPONSE', `role "${role.name}" answered ${credentials.cloud} credentials`);
+    return credentials;
   } catch (err) {
     if (err instanceof CrosscredError) throw err;
     const failure = classifyFailure(err);
     throw new CrosscredError(failure.kind === 'terminal' ? 'STS_REJECTED' : 'STS_UNAVAILABLE', failure.message);
   } finally {
-    client.destroy();
+    sts.close();
     await source.close?.();
   }
 }

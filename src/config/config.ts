@@ -81,17 +81,45 @@ export interface TokenSourceChoice {
   readonly notes: readonly string[];
 }
 
-export interface RoleConfig {
-  /** The name served in IMDS paths and used as the metrics label; defaults to the role ARN's last segment. */
+/** What every role has, whichever cloud it lives in. */
+interface RoleBase {
+  /** The name served in metadata paths and used as the metrics label; defaults to the role ARN's last segment. */
   readonly name: string;
   readonly roleArn: string;
+  /** The account the role belongs to: AWS's 12-digit id, Alibaba's account uid, Tencent's owner uin. */
   readonly accountId: string;
   readonly token: TokenSourceChoice;
   readonly sessionName: string;
   readonly durationSeconds?: number;
+  /** The STS region: AWS's always; Alibaba's or Tencent's, or '' for the cloud's global endpoint. */
   readonly region: string;
+  /** A full STS URL that replaces the one the region gives (a private or VPC endpoint, a test double). */
   readonly stsEndpoint?: string;
 }
+
+/** An IAM role, assumed with AWS STS AssumeRoleWithWebIdentity and served over IMDS and the container endpoint. */
+export interface AwsRoleConfig extends RoleBase {
+  readonly cloud: 'aws';
+}
+
+/** A RAM role, assumed with Alibaba Cloud STS AssumeRoleWithOIDC and served to Alibaba's SDKs. */
+export interface AlibabaRoleConfig extends RoleBase {
+  readonly cloud: 'alibaba';
+  /** The RAM OIDC provider the token is checked against: `acs:ram::<account uid>:oidc-provider/<name>`. */
+  readonly oidcProviderArn: string;
+  /** Reach STS through its VPC endpoint (`sts-vpc.<region>.aliyuncs.com`); needs a region. */
+  readonly vpcEndpoint: boolean;
+}
+
+/** A CAM role, assumed with Tencent Cloud STS AssumeRoleWithWebIdentity and served to Tencent's SDKs. */
+export interface TencentRoleConfig extends RoleBase {
+  readonly cloud: 'tencent';
+  /** The CAM OIDC identity provider's name (`ProviderId`). */
+  readonly providerId: string;
+}
+
+/** A role to assume: in AWS by default, or in Alibaba Cloud or Tencent Cloud (`cloud`). */
+export type RoleConfig = AwsRoleConfig | AlibabaRoleConfig | TencentRoleConfig;
 
 export interface ListenerConfig extends ListenAddress {
   /** The role this listener's IMDS answers for, and its container endpoint's `/v1/credentials`. */

@@ -99,6 +99,7 @@ export function checkRole(raw: RawRole, inputs: RoleInputs, seenNames: Set<strin
   const badDuration = duration && outOfRange('durationSeconds', duration.value);
   const region = resolveRoleRegion(s.region, s.roleArn.value, field('region'), raw.origin);
   const role: RoleConfig = {
+    cloud: 'aws',
     name: name.value,
     roleArn: s.roleArn.value,
     accountId: account.value,

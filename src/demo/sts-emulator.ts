@@ -2,7 +2,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
-import { createRemoteJWKSet, type JWTVerifyGetKey, errors as joseErrors, jwtVerify } from 'jose';
+import { globMatch, readSmallBody, WebIdentityVerifier } from './web-identity-verifier.js';
 
 /**
  * An AWS STS stand-in for the demo and the tests: a real HTTP server that answers
@@ -88,7 +88,7 @@ export class StsEmulator {
   now: () => number;
   readonly #server: Server;
   readonly #options: StsEmulatorOptions;
-  readonly #jwks = new Map<string, JWTVerifyGetKey>();
+  readonly #verifier: WebIdentityVerifier;
   readonly #sockets = new Set<Socket>();
   #queued: StsFault[] = [];
   #persistent: StsFault | undefined;
@@ -98,6 +98,7 @@ export class StsEmulator {
     this.url = url;
     this.#options = options;
     this.now = options.now ?? Date.now;
+    this.#verifier = new WebIdentityVerifier(() => this.now());
     server.on('connection', (s) => {
       this.#sockets.add(s);
       s.on('close', () => this.#sockets.delete(s));
@@ -163,7 +164,7 @@ export class StsEmulator {
   async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     let body: string;
     try {
-      body = await readBody(req);
+      body = await readSmallBody(req, MAX_BODY_BYTES);
     } catch {
       res.writeHead(413).end();
       return;
@@ -220,23 +221,13 @@ export class StsEmulator {
       return sendError(res, 400, 'ValidationError', `The requested DurationSeconds exceeds the MaxSessionDuration set for this role.`);
     }
 
-    let subject: string;
-    try {
-      const { payload } = await jwtVerify(token, this.#keysFor(rule.issuer), {
-        issuer: rule.issuer,
-        audience: rule.audience,
-        algorithms: ['RS256', 'RS384', 'RS512', 'ES256', 'ES384', 'ES512'],
-        requiredClaims: ['exp', 'sub'],
-        currentDate: new Date(this.now()),
-      });
-      subject = payload.sub!;
-    } catch (err) {
-      if (err instanceof joseErrors.JWTExpired) return sendError(res, 400, 'ExpiredTokenException', 'Token expired');
-      if (err instanceof joseErrors.JOSEError && (err.code === 'ERR_JWKS_TIMEOUT' || err.code === 'ERR_JOSE_GENERIC')) {
-        return sendError(res, 400, 'IDPCommunicationError', 'Could not reach the identity provider');
-      }
+    const verified = await this.#verifier.verify(token, rule);
+    if (!verified.ok) {
+      if (verified.why === 'expired') return sendError(res, 400, 'ExpiredTokenException', 'Token expired');
+      if (verified.why === 'idp-unreachable') return sendError(res, 400, 'IDPCommunicationError', 'Could not reach the identity provider');
       return sendError(res, 400, 'InvalidIdentityToken', "Couldn't verify the token");
     }
+    const subject = verified.subject;
     if (!globMatch(rule.subject, subject)) return sendError(res, 403, 'AccessDenied', 'Not authorized to perform sts:AssumeRoleWithWebIdentity');
 
     const accountId = /^arn:aws:iam::(\d{12}):role\//.exec(roleArn)?.[1] ?? '000000000000';
@@ -268,25 +259,6 @@ export class StsEmulator {
 `;
     res.writeHead(200, { 'content-type': 'text/xml' }).end(xml);
   }
-
-  /** The issuer's keys, found as IAM finds them: discovery document first, then its jwks_uri. */
-  #keysFor(issuer: string): JWTVerifyGetKey {
-    let keys = this.#jwks.get(issuer);
-    if (!keys) {
-      let resolved: JWTVerifyGetKey | undefined;
-      keys = async (header, token) => {
-        if (!resolved) {
-          const res = await fetch(`${issuer.replace(/\/$/, '')}/.well-known/openid-configuration`, { signal: AbortSignal.timeout(5000) });
-          const discovery = (await res.json()) as { jwks_uri?: string; issuer?: string };
-          if (!res.ok || typeof discovery.jwks_uri !== 'string' || discovery.issuer !== issuer) throw new joseErrors.JOSEError('bad discovery document');
-          resolved = createRemoteJWKSet(new URL(discovery.jwks_uri));
-        }
-        return resolved(header, token);
-      };
-      this.#jwks.set(issuer, keys);
-    }
-    return keys;
-  }
 }
 
 function sendError(res: ServerResponse, status: number, code: string, message: string): void {
@@ -298,29 +270,6 @@ function sendError(res: ServerResponse, status: number, code: string, message: s
     );
 }
 
-async function readBody(req: IncomingMessage): Promise<string> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req) {
-    size += (chunk as Buffer).length;
-    if (size > MAX_BODY_BYTES) throw new Error('body too large');
-    chunks.push(chunk as Buffer);
-  }
-  return Buffer.concat(chunks).toString('utf8');
-}
-
 function escapeXml(s: string): string {
   return s.replace(/[<>&'"]/g, (c) => ({ '<': '&lt;', '>': '&gt;', '&': '&amp;', "'": '&apos;', '"': '&quot;' })[c]!);
-}
-
-/** IAM StringLike: `*` any run of characters, `?` one character. */
-export function globMatch(pattern: string, value: string): boolean {
-  const re = new RegExp(
-    `^${pattern
-      .replace(/[.+^${}()|[\]\\]/g, '\\$&')
-      .replace(/\*/g, '.*')
-      .replace(/\?/g, '.')}$`,
-    's',
-  );
-  return re.test(value);
 }

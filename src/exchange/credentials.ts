@@ -1,12 +1,15 @@
+import type { CloudName } from '../core/clouds.js';
+import type { AlibabaCredentials } from '../platform/alibaba/credentials.js';
 import type { AwsCredentials } from '../platform/aws/credentials.js';
+import type { TencentCredentials } from '../platform/tencent/credentials.js';
 
 /**
  * The credential port. Each cloud's STS sits behind it; what is above it (the cache, the
  * endpoints, metrics) never knows which cloud answered except through the `cloud` tag.
  */
 
-/** Short-lived credentials from any cloud's STS, tagged with their cloud. (#13 adds Alibaba's and Tencent's.) */
-export type CloudCredentials = AwsCredentials;
+/** Short-lived credentials from any cloud's STS, tagged with their cloud. */
+export type CloudCredentials = AwsCredentials | AlibabaCredentials | TencentCredentials;
 
 /** The clouds whose STS crosscred can exchange a token at. */
 export type Cloud = CloudCredentials['cloud'];
@@ -28,3 +31,7 @@ export interface CredentialExchange {
   /** `signal` aborts the exchange (the cache's deadline passed): nothing more is sent for it. */
   exchange(signal?: AbortSignal): Promise<CloudCredentials>;
 }
+
+/** Compile-time guard: the credential union names exactly the clouds of core/clouds.ts. */
+const cloudsMatch: [Cloud] extends [CloudName] ? ([CloudName] extends [Cloud] ? true : never) : never = true;
+void cloudsMatch;

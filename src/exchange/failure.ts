@@ -1,5 +1,8 @@
 import { isCrosscredError } from '../core/errors.js';
+import { ALIBABA_STS_EXPIRED_TOKEN_CODES, ALIBABA_STS_RETRYABLE_CODES, ALIBABA_STS_TERMINAL_CODES } from '../platform/alibaba/sts-error-codes.js';
 import { AWS_STS_EXPIRED_TOKEN_CODE, AWS_STS_RETRYABLE_CODES, AWS_STS_TERMINAL_CODES } from '../platform/aws/sts-error-codes.js';
+import { TENCENT_STS_EXPIRED_TOKEN_CODES, TENCENT_STS_RETRYABLE_CODES, TENCENT_STS_TERMINAL_CODES } from '../platform/tencent/sts-error-codes.js';
+import { CloudStsRefusal } from './cloud-sts-refusal.js';
 
 /**
  * What to do after a failed exchange. This is the one place that decides it, for every STS answer,
@@ -47,7 +50,24 @@ const NETWORK_ERROR_CODES = new Set([
 const TLS_ERROR_CODE =
   /^(?:CERT_[A-Z_]{1,40}|UNABLE_TO_[A-Z_]{1,40}|DEPTH_ZERO_SELF_SIGNED_CERT|SELF_SIGNED_CERT_IN_CHAIN|ERR_TLS_[A-Z_]{1,40}|ERR_SSL_[A-Z_]{1,60})$/;
 
+/** Each other cloud's table of STS error codes, read by the same rules as AWS's. */
+const OTHER_CLOUD_CODES = {
+  alibaba: {
+    name: 'Alibaba Cloud STS',
+    expired: ALIBABA_STS_EXPIRED_TOKEN_CODES,
+    terminal: ALIBABA_STS_TERMINAL_CODES,
+    retryable: ALIBABA_STS_RETRYABLE_CODES,
+  },
+  tencent: {
+    name: 'Tencent Cloud STS',
+    expired: TENCENT_STS_EXPIRED_TOKEN_CODES,
+    terminal: TENCENT_STS_TERMINAL_CODES,
+    retryable: TENCENT_STS_RETRYABLE_CODES,
+  },
+} as const;
+
 export function classifyFailure(err: unknown): ClassifiedFailure {
+  if (err instanceof CloudStsRefusal) return classifyOtherCloud(err);
   if (isCrosscredError(err)) {
     // Our own errors: token-source problems are transient (a file mid-rotation, a kubelet that
     // has not written yet) and a bad or late STS answer is retried like a 5xx.
@@ -86,6 +106,21 @@ export function classifyFailure(err: unknown): ClassifiedFailure {
   }
   // Anything else (the SDK failing to parse garbage, an unexpected exception): transient, retried.
   return { kind: 'retryable', code: 'UnexpectedError', message: `STS exchange failed unexpectedly${SAFE_NAME.test(name) ? ` (${name})` : ''}` };
+}
+
+/**
+ * Alibaba's and Tencent's STS answers, by the same three kinds: the code's table first, then the
+ * HTTP status (5xx and 429 retry, another 4xx is terminal), and an unknown code on a 200 (Tencent
+ * answers every error so) is terminal: a person has to look, as for an unknown AWS 4xx.
+ */
+function classifyOtherCloud(err: CloudStsRefusal): ClassifiedFailure {
+  const table = OTHER_CLOUD_CODES[err.cloud];
+  const code = err.stsCode;
+  if (table.expired.has(code)) return { kind: 'token-expired', code, message: `${table.name} says the web-identity token has expired` };
+  if (table.terminal.has(code)) return { kind: 'terminal', code, message: `${table.name} refused the exchange: ${code}` };
+  if (table.retryable.has(code)) return { kind: 'retryable', code, message: `${table.name} answered ${code}` };
+  if (err.httpStatus >= 500 || err.httpStatus === 429) return { kind: 'retryable', code, message: `${table.name} answered ${code} (HTTP ${err.httpStatus})` };
+  return { kind: 'terminal', code, message: `${table.name} refused the exchange: ${code}` };
 }
 
 /** A name from the wire is shown in a log message only if it looks like an error name. */

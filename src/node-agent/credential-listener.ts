@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
-import type { CachedCredentials } from '../cache/role-credential-cache.js';
+import { type CachedCredentials, ofCloud } from '../cache/role-credential-cache.js';
 import { type FetchOutcome, type Lookup, type TokenKeyedCredentials, tokenKey } from '../cache/token-keyed-credential-cache.js';
 import { exactClientAddressKey } from '../core/client-address.js';
 import type { Clock } from '../core/clock.js';
@@ -144,7 +144,11 @@ export function buildAgentListener(address: ListenAddress, ctx: AgentRequestCont
     sendAgentError(res, refusal.status, refusal.code, refusal.message, headers);
   };
 
-  const serve = (res: ServerResponse, credentials: CachedCredentials) => send(res, 200, APPLICATION_JSON, documentsFor(credentials).container);
+  const serve = (res: ServerResponse, credentials: CachedCredentials) => {
+    // The agent exchanges at AWS STS only: anything else in its cache is a defect, answered 500.
+    if (!ofCloud(credentials, 'aws')) throw new Error('the node agent holds credentials of another cloud');
+    send(res, 200, APPLICATION_JSON, documentsFor(credentials).container);
+  };
 
   const answerOutcome = (req: IncomingMessage, res: ServerResponse, outcome: FetchOutcome) => {
     switch (outcome.kind) {

@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { CachedCredentials } from '../cache/role-credential-cache.js';
+import { type CachedCredentials, ofCloud } from '../cache/role-credential-cache.js';
 import { APPLICATION_JSON, send, sendError } from '../http/responses.js';
 import type { RouteTable } from '../http/route-table.js';
 import { documentsFor } from '../platform/aws/credential-documents.js';
@@ -13,6 +13,7 @@ import { credentialsFor, type ListenerContext, type ServedRole, sendUnavailable 
 export function addContainerRoutes(table: RouteTable, ctx: ListenerContext): void {
   const answer = (res: ServerResponse, role: ServedRole, entry: CachedCredentials | undefined) => {
     if (entry === undefined) return sendUnavailable(res, role, 'json');
+    if (!ofCloud(entry, 'aws')) return sendError(res, 'NOT_FOUND', 'no such role', 'json');
     send(res, 200, APPLICATION_JSON, documentsFor(entry).container);
   };
 
@@ -22,7 +23,8 @@ export function addContainerRoutes(table: RouteTable, ctx: ListenerContext): voi
     if (auth === undefined || auth === '') return sendError(res, 'CONTAINER_AUTH_MISSING', 'missing Authorization header', 'json');
     if (!ctx.containerSecret.matches(auth)) return sendError(res, 'CONTAINER_AUTH_INVALID', 'wrong Authorization header', 'json');
     // Authorization is checked before the role name, so the list of roles is not probeable without the secret.
-    if (!role) return sendError(res, 'NOT_FOUND', 'no such role', 'json');
+    // An Alibaba or Tencent role is not an AWS role: its SDKs read it elsewhere (serve/alibaba-routes.ts, serve/tencent-routes.ts).
+    if (!role || (role.config.cloud ?? 'aws') !== 'aws') return sendError(res, 'NOT_FOUND', 'no such role', 'json');
     const entry = credentialsFor(role);
     if (!(entry instanceof Promise)) return answer(res, role, entry);
     return entry.then((e) => answer(res, role, e));

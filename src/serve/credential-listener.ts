@@ -5,10 +5,12 @@ import { HostGuard } from '../http/host-guard.js';
 import { HttpListener } from '../http/listener.js';
 import { type ErrorFormat, refuse, sendError } from '../http/responses.js';
 import { pathOf, type Route, RouteTable } from '../http/route-table.js';
+import { addAlibabaRoutes } from './alibaba-routes.js';
 import { addContainerRoutes } from './container-routes.js';
 import { addImdsRoutes } from './imds-routes.js';
 import type { ListenerContext } from './listener-context.js';
 import type { Metrics } from './metrics.js';
+import { addTencentRoutes } from './tencent-routes.js';
 
 /** Metrics label for requests that matched no route (never the path the client sent). */
 const UNMATCHED = 'unmatched';
@@ -31,8 +33,14 @@ export interface CredentialListenerOptions {
 export function buildCredentialListener(options: CredentialListenerOptions): HttpListener {
   const { metrics, logger } = options;
   const table = new RouteTable();
-  if (options.context.imdsEnabled) addImdsRoutes(table, options.context);
-  addContainerRoutes(table, options.context);
+  // A listener speaks its role's cloud: the metadata server its SDKs know, and AWS's container endpoint for AWS roles.
+  const cloud = options.context.roles.get(options.context.roleName)?.config.cloud ?? 'aws';
+  if (cloud === 'alibaba') addAlibabaRoutes(table, options.context);
+  else if (cloud === 'tencent') addTencentRoutes(table, options.context);
+  else {
+    if (options.context.imdsEnabled) addImdsRoutes(table, options.context);
+    addContainerRoutes(table, options.context);
+  }
   const hostGuard = new HostGuard(options.address, options.allowedHosts);
 
   /** Counts the answer under the route's template once the response is written. */

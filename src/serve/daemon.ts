@@ -1,14 +1,12 @@
-import type { STSClient } from '@aws-sdk/client-sts';
 import type { Logger } from 'pino';
 import { RoleCredentialCache } from '../cache/role-credential-cache.js';
 import type { Config, RoleConfig, StsConnectionConfig } from '../config/config.js';
 import { type Clock, type RandomSource, systemClock, systemRandom } from '../core/clock.js';
 import type { ListenAddress } from '../core/listen-address.js';
 import { formatAddress } from '../core/listen-address.js';
-import { createStsClient } from '../exchange/aws-web-identity-exchange.js';
 import type { HttpListener } from '../http/listener.js';
 import { MAX_CONCURRENT_STS_REQUESTS } from '../platform/aws/sts-http-handler.js';
-import { webIdentityRoleFor } from '../roles/web-identity-role.js';
+import { openStsConnection, otherCloudStsEndpoint, type StsConnection, stsConnectionKey, webIdentityRoleFor } from '../roles/web-identity-role.js';
 import { createTokenSource } from '../sources/create-token-source.js';
 import type { SourceWarning } from '../sources/source-warnings.js';
 import { Turns } from '../util/turns.js';
@@ -55,7 +53,7 @@ export async function startDaemon(config: Config, deps: DaemonDependencies): Pro
   // One STS client per distinct (region, endpoint, connection settings): roles that share it share
   // its connection pool. A reload that changes the settings gets new clients; old ones are
   // destroyed once no role uses them.
-  const stsClients = new Map<string, { client: STSClient; turns: Turns; users: number }>();
+  const stsClients = new Map<string, { connection: StsConnection; close(): void; turns: Turns; users: number }>();
   const roles = new Map<string, RunningRole>();
   const served = new Map<string, DaemonRole>();
   const roleStatuses = () => [...served.values()].map((r) => r.cache.status());
@@ -64,14 +62,10 @@ export async function startDaemon(config: Config, deps: DaemonDependencies): Pro
 
   /** Builds a role's source, exchange and cache (not started). */
   const buildRole = (role: RoleConfig, sts: StsConnectionConfig): RunningRole => {
-    const clientKey = JSON.stringify([role.region, role.stsEndpoint ?? '', sts]);
+    const clientKey = stsConnectionKey(role, sts);
     let shared = stsClients.get(clientKey);
     if (!shared) {
-      shared = {
-        client: createStsClient({ region: role.region, ...(role.stsEndpoint ? { endpoint: role.stsEndpoint } : {}), ...sts }),
-        turns: new Turns(MAX_CONCURRENT_STS_REQUESTS),
-        users: 0,
-      };
+      shared = { ...openStsConnection(role, sts), turns: new Turns(MAX_CONCURRENT_STS_REQUESTS), users: 0 };
       stsClients.set(clientKey, shared);
     }
     shared.users++;
@@ -81,7 +75,7 @@ export async function startDaemon(config: Config, deps: DaemonDependencies): Pro
     // warning in the log, never a failure.
     const sourceWarning = (w: SourceWarning) => log.warn({ role: role.name, code: w.code, fix: w.fix }, w.message);
     const source = createTokenSource(role.token.source, clock, { tokenCommandStderr, sourceWarning });
-    const exchange = webIdentityRoleFor(role, source, shared.client, clock);
+    const exchange = webIdentityRoleFor(role, source, shared.connection, clock);
     // An ExpiredToken answer costs a second STS call; each call is bounded by the transport's timeouts.
     const exchangeTimeoutMs = 2 * (sts.connectTimeoutMs + sts.responseTimeoutMs) + EXCHANGE_SLACK_MS;
     const cache = new RoleCredentialCache({ exchange, clock, random, logger: log, observer: metrics, exchangeTimeoutMs, turns: shared.turns });
@@ -91,7 +85,8 @@ export async function startDaemon(config: Config, deps: DaemonDependencies): Pro
         roleArn: role.roleArn,
         sessionName: role.sessionName,
         region: role.region,
-        stsEndpoint: role.stsEndpoint ?? `regional (sts.${role.region}.amazonaws.com)`,
+        cloud: role.cloud,
+        stsEndpoint: role.cloud === 'aws' ? (role.stsEndpoint ?? `regional (sts.${role.region}.amazonaws.com)`) : otherCloudStsEndpoint(role),
         durationSeconds: role.durationSeconds ?? 'role default',
       },
       'role configured',
@@ -102,7 +97,7 @@ export async function startDaemon(config: Config, deps: DaemonDependencies): Pro
       cache.close();
       await source.close?.();
       if (--shared.users === 0) {
-        shared.client.destroy();
+        shared.close();
         stsClients.delete(clientKey);
       }
     };

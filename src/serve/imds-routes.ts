@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { CachedCredentials } from '../cache/role-credential-cache.js';
+import { type CachedCredentials, ofCloud } from '../cache/role-credential-cache.js';
 import type { RoleConfig } from '../config/config.js';
 import { send, sendError, TEXT_PLAIN } from '../http/responses.js';
 import type { RouteTable } from '../http/route-table.js';
@@ -51,7 +51,7 @@ export function addImdsRoutes(table: RouteTable, ctx: ListenerContext): void {
   };
 
   const answerCredentials = (res: ServerResponse, role: ServedRole, entry: CachedCredentials | undefined, extended: boolean) => {
-    if (entry === undefined) return sendUnavailable(res, role, 'text');
+    if (entry === undefined || !ofCloud(entry, 'aws')) return sendUnavailable(res, role, 'text');
     const docs = documentsFor(entry);
     send(res, 200, TEXT_PLAIN, extended ? docs.imdsExtended : docs.imds);
   };

@@ -185,7 +185,7 @@ describe('checkRole', () => {
   it('builds a role from an ARN alone: named after it, session from the host, region from the partition', () => {
     const { value, problems } = checkRole(raw({ roleArn: arn }), { detectToken: findsToken, hostname: 'node-1' }, new Set());
     expect(problems).toEqual([]);
-    expect(value).toEqual({ name: 'app', roleArn: ARN, accountId: '111122223333', token: FILE_TOKEN, sessionName: 'crosscred-node-1', region: 'us-east-1' });
+    expect(value).toEqual({ cloud: 'aws', name: 'app', roleArn: ARN, accountId: '111122223333', token: FILE_TOKEN, sessionName: 'crosscred-node-1', region: 'us-east-1' });
   });
 
   it('names roles[<index>].<key> for a role of the file', () => {

@@ -69,6 +69,7 @@ describe('loadConfig from the IRSA environment alone', () => {
     const config = load({ env: IRSA_ENV, hostname: 'ip-10-0-0-1.eu-west-1.compute.internal' });
     expect(config.roles).toEqual([
       {
+        cloud: 'aws',
         name: 'app',
         roleArn: ARN,
         accountId: '111122223333',
@@ -154,6 +155,7 @@ describe('loadConfig precedence', () => {
     });
     expect(config.roles).toEqual([
       {
+        cloud: 'aws',
         name: 'custom',
         roleArn: 'arn:aws:iam::999988887777:role/other',
         accountId: '999988887777',
@@ -197,6 +199,7 @@ describe('loadConfig from a YAML file with several roles', () => {
     };
     expect(config.roles).toEqual([
       {
+        cloud: 'aws',
         name: 'reader',
         roleArn: 'arn:aws:iam::111122223333:role/reader',
         accountId: '111122223333',
@@ -205,6 +208,7 @@ describe('loadConfig from a YAML file with several roles', () => {
         region: 'eu-west-1',
       },
       {
+        cloud: 'aws',
         name: 'writer',
         roleArn: 'arn:aws:iam::444455556666:role/team/app-writer',
         accountId: '444455556666',

@@ -44,6 +44,21 @@ interface SmithyRequest {
   body?: unknown;
 }
 
+/** A request as `send` takes it. */
+export interface StsHttpRequest {
+  readonly url: URL;
+  readonly method: string;
+  readonly headers: Record<string, string>;
+  readonly body?: string | Buffer;
+}
+
+/** An answer as `send` returns it: status, headers (lower-case names, repeated ones joined) and the whole body. */
+export interface StsHttpAnswer {
+  readonly statusCode: number;
+  readonly headers: Record<string, string>;
+  readonly body: Buffer;
+}
+
 export class StsHttpHandler {
   readonly metadata = { handlerProtocol: 'http/1.1' };
   readonly #dispatcher: Dispatcher;
@@ -81,26 +96,34 @@ export class StsHttpHandler {
       if (value === null) url.searchParams.append(key, '');
       else for (const v of Array.isArray(value) ? value : [value]) url.searchParams.append(key, v);
     }
-    const callerSignal = handlerOptions?.abortSignal;
-    await this.#turns.take(callerSignal);
+    const answer = await this.send(
+      { url, method: req.method, headers: req.headers, body: req.body as string | Buffer | undefined },
+      handlerOptions?.abortSignal,
+    );
+    return { response: { statusCode: answer.statusCode, headers: answer.headers, body: Readable.from([answer.body]) } };
+  }
+
+  /**
+   * One request through this transport, in its turn, with its timeouts, proxies and CA bundle: the
+   * AWS SDK's path (`handle`) and the Alibaba and Tencent exchanges, which speak their STS's plain
+   * HTTP APIs without an SDK, both come here. The body is read whole, up to MAX_RESPONSE_BYTES.
+   */
+  async send(req: StsHttpRequest, signal?: AbortSignal): Promise<StsHttpAnswer> {
+    await this.#turns.take(signal);
     try {
-      return await this.#send(req, url, callerSignal);
+      return await this.#send(req, signal);
     } finally {
       this.#turns.give();
     }
   }
 
-  async #send(
-    req: SmithyRequest,
-    url: URL,
-    callerSignal: AbortSignal | undefined,
-  ): Promise<{ response: { statusCode: number; headers: Record<string, string>; body: Readable } }> {
+  async #send(req: StsHttpRequest, callerSignal: AbortSignal | undefined): Promise<StsHttpAnswer> {
     const deadline = AbortSignal.timeout(this.#options.connectTimeoutMs + this.#options.responseTimeoutMs);
     const signal = callerSignal ? AbortSignal.any([deadline, callerSignal]) : deadline;
-    const res = await request(url, {
+    const res = await request(req.url, {
       method: req.method as Dispatcher.HttpMethod,
       headers: req.headers,
-      body: req.body as string | Buffer | undefined,
+      body: req.body,
       dispatcher: this.#dispatcher,
       signal,
     });
@@ -118,7 +141,7 @@ export class StsHttpHandler {
     for (const [key, value] of Object.entries(res.headers)) {
       if (value !== undefined) headers[key] = Array.isArray(value) ? value.join(', ') : value;
     }
-    return { response: { statusCode: res.statusCode, headers, body: Readable.from([Buffer.concat(chunks)]) } };
+    return { statusCode: res.statusCode, headers, body: Buffer.concat(chunks) };
   }
 
   updateHttpClientConfig(): void {
