@@ -37,6 +37,23 @@ export type TokenSourceConfig =
        * when not the global one; it must be on the issuer's allow-list.
        */
       readonly cloudStsEndpoint?: string;
+    }
+  /**
+   * An AWS workload's own identity (EC2, ECS, Lambda, an EKS node): AWS STS GetWebIdentityToken
+   * (IAM outbound identity federation) mints a JWT for `audience`, in a request signed with the
+   * host's own AWS credentials (the AWS SDK's default chain). For roles in Alibaba Cloud or Tencent Cloud.
+   */
+  | {
+      readonly kind: 'aws-outbound';
+      /** The token's `aud`: what the other cloud's OIDC provider is registered with. */
+      readonly audience: string;
+      readonly signingAlgorithm: 'RS256' | 'ES384';
+      /** The token's lifetime asked for: 60–3600 s. */
+      readonly durationSeconds: number;
+      /** The AWS STS region to ask (the token's issuer is the account's, whatever the region). */
+      readonly region: string;
+      /** A full AWS STS URL instead of the region's (a VPC endpoint, a test double). */
+      readonly stsEndpoint?: string;
     };
 
 /** A token minted by the Kubernetes TokenRequest API for this pod's ServiceAccount. */

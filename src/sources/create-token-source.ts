@@ -39,5 +39,7 @@ export function createTokenSource(config: TokenSourceConfig, clock: Clock, hooks
         ...(hooks.sourceWarning ? { onWarning: hooks.sourceWarning } : {}),
         clock,
       });
+    case 'aws-outbound':
+      throw new Error('not built yet: the aws-outbound token source');
   }
 }
