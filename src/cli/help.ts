@@ -213,6 +213,10 @@ Reads the token the way 'crosscred serve' would and prints what the AWS side nee
   1. the 'aws iam create-open-id-connect-provider' command for the token's issuer and audience;
   2. the role trust policy: Principal the issuer's OIDC provider, Condition pinning
      <issuer-host/path>:aud and :sub.
+For a role with --cloud alibaba, what RAM needs instead: 'aliyun ims CreateOIDCProvider' (with the
+issuer certificate's fingerprint) and a trust policy pinning oidc:iss, oidc:aud and oidc:sub; for
+--cloud tencent, what CAM needs: 'tccli cam CreateOIDCConfig' (with the issuer's JWKS) and a trust
+policy for name/sts:AssumeRoleWithWebIdentity pinning the same three.
 
 With --issuer-url (an Alibaba ECS or Tencent CVM instance attested by crosscred issuer) no token
 is fetched: the provider is the issuer URL, the audience --token-audience (default
