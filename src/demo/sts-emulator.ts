@@ -114,6 +114,8 @@ const WIT_MAX_DURATION = 3600;
 const WIT_DEFAULT_DURATION = 300;
 const WIT_MAX_AUDIENCES = 10;
 const WIT_MAX_AUDIENCE_LENGTH = 1000;
+/** Known keys kept before expired ones are swept (the soak and the benchmark issue many). */
+const MAX_KNOWN_KEYS = 10_000;
 /** Where AWS nests its own claims in an outbound identity token. */
 const AWS_CLAIMS_NAMESPACE = 'https://sts.amazonaws.com/';
 
@@ -326,6 +328,7 @@ export class StsEmulator {
     const sessionToken = randomBytes(300).toString('base64');
     const sessionArn = `arn:aws:sts::${accountId}:assumed-role/${roleName}/${sessionName}`;
     this.issued.push({ accessKeyId, roleArn, sessionName, subject, expiration });
+    if (this.#knownKeys.size >= MAX_KNOWN_KEYS) this.#forgetExpiredKeys();
     this.#knownKeys.set(accessKeyId, { accessKeyId, secretAccessKey, sessionToken, expiration, arn: sessionArn });
     const xml = `<AssumeRoleWithWebIdentityResponse xmlns="${NS}">
   <AssumeRoleWithWebIdentityResult>
@@ -349,6 +352,12 @@ export class StsEmulator {
 </AssumeRoleWithWebIdentityResponse>
 `;
     res.writeHead(200, { 'content-type': 'text/xml' }).end(xml);
+  }
+
+  /** Bounds the key map of a long soak or benchmark: expired sessions are refused as ExpiredToken until then. */
+  #forgetExpiredKeys(): void {
+    const now = this.now();
+    for (const [id, key] of this.#knownKeys) if (key.expiration && key.expiration.getTime() <= now) this.#knownKeys.delete(id);
   }
 
   /** The account issuer's discovery document and JWKS, as `https://<id>.tokens.sts.global.api.aws` serves them. */
