@@ -156,7 +156,7 @@ function describeFailure(err: unknown): CrosscredError {
   }
   if (code === 'AccessDenied') {
     return failed(
-      "AWS STS refused GetWebIdentityToken (AccessDenied): the host's IAM identity needs sts:GetWebIdentityToken, and its policy's conditions (sts:IdentityTokenAudience, sts:SigningAlgorithm, sts:DurationSeconds) must allow this audience, algorithm and duration",
+      "AWS STS refused GetWebIdentityToken (AccessDenied): the host's IAM identity needs sts:GetWebIdentityToken, and its policy's conditions (such as sts:IdentityTokenAudience and sts:DurationSeconds) must allow this audience and duration",
     );
   }
   if (code === 'SessionDurationEscalation') {

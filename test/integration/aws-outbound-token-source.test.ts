@@ -8,6 +8,7 @@ import { createRemoteJWKSet, decodeJwt, jwtVerify } from 'jose';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { CrosscredError } from '../../src/core/errors.js';
 import { StsEmulator } from '../../src/demo/sts-emulator.js';
+import { WebIdentityVerifier } from '../../src/demo/web-identity-verifier.js';
 import { AwsOutboundTokenSource, type AwsOutboundTokenSourceOptions } from '../../src/sources/aws-outbound-token-source.js';
 import { roleArn, startChain, startInProcess } from '../support/chain.js';
 import { FakeClock } from '../support/fake-clock.js';
@@ -157,6 +158,17 @@ describe('aws-outbound: a JWT from GetWebIdentityToken, signed with the host cre
       expect(sts.minted.at(-1)).toMatchObject({ accessKeyId: key.accessKeyId, signingAlgorithm: algorithm, audience: [AUDIENCE] });
     });
   }
+
+  it('the token passes the check the fake Alibaba and Tencent STS make (discovery, JWKS, iss, aud, exp)', async () => {
+    useEnvCredentials(hostSession({ role: 'exporter' }));
+    const got = await source({ signingAlgorithm: 'ES384' }).getToken();
+    const verifier = new WebIdentityVerifier(() => clock.wallNow());
+    expect(await verifier.verify(got.token, { issuer: sts.url, audience: AUDIENCE })).toMatchObject({
+      ok: true,
+      subject: `arn:aws:iam::${ACCOUNT}:role/exporter`,
+    });
+    expect(await verifier.verify(got.token, { issuer: sts.url, audience: 'another-audience' })).toMatchObject({ ok: false, why: 'invalid' });
+  });
 
   it("an IAM user's long-term key works too: the token's sub is the user's ARN", async () => {
     const key = { accessKeyId: `AKIA${randomBytes(8).toString('hex').toUpperCase()}`, secretAccessKey: randomBytes(30).toString('base64') };
