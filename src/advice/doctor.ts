@@ -59,7 +59,7 @@ export async function diagnoseRole(config: Config, role: RoleConfig, options: Do
   const checks: Check[] = [];
   const add = (c: Check) => checks.push(c);
   const vm = role.token.source.kind === 'vm-issuer' ? role.token.source : undefined;
-  let source: TokenSource & { close?(): unknown } = createTokenSource(role.token.source, options.clock);
+  let source: TokenSource & { close?(): unknown } = createTokenSource(role.token.source, options.clock, { stsTransport: config.sts });
   add({ status: 'info', title: `token source: ${source.description}`, detail: role.token.reason });
   for (const note of role.token.notes) add({ status: 'info', title: note });
 

@@ -100,7 +100,7 @@ async function byExchange(flags: ServeFlags, roleName: string | undefined): Prom
   if (role.cloud !== 'aws') {
     throw new CrosscredError('CONFIG_INVALID', `role "${role.name}" is a ${role.cloud} role: credential_process serves AWS roles only`);
   }
-  const source = createTokenSource(role.token.source, systemClock);
+  const source = createTokenSource(role.token.source, systemClock, { stsTransport: config.sts });
   const sts = openStsConnection(role, config.sts);
   const exchange = webIdentityRoleFor(role, source, sts.connection, systemClock);
   try {

@@ -63,7 +63,8 @@ Role (one role; for several, use --config):
   --duration-seconds N        Session length to ask for, 900-43200. Default: the role's own.
 
 Token source (where the OIDC JWT comes from):
-  --token-source KIND         auto (default), file, exec, kubernetes, alibaba-ecs or tencent-cvm.
+  --token-source KIND         auto (default), file, exec, kubernetes, alibaba-ecs, tencent-cvm or
+                              aws-outbound (never chosen by auto).
                               env CROSSCRED_TOKEN_SOURCE. auto takes the first that applies:
                               --token-command, --token-file, AWS_WEB_IDENTITY_TOKEN_FILE (EKS IRSA),
                               ALIBABA_CLOUD_OIDC_TOKEN_FILE (ACK RRSA), TKE_WEB_IDENTITY_TOKEN_FILE
@@ -93,6 +94,14 @@ Token source (where the OIDC JWT comes from):
   --cloud-sts-endpoint URL    The Alibaba or Tencent STS endpoint that GetCallerIdentity is signed
                               for (ram-role, Tencent), e.g. a regional or VPC one; the issuer must
                               allow it. Default: the global endpoint.
+  --aws-outbound-signing-algorithm ALG  aws-outbound: RS256 (default) or ES384. An AWS workload's
+                              own JWT from AWS STS GetWebIdentityToken, signed with the host's AWS
+                              credentials (EC2, ECS, Lambda), for a role in Alibaba or Tencent.
+  --aws-outbound-duration-seconds N  aws-outbound: token lifetime, 60-3600 (default 300).
+  --aws-outbound-region REGION  aws-outbound: the AWS STS region to ask; required.
+                                                                     env AWS_REGION, AWS_DEFAULT_REGION
+  --aws-outbound-sts-endpoint URL  aws-outbound: an AWS STS URL instead of the region's.
+                                                                     env AWS_ENDPOINT_URL_STS
   --token-expiration-seconds N  Lifetime asked of a TokenRequest, 600-86400 (default 3600).
   --kubernetes-sa-dir DIR     Where the pod's ServiceAccount is mounted
                               (default /var/run/secrets/kubernetes.io/serviceaccount).

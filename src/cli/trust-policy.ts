@@ -1,7 +1,7 @@
 import { parseArgs } from 'node:util';
 import { camTrustPolicyFor, formatOtherCloudTrustText, type OtherCloudTrustAdvice, ramTrustPolicyFor } from '../advice/other-cloud-trust-policy.js';
 import { formatTrustPolicyText, type TrustPolicyAdvice, trustPolicyFor, type VmSubjectFacts, vmSubjectFor, vmTrustPolicyFor } from '../advice/trust-policy.js';
-import type { AlibabaRoleConfig, TencentRoleConfig, TokenSourceConfig } from '../config/config.js';
+import type { AlibabaRoleConfig, StsConnectionConfig, TencentRoleConfig, TokenSourceConfig } from '../config/config.js';
 import type { ServeFlags } from '../config/load.js';
 import { systemClock } from '../core/clock.js';
 import { CrosscredError } from '../core/errors.js';
@@ -57,7 +57,7 @@ export async function runTrustPolicy(args: string[]): Promise<number> {
 
   if (role.cloud !== 'aws') {
     if (values['session-tags']) throw new CrosscredError('CONFIG_INVALID', '--session-tags applies to AWS roles only');
-    const advice = await otherCloudAdvice(role, roleConfigured, values);
+    const advice = await otherCloudAdvice(role, roleConfigured, values, config.sts);
     process.stdout.write(format === 'json' ? `${JSON.stringify(advice, null, 2)}\n` : formatOtherCloudTrustText(advice));
     return 0;
   }
@@ -81,7 +81,7 @@ export async function runTrustPolicy(args: string[]): Promise<number> {
     if ('problem' in advice) throw new CrosscredError('CONFIG_INVALID', `trust-policy for crosscred issuer ${tokenSource.issuer.url}: ${advice.problem}`);
   } else {
     if (vmFlags.length > 0) throw new CrosscredError('CONFIG_INVALID', `--${vmFlags[0]} applies only to instances attested by crosscred issuer (--issuer-url)`);
-    const source = createTokenSource(tokenSource, systemClock);
+    const source = createTokenSource(tokenSource, systemClock, { stsTransport: config.sts });
     let claims: TokenClaimsSummary;
     try {
       claims = (await source.getToken()).claims;
@@ -125,7 +125,12 @@ function vmFacts(values: Values): VmSubjectFacts {
  * token the role's source gives, or, for a VM attested by crosscred issuer, from the issuer URL,
  * the audience and the `sub` formats, without a token.
  */
-async function otherCloudAdvice(role: AlibabaRoleConfig | TencentRoleConfig, roleConfigured: boolean, values: Values): Promise<OtherCloudTrustAdvice> {
+async function otherCloudAdvice(
+  role: AlibabaRoleConfig | TencentRoleConfig,
+  roleConfigured: boolean,
+  values: Values,
+  sts: StsConnectionConfig,
+): Promise<OtherCloudTrustAdvice> {
   const tokenSource = role.token.source;
   let claims: TokenClaimsSummary;
   let subjectPattern = values['sub-pattern'];
@@ -135,7 +140,7 @@ async function otherCloudAdvice(role: AlibabaRoleConfig | TencentRoleConfig, rol
     claims = { iss: tokenSource.issuer.url, sub: found.subject, aud: tokenSource.issuer.audience, exp: 0 };
     subjectPattern = found.subject;
   } else {
-    const source = createTokenSource(tokenSource, systemClock);
+    const source = createTokenSource(tokenSource, systemClock, { stsTransport: sts });
     try {
       claims = (await source.getToken()).claims;
     } finally {

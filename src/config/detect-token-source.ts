@@ -24,7 +24,7 @@ export const DETECTION_ORDER = [
   '--issuer-url / issuerUrl (an Alibaba ECS or Tencent CVM instance attested by crosscred issuer)',
 ] as const;
 
-export const SOURCE_KINDS = ['auto', 'file', 'exec', 'kubernetes', 'alibaba-ecs', 'tencent-cvm'] as const;
+export const SOURCE_KINDS = ['auto', 'file', 'exec', 'kubernetes', 'alibaba-ecs', 'tencent-cvm', 'aws-outbound'] as const;
 export type SourceKind = (typeof SOURCE_KINDS)[number];
 
 /** The in-cluster facts a Kubernetes source needs, or what is missing for it (see kubernetes-in-cluster.ts). */
@@ -51,6 +51,13 @@ export interface DetectionInputs {
   readonly alibabaAttestation?: 'ecs-identity' | 'ram-role';
   /** --cloud-sts-endpoint, for the VM sources' signed requests. */
   readonly cloudStsEndpoint?: string;
+  /** The aws-outbound source's settings: never chosen by auto, only by name. */
+  readonly awsOutbound?: {
+    readonly signingAlgorithm: 'RS256' | 'ES384';
+    readonly durationSeconds: number;
+    readonly region?: string;
+    readonly stsEndpoint?: string;
+  };
 }
 
 /** The variables each platform sets that are not an AWS role's, with what they are for (noted for an AWS role). */
@@ -151,6 +158,21 @@ export function detectTokenSource(inputs: DetectionInputs): TokenSourceChoice | 
     );
 
   const { value: kind, origin } = inputs.kind;
+  if (kind === 'aws-outbound') {
+    const o = inputs.awsOutbound;
+    if (!o?.region) return { problem: `${origin} chooses aws-outbound, but no AWS STS region is set (--aws-outbound-region, AWS_REGION)` };
+    return choose(
+      {
+        kind: 'aws-outbound',
+        audience: inputs.audience,
+        signingAlgorithm: o.signingAlgorithm,
+        durationSeconds: o.durationSeconds,
+        region: o.region,
+        ...(o.stsEndpoint ? { stsEndpoint: o.stsEndpoint } : {}),
+      },
+      `${origin} chooses aws-outbound: AWS STS GetWebIdentityToken in ${o.region} mints the token for audience ${inputs.audience}, signed with this host's own AWS credentials`,
+    );
+  }
   if (kind === 'alibaba-ecs' || kind === 'tencent-cvm')
     return vm(kind) ?? { problem: `${origin} chooses ${kind}, but no --issuer-url names the crosscred issuer to attest to` };
   if (kind === 'exec') return exec() ?? { problem: `${origin} chooses exec, but no --token-command is given` };

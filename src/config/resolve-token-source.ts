@@ -1,6 +1,7 @@
 import { isAbsolute } from 'node:path';
 import type { CloudName } from '../core/clouds.js';
 import { ErrorCodes } from '../core/errors.js';
+import { isAwsRegionName } from '../platform/aws/region.js';
 import { inClusterDefaults, podFromEnv } from '../platform/kubernetes/in-cluster.js';
 import { checkEndpoint, choiceProblem, outOfRange, problem, rangeWords, readPemBundle } from './checks.js';
 import type { IssuerConnection, TokenSourceChoice } from './config.js';
@@ -22,6 +23,7 @@ export interface TokenSettings {
   readonly alibabaAttestation: 'ecs-identity' | 'ram-role';
   readonly cloudStsEndpoint?: string;
   readonly serviceAccountDir: string;
+  readonly awsOutbound: NonNullable<DetectionInputs['awsOutbound']>;
 }
 
 /** What one role says about its token: its own settings, or those it inherits. */
@@ -40,6 +42,7 @@ export function resolveTokenSource(layers: Layers, readText: (path: string) => s
   const attestation = pickSetting('alibabaAttestation', layers);
   const attestationProblem = attestation && choiceProblem('alibabaAttestation', attestation.value);
   const cloudSts = resolveCloudStsEndpoint(layers);
+  const outbound = resolveAwsOutbound(layers);
   return {
     value: {
       commandTimeoutMs: valueOrDefault('tokenCommandTimeoutMs', pickSetting('tokenCommandTimeoutMs', layers)),
@@ -49,13 +52,42 @@ export function resolveTokenSource(layers: Layers, readText: (path: string) => s
       alibabaAttestation: attestation?.value === 'ram-role' ? 'ram-role' : 'ecs-identity',
       ...(cloudSts.value ? { cloudStsEndpoint: cloudSts.value } : {}),
       serviceAccountDir: valueOrDefault('kubernetesServiceAccountDir', pickSetting('kubernetesServiceAccountDir', layers)),
+      awsOutbound: outbound.value,
     },
     problems: [
       ...kindProblems,
       ...issuer.problems,
       ...(attestationProblem ? [problem('alibaba-attestation', attestation.origin, attestationProblem)] : []),
       ...cloudSts.problems,
+      ...outbound.problems,
     ],
+  };
+}
+
+/** The aws-outbound source's settings (AWS STS GetWebIdentityToken), checked where they are set. */
+function resolveAwsOutbound(layers: Layers): Resolved<TokenSettings['awsOutbound']> {
+  const problems: string[] = [];
+  const algorithm = pickSetting('awsOutboundSigningAlgorithm', layers);
+  const badAlgorithm = algorithm && choiceProblem('awsOutboundSigningAlgorithm', algorithm.value);
+  if (badAlgorithm) problems.push(problem('aws-outbound-signing-algorithm', algorithm.origin, badAlgorithm));
+  const duration = pickSetting('awsOutboundDurationSeconds', layers);
+  if (duration && outOfRange('awsOutboundDurationSeconds', duration.value)) {
+    problems.push(problem('aws-outbound-duration-seconds', duration.origin, rangeWords('awsOutboundDurationSeconds')));
+  }
+  const region = pickSetting('awsOutboundRegion', layers);
+  if (region && !isAwsRegionName(region.value))
+    problems.push(problem('aws-outbound-region', region.origin, `"${region.value.slice(0, 40)}" is not an AWS region name`));
+  const endpoint = pickSetting('awsOutboundStsEndpoint', layers);
+  const badEndpoint = endpoint && checkEndpoint(endpoint.value);
+  if (badEndpoint) problems.push(problem('aws-outbound-sts-endpoint', endpoint.origin, badEndpoint));
+  return {
+    value: {
+      signingAlgorithm: algorithm?.value === 'ES384' ? 'ES384' : 'RS256',
+      durationSeconds: valueOrDefault('awsOutboundDurationSeconds', duration),
+      ...(region ? { region: region.value } : {}),
+      ...(endpoint ? { stsEndpoint: endpoint.value } : {}),
+    },
+    problems,
   };
 }
 
@@ -182,5 +214,6 @@ function detectionInputs(settings: TokenSettings, token: RoleToken, context: Det
     ...(settings.issuer ? { issuer: { value: { ...settings.issuer.value, audience }, origin: settings.issuer.origin } } : {}),
     alibabaAttestation: settings.alibabaAttestation,
     ...(settings.cloudStsEndpoint ? { cloudStsEndpoint: settings.cloudStsEndpoint } : {}),
+    awsOutbound: settings.awsOutbound,
   };
 }

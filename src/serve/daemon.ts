@@ -74,7 +74,7 @@ export async function startDaemon(config: Config, deps: DaemonDependencies): Pro
     // What a source learns at first use (an instance's metadata open to token-less reads) is a
     // warning in the log, never a failure.
     const sourceWarning = (w: SourceWarning) => log.warn({ role: role.name, code: w.code, fix: w.fix }, w.message);
-    const source = createTokenSource(role.token.source, clock, { tokenCommandStderr, sourceWarning });
+    const source = createTokenSource(role.token.source, clock, { tokenCommandStderr, sourceWarning, stsTransport: sts });
     const exchange = webIdentityRoleFor(role, source, shared.connection, clock);
     // An ExpiredToken answer costs a second STS call; each call is bounded by the transport's timeouts.
     const exchangeTimeoutMs = 2 * (sts.connectTimeoutMs + sts.responseTimeoutMs) + EXCHANGE_SLACK_MS;

@@ -1,5 +1,6 @@
 import { DEFAULT_STS_CONNECT_TIMEOUT_MS, DEFAULT_STS_RESPONSE_TIMEOUT_MS, type TokenSourceConfig } from '../config/config.js';
 import type { Clock } from '../core/clock.js';
+import type { StsTransportOptions } from '../platform/aws/sts-http-handler.js';
 import { AwsOutboundTokenSource } from './aws-outbound-token-source.js';
 import { ExecTokenSource } from './exec-token-source.js';
 import { FileTokenSource } from './file-token-source.js';
@@ -17,6 +18,8 @@ export interface TokenSourceHooks {
   readonly tokenCommandStderr?: (masked: string) => void;
   /** What a source learns at first use that an operator should fix (VM sources): for a warn log line. */
   readonly sourceWarning?: SourceWarningSink;
+  /** The STS connection settings (proxies, CA bundle, timeouts): the aws-outbound source reaches AWS STS with them. */
+  readonly stsTransport?: StsTransportOptions;
 }
 
 /** The token source a role's configuration describes. */
@@ -41,15 +44,14 @@ export function createTokenSource(config: TokenSourceConfig, clock: Clock, hooks
         clock,
       });
     case 'aws-outbound':
-      // The STS connection's own settings (proxies, CA bundle, timeouts) are not passed here yet:
-      // the defaults of --sts-connect-timeout-ms and --sts-timeout-ms, no proxy, Node's roots.
+      // The STS connection's settings (proxies, CA bundle, timeouts) of the configuration, when given.
       return new AwsOutboundTokenSource({
         audience: config.audience,
         signingAlgorithm: config.signingAlgorithm,
         durationSeconds: config.durationSeconds,
         region: config.region,
         ...(config.stsEndpoint ? { stsEndpoint: config.stsEndpoint } : {}),
-        transport: { connectTimeoutMs: DEFAULT_STS_CONNECT_TIMEOUT_MS, responseTimeoutMs: DEFAULT_STS_RESPONSE_TIMEOUT_MS },
+        transport: hooks.stsTransport ?? { connectTimeoutMs: DEFAULT_STS_CONNECT_TIMEOUT_MS, responseTimeoutMs: DEFAULT_STS_RESPONSE_TIMEOUT_MS },
         clock,
       });
   }

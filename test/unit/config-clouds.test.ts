@@ -183,6 +183,36 @@ describe('an AWS role (the default)', () => {
   });
 });
 
+describe('an AWS workload going out (the aws-outbound source)', () => {
+  it("asks GetWebIdentityToken for the role's cloud's audience, in the AWS region of the host", () => {
+    const flags: ServeFlags = { cloud: 'alibaba', 'token-source': 'aws-outbound', 'aws-outbound-signing-algorithm': 'ES384' };
+    const role = load({ flags, env: { ...RRSA_ENV, ALIBABA_CLOUD_OIDC_TOKEN_FILE: undefined, AWS_REGION: 'eu-west-1' } }).roles[0]!;
+    expect(role.token.source).toEqual({
+      kind: 'aws-outbound',
+      audience: 'sts.aliyuncs.com',
+      signingAlgorithm: 'ES384',
+      durationSeconds: 300,
+      region: 'eu-west-1',
+    });
+    expect(role.token.reason).toContain('GetWebIdentityToken in eu-west-1');
+  });
+
+  it('is never chosen by auto, needs a region, and checks its settings', () => {
+    const env = { ...TKE_ENV, TKE_WEB_IDENTITY_TOKEN_FILE: undefined };
+    expect(configError({ flags: { cloud: 'tencent' }, env: { ...env, AWS_REGION: 'eu-west-1' } })).toContain('found no web-identity token');
+    expect(configError({ flags: { cloud: 'tencent', 'token-source': 'aws-outbound' }, env })).toContain('no AWS STS region is set');
+    const bad: ServeFlags = {
+      cloud: 'tencent',
+      'token-source': 'aws-outbound',
+      'aws-outbound-duration-seconds': '30',
+      'aws-outbound-signing-algorithm': 'HS256',
+    };
+    const message = configError({ flags: bad, env: { ...env, AWS_REGION: 'eu-west-1' } });
+    expect(message).toContain('aws-outbound-signing-algorithm (--aws-outbound-signing-algorithm): "HS256" is not one of RS256, ES384');
+    expect(message).toContain('aws-outbound-duration-seconds (--aws-outbound-duration-seconds): must be a whole number of seconds from 60 to 3600');
+  });
+});
+
 describe('a config file with roles in three clouds', () => {
   const yaml = `
 tokenFile: /var/run/token

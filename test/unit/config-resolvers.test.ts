@@ -86,6 +86,7 @@ describe('resolveTokenSource', () => {
       expirationSeconds: 3_600,
       alibabaAttestation: 'ecs-identity',
       serviceAccountDir: '/var/run/secrets/kubernetes.io/serviceaccount',
+      awsOutbound: { signingAlgorithm: 'RS256', durationSeconds: 300 },
     });
   });
 
@@ -104,7 +105,7 @@ describe('resolveTokenSource', () => {
     const flags = { 'token-source': 'magic', 'token-command': '[]', 'cloud-sts-endpoint': 'https://sts.aliyuncs.com/path' };
     const { problems } = resolveTokenSource(layers({ flags, file }), files({ '/not-pem': 'hello' }));
     expect(problems).toEqual([
-      'token-source (--token-source): "magic" is not one of auto, file, exec, kubernetes, alibaba-ecs, tencent-cvm',
+      'token-source (--token-source): "magic" is not one of auto, file, exec, kubernetes, alibaba-ecs, tencent-cvm, aws-outbound',
       'token-command (--token-command): must name a program: a path, or a JSON array ["program", "arg", …]',
       'token-command-timeout-ms (config file /c.yaml): must be a whole number of milliseconds from 100 to 120000',
       'token-audience (config file /c.yaml): must be 1-256 printable characters without spaces',
