@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { REPO_ROOT } from '../support/chain.js';
+import { CLI_ARGS, CLI_EXEC, REPO_ROOT } from '../support/chain.js';
 import { type NsProcess, VmNamespace } from './vm-chain/vm.js';
 
 /**
@@ -16,11 +16,11 @@ import { type NsProcess, VmNamespace } from './vm-chain/vm.js';
  *
  * A network namespace stands in for a pod: `metadata.tencentyun.com` (the name the SDK has
  * hard-coded) maps to 169.254.0.23 in its own /etc/hosts, as a `hostAliases` entry would, and
- * crosscred listens on port 80 of that address in the namespace. The chain behind it runs in the
- * namespace too, in one Node process from dist/: the demo OIDC issuer, the Tencent STS emulator
- * and crosscred's daemon with a Tencent role. The SDK runs in a child process of its own in the
- * namespace, with nothing of this process's environment but PATH. The keys it gets must be the
- * ones the STS emulator issued.
+ * the real CLI (`crosscred serve --config`, a `cloud: tencent` role) listens on port 80 of that
+ * address in the namespace. What is around it runs in the namespace too, in one Node process from
+ * dist/: the demo OIDC issuer and the Tencent STS emulator. The SDK runs in a child process of its
+ * own in the namespace, with nothing of this process's environment but PATH and an empty HOME. The
+ * keys it gets must be the ones the STS emulator issued.
  *
  * Debian packages no Tencent client for Go or Python (`apt-cache search tencent` finds none), so
  * the Node SDK is the one real client here.
@@ -31,11 +31,16 @@ const METADATA_ADDRESS = '169.254.0.23';
 const METADATA_HOST = 'metadata.tencentyun.com';
 const ROLE = 'crosscred-tencent';
 const ROLE_ARN = `qcs::cam::uin/100012345678:roleName/${ROLE}`;
+const PROVIDER = 'crosscred-oidc';
+/** The token's audience: the default crosscred asks for a Tencent role, as CAM's provider would be registered. */
+const AUDIENCE = 'sts.cloud.tencent.com';
+const ADMIN_PORT = 8171;
 const CLIENT_TIMEOUT_MS = 30_000;
 
 let unavailable: string | undefined;
 let ns: VmNamespace | undefined;
 let chain: NsProcess | undefined;
+let serve: NsProcess | undefined;
 let scratch: string;
 
 /** Why this cannot run here, or undefined. With CROSSCRED_E2E_STRICT=1 a missing piece fails the test instead. */
@@ -51,50 +56,58 @@ async function whyUnavailable(): Promise<string | undefined> {
   } catch (err) {
     return missing(`no usable "ip netns" here: ${String((err as { stderr?: string }).stderr ?? err).trim()}`);
   }
-  if (!existsSync(join(REPO_ROOT, 'dist/demo/tencent-sts-emulator.js'))) return missing('dist/ is not built (npm run build)');
+  if (!existsSync(join(REPO_ROOT, 'dist/demo/tencent-sts-emulator.js')) || !existsSync(join(REPO_ROOT, 'dist/cli/main.js'))) {
+    return missing('dist/ is not built (npm run build)');
+  }
   return undefined;
 }
 
 const dist = (path: string) => pathToFileURL(join(REPO_ROOT, 'dist', path)).href;
 
 /**
- * The chain inside the namespace. It answers `issued` on stdin with the keys the emulator issued
- * (secrets of this test only) as a control line.
+ * The parts around crosscred, inside the namespace: the demo OIDC issuer and the Tencent STS
+ * emulator (from dist/), and the token file. It says `{"event":"ready","sts":…}` when up, and
+ * answers `issued` on stdin with the keys the emulator issued (secrets of this test only).
  */
-function chainScript(tokenDir: string): string {
+function chainScript(tokenFile: string): string {
   return `
 import { writeFile } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
-import { pino } from 'pino';
-import { loadConfig } from ${JSON.stringify(dist('config/load.js'))};
 import { DemoOidcIssuer } from ${JSON.stringify(dist('demo/oidc-issuer.js'))};
 import { TencentStsEmulator } from ${JSON.stringify(dist('demo/tencent-sts-emulator.js'))};
-import { startDaemon } from ${JSON.stringify(dist('serve/daemon.js'))};
 
 const issuer = await DemoOidcIssuer.start();
 const sts = await TencentStsEmulator.start({
-  trust: [{ roleArn: ${JSON.stringify(ROLE_ARN)}, providerId: 'crosscred-oidc', issuer: issuer.url, audience: 'tencent-client', subject: 'system:serviceaccount:*' }],
+  trust: [{ roleArn: ${JSON.stringify(ROLE_ARN)}, providerId: ${JSON.stringify(PROVIDER)}, issuer: issuer.url, audience: ${JSON.stringify(AUDIENCE)}, subject: 'system:serviceaccount:payments:*' }],
 });
-const tokenFile = ${JSON.stringify(join(tokenDir, 'token'))};
-await writeFile(tokenFile, await issuer.mint({ sub: 'system:serviceaccount:payments:api', aud: 'tencent-client', ttlSeconds: 3600 }));
-const base = loadConfig({
-  flags: { 'role-arn': 'arn:aws:iam::111122223333:role/placeholder', 'token-file': tokenFile, region: 'us-east-1', listen: ['${METADATA_ADDRESS}:80'], 'admin-listen': '127.0.0.1:0' },
-  env: {},
-});
-const role = { ...base.roles[0], cloud: 'tencent', name: ${JSON.stringify(ROLE)}, roleArn: ${JSON.stringify(ROLE_ARN)}, accountId: '100012345678', providerId: 'crosscred-oidc', region: 'ap-guangzhou', stsEndpoint: sts.url };
-const config = { ...base, roles: [role], listeners: base.listeners.map((l) => ({ ...l, role: role.name })), allowedHosts: [${JSON.stringify(METADATA_HOST)}] };
-const daemon = await startDaemon(config, { logger: pino({ level: 'warn' }, process.stderr) });
-await daemon.firstFetch;
-console.log(JSON.stringify({ event: 'ready' }));
+await writeFile(${JSON.stringify(tokenFile)}, await issuer.mint({ sub: 'system:serviceaccount:payments:api', aud: ${JSON.stringify(AUDIENCE)}, ttlSeconds: 3600 }));
+console.log(JSON.stringify({ event: 'ready', sts: sts.url }));
 createInterface({ input: process.stdin }).on('line', (line) => {
   if (line === 'issued') console.log(JSON.stringify({ event: 'issued', issued: sts.issued }));
 });
 process.stdin.on('end', async () => {
-  await daemon.close();
   await Promise.all([sts.close(), issuer.close()]);
   process.exit(0);
 });
 `;
+}
+
+/** crosscred's config file for the pod: one Tencent role, served at the metadata address under the metadata name. */
+function configFile(stsUrl: string, tokenFile: string): string {
+  return [
+    'roles:',
+    `  - name: ${ROLE}`,
+    '    cloud: tencent',
+    `    roleArn: "${ROLE_ARN}"`,
+    `    providerId: ${PROVIDER}`,
+    '    region: ap-guangzhou',
+    `    stsEndpoint: "${stsUrl}"`,
+    `    tokenFile: "${tokenFile}"`,
+    `listen: ["${METADATA_ADDRESS}:80"]`,
+    `adminListen: "127.0.0.1:${ADMIN_PORT}"`,
+    `allowedHosts: ["${METADATA_HOST}"]`,
+    '',
+  ].join('\n');
 }
 
 /** An unmodified SDK call in the namespace: prints the credentials it got as one JSON line. */
@@ -126,19 +139,22 @@ beforeAll(async () => {
   scratch = await mkdtemp(join(tmpdir(), 'crosscred-tencent-e2e-'));
   // Scripts in here resolve their packages (pino, the SDK) through this link, as a pod's app would its own.
   await symlink(join(REPO_ROOT, 'node_modules'), join(scratch, 'node_modules'), 'dir');
-  await writeFile(join(scratch, 'chain.mjs'), chainScript(scratch));
+  const tokenFile = join(scratch, 'token');
+  await writeFile(join(scratch, 'chain.mjs'), chainScript(tokenFile));
   for (const [name, source] of Object.entries(CLIENTS)) await writeFile(join(scratch, `${name}.cjs`), source);
   ns = await VmNamespace.create(NS, {
     addresses: [METADATA_ADDRESS],
     hosts: `127.0.0.1 localhost\n${METADATA_ADDRESS} ${METADATA_HOST}\n`,
   });
-  chain = await ns.start(
-    'chain',
-    process.execPath,
-    [join(scratch, 'chain.mjs')],
-    { PATH: process.env['PATH'] ?? '/usr/bin:/bin', HOME: scratch },
-    /"event":"ready"/,
-  );
+  const env = { PATH: process.env['PATH'] ?? '/usr/bin:/bin', HOME: scratch };
+  chain = await ns.start('chain', process.execPath, [join(scratch, 'chain.mjs')], env, /"event":"ready"/);
+  const stsUrl = (await chain.nextJson<{ sts: string }>((v) => v['event'] === 'ready')).sts;
+  await writeFile(join(scratch, 'crosscred.yaml'), configFile(stsUrl, tokenFile));
+  // The real CLI, as a pod's sidecar runs it; ready once `wait-ready` says its role has credentials.
+  serve = await ns.start('crosscred serve', CLI_EXEC, [...CLI_ARGS, 'serve', '--config', join(scratch, 'crosscred.yaml')], env, /credential listener open/);
+  await ns.run(CLI_EXEC, [...CLI_ARGS, 'wait-ready', '--admin', `http://127.0.0.1:${ADMIN_PORT}`, '--timeout-ms', '15000'], env).catch((err: Error) => {
+    throw new Error(`${err.message}\n${serve?.output() ?? ''}`);
+  });
 }, 60_000);
 
 afterAll(async () => {

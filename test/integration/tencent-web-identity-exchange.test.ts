@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request } from 'undici';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import type { Config, TencentRoleConfig } from '../../src/config/config.js';
+import type { Config } from '../../src/config/config.js';
 import { loadConfig } from '../../src/config/load.js';
 import { systemClock } from '../../src/core/clock.js';
 import { DemoOidcIssuer } from '../../src/demo/oidc-issuer.js';
@@ -68,39 +68,27 @@ async function failure(token: string, ex = exchange()) {
   return { err, classified: classifyFailure(err) };
 }
 
-/**
- * A crosscred configuration with one Tencent role (built by hand from an AWS one until the config
- * layer reads `cloud: tencent`), served on an ephemeral loopback port.
- */
-function tencentConfig(role: Partial<TencentRoleConfig> = {}): Config {
-  const base = loadConfig({
+/** A crosscred configuration with one Tencent role (`--cloud tencent`), served on an ephemeral loopback port. */
+function tencentConfig(): Config {
+  return loadConfig({
     flags: {
-      'role-arn': 'arn:aws:iam::111122223333:role/placeholder',
+      cloud: 'tencent',
+      'role-arn': ROLE_ARN,
+      'provider-id': PROVIDER,
       'token-file': tokenFile,
-      region: 'us-east-1',
+      region: REGION,
+      'sts-endpoint': sts.url,
+      'role-session-name': 'crosscred-test',
       listen: ['127.0.0.1:0'],
       'admin-listen': '127.0.0.1:0',
     },
     env: {},
   });
-  const tencent: TencentRoleConfig = {
-    ...base.roles[0]!,
-    cloud: 'tencent',
-    name: ROLE,
-    roleArn: ROLE_ARN,
-    accountId: UIN,
-    providerId: PROVIDER,
-    region: REGION,
-    stsEndpoint: sts.url,
-    sessionName: 'crosscred-test',
-    ...role,
-  };
-  return { ...base, roles: [tencent], listeners: base.listeners.map((l) => ({ ...l, role: ROLE })) };
 }
 
-async function startTencentDaemon(role: Partial<TencentRoleConfig> = {}) {
+async function startTencentDaemon() {
   const { logger, lines } = memoryLogger();
-  const daemon = await startDaemon(tencentConfig(role), { logger });
+  const daemon = await startDaemon(tencentConfig(), { logger });
   return {
     daemon,
     logs: lines,
