@@ -1,4 +1,5 @@
 import { mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request } from 'undici';
@@ -22,6 +23,9 @@ import { memoryLogger } from '../support/chain.js';
  * what the daemon (WebIdentityRole, RoleCredentialCache, the CVM metadata routes) then does. The
  * token must never appear in an error message or a log line.
  */
+
+// The official SDK, required as the CommonJS it is (its exports are getters that ESM interop misses).
+const tencentcloud = createRequire(import.meta.url)('tencentcloud-sdk-nodejs-common') as typeof import('tencentcloud-sdk-nodejs-common');
 
 const UIN = '100012345678';
 const ROLE = 'crosscred-tencent';
@@ -196,6 +200,30 @@ describe('the request, as Tencent SDKs send it', () => {
     expect(sts.requests[before]!.params).not.toHaveProperty('DurationSeconds');
     expect(sts.issued.at(-1)!.expiredTime - Math.floor(Date.now() / 1000)).toBeGreaterThan(7100);
     expect(() => exchange({ durationSeconds: 43_201 })).toThrow(/1 to 43200 seconds/);
+  });
+});
+
+describe('the emulator, held to the official SDK', () => {
+  it("accepts the Node SDK's own OIDCRoleArnCredential request and the SDK reads its answer", async () => {
+    const token = await writeToken();
+    const before = sts.requests.length;
+    const credential = new tencentcloud.OIDCRoleArnCredential(
+      { region: REGION, profile: { httpProfile: { endpoint: new URL(sts.url).host, protocol: 'http://' } } },
+      { ProviderId: PROVIDER, WebIdentityToken: token, RoleArn: ROLE_ARN, RoleSessionName: 'tencentcloud-node-sdk-test' },
+    );
+    const got = await credential.getCredential();
+    const issued = sts.issued.at(-1)!;
+    expect(got).toEqual({ secretId: issued.secretId, secretKey: issued.secretKey, token: issued.token });
+    // What the SDK sent is what the exchange sends (its extra X-TC-RequestClient and X-TC-TraceId aside).
+    expect(sts.requests[before]!.headers).toMatchObject({ authorization: 'SKIP', 'x-tc-action': 'AssumeRoleWithWebIdentity', 'x-tc-version': '2018-08-13' });
+  });
+
+  it('answers the SDK an error it raises with the code, as Tencent STS does', async () => {
+    const credential = new tencentcloud.OIDCRoleArnCredential(
+      { region: REGION, profile: { httpProfile: { endpoint: new URL(sts.url).host, protocol: 'http://' } } },
+      { ProviderId: PROVIDER, WebIdentityToken: 'not-a-jwt', RoleArn: ROLE_ARN, RoleSessionName: 'tencentcloud-node-sdk-test' },
+    );
+    await expect(credential.getCredential()).rejects.toThrow(/the WebIdentityToken is invalid/);
   });
 });
 
