@@ -204,13 +204,22 @@ describe('the request, as Tencent SDKs send it', () => {
 });
 
 describe('the emulator, held to the official SDK', () => {
+  /** The SDK pointed at the emulator over plain HTTP; the call is unsigned (skipSign), so the key is never used. */
+  const sdkClientConfig = () => ({
+    credential: { secretId: '', secretKey: '' },
+    region: REGION,
+    profile: { httpProfile: { endpoint: new URL(sts.url).host, protocol: 'http://' } },
+  });
+
   it("accepts the Node SDK's own OIDCRoleArnCredential request and the SDK reads its answer", async () => {
     const token = await writeToken();
     const before = sts.requests.length;
-    const credential = new tencentcloud.OIDCRoleArnCredential(
-      { region: REGION, profile: { httpProfile: { endpoint: new URL(sts.url).host, protocol: 'http://' } } },
-      { ProviderId: PROVIDER, WebIdentityToken: token, RoleArn: ROLE_ARN, RoleSessionName: 'tencentcloud-node-sdk-test' },
-    );
+    const credential = new tencentcloud.OIDCRoleArnCredential(sdkClientConfig(), {
+      ProviderId: PROVIDER,
+      WebIdentityToken: token,
+      RoleArn: ROLE_ARN,
+      RoleSessionName: 'tencentcloud-node-sdk-test',
+    });
     const got = await credential.getCredential();
     const issued = sts.issued.at(-1)!;
     expect(got).toEqual({ secretId: issued.secretId, secretKey: issued.secretKey, token: issued.token });
@@ -219,10 +228,12 @@ describe('the emulator, held to the official SDK', () => {
   });
 
   it('answers the SDK an error it raises with the code, as Tencent STS does', async () => {
-    const credential = new tencentcloud.OIDCRoleArnCredential(
-      { region: REGION, profile: { httpProfile: { endpoint: new URL(sts.url).host, protocol: 'http://' } } },
-      { ProviderId: PROVIDER, WebIdentityToken: 'not-a-jwt', RoleArn: ROLE_ARN, RoleSessionName: 'tencentcloud-node-sdk-test' },
-    );
+    const credential = new tencentcloud.OIDCRoleArnCredential(sdkClientConfig(), {
+      ProviderId: PROVIDER,
+      WebIdentityToken: 'not-a-jwt',
+      RoleArn: ROLE_ARN,
+      RoleSessionName: 'tencentcloud-node-sdk-test',
+    });
     await expect(credential.getCredential()).rejects.toThrow(/the WebIdentityToken is invalid/);
   });
 });
