@@ -58,8 +58,20 @@ const MAX_DOCUMENT_BYTES = 256 * 1024;
 /** How each cloud names what the checks talk about. */
 const CLOUD_WORDS = {
   aws: { cloud: 'AWS', provider: 'IAM OIDC provider', audience: 'sts.amazonaws.com', roleVariable: 'AWS_ROLE_ARN', stsName: 'STS' },
-  alibaba: { cloud: 'Alibaba Cloud', provider: 'RAM OIDC provider', audience: 'sts.aliyuncs.com', roleVariable: 'ALIBABA_CLOUD_ROLE_ARN', stsName: 'Alibaba Cloud STS' },
-  tencent: { cloud: 'Tencent Cloud', provider: 'CAM OIDC provider', audience: 'sts.cloud.tencent.com', roleVariable: 'TKE_ROLE_ARN', stsName: 'Tencent Cloud STS' },
+  alibaba: {
+    cloud: 'Alibaba Cloud',
+    provider: 'RAM OIDC provider',
+    audience: 'sts.aliyuncs.com',
+    roleVariable: 'ALIBABA_CLOUD_ROLE_ARN',
+    stsName: 'Alibaba Cloud STS',
+  },
+  tencent: {
+    cloud: 'Tencent Cloud',
+    provider: 'CAM OIDC provider',
+    audience: 'sts.cloud.tencent.com',
+    roleVariable: 'TKE_ROLE_ARN',
+    stsName: 'Tencent Cloud STS',
+  },
 } as const;
 
 export async function diagnoseRole(config: Config, role: RoleConfig, options: DoctorOptions): Promise<RoleReport> {
@@ -250,7 +262,8 @@ async function checkIssuer(claims: TokenClaimsSummary, config: Config, options: 
         title: `JWKS found at ${doc.jwks_uri} (${keys.length} key${keys.length === 1 ? '' : 's'}${claims.kid ? `, including kid ${claims.kid}` : ''})`,
       });
     }
-    if (!doc.jwks_uri.startsWith('https://')) checks.push({ status: 'warn', title: 'the jwks_uri is not HTTPS', fix: `${cloud} fetches the JWKS over HTTPS only` });
+    if (!doc.jwks_uri.startsWith('https://'))
+      checks.push({ status: 'warn', title: 'the jwks_uri is not HTTPS', fix: `${cloud} fetches the JWKS over HTTPS only` });
   } finally {
     await dispatcher.close();
   }

@@ -105,7 +105,6 @@ function configFile(stsUrl: string, tokenFile: string): string {
     `    tokenFile: "${tokenFile}"`,
     `listen: ["${METADATA_ADDRESS}:80"]`,
     `adminListen: "127.0.0.1:${ADMIN_PORT}"`,
-    `allowedHosts: ["${METADATA_HOST}"]`,
     '',
   ].join('\n');
 }
