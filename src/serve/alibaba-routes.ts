@@ -3,7 +3,7 @@ import { type CachedCredentials, ofCloud } from '../cache/role-credential-cache.
 import { APPLICATION_JSON, type ErrorFormat, send, sendError, TEXT_PLAIN } from '../http/responses.js';
 import type { RouteTable } from '../http/route-table.js';
 import { alibabaDocumentsFor } from '../platform/alibaba/credential-documents.js';
-import { credentialsFor, type ListenerContext, type ServedRole, sendUnavailable } from './listener-context.js';
+import { credentialsFor, type ListenerContext, sendUnavailable } from './listener-context.js';
 import { MAX_TTL_SECONDS, parseTtlHeader } from './session-tokens.js';
 
 /** The URI provider's path on a loopback listener without a secret. */
