@@ -18,8 +18,9 @@ export interface ReceivedAlibabaCredentials {
 export interface AlibabaCredentialDocuments {
   /**
    * The URI provider's answer (ALIBABA_CLOUD_CREDENTIALS_URI): `Code`, `AccessKeyId`,
-   * `AccessKeySecret`, `SecurityToken`, `Expiration`. credentials-nodejs's ECS provider refuses an
-   * answer whose `Code` is not `Success`, and some versions of its URI provider do too.
+   * `AccessKeySecret`, `SecurityToken`, `Expiration`. credentials-go's URI provider requires
+   * `Expiration`; `Code` is what Alibaba's SDKs check on the ECS document (credentials-nodejs
+   * refuses one without `Code: Success`), kept here so that the two answers agree.
    */
   readonly uri: Buffer;
   /** ECS metadata `/latest/meta-data/ram/security-credentials/<role>`: the same plus `LastUpdated`, as ECS answers. */
