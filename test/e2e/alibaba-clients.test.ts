@@ -202,8 +202,12 @@ describe('@alicloud/credentials default chain, ECS metadata at 100.100.100.200 i
       child.kill('SIGTERM');
       await exited;
     }
-    await netSetup('down').catch(() => undefined);
-    await run('ip', ['netns', 'del', NS]).catch(() => undefined);
+    try {
+      const { stdout } = await netSetup('down');
+      expect(stdout).toContain('removed 100.100.100.200/32');
+    } finally {
+      await run('ip', ['netns', 'del', NS]).catch(() => undefined);
+    }
   }, 30_000);
 
   it('gets the RAM role credentials through the token (hardened) mode', async (ctx) => {
@@ -212,6 +216,19 @@ describe('@alicloud/credentials default chain, ECS metadata at 100.100.100.200 i
     expect(got.providerName).toBe('default/ecs_ram_role');
     expect(got.accessKeyId).toBe(served!.accessKeyId);
     expect(got.accessKeySecret).toBe(served!.accessKeySecret);
+  });
+
+  it('net-setup refuses --alibaba-metadata with --node-agent (exit 2) and changes nothing', async (ctx) => {
+    if (unavailable) ctx.skip(unavailable);
+    const clash = await run('ip', ['netns', 'exec', NS, CLI_EXEC, ...CLI_ARGS, 'net-setup', 'up', '--alibaba-metadata', '--node-agent']).then(
+      () => 0,
+      (err: { code?: number }) => err.code,
+    );
+    expect(clash).toBe(2);
+    const { stdout } = await run('ip', ['-n', NS, '-j', 'addr', 'show']);
+    const addresses = (JSON.parse(stdout) as Array<{ addr_info?: Array<{ local: string }> }>).flatMap((l) => (l.addr_info ?? []).map((a) => a.local));
+    expect(addresses).toContain('100.100.100.200');
+    expect(addresses).not.toContain('169.254.170.23');
   });
 
   it('refuses a token-less read, as an instance with HttpTokens=required does', async (ctx) => {
