@@ -189,6 +189,28 @@ function exampleSubject(kind: VmSubjectKind): string {
 }
 
 /**
+ * The `sub` a trust policy pins for tokens of crosscred issuer: `--sub-pattern` checked, or a
+ * pattern built from what the operator knows; and the kind of subject it is. For any cloud's policy.
+ */
+export function vmSubjectFor(
+  inputs: Pick<VmTrustPolicyInputs, 'kind' | 'facts' | 'subjectPattern'>,
+): { readonly subject: string; readonly kind: VmSubjectKind | undefined } | { readonly problem: string } {
+  if (inputs.subjectPattern !== undefined) {
+    const problem = vmSubjectPatternProblem(inputs.subjectPattern, inputs.kind);
+    if (problem) return { problem };
+    return { subject: inputs.subjectPattern, kind: vmSubjectKindOf(inputs.subjectPattern) };
+  }
+  if (!inputs.kind)
+    return {
+      problem:
+        'serve detects the cloud at run time, so say which one: --token-source alibaba-ecs or tencent-cvm (with --alibaba-attestation for Alibaba), or give --sub-pattern',
+    };
+  const built = vmSubjectPattern(inputs.kind, inputs.facts);
+  if ('problem' in built) return built;
+  return { subject: built.pattern, kind: inputs.kind };
+}
+
+/**
  * The advice for an instance whose token comes from `crosscred issuer`, built without a token (the
  * instance may not get one until the role exists): the provider is the issuer URL, the audience the
  * configured one, and `sub` follows the issuer's documented formats.
@@ -196,23 +218,9 @@ function exampleSubject(kind: VmSubjectKind): string {
 export function vmTrustPolicyFor(inputs: VmTrustPolicyInputs): TrustPolicyAdvice | { readonly problem: string } {
   const urlProblem = issuerUrlProblem(inputs.issuerUrl);
   if (urlProblem) return { problem: `--issuer-url ${inputs.issuerUrl} ${urlProblem}` };
-  let subject: string;
-  let kind = inputs.kind;
-  if (inputs.subjectPattern !== undefined) {
-    const problem = vmSubjectPatternProblem(inputs.subjectPattern, kind);
-    if (problem) return { problem };
-    subject = inputs.subjectPattern;
-    kind = vmSubjectKindOf(subject);
-  } else {
-    if (!kind)
-      return {
-        problem:
-          'serve detects the cloud at run time, so say which one: --token-source alibaba-ecs or tencent-cvm (with --alibaba-attestation for Alibaba), or give --sub-pattern',
-      };
-    const built = vmSubjectPattern(kind, inputs.facts);
-    if ('problem' in built) return built;
-    subject = built.pattern;
-  }
+  const found = vmSubjectFor(inputs);
+  if ('problem' in found) return found;
+  const { subject, kind } = found;
   const advice = trustPolicyFor({
     claims: { iss: inputs.issuerUrl, sub: subject, aud: inputs.audience, exp: 0 },
     ...(inputs.accountId ? { accountId: inputs.accountId } : {}),

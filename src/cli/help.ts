@@ -41,13 +41,23 @@ export const SERVE_HELP = `Usage: crosscred serve [options]
 
 Exchanges a web-identity JWT at STS AssumeRoleWithWebIdentity, refreshes the credentials in the
 background, and serves them on the EC2 instance metadata (IMDSv2) and container-credentials endpoints.
-Settings come from flags, then the --config file, then the AWS SDK environment variables.
+A role in Alibaba Cloud (AssumeRoleWithOIDC) or Tencent Cloud (AssumeRoleWithWebIdentity) is served
+to that cloud's SDKs instead: the Alibaba credentials URI and ECS metadata, the Tencent CVM metadata.
+Settings come from flags, then the --config file, then the SDK environment variables of the role's cloud.
 
 Role (one role; for several, use --config):
+  --cloud CLOUD               aws (default), alibaba or tencent: whose STS env CROSSCRED_CLOUD
+                              the role is assumed at, and whose SDKs it is served to.
   --role-arn ARN              Role to assume.                        env AWS_ROLE_ARN
+                              Alibaba: acs:ram::<uid>:role/<name>    env ALIBABA_CLOUD_ROLE_ARN
+                              Tencent: qcs::cam::uin/<uin>:roleName/<name>  env TKE_ROLE_ARN
+  --oidc-provider-arn ARN     Alibaba only, required: the RAM OIDC provider
+                              (acs:ram::<uid>:oidc-provider/<name>). env ALIBABA_CLOUD_OIDC_PROVIDER_ARN
+  --provider-id NAME          Tencent only, required: the CAM OIDC identity provider. env TKE_PROVIDER_ID
   --token-file PATH           File holding the OIDC JWT, re-read before every exchange.
   --role-session-name NAME    STS session name (2-64 of [\\w+=,.@-]). env AWS_ROLE_SESSION_NAME
-                              Default: crosscred-<hostname>.
+                              Alibaba: 2-64 of [\\w.@-]            env ALIBABA_CLOUD_ROLE_SESSION_NAME
+                              Tencent: 2-128 of [\\w+=,.@-]. Default: crosscred-<hostname>.
   --role-name NAME            Name served under /latest/meta-data/iam/security-credentials/.
                               Default: the last segment of the role ARN.
   --duration-seconds N        Session length to ask for, 900-43200. Default: the role's own.
@@ -66,7 +76,8 @@ Token source (where the OIDC JWT comes from):
   --token-command-env NAME    Pass the daemon's variable NAME to the command; repeatable. The
                               command gets only PATH, HOME and these (not, say, HTTPS_PROXY).
   --token-audience AUD        Audience of Kubernetes TokenRequest tokens, and of JWTs asked of
-                              crosscred issuer (default sts.amazonaws.com).
+                              crosscred issuer (default sts.amazonaws.com (aws),
+                              sts.aliyuncs.com (alibaba), sts.cloud.tencent.com (tencent)).
   --issuer-url URL            crosscred issuer, for an Alibaba ECS or Tencent CVM instance with no
                               OIDC token: its attestation is traded there for a JWT. env
                               CROSSCRED_ISSUER_URL. Must equal the issuer's publicUrl exactly.
@@ -90,8 +101,12 @@ Token source (where the OIDC JWT comes from):
 STS:
   --region REGION             Region of the STS endpoint.            env AWS_REGION, AWS_DEFAULT_REGION
                               Default: the partition's home region (us-east-1 for aws).
+                              Alibaba: optional (default: the global endpoint). env ALIBABA_CLOUD_STS_REGION
+                              Tencent: required (sent as X-TC-Region). env TKE_REGION
+  --vpc-endpoint              Alibaba only: STS through the region's VPC endpoint
+                              (sts-vpc.<region>.aliyuncs.com).       env ALIBABA_CLOUD_VPC_ENDPOINT_ENABLED
   --sts-endpoint URL          Override the regional endpoint; https  env AWS_ENDPOINT_URL_STS, AWS_ENDPOINT_URL
-                              (plain http only to loopback).
+                              (plain http only to loopback). For an AWS role only, the variables.
   --ca-bundle PATH            PEM CA bundle for the STS connection.  env AWS_CA_BUNDLE
   --sts-connect-timeout-ms N  Connect timeout (default 3000).
   --sts-timeout-ms N          Time allowed for STS's answer (default 10000).
@@ -198,6 +213,10 @@ Reads the token the way 'crosscred serve' would and prints what the AWS side nee
   1. the 'aws iam create-open-id-connect-provider' command for the token's issuer and audience;
   2. the role trust policy: Principal the issuer's OIDC provider, Condition pinning
      <issuer-host/path>:aud and :sub.
+For a role with --cloud alibaba, what RAM needs instead: 'aliyun ims CreateOIDCProvider' (with the
+issuer certificate's fingerprint) and a trust policy pinning oidc:iss, oidc:aud and oidc:sub; for
+--cloud tencent, what CAM needs: 'tccli cam CreateOIDCConfig' (with the issuer's JWKS) and a trust
+policy for name/sts:AssumeRoleWithWebIdentity pinning the same three.
 
 With --issuer-url (an Alibaba ECS or Tencent CVM instance attested by crosscred issuer) no token
 is fetched: the provider is the issuer URL, the audience --token-audience (default

@@ -3,7 +3,11 @@ import type { ParseArgsConfig } from 'node:util';
 /** The options of `crosscred serve`, shared with `credential-process` and `demo`. Help text lives in help.ts. */
 export const SERVE_OPTIONS = {
   config: { type: 'string' },
+  cloud: { type: 'string' },
   'role-arn': { type: 'string' },
+  'oidc-provider-arn': { type: 'string' },
+  'provider-id': { type: 'string' },
+  'vpc-endpoint': { type: 'boolean' },
   'token-file': { type: 'string' },
   'token-source': { type: 'string' },
   'token-command': { type: 'string' },

@@ -1,5 +1,7 @@
 import { parseArgs } from 'node:util';
-import { formatTrustPolicyText, type TrustPolicyAdvice, trustPolicyFor, vmTrustPolicyFor } from '../advice/trust-policy.js';
+import { camTrustPolicyFor, formatOtherCloudTrustText, type OtherCloudTrustAdvice, ramTrustPolicyFor } from '../advice/other-cloud-trust-policy.js';
+import { formatTrustPolicyText, type TrustPolicyAdvice, trustPolicyFor, type VmSubjectFacts, vmSubjectFor, vmTrustPolicyFor } from '../advice/trust-policy.js';
+import type { AlibabaRoleConfig, TencentRoleConfig, TokenSourceConfig } from '../config/config.js';
 import type { ServeFlags } from '../config/load.js';
 import { systemClock } from '../core/clock.js';
 import { CrosscredError } from '../core/errors.js';
@@ -53,29 +55,24 @@ export async function runTrustPolicy(args: string[]): Promise<number> {
   const subjectPattern = values['sub-pattern'];
   const vmFlags = (['cloud-account', 'cloud-region', 'instance-id', 'cloud-role'] as const).filter((f) => values[f] !== undefined);
 
+  if (role.cloud !== 'aws') {
+    if (values['session-tags']) throw new CrosscredError('CONFIG_INVALID', '--session-tags applies to AWS roles only');
+    const advice = await otherCloudAdvice(role, roleConfigured, values);
+    process.stdout.write(format === 'json' ? `${JSON.stringify(advice, null, 2)}\n` : formatOtherCloudTrustText(advice));
+    return 0;
+  }
+
   let advice: TrustPolicyAdvice | { readonly problem: string };
   const tokenSource = role.token.source;
   if (tokenSource.kind === 'vm-issuer') {
     // No token is fetched: the instance may not be able to get one before the role exists, and
     // everything the policy needs follows from the issuer URL, the audience and the sub format.
-    const kind: VmSubjectKind | undefined =
-      tokenSource.cloud === 'tencent-cvm'
-        ? 'tencent-cam'
-        : tokenSource.cloud === 'alibaba-ecs'
-          ? tokenSource.alibabaAttestation === 'ram-role'
-            ? 'alibaba-ram'
-            : 'alibaba-ecs'
-          : undefined;
+    const kind = vmSubjectKindFor(tokenSource);
     advice = vmTrustPolicyFor({
       issuerUrl: tokenSource.issuer.url,
       audience: tokenSource.issuer.audience,
       ...(kind ? { kind } : {}),
-      facts: {
-        ...(values['cloud-account'] !== undefined ? { cloudAccount: values['cloud-account'] } : {}),
-        ...(values['cloud-region'] !== undefined ? { region: values['cloud-region'] } : {}),
-        ...(values['instance-id'] !== undefined ? { instanceId: values['instance-id'] } : {}),
-        ...(values['cloud-role'] !== undefined ? { role: values['cloud-role'] } : {}),
-      },
+      facts: vmFacts(values),
       ...(subjectPattern !== undefined ? { subjectPattern } : {}),
       partition,
       ...(accountId ? { accountId } : {}),
@@ -103,4 +100,57 @@ export async function runTrustPolicy(args: string[]): Promise<number> {
   const roleName = roleConfigured ? role.roleArn.split('/').pop() : undefined;
   process.stdout.write(format === 'json' ? `${JSON.stringify(advice, null, 2)}\n` : formatTrustPolicyText(advice, roleName));
   return 0;
+}
+
+type Values = ReturnType<typeof parseArgs<{ args: string[]; options: typeof OPTIONS; strict: true; allowPositionals: false }>>['values'];
+
+/** The kind of `sub` crosscred issuer gives this VM source's tokens; undefined when serve detects the cloud. */
+function vmSubjectKindFor(source: Extract<TokenSourceConfig, { kind: 'vm-issuer' }>): VmSubjectKind | undefined {
+  if (source.cloud === 'tencent-cvm') return 'tencent-cam';
+  if (source.cloud === 'alibaba-ecs') return source.alibabaAttestation === 'ram-role' ? 'alibaba-ram' : 'alibaba-ecs';
+  return undefined;
+}
+
+function vmFacts(values: Values): VmSubjectFacts {
+  return {
+    ...(values['cloud-account'] !== undefined ? { cloudAccount: values['cloud-account'] } : {}),
+    ...(values['cloud-region'] !== undefined ? { region: values['cloud-region'] } : {}),
+    ...(values['instance-id'] !== undefined ? { instanceId: values['instance-id'] } : {}),
+    ...(values['cloud-role'] !== undefined ? { role: values['cloud-role'] } : {}),
+  };
+}
+
+/**
+ * What RAM or CAM needs for a role of Alibaba Cloud or Tencent Cloud: the claims come from the
+ * token the role's source gives, or, for a VM attested by crosscred issuer, from the issuer URL,
+ * the audience and the `sub` formats, without a token.
+ */
+async function otherCloudAdvice(role: AlibabaRoleConfig | TencentRoleConfig, roleConfigured: boolean, values: Values): Promise<OtherCloudTrustAdvice> {
+  const tokenSource = role.token.source;
+  let claims: TokenClaimsSummary;
+  let subjectPattern = values['sub-pattern'];
+  if (tokenSource.kind === 'vm-issuer') {
+    const found = vmSubjectFor({ kind: vmSubjectKindFor(tokenSource), facts: vmFacts(values), ...(subjectPattern !== undefined ? { subjectPattern } : {}) });
+    if ('problem' in found) throw new CrosscredError('CONFIG_INVALID', `trust-policy for crosscred issuer ${tokenSource.issuer.url}: ${found.problem}`);
+    claims = { iss: tokenSource.issuer.url, sub: found.subject, aud: tokenSource.issuer.audience, exp: 0 };
+    subjectPattern = found.subject;
+  } else {
+    const source = createTokenSource(tokenSource, systemClock);
+    try {
+      claims = (await source.getToken()).claims;
+    } finally {
+      await source.close?.();
+    }
+  }
+  const inputs = {
+    claims,
+    accountId: roleConfigured ? role.accountId : (values['account-id'] ?? '<ACCOUNT_ID>'),
+    roleName: roleConfigured ? role.roleArn.split('/').pop()! : '<ROLE_NAME>',
+    ...(subjectPattern !== undefined ? { subjectPattern } : {}),
+    ...(role.cloud === 'alibaba' && role.oidcProviderArn ? { oidcProviderArn: role.oidcProviderArn } : {}),
+    ...(role.cloud === 'tencent' && role.providerId ? { providerId: role.providerId } : {}),
+  };
+  const advice = role.cloud === 'alibaba' ? ramTrustPolicyFor(inputs) : camTrustPolicyFor(inputs);
+  if ('problem' in advice) throw new CrosscredError('TOKEN_UNTRUSTABLE', advice.problem);
+  return advice;
 }

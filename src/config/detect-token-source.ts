@@ -1,3 +1,4 @@
+import type { CloudName } from '../core/clouds.js';
 import type { InClusterDefaults, InClusterMissing } from '../platform/kubernetes/in-cluster.js';
 import type { IssuerConnection, TokenSourceChoice, TokenSourceConfig } from './config.js';
 
@@ -30,6 +31,8 @@ export type SourceKind = (typeof SOURCE_KINDS)[number];
 export type InClusterFacts = InClusterDefaults | InClusterMissing;
 
 export interface DetectionInputs {
+  /** The role's cloud: its own platform's token variable is looked at first, and only an AWS role is told about the others' variables. */
+  readonly cloud?: CloudName;
   readonly kind: { readonly value: SourceKind; readonly origin: string };
   readonly tokenFile?: { readonly value: string; readonly origin: string };
   readonly tokenCommand?: { readonly value: readonly string[]; readonly origin: string };
@@ -50,7 +53,7 @@ export interface DetectionInputs {
   readonly cloudStsEndpoint?: string;
 }
 
-/** The variables each platform sets that are not the AWS role, with what they are for. */
+/** The variables each platform sets that are not an AWS role's, with what they are for (noted for an AWS role). */
 export const FOREIGN_VARIABLES: Record<string, string> = {
   ALIBABA_CLOUD_ROLE_ARN: 'the Alibaba RAM role for Alibaba STS (RRSA); crosscred never assumes it: the AWS role comes from AWS_ROLE_ARN or --role-arn',
   ALIBABA_CLOUD_OIDC_PROVIDER_ARN:
@@ -60,11 +63,18 @@ export const FOREIGN_VARIABLES: Record<string, string> = {
   TKE_REGION: 'a Tencent Cloud region; the AWS STS region comes from AWS_REGION or --region',
 };
 
-const ENV_FILES: ReadonlyArray<readonly [string, 'aws' | 'alibaba-ack' | 'tencent-tke', string]> = [
+type EnvFile = readonly [string, 'aws' | 'alibaba-ack' | 'tencent-tke', string];
+const ENV_FILES: readonly EnvFile[] = [
   ['AWS_WEB_IDENTITY_TOKEN_FILE', 'aws', 'EKS IRSA or a projected ServiceAccount token'],
   ['ALIBABA_CLOUD_OIDC_TOKEN_FILE', 'alibaba-ack', 'ACK RRSA'],
   ['TKE_WEB_IDENTITY_TOKEN_FILE', 'tencent-tke', 'TKE pod identity'],
 ];
+
+/** The token-file variables in the order a role of `cloud` reads them: its own platform's first. */
+function envFilesFor(cloud: CloudName): readonly EnvFile[] {
+  const own = cloud === 'alibaba' ? 'alibaba-ack' : cloud === 'tencent' ? 'tencent-tke' : 'aws';
+  return [...ENV_FILES.filter(([, p]) => p === own), ...ENV_FILES.filter(([, p]) => p !== own)];
+}
 
 /** The variables that name a token file, in the order auto-detection reads them. */
 export const TOKEN_FILE_VARIABLES: readonly string[] = ENV_FILES.map(([name]) => name);
@@ -72,11 +82,18 @@ export const TOKEN_FILE_VARIABLES: readonly string[] = ENV_FILES.map(([name]) =>
 /** Returns the choice, or a problem sentence naming everything that was looked at. */
 export function detectTokenSource(inputs: DetectionInputs): TokenSourceChoice | { readonly problem: string } {
   const { env } = inputs;
-  const notes = Object.entries(FOREIGN_VARIABLES)
-    .filter(([name]) => env[name])
-    .map(([name, what]) => `${name} is set: ${what}.`);
+  const cloud = inputs.cloud ?? 'aws';
+  const envFiles = envFilesFor(cloud);
+  // The notes explain why another cloud's role variables do not configure an AWS role; a role of
+  // Alibaba or Tencent reads its own cloud's variables (settings.ts envByCloud).
+  const notes =
+    cloud === 'aws'
+      ? Object.entries(FOREIGN_VARIABLES)
+          .filter(([name]) => env[name])
+          .map(([name, what]) => `${name} is set: ${what}.`)
+      : [];
   const choose = (source: TokenSourceConfig, reason: string): TokenSourceChoice => {
-    const unused = ENV_FILES.filter(([name]) => env[name] && !(source.kind === 'file' && source.path === env[name])).map(([name]) => name);
+    const unused = envFiles.filter(([name]) => env[name] && !(source.kind === 'file' && source.path === env[name])).map(([name]) => name);
     const extra =
       unused.length > 0 && source.kind !== 'kubernetes' ? [`${unused.join(' and ')} ${unused.length > 1 ? 'are' : 'is'} set too, but not used.`] : [];
     return { source, reason, notes: [...notes, ...extra] };
@@ -96,7 +113,7 @@ export function detectTokenSource(inputs: DetectionInputs): TokenSourceChoice | 
   const file = (): TokenSourceChoice | undefined => {
     if (inputs.tokenFile)
       return choose({ kind: 'file', path: inputs.tokenFile.value, platform: 'configured' }, `the token file is named by ${inputs.tokenFile.origin}`);
-    for (const [name, platform, what] of ENV_FILES) {
+    for (const [name, platform, what] of envFiles) {
       const path = env[name];
       if (path) return choose({ kind: 'file', path, platform }, `${name} is set (${what})`);
     }
@@ -114,7 +131,7 @@ export function detectTokenSource(inputs: DetectionInputs): TokenSourceChoice | 
         expirationSeconds: inputs.expirationSeconds,
         ...(inputs.pod ? { pod: inputs.pod } : {}),
       },
-      `running in Kubernetes as serviceaccount ${facts.namespace}/${facts.serviceAccount} with no token file for AWS: tokens with audience ${inputs.audience} are requested from the API server`,
+      `running in Kubernetes as serviceaccount ${facts.namespace}/${facts.serviceAccount} with no token file: tokens with audience ${inputs.audience} are requested from the API server`,
     );
   };
 

@@ -1,4 +1,5 @@
 import type * as ZodModule from 'zod';
+import { CLOUDS } from '../core/clouds.js';
 import { LOG_LEVELS } from './config.js';
 import { lazySchema, type ParsedConfigText, parseConfigText, type Zod } from './config-file.js';
 import { SOURCE_KINDS } from './detect-token-source.js';
@@ -8,8 +9,12 @@ function buildSchema(z: Zod) {
   const tokenCommandSchema = z.array(z.string().min(1)).min(1);
 
   const fileRoleSchema = z.strictObject({
+    cloud: z.enum(CLOUDS).optional(),
     name: z.string().optional(),
     roleArn: z.string(),
+    oidcProviderArn: z.string().optional(),
+    providerId: z.string().optional(),
+    vpcEndpoint: z.boolean().optional(),
     tokenSource: z.enum(SOURCE_KINDS).optional(),
     tokenFile: z.string().optional(),
     tokenCommand: tokenCommandSchema.optional(),
@@ -21,6 +26,10 @@ function buildSchema(z: Zod) {
   });
 
   const fileSchema = z.strictObject({
+    cloud: z.enum(CLOUDS).optional(),
+    oidcProviderArn: z.string().optional(),
+    providerId: z.string().optional(),
+    vpcEndpoint: z.boolean().optional(),
     roles: z.array(fileRoleSchema).min(1).optional(),
     tokenSource: z.enum(SOURCE_KINDS).optional(),
     tokenFile: z.string().optional(),

@@ -1,3 +1,4 @@
+import type { CloudName } from '../core/clouds.js';
 import type { FileConfig } from './file-schema.js';
 import {
   type Layer,
@@ -38,20 +39,26 @@ export interface Resolved<T> {
  * The setting's value from the first layer of its `precedence` that sets it, with its origin:
  * `--flag`, the config file, or `env NAME`. An empty string counts as unset in every layer.
  */
-export function pickSetting<Id extends SettingId>(id: Id, layers: Layers): Sourced<SettingValue<Id>> | undefined {
+export function pickSetting<Id extends SettingId>(id: Id, layers: Layers, cloud: CloudName = 'aws'): Sourced<SettingValue<Id>> | undefined {
   const spec = settingSpec(id);
   for (const layer of spec.precedence) {
-    for (const [value, origin] of candidates(spec, layer, layers)) {
+    for (const [value, origin] of candidates(spec, layer, layers, cloud)) {
       if (value !== undefined && value !== '') return { value: value as SettingValue<Id>, origin };
     }
   }
   return undefined;
 }
 
-function candidates(spec: SettingSpec, layer: Layer, layers: Layers): Array<[unknown, string]> {
+function candidates(spec: SettingSpec, layer: Layer, layers: Layers, cloud: CloudName): Array<[unknown, string]> {
   if (layer === 'flag') return spec.flag ? [[fromFlag(spec.type, flagOf(layers.flags, spec.flag)), `--${spec.flag}`]] : [];
   if (layer === 'file') return spec.file ? [[(layers.file as Record<string, unknown>)[spec.file], layers.fileOrigin]] : [];
-  return (spec.env ?? []).map((name) => [fromText(spec.type, layers.env[name]), `env ${name}`]);
+  return envNames(spec, cloud).map((name) => [fromText(spec.type, layers.env[name]), `env ${name}`]);
+}
+
+/** The variables read for a setting of a role in `cloud`: that cloud's own names where the table gives them. */
+export function envNames(spec: SettingSpec, cloud: CloudName): readonly string[] {
+  if (cloud === 'aws' || spec.envByCloud === undefined) return spec.env ?? [];
+  return spec.envByCloud[cloud] ?? [];
 }
 
 function flagOf(flags: ServeFlags, flag: string): unknown {
@@ -67,8 +74,17 @@ function fromFlag(type: ValueType, raw: unknown): unknown {
 
 function fromText(type: ValueType, raw: string | undefined): unknown {
   if (type === 'number') return numberFlag(raw);
+  // A switch set by a variable: `true` or `false` in any case; anything else stays text, refused by name.
+  if (type === 'switch' && raw !== undefined) return /^true$/i.test(raw) ? true : /^false$/i.test(raw) ? false : raw;
   if (type === 'command') return parseCommandFlag(raw);
   return raw;
+}
+
+/** The setting's default for a role in `cloud`, for settings whose default depends on it. */
+export function cloudDefault(id: SettingId, cloud: CloudName): string {
+  const d: SettingSpec['default'] = settingSpec(id).default;
+  if (!d || !('byCloud' in d)) throw new Error(`setting ${id} has no default by cloud`);
+  return d.byCloud[cloud];
 }
 
 /** The setting's default value; only for settings whose default is a plain value. */

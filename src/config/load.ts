@@ -4,7 +4,7 @@ import { CrosscredError } from '../core/errors.js';
 import type { Config } from './config.js';
 import { configInvalid, readConfigText } from './config-file.js';
 import { type FileConfig, parseConfigFileText } from './file-schema.js';
-import { defaultOf, type Env, type Layers, pickSetting, type Sourced } from './layers.js';
+import { cloudDefault, defaultOf, type Env, type Layers, pickSetting, type Sourced } from './layers.js';
 import { resolveListeners } from './resolve-listeners.js';
 import { resolveLogging } from './resolve-logging.js';
 import { resolveProxies } from './resolve-proxies.js';
@@ -32,8 +32,8 @@ export interface LoadInputs {
   readonly hostname?: string;
 }
 
-/** Default audience of tokens requested from Kubernetes: the one AWS IRSA uses. */
-export const DEFAULT_TOKEN_AUDIENCE: string = defaultOf('tokenAudience');
+/** Default audience of tokens requested from Kubernetes for an AWS role: the one AWS IRSA uses. */
+export const DEFAULT_TOKEN_AUDIENCE: string = cloudDefault('tokenAudience', 'aws');
 /** Default lifetime asked of a Kubernetes TokenRequest (the kubelet's default for projected tokens). */
 export const DEFAULT_TOKEN_EXPIRATION_SECONDS: number = defaultOf('tokenExpirationSeconds');
 export const DEFAULT_TOKEN_COMMAND_TIMEOUT_MS: number = defaultOf('tokenCommandTimeoutMs');

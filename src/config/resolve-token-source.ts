@@ -1,10 +1,11 @@
 import { isAbsolute } from 'node:path';
+import type { CloudName } from '../core/clouds.js';
 import { ErrorCodes } from '../core/errors.js';
 import { inClusterDefaults, podFromEnv } from '../platform/kubernetes/in-cluster.js';
 import { checkEndpoint, choiceProblem, outOfRange, problem, rangeWords, readPemBundle } from './checks.js';
 import type { IssuerConnection, TokenSourceChoice } from './config.js';
 import { type DetectionInputs, detectTokenSource, type InClusterFacts, type SourceKind } from './detect-token-source.js';
-import { defaultOf, type Env, type Layers, pickSetting, type Resolved, type Sourced, valueOrDefault } from './layers.js';
+import { cloudDefault, defaultOf, type Env, type Layers, pickSetting, type Resolved, type Sourced, valueOrDefault } from './layers.js';
 
 /**
  * The token-source section: the settings every role's token detection shares (command time
@@ -29,6 +30,8 @@ export interface RoleToken {
   readonly tokenFile?: Sourced<string>;
   readonly tokenCommand?: Sourced<readonly string[]>;
   readonly tokenAudience?: Sourced<string>;
+  /** The cloud of the role: its default audience, and which platform's token file is looked for first. */
+  readonly cloud?: CloudName;
 }
 
 export function resolveTokenSource(layers: Layers, readText: (path: string) => string): Resolved<TokenSettings> {
@@ -162,13 +165,15 @@ export function roleTokenDetector(settings: TokenSettings, env: Env, inCluster: 
 type DetectionContext = Pick<DetectionInputs, 'env' | 'inCluster' | 'pod'>;
 
 function detectionInputs(settings: TokenSettings, token: RoleToken, context: DetectionContext): DetectionInputs {
-  const audience = token.tokenAudience?.value ?? defaultOf('tokenAudience');
+  const cloud = token.cloud ?? 'aws';
+  const audience = token.tokenAudience?.value ?? cloudDefault('tokenAudience', cloud);
   const kind = token.tokenSource?.value ?? defaultOf('tokenSource');
   return {
     // An unknown kind is reported by checkTopLevelTokenSettings; detection then treats it as auto.
     kind: { value: kind as SourceKind, origin: token.tokenSource?.origin ?? `the default (${defaultOf('tokenSource')})` },
     ...(token.tokenFile ? { tokenFile: { value: token.tokenFile.value.trim(), origin: token.tokenFile.origin } } : {}),
     ...(token.tokenCommand ? { tokenCommand: token.tokenCommand } : {}),
+    cloud,
     commandTimeoutMs: settings.commandTimeoutMs,
     commandEnv: settings.commandEnv,
     audience,

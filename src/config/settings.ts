@@ -1,3 +1,4 @@
+import { CLOUDS, type CloudName } from '../core/clouds.js';
 import { formatAddress } from '../core/listen-address.js';
 import { SERVICE_ACCOUNT_MOUNT } from '../platform/kubernetes/in-cluster.js';
 import { DEFAULT_ADMIN_LISTEN, DEFAULT_LISTEN, DEFAULT_STS_CONNECT_TIMEOUT_MS, DEFAULT_STS_RESPONSE_TIMEOUT_MS, LOG_LEVELS } from './config.js';
@@ -60,7 +61,9 @@ export type SettingDefault =
   /** The STS region of a role with none: its ARN's partition's home region. */
   | { readonly byPartition: Readonly<Record<string, string>> }
   /** Computed by the resolver from other settings; the text says how, for people. */
-  | { readonly derived: string };
+  | { readonly derived: string }
+  /** One value per cloud the role lives in (the audience its STS expects). */
+  | { readonly byCloud: Readonly<Record<CloudName, string>> };
 
 export interface SettingSpec {
   readonly section: Section;
@@ -71,13 +74,19 @@ export interface SettingSpec {
   readonly file?: string;
   /** The key inside each of the config file's `roles` (set even when empty), and what a role inherits. */
   readonly role?: { readonly key: string; readonly inherits: RoleInheritance };
-  /** The variables read for it, in this order, at the `env` place of `precedence`. */
+  /** The variables read for it, in this order, at the `env` place of `precedence`: for an AWS role, or any role without `envByCloud`. */
   readonly env?: readonly string[];
+  /**
+   * For a role in Alibaba Cloud or Tencent Cloud, the variables read instead of `env`: that cloud's
+   * own names, as its SDKs read them (none when a cloud is absent). An AWS variable never
+   * configures a role of another cloud, nor the other way round.
+   */
+  readonly envByCloud?: { readonly alibaba?: readonly string[]; readonly tencent?: readonly string[] };
   /** The layers that are read, the first one set winning. An empty string counts as unset. */
   readonly precedence: readonly Layer[];
   /** Variables that supply it after every layer above, read by token-source detection or the Kubernetes platform code. */
   readonly alsoReads?: readonly string[];
-  /** Variables of other clouds that look related and are deliberately not used (start-up and doctor notes say so). */
+  /** Variables of other clouds that look related and are deliberately not used for an AWS role (start-up and doctor notes say so). */
   readonly ignores?: readonly string[];
   readonly default?: SettingDefault;
   readonly choices?: readonly string[];
@@ -97,14 +106,46 @@ const KUBERNETES_VARIABLES = ['KUBERNETES_SERVICE_HOST', 'KUBERNETES_SERVICE_POR
 /** The settings, in the order of `crosscred serve --help`. */
 export const SERVE_SETTINGS = {
   // Role
+  cloud: {
+    section: 'roles',
+    type: 'text',
+    flag: 'cloud',
+    file: 'cloud',
+    role: { key: 'cloud', inherits: 'always' },
+    env: ['CROSSCRED_CLOUD'],
+    precedence: FLAG_FILE_ENV,
+    choices: CLOUDS,
+    default: { value: 'aws' },
+  },
   roleArn: {
     section: 'roles',
     type: 'text',
     flag: 'role-arn',
     role: { key: 'roleArn', inherits: 'never' },
     env: ['AWS_ROLE_ARN'],
+    envByCloud: { alibaba: ['ALIBABA_CLOUD_ROLE_ARN'], tencent: ['TKE_ROLE_ARN'] },
     precedence: FLAG_ENV,
     ignores: ['ALIBABA_CLOUD_ROLE_ARN', 'TKE_ROLE_ARN'],
+  },
+  oidcProviderArn: {
+    section: 'roles',
+    type: 'text',
+    flag: 'oidc-provider-arn',
+    file: 'oidcProviderArn',
+    role: { key: 'oidcProviderArn', inherits: 'always' },
+    envByCloud: { alibaba: ['ALIBABA_CLOUD_OIDC_PROVIDER_ARN'] },
+    precedence: FLAG_FILE_ENV,
+    default: { derived: 'none: required for an Alibaba role (the RAM OIDC provider, acs:ram::<uid>:oidc-provider/<name>)' },
+  },
+  providerId: {
+    section: 'roles',
+    type: 'text',
+    flag: 'provider-id',
+    file: 'providerId',
+    role: { key: 'providerId', inherits: 'always' },
+    envByCloud: { tencent: ['TKE_PROVIDER_ID'] },
+    precedence: FLAG_FILE_ENV,
+    default: { derived: "none: required for a Tencent role (the CAM OIDC identity provider's name)" },
   },
   roleName: {
     section: 'roles',
@@ -121,6 +162,7 @@ export const SERVE_SETTINGS = {
     file: 'sessionName',
     role: { key: 'sessionName', inherits: 'always' },
     env: ['AWS_ROLE_SESSION_NAME'],
+    envByCloud: { alibaba: ['ALIBABA_CLOUD_ROLE_SESSION_NAME'] },
     precedence: FLAG_FILE_ENV,
     default: { derived: 'crosscred-<hostname>, made to fit STS (2-64 of [\\w+=,.@-])' },
   },
@@ -189,7 +231,7 @@ export const SERVE_SETTINGS = {
     file: 'tokenAudience',
     role: { key: 'tokenAudience', inherits: 'always' },
     precedence: FLAG_FILE,
-    default: { value: 'sts.amazonaws.com' },
+    default: { byCloud: { aws: 'sts.amazonaws.com', alibaba: 'sts.aliyuncs.com', tencent: 'sts.cloud.tencent.com' } },
   },
   issuerUrl: {
     section: 'token-source',
@@ -260,10 +302,22 @@ export const SERVE_SETTINGS = {
     file: 'region',
     role: { key: 'region', inherits: 'always' },
     env: ['AWS_REGION', 'AWS_DEFAULT_REGION'],
+    envByCloud: { alibaba: ['ALIBABA_CLOUD_STS_REGION'], tencent: ['TKE_REGION'] },
     precedence: FLAG_FILE_ENV,
     ignores: ['TKE_REGION'],
     // Its STS endpoint serves every account of the partition, so a pod needs nothing but the role ARN.
+    // An Alibaba role without one uses the global endpoint; a Tencent role must name one.
     default: { byPartition: { aws: 'us-east-1', 'aws-cn': 'cn-north-1', 'aws-us-gov': 'us-gov-west-1' } },
+  },
+  vpcEndpoint: {
+    section: 'sts',
+    type: 'switch',
+    flag: 'vpc-endpoint',
+    file: 'vpcEndpoint',
+    role: { key: 'vpcEndpoint', inherits: 'always' },
+    envByCloud: { alibaba: ['ALIBABA_CLOUD_VPC_ENDPOINT_ENABLED'] },
+    precedence: FLAG_FILE_ENV,
+    default: { value: false },
   },
   stsEndpoint: {
     section: 'sts',
@@ -272,8 +326,11 @@ export const SERVE_SETTINGS = {
     file: 'stsEndpoint',
     role: { key: 'stsEndpoint', inherits: 'always' },
     env: ['AWS_ENDPOINT_URL_STS', 'AWS_ENDPOINT_URL'],
+    envByCloud: {},
     precedence: FLAG_FILE_ENV,
-    default: { derived: "the region's STS endpoint" },
+    default: {
+      derived: "the region's STS endpoint (Alibaba: sts[-vpc].<region>.aliyuncs.com, or sts.aliyuncs.com without a region; Tencent: sts.tencentcloudapi.com)",
+    },
   },
   caBundle: { section: 'sts', type: 'text', flag: 'ca-bundle', file: 'caBundle', env: ['AWS_CA_BUNDLE'], precedence: FLAG_FILE_ENV },
   stsConnectTimeoutMs: {
@@ -366,6 +423,8 @@ export interface SettingReference {
   readonly fileKeys: readonly string[];
   /** Variables read, in order: the setting's own, then those read by detection or the platform code. */
   readonly env: readonly string[];
+  /** For a role of Alibaba Cloud or Tencent Cloud, the variables read instead of `env`. */
+  readonly envByCloud: { readonly alibaba?: readonly string[]; readonly tencent?: readonly string[] };
   readonly ignores: readonly string[];
   /** For example `flag > file > env`. */
   readonly precedence: string;
@@ -384,6 +443,7 @@ export function settingsReference(): SettingReference[] {
       ...(spec.flag ? { flag: `--${spec.flag}` } : {}),
       fileKeys,
       env: [...(spec.env ?? []), ...(spec.alsoReads ?? [])],
+      envByCloud: spec.envByCloud ?? {},
       ignores: spec.ignores ?? [],
       precedence: spec.precedence.join(' > '),
       ...(text ? { default: text } : {}),
@@ -393,6 +453,10 @@ export function settingsReference(): SettingReference[] {
 
 function describeDefault(d: SettingDefault): string {
   if ('derived' in d) return d.derived;
+  if ('byCloud' in d)
+    return Object.entries(d.byCloud)
+      .map(([cloud, value]) => `${value} (${cloud})`)
+      .join(', ');
   if ('byPartition' in d)
     return `the role ARN's partition's home region (${Object.entries(d.byPartition)
       .map(([p, r]) => `${r} for ${p}`)

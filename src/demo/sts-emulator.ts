@@ -2,6 +2,8 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
+import { exportJWK, generateKeyPair, type JWK, SignJWT } from 'jose';
+import { type KnownCredentials, SigV4Verifier } from './sigv4-verifier.js';
 import { globMatch, readSmallBody, WebIdentityVerifier } from './web-identity-verifier.js';
 
 /**
@@ -9,6 +11,13 @@ import { globMatch, readSmallBody, WebIdentityVerifier } from './web-identity-ve
  * AssumeRoleWithWebIdentity the way STS does (same form parameters, same XML, same error codes),
  * after really verifying the token: signature against the issuer's JWKS (found through its OIDC
  * discovery document, as IAM does), `iss`, `aud`, `exp`, and a trust rule on `sub`.
+ *
+ * It also answers GetWebIdentityToken (IAM outbound identity federation) as an account with the
+ * feature enabled does: the request must be SigV4-signed with credentials it knows (ones it issued
+ * itself, or host credentials a test registers with `addHostCredentials`), checked by
+ * `SigV4Verifier`; the JWT it mints is signed with its own RS256 and ES384 keys, and it publishes
+ * them as the account's issuer does, `iss` being its own URL: `/.well-known/openid-configuration`
+ * and `/.well-known/jwks.json`.
  *
  * Tests can also make it misbehave on command (5xx, Throttling, InvalidIdentityToken,
  * ExpiredTokenException, a hang, garbage, a load balancer's error page, short-lived credentials,
@@ -58,6 +67,29 @@ export interface IssuedCredentials {
   readonly expiration: Date;
 }
 
+/** Credentials a test gives the emulator as a host's own (an instance profile, an IAM user's key). */
+export interface HostCredentials {
+  readonly accessKeyId: string;
+  readonly secretAccessKey: string;
+  readonly sessionToken?: string;
+  /** When the session ends; none for a long-term key. */
+  readonly expiration?: Date;
+  /** The caller's ARN: `arn:aws:sts::<account>:assumed-role/<role>/<session>` or `arn:aws:iam::<account>:user/<name>`. */
+  readonly arn: string;
+}
+
+/** One JWT the emulator minted for GetWebIdentityToken (the token itself is not kept). */
+export interface MintedWebIdentityToken {
+  readonly atWall: number;
+  readonly accessKeyId: string;
+  readonly subject: string;
+  readonly audience: readonly string[];
+  readonly signingAlgorithm: WebIdentitySigningAlgorithm;
+  readonly expiration: Date;
+}
+
+export type WebIdentitySigningAlgorithm = 'RS256' | 'ES384';
+
 export interface StsEmulatorOptions {
   readonly trust: readonly TrustRule[];
   readonly host?: string;
@@ -76,6 +108,36 @@ export interface StsEmulatorOptions {
 
 const NS = 'https://sts.amazonaws.com/doc/2011-06-15/';
 const MAX_BODY_BYTES = 64 * 1024;
+/** GetWebIdentityToken's bounds, from the STS API reference. */
+const WIT_MIN_DURATION = 60;
+const WIT_MAX_DURATION = 3600;
+const WIT_DEFAULT_DURATION = 300;
+const WIT_MAX_AUDIENCES = 10;
+const WIT_MAX_AUDIENCE_LENGTH = 1000;
+/** Known keys kept before expired ones are swept (the soak and the benchmark issue many). */
+const MAX_KNOWN_KEYS = 10_000;
+/** Where AWS nests its own claims in an outbound identity token. */
+const AWS_CLAIMS_NAMESPACE = 'https://sts.amazonaws.com/';
+
+type SigningKey = Awaited<ReturnType<typeof generateKeyPair>>['privateKey'];
+
+/** The issuer keys of the emulated account: one per algorithm GetWebIdentityToken offers. */
+interface IssuerKeys {
+  readonly signing: Record<WebIdentitySigningAlgorithm, { readonly key: SigningKey; readonly kid: string }>;
+  readonly jwks: readonly JWK[];
+}
+
+async function makeIssuerKeys(): Promise<IssuerKeys> {
+  const signing = {} as Record<WebIdentitySigningAlgorithm, { key: SigningKey; kid: string }>;
+  const jwks: JWK[] = [];
+  for (const alg of ['RS256', 'ES384'] as const) {
+    const { publicKey, privateKey } = await generateKeyPair(alg, { extractable: false });
+    const kid = `${alg.toLowerCase()}-${randomBytes(6).toString('hex')}`;
+    signing[alg] = { key: privateKey, kid };
+    jwks.push({ ...(await exportJWK(publicKey)), kid, alg, use: 'sig' });
+  }
+  return { signing, jwks };
+}
 
 export class StsEmulator {
   readonly url: string;
@@ -86,19 +148,32 @@ export class StsEmulator {
   readonly requests: StsCallRecord[] = [];
   /** STS's clock; see StsEmulatorOptions.now. */
   now: () => number;
+  /** Every JWT GetWebIdentityToken minted, in order. */
+  readonly minted: MintedWebIdentityToken[] = [];
+  /** False models an account that has not enabled outbound identity federation. */
+  outboundFederationEnabled = true;
   readonly #server: Server;
   readonly #options: StsEmulatorOptions;
   readonly #verifier: WebIdentityVerifier;
+  readonly #signatures: SigV4Verifier;
+  /** Every access key id the emulator accepts signatures from: the ones it issued and the hosts'. */
+  readonly #knownKeys = new Map<string, KnownCredentials>();
+  readonly #issuerKeys: IssuerKeys;
   readonly #sockets = new Set<Socket>();
   #queued: StsFault[] = [];
   #persistent: StsFault | undefined;
 
-  private constructor(server: Server, url: string, options: StsEmulatorOptions) {
+  private constructor(server: Server, url: string, options: StsEmulatorOptions, issuerKeys: IssuerKeys) {
     this.#server = server;
     this.url = url;
     this.#options = options;
+    this.#issuerKeys = issuerKeys;
     this.now = options.now ?? Date.now;
     this.#verifier = new WebIdentityVerifier(() => this.now());
+    this.#signatures = new SigV4Verifier(
+      (accessKeyId) => this.#knownKeys.get(accessKeyId),
+      () => this.now(),
+    );
     server.on('connection', (s) => {
       this.#sockets.add(s);
       s.on('close', () => this.#sockets.delete(s));
@@ -107,6 +182,7 @@ export class StsEmulator {
 
   static async start(options: StsEmulatorOptions): Promise<StsEmulator> {
     const host = options.host ?? '127.0.0.1';
+    const issuerKeys = await makeIssuerKeys();
     let emulator: StsEmulator | undefined;
     const handler = (req: IncomingMessage, res: ServerResponse) => void emulator!.#handle(req, res);
     const server = options.tls ? createHttpsServer({ key: options.tls.key, cert: options.tls.cert }, handler) : createServer(handler);
@@ -115,11 +191,19 @@ export class StsEmulator {
       server.listen(options.port ?? 0, host, resolve);
     });
     const port = (server.address() as AddressInfo).port;
-    emulator = new StsEmulator(server, `${options.tls ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${port}`, options);
+    emulator = new StsEmulator(server, `${options.tls ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${port}`, options, issuerKeys);
     return emulator;
   }
 
-  /** Applies `fault` to the next request only (queued faults apply in order). */
+  /**
+   * Accepts SigV4 signatures made with these credentials, as a host's own (an instance profile's
+   * session, an IAM user's key): GetWebIdentityToken then mints tokens for `arn`.
+   */
+  addHostCredentials(credentials: HostCredentials): void {
+    this.#knownKeys.set(credentials.accessKeyId, { ...credentials });
+  }
+
+  /** Applies `fault` to the next AssumeRoleWithWebIdentity request only (queued faults apply in order). */
   failNext(...faults: StsFault[]): void {
     this.#queued.push(...faults);
   }
@@ -162,6 +246,7 @@ export class StsEmulator {
   }
 
   async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    if (req.method === 'GET') return this.#serveIssuerDocument(req, res);
     let body: string;
     try {
       body = await readSmallBody(req, MAX_BODY_BYTES);
@@ -170,6 +255,10 @@ export class StsEmulator {
       return;
     }
     const params = new URLSearchParams(body);
+    if (req.method === 'POST' && params.get('Action') === 'GetWebIdentityToken') {
+      res.setHeader('date', new Date(this.now()).toUTCString());
+      return this.#getWebIdentityToken(req, body, params, res);
+    }
     if (req.method !== 'POST' || params.get('Action') !== 'AssumeRoleWithWebIdentity') {
       return sendError(res, 400, 'InvalidAction', 'only AssumeRoleWithWebIdentity is emulated');
     }
@@ -235,19 +324,24 @@ export class StsEmulator {
     const lifetime = lifetimeOverride ?? duration;
     const expiration = new Date(Math.floor(this.now() / 1000 + lifetime) * 1000);
     const accessKeyId = `ASIA${randomBytes(12).toString('hex').toUpperCase().slice(0, 16)}`;
+    const secretAccessKey = randomBytes(30).toString('base64');
+    const sessionToken = randomBytes(300).toString('base64');
+    const sessionArn = `arn:aws:sts::${accountId}:assumed-role/${roleName}/${sessionName}`;
     this.issued.push({ accessKeyId, roleArn, sessionName, subject, expiration });
+    if (this.#knownKeys.size >= MAX_KNOWN_KEYS) this.#forgetExpiredKeys();
+    this.#knownKeys.set(accessKeyId, { accessKeyId, secretAccessKey, sessionToken, expiration, arn: sessionArn });
     const xml = `<AssumeRoleWithWebIdentityResponse xmlns="${NS}">
   <AssumeRoleWithWebIdentityResult>
     <Audience>${escapeXml(rule.audience)}</Audience>
     <AssumedRoleUser>
       <AssumedRoleId>AROA${randomBytes(8).toString('hex').toUpperCase()}:${escapeXml(sessionName)}</AssumedRoleId>
-      <Arn>arn:aws:sts::${accountId}:assumed-role/${escapeXml(roleName)}/${escapeXml(sessionName)}</Arn>
+      <Arn>${escapeXml(sessionArn)}</Arn>
     </AssumedRoleUser>
     <Provider>${escapeXml(rule.issuer)}</Provider>
     <Credentials>
       <AccessKeyId>${accessKeyId}</AccessKeyId>
-      <SecretAccessKey>${randomBytes(30).toString('base64')}</SecretAccessKey>
-      <SessionToken>${randomBytes(300).toString('base64')}</SessionToken>
+      <SecretAccessKey>${secretAccessKey}</SecretAccessKey>
+      <SessionToken>${sessionToken}</SessionToken>
       <Expiration>${expiration.toISOString()}</Expiration>
     </Credentials>
     <SubjectFromWebIdentityToken>${escapeXml(subject)}</SubjectFromWebIdentityToken>
@@ -259,6 +353,109 @@ export class StsEmulator {
 `;
     res.writeHead(200, { 'content-type': 'text/xml' }).end(xml);
   }
+
+  /** Bounds the key map of a long soak or benchmark: expired sessions are refused as ExpiredToken until then. */
+  #forgetExpiredKeys(): void {
+    const now = this.now();
+    for (const [id, key] of this.#knownKeys) if (key.expiration && key.expiration.getTime() <= now) this.#knownKeys.delete(id);
+  }
+
+  /** The account issuer's discovery document and JWKS, as `https://<id>.tokens.sts.global.api.aws` serves them. */
+  #serveIssuerDocument(req: IncomingMessage, res: ServerResponse): void {
+    const path = (req.url ?? '').split('?')[0];
+    let body: unknown;
+    if (path === '/.well-known/openid-configuration') {
+      body = {
+        issuer: this.url,
+        jwks_uri: `${this.url}/.well-known/jwks.json`,
+        response_types_supported: ['id_token'],
+        subject_types_supported: ['public'],
+        id_token_signing_alg_values_supported: ['RS256', 'ES384'],
+      };
+    } else if (path === '/.well-known/jwks.json') {
+      body = { keys: this.#issuerKeys.jwks };
+    }
+    if (body === undefined) {
+      res.writeHead(404).end();
+      return;
+    }
+    res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(body));
+  }
+
+  async #getWebIdentityToken(req: IncomingMessage, body: string, params: URLSearchParams, res: ServerResponse): Promise<void> {
+    const signed = await this.#signatures.verify({ method: req.method ?? 'POST', target: req.url ?? '/', headers: req.headers, body });
+    if (!signed.ok) return sendError(res, signed.status, signed.code, signed.message);
+    if (params.get('Version') !== '2011-06-15') return sendError(res, 400, 'InvalidParameterValue', 'Version must be 2011-06-15');
+    const audience = memberList(params, 'Audience');
+    if (audience.length < 1 || audience.length > WIT_MAX_AUDIENCES || audience.some((a) => a.length < 1 || a.length > WIT_MAX_AUDIENCE_LENGTH)) {
+      return sendError(res, 400, 'ValidationError', `Audience must list 1-${WIT_MAX_AUDIENCES} values of 1-${WIT_MAX_AUDIENCE_LENGTH} characters`);
+    }
+    const algorithm = params.get('SigningAlgorithm');
+    if (algorithm !== 'RS256' && algorithm !== 'ES384') return sendError(res, 400, 'ValidationError', 'SigningAlgorithm must be RS256 or ES384');
+    const durationParam = params.get('DurationSeconds');
+    const duration = durationParam === null ? WIT_DEFAULT_DURATION : Number(durationParam);
+    if (!Number.isInteger(duration) || duration < WIT_MIN_DURATION || duration > WIT_MAX_DURATION) {
+      return sendError(res, 400, 'ValidationError', `DurationSeconds must be ${WIT_MIN_DURATION}-${WIT_MAX_DURATION}`);
+    }
+    if (!this.outboundFederationEnabled) {
+      return sendError(
+        res,
+        403,
+        'OutboundWebIdentityFederationDisabledException',
+        'The outbound web identity federation feature is not enabled for this account.',
+      );
+    }
+    const caller = signed.caller;
+    const nowSeconds = Math.floor(this.now() / 1000);
+    const expiresAt = nowSeconds + duration;
+    if (caller.expiration && expiresAt * 1000 > caller.expiration.getTime()) {
+      return sendError(
+        res,
+        403,
+        'SessionDurationEscalationException',
+        'The requested token duration would extend the session beyond its original expiration time.',
+      );
+    }
+    const subject = subjectOf(caller.arn);
+    const { key, kid } = this.#issuerKeys.signing[algorithm];
+    const token = await new SignJWT({
+      [AWS_CLAIMS_NAMESPACE]: { aws_account: /:(\d{12}):/.exec(caller.arn)?.[1] ?? '000000000000', source_region: signed.region, principal_id: subject },
+    })
+      .setProtectedHeader({ alg: algorithm, kid, typ: 'JWT' })
+      .setIssuer(this.url)
+      .setSubject(subject)
+      .setAudience(audience.length === 1 ? audience[0]! : audience)
+      .setIssuedAt(nowSeconds)
+      .setExpirationTime(expiresAt)
+      .setJti(randomUUID())
+      .sign(key);
+    const expiration = new Date(expiresAt * 1000);
+    this.minted.push({ atWall: this.now(), accessKeyId: caller.accessKeyId, subject, audience, signingAlgorithm: algorithm, expiration });
+    const xml = `<GetWebIdentityTokenResponse xmlns="${NS}">
+  <GetWebIdentityTokenResult>
+    <WebIdentityToken>${token}</WebIdentityToken>
+    <Expiration>${expiration.toISOString()}</Expiration>
+  </GetWebIdentityTokenResult>
+  <ResponseMetadata>
+    <RequestId>${randomUUID()}</RequestId>
+  </ResponseMetadata>
+</GetWebIdentityTokenResponse>
+`;
+    res.writeHead(200, { 'content-type': 'text/xml' }).end(xml);
+  }
+}
+
+/** The caller's ARN as it appears in `sub`: a role session is named by its role, as AWS does. */
+function subjectOf(callerArn: string): string {
+  const session = /^arn:(aws[a-z-]*):sts::(\d{12}):assumed-role\/([^/]+)\/[^/]+$/.exec(callerArn);
+  return session ? `arn:${session[1]}:iam::${session[2]}:role/${session[3]}` : callerArn;
+}
+
+/** `Audience.member.1`, `.2`, … in order, stopping at the first gap, as the query protocol lists them. */
+function memberList(params: URLSearchParams, name: string): string[] {
+  const values: string[] = [];
+  for (let i = 1; params.has(`${name}.member.${i}`); i++) values.push(params.get(`${name}.member.${i}`)!);
+  return values;
 }
 
 function sendError(res: ServerResponse, status: number, code: string, message: string): void {

@@ -1,5 +1,6 @@
-import type { TokenSourceConfig } from '../config/config.js';
+import { DEFAULT_STS_CONNECT_TIMEOUT_MS, DEFAULT_STS_RESPONSE_TIMEOUT_MS, type TokenSourceConfig } from '../config/config.js';
 import type { Clock } from '../core/clock.js';
+import { AwsOutboundTokenSource } from './aws-outbound-token-source.js';
 import { ExecTokenSource } from './exec-token-source.js';
 import { FileTokenSource } from './file-token-source.js';
 import { KubernetesTokenSource } from './kubernetes-token-source.js';
@@ -40,6 +41,16 @@ export function createTokenSource(config: TokenSourceConfig, clock: Clock, hooks
         clock,
       });
     case 'aws-outbound':
-      throw new Error('not built yet: the aws-outbound token source');
+      // The STS connection's own settings (proxies, CA bundle, timeouts) are not passed here yet:
+      // the defaults of --sts-connect-timeout-ms and --sts-timeout-ms, no proxy, Node's roots.
+      return new AwsOutboundTokenSource({
+        audience: config.audience,
+        signingAlgorithm: config.signingAlgorithm,
+        durationSeconds: config.durationSeconds,
+        region: config.region,
+        ...(config.stsEndpoint ? { stsEndpoint: config.stsEndpoint } : {}),
+        transport: { connectTimeoutMs: DEFAULT_STS_CONNECT_TIMEOUT_MS, responseTimeoutMs: DEFAULT_STS_RESPONSE_TIMEOUT_MS },
+        clock,
+      });
   }
 }

@@ -33,7 +33,7 @@ describe('A web-identity role on ExpiredToken', () => {
       chain.sts.failNext({ kind: 'error', status: 400, code: 'ExpiredTokenException' });
       const before = chain.sts.calls;
       const credentials = await exchange.exchange();
-      expect(credentials.accessKeyId).toBe(chain.sts.issued.at(-1)!.accessKeyId);
+      expect(credentials.cloud === 'aws' && credentials.accessKeyId).toBe(chain.sts.issued.at(-1)!.accessKeyId);
       expect(chain.sts.calls - before).toBe(2);
       expect(invalidations).toBe(1);
     } finally {

@@ -27,7 +27,15 @@ function files(map: Record<string, string>): (path: string) => string {
 
 const FILE_TOKEN: TokenSourceChoice = { source: { kind: 'file', path: '/t', platform: 'configured' }, reason: 'test', notes: [] };
 const findsToken = () => FILE_TOKEN;
-const role = (name: string): RoleConfig => ({ name, roleArn: ARN, accountId: '111122223333', token: FILE_TOKEN, sessionName: 's1', region: 'eu-west-1' });
+const role = (name: string): RoleConfig => ({
+  cloud: 'aws',
+  name,
+  roleArn: ARN,
+  accountId: '111122223333',
+  token: FILE_TOKEN,
+  sessionName: 's1',
+  region: 'eu-west-1',
+});
 
 describe('pickSetting reads the layers in the order of the table', () => {
   it('takes the flag, then the file, then each variable in order', () => {
@@ -185,7 +193,15 @@ describe('checkRole', () => {
   it('builds a role from an ARN alone: named after it, session from the host, region from the partition', () => {
     const { value, problems } = checkRole(raw({ roleArn: arn }), { detectToken: findsToken, hostname: 'node-1' }, new Set());
     expect(problems).toEqual([]);
-    expect(value).toEqual({ cloud: 'aws', name: 'app', roleArn: ARN, accountId: '111122223333', token: FILE_TOKEN, sessionName: 'crosscred-node-1', region: 'us-east-1' });
+    expect(value).toEqual({
+      cloud: 'aws',
+      name: 'app',
+      roleArn: ARN,
+      accountId: '111122223333',
+      token: FILE_TOKEN,
+      sessionName: 'crosscred-node-1',
+      region: 'us-east-1',
+    });
   });
 
   it('names roles[<index>].<key> for a role of the file', () => {

@@ -92,7 +92,7 @@ describe('the settings table and the configuration table of docs/configuration.m
         : reference.filter((r) => r.env.some((v) => row.env.includes(v)));
       expect(settings.length, row.flags.join(', ') || row.env.join(', ')).toBeGreaterThan(0);
       expect(new Set(settings.flatMap((s) => s.fileKeys)), row.flags.join(', ')).toEqual(new Set(row.keys));
-      const read = new Set(settings.flatMap((s) => s.env.map((v) => v.toUpperCase())));
+      const read = new Set(settings.flatMap((s) => [...s.env, ...Object.values(s.envByCloud).flat()].map((v) => v.toUpperCase())));
       const own = new Set(settings.flatMap((s) => (settingSpec(s.id).env ?? []).map((v) => v.toUpperCase())));
       for (const v of row.env) expect(read, `${v} read for ${row.flags.join(', ')}`).toContain(v);
       for (const v of own) expect(row.env, `${v} documented for ${row.flags.join(', ')}`).toContain(v);
@@ -119,7 +119,9 @@ describe('the settings table itself', () => {
     for (const id of SETTING_IDS) {
       const spec = settingSpec(id);
       if (spec.env) expect(spec.type, id).toBe('text');
-      expect(spec.precedence.includes('env'), id).toBe(spec.env !== undefined);
+      // A switch is read from a variable only as another cloud's own (ALIBABA_CLOUD_VPC_ENDPOINT_ENABLED=true).
+      if (spec.envByCloud) expect(['text', 'switch'], id).toContain(spec.type);
+      expect(spec.precedence.includes('env'), id).toBe(spec.env !== undefined || spec.envByCloud !== undefined);
       expect(spec.precedence.includes('flag'), id).toBe(spec.flag !== undefined);
       expect(spec.precedence.includes('file'), id).toBe(spec.file !== undefined);
     }

@@ -2,7 +2,7 @@ import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { MIN_REMAINING_TO_SERVE_MS, TERMINAL_RETRY_MS } from '../../src/cache/refresh-policy.js';
 import { RoleCredentialCache } from '../../src/cache/role-credential-cache.js';
-import type { CredentialExchange } from '../../src/exchange/credentials.js';
+import type { CloudCredentials, CredentialExchange } from '../../src/exchange/credentials.js';
 import type { AwsCredentials } from '../../src/platform/aws/credentials.js';
 import { Turns } from '../../src/util/turns.js';
 import { FakeClock, settle } from '../support/fake-clock.js';
@@ -273,7 +273,7 @@ describe('failures', () => {
     const refreshed = cache.current();
     expect(refreshed).toBeDefined();
     expect(refreshed).not.toBe(original);
-    expect(refreshed!.credentials.accessKeyId).not.toBe(original!.credentials.accessKeyId);
+    expect(keyIdOf(refreshed!.credentials)).not.toBe(keyIdOf(original!.credentials));
     expect(cache.status().consecutiveFailures).toBe(0);
     expect(cache.status().lastError).toBeNull();
     expect(clock.pendingDelays()).toEqual([27.5 * MINUTE]);
@@ -600,3 +600,9 @@ describe('turns shared by the roles of one STS client', () => {
     expect(b.calls).toBe(0);
   });
 });
+
+/** The access key id of AWS credentials (the only kind these tests make). */
+function keyIdOf(credentials: CloudCredentials): string {
+  if (credentials.cloud !== 'aws') throw new Error(`expected AWS credentials, got ${credentials.cloud}`);
+  return credentials.accessKeyId;
+}
