@@ -4,21 +4,20 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Config } from '../../src/config/config.js';
 import { AlibabaStsEmulator } from '../../src/demo/alibaba-sts-emulator.js';
 import { DemoOidcIssuer } from '../../src/demo/oidc-issuer.js';
-import { type RunningDaemon, startDaemon } from '../../src/serve/daemon.js';
-import { CLI_ARGS, CLI_EXEC, memoryLogger, REPO_ROOT } from '../support/chain.js';
+import { CLI_ARGS, CLI_EXEC, type DaemonProcess, REPO_ROOT, spawnDaemon, waitUntilReady } from '../support/chain.js';
 import { clientAvailable, clientEnv, runClient } from '../support/clients.js';
 
 /**
- * Alibaba Cloud's own clients reading a RAM role's credentials from crosscred:
+ * Alibaba Cloud's own clients reading a RAM role's credentials from the real `crosscred serve
+ * --config` (dist/, as `npm test` builds it), with a config file of one `cloud: alibaba` role:
  * - @alicloud/credentials (2.4.7, the Node SDK's credential library), its default chain
  *   (`new Credential()` with no configuration), in a child process with a clean environment:
  *   (1) ALIBABA_CLOUD_CREDENTIALS_URI pointed at crosscred on loopback, with and without the path
  *   secret; (2) the ECS metadata server at 100.100.100.200:80 inside a network namespace, where
- *   `crosscred net-setup --alibaba-metadata` put the address and crosscred listens (the daemon
- *   runs there from dist/, as `npm test` builds it);
+ *   `crosscred net-setup --alibaba-metadata` put the address and crosscred listens (with the OIDC
+ *   issuer and the STS emulator, which run there too);
  * - aliyungo's metadata client (Debian's golang-github-denverdino-aliyungo-dev), a Go program
  *   built offline, which reads ECS metadata without a token (so against --allow-imdsv1).
  * Each checks that the keys the client got are the ones the STS emulator issued. Nothing leaves
@@ -39,43 +38,42 @@ let issuer: DemoOidcIssuer;
 let sts: AlibabaStsEmulator;
 let dir: string;
 let tokenFile: string;
-const daemons: RunningDaemon[] = [];
 
-function config(options: { authTokenFile?: string; allowImdsV1?: boolean } = {}): Config {
-  return {
-    roles: [
-      {
-        cloud: 'alibaba',
-        name: ROLE_NAME,
-        roleArn: ROLE_ARN,
-        accountId: ACCOUNT,
-        oidcProviderArn: PROVIDER_ARN,
-        vpcEndpoint: false,
-        region: '',
-        stsEndpoint: sts.url,
-        sessionName: 'crosscred-e2e',
-        token: { source: { kind: 'file', path: tokenFile, platform: 'configured' }, reason: 'test', notes: [] },
-      },
-    ],
-    listeners: [{ host: '127.0.0.1', port: 0, role: ROLE_NAME }],
-    admin: null,
-    ...(options.authTokenFile ? { authTokenFile: options.authTokenFile } : {}),
-    allowImdsV1: options.allowImdsV1 ?? false,
-    imdsEnabled: true,
-    allowedHosts: [],
-    sts: { connectTimeoutMs: 5_000, responseTimeoutMs: 15_000 },
-    logLevel: 'warn',
-  };
+const daemons: DaemonProcess[] = [];
+
+/** The config file of one Alibaba role, as an operator writes it. */
+function configYaml(options: {
+  stsUrl: string;
+  tokenFile: string;
+  listen: string;
+  authTokenFile?: string;
+  allowImdsV1?: boolean;
+  allowRemote?: boolean;
+}): string {
+  return [
+    `tokenFile: "${options.tokenFile}"`,
+    `listen: ["${options.listen}"]`,
+    ...(options.authTokenFile ? [`authTokenFile: "${options.authTokenFile}"`] : []),
+    ...(options.allowImdsV1 ? ['allowImdsV1: true'] : []),
+    ...(options.allowRemote ? ['allowRemote: true'] : []),
+    'roles:',
+    '  - cloud: alibaba',
+    `    roleArn: "${ROLE_ARN}"`,
+    `    oidcProviderArn: "${PROVIDER_ARN}"`,
+    `    stsEndpoint: "${options.stsUrl}"`,
+    '    sessionName: crosscred-e2e',
+    '',
+  ].join('\n');
 }
 
-/** A daemon in this process; resolves with its base URL and the AccessKeyId it serves (one the emulator issued). */
-async function startServe(options: { authTokenFile?: string; allowImdsV1?: boolean } = {}): Promise<{ base: string; accessKeyId: string }> {
-  const daemon = await startDaemon(config(options), { logger: memoryLogger().logger });
+/** `crosscred serve --config` on loopback, ready (its first exchange done); resolves with its base URL. */
+async function startServe(options: { authTokenFile?: string; allowImdsV1?: boolean } = {}): Promise<string> {
+  const file = join(dir, `crosscred-${daemons.length}.yaml`);
+  await writeFile(file, configYaml({ stsUrl: sts.url, tokenFile, listen: '127.0.0.1:0', ...options }));
+  const daemon = await spawnDaemon(['--config', file]);
   daemons.push(daemon);
-  await daemon.firstFetch;
-  const current = daemon.roles.get(ROLE_NAME)!.cache.current();
-  if (current?.credentials.cloud !== 'alibaba') throw new Error('the daemon has no Alibaba credentials');
-  return { base: `http://127.0.0.1:${daemon.listeners[0]!.port}`, accessKeyId: current.credentials.accessKeyId };
+  await waitUntilReady(daemon.admin);
+  return daemon.listeners[0]!;
 }
 
 /** What @alicloud/credentials' default chain returns, run in a child with a clean environment. */
@@ -110,30 +108,31 @@ beforeAll(async () => {
 }, 30_000);
 
 afterAll(async () => {
-  await Promise.all(daemons.map((d) => d.close()));
+  for (const daemon of daemons) expect(await daemon.stop()).toBe(0);
   await Promise.all([sts?.close(), issuer?.close()]);
   if (dir) await rm(dir, { recursive: true, force: true });
 });
 
 describe('@alicloud/credentials default chain, URI provider (ALIBABA_CLOUD_CREDENTIALS_URI)', () => {
   it('reads the credentials from a loopback listener without a secret', async () => {
-    const { base, accessKeyId } = await startServe();
+    const base = await startServe();
     const got = await nodeSdk({ ALIBABA_CLOUD_CREDENTIALS_URI: `${base}/v1/alibaba/credentials`, ALIBABA_CLOUD_ECS_METADATA_DISABLED: 'true' });
     expect(got.providerName).toBe('default/credential_uri');
-    expect(got.accessKeyId).toBe(accessKeyId);
-    expect(got.accessKeySecret).toBe(issuedSecretOf(accessKeyId));
-    expect(got.securityToken).toBe(sts.issued.find((i) => i.accessKeyId === accessKeyId)!.securityToken);
+    expect(got.accessKeyId).toBe(sts.issued.at(-1)!.accessKeyId);
+    expect(got.accessKeySecret).toBe(issuedSecretOf(got.accessKeyId!));
+    expect(got.securityToken).toBe(sts.issued.at(-1)!.securityToken);
   });
 
   it('reads them with the secret in the path when --auth-token-file is set, and gets nothing without it', async () => {
     const authTokenFile = join(dir, 'auth');
-    const { base, accessKeyId } = await startServe({ authTokenFile });
+    const base = await startServe({ authTokenFile });
     const secret = await readFile(authTokenFile, 'utf8');
     const got = await nodeSdk({
       ALIBABA_CLOUD_CREDENTIALS_URI: `${base}/v1/alibaba/credentials/${encodeURIComponent(secret)}`,
       ALIBABA_CLOUD_ECS_METADATA_DISABLED: 'true',
     });
-    expect(got.accessKeyId).toBe(accessKeyId);
+    expect(got.accessKeyId).toBe(sts.issued.at(-1)!.accessKeyId);
+    expect(got.accessKeySecret).toBe(issuedSecretOf(got.accessKeyId!));
     for (const uri of [`${base}/v1/alibaba/credentials`, `${base}/v1/alibaba/credentials/${'x'.repeat(secret.length)}`]) {
       await expect(nodeSdk({ ALIBABA_CLOUD_CREDENTIALS_URI: uri, ALIBABA_CLOUD_ECS_METADATA_DISABLED: 'true' })).rejects.toThrow(/httpStatus: 40[13]/);
     }
@@ -142,10 +141,43 @@ describe('@alicloud/credentials default chain, URI provider (ALIBABA_CLOUD_CREDE
 
 describe('@alicloud/credentials default chain, ECS metadata at 100.100.100.200 in a network namespace', () => {
   let unavailable: string | undefined;
-  let child: ChildProcess | undefined;
-  let served: { accessKeyId: string; accessKeySecret: string } | undefined;
+  /** The OIDC issuer and the STS emulator, and `crosscred serve`, each a process inside the namespace. */
+  let chainProcess: ChildProcess | undefined;
+  let serveProcess: ChildProcess | undefined;
+  /** What the emulator in the namespace issued, as it reports it. */
+  const issuedInNs: Array<{ accessKeyId: string; accessKeySecret: string }> = [];
 
   const netSetup = (action: 'up' | 'down') => run('ip', ['netns', 'exec', NS, CLI_EXEC, ...CLI_ARGS, 'net-setup', action, '--alibaba-metadata']);
+
+  /** Spawns `args` in the namespace and resolves with the first match of `ready` in its output (stdout and stderr). */
+  function spawnInNs(args: string[], ready: RegExp): Promise<{ child: ChildProcess; match: RegExpExecArray }> {
+    const child = spawn('ip', ['netns', 'exec', NS, ...args], { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    return new Promise((resolve, reject) => {
+      let output = '';
+      const timer = setTimeout(() => reject(new Error(`not ready in time:\n${output}`)), 45_000);
+      const onData = (chunk: Buffer) => {
+        output += chunk.toString('utf8');
+        const match = ready.exec(output);
+        if (match) {
+          clearTimeout(timer);
+          resolve({ child, match });
+        }
+      };
+      child.stdout!.on('data', onData);
+      child.stderr!.on('data', onData);
+      child.once('exit', (code) => {
+        clearTimeout(timer);
+        reject(new Error(`exited (${code}) before it was ready:\n${output}`));
+      });
+    });
+  }
+
+  async function stop(child: ChildProcess | undefined): Promise<void> {
+    if (!child || child.exitCode !== null) return;
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    child.kill('SIGTERM');
+    await exited;
+  }
 
   beforeAll(async () => {
     try {
@@ -158,50 +190,42 @@ describe('@alicloud/credentials default chain, ECS metadata at 100.100.100.200 i
     await run('ip', ['-n', NS, 'link', 'set', 'lo', 'up']);
     const { stdout } = await netSetup('up');
     expect(stdout).toContain('added 100.100.100.200/32');
-    // The whole chain inside the namespace: issuer, STS emulator and daemon, from the build in dist/.
+    // The issuer and STS inside the namespace (from dist/), reporting each set of credentials it issues.
+    const nsTokenFile = join(dir, 'ns-token');
     const script = `
       const dist = ${JSON.stringify(join(REPO_ROOT, 'dist'))};
       const { DemoOidcIssuer } = await import(dist + '/demo/oidc-issuer.js');
       const { AlibabaStsEmulator } = await import(dist + '/demo/alibaba-sts-emulator.js');
-      const { startDaemon } = await import(dist + '/serve/daemon.js');
       const { writeFile } = await import('node:fs/promises');
-      const pino = (await import('pino')).default;
       const issuer = await DemoOidcIssuer.start();
       const sts = await AlibabaStsEmulator.start({ trust: [{ roleArn: ${JSON.stringify(ROLE_ARN)}, oidcProviderArn: ${JSON.stringify(PROVIDER_ARN)}, issuer: issuer.url, audience: ${JSON.stringify(AUDIENCE)}, subject: ${JSON.stringify(SUBJECT)} }] });
-      const tokenFile = ${JSON.stringify(join(dir, 'ns-token'))};
-      await writeFile(tokenFile, await issuer.mint({ sub: ${JSON.stringify(SUBJECT)}, aud: ${JSON.stringify(AUDIENCE)}, ttlSeconds: 3600 }));
-      const config = ${JSON.stringify({ ...config(), listeners: [{ host: '100.100.100.200', port: 80, role: ROLE_NAME }] })};
-      config.roles[0].stsEndpoint = sts.url;
-      config.roles[0].token.source.path = tokenFile;
-      const daemon = await startDaemon(config, { logger: pino({ level: 'warn' }, pino.destination(2)) });
-      await daemon.firstFetch;
-      const served = daemon.roles.get(${JSON.stringify(ROLE_NAME)}).cache.current();
-      const issued = sts.issued.find((i) => i.accessKeyId === served?.credentials.accessKeyId);
-      process.stdout.write('SERVING ' + JSON.stringify({ accessKeyId: issued.accessKeyId, accessKeySecret: issued.accessKeySecret }) + '\\n');
-      process.on('SIGTERM', async () => { await daemon.close(); await sts.close(); await issuer.close(); process.exit(0); });`;
-    child = spawn('ip', ['netns', 'exec', NS, process.execPath, '--input-type=module', '-e', script], { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-    served = await new Promise((resolve, reject) => {
-      let out = '';
-      let err = '';
-      child!.stdout!.on('data', (chunk: Buffer) => {
-        out += chunk.toString('utf8');
-        const line = /SERVING (\{.*\})\n/.exec(out);
-        if (line) resolve(JSON.parse(line[1]!) as { accessKeyId: string; accessKeySecret: string });
-      });
-      child!.stderr!.on('data', (chunk: Buffer) => {
-        err += chunk.toString('utf8');
-      });
-      child!.once('exit', (code) => reject(new Error(`the daemon in the namespace exited (${code}): ${err}`)));
+      await writeFile(${JSON.stringify(nsTokenFile)}, await issuer.mint({ sub: ${JSON.stringify(SUBJECT)}, aud: ${JSON.stringify(AUDIENCE)}, ttlSeconds: 3600 }));
+      let reported = 0;
+      setInterval(() => {
+        for (; reported < sts.issued.length; reported++) {
+          const { accessKeyId, accessKeySecret } = sts.issued[reported];
+          process.stdout.write('ISSUED ' + JSON.stringify({ accessKeyId, accessKeySecret }) + '\\n');
+        }
+      }, 50);
+      process.stdout.write('STS ' + sts.url + '\\n');
+      process.on('SIGTERM', async () => { await sts.close(); await issuer.close(); process.exit(0); });`;
+    const chain = await spawnInNs([process.execPath, '--input-type=module', '-e', script], /STS (\S+)\n/);
+    chainProcess = chain.child;
+    chainProcess.stdout!.on('data', (chunk: Buffer) => {
+      for (const m of chunk.toString('utf8').matchAll(/ISSUED (\{.*\})\n/g))
+        issuedInNs.push(JSON.parse(m[1]!) as { accessKeyId: string; accessKeySecret: string });
     });
-  }, 60_000);
+    const file = join(dir, 'ns-crosscred.yaml');
+    // 100.100.100.200 is not one of the addresses crosscred calls host-local, hence allowRemote.
+    await writeFile(file, configYaml({ stsUrl: chain.match[1]!, tokenFile: nsTokenFile, listen: '100.100.100.200:80', allowRemote: true }));
+    const serve = await spawnInNs([CLI_EXEC, ...CLI_ARGS, 'serve', '--config', file, '--log-level', 'debug'], /"msg":"credentials refreshed"/);
+    serveProcess = serve.child;
+  }, 90_000);
 
   afterAll(async () => {
     if (unavailable) return;
-    if (child && child.exitCode === null) {
-      const exited = new Promise((resolve) => child!.once('exit', resolve));
-      child.kill('SIGTERM');
-      await exited;
-    }
+    await stop(serveProcess);
+    await stop(chainProcess);
     try {
       const { stdout } = await netSetup('down');
       expect(stdout).toContain('removed 100.100.100.200/32');
@@ -214,8 +238,10 @@ describe('@alicloud/credentials default chain, ECS metadata at 100.100.100.200 i
     if (unavailable) ctx.skip(unavailable);
     const got = await nodeSdk({}, NS);
     expect(got.providerName).toBe('default/ecs_ram_role');
-    expect(got.accessKeyId).toBe(served!.accessKeyId);
-    expect(got.accessKeySecret).toBe(served!.accessKeySecret);
+    // The one exchange crosscred made; reported by the emulator within 50 ms of it.
+    await expect.poll(() => issuedInNs.length, { timeout: 10_000 }).toBe(1);
+    expect(got.accessKeyId).toBe(issuedInNs[0]!.accessKeyId);
+    expect(got.accessKeySecret).toBe(issuedInNs[0]!.accessKeySecret);
   });
 
   it('net-setup refuses --alibaba-metadata with --node-agent (exit 2) and changes nothing', async (ctx) => {
@@ -283,16 +309,16 @@ func main() {
 
   it('reads the role and its credentials with token-less GETs (--allow-imdsv1)', async (ctx) => {
     if (skip) ctx.skip(skip);
-    const { base, accessKeyId } = await startServe({ allowImdsV1: true });
+    const base = await startServe({ allowImdsV1: true });
+    const issued = sts.issued.at(-1)!;
     const got = JSON.parse(await runClient(binary!, [], clientEnv(dir, { METADATA_ENDPOINT: base }))) as Record<string, string>;
-    expect(got).toMatchObject({ role: ROLE_NAME, accessKeyId, accessKeySecret: issuedSecretOf(accessKeyId), code: 'Success' });
-    const issued = sts.issued.find((i) => i.accessKeyId === accessKeyId)!;
+    expect(got).toMatchObject({ role: ROLE_NAME, accessKeyId: issued.accessKeyId, accessKeySecret: issued.accessKeySecret, code: 'Success' });
     expect(got.expiration).toBe(issued.expiration.toISOString().replace(/\.\d{3}Z$/, 'Z'));
   });
 
   it('gets nothing from a hardened listener', async (ctx) => {
     if (skip) ctx.skip(skip);
-    const { base } = await startServe();
+    const base = await startServe();
     await expect(runClient(binary!, [], clientEnv(dir, { METADATA_ENDPOINT: base }))).rejects.toThrow(/Status Code: 401/);
   });
 });
