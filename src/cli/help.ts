@@ -165,12 +165,17 @@ Without --endpoint, it exchanges the token at STS itself, with the role options 
 (--role-arn, --token-file, --region, --config, ...); with several roles in --config, --role NAME picks one.
 `;
 
-export const DEMO_HELP = `Usage: crosscred demo [--listen HOST:PORT] [--admin-listen HOST:PORT] [--check] [--log-level LEVEL]
+export const DEMO_HELP = `Usage: crosscred demo [--cloud aws|alibaba|tencent] [--listen HOST:PORT] [--admin-listen HOST:PORT] [--check] [--log-level LEVEL]
 
 Starts, on loopback: an OIDC issuer (ES256, discovery and JWKS), an STS emulator that verifies the
 token's signature, issuer, audience, expiry and subject, and 'crosscred serve' exchanging at it.
 Prints the environment variables that point an AWS SDK or the AWS CLI at the daemon, then serves
 until Ctrl-C.
+
+  --cloud CLOUD               aws (default); alibaba: an Alibaba Cloud STS emulator
+                              (AssumeRoleWithOIDC) and the credentials URI Alibaba's SDKs read
+                              (ALIBABA_CLOUD_CREDENTIALS_URI); tencent: a Tencent Cloud STS emulator
+                              (AssumeRoleWithWebIdentity) and the CVM metadata Tencent's SDKs read.
 
   --listen HOST:PORT          Credential endpoints (default 127.0.0.1:8170); repeatable.
   --admin-listen HOST:PORT    Admin endpoints (default 127.0.0.1:8171).
@@ -254,6 +259,7 @@ whole with --sub-pattern.
 export const NET_SETUP_HELP = `Usage: crosscred net-setup up|down [--interface NAME] [--container-address] [--address CIDR]... [--local-only] [--hop-limit]
        [--tencent-metadata-only-for USER]
        crosscred net-setup [up|down] --node-agent [--ipv4-only] [--interface NAME]
+       crosscred net-setup [up|down] --alibaba-metadata [--interface NAME]
 
 Puts the metadata addresses on this host (up) or removes them (down), idempotently: run it as
 ExecStartPre/ExecStopPost of the systemd unit. Needs root (CAP_NET_ADMIN) and iproute2;
@@ -301,6 +307,12 @@ The node agent (Kubernetes; the DaemonSet's init container runs this with NET_AD
                               no moment without them. 'down --node-agent' removes just these two
                               (and the dummy link once nothing else is on it), no nftables table.
   --ipv4-only                 With --node-agent: only 169.254.170.23/32 (nodes with IPv6 off).
+
+An Alibaba role served as ECS metadata (in a network namespace or a pod, never on a real ECS
+instance, whose own metadata server has the address):
+
+  --alibaba-metadata          Put 100.100.100.200/32, the address Alibaba's SDKs ask, on the link
+                              instead ('up' is implied); 'down --alibaba-metadata' removes just it.
 `;
 
 export const WAIT_READY_HELP = `Usage: crosscred wait-ready [--admin URL] [--timeout-ms N] [--main-pid PID] [--alive]

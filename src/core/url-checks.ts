@@ -16,15 +16,19 @@ export function isLoopbackHost(host: string): boolean {
   return canonical === '[::1]' || /^\[::ffff:7f[0-9a-f]{2}:[0-9a-f]{1,4}\]$/.test(canonical);
 }
 
+/** Alibaba Cloud's ECS metadata address, fixed in its SDKs. */
+const ALIBABA_METADATA_ADDRESS = '100.100.100.200';
+
 /**
  * Addresses only this host can reach: loopback, link-local (169.254.169.254 and 169.254.170.2 on a
- * local interface, as on EC2 and ECS), and the IPv6 IMDS and Pod Identity addresses. Anything
- * else, wildcards included, would hand credentials to other machines.
+ * local interface, as on EC2 and ECS), Alibaba's metadata address 100.100.100.200 (which every
+ * ECS instance's VPC answers itself, so it is never routed to another host), and the IPv6 IMDS and
+ * Pod Identity addresses. Anything else, wildcards included, would hand credentials to other machines.
  */
 export function isHostLocalAddress(host: string): boolean {
   const h = host.toLowerCase();
   if (isLoopbackHost(h)) return true;
-  if (isIP(h) === 4) return h.startsWith('169.254.');
+  if (isIP(h) === 4) return h.startsWith('169.254.') || h === ALIBABA_METADATA_ADDRESS;
   // fe80::/10: a first group of four hex digits from fe80 to febf. `fe8::1` is 0fe8::1, not link-local.
   if (isIP(h) === 6) return /^fe[89ab][0-9a-f]:/.test(h) || h === 'fd00:ec2::254' || h === 'fd00:ec2::23';
   return false;

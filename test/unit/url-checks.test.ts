@@ -21,14 +21,24 @@ describe('isLoopbackHost', () => {
 });
 
 describe('isHostLocalAddress', () => {
-  it('takes loopback, IPv4 link-local, IPv6 link-local and the AWS IPv6 metadata addresses', () => {
-    for (const host of ['127.0.0.1', 'LocalHost', '169.254.169.254', '169.254.170.23', 'fe80::1', 'FEBF::1', 'fd00:ec2::254', 'fd00:ec2::23']) {
+  it("takes loopback, IPv4 link-local, IPv6 link-local, the AWS IPv6 metadata addresses and Alibaba's metadata address", () => {
+    for (const host of [
+      '127.0.0.1',
+      'LocalHost',
+      '169.254.169.254',
+      '169.254.170.23',
+      'fe80::1',
+      'FEBF::1',
+      'fd00:ec2::254',
+      'fd00:ec2::23',
+      '100.100.100.200',
+    ]) {
       expect(isHostLocalAddress(host), host).toBe(true);
     }
   });
 
   it('refuses wildcards and anything other machines reach', () => {
-    for (const host of ['0.0.0.0', '::', '10.0.0.1', 'fe8::1', 'fec0::1', 'fd00:ec2::1', 'example.com']) {
+    for (const host of ['0.0.0.0', '::', '10.0.0.1', '100.100.100.201', '100.64.0.1', 'fe8::1', 'fec0::1', 'fd00:ec2::1', 'example.com']) {
       expect(isHostLocalAddress(host), host).toBe(false);
     }
   });
