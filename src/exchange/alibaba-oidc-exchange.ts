@@ -4,6 +4,7 @@ import type { AlibabaCredentials } from '../platform/alibaba/credentials.js';
 import type { StsHttpAnswer, StsHttpHandler } from '../platform/aws/sts-http-handler.js';
 import { CloudStsRefusal, STS_CODE_SHAPE } from './cloud-sts-refusal.js';
 import type { WebIdentityExchange } from './credentials.js';
+import { alreadyExpired, jsonObject, parseHttpDate } from './sts-answer.js';
 
 export interface AlibabaRoleExchangeOptions {
   readonly roleName: string;
@@ -76,7 +77,7 @@ export class AlibabaOidcExchange implements WebIdentityExchange<AlibabaCredentia
 
   /** An error answer as a CloudStsRefusal: its code if it looks like one, else `HTTP<status>`; never its message text. */
   #refusal(answer: StsHttpAnswer): CloudStsRefusal {
-    const code = (jsonObject(answer.body) as { Code?: unknown } | undefined)?.Code;
+    const code = jsonObject(answer.body)?.['Code'];
     const stsCode = typeof code === 'string' && STS_CODE_SHAPE.test(code) ? code : `HTTP${answer.statusCode}`;
     return new CloudStsRefusal(
       'alibaba',
@@ -88,9 +89,10 @@ export class AlibabaOidcExchange implements WebIdentityExchange<AlibabaCredentia
 
   #credentialsOf(answer: StsHttpAnswer): AlibabaCredentials {
     const bad = (why: string) => new CrosscredError('STS_BAD_RESPONSE', `Alibaba Cloud STS answered role ${this.role.roleName} ${why}`);
-    const body = jsonObject(answer.body) as { Credentials?: unknown } | undefined;
+    const body = jsonObject(answer.body);
     if (body === undefined) throw bad('with something that is not a JSON object');
-    const c = (typeof body.Credentials === 'object' && body.Credentials !== null ? body.Credentials : {}) as Record<string, unknown>;
+    const credentials = body['Credentials'];
+    const c = (typeof credentials === 'object' && credentials !== null ? credentials : {}) as Record<string, unknown>;
     const { AccessKeyId: accessKeyId, AccessKeySecret: accessKeySecret, SecurityToken: securityToken, Expiration: expiration } = c;
     if (typeof accessKeyId !== 'string' || !ACCESS_KEY_ID.test(accessKeyId)) throw bad('without a valid AccessKeyId');
     if (typeof accessKeySecret !== 'string' || accessKeySecret.length > MAX_SECRET_LENGTH || !VISIBLE_ASCII.test(accessKeySecret)) {
@@ -103,13 +105,8 @@ export class AlibabaOidcExchange implements WebIdentityExchange<AlibabaCredentia
     if (!Number.isFinite(expirationWall)) throw bad('without a valid Expiration (YYYY-MM-DDTHH:MM:SSZ)');
 
     const stsDateWall = parseHttpDate(answer.headers['date']);
-    if (stsDateWall !== undefined && expirationWall <= stsDateWall) throw bad('with credentials that are already expired by its own clock');
-    const nowWall = this.clock.wallNow();
-    if (expirationWall <= nowWall) {
-      // Valid by STS's clock (or STS did not say) but past by this host's: the host clock is ahead.
-      const skew = stsDateWall === undefined ? '' : ` (this host's clock is ${Math.round((nowWall - stsDateWall) / 1000)} s ahead of STS's)`;
-      throw bad(`with credentials that are already expired by this host's clock${skew}; check the host clock (NTP)`);
-    }
+    const expired = alreadyExpired(expirationWall, stsDateWall, this.clock.wallNow());
+    if (expired) throw bad(`with credentials ${expired}`);
     return {
       cloud: 'alibaba',
       accessKeyId,
@@ -121,23 +118,4 @@ export class AlibabaOidcExchange implements WebIdentityExchange<AlibabaCredentia
       accountId: this.role.accountId,
     };
   }
-}
-
-/** The body as a JSON object, or undefined when it is not one. */
-function jsonObject(body: Buffer): object | undefined {
-  try {
-    const value: unknown = JSON.parse(body.toString('utf8'));
-    return typeof value === 'object' && value !== null && !Array.isArray(value) ? value : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-/** An HTTP Date header (IMF-fixdate, RFC 9110 §5.6.7) as epoch ms; undefined when absent or malformed. */
-const IMF_FIXDATE = /^(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d{2} (?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) \d{4} \d{2}:\d{2}:\d{2} GMT$/;
-
-function parseHttpDate(value: string | undefined): number | undefined {
-  if (value === undefined || !IMF_FIXDATE.test(value)) return undefined;
-  const ms = Date.parse(value);
-  return Number.isFinite(ms) ? ms : undefined;
 }

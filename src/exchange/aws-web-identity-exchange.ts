@@ -4,6 +4,7 @@ import { CrosscredError } from '../core/errors.js';
 import type { AwsCredentials } from '../platform/aws/credentials.js';
 import { StsHttpHandler, type StsTransportOptions } from '../platform/aws/sts-http-handler.js';
 import type { WebIdentityExchange } from './credentials.js';
+import { alreadyExpired, parseHttpDate } from './sts-answer.js';
 
 export interface StsEndpointOptions extends StsTransportOptions {
   readonly region: string;
@@ -87,18 +88,8 @@ export class AwsWebIdentityExchange implements WebIdentityExchange<AwsCredential
     if (!Number.isFinite(expiration)) {
       throw new CrosscredError('STS_BAD_RESPONSE', `STS answered credentials for role ${this.role.roleName} without a valid Expiration`);
     }
-    const nowWall = this.clock.wallNow();
-    if (stsDateWall !== undefined && expiration <= stsDateWall) {
-      throw new CrosscredError('STS_BAD_RESPONSE', `STS answered credentials for role ${this.role.roleName} that are already expired by its own clock`);
-    }
-    if (expiration <= nowWall) {
-      // Valid by STS's clock (or STS did not say) but past by this host's: the host clock is ahead.
-      const skew = stsDateWall === undefined ? '' : ` (this host's clock is ${Math.round((nowWall - stsDateWall) / 1000)} s ahead of STS's)`;
-      throw new CrosscredError(
-        'STS_BAD_RESPONSE',
-        `STS answered credentials for role ${this.role.roleName} that are already expired by this host's clock${skew}; check the host clock (NTP)`,
-      );
-    }
+    const expired = alreadyExpired(expiration, stsDateWall, this.clock.wallNow());
+    if (expired) throw new CrosscredError('STS_BAD_RESPONSE', `STS answered credentials for role ${this.role.roleName} ${expired}`);
     return {
       cloud: 'aws',
       accessKeyId: c.AccessKeyId,
@@ -110,13 +101,4 @@ export class AwsWebIdentityExchange implements WebIdentityExchange<AwsCredential
       accountId: this.role.accountId,
     };
   }
-}
-
-/** An HTTP Date header (IMF-fixdate, RFC 9110 §5.6.7) as epoch ms; undefined when absent or malformed. */
-const IMF_FIXDATE = /^(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d{2} (?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) \d{4} \d{2}:\d{2}:\d{2} GMT$/;
-
-function parseHttpDate(value: string | undefined): number | undefined {
-  if (value === undefined || !IMF_FIXDATE.test(value)) return undefined;
-  const ms = Date.parse(value);
-  return Number.isFinite(ms) ? ms : undefined;
 }

@@ -5,6 +5,7 @@ import type { TencentCredentials } from '../platform/tencent/credentials.js';
 import { TENCENT_STS_VERSION } from '../platform/tencent/sts-endpoints.js';
 import { CloudStsRefusal, STS_CODE_SHAPE } from './cloud-sts-refusal.js';
 import type { WebIdentityExchange } from './credentials.js';
+import { alreadyExpired, jsonObject, parseHttpDate } from './sts-answer.js';
 
 export interface TencentRoleExchangeOptions {
   readonly roleName: string;
@@ -128,14 +129,8 @@ export class TencentWebIdentityExchange implements WebIdentityExchange<TencentCr
       throw this.#bad('credentials without a valid Token');
     }
     const expirationWall = this.#expiration(response);
-    const nowWall = this.clock.wallNow();
-    if (stsDateWall !== undefined && expirationWall <= stsDateWall) {
-      throw this.#bad('credentials that are already expired by its own clock');
-    }
-    if (expirationWall <= nowWall) {
-      const skew = stsDateWall === undefined ? '' : ` (this host's clock is ${Math.round((nowWall - stsDateWall) / 1000)} s ahead of STS's)`;
-      throw this.#bad(`credentials that are already expired by this host's clock${skew}; check the host clock (NTP)`);
-    }
+    const expired = alreadyExpired(expirationWall, stsDateWall, this.clock.wallNow());
+    if (expired) throw this.#bad(`credentials ${expired}`);
     return {
       cloud: 'tencent',
       secretId,
@@ -173,24 +168,9 @@ export class TencentWebIdentityExchange implements WebIdentityExchange<TencentCr
 
 /** `Response`, when the body is Tencent API JSON (`{"Response":{…}}`); undefined otherwise. */
 function parseResponse(body: Buffer): Record<string, unknown> | undefined {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(body.toString('utf8'));
-  } catch {
-    return undefined;
-  }
-  const response = (parsed as { Response?: unknown } | null)?.Response;
+  const response = jsonObject(body)?.['Response'];
   return typeof response === 'object' && response !== null && !Array.isArray(response) ? (response as Record<string, unknown>) : undefined;
 }
 
 /** An RFC 3339 date-time with a zone, as STS writes Expiration (`2026-12-07T12:00:00Z`). */
 const ISO_8601 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:Z|[+-]\d{2}:\d{2})$/;
-
-/** An HTTP Date header (IMF-fixdate, RFC 9110 §5.6.7) as epoch ms; undefined when absent or malformed. */
-const IMF_FIXDATE = /^(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d{2} (?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) \d{4} \d{2}:\d{2}:\d{2} GMT$/;
-
-function parseHttpDate(value: string | undefined): number | undefined {
-  if (value === undefined || !IMF_FIXDATE.test(value)) return undefined;
-  const ms = Date.parse(value);
-  return Number.isFinite(ms) ? ms : undefined;
-}
