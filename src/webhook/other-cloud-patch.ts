@@ -126,10 +126,6 @@ function insertSidecar(current: PodShape, sidecar: Record<string, unknown>): Add
   return current.spec.initContainers != null ? add(pointer('spec', 'initContainers', 0), sidecar) : add(pointer('spec', 'initContainers'), [sidecar]);
 }
 
-function hasEnv(container: PodContainer, name: string): boolean {
-  return container.env?.some((e) => e.name === name) ?? false;
-}
-
 const ECS_METADATA_DISABLED = 'ALIBABA_CLOUD_ECS_METADATA_DISABLED';
 
 /**
