@@ -55,7 +55,27 @@ const CLOCK_SKEW_WARN_SECONDS = 60;
 const TOKEN_LOW_LIFE_SECONDS = 5 * 60;
 const MAX_DOCUMENT_BYTES = 256 * 1024;
 
+/** How each cloud names what the checks talk about. */
+const CLOUD_WORDS = {
+  aws: { cloud: 'AWS', provider: 'IAM OIDC provider', audience: 'sts.amazonaws.com', roleVariable: 'AWS_ROLE_ARN', stsName: 'STS' },
+  alibaba: {
+    cloud: 'Alibaba Cloud',
+    provider: 'RAM OIDC provider',
+    audience: 'sts.aliyuncs.com',
+    roleVariable: 'ALIBABA_CLOUD_ROLE_ARN',
+    stsName: 'Alibaba Cloud STS',
+  },
+  tencent: {
+    cloud: 'Tencent Cloud',
+    provider: 'CAM OIDC provider',
+    audience: 'sts.cloud.tencent.com',
+    roleVariable: 'TKE_ROLE_ARN',
+    stsName: 'Tencent Cloud STS',
+  },
+} as const;
+
 export async function diagnoseRole(config: Config, role: RoleConfig, options: DoctorOptions): Promise<RoleReport> {
+  const words = CLOUD_WORDS[role.cloud];
   const checks: Check[] = [];
   const add = (c: Check) => checks.push(c);
   const vm = role.token.source.kind === 'vm-issuer' ? role.token.source : undefined;
@@ -133,19 +153,23 @@ export async function diagnoseRole(config: Config, role: RoleConfig, options: Do
     if (left < TOKEN_LOW_LIFE_SECONDS)
       add({ status: 'warn', title: `the token expires in ${formatDuration(left)}`, fix: 'check that whatever writes or issues it still rotates it' });
     const audiences = typeof claims.aud === 'string' ? [claims.aud] : (claims.aud ?? []);
-    if (audiences.length > 0 && !audiences.includes('sts.amazonaws.com')) {
+    if (audiences.length > 0 && !audiences.includes(words.audience)) {
       add({
         status: 'info',
-        title: `the token's audience is ${audiences.join(', ')}, not sts.amazonaws.com`,
-        detail: 'that works, if the IAM OIDC provider lists it as a client ID (crosscred trust-policy prints the command)',
+        title: `the token's audience is ${audiences.join(', ')}, not ${words.audience}`,
+        detail: `that works, if the ${words.provider} lists it as a client ID (crosscred trust-policy prints the command)`,
       });
     }
     // For VM sources the issuer was checked step by step above, at --issuer-url (= the JWT's iss).
-    if (!vm) for (const c of await checkIssuer(claims, config, options)) add(c);
+    if (!vm) for (const c of await checkIssuer(claims, config, options, words.cloud)) add(c);
   }
 
   if (!options.roleConfigured) {
-    add({ status: 'fail', title: 'no AWS role is configured', fix: 'set AWS_ROLE_ARN or pass --role-arn (the role in the AWS account to assume)' });
+    add({
+      status: 'fail',
+      title: `no ${words.cloud} role is configured`,
+      fix: `set ${words.roleVariable} or pass --role-arn (the role in the ${words.cloud} account to assume)`,
+    });
   } else if (claims && options.exchange) {
     add(await checkExchange(config, role, source, options));
   } else if (claims) {
@@ -156,7 +180,7 @@ export async function diagnoseRole(config: Config, role: RoleConfig, options: Do
   return { role: role.name, roleArn: role.roleArn, checks, ...(claims ? { claims } : {}) };
 }
 
-async function checkIssuer(claims: TokenClaimsSummary, config: Config, options: DoctorOptions): Promise<Check[]> {
+async function checkIssuer(claims: TokenClaimsSummary, config: Config, options: DoctorOptions, cloud: string): Promise<Check[]> {
   const checks: Check[] = [];
   if (!claims.iss) return [{ status: 'fail', title: 'the token has no issuer (iss)', fix: 'STS needs an OIDC token with an https:// issuer' }];
   let issuer: URL;
@@ -169,13 +193,13 @@ async function checkIssuer(claims: TokenClaimsSummary, config: Config, options: 
     checks.push({
       status: 'fail',
       title: `the issuer ${claims.iss} is not HTTPS`,
-      fix: 'AWS IAM accepts only https:// issuers: the issuer must publish its discovery document and JWKS over public HTTPS (EKS, ACK and TKE each offer a public OIDC endpoint for this)',
+      fix: `${cloud} accepts only https:// issuers: the issuer must publish its discovery document and JWKS over public HTTPS (EKS, ACK and TKE each offer a public OIDC endpoint for this)`,
     });
   } else if (isPrivateHost(issuer.hostname)) {
     checks.push({
       status: 'warn',
       title: `the issuer's host ${issuer.hostname} looks private`,
-      fix: 'AWS fetches the discovery document and JWKS over the public internet; a private address cannot work',
+      fix: `${cloud} fetches the discovery document and JWKS over the public internet; a private address cannot work`,
     });
   }
   const dispatcher = new EnvHttpProxyAgent({
@@ -194,7 +218,7 @@ async function checkIssuer(claims: TokenClaimsSummary, config: Config, options: 
         status: 'fail',
         title: `cannot fetch ${discoveryUrl}`,
         detail: discovery.error,
-        fix: 'the issuer must publish its discovery document where AWS can fetch it',
+        fix: `the issuer must publish its discovery document where ${cloud} can fetch it`,
       });
       return checks;
     }
@@ -219,7 +243,7 @@ async function checkIssuer(claims: TokenClaimsSummary, config: Config, options: 
         status: 'fail',
         title: `cannot fetch the JWKS at ${doc.jwks_uri}`,
         detail: jwks.error,
-        fix: 'AWS must be able to fetch the JWKS to verify token signatures',
+        fix: `${cloud} must be able to fetch the JWKS to verify token signatures`,
       });
       return checks;
     }
@@ -238,7 +262,8 @@ async function checkIssuer(claims: TokenClaimsSummary, config: Config, options: 
         title: `JWKS found at ${doc.jwks_uri} (${keys.length} key${keys.length === 1 ? '' : 's'}${claims.kid ? `, including kid ${claims.kid}` : ''})`,
       });
     }
-    if (!doc.jwks_uri.startsWith('https://')) checks.push({ status: 'warn', title: 'the jwks_uri is not HTTPS', fix: 'AWS fetches the JWKS over HTTPS only' });
+    if (!doc.jwks_uri.startsWith('https://'))
+      checks.push({ status: 'warn', title: 'the jwks_uri is not HTTPS', fix: `${cloud} fetches the JWKS over HTTPS only` });
   } finally {
     await dispatcher.close();
   }
@@ -259,7 +284,11 @@ async function checkExchange(config: Config, role: RoleConfig, source: TokenSour
     };
   } catch (err) {
     const failure = classifyFailure(err);
-    return { status: 'fail', title: `STS at ${endpoint}: ${failure.message}`, fix: fixFor(failure.code, failure.kind) };
+    return {
+      status: 'fail',
+      title: `STS at ${endpoint}: ${failure.message}`,
+      fix: role.cloud === 'aws' ? fixFor(failure.code, failure.kind) : otherCloudFix(role.cloud, failure.kind),
+    };
   } finally {
     sts.close();
   }
@@ -674,6 +703,18 @@ function fixFor(code: string, kind: string): string {
         ? 'STS could not be reached or failed: check the network path, HTTPS_PROXY/NO_PROXY, and --sts-endpoint'
         : 'STS refused the exchange: check the role ARN and its trust policy';
   }
+}
+
+/**
+ * What to do about an Alibaba or Tencent STS refusal. Their codes are in the message already; the
+ * fix names what a person checks, by the kind of failure.
+ */
+function otherCloudFix(cloud: 'alibaba' | 'tencent', kind: string): string {
+  const w = CLOUD_WORDS[cloud];
+  if (kind === 'token-expired') return "the token has expired, or this host's clock is off: check rotation and NTP";
+  if (kind === 'retryable') return `${w.stsName} could not be reached or failed: check the network path, HTTPS_PROXY/NO_PROXY, --region and --sts-endpoint`;
+  const provider = cloud === 'alibaba' ? 'the OIDC provider ARN (--oidc-provider-arn)' : 'the provider id (--provider-id)';
+  return `${w.stsName} refused the exchange: check the role ARN, ${provider}, that the ${w.provider} lists the token's issuer and audience, and the role's trust policy (crosscred trust-policy prints both)`;
 }
 
 async function fetchJson(url: string, dispatcher: Dispatcher, timeoutMs: number): Promise<{ value: unknown } | { error: string }> {

@@ -115,6 +115,19 @@ export const ErrorCodes = {
     status: 503,
     hint: "the issuer's shared state (the state setting: Redis) could not be reached or refused the write in time; requests that need it are refused until it answers again; retry shortly",
   },
+
+  // Serving Alibaba Cloud's SDKs (serve/alibaba-routes.ts, docs/alibaba-cloud.md).
+  ALIBABA_URI_DISABLED: {
+    status: 404,
+    hint: 'the Alibaba URI endpoint has no auth header, so without --auth-token-file it is served only on a loopback listener; start crosscred with --auth-token-file and use /v1/alibaba/credentials/<secret>',
+  },
+  ALIBABA_URI_SECRET_REQUIRED: {
+    status: 401,
+    hint: 'with --auth-token-file set, use /v1/alibaba/credentials/<the secret, URL-encoded> as ALIBABA_CLOUD_CREDENTIALS_URI',
+  },
+  ALIBABA_URI_SECRET_INVALID: { status: 403, hint: 'the secret in the path does not match the one in --auth-token-file' },
+  ECS_METADATA_TOKEN_REQUIRED: { status: 401, hint: 'PUT /latest/api/token first and send the token in X-aliyun-ecs-metadata-token' },
+  ECS_METADATA_TTL_INVALID: { status: 400, hint: 'send X-aliyun-ecs-metadata-token-ttl-seconds between 1 and 21600' },
 } as const satisfies Record<string, { status: number; hint: string }>;
 
 export type ErrorName = keyof typeof ErrorCodes;

@@ -1,6 +1,8 @@
 import type { Clock } from '../core/clock.js';
+import { CrosscredError } from '../core/errors.js';
 import type { AlibabaCredentials } from '../platform/alibaba/credentials.js';
-import type { StsHttpHandler } from '../platform/aws/sts-http-handler.js';
+import type { StsHttpAnswer, StsHttpHandler } from '../platform/aws/sts-http-handler.js';
+import { CloudStsRefusal, STS_CODE_SHAPE } from './cloud-sts-refusal.js';
 import type { WebIdentityExchange } from './credentials.js';
 
 export interface AlibabaRoleExchangeOptions {
@@ -16,7 +18,24 @@ export interface AlibabaRoleExchangeOptions {
   readonly endpoint: string;
 }
 
-/** Trades a web-identity token for a RAM role's credentials with Alibaba Cloud STS AssumeRoleWithOIDC. */
+/** An STS AccessKeyId: `STS.` and letters and digits. */
+const ACCESS_KEY_ID = /^STS\.[A-Za-z0-9]{4,124}$/;
+/** The secret and the security token go into clients' headers and documents: visible ASCII only, bounded. */
+const VISIBLE_ASCII = /^[\x21-\x7e]+$/;
+const MAX_SECRET_LENGTH = 256;
+const MAX_SECURITY_TOKEN_LENGTH = 16 * 1024;
+/** STS's Expiration: whole seconds, UTC, exactly this shape. */
+const EXPIRATION = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$/;
+
+/**
+ * Trades a web-identity token for a RAM role's credentials with Alibaba Cloud STS AssumeRoleWithOIDC.
+ *
+ * The request is the one Alibaba's credential SDKs send (credentials-go providers/oidc.go,
+ * credentials-nodejs providers/oidc_role_arn.ts): an unsigned POST to the endpoint's `/`, with
+ * `Action`, `Version=2015-04-01`, `Format=JSON` and `Timestamp` in the query, and the parameters,
+ * the token among them, in an `application/x-www-form-urlencoded` body (so never in a URL a proxy
+ * might log). Every field of the answer is checked before it is believed: it is untrusted input.
+ */
 export class AlibabaOidcExchange implements WebIdentityExchange<AlibabaCredentials> {
   readonly cloud = 'alibaba';
 
@@ -26,9 +45,99 @@ export class AlibabaOidcExchange implements WebIdentityExchange<AlibabaCredentia
     private readonly clock: Clock,
   ) {}
 
-  async exchange(_token: string, _signal?: AbortSignal): Promise<AlibabaCredentials> {
-    void this.transport;
-    void this.clock;
-    throw new Error(`not built yet: AssumeRoleWithOIDC for ${this.role.roleName}`);
+  async exchange(token: string, signal?: AbortSignal): Promise<AlibabaCredentials> {
+    const url = new URL(this.role.endpoint.includes('://') ? this.role.endpoint : `https://${this.role.endpoint}`);
+    url.pathname = '/';
+    url.search = new URLSearchParams({
+      Action: 'AssumeRoleWithOIDC',
+      Version: '2015-04-01',
+      Format: 'JSON',
+      Timestamp: new Date(this.clock.wallNow()).toISOString().replace(/\.\d{3}Z$/, 'Z'),
+    }).toString();
+    const form = new URLSearchParams({
+      RoleArn: this.role.roleArn,
+      OIDCProviderArn: this.role.oidcProviderArn,
+      OIDCToken: token,
+      RoleSessionName: this.role.sessionName,
+      ...(this.role.durationSeconds ? { DurationSeconds: String(this.role.durationSeconds) } : {}),
+    });
+    const answer = await this.transport.send(
+      {
+        url,
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json', 'accept-encoding': 'identity' },
+        body: form.toString(),
+      },
+      signal,
+    );
+    if (answer.statusCode !== 200) throw this.#refusal(answer);
+    return this.#credentialsOf(answer);
   }
+
+  /** An error answer as a CloudStsRefusal: its code if it looks like one, else `HTTP<status>`; never its message text. */
+  #refusal(answer: StsHttpAnswer): CloudStsRefusal {
+    const code = (jsonObject(answer.body) as { Code?: unknown } | undefined)?.Code;
+    const stsCode = typeof code === 'string' && STS_CODE_SHAPE.test(code) ? code : `HTTP${answer.statusCode}`;
+    return new CloudStsRefusal(
+      'alibaba',
+      stsCode,
+      answer.statusCode,
+      `Alibaba Cloud STS refused AssumeRoleWithOIDC for role ${this.role.roleName}: ${stsCode} (HTTP ${answer.statusCode})`,
+    );
+  }
+
+  #credentialsOf(answer: StsHttpAnswer): AlibabaCredentials {
+    const bad = (why: string) => new CrosscredError('STS_BAD_RESPONSE', `Alibaba Cloud STS answered role ${this.role.roleName} ${why}`);
+    const body = jsonObject(answer.body) as { Credentials?: unknown } | undefined;
+    if (body === undefined) throw bad('with something that is not a JSON object');
+    const c = (typeof body.Credentials === 'object' && body.Credentials !== null ? body.Credentials : {}) as Record<string, unknown>;
+    const { AccessKeyId: accessKeyId, AccessKeySecret: accessKeySecret, SecurityToken: securityToken, Expiration: expiration } = c;
+    if (typeof accessKeyId !== 'string' || !ACCESS_KEY_ID.test(accessKeyId)) throw bad('without a valid AccessKeyId');
+    if (typeof accessKeySecret !== 'string' || accessKeySecret.length > MAX_SECRET_LENGTH || !VISIBLE_ASCII.test(accessKeySecret)) {
+      throw bad('without a valid AccessKeySecret');
+    }
+    if (typeof securityToken !== 'string' || securityToken.length > MAX_SECURITY_TOKEN_LENGTH || !VISIBLE_ASCII.test(securityToken)) {
+      throw bad('without a valid SecurityToken');
+    }
+    const expirationWall = typeof expiration === 'string' && EXPIRATION.test(expiration) ? Date.parse(expiration) : Number.NaN;
+    if (!Number.isFinite(expirationWall)) throw bad('without a valid Expiration (YYYY-MM-DDTHH:MM:SSZ)');
+
+    const stsDateWall = parseHttpDate(answer.headers['date']);
+    if (stsDateWall !== undefined && expirationWall <= stsDateWall) throw bad('with credentials that are already expired by its own clock');
+    const nowWall = this.clock.wallNow();
+    if (expirationWall <= nowWall) {
+      // Valid by STS's clock (or STS did not say) but past by this host's: the host clock is ahead.
+      const skew = stsDateWall === undefined ? '' : ` (this host's clock is ${Math.round((nowWall - stsDateWall) / 1000)} s ahead of STS's)`;
+      throw bad(`with credentials that are already expired by this host's clock${skew}; check the host clock (NTP)`);
+    }
+    return {
+      cloud: 'alibaba',
+      accessKeyId,
+      accessKeySecret,
+      securityToken,
+      expirationWall,
+      ...(stsDateWall !== undefined ? { stsDateWall } : {}),
+      roleArn: this.role.roleArn,
+      accountId: this.role.accountId,
+    };
+  }
+}
+
+/** The body as a JSON object, or undefined when it is not one. */
+function jsonObject(body: Buffer): object | undefined {
+  try {
+    const value: unknown = JSON.parse(body.toString('utf8'));
+    return typeof value === 'object' && value !== null && !Array.isArray(value) ? value : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** An HTTP Date header (IMF-fixdate, RFC 9110 §5.6.7) as epoch ms; undefined when absent or malformed. */
+const IMF_FIXDATE = /^(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d{2} (?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) \d{4} \d{2}:\d{2}:\d{2} GMT$/;
+
+function parseHttpDate(value: string | undefined): number | undefined {
+  if (value === undefined || !IMF_FIXDATE.test(value)) return undefined;
+  const ms = Date.parse(value);
+  return Number.isFinite(ms) ? ms : undefined;
 }

@@ -116,7 +116,8 @@ export function classifyFailure(err: unknown): ClassifiedFailure {
 function classifyOtherCloud(err: CloudStsRefusal): ClassifiedFailure {
   const table = OTHER_CLOUD_CODES[err.cloud];
   const code = err.stsCode;
-  if (table.expired.has(code)) return { kind: 'token-expired', code, message: `${table.name} says the web-identity token has expired` };
+  // Tencent has one code for an expired and an otherwise bad token: the message says no more than the code.
+  if (table.expired.has(code)) return { kind: 'token-expired', code, message: `${table.name} refused the web-identity token (${code}); it is read again once` };
   if (table.terminal.has(code)) return { kind: 'terminal', code, message: `${table.name} refused the exchange: ${code}` };
   if (table.retryable.has(code)) return { kind: 'retryable', code, message: `${table.name} answered ${code}` };
   if (err.httpStatus >= 500 || err.httpStatus === 429) return { kind: 'retryable', code, message: `${table.name} answered ${code} (HTTP ${err.httpStatus})` };

@@ -8,7 +8,9 @@ const run = promisify(execFile);
  * Identity Agent does: `169.254.169.254/32` (IMDS, which every SDK tries with no configuration)
  * and optionally `169.254.170.2/32` (the ECS container-credentials address). On Alibaba ECS
  * (metadata at 100.100.100.200) and Tencent CVM (169.254.0.23) these addresses are free. The node
- * agent's `169.254.170.23/32` and `fd00:ec2::23/128` (`net-setup --node-agent`) go the same way.
+ * agent's `169.254.170.23/32` and `fd00:ec2::23/128` (`net-setup --node-agent`) go the same way, and
+ * so does Alibaba's ECS metadata address `100.100.100.200/32` (`net-setup --alibaba-metadata`), for
+ * a network namespace or pod where crosscred serves a RAM role to SDKs that read ECS metadata.
  *
  * They go on a dedicated `dummy` link where the kernel has that type, else on the loopback.
  * Neither makes them private to the host: Linux accepts a packet for a local address whatever
@@ -59,6 +61,8 @@ export const NFT_LOCAL_ONLY_TABLE = 'crosscred_local_only';
 export const NFT_TENCENT_METADATA_TABLE = 'crosscred_tencent_metadata';
 /** The address behind `metadata.tencentyun.com` (docs/research/vm-attestation.md §4.1). */
 export const TENCENT_METADATA_ADDRESS = '169.254.0.23';
+/** Alibaba Cloud's ECS metadata server, which Alibaba's SDKs ask for an instance's RAM role. */
+export const ALIBABA_METADATA_ADDRESS = '100.100.100.200';
 /** A user name as useradd and systemd's DynamicUser make them, or a numeric uid: nothing else reaches the ruleset text. */
 const USER_OR_UID = /^(?:[a-z_][a-z0-9_-]{0,31}|[0-9]{1,10})$/;
 

@@ -1,8 +1,132 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { type CachedCredentials, ofCloud } from '../cache/role-credential-cache.js';
+import { APPLICATION_JSON, type ErrorFormat, send, sendError, TEXT_PLAIN } from '../http/responses.js';
 import type { RouteTable } from '../http/route-table.js';
-import type { ListenerContext } from './listener-context.js';
+import { alibabaDocumentsFor } from '../platform/alibaba/credential-documents.js';
+import { credentialsFor, type ListenerContext, sendUnavailable } from './listener-context.js';
+import { MAX_TTL_SECONDS, parseTtlHeader } from './session-tokens.js';
+
+/** The URI provider's path on a loopback listener without a secret. */
+export const ALIBABA_URI_PATH = '/v1/alibaba/credentials';
+/** The URI provider's path with the container secret as its last segment (URL-encoded). */
+const ALIBABA_URI_SECRET_ROUTE = `${ALIBABA_URI_PATH}/:role`;
+
+const TOKEN_PATH = '/latest/api/token';
+const CREDENTIALS_LIST = '/latest/meta-data/ram/security-credentials';
+/**
+ * The same with a capital R, as aliyungo's metadata client (denverdino/aliyungo metadata/client.go,
+ * `RAM_SECURITY`) asks for a role's credentials; the ECS server's paths are not case-sensitive there.
+ */
+const CREDENTIALS_LIST_ALIYUNGO = '/latest/meta-data/Ram/security-credentials';
 
 /**
  * What Alibaba Cloud's SDKs read, for a listener whose role is a RAM role: the URI provider's
  * endpoint (ALIBABA_CLOUD_CREDENTIALS_URI) and the ECS metadata server's RAM-role credentials.
+ * Both serve only this listener's role (docs/alibaba-cloud.md).
  */
-export function addAlibabaRoutes(_table: RouteTable, _ctx: ListenerContext): void {}
+export function addAlibabaRoutes(table: RouteTable, ctx: ListenerContext): void {
+  addUriRoutes(table, ctx);
+  if (ctx.imdsEnabled) addEcsMetadataRoutes(table, ctx);
+}
+
+/** Answers with the role's document, or 503 with Retry-After: never 200 with empty or expired credentials. */
+function serveDocument(res: ServerResponse, ctx: ListenerContext, format: ErrorFormat, render: (entry: CachedCredentials) => Buffer | undefined) {
+  // The listener's role as now configured (a reload may have replaced it; it is never removed).
+  const role = ctx.roles.get(ctx.roleName)!;
+  const answer = (entry: CachedCredentials | undefined) => {
+    const body = entry === undefined ? undefined : render(entry);
+    if (body === undefined) return sendUnavailable(res, role, format);
+    send(res, 200, format === 'json' ? APPLICATION_JSON : TEXT_PLAIN, body);
+  };
+  const entry = credentialsFor(role);
+  if (!(entry instanceof Promise)) return answer(entry);
+  return entry.then(answer);
+}
+
+/**
+ * The URI provider. Alibaba's SDKs send a plain GET to ALIBABA_CLOUD_CREDENTIALS_URI with no auth
+ * header, so it is served as the container endpoint's rules allow: openly at
+ * `/v1/alibaba/credentials` only on a loopback listener without --auth-token-file, else only at
+ * `/v1/alibaba/credentials/<secret>`, the secret compared in constant time. The route's template,
+ * never the path sent, is what metrics and logs see.
+ */
+function addUriRoutes(table: RouteTable, ctx: ListenerContext): void {
+  const serve = (res: ServerResponse) => serveDocument(res, ctx, 'json', (entry) => (ofCloud(entry, 'alibaba') ? alibabaDocumentsFor(entry).uri : undefined));
+  table.add(ALIBABA_URI_PATH, 'json', {
+    get: (_req, res) => {
+      if (ctx.containerSecret)
+        return sendError(res, 'ALIBABA_URI_SECRET_REQUIRED', 'this listener serves the Alibaba URI endpoint only with its secret in the path', 'json');
+      if (!ctx.loopback) return sendError(res, 'ALIBABA_URI_DISABLED', 'the Alibaba URI endpoint is off on a non-loopback listener without a secret', 'json');
+      return serve(res);
+    },
+  });
+  table.add(ALIBABA_URI_SECRET_ROUTE, 'json', {
+    get: (_req, res, secret) => {
+      if (!ctx.containerSecret) return sendError(res, 'ALIBABA_URI_DISABLED', 'no --auth-token-file is configured, so there is no path secret', 'json');
+      if (!ctx.containerSecret.matches(secret)) return sendError(res, 'ALIBABA_URI_SECRET_INVALID', 'wrong secret in the path', 'json');
+      return serve(res);
+    },
+  });
+}
+
+/**
+ * The ECS metadata server's RAM-role paths, as Alibaba's SDKs read them from 100.100.100.200:
+ * hardened (token) mode by default, like an instance with `HttpTokens=required`: `PUT
+ * /latest/api/token` with `X-aliyun-ecs-metadata-token-ttl-seconds` (1–21600), then GETs with
+ * `X-aliyun-ecs-metadata-token`. The SDKs ask for a token first whatever the instance's mode, so
+ * they work in either; `--allow-imdsv1` also accepts token-less GETs.
+ */
+function addEcsMetadataRoutes(table: RouteTable, ctx: ListenerContext): void {
+  table.add(TOKEN_PATH, 'text', {
+    put: (req, res) => {
+      const forwardedBy = proxyHeaderOf(req);
+      if (forwardedBy !== undefined) return sendError(res, 'IMDS_FORWARDED', `request carries ${forwardedBy}`, 'text');
+      const ttl = parseTtlHeader(req.headers['x-aliyun-ecs-metadata-token-ttl-seconds']);
+      if (ttl === undefined) {
+        return sendError(res, 'ECS_METADATA_TTL_INVALID', `missing or invalid X-aliyun-ecs-metadata-token-ttl-seconds (1-${MAX_TTL_SECONDS})`, 'text');
+      }
+      send(res, 200, TEXT_PLAIN, Buffer.from(ctx.sessionTokens.issue(ttl)));
+    },
+  });
+
+  /** The token gate: true when the request may read metadata; otherwise it has been answered 401. */
+  const authorized = (req: IncomingMessage, res: ServerResponse): boolean => {
+    const token = req.headers['x-aliyun-ecs-metadata-token'];
+    if (token === undefined && ctx.allowImdsV1) return true;
+    if (typeof token === 'string' && ctx.sessionTokens.verify(token)) return true;
+    sendError(res, 'ECS_METADATA_TOKEN_REQUIRED', token === undefined ? 'missing metadata token' : 'invalid or expired metadata token', 'text');
+    return false;
+  };
+
+  const roleList = Buffer.from(ctx.roleName);
+  const listRoles = (req: IncomingMessage, res: ServerResponse) => {
+    if (authorized(req, res)) send(res, 200, TEXT_PLAIN, roleList);
+  };
+  const serveCredentials = (req: IncomingMessage, res: ServerResponse, name: string) => {
+    if (!authorized(req, res)) return;
+    if (name !== ctx.roleName) return sendError(res, 'NOT_FOUND', 'no such RAM role on this listener', 'text');
+    return serveDocument(res, ctx, 'text', (entry) => (ofCloud(entry, 'alibaba') ? alibabaDocumentsFor(entry).ecsMetadata : undefined));
+  };
+  for (const base of [CREDENTIALS_LIST, CREDENTIALS_LIST_ALIYUNGO]) {
+    table.add(base, 'text', { get: listRoles });
+    table.add(`${base}/`, 'text', { get: listRoles });
+    table.add(`${base}/:role`, 'text', { get: serveCredentials });
+  }
+}
+
+/**
+ * A proxy's headers, lower-cased, as serve/imds-routes.ts refuses them for a token: a proxy
+ * tricked into forwarding the PUT is not given a token whichever of them it adds.
+ */
+const PROXY_HEADERS = [
+  ['x-forwarded-for', 'X-Forwarded-For'],
+  ['forwarded', 'Forwarded'],
+  ['x-real-ip', 'X-Real-IP'],
+  ['via', 'Via'],
+] as const;
+
+/** The canonical name of the first proxy header the request carries, or undefined. Never its value. */
+function proxyHeaderOf(req: IncomingMessage): string | undefined {
+  for (const [name, shown] of PROXY_HEADERS) if (req.headers[name] !== undefined) return shown;
+  return undefined;
+}

@@ -5,6 +5,7 @@ import { HostGuard } from '../http/host-guard.js';
 import { HttpListener } from '../http/listener.js';
 import { type ErrorFormat, refuse, sendError } from '../http/responses.js';
 import { pathOf, type Route, RouteTable } from '../http/route-table.js';
+import { CVM_METADATA_HOST } from '../platform/tencent/cvm-metadata.js';
 import { addAlibabaRoutes } from './alibaba-routes.js';
 import { addContainerRoutes } from './container-routes.js';
 import { addImdsRoutes } from './imds-routes.js';
@@ -41,7 +42,9 @@ export function buildCredentialListener(options: CredentialListenerOptions): Htt
     if (options.context.imdsEnabled) addImdsRoutes(table, options.context);
     addContainerRoutes(table, options.context);
   }
-  const hostGuard = new HostGuard(options.address, options.allowedHosts);
+  // Tencent's SDKs ask http://metadata.tencentyun.com, by that name fixed in their code (a pod's
+  // hostAliases or a hosts entry points it here): a Tencent listener accepts it as its own.
+  const hostGuard = new HostGuard(options.address, cloud === 'tencent' ? [...options.allowedHosts, CVM_METADATA_HOST] : options.allowedHosts);
 
   /** Counts the answer under the route's template once the response is written. */
   const count = (res: ServerResponse, template: string) => metrics.requestAnswered(template, res.statusCode);

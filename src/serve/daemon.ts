@@ -4,6 +4,7 @@ import type { Config, RoleConfig, StsConnectionConfig } from '../config/config.j
 import { type Clock, type RandomSource, systemClock, systemRandom } from '../core/clock.js';
 import type { ListenAddress } from '../core/listen-address.js';
 import { formatAddress } from '../core/listen-address.js';
+import { isLoopbackHost } from '../core/url-checks.js';
 import type { HttpListener } from '../http/listener.js';
 import { MAX_CONCURRENT_STS_REQUESTS } from '../platform/aws/sts-http-handler.js';
 import { openStsConnection, otherCloudStsEndpoint, type StsConnection, stsConnectionKey, webIdentityRoleFor } from '../roles/web-identity-role.js';
@@ -208,6 +209,7 @@ export async function startDaemon(config: Config, deps: DaemonDependencies): Pro
           containerSecret,
           allowImdsV1: config.allowImdsV1,
           imdsEnabled: config.imdsEnabled,
+          loopback: isLoopbackHost(listener.host),
         },
         metrics,
         logger: listenerLogger(formatAddress(listener)),

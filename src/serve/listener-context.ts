@@ -34,6 +34,12 @@ export interface ListenerContext {
   readonly allowImdsV1: boolean;
   /** False with --disable-imds: no `/latest/…` routes at all (they answer 404). */
   readonly imdsEnabled: boolean;
+  /**
+   * The listener binds a loopback address (127.0.0.0/8, ::1, localhost): only this host's processes
+   * reach it, so an endpoint without any auth header (Alibaba's URI provider) may be served there
+   * without a secret.
+   */
+  readonly loopback: boolean;
 }
 
 /** Answers from memory, or waits a bounded time for the in-flight fetch of a cold role. */

@@ -1,7 +1,9 @@
 /**
  * Alibaba Cloud RAM ARNs: a role, `acs:ram::<account uid>:role/<name>`, and an OIDC identity
  * provider, `acs:ram::<account uid>:oidc-provider/<name>`. One parser for every place that reads
- * them (configuration, trust-policy advice, the demo's STS stand-in), so all accept the same strings.
+ * them (configuration, trust-policy advice, the webhook), so all accept the same strings. The demo's STS
+ * stand-in checks ARNs by its own pattern, written from the documentation, so that crosscred is
+ * checked against it rather than against itself.
  */
 export interface RamArn {
   /** The account uid: digits only (16 in accounts seen; 1–32 accepted). */

@@ -1,7 +1,9 @@
 /**
  * Tencent Cloud CAM role ARNs, `qcs::cam::uin/<owner uin>:roleName/<name>`, and the name of a CAM
  * OIDC identity provider (`ProviderId`). One parser for every place that reads them (configuration,
- * trust-policy advice, the demo's STS stand-in), so all accept the same strings.
+ * trust-policy advice, the webhook), so all accept the same strings. The demo's STS stand-in checks
+ * them by its own pattern, written from the documentation, so that crosscred is checked against it
+ * rather than against itself.
  */
 export interface CamRoleArn {
   /** The owner account's uin: digits only. */
