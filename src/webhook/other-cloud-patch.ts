@@ -75,8 +75,8 @@ function sidecarRefusal(original: PodShape, sidecar: OtherCloudSidecar, options:
   if (!options.sidecarImage) return deny(`crosscred: a ${cloud} role is served by a sidecar in the pod, which needs the webhook to run with --sidecar-image`);
   if (original.spec.hostNetwork === true)
     // A hostNetwork pod's loopback is the node's: any process on the node could read the
-    // credentials there, and two such pods would fight over the port. hostAliases and namespaced
-    // sysctls do not apply to it either.
+    // credentials there, and two such pods would fight over the port. The kubelet also refuses net.*
+    // sysctls to it: they would change the node's own network namespace.
     return deny(
       `crosscred: a ${cloud} role is served by a sidecar on the pod's loopback, which a hostNetwork pod shares with the node; run the pod without hostNetwork`,
     );
