@@ -36,7 +36,7 @@ const ROOMS = {
   // to the Kubernetes API. The webhook reads the API and never talks to STS. Neither imports the
   // other; what both speak is protocol/pod-identity.ts.
   'node-agent': ['core', 'util', 'protocol', 'platform/aws', 'http', 'observability', 'exchange', 'cache', 'config'],
-  webhook: ['core', 'util', 'protocol', 'platform/aws', 'platform/kubernetes', 'http', 'observability', 'config'],
+  webhook: ['core', 'util', 'protocol', 'platform/aws', 'platform/alibaba', 'platform/tencent', 'platform/kubernetes', 'http', 'observability', 'config'],
   // Above the products
   advice: ['core', 'util', 'protocol', 'platform/aws', 'platform/alibaba', 'platform/tencent', 'platform/kubernetes', 'exchange', 'config', 'sources', 'roles'],
   cli: [

@@ -48,9 +48,65 @@ export const ANNOTATIONS = {
   skipContainers: 'crosscred.io/skip-containers',
   /** Pod: comma-separated container names to inject; the others are left alone. */
   containers: 'crosscred.io/containers',
-  /** Pod, written by the webhook: the mode it injected. A pod carrying it is never patched again. */
+  /**
+   * Pod, written by the webhook: what it injected, comma-separated (the AWS mode, `alibaba`,
+   * `tencent`; `agent` alone for an AWS role in agent mode). A pod carrying it is never patched again.
+   */
   injected: 'crosscred.io/injected',
+  /** ServiceAccount: a RAM role (`acs:ram::<uid>:role/<name>`) served by a `crosscred-alibaba` sidecar; needs alibabaOidcProviderArn. */
+  alibabaRoleArn: 'crosscred.io/alibaba-role-arn',
+  /** ServiceAccount: the RAM OIDC provider (`acs:ram::<uid>:oidc-provider/<name>`) that trusts the cluster's issuer. */
+  alibabaOidcProviderArn: 'crosscred.io/alibaba-oidc-provider-arn',
+  /** ServiceAccount, optional: the STS region (ALIBABA_CLOUD_STS_REGION); the global endpoint without it. */
+  alibabaStsRegion: 'crosscred.io/alibaba-sts-region',
+  /** ServiceAccount, optional: the Alibaba token's audience (ALIBABA_DEFAULT_AUDIENCE without it). */
+  alibabaAudience: 'crosscred.io/alibaba-audience',
+  /** ServiceAccount: a CAM role (`qcs::cam::uin/<uin>:roleName/<name>`) served by a `crosscred-tencent` sidecar; needs tencentProviderId and tencentRegion. */
+  tencentRoleArn: 'crosscred.io/tencent-role-arn',
+  /** ServiceAccount: the CAM OIDC identity provider's name (TKE_PROVIDER_ID). */
+  tencentProviderId: 'crosscred.io/tencent-provider-id',
+  /** ServiceAccount: the region (TKE_REGION), which Tencent STS requires. */
+  tencentRegion: 'crosscred.io/tencent-region',
+  /** ServiceAccount, optional: the Tencent token's audience (TENCENT_DEFAULT_AUDIENCE without it). */
+  tencentAudience: 'crosscred.io/tencent-audience',
 } as const;
+
+/** The audiences the other clouds' STS expect by default (as `serve --cloud` defaults them). */
+export const ALIBABA_DEFAULT_AUDIENCE = 'sts.aliyuncs.com';
+export const TENCENT_DEFAULT_AUDIENCE = 'sts.cloud.tencent.com';
+
+/**
+ * Variables that decide a container's Alibaba Cloud credentials in the SDKs' default chains
+ * (aliyun/credentials-go providers/default.go and @alicloud/credentials: environment, OIDC, CLI
+ * profile, profile, ECS RAM role, then the URI). A container setting one is left to its own choice.
+ * (ALICLOUD_ACCESS_KEY and ALICLOUD_SECRET_KEY are Terraform's; no credentials SDK reads them.)
+ */
+export const ALIBABA_CREDENTIAL_VARIABLES: readonly string[] = [
+  'ALIBABA_CLOUD_ACCESS_KEY_ID',
+  'ALIBABA_CLOUD_ACCESS_KEY_SECRET',
+  'ALIBABA_CLOUD_SECURITY_TOKEN',
+  'ALIBABA_CLOUD_ROLE_ARN',
+  'ALIBABA_CLOUD_OIDC_PROVIDER_ARN',
+  'ALIBABA_CLOUD_OIDC_TOKEN_FILE',
+  'ALIBABA_CLOUD_CREDENTIALS_URI',
+  'ALIBABA_CLOUD_CREDENTIALS_FILE',
+  'ALIBABA_CLOUD_ECS_METADATA',
+  'ALIBABA_CLOUD_PROFILE',
+];
+
+/**
+ * Variables that decide a container's Tencent Cloud credentials before the CVM role, or beside it
+ * (tencentcloud-sdk-nodejs-common's DefaultCredentialProvider: environment, profile, CVM role, then
+ * TKE's OIDC variables; the Go SDK's default chain: environment, profile, CVM role).
+ */
+export const TENCENT_CREDENTIAL_VARIABLES: readonly string[] = [
+  'TENCENTCLOUD_SECRET_ID',
+  'TENCENTCLOUD_SECRET_KEY',
+  'TENCENTCLOUD_SESSION_TOKEN',
+  'TKE_ROLE_ARN',
+  'TKE_PROVIDER_ID',
+  'TKE_WEB_IDENTITY_TOKEN_FILE',
+];
 
 /** The IRSA annotations Helm charts already set; read when ours are absent. */
 export const EKS_ANNOTATIONS = {

@@ -3,6 +3,8 @@ import { type AdmissionResponse, type AdmissionReview, describeSchemaProblem, po
 import { KubernetesApiError, type ServiceAccountLookup } from '../platform/kubernetes/service-accounts.js';
 import type { InjectionMode } from '../protocol/pod-identity.js';
 import { injectionSettings } from './injection-settings.js';
+import { planPodForClouds } from './other-cloud-patch.js';
+import { otherCloudRoles } from './other-cloud-settings.js';
 import { alreadyInjected, boundedWarnings, type PatchOptions, planPodPatch } from './pod-patch.js';
 import type { AdmissionResult } from './webhook-metrics.js';
 
@@ -91,26 +93,38 @@ export async function admit(review: AdmissionReview, context: AdmissionContext):
   }
 
   const read = injectionSettings(lookup.account, context.defaultMode);
-  if (read.kind === 'none') {
+  const others = otherCloudRoles(lookup.account);
+  if (read.kind === 'none' && others.kind === 'none') {
     return allowed('unchanged', [
       `crosscred: ServiceAccount ${namespace}/${serviceAccountName} has no crosscred.io/role-arn or eks.amazonaws.com/role-arn annotation; pod left unchanged`,
     ]);
   }
-  if (read.kind === 'problem') {
-    log.info({ reason: read.problem }, 'ServiceAccount annotation unusable; pod denied');
-    return denied('denied', DENIED_CODE, `crosscred: ${read.problem}`);
+  for (const unusable of [read, others]) {
+    if (unusable.kind !== 'problem') continue;
+    log.info({ reason: unusable.problem }, 'ServiceAccount annotation unusable; pod denied');
+    return denied('denied', DENIED_CODE, `crosscred: ${unusable.problem}`);
   }
 
-  const decision = planPodPatch(pod, read.settings, context.patch);
+  // A ServiceAccount with an AWS role only is planned exactly as before the other clouds came.
+  const aws = read.kind === 'settings' ? read.settings : undefined;
+  const decision =
+    others.kind === 'none' && aws
+      ? planPodPatch(pod, aws, context.patch)
+      : planPodForClouds(pod, { ...(aws ? { aws } : {}), ...(others.kind === 'roles' ? { others: others.roles } : {}) }, context.patch);
+  const roles = {
+    ...(aws ? { mode: aws.mode, role: aws.roleArn } : {}),
+    ...(others.kind === 'roles' && others.roles.alibaba ? { alibabaRole: others.roles.alibaba.roleArn } : {}),
+    ...(others.kind === 'roles' && others.roles.tencent ? { tencentRole: others.roles.tencent.roleArn } : {}),
+  };
   if (decision.kind === 'deny') {
-    log.info({ mode: read.settings.mode }, 'pod denied');
+    log.info({ mode: aws?.mode }, 'pod denied');
     return denied('denied', DENIED_CODE, decision.message, decision.warnings);
   }
   if (decision.kind === 'unchanged') {
-    log.info({ mode: read.settings.mode, warnings: decision.warnings }, 'pod left unchanged');
+    log.info({ mode: aws?.mode, warnings: decision.warnings }, 'pod left unchanged');
     return allowed('unchanged', decision.warnings);
   }
-  log.info({ mode: read.settings.mode, operations: decision.operations.length, role: read.settings.roleArn }, 'pod mutated');
+  log.info({ ...roles, operations: decision.operations.length }, 'pod mutated');
   return {
     kind: 'answer',
     result: 'mutated',

@@ -33,3 +33,30 @@ export function appendAll(path: string, exists: boolean, items: readonly unknown
   if (items.length === 0) return [];
   return exists ? items.map((item) => add(`${path}/-`, item)) : [add(path, [...items])];
 }
+
+/**
+ * The document after `operations`, applied to a copy: what the next part of a patch is planned
+ * against, since JSON Patch applies its operations in order (an array one operation creates is
+ * appended to by the next, an index shifts after an insert). Only this module's own operations are
+ * applied, so a pointer that does not resolve is a bug, thrown.
+ */
+export function applied<T>(document: T, operations: readonly AddOperation[]): T {
+  const copy = structuredClone(document);
+  for (const { path, value } of operations) {
+    const segments = path
+      .split('/')
+      .slice(1)
+      .map((s) => s.replaceAll('~1', '/').replaceAll('~0', '~'));
+    const last = segments.pop();
+    let parent: unknown = copy;
+    for (const segment of segments) parent = (parent as Record<string, unknown>)[segment];
+    if (parent === null || typeof parent !== 'object' || last === undefined) throw new Error(`JSON Patch: ${path} has no parent`);
+    const item = structuredClone(value);
+    if (Array.isArray(parent)) {
+      const index = last === '-' ? parent.length : Number(last);
+      if (!Number.isInteger(index) || index < 0 || index > parent.length) throw new Error(`JSON Patch: ${path} is out of range`);
+      parent.splice(index, 0, item);
+    } else (parent as Record<string, unknown>)[last] = item;
+  }
+  return copy;
+}

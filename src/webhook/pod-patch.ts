@@ -48,7 +48,7 @@ const MAX_WARNING_CHARS = 250;
 const MAX_SHOWN_NAME_CHARS = 63;
 
 type ContainerField = 'initContainers' | 'containers';
-interface Selected {
+export interface Selected {
   readonly field: ContainerField;
   readonly index: number;
   readonly container: PodContainer;
@@ -89,7 +89,7 @@ function csv(text: string | undefined): Set<string> | undefined {
 }
 
 /** The containers the pod's annotations select: init containers first, then containers. */
-function selectContainers(pod: PodShape): Selected[] {
+export function selectContainers(pod: PodShape): Selected[] {
   const annotations = pod.metadata?.annotations ?? {};
   const only = csv(annotations[ANNOTATIONS.containers]);
   const skip = new Set([...(csv(annotations[ANNOTATIONS.skipContainers]) ?? []), ...(csv(annotations[EKS_ANNOTATIONS.skipContainers]) ?? [])]);
@@ -154,7 +154,7 @@ export function podNameFitsSessionName(pod: PodShape): boolean {
 }
 
 /** The uid a container runs as, when the pod says; undefined means the image's own user. */
-function uidOf(pod: PodShape, container: PodContainer): number | undefined {
+export function uidOf(pod: PodShape, container: PodContainer): number | undefined {
   return container.securityContext?.runAsUser ?? pod.spec.securityContext?.runAsUser ?? undefined;
 }
 
@@ -164,6 +164,24 @@ function uidOf(pod: PodShape, container: PodContainer): number | undefined {
  * the same answer.
  */
 export function planPodPatch(pod: PodShape, settings: InjectionSettings, options: PatchOptions): PodDecision {
+  const decision = planAwsPatch(pod, settings, options);
+  if (decision.kind !== 'patch') return decision;
+  return { ...decision, operations: [...decision.operations, injectedAnnotation(pod, settings.mode)] };
+}
+
+/**
+ * The `add` operation that records what was injected (`crosscred.io/injected`), creating the
+ * annotations, or metadata, when the pod has none.
+ */
+export function injectedAnnotation(pod: PodShape, injected: string): AddOperation {
+  const annotations = pod.metadata?.annotations;
+  if (annotations != null) return add(pointer('metadata', 'annotations', ANNOTATIONS.injected), injected);
+  if (pod.metadata != null) return add(pointer('metadata', 'annotations'), { [ANNOTATIONS.injected]: injected });
+  return add(pointer('metadata'), { annotations: { [ANNOTATIONS.injected]: injected } });
+}
+
+/** planPodPatch without the annotation, so that other clouds' operations can follow before it. */
+export function planAwsPatch(pod: PodShape, settings: InjectionSettings, options: PatchOptions): PodDecision {
   const warnings: string[] = settings.clamped ? [`crosscred: ${settings.clamped}`] : [];
   const mode = settings.mode;
   const unchanged = (why: string): PodDecision => ({ kind: 'unchanged', warnings: boundedWarnings([...warnings, why]) });
@@ -266,11 +284,6 @@ export function planPodPatch(pod: PodShape, settings: InjectionSettings, options
     const sidecar = sidecarContainer({ image: options.sidecarImage!, roleArn: settings.roleArn, uid, ...(options.region ? { region: options.region } : {}) });
     operations.push(pod.spec.initContainers != null ? add(pointer('spec', 'initContainers', 0), sidecar) : add(pointer('spec', 'initContainers'), [sidecar]));
   }
-
-  const annotations = pod.metadata?.annotations;
-  if (annotations != null) operations.push(add(pointer('metadata', 'annotations', ANNOTATIONS.injected), mode));
-  else if (pod.metadata != null) operations.push(add(pointer('metadata', 'annotations'), { [ANNOTATIONS.injected]: mode }));
-  else operations.push(add(pointer('metadata'), { annotations: { [ANNOTATIONS.injected]: mode } }));
 
   return { kind: 'patch', operations, warnings: boundedWarnings(warnings) };
 }
