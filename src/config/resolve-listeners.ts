@@ -1,5 +1,5 @@
 import { formatAddress, type ListenAddress, parseListenSpec } from '../core/listen-address.js';
-import { isHostLocalAddress } from '../core/url-checks.js';
+import { isHostLocalAddress, isLoopbackHost } from '../core/url-checks.js';
 import { clip, problem } from './checks.js';
 import type { Config, ListenerConfig, RoleConfig } from './config.js';
 import { defaultOf, type Layers, pickSetting, type Resolved, valueOrDefault } from './layers.js';
@@ -14,7 +14,11 @@ export function resolveListeners(layers: Layers, roles: readonly RoleConfig[]): 
   const listeners = credentialListeners(layers, roles);
   const admin = adminListener(layers);
   const secret = containerSecret(layers);
-  const imds = imdsOptions(layers, secret.value !== undefined);
+  // With IMDS off, what is left: the container endpoint (it needs the secret), or an Alibaba role's
+  // credentials URI, open on a loopback listener without one.
+  const cloudOf = (name: string) => roles.find((r) => r.name === name)?.cloud;
+  const openAlibabaUri = listeners.value.some((l) => cloudOf(l.role) === 'alibaba' && isLoopbackHost(l.host));
+  const imds = imdsOptions(layers, secret.value !== undefined || openAlibabaUri);
   const hosts = hostAllowList(layers);
   return {
     value: {
@@ -100,14 +104,14 @@ export function containerSecret(layers: Layers): Resolved<string | undefined> {
 }
 
 /** IMDSv1, and IMDS at all: without it only the secret-guarded container endpoint is left. */
-export function imdsOptions(layers: Layers, hasContainerSecret: boolean): Resolved<Pick<Config, 'allowImdsV1' | 'imdsEnabled'>> {
+export function imdsOptions(layers: Layers, servesWithoutImds: boolean): Resolved<Pick<Config, 'allowImdsV1' | 'imdsEnabled'>> {
   const allowImdsV1 = valueOrDefault('allowImdsV1', pickSetting('allowImdsV1', layers));
   const disable = pickSetting('disableImds', layers);
   const problems: string[] = [];
   // A sidecar whose pod neighbours must not read credentials without the secret.
   if (disable?.value === true) {
-    const words = 'leaves nothing to serve without --auth-token-file (the container endpoint)';
-    if (!hasContainerSecret) problems.push(problem('disable-imds', disable.origin, words));
+    const words = "leaves nothing to serve without --auth-token-file (the container endpoint), or an Alibaba role's credentials URI on a loopback listener";
+    if (!servesWithoutImds) problems.push(problem('disable-imds', disable.origin, words));
     if (allowImdsV1) problems.push(problem('disable-imds', disable.origin, 'contradicts --allow-imdsv1'));
   }
   return { value: { allowImdsV1, imdsEnabled: disable?.value !== true }, problems };

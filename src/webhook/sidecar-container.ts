@@ -156,10 +156,9 @@ export function alibabaSidecarContainer(options: {
     image: options.image,
     uid: options.uid,
     // No --auth-token-file: the URI provider sends no header. The route is open only because the
-    // listener is on the pod's loopback. Not --disable-imds either, which `serve` refuses without
-    // --auth-token-file: the ECS metadata paths it leaves on this port are asked by no SDK, which
-    // all ask 100.100.100.200.
-    args: ['serve', '--cloud', 'alibaba', '--listen', `127.0.0.1:${listenPort}`, '--admin-listen', `0.0.0.0:${adminPort}`],
+    // listener is on the pod's loopback. --disable-imds: the SDKs ask ECS metadata only at
+    // 100.100.100.200, never here, so the listener serves the URI alone.
+    args: ['serve', '--cloud', 'alibaba', '--listen', `127.0.0.1:${listenPort}`, '--admin-listen', `0.0.0.0:${adminPort}`, '--disable-imds'],
     env: [
       { name: 'ALIBABA_CLOUD_ROLE_ARN', value: options.roleArn },
       { name: 'ALIBABA_CLOUD_OIDC_PROVIDER_ARN', value: options.oidcProviderArn },

@@ -125,6 +125,14 @@ describe('an Alibaba role', () => {
     expect(configError({ flags: { cloud: 'alibaba', 'role-arn': 'arn:aws:iam::111122223333:role/app' }, env: RRSA_ENV })).toContain('is not a RAM role ARN');
   });
 
+  it('may turn ECS metadata off on a loopback listener: the credentials URI is left (the webhook sidecar)', () => {
+    const config = load({ flags: { cloud: 'alibaba', 'disable-imds': true }, env: RRSA_ENV });
+    expect(config.imdsEnabled).toBe(false);
+    expect(configError({ flags: { cloud: 'tencent', 'disable-imds': true }, env: TKE_ENV })).toContain(
+      'disable-imds (--disable-imds): leaves nothing to serve',
+    );
+  });
+
   it('refuses a Tencent setting given for it', () => {
     expect(configError({ flags: { cloud: 'alibaba', 'provider-id': 'tke-prod' }, env: RRSA_ENV })).toContain(
       'providerId (--provider-id): is for a Tencent role, and this role is an Alibaba role (cloud: alibaba)',

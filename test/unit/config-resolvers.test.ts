@@ -292,7 +292,7 @@ describe('listeners', () => {
   it('disables IMDS only with a container secret, and never with IMDSv1', () => {
     expect(imdsOptions(layers({ file: { disableImds: true } }), true)).toEqual({ value: { allowImdsV1: false, imdsEnabled: false }, problems: [] });
     expect(imdsOptions(layers({ file: { disableImds: true, allowImdsV1: true } }), false).problems).toEqual([
-      'disable-imds (config file /c.yaml): leaves nothing to serve without --auth-token-file (the container endpoint)',
+      "disable-imds (config file /c.yaml): leaves nothing to serve without --auth-token-file (the container endpoint), or an Alibaba role's credentials URI on a loopback listener",
       'disable-imds (config file /c.yaml): contradicts --allow-imdsv1',
     ]);
   });

@@ -110,7 +110,7 @@ describe('an Alibaba Cloud role', () => {
     const sidecar = container(after, 'crosscred-alibaba');
     expect(sidecar['image']).toBe(IMAGE);
     expect(sidecar['restartPolicy']).toBe('Always');
-    expect(sidecar['args']).toEqual(['serve', '--cloud', 'alibaba', '--listen', '127.0.0.1:8172', '--admin-listen', '0.0.0.0:8173']);
+    expect(sidecar['args']).toEqual(['serve', '--cloud', 'alibaba', '--listen', '127.0.0.1:8172', '--admin-listen', '0.0.0.0:8173', '--disable-imds']);
     expect(envOf(sidecar)).toEqual({
       ALIBABA_CLOUD_ROLE_ARN: RAM_ROLE,
       ALIBABA_CLOUD_OIDC_PROVIDER_ARN: RAM_PROVIDER,
