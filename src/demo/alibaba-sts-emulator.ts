@@ -1,7 +1,6 @@
 import { randomBytes, randomUUID } from 'node:crypto';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { createServer as createHttpsServer } from 'node:https';
-import type { AddressInfo, Socket } from 'node:net';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import { StsStandIn } from './sts-stand-in.js';
 import { globMatch, readSmallBody, WebIdentityVerifier } from './web-identity-verifier.js';
 
 /**
@@ -92,68 +91,26 @@ const ROLE_ARN = /^acs:ram::(\d{1,32}):role\/([A-Za-z0-9.-]{1,64})$/i;
 const OIDC_PROVIDER_ARN = /^acs:ram::\d{1,32}:oidc-provider\/[A-Za-z0-9._-]{1,128}$/i;
 const BASE62 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
 
-export class AlibabaStsEmulator {
-  readonly url: string;
+export class AlibabaStsEmulator extends StsStandIn<AlibabaStsFault> {
   /** AssumeRoleWithOIDC requests received, whatever their outcome. */
   calls = 0;
   readonly issued: AlibabaIssuedCredentials[] = [];
   /** Every AssumeRoleWithOIDC request received, in order (what `calls` counts). */
   readonly requests: AlibabaStsCallRecord[] = [];
-  /** STS's clock; see AlibabaStsEmulatorOptions.now. */
-  now: () => number;
-  readonly #server: Server;
   readonly #options: AlibabaStsEmulatorOptions;
   readonly #verifier: WebIdentityVerifier;
-  readonly #sockets = new Set<Socket>();
-  #queued: AlibabaStsFault[] = [];
-  #persistent: AlibabaStsFault | undefined;
 
   private constructor(server: Server, url: string, options: AlibabaStsEmulatorOptions) {
-    this.#server = server;
-    this.url = url;
+    super(server, url, options.now ?? Date.now);
     this.#options = options;
-    this.now = options.now ?? Date.now;
     this.#verifier = new WebIdentityVerifier(() => this.now());
-    server.on('connection', (s) => {
-      this.#sockets.add(s);
-      s.on('close', () => this.#sockets.delete(s));
-    });
   }
 
   static async start(options: AlibabaStsEmulatorOptions): Promise<AlibabaStsEmulator> {
-    const host = options.host ?? '127.0.0.1';
     let emulator: AlibabaStsEmulator | undefined;
-    const handler = (req: IncomingMessage, res: ServerResponse) => void emulator!.#handle(req, res);
-    const server = options.tls ? createHttpsServer({ key: options.tls.key, cert: options.tls.cert }, handler) : createServer(handler);
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(options.port ?? 0, host, resolve);
-    });
-    const port = (server.address() as AddressInfo).port;
-    emulator = new AlibabaStsEmulator(server, `${options.tls ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${port}`, options);
+    const { server, url } = await StsStandIn.listen(options, (req, res) => void emulator!.#handle(req, res));
+    emulator = new AlibabaStsEmulator(server, url, options);
     return emulator;
-  }
-
-  /** Applies `faults` to the next requests, one each, in order. */
-  failNext(...faults: AlibabaStsFault[]): void {
-    this.#queued.push(...faults);
-  }
-
-  /** Applies `fault` to every request until `heal()`. */
-  failAlways(fault: AlibabaStsFault): void {
-    this.#persistent = fault;
-  }
-
-  heal(): void {
-    this.#persistent = undefined;
-    this.#queued = [];
-  }
-
-  close(): Promise<void> {
-    return new Promise((resolve) => {
-      this.#server.close(() => resolve());
-      for (const s of this.#sockets) s.destroy();
-    });
   }
 
   async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -175,7 +132,7 @@ export class AlibabaStsEmulator {
       return fail(404, 'InvalidAction.NotFound', 'Specified api is not found, please check your url and method.');
 
     this.calls += 1;
-    const fault = this.#queued.shift() ?? this.#persistent;
+    const fault = this.takeFault();
     this.requests.push({
       atWall: this.now(),
       method: req.method ?? '',

@@ -1,9 +1,8 @@
 import { randomBytes, randomUUID } from 'node:crypto';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { createServer as createHttpsServer } from 'node:https';
-import type { AddressInfo, Socket } from 'node:net';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { exportJWK, generateKeyPair, type JWK, SignJWT } from 'jose';
 import { type KnownCredentials, SigV4Verifier } from './sigv4-verifier.js';
+import { StsStandIn } from './sts-stand-in.js';
 import { globMatch, readSmallBody, WebIdentityVerifier } from './web-identity-verifier.js';
 
 /**
@@ -139,59 +138,39 @@ async function makeIssuerKeys(): Promise<IssuerKeys> {
   return { signing, jwks };
 }
 
-export class StsEmulator {
-  readonly url: string;
+export class StsEmulator extends StsStandIn<StsFault> {
   /** AssumeRoleWithWebIdentity requests received, whatever their outcome. */
   calls = 0;
   readonly issued: IssuedCredentials[] = [];
   /** Every AssumeRoleWithWebIdentity request received, in order (what `calls` counts). */
   readonly requests: StsCallRecord[] = [];
-  /** STS's clock; see StsEmulatorOptions.now. */
-  now: () => number;
   /** Every JWT GetWebIdentityToken minted, in order. */
   readonly minted: MintedWebIdentityToken[] = [];
   /** False models an account that has not enabled outbound identity federation. */
   outboundFederationEnabled = true;
-  readonly #server: Server;
   readonly #options: StsEmulatorOptions;
   readonly #verifier: WebIdentityVerifier;
   readonly #signatures: SigV4Verifier;
   /** Every access key id the emulator accepts signatures from: the ones it issued and the hosts'. */
   readonly #knownKeys = new Map<string, KnownCredentials>();
   readonly #issuerKeys: IssuerKeys;
-  readonly #sockets = new Set<Socket>();
-  #queued: StsFault[] = [];
-  #persistent: StsFault | undefined;
 
   private constructor(server: Server, url: string, options: StsEmulatorOptions, issuerKeys: IssuerKeys) {
-    this.#server = server;
-    this.url = url;
+    super(server, url, options.now ?? Date.now);
     this.#options = options;
     this.#issuerKeys = issuerKeys;
-    this.now = options.now ?? Date.now;
     this.#verifier = new WebIdentityVerifier(() => this.now());
     this.#signatures = new SigV4Verifier(
       (accessKeyId) => this.#knownKeys.get(accessKeyId),
       () => this.now(),
     );
-    server.on('connection', (s) => {
-      this.#sockets.add(s);
-      s.on('close', () => this.#sockets.delete(s));
-    });
   }
 
   static async start(options: StsEmulatorOptions): Promise<StsEmulator> {
-    const host = options.host ?? '127.0.0.1';
     const issuerKeys = await makeIssuerKeys();
     let emulator: StsEmulator | undefined;
-    const handler = (req: IncomingMessage, res: ServerResponse) => void emulator!.#handle(req, res);
-    const server = options.tls ? createHttpsServer({ key: options.tls.key, cert: options.tls.cert }, handler) : createServer(handler);
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(options.port ?? 0, host, resolve);
-    });
-    const port = (server.address() as AddressInfo).port;
-    emulator = new StsEmulator(server, `${options.tls ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${port}`, options, issuerKeys);
+    const { server, url } = await StsStandIn.listen(options, (req, res) => void emulator!.#handle(req, res));
+    emulator = new StsEmulator(server, url, options, issuerKeys);
     return emulator;
   }
 
@@ -201,48 +180,6 @@ export class StsEmulator {
    */
   addHostCredentials(credentials: HostCredentials): void {
     this.#knownKeys.set(credentials.accessKeyId, { ...credentials });
-  }
-
-  /** Applies `fault` to the next AssumeRoleWithWebIdentity request only (queued faults apply in order). */
-  failNext(...faults: StsFault[]): void {
-    this.#queued.push(...faults);
-  }
-
-  /** Applies `fault` to every request until `heal()`. */
-  failAlways(fault: StsFault): void {
-    this.#persistent = fault;
-  }
-
-  heal(): void {
-    this.#persistent = undefined;
-    this.#queued = [];
-  }
-
-  close(): Promise<void> {
-    return new Promise((resolve) => {
-      this.#server.close(() => resolve());
-      for (const s of this.#sockets) s.destroy();
-    });
-  }
-
-  /**
-   * Stops listening and drops every open connection, so the next connection attempt is refused
-   * (ECONNREFUSED), as when STS or the proxy in front of it is down. `acceptConnections()` listens
-   * again on the same port.
-   */
-  refuseConnections(): Promise<void> {
-    return this.close();
-  }
-
-  acceptConnections(): Promise<void> {
-    const { hostname, port } = new URL(this.url);
-    return new Promise((resolve, reject) => {
-      this.#server.once('error', reject);
-      this.#server.listen(Number(port), hostname.replace(/^\[|\]$/g, ''), () => {
-        this.#server.off('error', reject);
-        resolve();
-      });
-    });
   }
 
   async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -263,7 +200,7 @@ export class StsEmulator {
       return sendError(res, 400, 'InvalidAction', 'only AssumeRoleWithWebIdentity is emulated');
     }
     this.calls += 1;
-    const fault = this.#queued.shift() ?? this.#persistent;
+    const fault = this.takeFault();
     this.requests.push({ atWall: this.now(), token: params.get('WebIdentityToken') ?? '', roleArn: params.get('RoleArn') ?? '', fault: fault?.kind ?? null });
     // Real STS dates every answer by its own clock; so does the emulator, by `now`.
     res.setHeader('date', new Date(this.now()).toUTCString());

@@ -1,7 +1,6 @@
 import { randomBytes, randomUUID } from 'node:crypto';
-import { createServer, type IncomingHttpHeaders, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { createServer as createHttpsServer } from 'node:https';
-import type { AddressInfo, Socket } from 'node:net';
+import type { IncomingHttpHeaders, IncomingMessage, Server, ServerResponse } from 'node:http';
+import { StsStandIn } from './sts-stand-in.js';
 import { globMatch, readSmallBody, WebIdentityVerifier } from './web-identity-verifier.js';
 
 /**
@@ -99,68 +98,26 @@ const MAX_TIMESTAMP_SKEW_SECONDS = 300;
 const SESSION_NAME = /^[\w=,.@-]{2,128}$/;
 const MAX_BODY_BYTES = 64 * 1024;
 
-export class TencentStsEmulator {
-  readonly url: string;
+export class TencentStsEmulator extends StsStandIn<TencentStsFault> {
   /** AssumeRoleWithWebIdentity requests received, whatever their outcome. */
   calls = 0;
   readonly issued: TencentIssuedCredentials[] = [];
   /** Every request received, in order (what `calls` counts). */
   readonly requests: TencentStsCallRecord[] = [];
-  /** STS's clock; see TencentStsEmulatorOptions.now. */
-  now: () => number;
-  readonly #server: Server;
   readonly #options: TencentStsEmulatorOptions;
   readonly #verifier: WebIdentityVerifier;
-  readonly #sockets = new Set<Socket>();
-  #queued: TencentStsFault[] = [];
-  #persistent: TencentStsFault | undefined;
 
   private constructor(server: Server, url: string, options: TencentStsEmulatorOptions) {
-    this.#server = server;
-    this.url = url;
+    super(server, url, options.now ?? Date.now);
     this.#options = options;
-    this.now = options.now ?? Date.now;
     this.#verifier = new WebIdentityVerifier(() => this.now());
-    server.on('connection', (s) => {
-      this.#sockets.add(s);
-      s.on('close', () => this.#sockets.delete(s));
-    });
   }
 
   static async start(options: TencentStsEmulatorOptions): Promise<TencentStsEmulator> {
-    const host = options.host ?? '127.0.0.1';
     let emulator: TencentStsEmulator | undefined;
-    const handler = (req: IncomingMessage, res: ServerResponse) => void emulator!.#handle(req, res);
-    const server = options.tls ? createHttpsServer({ key: options.tls.key, cert: options.tls.cert }, handler) : createServer(handler);
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(options.port ?? 0, host, resolve);
-    });
-    const port = (server.address() as AddressInfo).port;
-    emulator = new TencentStsEmulator(server, `${options.tls ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${port}`, options);
+    const { server, url } = await StsStandIn.listen(options, (req, res) => void emulator!.#handle(req, res));
+    emulator = new TencentStsEmulator(server, url, options);
     return emulator;
-  }
-
-  /** Applies `faults` to the next requests, one each, in order. */
-  failNext(...faults: TencentStsFault[]): void {
-    this.#queued.push(...faults);
-  }
-
-  /** Applies `fault` to every request until `heal()`. */
-  failAlways(fault: TencentStsFault): void {
-    this.#persistent = fault;
-  }
-
-  heal(): void {
-    this.#persistent = undefined;
-    this.#queued = [];
-  }
-
-  close(): Promise<void> {
-    return new Promise((resolve) => {
-      this.#server.close(() => resolve());
-      for (const s of this.#sockets) s.destroy();
-    });
   }
 
   async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -179,7 +136,7 @@ export class TencentStsEmulator {
       params = undefined;
     }
     this.calls += 1;
-    const fault = this.#queued.shift() ?? this.#persistent;
+    const fault = this.takeFault();
     const text = (name: string) => (typeof params?.[name] === 'string' ? (params[name] as string) : '');
     this.requests.push({
       atWall: this.now(),
