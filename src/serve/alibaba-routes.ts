@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { type CachedCredentials, ofCloud } from '../cache/role-credential-cache.js';
+import { proxyHeaderOf } from '../http/proxy-headers.js';
 import { APPLICATION_JSON, type ErrorFormat, send, sendError, TEXT_PLAIN } from '../http/responses.js';
 import type { RouteTable } from '../http/route-table.js';
 import { alibabaDocumentsFor } from '../platform/alibaba/credential-documents.js';
@@ -112,21 +113,4 @@ function addEcsMetadataRoutes(table: RouteTable, ctx: ListenerContext): void {
     table.add(`${base}/`, 'text', { get: listRoles });
     table.add(`${base}/:role`, 'text', { get: serveCredentials });
   }
-}
-
-/**
- * A proxy's headers, lower-cased, as serve/imds-routes.ts refuses them for a token: a proxy
- * tricked into forwarding the PUT is not given a token whichever of them it adds.
- */
-const PROXY_HEADERS = [
-  ['x-forwarded-for', 'X-Forwarded-For'],
-  ['forwarded', 'Forwarded'],
-  ['x-real-ip', 'X-Real-IP'],
-  ['via', 'Via'],
-] as const;
-
-/** The canonical name of the first proxy header the request carries, or undefined. Never its value. */
-function proxyHeaderOf(req: IncomingMessage): string | undefined {
-  for (const [name, shown] of PROXY_HEADERS) if (req.headers[name] !== undefined) return shown;
-  return undefined;
 }

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { type CachedCredentials, ofCloud } from '../cache/role-credential-cache.js';
 import type { RoleConfig } from '../config/config.js';
+import { proxyHeaderOf } from '../http/proxy-headers.js';
 import { send, sendError, TEXT_PLAIN } from '../http/responses.js';
 import type { RouteTable } from '../http/route-table.js';
 import { awsTimestamp, documentsFor } from '../platform/aws/credential-documents.js';
@@ -86,25 +87,6 @@ export function addImdsRoutes(table: RouteTable, ctx: ListenerContext): void {
       },
     });
   }
-}
-
-/**
- * Headers a proxy adds to what it forwards, lower-cased (node lower-cases header names, so every
- * spelling is caught, repeated or empty). EC2 refuses a token to X-Forwarded-For; crosscred also
- * refuses the standard `Forwarded` (RFC 7239), `X-Real-IP` (nginx) and `Via` (RFC 9110 §7.6.3), so
- * a proxy tricked into forwarding the PUT is not given a token whichever of them it adds.
- */
-const PROXY_HEADERS = [
-  ['x-forwarded-for', 'X-Forwarded-For'],
-  ['forwarded', 'Forwarded'],
-  ['x-real-ip', 'X-Real-IP'],
-  ['via', 'Via'],
-] as const;
-
-/** The canonical name of the first proxy header the request carries, or undefined. Never its value. */
-function proxyHeaderOf(req: IncomingMessage): string | undefined {
-  for (const [name, shown] of PROXY_HEADERS) if (req.headers[name] !== undefined) return shown;
-  return undefined;
 }
 
 /** The documents that depend only on a role's configuration, rendered once per configuration. */
