@@ -7,6 +7,8 @@
 // scenarios (bench/lib/issuer-bench.mjs, issue 11) and writes bench/results/issuer/latest.{json,md}.
 //   node bench/run.mjs --cluster [--max-pods N]   runs only the node agent and webhook scenarios
 // (bench/lib/cluster-bench.mjs, issue 12) and writes bench/results/cluster/latest.{json,md}.
+//   node bench/run.mjs --clouds   runs only the Alibaba and Tencent endpoints beside AWS's
+// (bench/lib/clouds-bench.mjs, issue 13) and writes bench/results/clouds/latest.{json,md}.
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -24,6 +26,7 @@ import { runWrk, wrkVersion } from './lib/wrk.mjs';
 const USAGE = `Usage: npm run bench [-- --quick] [-- --out DIR]
        npm run bench -- --issuer [--storm-vms N] [--hostile-clients N] [--out DIR]
        npm run bench -- --cluster [--max-pods N] [--out DIR]
+       npm run bench -- --clouds [--out DIR]
 
   --quick     16 and 64 connections, 1-2 s runs, fewer cold-path and role-scale points (under 1 min)
   --out DIR   where latest.{json,md,svg} go (default bench/results, or bench/results/quick)
@@ -35,6 +38,10 @@ const USAGE = `Usage: npm run bench [-- --quick] [-- --out DIR]
               (req/s, p99, RSS, bytes per entry, STS calls), webhook admission latency, and the
               sidecar's memory per pod in the same run; writes latest.{json,md} to bench/results/cluster
   --max-pods N         the largest pod count of --cluster (default 10000)
+  --clouds    only the three clouds' endpoints: AWS IMDS and container, Alibaba URI and ECS metadata,
+              Tencent CVM metadata, each cloud's serve its own process (hot path at 16 and 64
+              connections, 3 interleaved repeats, node:http beside), time to the first credentials
+              with 1 and 100 roles, RSS; writes latest.{json,md} to bench/results/clouds
 Needs wrk and nginx (apt-get install wrk nginx-light) and a built dist/ (npm run bench builds it).
 `;
 let parsed;
@@ -49,6 +56,7 @@ try {
       'hostile-clients': { type: 'string', default: '1000' },
       cluster: { type: 'boolean', default: false },
       'max-pods': { type: 'string', default: '10000' },
+      clouds: { type: 'boolean', default: false },
     },
   });
 } catch (err) {
@@ -104,6 +112,7 @@ const log = (...a) => process.stderr.write(`[bench ${((performance.now() - T0) /
 const T0 = performance.now();
 if (opts.issuer) await issuerMode();
 if (opts.cluster) await clusterMode();
+if (opts.clouds) await cloudsMode();
 
 if (!existsSync(CLI)) {
   console.error(`${CLI} is missing: run "npm run build" first (npm run bench does)`);
@@ -213,6 +222,32 @@ async function clusterMode() {
   }
   const { clusterBench } = await import('./lib/cluster-bench.mjs');
   await clusterBench({ out: opts.out ?? join(BENCH_DIR, 'results', 'cluster'), maxPods, log });
+  process.exit(0);
+}
+
+// ---------------------------------------------------------------- --clouds: Alibaba and Tencent beside AWS (issue 13)
+async function cloudsMode() {
+  if (opts.quick) {
+    process.stderr.write('bench: --clouds and --quick do not combine (the quick run has no --clouds scenarios)\n');
+    process.exit(2);
+  }
+  if (!existsSync(CLI)) {
+    console.error(`${CLI} is missing: run "npm run build" first (npm run bench does)`);
+    process.exit(2);
+  }
+  if (!wrkVersion()) {
+    console.error('wrk is not installed: apt-get install -y wrk');
+    process.exit(2);
+  }
+  // It takes about 4 minutes here.
+  const limitMs = 10 * 60_000;
+  const timer = setTimeout(() => {
+    console.error(`bench --clouds: exceeded ${limitMs / 1000} s, giving up`);
+    process.exit(1);
+  }, limitMs);
+  timer.unref();
+  const { cloudsBench } = await import('./lib/clouds-bench.mjs');
+  await cloudsBench({ out: opts.out ?? join(BENCH_DIR, 'results', 'clouds'), log });
   process.exit(0);
 }
 
