@@ -3,7 +3,6 @@
 // 127.0.0.1; the AWS endpoints and a bare node:http server answering the same bytes are the
 // baselines, measured interleaved with the rest.
 //   npm run bench -- --clouds    writes bench/results/clouds/latest.{json,md}
-import { spawn } from 'node:child_process';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,11 +11,9 @@ import { DemoOidcIssuer } from '../../dist/demo/oidc-issuer.js';
 import { StsEmulator } from '../../dist/demo/sts-emulator.js';
 import { TencentStsEmulator } from '../../dist/demo/tencent-sts-emulator.js';
 import { machine } from './machine.mjs';
-import { BENCH_DIR, memoryOf, spawnNodeBaseline, spawnServe } from './procs.mjs';
+import { memoryOf, spawnNodeBaseline, spawnServe } from './procs.mjs';
+import { runWrk } from './wrk.mjs';
 
-const LUA_REPORT = join(BENCH_DIR, 'lua', 'report.lua');
-/** wrk's per-request timeout, as in bench/lib/wrk.mjs: a slower answer counts as an error. */
-const WRK_TIMEOUT = '5s';
 const SUBJECT = 'system:serviceaccount:bench:app';
 /** The role every hot-path listener serves; the start-up runs name theirs bench-0 … bench-(N-1). */
 const HOT_ROLE = 'app';
@@ -349,31 +346,7 @@ async function waitReady(admin, timeoutMs = 120_000) {
  * bench/lua/report.lua. bench/lib/wrk.mjs's scenarios carry only AWS's headers.
  */
 function wrkGet({ base, path, headers, connections, durationS }) {
-  const args = ['-t1', `-c${connections}`, `-d${durationS}s`, '--timeout', WRK_TIMEOUT, '-s', LUA_REPORT];
-  for (const [k, v] of Object.entries(headers)) args.push('-H', `${k}: ${v}`);
-  args.push(`${base}${path}`);
-  return new Promise((resolve, reject) => {
-    const child = spawn('wrk', args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    child.stdout.on('data', (d) => (out += d));
-    child.stderr.on('data', (d) => (out += d));
-    const kill = setTimeout(() => child.kill('SIGKILL'), (durationS + 20) * 1000);
-    child.on('exit', (code) => {
-      clearTimeout(kill);
-      const line = out.split('\n').find((l) => l.startsWith('BENCHJSON '));
-      // The command line holds session tokens: name only the path in the error.
-      if (code !== 0 || !line) return reject(new Error(`wrk GET ${path} failed (${code}): ${out.slice(0, 500)}`));
-      const r = JSON.parse(line.slice('BENCHJSON '.length));
-      resolve({
-        requests: r.requests,
-        rps: Math.round((r.requests / r.durationUs) * 1e6),
-        p50Ms: r.latencyUs.p50 / 1000,
-        p99Ms: r.latencyUs.p99 / 1000,
-        maxMs: r.latencyUs.max / 1000,
-        errors: Object.values(r.errors).reduce((a, b) => a + b, 0),
-      });
-    });
-  });
+  return runWrk({ base, scenario: 'get', containerPath: path, headers, connections, durationS, keepAlive: true });
 }
 
 const range = (s, d = 0) => (s.min === s.max ? s.median.toFixed(d) : `${s.median.toFixed(d)} (${s.min.toFixed(d)}–${s.max.toFixed(d)})`);

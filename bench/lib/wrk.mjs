@@ -21,7 +21,19 @@ export function wrkVersion() {
  * scenario: 'imds' (the IMDSv2 three-request sequence), 'container' (GET with Authorization) or
  * 'tokens' (GET with the next of many Authorization values, bench/lua/rotate-tokens.lua).
  */
-export function runWrk({ base, scenario, connections, durationS, keepAlive, imdsToken, role, authorization, tokenFile, containerPath = '/v1/credentials' }) {
+export function runWrk({
+  base,
+  scenario,
+  connections,
+  durationS,
+  keepAlive,
+  imdsToken,
+  role,
+  authorization,
+  tokenFile,
+  containerPath = '/v1/credentials',
+  headers = {},
+}) {
   const args = ['-t1', `-c${connections}`, `-d${durationS}s`, '--timeout', WRK_TIMEOUT];
   let url;
   if (scenario === 'tokens') {
@@ -34,6 +46,13 @@ export function runWrk({ base, scenario, connections, durationS, keepAlive, imds
     args.push('-s', join(LUA, 'imds-sequence.lua'));
     url = `${base}/latest/api/token`;
     args.push(url, '--', imdsToken, role, keepAlive ? 'keepalive' : 'close');
+  } else if (scenario === 'get') {
+    // Any GET with fixed headers (the other clouds' endpoints, issue 13): containerPath is the path.
+    args.push('-s', join(LUA, 'report.lua'));
+    for (const [name, value] of Object.entries(headers)) args.push('-H', `${name}: ${value}`);
+    if (!keepAlive) args.push('-H', 'Connection: close');
+    url = `${base}${containerPath}`;
+    args.push(url);
   } else {
     args.push('-s', join(LUA, 'report.lua'), '-H', `Authorization: ${authorization}`);
     if (!keepAlive) args.push('-H', 'Connection: close');
@@ -50,7 +69,8 @@ export function runWrk({ base, scenario, connections, durationS, keepAlive, imds
     child.on('exit', (code) => {
       clearTimeout(kill);
       const line = out.split('\n').find((l) => l.startsWith('BENCHJSON '));
-      if (code !== 0 || !line) return reject(new Error(`wrk ${args.join(' ')} failed (${code}):\n${out}`));
+      // The command line holds secrets (a session token, the container secret): name the URL only.
+      if (code !== 0 || !line) return reject(new Error(`wrk (${scenario}) ${url} failed (${code}):\n${out.slice(0, 2000)}`));
       const r = JSON.parse(line.slice('BENCHJSON '.length));
       const errors = Object.values(r.errors).reduce((a, b) => a + b, 0);
       resolve({
