@@ -143,10 +143,18 @@ export async function startDaemon(config: Config, deps: DaemonDependencies): Pro
     const removed: string[] = [];
     const kept: string[] = [];
     const pending: Array<Promise<void>> = [];
+    const listenedRoles = new Set(current.listeners.map((l) => l.role));
+    const cloudChanged: string[] = [];
     for (const role of next.roles) {
       const old = roles.get(role.name);
       if (old && same(old.served.config, role) && same(old.sts, next.sts)) {
         unchanged.push(role.name);
+        continue;
+      }
+      if (old && old.served.config.cloud !== role.cloud && listenedRoles.has(role.name)) {
+        // A listener speaks its role's cloud (its routes are built at start): swapping in another
+        // cloud's credentials would leave it answering 503. The old role keeps serving.
+        cloudChanged.push(role.name);
         continue;
       }
       (old ? replaced : added).push(role.name);
@@ -159,7 +167,6 @@ export async function startDaemon(config: Config, deps: DaemonDependencies): Pro
         }),
       );
     }
-    const listenedRoles = new Set(current.listeners.map((l) => l.role));
     for (const name of roles.keys()) {
       if (next.roles.some((r) => r.name === name)) continue;
       if (listenedRoles.has(name)) {
@@ -174,6 +181,7 @@ export async function startDaemon(config: Config, deps: DaemonDependencies): Pro
       await old.release();
     }
     if (kept.length > 0) restartNeeded.push(`roles still served by a listener (${kept.join(', ')})`);
+    if (cloudChanged.length > 0) restartNeeded.push(`roles whose cloud changed, served by a listener (${cloudChanged.join(', ')})`);
     await Promise.all(pending);
     for (const logger of [log, ...listenerLoggers]) logger.level = next.logLevel;
     current = next;
