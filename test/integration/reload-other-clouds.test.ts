@@ -62,7 +62,7 @@ function configOf(roles: string[]) {
 
 describe('reloading roles of other clouds', () => {
   it('adds a role of another cloud, and keeps a listened role whose cloud would change', async () => {
-    daemon = await startDaemon(configOf([alibabaRole('served')]), { logger: memoryLogger('warn').logger });
+    daemon = await startDaemon(configOf([alibabaRole('served')]), { logger: memoryLogger('info').logger });
     await daemon.firstFetch;
     const uri = `http://127.0.0.1:${daemon.listeners[0]!.port}/v1/alibaba/credentials`;
     expect((await request(uri)).statusCode).toBe(200);
