@@ -1,6 +1,6 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
-import { StsStandIn } from './sts-stand-in.js';
+import { StsStandIn, type TransportFault } from './sts-stand-in.js';
 import { globMatch, readSmallBody, WebIdentityVerifier } from './web-identity-verifier.js';
 
 /**
@@ -34,16 +34,7 @@ export interface AlibabaTrustRule {
   readonly maxSessionDuration?: number;
 }
 
-export type AlibabaStsFault =
-  | { readonly kind: 'error'; readonly status: number; readonly code: string; readonly message?: string }
-  | { readonly kind: 'hang' }
-  | { readonly kind: 'garbage' }
-  | { readonly kind: 'reset' }
-  | { readonly kind: 'delay'; readonly ms: number }
-  /** Succeed, but with credentials that expire this many seconds from now (may be ≤ 0). */
-  | { readonly kind: 'lifetime'; readonly seconds: number }
-  /** An answer that is not STS's at all, e.g. a load balancer's HTML 502 page. */
-  | { readonly kind: 'raw'; readonly status: number; readonly body: string; readonly contentType?: string };
+export type AlibabaStsFault = { readonly kind: 'error'; readonly status: number; readonly code: string; readonly message?: string } | TransportFault;
 
 /** One AssumeRoleWithOIDC request as the emulator received it, before any fault or check. */
 export interface AlibabaStsCallRecord {
@@ -146,31 +137,12 @@ export class AlibabaStsEmulator extends StsStandIn<AlibabaStsFault> {
     });
     // Real STS dates every answer by its own clock; so does the emulator, by `now`.
     res.setHeader('date', new Date(this.now()).toUTCString());
-    let lifetime: number | undefined;
-    if (fault) {
-      switch (fault.kind) {
-        case 'hang':
-          return; // never answer; the socket is destroyed on close()
-        case 'reset':
-          req.socket.destroy();
-          return;
-        case 'garbage':
-          res.writeHead(200, { 'content-type': 'application/json;charset=utf-8' }).end('{"RequestId": "\u0000 this is not JSON');
-          return;
-        case 'error':
-          return fail(fault.status, fault.code, fault.message ?? `emulated ${fault.code}`);
-        case 'raw':
-          res.writeHead(fault.status, { 'content-type': fault.contentType ?? 'text/html' }).end(fault.body);
-          return;
-        case 'delay':
-          await new Promise((r) => setTimeout(r, fault.ms));
-          break;
-        case 'lifetime':
-          lifetime = fault.seconds;
-          break;
-      }
-    }
-    await this.#assumeRole(params, res, hostId, lifetime);
+    if (fault?.kind === 'error') return fail(fault.status, fault.code, fault.message ?? `emulated ${fault.code}`);
+    const after = fault
+      ? await this.applyFault(fault, req, res, { contentType: 'application/json;charset=utf-8', body: '{"RequestId": "\u0000 this is not JSON' })
+      : { answered: false as const };
+    if (after.answered) return;
+    await this.#assumeRole(params, res, hostId, after.lifetimeSeconds);
   }
 
   async #assumeRole(params: URLSearchParams, res: ServerResponse, hostId: string, lifetimeOverride: number | undefined): Promise<void> {

@@ -2,7 +2,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { exportJWK, generateKeyPair, type JWK, SignJWT } from 'jose';
 import { type KnownCredentials, SigV4Verifier } from './sigv4-verifier.js';
-import { StsStandIn } from './sts-stand-in.js';
+import { StsStandIn, type TransportFault } from './sts-stand-in.js';
 import { globMatch, readSmallBody, WebIdentityVerifier } from './web-identity-verifier.js';
 
 /**
@@ -36,16 +36,7 @@ export interface TrustRule {
   readonly maxSessionDuration?: number;
 }
 
-export type StsFault =
-  | { readonly kind: 'error'; readonly status: number; readonly code: string; readonly message?: string }
-  | { readonly kind: 'hang' }
-  | { readonly kind: 'garbage' }
-  | { readonly kind: 'reset' }
-  | { readonly kind: 'delay'; readonly ms: number }
-  /** Succeed, but with credentials that expire this many seconds from now (may be ≤ 0). */
-  | { readonly kind: 'lifetime'; readonly seconds: number }
-  /** An answer that is not STS's at all, e.g. a load balancer's HTML 503 page. */
-  | { readonly kind: 'raw'; readonly status: number; readonly body: string; readonly contentType?: string };
+export type StsFault = { readonly kind: 'error'; readonly status: number; readonly code: string; readonly message?: string } | TransportFault;
 
 /** One AssumeRoleWithWebIdentity request as the emulator received it, before any fault or check. */
 export interface StsCallRecord {
@@ -204,31 +195,12 @@ export class StsEmulator extends StsStandIn<StsFault> {
     this.requests.push({ atWall: this.now(), token: params.get('WebIdentityToken') ?? '', roleArn: params.get('RoleArn') ?? '', fault: fault?.kind ?? null });
     // Real STS dates every answer by its own clock; so does the emulator, by `now`.
     res.setHeader('date', new Date(this.now()).toUTCString());
-    let lifetime: number | undefined;
-    if (fault) {
-      switch (fault.kind) {
-        case 'hang':
-          return; // never answer; the socket is destroyed on close()
-        case 'reset':
-          req.socket.destroy();
-          return;
-        case 'garbage':
-          res.writeHead(200, { 'content-type': 'text/xml' }).end('<<<this is not XML>>>\u0000');
-          return;
-        case 'error':
-          return sendError(res, fault.status, fault.code, fault.message ?? `emulated ${fault.code}`);
-        case 'raw':
-          res.writeHead(fault.status, { 'content-type': fault.contentType ?? 'text/html' }).end(fault.body);
-          return;
-        case 'delay':
-          await new Promise((r) => setTimeout(r, fault.ms));
-          break;
-        case 'lifetime':
-          lifetime = fault.seconds;
-          break;
-      }
-    }
-    await this.#assumeRole(params, res, lifetime);
+    if (fault?.kind === 'error') return sendError(res, fault.status, fault.code, fault.message ?? `emulated ${fault.code}`);
+    const after = fault
+      ? await this.applyFault(fault, req, res, { contentType: 'text/xml', body: '<<<this is not XML>>>\u0000' })
+      : { answered: false as const };
+    if (after.answered) return;
+    await this.#assumeRole(params, res, after.lifetimeSeconds);
   }
 
   async #assumeRole(params: URLSearchParams, res: ServerResponse, lifetimeOverride: number | undefined): Promise<void> {

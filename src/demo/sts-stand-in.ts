@@ -10,6 +10,24 @@ export interface StandInListenOptions {
 }
 
 /**
+ * The ways a test can make any stand-in misbehave besides answering its own cloud's `error`: never
+ * answer, reset, answer garbage or another server's page, answer late, or succeed with credentials
+ * of a given lifetime.
+ */
+export type TransportFault =
+  | { readonly kind: 'hang' }
+  | { readonly kind: 'garbage' }
+  | { readonly kind: 'reset' }
+  | { readonly kind: 'delay'; readonly ms: number }
+  /** Succeed, but with credentials that expire this many seconds from now (may be ≤ 0). */
+  | { readonly kind: 'lifetime'; readonly seconds: number }
+  /** An answer that is not STS's at all, e.g. a load balancer's HTML 502 page. */
+  | { readonly kind: 'raw'; readonly status: number; readonly body: string; readonly contentType?: string };
+
+/** What is left to do after a transport fault: nothing (the request is dealt with), or go on, with a lifetime to give the credentials. */
+export type AfterFault = { readonly answered: true } | { readonly answered: false; readonly lifetimeSeconds?: number };
+
+/**
  * What every cloud's STS stand-in of the demo shares (AWS's, Alibaba's, Tencent's): a real HTTP(S)
  * server with its URL, closed with every open connection; STS's own clock; and faults a test asks
  * for, applied to the next requests or to all until healed. Each cloud's subclass answers its own
@@ -67,6 +85,36 @@ export abstract class StsStandIn<Fault> {
   /** The fault the request that just arrived gets, if any: the next queued one, else the persistent one. */
   protected takeFault(): Fault | undefined {
     return this.#queued.shift() ?? this.#persistent;
+  }
+
+  /**
+   * Applies a transport fault to the request. `garbage` is what this cloud's garbage looks like
+   * (a broken document of its own format).
+   */
+  protected async applyFault(
+    fault: TransportFault,
+    req: IncomingMessage,
+    res: ServerResponse,
+    garbage: { readonly contentType: string; readonly body: string },
+  ): Promise<AfterFault> {
+    switch (fault.kind) {
+      case 'hang':
+        return { answered: true }; // never answer; the socket is destroyed on close()
+      case 'reset':
+        req.socket.destroy();
+        return { answered: true };
+      case 'garbage':
+        res.writeHead(200, { 'content-type': garbage.contentType }).end(garbage.body);
+        return { answered: true };
+      case 'raw':
+        res.writeHead(fault.status, { 'content-type': fault.contentType ?? 'text/html' }).end(fault.body);
+        return { answered: true };
+      case 'delay':
+        await new Promise((r) => setTimeout(r, fault.ms));
+        return { answered: false };
+      case 'lifetime':
+        return { answered: false, lifetimeSeconds: fault.seconds };
+    }
   }
 
   close(): Promise<void> {

@@ -1,6 +1,6 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import type { IncomingHttpHeaders, IncomingMessage, Server, ServerResponse } from 'node:http';
-import { StsStandIn } from './sts-stand-in.js';
+import { StsStandIn, type TransportFault } from './sts-stand-in.js';
 import { globMatch, readSmallBody, WebIdentityVerifier } from './web-identity-verifier.js';
 
 /**
@@ -38,15 +38,7 @@ export interface TencentTrustRule {
 
 export type TencentStsFault =
   /** An API error, answered as Tencent does: HTTP 200 with Response.Error. */
-  | { readonly kind: 'error'; readonly code: string; readonly message?: string }
-  | { readonly kind: 'hang' }
-  | { readonly kind: 'garbage' }
-  | { readonly kind: 'reset' }
-  | { readonly kind: 'delay'; readonly ms: number }
-  /** Succeed, but with credentials that expire this many seconds from now (may be ≤ 0). */
-  | { readonly kind: 'lifetime'; readonly seconds: number }
-  /** An answer that is not Tencent's at all, e.g. a load balancer's HTML 502 page. */
-  | { readonly kind: 'raw'; readonly status: number; readonly body: string; readonly contentType?: string };
+  { readonly kind: 'error'; readonly code: string; readonly message?: string } | TransportFault;
 
 /** One AssumeRoleWithWebIdentity request as the emulator received it, before any fault or check. */
 export interface TencentStsCallRecord {
@@ -148,33 +140,14 @@ export class TencentStsEmulator extends StsStandIn<TencentStsFault> {
     });
     // Every API 3.0 answer is dated by STS's clock; so is the emulator's, by `now`.
     res.setHeader('date', new Date(this.now()).toUTCString());
-    let lifetime: number | undefined;
-    if (fault) {
-      switch (fault.kind) {
-        case 'hang':
-          return; // never answer; the socket is destroyed on close()
-        case 'reset':
-          req.socket.destroy();
-          return;
-        case 'garbage':
-          res.writeHead(200, { 'content-type': 'application/json' }).end('{"Response": {this is not JSON\u0000');
-          return;
-        case 'error':
-          return sendError(res, fault.code, fault.message ?? `emulated ${fault.code}`);
-        case 'raw':
-          res.writeHead(fault.status, { 'content-type': fault.contentType ?? 'text/html' }).end(fault.body);
-          return;
-        case 'delay':
-          await new Promise((r) => setTimeout(r, fault.ms));
-          break;
-        case 'lifetime':
-          lifetime = fault.seconds;
-          break;
-      }
-    }
+    if (fault?.kind === 'error') return sendError(res, fault.code, fault.message ?? `emulated ${fault.code}`);
+    const after = fault
+      ? await this.applyFault(fault, req, res, { contentType: 'application/json', body: '{"Response": {this is not JSON\u0000' })
+      : { answered: false as const };
+    if (after.answered) return;
     const refusal = this.#checkRequest(req, params);
     if (refusal) return sendError(res, refusal.code, refusal.message);
-    await this.#assumeRole(params!, res, lifetime);
+    await this.#assumeRole(params!, res, after.lifetimeSeconds);
   }
 
   /** API 3.0's checks of the request itself, before the action runs (common error codes). */
