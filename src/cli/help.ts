@@ -46,8 +46,8 @@ to that cloud's SDKs instead: the Alibaba credentials URI and ECS metadata, the 
 Settings come from flags, then the --config file, then the SDK environment variables of the role's cloud.
 
 Role (one role; for several, use --config):
-  --cloud CLOUD               aws (default), alibaba or tencent: whose STS env CROSSCRED_CLOUD
-                              the role is assumed at, and whose SDKs it is served to.
+  --cloud CLOUD               The cloud the role is in: aws (default), env CROSSCRED_CLOUD
+                              alibaba or tencent. Its STS is called, its SDKs are served.
   --role-arn ARN              Role to assume.                        env AWS_ROLE_ARN
                               Alibaba: acs:ram::<uid>:role/<name>    env ALIBABA_CLOUD_ROLE_ARN
                               Tencent: qcs::cam::uin/<uin>:roleName/<name>  env TKE_ROLE_ARN
