@@ -1,5 +1,6 @@
-import { randomBytes, randomUUID } from 'node:crypto';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import { deflateRawSync } from 'node:zlib';
 import { exportJWK, generateKeyPair, type JWK, SignJWT } from 'jose';
 import { type KnownCredentials, SigV4Verifier } from './sigv4-verifier.js';
 import { StsStandIn, type TransportFault } from './sts-stand-in.js';
@@ -17,6 +18,9 @@ import { globMatch, readSmallBody, WebIdentityVerifier } from './web-identity-ve
  * `SigV4Verifier`; the JWT it mints is signed with its own RS256 and ES384 keys, and it publishes
  * them as the account's issuer does, `iss` being its own URL: `/.well-known/openid-configuration`
  * and `/.well-known/jwks.json`.
+ *
+ * It answers AssumeRole (#18) too, SigV4-signed the same way; what it models is described at
+ * `#assumeRoleSigned` below.
  *
  * Tests can also make it misbehave on command (5xx, Throttling, InvalidIdentityToken,
  * ExpiredTokenException, a hang, garbage, a load balancer's error page, short-lived credentials,
@@ -53,8 +57,61 @@ export interface IssuedCredentials {
   readonly accessKeyId: string;
   readonly roleArn: string;
   readonly sessionName: string;
+  /** The token's `sub` for AssumeRoleWithWebIdentity; the caller's ARN for AssumeRole. */
   readonly subject: string;
   readonly expiration: Date;
+  /** The call that issued them, so tests can tell the hops of a chain apart. */
+  readonly action: 'AssumeRoleWithWebIdentity' | 'AssumeRole';
+  /** AssumeRole only: the session's tags, the ones it was given and the transitive ones it inherited. */
+  readonly sessionTags?: readonly SessionTag[];
+}
+
+export interface SessionTag {
+  readonly key: string;
+  readonly value: string;
+}
+
+/**
+ * Who may assume a role with AssumeRole: the role's trust policy, reduced to what #18 needs. One
+ * rule per trusted principal; a role trusting several has several rules.
+ */
+export interface AssumeRoleTrustRule {
+  readonly roleArn: string;
+  /**
+   * The trusted principal, as a trust policy's `Principal.AWS` names it: a role ARN
+   * (`arn:aws:iam::<account>:role/<name>`, without its path), whose every session may assume the
+   * role, or a user ARN (`arn:aws:iam::<account>:user/<name>`), matched exactly against host
+   * credentials registered with that ARN.
+   */
+  readonly principal: string;
+  /** The `sts:ExternalId` the trust policy's condition requires; none means it must not matter. */
+  readonly externalId?: string;
+  /** The role's maximum session duration in seconds, 3600-43200 (IAM's default is 3600). */
+  readonly maxSessionDuration?: number;
+  /** The trust policy also allows `sts:TagSession`: needed to pass session tags. */
+  readonly allowTagSession?: boolean;
+}
+
+/** One AssumeRole request as the emulator received it, and what became of it. */
+export interface AssumeRoleCallRecord {
+  /** The emulator's clock (`now()`) when the request arrived. */
+  readonly atWall: number;
+  readonly roleArn: string;
+  readonly sessionName: string;
+  /** The ExternalId parameter, or null when absent. */
+  readonly externalId: string | null;
+  /** The access key id the request was signed with, as its Authorization header names it ('' when unsigned). */
+  readonly callerAccessKeyId: string;
+  /** Characters in the Policy parameter (0 when absent); the document itself is not kept. */
+  readonly policyLength: number;
+  readonly policyArns: readonly string[];
+  readonly tags: readonly SessionTag[];
+  readonly transitiveTagKeys: readonly string[];
+  readonly durationSeconds: number | null;
+  /** The fault applied to this request, if any. */
+  readonly fault: StsFault['kind'] | null;
+  /** 'issued', or the error code it was refused with; 'pending' while being answered, 'fault' when a transport fault answered it. */
+  outcome: string;
 }
 
 /** Credentials a test gives the emulator as a host's own (an instance profile, an IAM user's key). */
@@ -94,6 +151,8 @@ export interface StsEmulatorOptions {
    * not, to model a host clock that is wrong while STS's is right).
    */
   readonly now?: () => number;
+  /** Who may assume which role with AssumeRole; none means every AssumeRole is AccessDenied. */
+  readonly assumeRoleTrust?: readonly AssumeRoleTrustRule[];
 }
 
 const NS = 'https://sts.amazonaws.com/doc/2011-06-15/';
@@ -106,6 +165,33 @@ const WIT_MAX_AUDIENCES = 10;
 const WIT_MAX_AUDIENCE_LENGTH = 1000;
 /** Known keys kept before expired ones are swept (the soak and the benchmark issue many). */
 const MAX_KNOWN_KEYS = 10_000;
+/**
+ * AssumeRole's bounds, from the STS API reference (docs.aws.amazon.com/STS/latest/APIReference/
+ * API_AssumeRole.html, API_Tag.html, API_PolicyDescriptorType.html) and the IAM User Guide
+ * (id_roles_use.html, id_session-tags.html, reference_iam-limits.html).
+ */
+const AR_MIN_DURATION = 900;
+const AR_MAX_DURATION = 43_200;
+/** The default DurationSeconds, and the cap on a role-chained session ("Role chaining limits your … session to a maximum of one hour"). */
+const AR_DEFAULT_DURATION = 3600;
+const AR_CHAINED_MAX_DURATION = 3600;
+const AR_MAX_POLICY_LENGTH = 2048;
+const AR_MAX_POLICY_ARNS = 10;
+const AR_MAX_TAGS = 50;
+const AR_MAX_TAG_KEY = 128;
+const AR_MAX_TAG_VALUE = 256;
+const TAG_KEY = /^[\p{L}\p{Z}\p{N}_.:/=+\-@]{1,128}$/u;
+const TAG_VALUE = /^[\p{L}\p{Z}\p{N}_.:/=+\-@]{0,256}$/u;
+const EXTERNAL_ID = /^[\w+=,.@:/-]{2,1224}$/;
+const POLICY_ARN = /^arn:aws[a-z-]*:iam::(\d{12}|aws):policy\/[\w+=,.@/-]+$/;
+/**
+ * The emulator's model of STS's packed binary format (undocumented: AWS says only that policy,
+ * policy ARNs and tags are compressed into a format with its own limit, and reports the size as a
+ * percentage of it): the raw-deflate size of policy, ARNs and `key=value` tags (inherited transitive
+ * ones included), one per line, against this budget.
+ */
+const AR_PACKED_BUDGET_BYTES = 2048;
+const SIGNED_KEY_ID = /Credential=([A-Z0-9]{16,128})\//;
 /** Where AWS nests its own claims in an outbound identity token. */
 const AWS_CLAIMS_NAMESPACE = 'https://sts.amazonaws.com/';
 
@@ -145,6 +231,12 @@ export class StsEmulator extends StsStandIn<StsFault> {
   /** Every access key id the emulator accepts signatures from: the ones it issued and the hosts'. */
   readonly #knownKeys = new Map<string, KnownCredentials>();
   readonly #issuerKeys: IssuerKeys;
+  /** The role sessions this emulator issued (key id → its transitive tags): AssumeRole with one of them is role chaining. */
+  readonly #roleSessions = new Map<string, readonly SessionTag[]>();
+  /** Every AssumeRole request received, in order, with its outcome. */
+  readonly assumeRoleRequests: AssumeRoleCallRecord[] = [];
+  #assumeRoleQueued: StsFault[] = [];
+  #assumeRolePersistent: StsFault | undefined;
 
   private constructor(server: Server, url: string, options: StsEmulatorOptions, issuerKeys: IssuerKeys) {
     super(server, url, options.now ?? Date.now);
@@ -173,6 +265,22 @@ export class StsEmulator extends StsStandIn<StsFault> {
     this.#knownKeys.set(credentials.accessKeyId, { ...credentials });
   }
 
+  /** Like `failNext`, for AssumeRole requests (`failNext` applies to AssumeRoleWithWebIdentity only). */
+  failNextAssumeRole(...faults: StsFault[]): void {
+    this.#assumeRoleQueued.push(...faults);
+  }
+
+  /** Like `failAlways`, for AssumeRole requests, until `heal()`. */
+  failAlwaysAssumeRole(fault: StsFault): void {
+    this.#assumeRolePersistent = fault;
+  }
+
+  override heal(): void {
+    super.heal();
+    this.#assumeRoleQueued = [];
+    this.#assumeRolePersistent = undefined;
+  }
+
   async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     if (req.method === 'GET') return this.#serveIssuerDocument(req, res);
     let body: string;
@@ -186,6 +294,10 @@ export class StsEmulator extends StsStandIn<StsFault> {
     if (req.method === 'POST' && params.get('Action') === 'GetWebIdentityToken') {
       res.setHeader('date', new Date(this.now()).toUTCString());
       return this.#getWebIdentityToken(req, body, params, res);
+    }
+    if (req.method === 'POST' && params.get('Action') === 'AssumeRole') {
+      res.setHeader('date', new Date(this.now()).toUTCString());
+      return this.#assumeRoleSigned(req, body, params, res);
     }
     if (req.method !== 'POST' || params.get('Action') !== 'AssumeRoleWithWebIdentity') {
       return sendError(res, 400, 'InvalidAction', 'only AssumeRoleWithWebIdentity is emulated');
@@ -236,9 +348,8 @@ export class StsEmulator extends StsStandIn<StsFault> {
     const secretAccessKey = randomBytes(30).toString('base64');
     const sessionToken = randomBytes(300).toString('base64');
     const sessionArn = `arn:aws:sts::${accountId}:assumed-role/${roleName}/${sessionName}`;
-    this.issued.push({ accessKeyId, roleArn, sessionName, subject, expiration });
-    if (this.#knownKeys.size >= MAX_KNOWN_KEYS) this.#forgetExpiredKeys();
-    this.#knownKeys.set(accessKeyId, { accessKeyId, secretAccessKey, sessionToken, expiration, arn: sessionArn });
+    this.issued.push({ accessKeyId, roleArn, sessionName, subject, expiration, action: 'AssumeRoleWithWebIdentity' });
+    this.#remember({ accessKeyId, secretAccessKey, sessionToken, expiration, arn: sessionArn }, []);
     const xml = `<AssumeRoleWithWebIdentityResponse xmlns="${NS}">
   <AssumeRoleWithWebIdentityResult>
     <Audience>${escapeXml(rule.audience)}</Audience>
@@ -263,10 +374,147 @@ export class StsEmulator extends StsStandIn<StsFault> {
     res.writeHead(200, { 'content-type': 'text/xml' }).end(xml);
   }
 
+  /** Accepts signatures from a role session it issued, and remembers that it is one (for role chaining). */
+  #remember(credentials: KnownCredentials, transitiveTags: readonly SessionTag[]): void {
+    if (this.#knownKeys.size >= MAX_KNOWN_KEYS) this.#forgetExpiredKeys();
+    this.#knownKeys.set(credentials.accessKeyId, credentials);
+    this.#roleSessions.set(credentials.accessKeyId, transitiveTags);
+  }
+
   /** Bounds the key map of a long soak or benchmark: expired sessions are refused as ExpiredToken until then. */
   #forgetExpiredKeys(): void {
     const now = this.now();
-    for (const [id, key] of this.#knownKeys) if (key.expiration && key.expiration.getTime() <= now) this.#knownKeys.delete(id);
+    for (const [id, key] of this.#knownKeys) {
+      if (key.expiration && key.expiration.getTime() <= now) {
+        this.#knownKeys.delete(id);
+        this.#roleSessions.delete(id);
+      }
+    }
+  }
+
+  /**
+   * AssumeRole (query protocol, Version 2011-06-15), as the STS API reference describes it:
+   * - the request must be SigV4-signed with credentials the emulator knows (issued by
+   *   AssumeRoleWithWebIdentity or AssumeRole, or host credentials): SignatureDoesNotMatch,
+   *   InvalidClientTokenId, ExpiredToken… exactly as for GetWebIdentityToken (`SigV4Verifier`);
+   * - parameters out of their documented bounds are ValidationError (400): RoleArn 20-2048,
+   *   RoleSessionName 2-64 of `[\w+=,.@-]`, DurationSeconds 900-43200, ExternalId 2-1224 of
+   *   `[\w+=,.@:/-]`, Policy 1-2048 characters, at most 10 PolicyArns, at most 50 Tags with keys of
+   *   1-128 and values of 0-256 characters of `[\p{L}\p{Z}\p{N}_.:/=+\-@]`, at most 50
+   *   TransitiveTagKeys; a Policy that is not a JSON object is MalformedPolicyDocument (400);
+   * - the trust policy is `assumeRoleTrust`: no rule for the role and the caller's principal, or
+   *   a rule whose ExternalId is not the one sent, is AccessDenied (403) "User: <caller> is not
+   *   authorized to perform: sts:AssumeRole on resource: <role>" (STS does not say which);
+   *   tags without `allowTagSession` are AccessDenied for sts:TagSession;
+   * - role chaining (the caller is a role session the emulator issued; host credentials are not,
+   *   as AWS does not count an EC2 instance profile's role as chaining): DurationSeconds above 3600
+   *   is ValidationError "…exceeds the 1 hour session limit for roles assumed by role chaining.";
+   *   otherwise above the role's MaxSessionDuration is ValidationError; the default is 3600;
+   * - transitive tags of the caller's session pass on to the new one (and stay transitive);
+   * - PackedPolicyTooLarge (400) above 100% of the packed budget (see AR_PACKED_BUDGET_BYTES),
+   *   else PackedPolicySize in the answer whenever a policy, policy ARNs or tags were sent.
+   * Not modelled: MFA (SerialNumber/TokenCode), SourceIdentity, ProvidedContexts, the checks on a
+   * managed policy's existence, and what a session policy allows.
+   */
+  async #assumeRoleSigned(req: IncomingMessage, body: string, params: URLSearchParams, res: ServerResponse): Promise<void> {
+    const tags = tagList(params);
+    const durationParam = params.get('DurationSeconds');
+    const record: AssumeRoleCallRecord = {
+      atWall: this.now(),
+      roleArn: params.get('RoleArn') ?? '',
+      sessionName: params.get('RoleSessionName') ?? '',
+      externalId: params.get('ExternalId'),
+      callerAccessKeyId: SIGNED_KEY_ID.exec(String(req.headers.authorization ?? ''))?.[1] ?? '',
+      policyLength: (params.get('Policy') ?? '').length,
+      policyArns: policyArnList(params),
+      tags,
+      transitiveTagKeys: memberList(params, 'TransitiveTagKeys'),
+      durationSeconds: durationParam === null ? null : Number(durationParam),
+      fault: null,
+      outcome: 'pending',
+    };
+    const fault = this.#assumeRoleQueued.shift() ?? this.#assumeRolePersistent;
+    this.assumeRoleRequests.push(fault ? { ...record, fault: fault.kind } : record);
+    const tracked = this.assumeRoleRequests.at(-1)!;
+    const refuse = (status: number, code: string, message: string): void => {
+      tracked.outcome = code;
+      sendError(res, status, code, message);
+    };
+    if (fault?.kind === 'error') return refuse(fault.status, fault.code, fault.message ?? `emulated ${fault.code}`);
+    const after = fault
+      ? await this.applyFault(fault, req, res, { contentType: 'text/xml', body: '<<<this is not XML>>>\u0000' })
+      : { answered: false as const };
+    if (after.answered) {
+      tracked.outcome = 'fault';
+      return;
+    }
+
+    const signed = await this.#signatures.verify({ method: req.method ?? 'POST', target: req.url ?? '/', headers: req.headers, body });
+    if (!signed.ok) return refuse(signed.status, signed.code, signed.message);
+    if (params.get('Version') !== '2011-06-15') return refuse(400, 'InvalidParameterValue', 'Version must be 2011-06-15');
+    const { roleArn, sessionName, externalId, policyArns, transitiveTagKeys } = record;
+    const policy = params.get('Policy');
+    const invalid = validateAssumeRole(record, policy);
+    if (invalid) return refuse(400, 'ValidationError', invalid);
+    if (policy !== null && !isJsonObject(policy)) return refuse(400, 'MalformedPolicyDocument', 'Syntax errors in policy.');
+
+    const caller = signed.caller;
+    const callerPrincipal = subjectOf(caller.arn);
+    const rule = (this.#options.assumeRoleTrust ?? []).find((r) => r.roleArn === roleArn && r.principal === callerPrincipal);
+    const denied = (action: string) => refuse(403, 'AccessDenied', `User: ${caller.arn} is not authorized to perform: ${action} on resource: ${roleArn}`);
+    if (!rule || (rule.externalId !== undefined && externalId !== rule.externalId)) return denied('sts:AssumeRole');
+    if (tags.length > 0 && !rule.allowTagSession) return denied('sts:TagSession');
+
+    const inherited = this.#roleSessions.get(caller.accessKeyId);
+    const chained = inherited !== undefined;
+    const duration = record.durationSeconds ?? AR_DEFAULT_DURATION;
+    if (chained && duration > AR_CHAINED_MAX_DURATION) {
+      return refuse(400, 'ValidationError', 'The requested DurationSeconds exceeds the 1 hour session limit for roles assumed by role chaining.');
+    }
+    if (duration > (rule.maxSessionDuration ?? AR_DEFAULT_DURATION)) {
+      return refuse(400, 'ValidationError', 'The requested DurationSeconds exceeds the MaxSessionDuration set for this role.');
+    }
+    // Inherited transitive tags come first; a tag sent now with the same key (case-insensitive) replaces it.
+    const sentKeys = new Set(tags.map((t) => t.key.toLowerCase()));
+    const sessionTags = [...(inherited ?? []).filter((t) => !sentKeys.has(t.key.toLowerCase())), ...tags];
+    const transitive = new Set(transitiveTagKeys.map((k) => k.toLowerCase()));
+    const passedOn = sessionTags.filter((t) => transitive.has(t.key.toLowerCase()) || (inherited ?? []).includes(t));
+    const sentPolicies = policy !== null || policyArns.length > 0 || tags.length > 0;
+    const packedPercent = packedPolicyPercent(policy ?? '', policyArns, sessionTags);
+    if (packedPercent > 100) {
+      return refuse(400, 'PackedPolicyTooLarge', `Packed size of ${tags.length > 0 ? 'session tags' : 'policy'} consumes ${packedPercent}% of allotted space.`);
+    }
+
+    const accountId = /^arn:aws[a-z-]*:iam::(\d{12}):role\//.exec(roleArn)?.[1] ?? '000000000000';
+    const roleName = roleArn.split('/').pop()!;
+    const lifetime = after.lifetimeSeconds ?? duration;
+    const expiration = new Date(Math.floor(this.now() / 1000 + lifetime) * 1000);
+    const accessKeyId = `ASIA${randomBytes(12).toString('hex').toUpperCase().slice(0, 16)}`;
+    const secretAccessKey = randomBytes(30).toString('base64');
+    const sessionToken = randomBytes(300).toString('base64');
+    const sessionArn = `arn:aws:sts::${accountId}:assumed-role/${roleName}/${sessionName}`;
+    this.issued.push({ accessKeyId, roleArn, sessionName, subject: caller.arn, expiration, action: 'AssumeRole', sessionTags });
+    this.#remember({ accessKeyId, secretAccessKey, sessionToken, expiration, arn: sessionArn }, passedOn);
+    tracked.outcome = 'issued';
+    const xml = `<AssumeRoleResponse xmlns="${NS}">
+  <AssumeRoleResult>
+    <AssumedRoleUser>
+      <AssumedRoleId>${roleIdOf(roleArn)}:${escapeXml(sessionName)}</AssumedRoleId>
+      <Arn>${escapeXml(sessionArn)}</Arn>
+    </AssumedRoleUser>
+    <Credentials>
+      <AccessKeyId>${accessKeyId}</AccessKeyId>
+      <SecretAccessKey>${secretAccessKey}</SecretAccessKey>
+      <SessionToken>${sessionToken}</SessionToken>
+      <Expiration>${expiration.toISOString()}</Expiration>
+    </Credentials>${sentPolicies ? `\n    <PackedPolicySize>${packedPercent}</PackedPolicySize>` : ''}
+  </AssumeRoleResult>
+  <ResponseMetadata>
+    <RequestId>${randomUUID()}</RequestId>
+  </ResponseMetadata>
+</AssumeRoleResponse>
+`;
+    res.writeHead(200, { 'content-type': 'text/xml' }).end(xml);
   }
 
   /** The account issuer's discovery document and JWKS, as `https://<id>.tokens.sts.global.api.aws` serves them. */
@@ -358,6 +606,74 @@ export class StsEmulator extends StsStandIn<StsFault> {
 function subjectOf(callerArn: string): string {
   const session = /^arn:(aws[a-z-]*):sts::(\d{12}):assumed-role\/([^/]+)\/[^/]+$/.exec(callerArn);
   return session ? `arn:${session[1]}:iam::${session[2]}:role/${session[3]}` : callerArn;
+}
+
+/**
+ * The first documented bound an AssumeRole request breaks, in the words of AWS's query-protocol
+ * validation (values are never echoed: a policy or tag may be sensitive), or undefined.
+ */
+function validateAssumeRole(r: AssumeRoleCallRecord, policy: string | null): string | undefined {
+  const constraint = (name: string, rule: string) => `1 validation error detected: Value at '${name}' failed to satisfy constraint: ${rule}`;
+  if (r.roleArn.length < 20 || r.roleArn.length > 2048) return constraint('roleArn', 'Member must have length between 20 and 2048');
+  if (!/^[\w+=,.@-]{2,64}$/.test(r.sessionName)) return constraint('roleSessionName', 'Member must be 2-64 characters of [\\w+=,.@-]');
+  const d = r.durationSeconds;
+  if (d !== null && (!Number.isInteger(d) || d < AR_MIN_DURATION || d > AR_MAX_DURATION)) {
+    return constraint('durationSeconds', `Member must be between ${AR_MIN_DURATION} and ${AR_MAX_DURATION}`);
+  }
+  if (r.externalId !== null && !EXTERNAL_ID.test(r.externalId)) return constraint('externalId', 'Member must be 2-1224 characters of [\\w+=,.@:/-]');
+  if (policy !== null && (policy.length < 1 || policy.length > AR_MAX_POLICY_LENGTH)) {
+    return constraint('policy', `Member must have length less than or equal to ${AR_MAX_POLICY_LENGTH}`);
+  }
+  if (r.policyArns.length > AR_MAX_POLICY_ARNS) return constraint('policyArns', `Member must have length less than or equal to ${AR_MAX_POLICY_ARNS}`);
+  if (r.policyArns.some((arn) => arn.length < 20 || arn.length > 2048 || !POLICY_ARN.test(arn)))
+    return constraint('policyArns.member.arn', 'Member must be a policy ARN');
+  if (r.tags.length > AR_MAX_TAGS) return constraint('tags', `Member must have length less than or equal to ${AR_MAX_TAGS}`);
+  if (r.tags.some((t) => !TAG_KEY.test(t.key)))
+    return constraint('tags.member.key', `Member must be 1-${AR_MAX_TAG_KEY} characters of [\\p{L}\\p{Z}\\p{N}_.:/=+\\-@]`);
+  if (r.tags.some((t) => !TAG_VALUE.test(t.value)))
+    return constraint('tags.member.value', `Member must be 0-${AR_MAX_TAG_VALUE} characters of [\\p{L}\\p{Z}\\p{N}_.:/=+\\-@]`);
+  if (new Set(r.tags.map((t) => t.key.toLowerCase())).size !== r.tags.length)
+    return 'Duplicate tag keys found. Please note that Tag keys are case insensitive.';
+  if (r.transitiveTagKeys.length > AR_MAX_TAGS) return constraint('transitiveTagKeys', `Member must have length less than or equal to ${AR_MAX_TAGS}`);
+  const sent = new Set(r.tags.map((t) => t.key.toLowerCase()));
+  if (r.transitiveTagKeys.some((k) => !sent.has(k.toLowerCase()))) return 'Every TransitiveTagKeys member must be the key of a tag sent in Tags.';
+  return undefined;
+}
+
+function isJsonObject(text: string): boolean {
+  try {
+    const value: unknown = JSON.parse(text);
+    return typeof value === 'object' && value !== null && !Array.isArray(value);
+  } catch {
+    return false;
+  }
+}
+
+/** The packed size, in percent of the budget, rounded up (see AR_PACKED_BUDGET_BYTES). */
+function packedPolicyPercent(policy: string, policyArns: readonly string[], tags: readonly SessionTag[]): number {
+  const lines = [policy, ...policyArns, ...tags.map((t) => `${t.key}=${t.value}`)];
+  const packed = deflateRawSync(Buffer.from(lines.join('\n'), 'utf8'), { level: 9 }).length;
+  return Math.ceil((packed * 100) / AR_PACKED_BUDGET_BYTES);
+}
+
+/** A stable AROA… role id for a role ARN, as IAM gives each role one id. */
+function roleIdOf(roleArn: string): string {
+  return `AROA${createHash('sha256').update(roleArn).digest('hex').toUpperCase().slice(0, 17)}`;
+}
+
+/** `Tags.member.N.Key`/`.Value`, in order, stopping at the first gap. */
+function tagList(params: URLSearchParams): SessionTag[] {
+  const tags: SessionTag[] = [];
+  for (let i = 1; params.has(`Tags.member.${i}.Key`); i++)
+    tags.push({ key: params.get(`Tags.member.${i}.Key`)!, value: params.get(`Tags.member.${i}.Value`) ?? '' });
+  return tags;
+}
+
+/** `PolicyArns.member.N.arn`, in order, stopping at the first gap. */
+function policyArnList(params: URLSearchParams): string[] {
+  const arns: string[] = [];
+  for (let i = 1; params.has(`PolicyArns.member.${i}.arn`); i++) arns.push(params.get(`PolicyArns.member.${i}.arn`)!);
+  return arns;
 }
 
 /** `Audience.member.1`, `.2`, … in order, stopping at the first gap, as the query protocol lists them. */
