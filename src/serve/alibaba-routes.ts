@@ -1,24 +1,32 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { type CachedCredentials, ofCloud } from '../cache/role-credential-cache.js';
-import { proxyHeaderOf } from '../http/proxy-headers.js';
 import { APPLICATION_JSON, type ErrorFormat, send, sendError, TEXT_PLAIN } from '../http/responses.js';
 import type { RouteTable } from '../http/route-table.js';
 import { alibabaDocumentsFor } from '../platform/alibaba/credential-documents.js';
-import { credentialsFor, type ListenerContext, sendUnavailable } from './listener-context.js';
-import { MAX_TTL_SECONDS, parseTtlHeader } from './session-tokens.js';
+import { answerFromCache, type ListenerContext } from './listener-context.js';
+import { addMetadataTokens, type MetadataTokenDialect } from './metadata-tokens.js';
 
 /** The URI provider's path on a loopback listener without a secret. */
 export const ALIBABA_URI_PATH = '/v1/alibaba/credentials';
 /** The URI provider's path with the container secret as its last segment (URL-encoded). */
 const ALIBABA_URI_SECRET_ROUTE = `${ALIBABA_URI_PATH}/:role`;
 
-const TOKEN_PATH = '/latest/api/token';
 const CREDENTIALS_LIST = '/latest/meta-data/ram/security-credentials';
 /**
  * The same with a capital R, as aliyungo's metadata client (denverdino/aliyungo metadata/client.go,
  * `RAM_SECURITY`) asks for a role's credentials; the ECS server's paths are not case-sensitive there.
  */
 const CREDENTIALS_LIST_ALIYUNGO = '/latest/meta-data/Ram/security-credentials';
+
+/** ECS metadata's hardened mode: the same handshake as IMDSv2 under Alibaba's header names, no TTL echo. */
+const ECS_METADATA_TOKENS: MetadataTokenDialect = {
+  ttlHeader: 'X-aliyun-ecs-metadata-token-ttl-seconds',
+  tokenHeader: 'X-aliyun-ecs-metadata-token',
+  ttlInvalid: 'ECS_METADATA_TTL_INVALID',
+  tokenRequired: 'ECS_METADATA_TOKEN_REQUIRED',
+  tokenWords: 'metadata token',
+  echoTtl: false,
+};
 
 /**
  * What Alibaba Cloud's SDKs read, for a listener whose role is a RAM role: the URI provider's
@@ -30,18 +38,10 @@ export function addAlibabaRoutes(table: RouteTable, ctx: ListenerContext): void 
   if (ctx.imdsEnabled) addEcsMetadataRoutes(table, ctx);
 }
 
-/** Answers with the role's document, or 503 with Retry-After: never 200 with empty or expired credentials. */
+/** Answers with the listener's role's document (or 503 with Retry-After, never 200 with nothing valid). */
 function serveDocument(res: ServerResponse, ctx: ListenerContext, format: ErrorFormat, render: (entry: CachedCredentials) => Buffer | undefined) {
   // The listener's role as now configured (a reload may have replaced it; it is never removed).
-  const role = ctx.roles.get(ctx.roleName)!;
-  const answer = (entry: CachedCredentials | undefined) => {
-    const body = entry === undefined ? undefined : render(entry);
-    if (body === undefined) return sendUnavailable(res, role, format);
-    send(res, 200, format === 'json' ? APPLICATION_JSON : TEXT_PLAIN, body);
-  };
-  const entry = credentialsFor(role);
-  if (!(entry instanceof Promise)) return answer(entry);
-  return entry.then(answer);
+  return answerFromCache(res, ctx.roles.get(ctx.roleName)!, format === 'json' ? APPLICATION_JSON : TEXT_PLAIN, format, render);
 }
 
 /**
@@ -78,26 +78,8 @@ function addUriRoutes(table: RouteTable, ctx: ListenerContext): void {
  * they work in either; `--allow-imdsv1` also accepts token-less GETs.
  */
 function addEcsMetadataRoutes(table: RouteTable, ctx: ListenerContext): void {
-  table.add(TOKEN_PATH, 'text', {
-    put: (req, res) => {
-      const forwardedBy = proxyHeaderOf(req);
-      if (forwardedBy !== undefined) return sendError(res, 'IMDS_FORWARDED', `request carries ${forwardedBy}`, 'text');
-      const ttl = parseTtlHeader(req.headers['x-aliyun-ecs-metadata-token-ttl-seconds']);
-      if (ttl === undefined) {
-        return sendError(res, 'ECS_METADATA_TTL_INVALID', `missing or invalid X-aliyun-ecs-metadata-token-ttl-seconds (1-${MAX_TTL_SECONDS})`, 'text');
-      }
-      send(res, 200, TEXT_PLAIN, Buffer.from(ctx.sessionTokens.issue(ttl)));
-    },
-  });
-
   /** The token gate: true when the request may read metadata; otherwise it has been answered 401. */
-  const authorized = (req: IncomingMessage, res: ServerResponse): boolean => {
-    const token = req.headers['x-aliyun-ecs-metadata-token'];
-    if (token === undefined && ctx.allowImdsV1) return true;
-    if (typeof token === 'string' && ctx.sessionTokens.verify(token)) return true;
-    sendError(res, 'ECS_METADATA_TOKEN_REQUIRED', token === undefined ? 'missing metadata token' : 'invalid or expired metadata token', 'text');
-    return false;
-  };
+  const authorized = addMetadataTokens(table, ctx, ECS_METADATA_TOKENS);
 
   const roleList = Buffer.from(ctx.roleName);
   const listRoles = (req: IncomingMessage, res: ServerResponse) => {

@@ -1,9 +1,9 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { type CachedCredentials, ofCloud } from '../cache/role-credential-cache.js';
-import { APPLICATION_JSON, send, sendError } from '../http/responses.js';
+import { APPLICATION_JSON, sendError } from '../http/responses.js';
 import type { RouteTable } from '../http/route-table.js';
 import { documentsFor } from '../platform/aws/credential-documents.js';
-import { credentialsFor, type ListenerContext, type ServedRole, sendUnavailable } from './listener-context.js';
+import { answerFromCache, type ListenerContext, type ServedRole } from './listener-context.js';
 
 /**
  * The container-credentials endpoint (AWS_CONTAINER_CREDENTIALS_FULL_URI), as ECS and the EKS Pod
@@ -11,11 +11,7 @@ import { credentialsFor, type ListenerContext, type ServedRole, sendUnavailable 
  * for any configured role, each guarded by the shared secret in the Authorization header.
  */
 export function addContainerRoutes(table: RouteTable, ctx: ListenerContext): void {
-  const answer = (res: ServerResponse, role: ServedRole, entry: CachedCredentials | undefined) => {
-    if (entry === undefined) return sendUnavailable(res, role, 'json');
-    if (!ofCloud(entry, 'aws')) return sendError(res, 'NOT_FOUND', 'no such role', 'json');
-    send(res, 200, APPLICATION_JSON, documentsFor(entry).container);
-  };
+  const render = (entry: CachedCredentials) => (ofCloud(entry, 'aws') ? documentsFor(entry).container : undefined);
 
   const serve = (req: IncomingMessage, res: ServerResponse, role: ServedRole | undefined) => {
     if (!ctx.containerSecret) return sendError(res, 'CONTAINER_ENDPOINT_DISABLED', 'the container endpoint is off', 'json');
@@ -24,10 +20,8 @@ export function addContainerRoutes(table: RouteTable, ctx: ListenerContext): voi
     if (!ctx.containerSecret.matches(auth)) return sendError(res, 'CONTAINER_AUTH_INVALID', 'wrong Authorization header', 'json');
     // Authorization is checked before the role name, so the list of roles is not probeable without the secret.
     // An Alibaba or Tencent role is not an AWS role: its SDKs read it elsewhere (serve/alibaba-routes.ts, serve/tencent-routes.ts).
-    if (!role || (role.config.cloud ?? 'aws') !== 'aws') return sendError(res, 'NOT_FOUND', 'no such role', 'json');
-    const entry = credentialsFor(role);
-    if (!(entry instanceof Promise)) return answer(res, role, entry);
-    return entry.then((e) => answer(res, role, e));
+    if (role?.config.cloud !== 'aws') return sendError(res, 'NOT_FOUND', 'no such role', 'json');
+    return answerFromCache(res, role, APPLICATION_JSON, 'json', render);
   };
 
   table.add('/v1/credentials', 'json', { get: (req, res) => serve(req, res, ctx.roles.get(ctx.roleName)) });

@@ -35,7 +35,7 @@ export function buildCredentialListener(options: CredentialListenerOptions): Htt
   const { metrics, logger } = options;
   const table = new RouteTable();
   // A listener speaks its role's cloud: the metadata server its SDKs know, and AWS's container endpoint for AWS roles.
-  const cloud = options.context.roles.get(options.context.roleName)?.config.cloud ?? 'aws';
+  const cloud = options.context.roles.get(options.context.roleName)!.config.cloud;
   if (cloud === 'alibaba') addAlibabaRoutes(table, options.context);
   else if (cloud === 'tencent') addTencentRoutes(table, options.context);
   else {

@@ -2,16 +2,24 @@ import { createHash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { type CachedCredentials, ofCloud } from '../cache/role-credential-cache.js';
 import type { RoleConfig } from '../config/config.js';
-import { proxyHeaderOf } from '../http/proxy-headers.js';
 import { send, sendError, TEXT_PLAIN } from '../http/responses.js';
 import type { RouteTable } from '../http/route-table.js';
 import { awsTimestamp, documentsFor } from '../platform/aws/credential-documents.js';
-import { credentialsFor, type ListenerContext, type ServedRole, sendUnavailable } from './listener-context.js';
-import { MAX_TTL_SECONDS, parseTtlHeader } from './session-tokens.js';
+import { answerFromCache, type ListenerContext, type ServedRole } from './listener-context.js';
+import { addMetadataTokens, type MetadataTokenDialect } from './metadata-tokens.js';
 
-const TOKEN_PATH = '/latest/api/token';
 const CREDENTIALS_LIST = '/latest/meta-data/iam/security-credentials';
 const CREDENTIALS_EXTENDED_LIST = '/latest/meta-data/iam/security-credentials-extended';
+
+/** IMDSv2's handshake; the Go SDK requires the TTL echoed back to cache the token. */
+const IMDS_TOKENS: MetadataTokenDialect = {
+  ttlHeader: 'X-aws-ec2-metadata-token-ttl-seconds',
+  tokenHeader: 'X-aws-ec2-metadata-token',
+  ttlInvalid: 'IMDS_TTL_INVALID',
+  tokenRequired: 'IMDS_TOKEN_REQUIRED',
+  tokenWords: 'IMDSv2 session token',
+  echoTtl: true,
+};
 
 /**
  * The EC2 instance metadata service, as much of it as credential and region lookups use, byte for
@@ -24,46 +32,21 @@ export function addImdsRoutes(table: RouteTable, ctx: ListenerContext): void {
   /** This listener's role as now configured (a reload may have replaced it; it is never removed). */
   const currentRole = (): ServedRole => ctx.roles.get(roleName)!;
 
-  table.add(TOKEN_PATH, 'text', {
-    put: (req, res) => {
-      const forwardedBy = proxyHeaderOf(req);
-      if (forwardedBy !== undefined) return sendError(res, 'IMDS_FORWARDED', `request carries ${forwardedBy}`, 'text');
-      const ttl = parseTtlHeader(req.headers['x-aws-ec2-metadata-token-ttl-seconds']);
-      if (ttl === undefined) {
-        return sendError(res, 'IMDS_TTL_INVALID', `missing or invalid X-aws-ec2-metadata-token-ttl-seconds (1-${MAX_TTL_SECONDS})`, 'text');
-      }
-      // The Go SDK requires the TTL echoed back to cache the token.
-      send(res, 200, TEXT_PLAIN, Buffer.from(ctx.sessionTokens.issue(ttl)), ['x-aws-ec2-metadata-token-ttl-seconds', String(ttl)]);
-    },
-  });
-
   /** The IMDSv2 gate: true when the request may read metadata; otherwise it has been answered 401. */
-  const authorized = (req: IncomingMessage, res: ServerResponse): boolean => {
-    const token = req.headers['x-aws-ec2-metadata-token'];
-    if (token === undefined && ctx.allowImdsV1) return true;
-    if (typeof token === 'string' && ctx.sessionTokens.verify(token)) return true;
-    sendError(res, 'IMDS_TOKEN_REQUIRED', token === undefined ? 'missing IMDSv2 session token' : 'invalid or expired IMDSv2 session token', 'text');
-    return false;
-  };
+  const authorized = addMetadataTokens(table, ctx, IMDS_TOKENS);
 
   const roleList = Buffer.from(roleName);
   const listRoles = (req: IncomingMessage, res: ServerResponse) => {
     if (authorized(req, res)) send(res, 200, TEXT_PLAIN, roleList);
   };
 
-  const answerCredentials = (res: ServerResponse, role: ServedRole, entry: CachedCredentials | undefined, extended: boolean) => {
-    if (entry === undefined || !ofCloud(entry, 'aws')) return sendUnavailable(res, role, 'text');
-    const docs = documentsFor(entry);
-    send(res, 200, TEXT_PLAIN, extended ? docs.imdsExtended : docs.imds);
-  };
+  // Rendered from the cached entry's documents, made once per set of credentials.
+  const renderImds = (entry: CachedCredentials) => (ofCloud(entry, 'aws') ? documentsFor(entry).imds : undefined);
+  const renderImdsExtended = (entry: CachedCredentials) => (ofCloud(entry, 'aws') ? documentsFor(entry).imdsExtended : undefined);
   const serveCredentials = (extended: boolean) => (req: IncomingMessage, res: ServerResponse, name: string) => {
     if (!authorized(req, res)) return;
     if (name !== roleName) return sendError(res, 'NOT_FOUND', 'no such role on this listener', 'text');
-    const role = currentRole();
-    const entry = credentialsFor(role);
-    // Answer synchronously from memory; only a cold role waits (boundedly) for its first fetch.
-    if (!(entry instanceof Promise)) return answerCredentials(res, role, entry, extended);
-    return entry.then((e) => answerCredentials(res, role, e, extended));
+    return answerFromCache(res, currentRole(), TEXT_PLAIN, 'text', extended ? renderImdsExtended : renderImds);
   };
 
   for (const [base, extended] of [

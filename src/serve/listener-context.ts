@@ -1,7 +1,7 @@
 import type { ServerResponse } from 'node:http';
 import type { CachedCredentials } from '../cache/role-credential-cache.js';
 import type { RoleConfig } from '../config/config.js';
-import { type ErrorFormat, sendError } from '../http/responses.js';
+import { type ErrorFormat, send, sendError } from '../http/responses.js';
 import type { ContainerSecret } from './container-secret.js';
 import type { CredentialResolver } from './credential-resolver.js';
 import type { SessionTokenIssuer } from './session-tokens.js';
@@ -43,8 +43,39 @@ export interface ListenerContext {
 }
 
 /** Answers from memory, or waits a bounded time for the in-flight fetch of a cold role. */
-export function credentialsFor(role: ServedRole): CachedCredentials | Promise<CachedCredentials | undefined> {
+function credentialsFor(role: ServedRole): CachedCredentials | Promise<CachedCredentials | undefined> {
   return role.cache.current() ?? role.cache.waitForCurrent(COLD_WAIT_MS);
+}
+
+/**
+ * Answers with the body `render` makes of the role's cached credentials, the same for every route
+ * of every cloud: synchronously from memory (the hot path: no closure, no promise), or after a
+ * bounded wait for a cold role's first fetch. No body to send (nothing valid yet, or credentials of
+ * another cloud than the route's) is a 503 with Retry-After.
+ */
+export function answerFromCache(
+  res: ServerResponse,
+  role: ServedRole,
+  contentType: string,
+  format: ErrorFormat,
+  render: (entry: CachedCredentials) => Buffer | undefined,
+): void | Promise<void> {
+  const entry = credentialsFor(role);
+  if (!(entry instanceof Promise)) return sendRendered(res, role, contentType, format, render, entry);
+  return entry.then((e) => sendRendered(res, role, contentType, format, render, e));
+}
+
+function sendRendered(
+  res: ServerResponse,
+  role: ServedRole,
+  contentType: string,
+  format: ErrorFormat,
+  render: (entry: CachedCredentials) => Buffer | undefined,
+  entry: CachedCredentials | undefined,
+): void {
+  const body = entry === undefined ? undefined : render(entry);
+  if (body === undefined) sendUnavailable(res, role, format);
+  else send(res, 200, contentType, body);
 }
 
 /** A 503 for a role with nothing valid to serve; never a 200 with empty or expired credentials. */

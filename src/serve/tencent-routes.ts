@@ -3,7 +3,7 @@ import { type CachedCredentials, ofCloud } from '../cache/role-credential-cache.
 import { APPLICATION_JSON, send, sendError, TEXT_PLAIN } from '../http/responses.js';
 import type { RouteTable } from '../http/route-table.js';
 import { cvmRoleCredentialDocument } from '../platform/tencent/credential-documents.js';
-import { credentialsFor, type ListenerContext, type ServedRole, sendUnavailable } from './listener-context.js';
+import { answerFromCache, type ListenerContext, type ServedRole } from './listener-context.js';
 
 const CREDENTIALS_LIST = '/latest/meta-data/cam/security-credentials';
 const REGION = '/latest/meta-data/placement/region';
@@ -29,20 +29,12 @@ export function addTencentRoutes(table: RouteTable, ctx: ListenerContext): void 
   table.add(CREDENTIALS_LIST, 'text', { get: listRoles });
   table.add(`${CREDENTIALS_LIST}/`, 'text', { get: listRoles });
 
-  const answerCredentials = (res: ServerResponse, role: ServedRole, entry: CachedCredentials | undefined) => {
-    // Never a 200 with expired or another cloud's credentials: both SDKs fail the call on a
-    // non-200 and ask again on their next one.
-    if (entry === undefined || !ofCloud(entry, 'tencent')) return sendUnavailable(res, role, 'text');
-    send(res, 200, APPLICATION_JSON, cvmRoleCredentialDocument(entry));
-  };
+  // Both SDKs fail the call on a non-200 and ask again on their next one.
+  const render = (entry: CachedCredentials) => (ofCloud(entry, 'tencent') ? cvmRoleCredentialDocument(entry) : undefined);
   table.add(`${CREDENTIALS_LIST}/:role`, 'text', {
     get: (_req, res, name) => {
       if (name !== roleName) return sendError(res, 'NOT_FOUND', 'no such role on this listener', 'text');
-      const role = currentRole();
-      const entry = credentialsFor(role);
-      // Answer synchronously from memory; only a cold role waits (boundedly) for its first fetch.
-      if (!(entry instanceof Promise)) return answerCredentials(res, role, entry);
-      return entry.then((e) => answerCredentials(res, role, e));
+      return answerFromCache(res, currentRole(), APPLICATION_JSON, 'text', render);
     },
   });
 
