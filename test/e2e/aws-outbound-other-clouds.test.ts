@@ -55,6 +55,19 @@ afterAll(async () => {
 });
 
 const outbound = ['--token-source', 'aws-outbound', '--aws-outbound-region', 'us-east-1', '--listen', '127.0.0.1:0'];
+/** The CAM role, at the Tencent emulator. */
+const tencentRole = () => [
+  '--cloud',
+  'tencent',
+  '--role-arn',
+  CAM_ROLE,
+  '--provider-id',
+  'aws-111122223333',
+  '--region',
+  'ap-guangzhou',
+  '--sts-endpoint',
+  tencent.url,
+];
 
 describe('an EC2 workload with a role in Alibaba Cloud', () => {
   it("gets the RAM role's key through its own AWS identity, read by Alibaba's SDK", async () => {
@@ -87,23 +100,7 @@ describe('an EC2 workload with a role in Alibaba Cloud', () => {
 describe('an EC2 workload with a role in Tencent Cloud', () => {
   it("gets the CAM role's key through its own AWS identity, served as CVM metadata", async () => {
     const daemon = await spawnDaemon(
-      [
-        ...outbound,
-        '--aws-outbound-sts-endpoint',
-        aws.url,
-        '--aws-outbound-signing-algorithm',
-        'ES384',
-        '--cloud',
-        'tencent',
-        '--role-arn',
-        CAM_ROLE,
-        '--provider-id',
-        'aws-111122223333',
-        '--region',
-        'ap-guangzhou',
-        '--sts-endpoint',
-        tencent.url,
-      ],
+      [...outbound, '--aws-outbound-sts-endpoint', aws.url, '--aws-outbound-signing-algorithm', 'ES384', ...tencentRole()],
       hostEnv(),
     );
     daemons.push(daemon);
@@ -119,24 +116,7 @@ describe('an EC2 workload with a role in Tencent Cloud', () => {
   it('is refused with a clear reason when the account has not enabled outbound federation', async () => {
     aws.outboundFederationEnabled = false;
     try {
-      const daemon = await spawnDaemon(
-        [
-          ...outbound,
-          '--aws-outbound-sts-endpoint',
-          aws.url,
-          '--cloud',
-          'tencent',
-          '--role-arn',
-          CAM_ROLE,
-          '--provider-id',
-          'aws-111122223333',
-          '--region',
-          'ap-guangzhou',
-          '--sts-endpoint',
-          tencent.url,
-        ],
-        hostEnv(),
-      );
+      const daemon = await spawnDaemon([...outbound, '--aws-outbound-sts-endpoint', aws.url, ...tencentRole()], hostEnv());
       daemons.push(daemon);
       // The first fetch fails at once (a terminal refusal); poll until /readyz says why.
       let body: { roles: Array<{ lastError: { code: string; message: string } | null }> } | undefined;
