@@ -30,7 +30,7 @@ const ROOMS = {
   roles: ['core', 'util', 'exchange', 'sources', 'config', 'platform/aws', 'platform/alibaba', 'platform/tencent'],
   // Products: never import each other
   serve: ['core', 'util', 'platform/aws', 'platform/alibaba', 'platform/tencent', 'http', 'observability', 'exchange', 'config', 'sources', 'cache', 'roles'],
-  issuer: ['core', 'util', 'protocol', 'platform/alibaba', 'platform/tencent', 'http', 'observability', 'config'],
+  issuer: ['core', 'util', 'protocol', 'platform/aws', 'platform/alibaba', 'platform/tencent', 'http', 'observability', 'config'],
   demo: ['core', 'util'],
   // The node agent serves every pod of a node from the pod's own token: it talks to STS and never
   // to the Kubernetes API. The webhook reads the API and never talks to STS. Neither imports the

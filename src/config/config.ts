@@ -106,6 +106,11 @@ interface RoleBase {
   /** The account the role belongs to: AWS's 12-digit id, Alibaba's account uid, Tencent's owner uin. */
   readonly accountId: string;
   readonly token: TokenSourceChoice;
+  /**
+   * The STS session name, or a template over the workload's identity (`{namespace}.{pod}`,
+   * protocol/workload-identity.ts), filled in from the token at each exchange and made to fit the
+   * cloud's rules.
+   */
   readonly sessionName: string;
   readonly durationSeconds?: number;
   /** The STS region: AWS's always; Alibaba's or Tencent's, or '' for the cloud's global endpoint. */
@@ -114,9 +119,50 @@ interface RoleBase {
   readonly stsEndpoint?: string;
 }
 
+/**
+ * What narrows an AWS session below its role's own policies (#18): an inline session policy and
+ * managed policy ARNs, as AssumeRoleWithWebIdentity and AssumeRole take them. Checked against STS's
+ * limits (platform/aws/session-policy.ts) when the configuration is loaded.
+ */
+export interface SessionPolicies {
+  /** An inline IAM policy document, as JSON text (at most 2,048 characters). */
+  readonly policy?: string;
+  /** Managed policy ARNs (at most 10). */
+  readonly policyArns?: readonly string[];
+}
+
+/** A session tag of a chain hop; `value` may be a template over the workload's identity. */
+export interface SessionTagConfig {
+  readonly key: string;
+  readonly value: string;
+}
+
+/**
+ * One hop of a role chain: an `sts:AssumeRole` of `roleArn`, signed with the credentials of the
+ * step before it (the web-identity role's, or the previous hop's).
+ */
+export interface ChainHopConfig extends SessionPolicies {
+  readonly roleArn: string;
+  /** The target role's account, from its ARN: what the served credentials then name. */
+  readonly accountId: string;
+  readonly externalId?: string;
+  /** A session name or template; default: the role's own session name. */
+  readonly sessionName?: string;
+  /** 900–3600: STS caps a chained session at one hour. Absent: not sent (STS's default, one hour). */
+  readonly durationSeconds?: number;
+  readonly tags?: readonly SessionTagConfig[];
+  /** Keys of `tags` that pass on to the next hop's session. */
+  readonly transitiveTagKeys?: readonly string[];
+}
+
 /** An IAM role, assumed with AWS STS AssumeRoleWithWebIdentity and served over IMDS and the container endpoint. */
-export interface AwsRoleConfig extends RoleBase {
+export interface AwsRoleConfig extends RoleBase, SessionPolicies {
   readonly cloud: 'aws';
+  /**
+   * Roles assumed one after another from the web-identity role (`roleArn`, the hub); the last
+   * hop's credentials are what is served under the role's name. Absent: no chain.
+   */
+  readonly chain?: readonly ChainHopConfig[];
 }
 
 /** A RAM role, assumed with Alibaba Cloud STS AssumeRoleWithOIDC and served to Alibaba's SDKs. */

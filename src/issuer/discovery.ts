@@ -4,7 +4,7 @@ import { mkdir, open, rename, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ISSUER_PATHS, TOKEN_EXCHANGE_GRANT_TYPE } from '../protocol/issuer-token-exchange.js';
 import type { IssuerKeySet } from './keys.js';
-import { ATTESTATION_CLAIM, AWS_TAGS_CLAIM } from './token-minter.js';
+import { ATTESTATION_CLAIM, AWS_TAGS_CLAIM } from '../protocol/workload-identity.js';
 
 /**
  * The two documents AWS IAM reads: the OIDC discovery document and the JWKS it names. They are

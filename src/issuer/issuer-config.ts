@@ -11,7 +11,8 @@ import { ISSUER_PATHS } from '../protocol/issuer-token-exchange.js';
 import { type ClientRateSettings, DEFAULT_CLIENT_RATE } from './admission.js';
 import type { KeyFileConfig } from './keys.js';
 import { ANY, ATTESTATION_KINDS, type AttestationKind, FIRST_USE_KINDS, KIND_DIMENSIONS, type KindPolicy, SESSION_NAMED_INSTANCE_KINDS } from './policy.js';
-import { MAX_SESSION_TAGS, type SessionTagRule, tagKeyProblem, tagSourceProblem } from './session-tags.js';
+import { MAX_SESSION_TAGS, tagKeyProblem } from '../platform/aws/session-tags.js';
+import { type SessionTagRule, tagSourceProblem } from './session-tags.js';
 import { DEFAULT_STATE, stateSettingProblem } from './state/create-state-store.js';
 import { DEFAULT_TOKEN_LIFETIME_SECONDS, MAX_TOKEN_LIFETIME_SECONDS, MIN_TOKEN_LIFETIME_SECONDS } from './token-minter.js';
 

@@ -1,3 +1,4 @@
+import { sanitizeTagValue } from '../platform/aws/session-tags.js';
 import type { AttestedIdentity } from './attestor.js';
 
 /**
@@ -25,42 +26,11 @@ export interface SessionTagRule {
 /** The attribute an attestor sets when `instanceId` was derived from something the caller chose. */
 export const INSTANCE_ID_SOURCE = 'instance-id-source';
 
-/** STS limits: at most 50 session tags, keys 1–128 characters, values 0–256. */
-export const MAX_SESSION_TAGS = 50;
-export const MAX_TAG_KEY_LENGTH = 128;
-export const MAX_TAG_VALUE_LENGTH = 256;
-
-/** IAM's tag character set: letters, digits, white space and `_ . : / = + - @`. */
-const TAG_CHARACTER = /[\p{L}\p{Z}\p{N}_.:/=+\-@]/u;
-const TAG_TEXT = /^[\p{L}\p{Z}\p{N}_.:/=+\-@]*$/u;
-
-/** The problem with a configured tag key, or undefined. */
-export function tagKeyProblem(key: string): string | undefined {
-  if (key.length < 1 || key.length > MAX_TAG_KEY_LENGTH) return `must be 1-${MAX_TAG_KEY_LENGTH} characters`;
-  if (!TAG_TEXT.test(key)) return "may hold only letters, digits, spaces and _ . : / = + - @ (IAM's tag characters)";
-  if (key.toLowerCase().startsWith('aws:')) return 'must not start with "aws:" (reserved by AWS)';
-  return undefined;
-}
-
 /** The problem with a configured value source, or undefined. */
 export function tagSourceProblem(from: string): string | undefined {
   if ((TAG_VALUE_FIELDS as readonly string[]).includes(from)) return undefined;
   if (/^attribute:[A-Za-z0-9._-]{1,64}$/.test(from)) return undefined;
   return `must be one of ${TAG_VALUE_FIELDS.join(', ')}, or attribute:<name>`;
-}
-
-/**
- * An attested value made fit for a tag: characters outside IAM's set become `_`, and it is cut to
- * 256 characters. Attested values are cloud ids and names (`cn-hangzhou`, `ecs.g7.large`), which
- * pass unchanged; the rule only keeps an odd value from making STS refuse the whole token.
- */
-export function sanitizeTagValue(value: string): string {
-  let out = '';
-  for (const ch of value) {
-    if (out.length >= MAX_TAG_VALUE_LENGTH) break;
-    out += TAG_CHARACTER.test(ch) ? ch : '_';
-  }
-  return out.slice(0, MAX_TAG_VALUE_LENGTH);
 }
 
 function attestedValue(identity: AttestedIdentity, from: string): string | undefined {

@@ -1,13 +1,10 @@
 import { randomBytes } from 'node:crypto';
 import { SignJWT } from 'jose';
+import { ATTESTATION_CLAIM, AWS_TAGS_CLAIM } from '../protocol/workload-identity.js';
 import type { AttestedIdentity } from './attestor.js';
 import type { IssuerKeySet } from './keys.js';
 import { type AwsTagsClaim, kindLabelOf } from './session-tags.js';
 
-/** The claim holding the attested facts, named by a URL so it collides with nobody's (RFC 7519 §4.2). */
-export const ATTESTATION_CLAIM = 'https://crosscred.dev/claims';
-/** STS reads session tags from this claim. */
-export const AWS_TAGS_CLAIM = 'https://aws.amazon.com/tags';
 
 /** Token lifetime bounds, in seconds: 5 minutes to 12 hours (STS's longest session); default 1 hour. */
 export const MIN_TOKEN_LIFETIME_SECONDS = 300;

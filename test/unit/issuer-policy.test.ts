@@ -2,7 +2,8 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { AttestedIdentity } from '../../src/issuer/attestor.js';
 import { IssuerPolicy, type KindPolicy } from '../../src/issuer/policy.js';
-import { buildTagsClaim, sanitizeTagValue, tagKeyProblem, tagSourceProblem } from '../../src/issuer/session-tags.js';
+import { buildTagsClaim, tagSourceProblem } from '../../src/issuer/session-tags.js';
+import { sanitizeTagValue, tagKeyProblem } from '../../src/platform/aws/session-tags.js';
 import { SUBJECT_TOKEN_TYPES } from '../../src/protocol/issuer-token-exchange.js';
 
 const ECS = SUBJECT_TOKEN_TYPES.alibabaEcsIdentity;
