@@ -359,7 +359,7 @@ export class StsEmulator extends StsStandIn<StsFault> {
   }
 
   /**
-   * AssumeRoleWithWebIdentity, as the STS API reference describes it, after the token is verified:
+   * AssumeRoleWithWebIdentity, as the STS API reference describes it; besides verifying the token:
    * - Policy (1-2048 characters, else ValidationError; not a JSON object, MalformedPolicyDocument)
    *   and at most 10 PolicyArns, each a policy ARN (else ValidationError), as AssumeRole takes them;
    * - session tags only from the token's `https://aws.amazon.com/tags` claim
