@@ -47,7 +47,7 @@ export interface RoleStatus {
   readonly expiresInSeconds: number | null;
   readonly refreshing: boolean;
   readonly consecutiveFailures: number;
-  readonly lastError: { readonly kind: string; readonly code: string; readonly message: string } | null;
+  readonly lastError: { readonly kind: string; readonly code: string; readonly message: string; readonly hint?: string } | null;
   /** Seconds until the next scheduled refresh or retry, or null when none is scheduled. */
   readonly nextAttemptInSeconds: number | null;
 }
@@ -193,7 +193,14 @@ export class RoleCredentialCache {
       expiresInSeconds: entry ? Math.floor((entry.credentials.expirationWall - this.#clock.wallNow()) / 1000) : null,
       refreshing: this.#inflight !== undefined,
       consecutiveFailures: this.#failures,
-      lastError: this.#lastFailure ? { kind: this.#lastFailure.kind, code: this.#lastFailure.code, message: this.#lastFailure.message } : null,
+      lastError: this.#lastFailure
+        ? {
+            kind: this.#lastFailure.kind,
+            code: this.#lastFailure.code,
+            message: this.#lastFailure.message,
+            ...(this.#lastFailure.hint ? { hint: this.#lastFailure.hint } : {}),
+          }
+        : null,
       nextAttemptInSeconds: this.#nextAttemptMono === undefined ? null : Math.max(0, Math.round((this.#nextAttemptMono - now) / 1000)),
     };
   }
@@ -352,6 +359,7 @@ export class RoleCredentialCache {
       consecutiveFailures: this.#failures,
       retryInSeconds: Math.round(delay / 1000),
       servingPreviousForSeconds: Math.round(remaining / 1000),
+      ...(failure.hint ? { fix: failure.hint } : {}),
     };
     // A failure while good credentials remain is a warning; with nothing to serve it is an error.
     if (valid) this.#log.warn(fields, `credential refresh failed: ${failure.message}`);

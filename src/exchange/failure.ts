@@ -28,6 +28,8 @@ export interface ClassifiedFailure {
   readonly code: string;
   /** A message safe to log: never contains the token, keys or a request body. */
   readonly message: string;
+  /** What a person can do about it, where the code alone does not say (fixed text, per code). */
+  readonly hint?: string;
 }
 
 const NETWORK_ERROR_CODES = new Set([
@@ -90,7 +92,7 @@ export function classifyFailure(err: unknown): ClassifiedFailure {
   }
   if (AWS_STS_TERMINAL_CODES.has(stsCode)) {
     const hint = AWS_STS_CODE_HINTS[stsCode];
-    return { kind: 'terminal', code: stsCode, message: `STS refused the exchange: ${stsCode}${hint ? ` (${hint})` : ''}` };
+    return { kind: 'terminal', code: stsCode, message: `STS refused the exchange: ${stsCode}`, ...(hint ? { hint } : {}) };
   }
   if (AWS_STS_RETRYABLE_CODES.has(stsCode)) {
     return { kind: 'retryable', code: stsCode, message: `STS answered ${stsCode}` };
@@ -125,7 +127,7 @@ function classifyChainStep(err: ChainStepFailure): ClassifiedFailure {
   const inner = classifyFailure(err.cause);
   const kind = err.step > 0 && inner.kind === 'token-expired' ? 'retryable' : inner.kind;
   const message = err.step > 0 && inner.code === 'ExpiredToken' ? `STS says the credentials signing ${err.stepWords} expired` : inner.message;
-  return { kind, code: inner.code, message: `${err.stepWords} (${err.roleArn}): ${message}` };
+  return { ...inner, kind, message: `${err.stepWords} (${err.roleArn}): ${message}` };
 }
 
 /**

@@ -93,6 +93,6 @@ export function publicStatus(status: RoleStatus): PublicRoleStatus {
   const failure = status.lastError;
   if (failure === null) return { ...status, lastError: null };
   const name = CROSSCRED_CODE.exec(failure.code)?.[1];
-  const hint = name !== undefined && Object.hasOwn(ErrorCodes, name) ? ErrorCodes[name as ErrorName].hint : undefined;
+  const hint = name !== undefined && Object.hasOwn(ErrorCodes, name) ? ErrorCodes[name as ErrorName].hint : failure.hint;
   return { ...status, lastError: { kind: failure.kind, code: failure.code, ...(hint !== undefined ? { hint } : {}) } };
 }

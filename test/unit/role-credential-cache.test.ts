@@ -322,7 +322,8 @@ describe('failures', () => {
     expect(exchange.calls).toBe(14);
     const gaps = exchange.callTimes.slice(1).map((t, i) => t - exchange.callTimes[i]!);
     expect(gaps.every((g) => g >= 0.8 * TERMINAL_RETRY_MS)).toBe(true);
-    expect(cache.status().lastError).toEqual({ kind: 'terminal', code: 'AccessDenied', message: 'STS refused the exchange: AccessDenied' });
+    expect(cache.status().lastError).toMatchObject({ kind: 'terminal', code: 'AccessDenied', message: 'STS refused the exchange: AccessDenied' });
+    expect(cache.status().lastError?.hint).toMatch(/trust policy/);
   });
 
   it('retries a terminal error more often while old credentials are valid, bounded by max(30 s, remaining / 2)', async () => {

@@ -2,6 +2,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { CrosscredError } from '../../src/core/errors.js';
 import { classifyFailure } from '../../src/exchange/failure.js';
+import { AWS_STS_CODE_HINTS } from '../../src/platform/aws/sts-error-codes.js';
 
 /** An error shaped as @aws-sdk/client-sts throws them (name = error code, $metadata with status). */
 function sdkError(name: string, httpStatusCode?: number): Error {
@@ -31,7 +32,8 @@ describe('classifyFailure: terminal STS answers', () => {
   for (const [code, status] of terminal) {
     for (const name of [code, `${code}Exception`]) {
       it(`treats ${name} as terminal with code ${code}`, () => {
-        expect(classifyFailure(sdkError(name, status))).toEqual({ kind: 'terminal', code, message: `STS refused the exchange: ${code}` });
+        const hint = AWS_STS_CODE_HINTS[code];
+        expect(classifyFailure(sdkError(name, status))).toEqual({ kind: 'terminal', code, message: `STS refused the exchange: ${code}`, ...(hint ? { hint } : {}) });
       });
     }
   }
