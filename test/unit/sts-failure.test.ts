@@ -33,7 +33,12 @@ describe('classifyFailure: terminal STS answers', () => {
     for (const name of [code, `${code}Exception`]) {
       it(`treats ${name} as terminal with code ${code}`, () => {
         const hint = AWS_STS_CODE_HINTS[code];
-        expect(classifyFailure(sdkError(name, status))).toEqual({ kind: 'terminal', code, message: `STS refused the exchange: ${code}`, ...(hint ? { hint } : {}) });
+        expect(classifyFailure(sdkError(name, status))).toEqual({
+          kind: 'terminal',
+          code,
+          message: `STS refused the exchange: ${code}`,
+          ...(hint ? { hint } : {}),
+        });
       });
     }
   }
