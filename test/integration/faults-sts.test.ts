@@ -13,6 +13,7 @@ import {
 import type { ServeFlags } from '../../src/config/load.js';
 import type { RandomSource } from '../../src/core/clock.js';
 import type { StsFault } from '../../src/demo/sts-emulator.js';
+import { AWS_STS_CODE_HINTS } from '../../src/platform/aws/sts-error-codes.js';
 import { type Chain, type EndpointView, type InProcessDaemon, startChain, startInProcess, viewEndpoints } from '../support/chain.js';
 import { FakeClock } from '../support/fake-clock.js';
 
@@ -387,7 +388,8 @@ describe('terminal STS errors', () => {
       const view = await look();
       expect(view.imds.status).toBe(503);
       // /readyz names what failed and never quotes a message (issue 11, item 10): the log has the words.
-      expect(view.readyz.body.roles[0]!.lastError).toEqual({ kind: 'terminal', code: 'AccessDenied' });
+      // …but says what to check: a fixed hint of this code, not STS's words.
+      expect(view.readyz.body.roles[0]!.lastError).toEqual({ kind: 'terminal', code: 'AccessDenied', hint: AWS_STS_CODE_HINTS['AccessDenied'] });
     }
     const all = failures.at;
     const gaps = all.slice(1).map((t, i) => t - all[i]!);
