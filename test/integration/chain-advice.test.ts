@@ -3,15 +3,13 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { diagnoseRole, doctorExitCode, formatReport } from '../../src/advice/doctor.js';
-import type { AwsRoleConfig, ChainHopConfig } from '../../src/config/config.js';
-import { loadConfig } from '../../src/config/load.js';
-import { systemClock } from '../../src/core/clock.js';
 import { DemoOidcIssuer } from '../../src/demo/oidc-issuer.js';
 import { StsEmulator } from '../../src/demo/sts-emulator.js';
+import { crosscred } from '../support/run-cli.js';
 
 /**
- * `crosscred doctor` on a role chain (#18), against the STS emulator on loopback: the web-identity
+ * `crosscred doctor` (the built CLI, on a config file with a `chain`) and `crosscred trust-policy`
+ * on a role chain (#18), against the STS emulator on loopback: the web-identity
  * step and each sts:AssumeRole hop on its own line, the failing hop named with its code and what
  * to check, the steps after it not tried, and nothing secret printed.
  */
@@ -34,6 +32,9 @@ let sts: StsEmulator;
 let dir: string;
 let tokenFile: string;
 let token: string;
+let configs = 0;
+/** The CLI's environment: nothing from this machine's AWS set-up. */
+const ENV = { HOME: '/nonexistent', AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' };
 
 beforeAll(async () => {
   issuer = await DemoOidcIssuer.start();
@@ -55,25 +56,34 @@ afterAll(async () => {
   if (dir) await rm(dir, { recursive: true, force: true });
 });
 
-function hop(roleArn: string, extra: Partial<ChainHopConfig> = {}): ChainHopConfig {
-  return { roleArn, accountId: /::(\d{12}):/.exec(roleArn)![1]!, ...extra };
+/** A hop as the config file writes it. */
+interface FileHop {
+  readonly roleArn: string;
+  readonly externalId?: string;
+  readonly policy?: string;
+  readonly tags?: Record<string, string>;
+  readonly transitiveTagKeys?: string[];
 }
 
-/** The hub role as serve loads it, with `chain` added as a config file would give it. */
-function chainedRole(chain: ChainHopConfig[]): { config: ReturnType<typeof loadConfig>; role: AwsRoleConfig } {
-  const config = loadConfig({
-    flags: { 'role-arn': HUB, 'token-file': tokenFile, region: 'us-east-1', 'sts-endpoint': sts.url, listen: ['127.0.0.1:0'], 'admin-listen': 'off' },
-    env: {},
-  });
-  const hub = config.roles[0]!;
-  if (hub.cloud !== 'aws') throw new Error('the hub must be an AWS role');
-  return { config, role: { ...hub, chain } };
+/** A config file whose one role is the hub with `chain`; returns its path. */
+async function writeConfig(chain: FileHop[]): Promise<string> {
+  const file = join(dir, `config-${++configs}.yaml`);
+  const config = {
+    tokenFile,
+    region: 'us-east-1',
+    stsEndpoint: sts.url,
+    roles: [{ name: 'app', roleArn: HUB, chain }],
+    listen: [{ address: '127.0.0.1:0', role: 'app' }],
+  };
+  await writeFile(file, JSON.stringify(config));
+  return file;
 }
 
-async function doctor(chain: ChainHopConfig[]): Promise<{ out: string; code: number }> {
-  const { config, role } = chainedRole(chain);
-  const report = await diagnoseRole(config, role, { clock: systemClock, exchange: true, timeoutMs: 5000, roleConfigured: true });
-  return { out: formatReport([report], []), code: doctorExitCode([report]) };
+/** Runs the built `crosscred doctor` on that config file. */
+async function doctor(chain: FileHop[]): Promise<{ out: string; code: number }> {
+  const { code, stdout, stderr } = await crosscred(['doctor', '--config', await writeConfig(chain)], ENV, 60_000);
+  expect(stderr).toBe('');
+  return { out: stdout, code };
 }
 
 /** Lines of the report that are about the chain's steps (the issuer checks are another matter). */
@@ -93,11 +103,11 @@ function expectNothingSecret(out: string): void {
   expect(out).not.toContain(RIGHT_EXTERNAL_ID);
 }
 
-const HOP_ONE = hop(SHARED, { policy: POLICY, tags: [{ key: 'team', value: 'payments' }], transitiveTagKeys: ['team'] });
+const HOP_ONE: FileHop = { roleArn: SHARED, policy: POLICY, tags: { team: 'payments' }, transitiveTagKeys: ['team'] };
 
 describe('crosscred doctor on a role chain', () => {
   it('every step ok: each on its own line with its account and expiry', async () => {
-    const { out } = await doctor([HOP_ONE, hop(TARGET, { externalId: RIGHT_EXTERNAL_ID })]);
+    const { out, code } = await doctor([HOP_ONE, { roleArn: TARGET, externalId: RIGHT_EXTERNAL_ID }]);
     const steps = stepLines(out);
     expect(steps).toEqual([
       `  [ok]   web identity: STS at ${sts.url} accepted the token for ${HUB}`,
@@ -109,11 +119,12 @@ describe('crosscred doctor on a role chain', () => {
     expect(out).toContain('account 777788889999, credentials valid until');
     // The loopback demo issuer is plain HTTP, which IAM would refuse: that, and nothing in the chain, fails.
     expect(out.split('\n').filter((l) => l.includes('[FAIL]'))).toEqual([`  [FAIL] the issuer ${issuer.url} is not HTTPS`]);
+    expect(code).toBe(1);
     expectNothingSecret(out);
   });
 
   it("hop 2's ExternalId is wrong: doctor names hop 2, says AccessDenied and what to check, and fails", async () => {
-    const { out, code } = await doctor([HOP_ONE, hop(TARGET, { externalId: 'ext-wrong-0000' })]);
+    const { out, code } = await doctor([HOP_ONE, { roleArn: TARGET, externalId: 'ext-wrong-0000' }]);
     expect(stepLines(out)).toEqual([
       `  [ok]   web identity: STS at ${sts.url} accepted the token for ${HUB}`,
       `  [ok]   hop 1: ${SHARED} assumed`,
@@ -128,7 +139,7 @@ describe('crosscred doctor on a role chain', () => {
   });
 
   it('a failing first hop: the hops after it are reported as not tried', async () => {
-    const { out, code } = await doctor([hop(UNTRUSTED), hop(TARGET, { externalId: RIGHT_EXTERNAL_ID })]);
+    const { out, code } = await doctor([{ roleArn: UNTRUSTED }, { roleArn: TARGET, externalId: RIGHT_EXTERNAL_ID }]);
     expect(stepLines(out)).toEqual([
       `  [ok]   web identity: STS at ${sts.url} accepted the token for ${HUB}`,
       `  [FAIL] hop 1: ${UNTRUSTED} failed: AccessDenied`,
@@ -140,11 +151,47 @@ describe('crosscred doctor on a role chain', () => {
 
   it('tags too large for STS: PackedPolicyTooLarge, with what to shorten', async () => {
     // Random values do not compress: twenty of 256 characters overflow the packed budget.
-    const tags = Array.from({ length: 20 }, (_, i) => ({ key: `k${i}`, value: randomBytes(128).toString('hex') }));
-    const { out, code } = await doctor([hop(SHARED, { tags })]);
+    const tags = Object.fromEntries(Array.from({ length: 20 }, (_, i) => [`k${i}`, randomBytes(128).toString('hex')]));
+    const { out, code } = await doctor([{ roleArn: SHARED, tags }]);
     expect(stepLines(out)).toContain(`  [FAIL] hop 1: ${SHARED} failed: PackedPolicyTooLarge`);
     expect(out).toContain('send fewer or shorter tags');
     expect(code).toBe(1);
-    for (const t of tags) expect(out).not.toContain(t.value);
+    for (const value of Object.values(tags)) expect(out).not.toContain(value);
+  });
+});
+
+describe('crosscred trust-policy on a role chain', () => {
+  it("prints the hub's web-identity trust, then each hop's trust and caller policy, as JSON and text", async () => {
+    const file = await writeConfig([HOP_ONE, { roleArn: TARGET, externalId: RIGHT_EXTERNAL_ID }]);
+    const json = await crosscred(['trust-policy', '--config', file, '--format', 'json'], ENV, 60_000);
+    expect(json.code).toBe(0);
+    const advice = JSON.parse(json.stdout) as {
+      trustPolicy: { Statement: Array<{ Principal: Record<string, string> }> };
+      chain: Array<{ hop: number; trustPolicy: unknown; callerPolicy: unknown; commands: string[][] }>;
+    };
+    expect(advice.trustPolicy.Statement[0]!.Principal['Federated']).toMatch(/:oidc-provider\/127\.0\.0\.1:/);
+    expect(advice.chain.map((h) => h.trustPolicy)).toEqual([
+      { Version: '2012-10-17', Statement: [{ Effect: 'Allow', Principal: { AWS: HUB }, Action: ['sts:AssumeRole', 'sts:TagSession'] }] },
+      {
+        Version: '2012-10-17',
+        Statement: [
+          {
+            Effect: 'Allow',
+            Principal: { AWS: SHARED },
+            Action: ['sts:AssumeRole', 'sts:TagSession'],
+            Condition: { StringEquals: { 'sts:ExternalId': RIGHT_EXTERNAL_ID } },
+          },
+        ],
+      },
+    ]);
+    expect(advice.chain[1]!.callerPolicy).toEqual({ Version: '2012-10-17', Statement: [{ Effect: 'Allow', Action: 'sts:AssumeRole', Resource: TARGET }] });
+    const text = await crosscred(['trust-policy', '--config', file], ENV, 60_000);
+    expect(text.code).toBe(0);
+    expect(text.stdout).toContain('aws iam update-assume-role-policy --role-name hub --policy-document file://trust-policy.json');
+    expect(text.stdout).toContain(`# 4. Hop 2: ${SHARED} assumes ${TARGET} with sts:AssumeRole.`);
+    expect(text.stdout).toContain('aws iam update-assume-role-policy --role-name app --policy-document file://trust-policy-hop-2.json');
+    expect(text.stdout).toContain(
+      'aws iam put-role-policy --role-name shared-services --policy-name crosscred-assume-app --policy-document file://assume-hop-2.json',
+    );
   });
 });
