@@ -7,7 +7,8 @@ import { issuerUrlProblem } from '../core/url-checks.js';
 import { classifyFailure } from '../exchange/failure.js';
 import { ECS_METADATA_URL, EcsMetadataClient, requireTokensCommand } from '../platform/alibaba/ecs-metadata.js';
 import { CVM_METADATA_URL } from '../platform/tencent/cvm-metadata.js';
-import { openStsConnection, otherCloudStsEndpoint, webIdentityRoleFor } from '../roles/web-identity-role.js';
+import { ChainedRole, type ChainStepReport, roleExchangeFor } from '../roles/role-chain.js';
+import { openStsConnection, otherCloudStsEndpoint } from '../roles/web-identity-role.js';
 import { AlibabaEcsTokenSource } from '../sources/alibaba-ecs-token-source.js';
 import { createTokenSource } from '../sources/create-token-source.js';
 import { instanceSecretFileFor, readInstanceSecret } from '../sources/instance-secret.js';
@@ -171,9 +172,10 @@ export async function diagnoseRole(config: Config, role: RoleConfig, options: Do
       fix: `set ${words.roleVariable} or pass --role-arn (the role in the ${words.cloud} account to assume)`,
     });
   } else if (claims && options.exchange) {
-    add(await checkExchange(config, role, source, options));
+    for (const c of await checkExchange(config, role, source, options)) add(c);
   } else if (claims) {
-    add({ status: 'info', title: 'STS exchange not tried (--no-exchange)' });
+    const hops = role.cloud === 'aws' ? (role.chain?.length ?? 0) : 0;
+    add({ status: 'info', title: `STS exchange not tried (--no-exchange)${hops > 0 ? `, nor the chain's ${hops} hop${hops === 1 ? '' : 's'}` : ''}` });
   }
   await source.close?.();
   await issuerClient?.close();
@@ -270,27 +272,82 @@ async function checkIssuer(claims: TokenClaimsSummary, config: Config, options: 
   return checks;
 }
 
-async function checkExchange(config: Config, role: RoleConfig, source: TokenSource, options: DoctorOptions): Promise<Check> {
+/** The exchange as serve would make it: one check, or one per step of a role chain. */
+async function checkExchange(config: Config, role: RoleConfig, source: TokenSource, options: DoctorOptions): Promise<Check[]> {
   const endpoint = role.cloud === 'aws' ? (role.stsEndpoint ?? `https://sts.${role.region}.amazonaws.com`) : otherCloudStsEndpoint(role);
   const sts = openStsConnection(role, config.sts);
-  const exchange = webIdentityRoleFor(role, source, sts.connection, options.clock);
+  const exchange = roleExchangeFor(role, source, sts.connection, options.clock);
   try {
+    if (exchange instanceof ChainedRole) return (await exchange.walk()).map((step) => chainStepCheck(step, endpoint, options.clock));
     const credentials = await exchange.exchange();
     const left = Math.round((credentials.expirationWall - options.clock.wallNow()) / 1000);
-    return {
-      status: 'ok',
-      title: `STS at ${endpoint} accepted the token for ${role.roleArn}`,
-      detail: `temporary credentials issued, valid for ${formatDuration(left)} (not shown)`,
-    };
+    return [
+      {
+        status: 'ok',
+        title: `STS at ${endpoint} accepted the token for ${role.roleArn}`,
+        detail: `temporary credentials issued, valid for ${formatDuration(left)} (not shown)`,
+      },
+    ];
   } catch (err) {
     const failure = classifyFailure(err);
-    return {
-      status: 'fail',
-      title: `STS at ${endpoint}: ${failure.message}`,
-      fix: role.cloud === 'aws' ? fixFor(failure.code, failure.kind) : otherCloudFix(role.cloud, failure.kind),
-    };
+    return [
+      {
+        status: 'fail',
+        title: `STS at ${endpoint}: ${failure.message}`,
+        fix: role.cloud === 'aws' ? fixFor(failure.code, failure.kind) : otherCloudFix(role.cloud, failure.kind),
+      },
+    ];
   } finally {
     sts.close();
+  }
+}
+
+/**
+ * One step of a role chain on its own line: the web-identity step as the plain exchange is told,
+ * each hop by its number and target role. The credentials are only acknowledged, never shown.
+ */
+function chainStepCheck(report: ChainStepReport, endpoint: string, clock: Clock): Check {
+  const label = report.step === 0 ? 'web identity' : `hop ${report.step}`;
+  const what = report.step === 0 ? `STS at ${endpoint} accepted the token for ${report.roleArn}` : `${report.roleArn} assumed`;
+  if (report.ok) {
+    const left = Math.round((report.expirationWall - clock.wallNow()) / 1000);
+    return {
+      status: 'ok',
+      title: `${label}: ${what}`,
+      detail: `account ${report.accountId}, credentials valid until ${new Date(report.expirationWall).toISOString()} (${formatDuration(left)} left; not shown)`,
+    };
+  }
+  if ('notTried' in report) return { status: 'info', title: `${label}: ${report.roleArn} not tried (a step before it failed)` };
+  const { failure } = report;
+  return {
+    status: 'fail',
+    title: `${label}: ${report.roleArn} failed: ${failure.code}`,
+    detail: failure.message,
+    fix: report.step === 0 ? fixFor(failure.code, failure.kind) : hopFix(failure.code, failure.kind),
+  };
+}
+
+/** What to do about a hop's failure: the hop is an sts:AssumeRole signed with the step before's credentials. */
+function hopFix(code: string, kind: string): string {
+  switch (code) {
+    case 'AccessDenied':
+      return "check that this hop's target role trusts the previous step's role (its ARN as Principal, not a session's) with sts:AssumeRole, and sts:TagSession if tags are set or arrive; that its sts:ExternalId condition equals this hop's externalId; and that the previous role's own policy allows sts:AssumeRole on the target (crosscred trust-policy prints all three)";
+    case 'PackedPolicyTooLarge':
+      return "this hop's session policy, policy ARNs and tags (transitive ones from earlier steps included) pack into more than STS allows: send fewer or shorter tags, a shorter policy or fewer policy ARNs";
+    case 'ExpiredToken':
+    case 'InvalidClientTokenId':
+    case 'SignatureDoesNotMatch':
+      return "STS did not accept the fresh credentials of the step before: check this host's clock (NTP), since requests are signed with its time, and that every step goes to the same STS";
+    case 'MalformedPolicyDocument':
+      return "this hop's session policy is not a valid IAM policy document";
+    case 'ValidationError':
+      return 'STS refused a parameter of this hop: check its role ARN, session name and durationSeconds (a chained session lasts at most one hour)';
+    case 'SESSION_TEMPLATE_UNRESOLVED':
+      return "this hop's session name or a tag names a variable the token does not carry: change the template, or the token";
+    default:
+      return kind === 'retryable'
+        ? 'STS could not be reached or failed: check the network path, HTTPS_PROXY/NO_PROXY, and --sts-endpoint'
+        : "STS refused this hop: check its role ARN and the target role's trust policy (crosscred trust-policy prints it)";
   }
 }
 
@@ -773,6 +830,11 @@ function printable(text: string): string {
 }
 
 const MARK: Record<CheckStatus, string> = { ok: '[ok]  ', warn: '[warn]', fail: '[FAIL]', info: '[info]' };
+
+/** `crosscred doctor`'s exit code: 0 when the chain can work, 1 when a check failed. */
+export function doctorExitCode(reports: readonly RoleReport[]): number {
+  return reports.some((r) => r.checks.some((c) => c.status === 'fail')) ? 1 : 0;
+}
 
 /** The report as a person reads it on one screen. */
 export function formatReport(reports: readonly RoleReport[], preamble: readonly Check[]): string {

@@ -1,5 +1,5 @@
 import { parseArgs } from 'node:util';
-import { type Check, diagnoseRole, formatReport } from '../advice/doctor.js';
+import { type Check, diagnoseRole, doctorExitCode, formatReport } from '../advice/doctor.js';
 import type { ServeFlags } from '../config/load.js';
 import { systemClock } from '../core/clock.js';
 import { CrosscredError } from '../core/errors.js';
@@ -46,7 +46,7 @@ export async function runDoctor(args: string[]): Promise<number> {
     );
   }
   process.stdout.write(formatReport(reports, preamble));
-  return reports.some((r) => r.checks.some((c) => c.status === 'fail')) ? 1 : 0;
+  return doctorExitCode(reports);
 }
 
 /** `crosscred doctor --node-agent`, run in a pod: exit 0 when it can get credentials from the node agent, 1 when not. */

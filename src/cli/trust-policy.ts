@@ -1,4 +1,5 @@
 import { parseArgs } from 'node:util';
+import { chainTrustPolicyFor, formatChainTrustText } from '../advice/chain-trust-policy.js';
 import { camTrustPolicyFor, formatOtherCloudTrustText, type OtherCloudTrustAdvice, ramTrustPolicyFor } from '../advice/other-cloud-trust-policy.js';
 import { formatTrustPolicyText, type TrustPolicyAdvice, trustPolicyFor, type VmSubjectFacts, vmSubjectFor, vmTrustPolicyFor } from '../advice/trust-policy.js';
 import type { AlibabaRoleConfig, StsConnectionConfig, TencentRoleConfig, TokenSourceConfig } from '../config/config.js';
@@ -98,7 +99,10 @@ export async function runTrustPolicy(args: string[]): Promise<number> {
     if ('problem' in advice) throw new CrosscredError('TOKEN_UNTRUSTABLE', `${source.description}: ${advice.problem}`);
   }
   const roleName = roleConfigured ? role.roleArn.split('/').pop() : undefined;
-  process.stdout.write(format === 'json' ? `${JSON.stringify(advice, null, 2)}\n` : formatTrustPolicyText(advice, roleName));
+  // After the hub's web-identity trust, each hop's: the target trusts the role of the step before.
+  const hops = chainTrustPolicyFor({ role, tokenSessionTags: sessionTags });
+  if (format === 'json') process.stdout.write(`${JSON.stringify(hops.length > 0 ? { ...advice, chain: hops } : advice, null, 2)}\n`);
+  else process.stdout.write(formatTrustPolicyText(advice, roleName) + formatChainTrustText(hops));
   return 0;
 }
 
