@@ -27,7 +27,7 @@ const ROOMS = {
   config: ['core', 'util', 'protocol', 'platform/aws', 'platform/alibaba', 'platform/tencent', 'platform/kubernetes'],
   sources: ['core', 'util', 'protocol', 'platform/aws', 'platform/alibaba', 'platform/tencent', 'platform/kubernetes', 'config'],
   cache: ['core', 'util', 'exchange'],
-  roles: ['core', 'util', 'exchange', 'sources', 'config', 'platform/aws', 'platform/alibaba', 'platform/tencent'],
+  roles: ['core', 'util', 'protocol', 'exchange', 'sources', 'config', 'platform/aws', 'platform/alibaba', 'platform/tencent'],
   // Products: never import each other
   serve: ['core', 'util', 'platform/aws', 'platform/alibaba', 'platform/tencent', 'http', 'observability', 'exchange', 'config', 'sources', 'cache', 'roles'],
   issuer: ['core', 'util', 'protocol', 'platform/aws', 'platform/alibaba', 'platform/tencent', 'http', 'observability', 'config'],

@@ -6,7 +6,8 @@ import { CrosscredError } from '../core/errors.js';
 import { classifyFailure } from '../exchange/failure.js';
 import { awsTimestamp } from '../platform/aws/credential-documents.js';
 import type { AwsCredentials } from '../platform/aws/credentials.js';
-import { openStsConnection, webIdentityRoleFor } from '../roles/web-identity-role.js';
+import { roleExchangeFor } from '../roles/role-chain.js';
+import { openStsConnection } from '../roles/web-identity-role.js';
 import { createTokenSource } from '../sources/create-token-source.js';
 import { readRegularFile } from '../util/read-regular-file.js';
 import { SERVE_OPTIONS } from './serve-options.js';
@@ -102,7 +103,7 @@ async function byExchange(flags: ServeFlags, roleName: string | undefined): Prom
   }
   const source = createTokenSource(role.token.source, systemClock, { stsTransport: config.sts });
   const sts = openStsConnection(role, config.sts);
-  const exchange = webIdentityRoleFor(role, source, sts.connection, systemClock);
+  const exchange = roleExchangeFor(role, source, sts.connection, systemClock);
   try {
     const credentials = await exchange.exchange();
     if (credentials.cloud !== 'aws') throw new CrosscredError('STS_BAD_RESPONSE', `role "${role.name}" answered ${credentials.cloud} credentials`);

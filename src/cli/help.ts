@@ -411,7 +411,8 @@ calling pod's projected ServiceAccount token in the Authorization header (the ra
 SDKs send it from AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE; a "Bearer " prefix is also accepted).
 The token is checked before STS sees it (JWT shape, algorithm, whole signature, exp, nbf and iat,
 aud, iss, sub, the kubernetes.io pod claim), exchanged at STS AssumeRoleWithWebIdentity under the
-session name <namespace>.<pod>, and the credentials are cached by role ARN and the token's SHA-256.
+session name <namespace>.<pod> (or --session-name-template), and the credentials are cached by
+role ARN and the token's SHA-256.
 It never talks to the Kubernetes API and holds no credentials of its own.
 
 Tokens:
@@ -420,6 +421,13 @@ Tokens:
   --audience AUD              The audience tokens must carry (default sts.amazonaws.com).
   --allow-unbound-tokens      Also accept tokens not bound to a pod (no kubernetes.io.pod claim);
                               their session name is <namespace>.<serviceaccount>.
+  --session-name-template T   Each pod's STS session name, from its token's {namespace},
+                              {serviceAccount}, {pod} and {podUid}, such as
+                              {namespace}-{serviceAccount}-{pod}. Characters STS refuses become
+                              "-"; a name over 64 keeps 55 characters, "-" and 8 hex digits of
+                              its SHA-256. An unbound token under a template naming {pod} or
+                              {podUid} is refused (401 TOKEN_LACKS_SESSION_NAME).
+                              Default: <namespace>.<pod>.
 
 Roles:
   --allowed-role ARN_GLOB     Serve only roles matching this ARN, where * matches anything (also

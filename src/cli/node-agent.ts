@@ -14,6 +14,7 @@ export const NODE_AGENT_OPTIONS = {
   'allowed-issuer': { type: 'string', multiple: true },
   audience: { type: 'string' },
   'allow-unbound-tokens': { type: 'boolean' },
+  'session-name-template': { type: 'string' },
   'allowed-role': { type: 'string', multiple: true },
   region: { type: 'string' },
   'sts-endpoint': { type: 'string' },

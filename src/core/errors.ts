@@ -61,6 +61,10 @@ export const ErrorCodes = {
   STS_REJECTED: { status: 503, hint: 'STS refused the exchange; check the role trust policy and the OIDC provider in IAM' },
   STS_UNAVAILABLE: { status: 503, hint: 'STS could not be reached or failed; crosscred retries with backoff' },
   STS_BAD_RESPONSE: { status: 503, hint: 'STS answered something that is not usable credentials; crosscred retries' },
+  SESSION_TEMPLATE_UNRESOLVED: {
+    status: 503,
+    hint: 'the token does not carry a variable a sessionName or tag template names (a pod-bound Kubernetes token has {pod}, a token of crosscred issuer {account} and {instance}): change the template or the token source',
+  },
 
   // Serving.
   CREDENTIALS_UNAVAILABLE: { status: 503, hint: 'no valid credentials are cached yet; retry after the Retry-After seconds' },

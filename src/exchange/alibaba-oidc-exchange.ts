@@ -46,7 +46,7 @@ export class AlibabaOidcExchange implements WebIdentityExchange<AlibabaCredentia
     private readonly clock: Clock,
   ) {}
 
-  async exchange(token: string, signal?: AbortSignal): Promise<AlibabaCredentials> {
+  async exchange(token: string, signal?: AbortSignal, sessionName?: string): Promise<AlibabaCredentials> {
     const url = new URL(this.role.endpoint.includes('://') ? this.role.endpoint : `https://${this.role.endpoint}`);
     url.pathname = '/';
     url.search = new URLSearchParams({
@@ -59,7 +59,7 @@ export class AlibabaOidcExchange implements WebIdentityExchange<AlibabaCredentia
       RoleArn: this.role.roleArn,
       OIDCProviderArn: this.role.oidcProviderArn,
       OIDCToken: token,
-      RoleSessionName: this.role.sessionName,
+      RoleSessionName: sessionName ?? this.role.sessionName,
       ...(this.role.durationSeconds ? { DurationSeconds: String(this.role.durationSeconds) } : {}),
     });
     const answer = await this.transport.send(

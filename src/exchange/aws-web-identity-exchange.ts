@@ -1,4 +1,5 @@
-import { AssumeRoleWithWebIdentityCommand, STSClient } from '@aws-sdk/client-sts';
+import { AssumeRoleWithWebIdentityCommand, type Credentials, STSClient } from '@aws-sdk/client-sts';
+import type { AwsCredentialIdentity } from '@smithy/types';
 import type { Clock } from '../core/clock.js';
 import { CrosscredError } from '../core/errors.js';
 import type { AwsCredentials } from '../platform/aws/credentials.js';
@@ -16,8 +17,20 @@ export interface RoleExchangeOptions {
   readonly roleName: string;
   readonly roleArn: string;
   readonly accountId: string;
+  /** The session name when the caller gives none (a fixed name; a template is filled in by src/roles/). */
   readonly sessionName: string;
   readonly durationSeconds?: number;
+  /** An inline session policy (JSON text), already checked against STS's limits. */
+  readonly policy?: string;
+  readonly policyArns?: readonly string[];
+}
+
+/** What a client needs besides the endpoint when it signs (AssumeRole) or shares a transport. */
+export interface StsClientExtras {
+  /** Reuse this transport (its sockets, proxy, CA bundle) instead of opening a new one. */
+  readonly requestHandler?: StsHttpHandler;
+  /** The credentials to sign with: a chain hop's caller. Absent: unsigned calls only. */
+  readonly credentials?: AwsCredentialIdentity;
 }
 
 /** A printable access key id: STS's are 16–128 upper-case letters and digits (ASIA…). */
@@ -27,7 +40,7 @@ const ACCESS_KEY_ID = /^[A-Z0-9]{16,128}$/;
  * One STS client per distinct endpoint, shared by the roles that use it. Retries are off in the
  * SDK: the refresher owns retry policy (backoff, jitter, terminal errors), in one place.
  */
-export function createStsClient(options: StsEndpointOptions): STSClient {
+export function createStsClient(options: StsEndpointOptions, extras: StsClientExtras = {}): STSClient {
   return new STSClient({
     region: options.region,
     ...(options.endpoint ? { endpoint: options.endpoint } : {}),
@@ -42,8 +55,8 @@ export function createStsClient(options: StsEndpointOptions): STSClient {
     authSchemePreference: [],
     // AssumeRoleWithWebIdentity is unsigned; these placeholder credentials only stop the SDK from
     // walking its default chain, which on this host would ask crosscred itself.
-    credentials: { accessKeyId: 'unused', secretAccessKey: 'unused' },
-    requestHandler: new StsHttpHandler(options) as never,
+    credentials: extras.credentials ?? { accessKeyId: 'unused', secretAccessKey: 'unused' },
+    requestHandler: (extras.requestHandler ?? new StsHttpHandler(options)) as never,
   });
 }
 
@@ -60,45 +73,68 @@ export class AwsWebIdentityExchange implements WebIdentityExchange<AwsCredential
     private readonly clock: Clock,
   ) {}
 
-  async exchange(token: string, signal?: AbortSignal): Promise<AwsCredentials> {
+  async exchange(token: string, signal?: AbortSignal, sessionName?: string): Promise<AwsCredentials> {
     const command = new AssumeRoleWithWebIdentityCommand({
       RoleArn: this.role.roleArn,
-      RoleSessionName: this.role.sessionName,
+      RoleSessionName: sessionName ?? this.role.sessionName,
       WebIdentityToken: token,
       ...(this.role.durationSeconds ? { DurationSeconds: this.role.durationSeconds } : {}),
+      ...(this.role.policy !== undefined ? { Policy: this.role.policy } : {}),
+      ...(this.role.policyArns?.length ? { PolicyArns: this.role.policyArns.map((arn) => ({ arn })) } : {}),
     });
-    let stsDateWall: number | undefined;
-    command.middlewareStack.add(
-      (next) => async (args) => {
-        const result = await next(args);
-        stsDateWall = parseHttpDate((result.response as { headers?: Record<string, string | undefined> } | undefined)?.headers?.['date']);
-        return result;
-      },
-      { step: 'build', name: 'crosscredStsDate' },
-    );
+    const stsDate = recordStsDate(command);
     const output = await this.client.send(command, signal ? { abortSignal: signal } : {});
-    const c = output.Credentials;
-    const expiration = c?.Expiration instanceof Date ? c.Expiration.getTime() : NaN;
-    if (!c || typeof c.AccessKeyId !== 'string' || !ACCESS_KEY_ID.test(c.AccessKeyId)) {
-      throw new CrosscredError('STS_BAD_RESPONSE', `STS answered without a valid AccessKeyId for role ${this.role.roleName}`);
-    }
-    if (typeof c.SecretAccessKey !== 'string' || c.SecretAccessKey.length === 0 || typeof c.SessionToken !== 'string' || c.SessionToken.length === 0) {
-      throw new CrosscredError('STS_BAD_RESPONSE', `STS answered without a secret key or session token for role ${this.role.roleName}`);
-    }
-    if (!Number.isFinite(expiration)) {
-      throw new CrosscredError('STS_BAD_RESPONSE', `STS answered credentials for role ${this.role.roleName} without a valid Expiration`);
-    }
-    const expired = alreadyExpired(expiration, stsDateWall, this.clock.wallNow());
-    if (expired) throw new CrosscredError('STS_BAD_RESPONSE', `STS answered credentials for role ${this.role.roleName} ${expired}`);
-    return {
-      cloud: 'aws',
-      accessKeyId: c.AccessKeyId,
-      secretAccessKey: c.SecretAccessKey,
-      sessionToken: c.SessionToken,
-      expirationWall: expiration,
-      ...(stsDateWall !== undefined ? { stsDateWall } : {}),
-      roleArn: this.role.roleArn,
-      accountId: this.role.accountId,
-    };
+    return checkedAwsCredentials(output.Credentials, stsDate(), this.clock, this.role);
   }
+}
+
+/**
+ * Has `command` note the Date header of STS's answer; the function returned reads it (epoch ms,
+ * or undefined when STS sent none) once the command has been sent.
+ */
+export function recordStsDate(command: { middlewareStack: AssumeRoleWithWebIdentityCommand['middlewareStack'] }): () => number | undefined {
+  let stsDateWall: number | undefined;
+  command.middlewareStack.add(
+    (next) => async (args) => {
+      const result = await next(args);
+      stsDateWall = parseHttpDate((result.response as { headers?: Record<string, string | undefined> } | undefined)?.headers?.['date']);
+      return result;
+    },
+    { step: 'build', name: 'crosscredStsDate' },
+  );
+  return () => stsDateWall;
+}
+
+/**
+ * The credentials of an STS answer (AssumeRoleWithWebIdentity's or AssumeRole's), every field
+ * checked before it is believed: STS's answer is untrusted input too. `role` names what was assumed.
+ */
+export function checkedAwsCredentials(
+  c: Credentials | undefined,
+  stsDateWall: number | undefined,
+  clock: Clock,
+  role: Pick<RoleExchangeOptions, 'roleName' | 'roleArn' | 'accountId'>,
+): AwsCredentials {
+  const expiration = c?.Expiration instanceof Date ? c.Expiration.getTime() : NaN;
+  if (!c || typeof c.AccessKeyId !== 'string' || !ACCESS_KEY_ID.test(c.AccessKeyId)) {
+    throw new CrosscredError('STS_BAD_RESPONSE', `STS answered without a valid AccessKeyId for role ${role.roleName}`);
+  }
+  if (typeof c.SecretAccessKey !== 'string' || c.SecretAccessKey.length === 0 || typeof c.SessionToken !== 'string' || c.SessionToken.length === 0) {
+    throw new CrosscredError('STS_BAD_RESPONSE', `STS answered without a secret key or session token for role ${role.roleName}`);
+  }
+  if (!Number.isFinite(expiration)) {
+    throw new CrosscredError('STS_BAD_RESPONSE', `STS answered credentials for role ${role.roleName} without a valid Expiration`);
+  }
+  const expired = alreadyExpired(expiration, stsDateWall, clock.wallNow());
+  if (expired) throw new CrosscredError('STS_BAD_RESPONSE', `STS answered credentials for role ${role.roleName} ${expired}`);
+  return {
+    cloud: 'aws',
+    accessKeyId: c.AccessKeyId,
+    secretAccessKey: c.SecretAccessKey,
+    sessionToken: c.SessionToken,
+    expirationWall: expiration,
+    ...(stsDateWall !== undefined ? { stsDateWall } : {}),
+    roleArn: role.roleArn,
+    accountId: role.accountId,
+  };
 }

@@ -21,8 +21,11 @@ export type Cloud = CloudCredentials['cloud'];
  */
 export interface WebIdentityExchange<C extends CloudCredentials = CloudCredentials> {
   readonly cloud: C['cloud'];
-  /** `signal` aborts the exchange (the cache's deadline passed): nothing more is sent for it. */
-  exchange(token: string, signal?: AbortSignal): Promise<C>;
+  /**
+   * `signal` aborts the exchange (the cache's deadline passed): nothing more is sent for it.
+   * `sessionName`, when given, replaces the configured one (a template filled in from the token).
+   */
+  exchange(token: string, signal?: AbortSignal, sessionName?: string): Promise<C>;
 }
 
 /** Anything that can produce fresh credentials for one named role: what the cache refreshes from. */

@@ -1,7 +1,8 @@
 import { isCrosscredError } from '../core/errors.js';
 import { ALIBABA_STS_EXPIRED_TOKEN_CODES, ALIBABA_STS_RETRYABLE_CODES, ALIBABA_STS_TERMINAL_CODES } from '../platform/alibaba/sts-error-codes.js';
-import { AWS_STS_EXPIRED_TOKEN_CODE, AWS_STS_RETRYABLE_CODES, AWS_STS_TERMINAL_CODES } from '../platform/aws/sts-error-codes.js';
+import { AWS_STS_CODE_HINTS, AWS_STS_EXPIRED_TOKEN_CODE, AWS_STS_RETRYABLE_CODES, AWS_STS_TERMINAL_CODES } from '../platform/aws/sts-error-codes.js';
 import { TENCENT_STS_EXPIRED_TOKEN_CODES, TENCENT_STS_RETRYABLE_CODES, TENCENT_STS_TERMINAL_CODES } from '../platform/tencent/sts-error-codes.js';
+import { ChainStepFailure } from './chain-step-failure.js';
 import { CloudStsRefusal } from './cloud-sts-refusal.js';
 
 /**
@@ -67,7 +68,12 @@ const OTHER_CLOUD_CODES = {
 } as const;
 
 export function classifyFailure(err: unknown): ClassifiedFailure {
+  if (err instanceof ChainStepFailure) return classifyChainStep(err);
   if (err instanceof CloudStsRefusal) return classifyOtherCloud(err);
+  if (isCrosscredError(err, 'SESSION_TEMPLATE_UNRESOLVED')) {
+    // The configuration asks for what the token will never carry: a person has to change one of them.
+    return { kind: 'terminal', code: err.code, message: err.message };
+  }
   if (isCrosscredError(err)) {
     // Our own errors: token-source problems are transient (a file mid-rotation, a kubelet that
     // has not written yet) and a bad or late STS answer is retried like a 5xx.
@@ -83,7 +89,8 @@ export function classifyFailure(err: unknown): ClassifiedFailure {
     return { kind: 'token-expired', code: 'ExpiredToken', message: 'STS says the web-identity token has expired' };
   }
   if (AWS_STS_TERMINAL_CODES.has(stsCode)) {
-    return { kind: 'terminal', code: stsCode, message: `STS refused the exchange: ${stsCode}` };
+    const hint = AWS_STS_CODE_HINTS[stsCode];
+    return { kind: 'terminal', code: stsCode, message: `STS refused the exchange: ${stsCode}${hint ? ` (${hint})` : ''}` };
   }
   if (AWS_STS_RETRYABLE_CODES.has(stsCode)) {
     return { kind: 'retryable', code: stsCode, message: `STS answered ${stsCode}` };
@@ -106,6 +113,19 @@ export function classifyFailure(err: unknown): ClassifiedFailure {
   }
   // Anything else (the SDK failing to parse garbage, an unexpected exception): transient, retried.
   return { kind: 'retryable', code: 'UnexpectedError', message: `STS exchange failed unexpectedly${SAFE_NAME.test(name) ? ` (${name})` : ''}` };
+}
+
+/**
+ * A step of a role chain, judged by its cause, and named in the message (the code stays the cause's,
+ * a bounded label). On a hop, `ExpiredToken` means the caller's credentials (the step before)
+ * expired, not the web-identity token: the chain has already renewed itself from its first step
+ * once (src/roles/role-chain.ts), so what is left is retried with backoff, never re-read as a token.
+ */
+function classifyChainStep(err: ChainStepFailure): ClassifiedFailure {
+  const inner = classifyFailure(err.cause);
+  const kind = err.step > 0 && inner.kind === 'token-expired' ? 'retryable' : inner.kind;
+  const message = err.step > 0 && inner.code === 'ExpiredToken' ? `STS says the credentials signing ${err.stepWords} expired` : inner.message;
+  return { kind, code: inner.code, message: `${err.stepWords} (${err.roleArn}): ${message}` };
 }
 
 /**

@@ -63,12 +63,12 @@ export class TencentWebIdentityExchange implements WebIdentityExchange<TencentCr
     if (this.#url.pathname === '') this.#url.pathname = '/';
   }
 
-  async exchange(token: string, signal?: AbortSignal): Promise<TencentCredentials> {
+  async exchange(token: string, signal?: AbortSignal, sessionName?: string): Promise<TencentCredentials> {
     const body = JSON.stringify({
       ProviderId: this.role.providerId,
       WebIdentityToken: token,
       RoleArn: this.role.roleArn,
-      RoleSessionName: this.role.sessionName,
+      RoleSessionName: sessionName ?? this.role.sessionName,
       // Left out, STS gives 7200 s (the Go SDK always sends its 7200, the Node SDK never does).
       ...(this.role.durationSeconds ? { DurationSeconds: this.role.durationSeconds } : {}),
     });

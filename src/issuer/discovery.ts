@@ -3,8 +3,8 @@ import { constants } from 'node:fs';
 import { mkdir, open, rename, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ISSUER_PATHS, TOKEN_EXCHANGE_GRANT_TYPE } from '../protocol/issuer-token-exchange.js';
-import type { IssuerKeySet } from './keys.js';
 import { ATTESTATION_CLAIM, AWS_TAGS_CLAIM } from '../protocol/workload-identity.js';
+import type { IssuerKeySet } from './keys.js';
 
 /**
  * The two documents AWS IAM reads: the OIDC discovery document and the JWKS it names. They are

@@ -5,7 +5,6 @@ import type { AttestedIdentity } from './attestor.js';
 import type { IssuerKeySet } from './keys.js';
 import { type AwsTagsClaim, kindLabelOf } from './session-tags.js';
 
-
 /** Token lifetime bounds, in seconds: 5 minutes to 12 hours (STS's longest session); default 1 hour. */
 export const MIN_TOKEN_LIFETIME_SECONDS = 300;
 export const MAX_TOKEN_LIFETIME_SECONDS = 43_200;

@@ -80,7 +80,12 @@ export async function startNodeAgent(config: NodeAgentConfig, deps: NodeAgentDep
   let accepting = deps.holdRequests !== true;
   const context = {
     accepting: () => accepting,
-    policy: { audience: config.audience, allowedIssuers: new Set(config.allowedIssuers), allowUnboundTokens: config.allowUnboundTokens },
+    policy: {
+      audience: config.audience,
+      allowedIssuers: new Set(config.allowedIssuers),
+      allowUnboundTokens: config.allowUnboundTokens,
+      ...(config.sessionNameTemplate !== undefined ? { sessionNameTemplate: config.sessionNameTemplate } : {}),
+    },
     allowedRoles: config.allowedRoles.map(roleGlob),
     // With an endpoint override (a VPC endpoint, a test double) the operator has chosen where calls go.
     stsPartition: config.stsEndpoint === undefined ? partitionOfRegion(config.region) : undefined,
@@ -90,7 +95,9 @@ export async function startNodeAgent(config: NodeAgentConfig, deps: NodeAgentDep
     metrics,
     logger: log,
     exchangeFor: (roleArn: string, accountId: string, admitted: AdmittedToken): CredentialExchange => {
-      // Named in log lines by role and session: which pod asked, never its token.
+      // Named in log lines by role and session: which pod asked, never its token. The entry's key
+      // (role, token) fixes its session name too: the template is the process's and the name is
+      // read from the token alone, so an entry and its renewals always ask under one name.
       const roleName = `${roleArn} as ${admitted.sessionName}`;
       const sts = new AwsWebIdentityExchange(
         { roleName, roleArn, accountId, sessionName: admitted.sessionName, ...(config.durationSeconds ? { durationSeconds: config.durationSeconds } : {}) },
@@ -127,6 +134,7 @@ export async function startNodeAgent(config: NodeAgentConfig, deps: NodeAgentDep
         audience: config.audience,
         allowedRoles: config.allowedRoles.length > 0 ? config.allowedRoles : 'any',
         allowUnboundTokens: config.allowUnboundTokens,
+        sessionNameTemplate: config.sessionNameTemplate?.text ?? '<namespace>.<pod> (default)',
         maxEntries: config.maxEntries,
         maxCacheBytes: config.maxCacheBytes,
         idleSeconds: config.idleSeconds,

@@ -12,6 +12,8 @@ import { type ListenAddress, parseListenSpec } from '../core/listen-address.js';
 import { isAwsRegionName } from '../platform/aws/region.js';
 import { roleArnParts } from '../platform/aws/role-arn.js';
 import { DEFAULT_AUDIENCE, POD_IDENTITY_IPV4, POD_IDENTITY_IPV6 } from '../protocol/pod-identity.js';
+import type { SessionTemplate } from '../protocol/workload-identity.js';
+import { parsePodSessionTemplate } from './session-name.js';
 
 /** The validated, frozen settings of `crosscred node-agent`. */
 export interface NodeAgentConfig {
@@ -21,6 +23,8 @@ export interface NodeAgentConfig {
   readonly allowedIssuers: readonly string[];
   readonly audience: string;
   readonly allowUnboundTokens: boolean;
+  /** Each pod's session name; absent: `<namespace>.<pod>`. */
+  readonly sessionNameTemplate?: SessionTemplate;
   /** Role ARN globs with `*`; empty: every role. */
   readonly allowedRoles: readonly string[];
   readonly region: string;
@@ -44,6 +48,7 @@ export interface NodeAgentFlags {
   readonly 'allowed-issuer'?: readonly string[];
   readonly audience?: string;
   readonly 'allow-unbound-tokens'?: boolean;
+  readonly 'session-name-template'?: string;
   readonly 'allowed-role'?: readonly string[];
   readonly region?: string;
   readonly 'sts-endpoint'?: string;
@@ -119,6 +124,14 @@ export function resolveNodeAgentConfig(flags: NodeAgentFlags, env: Env, readText
   const audience = flags.audience ?? NODE_AGENT_DEFAULTS.audience;
   if (audience.length === 0) problems.push('--audience: must not be empty');
 
+  let sessionNameTemplate: SessionTemplate | undefined;
+  const templateText = flags['session-name-template'];
+  if (templateText !== undefined) {
+    const parsed = parsePodSessionTemplate(templateText);
+    if ('problem' in parsed) problems.push(`--session-name-template: "${clip(templateText)}" ${parsed.problem}`);
+    else sessionNameTemplate = parsed;
+  }
+
   const allowedRoles = [...(flags['allowed-role'] ?? [])];
   for (const glob of allowedRoles) {
     if (!glob.startsWith('arn:') || (!glob.includes('*') && roleArnParts(glob) === undefined)) {
@@ -182,6 +195,7 @@ export function resolveNodeAgentConfig(flags: NodeAgentFlags, env: Env, readText
     allowedIssuers,
     audience,
     allowUnboundTokens: flags['allow-unbound-tokens'] === true,
+    ...(sessionNameTemplate !== undefined ? { sessionNameTemplate } : {}),
     allowedRoles,
     region,
     ...(stsEndpoint !== undefined ? { stsEndpoint } : {}),

@@ -1,5 +1,7 @@
 import { readJwtShape } from '../protocol/jwt-shape.js';
-import { type PodTokenIdentity, podSessionName, SERVICE_ACCOUNT_SUBJECT, TOKEN_CLOCK_SKEW_MS } from '../protocol/pod-identity.js';
+import { type PodTokenIdentity, SERVICE_ACCOUNT_SUBJECT, TOKEN_CLOCK_SKEW_MS } from '../protocol/pod-identity.js';
+import type { SessionTemplate } from '../protocol/workload-identity.js';
+import { podSessionNameFor } from './session-name.js';
 
 /**
  * Step 4 and 5 of the request path (docs/research/kubernetes-cluster.md §5.2): is the pod's
@@ -36,6 +38,8 @@ export interface TokenAdmissionPolicy {
   readonly allowedIssuers: ReadonlySet<string>;
   /** Accept tokens with no `kubernetes.io.pod` claim (a TokenRequest not bound to a pod). */
   readonly allowUnboundTokens: boolean;
+  /** --session-name-template; absent: `<namespace>.<pod>` (podSessionName). */
+  readonly sessionNameTemplate?: SessionTemplate;
 }
 
 function refusal(status: 400 | 401, code: string, reason: string, message: string): TokenRefusal {
@@ -79,6 +83,12 @@ const REFUSALS = {
     'TOKEN_NOT_POD_BOUND',
     'token_unbound',
     'the token is not bound to a pod (no kubernetes.io.pod claim); mount a projected token, or start the agent with --allow-unbound-tokens',
+  ),
+  sessionNameVariable: refusal(
+    401,
+    'TOKEN_LACKS_SESSION_NAME',
+    'token_lacks_session_name',
+    "the token carries no pod name or uid (kubernetes.io.pod), which this agent's --session-name-template names; mount the pod's projected token",
   ),
 } as const;
 
@@ -151,7 +161,9 @@ export function admitToken(header: string | undefined, nowWallMs: number, policy
     serviceAccount: { name: serviceAccountName, ...(typeof accountUid === 'string' ? { uid: accountUid } : {}) },
     ...(typeof podName === 'string' && podName !== '' ? { pod: { name: podName, ...(typeof podUid === 'string' ? { uid: podUid } : {}) } } : {}),
   };
-  return { token, expiresAtWall: shape.exp * 1000, subject: sub as string, identity, sessionName: podSessionName(identity) };
+  const sessionName = podSessionNameFor(policy.sessionNameTemplate, identity);
+  if (sessionName === undefined) return REFUSALS.sessionNameVariable;
+  return { token, expiresAtWall: shape.exp * 1000, subject: sub as string, identity, sessionName };
 }
 
 export function isRefusal(value: AdmittedToken | TokenRefusal): value is TokenRefusal {

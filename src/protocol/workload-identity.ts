@@ -1,4 +1,4 @@
-import type { JwtShape } from './jwt-shape.js';
+import { type JwtShape, STS_MAX_TOKEN_LENGTH } from './jwt-shape.js';
 import { SERVICE_ACCOUNT_SUBJECT } from './pod-identity.js';
 
 /**
@@ -58,7 +58,11 @@ export function parseTemplate(text: string): SessionTemplate | { readonly proble
   const variables: TemplateVariable[] = [];
   for (const [, name] of text.matchAll(PLACEHOLDER)) {
     if (!Object.hasOwn(TEMPLATE_VARIABLES, name!)) {
-      return { problem: `names {${name}}, which is not one of ${Object.keys(TEMPLATE_VARIABLES).map((v) => `{${v}}`).join(', ')}` };
+      return {
+        problem: `names {${name}}, which is not one of ${Object.keys(TEMPLATE_VARIABLES)
+          .map((v) => `{${v}}`)
+          .join(', ')}`,
+      };
     }
     variables.push(name as TemplateVariable);
   }
@@ -75,7 +79,10 @@ export function isTemplate(text: string): boolean {
  * The template filled in from `identity`: the text, or the variables the token did not carry.
  * Values are inserted as they are; the caller makes the result fit the STS field it goes to.
  */
-export function renderTemplate(template: SessionTemplate, identity: WorkloadIdentity): { readonly value: string } | { readonly missing: readonly TemplateVariable[] } {
+export function renderTemplate(
+  template: SessionTemplate,
+  identity: WorkloadIdentity,
+): { readonly value: string } | { readonly missing: readonly TemplateVariable[] } {
   const missing = template.variables.filter((v) => identity[v] === undefined || identity[v] === '');
   if (missing.length > 0) return { missing: [...new Set(missing)] };
   return { value: template.text.replace(PLACEHOLDER, (_, name: TemplateVariable) => identity[name]!) };
@@ -116,4 +123,21 @@ export function workloadIdentityOf(payload: JwtShape['payload'], host?: string):
 
 function objectOf(value: unknown): Readonly<Record<string, unknown>> | undefined {
   return value !== null && typeof value === 'object' && !Array.isArray(value) ? (value as Record<string, unknown>) : undefined;
+}
+
+/**
+ * The workload identity of a compact JWT, read from its payload without checking anything else
+ * (the token source checked its shape; STS checks its signature). A token that cannot be decoded
+ * carries no identity, only `host`.
+ */
+export function workloadIdentityOfToken(token: string, host?: string): WorkloadIdentity {
+  const parts = token.length <= STS_MAX_TOKEN_LENGTH ? token.split('.') : [];
+  if (parts.length !== 3) return host ? { host } : {};
+  try {
+    const payload: unknown = JSON.parse(Buffer.from(parts[1]!, 'base64url').toString('utf8'));
+    if (payload === null || typeof payload !== 'object' || Array.isArray(payload)) return host ? { host } : {};
+    return workloadIdentityOf(payload as Record<string, unknown>, host);
+  } catch {
+    return host ? { host } : {};
+  }
 }

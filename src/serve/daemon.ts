@@ -7,7 +7,8 @@ import { formatAddress } from '../core/listen-address.js';
 import { isLoopbackHost } from '../core/url-checks.js';
 import type { HttpListener } from '../http/listener.js';
 import { MAX_CONCURRENT_STS_REQUESTS } from '../platform/aws/sts-http-handler.js';
-import { openStsConnection, otherCloudStsEndpoint, type StsConnection, stsConnectionKey, webIdentityRoleFor } from '../roles/web-identity-role.js';
+import { roleExchangeFor } from '../roles/role-chain.js';
+import { openStsConnection, otherCloudStsEndpoint, type StsConnection, stsConnectionKey } from '../roles/web-identity-role.js';
 import { createTokenSource } from '../sources/create-token-source.js';
 import type { SourceWarning } from '../sources/source-warnings.js';
 import { Turns } from '../util/turns.js';
@@ -76,9 +77,11 @@ export async function startDaemon(config: Config, deps: DaemonDependencies): Pro
     // warning in the log, never a failure.
     const sourceWarning = (w: SourceWarning) => log.warn({ role: role.name, code: w.code, fix: w.fix }, w.message);
     const source = createTokenSource(role.token.source, clock, { tokenCommandStderr, sourceWarning, stsTransport: sts });
-    const exchange = webIdentityRoleFor(role, source, shared.connection, clock);
-    // An ExpiredToken answer costs a second STS call; each call is bounded by the transport's timeouts.
-    const exchangeTimeoutMs = 2 * (sts.connectTimeoutMs + sts.responseTimeoutMs) + EXCHANGE_SLACK_MS;
+    const exchange = roleExchangeFor(role, source, shared.connection, clock);
+    // An ExpiredToken answer costs a second STS call, and a chain one more per hop (and, when a hop
+    // finds its caller expired, a second run); each call is bounded by the transport's timeouts.
+    const hops = role.cloud === 'aws' ? (role.chain?.length ?? 0) : 0;
+    const exchangeTimeoutMs = (2 + 2 * hops) * (sts.connectTimeoutMs + sts.responseTimeoutMs) + EXCHANGE_SLACK_MS;
     const cache = new RoleCredentialCache({ exchange, clock, random, logger: log, observer: metrics, exchangeTimeoutMs, turns: shared.turns });
     log.info(
       {
@@ -89,6 +92,8 @@ export async function startDaemon(config: Config, deps: DaemonDependencies): Pro
         cloud: role.cloud,
         stsEndpoint: role.cloud === 'aws' ? (role.stsEndpoint ?? `regional (sts.${role.region}.amazonaws.com)`) : otherCloudStsEndpoint(role),
         durationSeconds: role.durationSeconds ?? 'role default',
+        // The hops' roles only: a session policy or tag value is never logged.
+        ...(hops > 0 && role.cloud === 'aws' ? { chain: role.chain!.map((hop) => hop.roleArn) } : {}),
       },
       'role configured',
     );
