@@ -7,6 +7,19 @@ import { SOURCE_KINDS } from './detect-token-source.js';
 /** The schema of `crosscred serve`'s config file. zod builds it on first use (see config-file.ts). */
 function buildSchema(z: Zod) {
   const tokenCommandSchema = z.array(z.string().min(1)).min(1);
+  // A session policy is JSON text, or the same document written as YAML (sent compact).
+  const policySchema = z.union([z.string(), z.record(z.string(), z.unknown())]);
+
+  const hopSchema = z.strictObject({
+    roleArn: z.string(),
+    externalId: z.string().optional(),
+    sessionName: z.string().optional(),
+    durationSeconds: z.number().optional(),
+    policy: policySchema.optional(),
+    policyArns: z.array(z.string()).optional(),
+    tags: z.record(z.string(), z.string()).optional(),
+    transitiveTagKeys: z.array(z.string()).optional(),
+  });
 
   const fileRoleSchema = z.strictObject({
     cloud: z.enum(CLOUDS).optional(),
@@ -23,6 +36,10 @@ function buildSchema(z: Zod) {
     durationSeconds: z.number().optional(),
     region: z.string().optional(),
     stsEndpoint: z.string().optional(),
+    // ROLE_SESSION_KEYS: structured, so not settings of the table (config/resolve-session.ts reads them).
+    policy: policySchema.optional(),
+    policyArns: z.array(z.string()).optional(),
+    chain: z.array(hopSchema).min(1).optional(),
   });
 
   const fileSchema = z.strictObject({
@@ -72,6 +89,13 @@ function buildSchema(z: Zod) {
 }
 
 export type FileConfig = ZodModule.z.infer<ReturnType<typeof buildSchema>>;
+
+/**
+ * The keys of a role of the file that are documents rather than settings: a session policy, its
+ * managed policies and the role chain (#18). They exist only in the file, on a role of `roles`, and
+ * are read by config/resolve-session.ts, not through the settings table.
+ */
+export const ROLE_SESSION_KEYS = ['policy', 'policyArns', 'chain'] as const;
 
 /** The schema, built on first call; exported so that a test can hold its keys against the settings table. */
 export const serveFileSchema = lazySchema(buildSchema);

@@ -1,7 +1,7 @@
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { deflateRawSync } from 'node:zlib';
-import { exportJWK, generateKeyPair, type JWK, SignJWT } from 'jose';
+import { exportJWK, generateKeyPair, type JWK, type JWTPayload, SignJWT } from 'jose';
 import { type KnownCredentials, SigV4Verifier } from './sigv4-verifier.js';
 import { StsStandIn, type TransportFault } from './sts-stand-in.js';
 import { globMatch, readSmallBody, WebIdentityVerifier } from './web-identity-verifier.js';
@@ -20,7 +20,9 @@ import { globMatch, readSmallBody, WebIdentityVerifier } from './web-identity-ve
  * and `/.well-known/jwks.json`.
  *
  * It answers AssumeRole (#18) too, SigV4-signed the same way; what it models is described at
- * `#assumeRoleSigned` below.
+ * `#assumeRoleSigned` below. AssumeRoleWithWebIdentity takes session policies and reads session
+ * tags from the token, as described at `#assumeRole`. `expireCredentials` ends sessions it issued
+ * early, for the faults of a chain whose hub session expires half-way.
  *
  * Tests can also make it misbehave on command (5xx, Throttling, InvalidIdentityToken,
  * ExpiredTokenException, a hang, garbage, a load balancer's error page, short-lived credentials,
@@ -38,6 +40,11 @@ export interface TrustRule {
   readonly subject: string;
   /** The role's maximum session duration in seconds (IAM's default is 3600). */
   readonly maxSessionDuration?: number;
+  /**
+   * The trust policy also allows `sts:TagSession`, which a token carrying session tags needs.
+   * Default true, so that a rule written before tags existed keeps accepting tagged tokens.
+   */
+  readonly allowTagSession?: boolean;
 }
 
 export type StsFault = { readonly kind: 'error'; readonly status: number; readonly code: string; readonly message?: string } | TransportFault;
@@ -49,6 +56,9 @@ export interface StsCallRecord {
   /** The WebIdentityToken parameter exactly as sent (empty when absent). Secret: tests only. */
   readonly token: string;
   readonly roleArn: string;
+  /** Characters in the Policy parameter (0 when absent); the document itself is not kept. */
+  readonly policyLength: number;
+  readonly policyArns: readonly string[];
   /** The fault applied to this request, if any. */
   readonly fault: StsFault['kind'] | null;
 }
@@ -62,7 +72,11 @@ export interface IssuedCredentials {
   readonly expiration: Date;
   /** The call that issued them, so tests can tell the hops of a chain apart. */
   readonly action: 'AssumeRoleWithWebIdentity' | 'AssumeRole';
-  /** AssumeRole only: the session's tags, the ones it was given and the transitive ones it inherited. */
+  /**
+   * The session's tags: for AssumeRole, the ones it was given and the transitive ones it inherited;
+   * for AssumeRoleWithWebIdentity, the token's `https://aws.amazon.com/tags` claim's (absent when
+   * the token has none).
+   */
   readonly sessionTags?: readonly SessionTag[];
 }
 
@@ -182,6 +196,8 @@ const AR_MAX_TAG_KEY = 128;
 const AR_MAX_TAG_VALUE = 256;
 const TAG_KEY = /^[\p{L}\p{Z}\p{N}_.:/=+\-@]{1,128}$/u;
 const TAG_VALUE = /^[\p{L}\p{Z}\p{N}_.:/=+\-@]{0,256}$/u;
+/** The characters TAG_KEY and TAG_VALUE allow, as refusals name them. */
+const TAG_CHARACTERS = '[\\p{L}\\p{Z}\\p{N}_.:/=+\\-@]';
 const EXTERNAL_ID = /^[\w+=,.@:/-]{2,1224}$/;
 const POLICY_ARN = /^arn:aws[a-z-]*:iam::(\d{12}|aws):policy\/[\w+=,.@/-]+$/;
 /**
@@ -194,6 +210,8 @@ const AR_PACKED_BUDGET_BYTES = 2048;
 const SIGNED_KEY_ID = /Credential=([A-Z0-9]{16,128})\//;
 /** Where AWS nests its own claims in an outbound identity token. */
 const AWS_CLAIMS_NAMESPACE = 'https://sts.amazonaws.com/';
+/** The claim of an inbound web-identity token that AssumeRoleWithWebIdentity reads session tags from. */
+const AWS_TAGS_CLAIM = 'https://aws.amazon.com/tags';
 
 type SigningKey = Awaited<ReturnType<typeof generateKeyPair>>['privateKey'];
 
@@ -270,6 +288,24 @@ export class StsEmulator extends StsStandIn<StsFault> {
     this.#assumeRoleQueued.push(...faults);
   }
 
+  /**
+   * Makes every session this emulator issued that `filter` selects, and that has not expired yet,
+   * expire now: its next signed request is refused as the SigV4 check refuses any expired session,
+   * 403 ExpiredToken "The security token included in the request is expired", as STS does. Returns
+   * how many sessions it ended. The `issued` entries keep the expiration they were issued with.
+   */
+  expireCredentials(filter: (issued: IssuedCredentials) => boolean): number {
+    const now = this.now();
+    let ended = 0;
+    for (const issued of this.issued) {
+      const known = this.#knownKeys.get(issued.accessKeyId);
+      if (!known || (known.expiration && known.expiration.getTime() <= now) || !filter(issued)) continue;
+      this.#knownKeys.set(issued.accessKeyId, { ...known, expiration: new Date(now) });
+      ended += 1;
+    }
+    return ended;
+  }
+
   /** Like `failAlways`, for AssumeRole requests, until `heal()`. */
   failAlwaysAssumeRole(fault: StsFault): void {
     this.#assumeRolePersistent = fault;
@@ -304,7 +340,14 @@ export class StsEmulator extends StsStandIn<StsFault> {
     }
     this.calls += 1;
     const fault = this.takeFault();
-    this.requests.push({ atWall: this.now(), token: params.get('WebIdentityToken') ?? '', roleArn: params.get('RoleArn') ?? '', fault: fault?.kind ?? null });
+    this.requests.push({
+      atWall: this.now(),
+      token: params.get('WebIdentityToken') ?? '',
+      roleArn: params.get('RoleArn') ?? '',
+      policyLength: (params.get('Policy') ?? '').length,
+      policyArns: policyArnList(params),
+      fault: fault?.kind ?? null,
+    });
     // Real STS dates every answer by its own clock; so does the emulator, by `now`.
     res.setHeader('date', new Date(this.now()).toUTCString());
     if (fault?.kind === 'error') return sendError(res, fault.status, fault.code, fault.message ?? `emulated ${fault.code}`);
@@ -315,6 +358,22 @@ export class StsEmulator extends StsStandIn<StsFault> {
     await this.#assumeRole(params, res, after.lifetimeSeconds);
   }
 
+  /**
+   * AssumeRoleWithWebIdentity, as the STS API reference describes it; besides verifying the token:
+   * - Policy (1-2048 characters, else ValidationError; not a JSON object, MalformedPolicyDocument)
+   *   and at most 10 PolicyArns, each a policy ARN (else ValidationError), as AssumeRole takes them;
+   * - session tags only from the token's `https://aws.amazon.com/tags` claim
+   *   (`{ principal_tags: { Key: ["value"] }, transitive_tag_keys?: ["Key"] }`), by AssumeRole's
+   *   rules: at most 50, keys and values as `Tag` allows them, keys unique whatever their case,
+   *   transitive keys among the tag keys, one value per key (AWS does not take multi-valued
+   *   session tags). A claim that breaks them is InvalidIdentityToken (400): the API reference
+   *   documents no other code for it, and names InvalidIdentityToken for a token "that was passed
+   *   could not be validated by AWS"; ValidationError words a request parameter, which a claim is not;
+   * - tags need the role's trust to allow `sts:TagSession` (`allowTagSession`), else AccessDenied;
+   * - policy, policy ARNs and tags share AssumeRole's packed budget (PackedPolicyTooLarge, else
+   *   PackedPolicySize in the answer whenever any was sent);
+   * - the transitive tags pass on to the next hop, as AssumeRole's do.
+   */
   async #assumeRole(params: URLSearchParams, res: ServerResponse, lifetimeOverride: number | undefined): Promise<void> {
     if (params.get('Version') !== '2011-06-15') return sendError(res, 400, 'InvalidParameterValue', 'Version must be 2011-06-15');
     const roleArn = params.get('RoleArn') ?? '';
@@ -325,6 +384,11 @@ export class StsEmulator extends StsStandIn<StsFault> {
     const durationParam = params.get('DurationSeconds');
     const duration = durationParam === null ? (this.#options.defaultDurationSeconds ?? 3600) : Number(durationParam);
     if (!Number.isInteger(duration) || duration < 900 || duration > 43_200) return sendError(res, 400, 'ValidationError', 'DurationSeconds must be 900-43200');
+    const policy = params.get('Policy');
+    const policyArns = policyArnList(params);
+    const invalidPolicy = validateSessionPolicy(policy, policyArns);
+    if (invalidPolicy) return sendError(res, 400, 'ValidationError', invalidPolicy);
+    if (policy !== null && !isJsonObject(policy)) return sendError(res, 400, 'MalformedPolicyDocument', 'Syntax errors in policy.');
     const rule = this.#options.trust.find((r) => r.roleArn === roleArn);
     if (!rule) return sendError(res, 403, 'AccessDenied', 'Not authorized to perform sts:AssumeRoleWithWebIdentity');
     if (duration > (rule.maxSessionDuration ?? 3600)) {
@@ -339,6 +403,20 @@ export class StsEmulator extends StsStandIn<StsFault> {
     }
     const subject = verified.subject;
     if (!globMatch(rule.subject, subject)) return sendError(res, 403, 'AccessDenied', 'Not authorized to perform sts:AssumeRoleWithWebIdentity');
+    const claimed = tagsFromToken(verified.payload);
+    if (!claimed.ok) return sendError(res, 400, 'InvalidIdentityToken', claimed.reason);
+    const { tags, transitiveKeys } = claimed;
+    if (tags.length > 0 && rule.allowTagSession === false) return sendError(res, 403, 'AccessDenied', 'Not authorized to perform sts:TagSession');
+    const sentPolicies = policy !== null || policyArns.length > 0 || tags.length > 0;
+    const packedPercent = packedPolicyPercent(policy ?? '', policyArns, tags);
+    if (packedPercent > 100) {
+      return sendError(
+        res,
+        400,
+        'PackedPolicyTooLarge',
+        `Packed size of ${tags.length > 0 ? 'session tags' : 'policy'} consumes ${packedPercent}% of allotted space.`,
+      );
+    }
 
     const accountId = /^arn:aws:iam::(\d{12}):role\//.exec(roleArn)?.[1] ?? '000000000000';
     const roleName = roleArn.split('/').pop()!;
@@ -348,8 +426,20 @@ export class StsEmulator extends StsStandIn<StsFault> {
     const secretAccessKey = randomBytes(30).toString('base64');
     const sessionToken = randomBytes(300).toString('base64');
     const sessionArn = `arn:aws:sts::${accountId}:assumed-role/${roleName}/${sessionName}`;
-    this.issued.push({ accessKeyId, roleArn, sessionName, subject, expiration, action: 'AssumeRoleWithWebIdentity' });
-    this.#remember({ accessKeyId, secretAccessKey, sessionToken, expiration, arn: sessionArn }, []);
+    this.issued.push({
+      accessKeyId,
+      roleArn,
+      sessionName,
+      subject,
+      expiration,
+      action: 'AssumeRoleWithWebIdentity',
+      ...(tags.length > 0 ? { sessionTags: tags } : {}),
+    });
+    const transitive = new Set(transitiveKeys.map((k) => k.toLowerCase()));
+    this.#remember(
+      { accessKeyId, secretAccessKey, sessionToken, expiration, arn: sessionArn },
+      tags.filter((t) => transitive.has(t.key.toLowerCase())),
+    );
     const xml = `<AssumeRoleWithWebIdentityResponse xmlns="${NS}">
   <AssumeRoleWithWebIdentityResult>
     <Audience>${escapeXml(rule.audience)}</Audience>
@@ -364,7 +454,7 @@ export class StsEmulator extends StsStandIn<StsFault> {
       <SessionToken>${sessionToken}</SessionToken>
       <Expiration>${expiration.toISOString()}</Expiration>
     </Credentials>
-    <SubjectFromWebIdentityToken>${escapeXml(subject)}</SubjectFromWebIdentityToken>
+    <SubjectFromWebIdentityToken>${escapeXml(subject)}</SubjectFromWebIdentityToken>${sentPolicies ? `\n    <PackedPolicySize>${packedPercent}</PackedPolicySize>` : ''}
   </AssumeRoleWithWebIdentityResult>
   <ResponseMetadata>
     <RequestId>${randomUUID()}</RequestId>
@@ -608,12 +698,13 @@ function subjectOf(callerArn: string): string {
   return session ? `arn:${session[1]}:iam::${session[2]}:role/${session[3]}` : callerArn;
 }
 
-/**
- * The first documented bound an AssumeRole request breaks, in the words of AWS's query-protocol
- * validation (values are never echoed: a policy or tag may be sensitive), or undefined.
- */
+/** A bound broken, in the words of AWS's query-protocol validation (values are never echoed: a policy or tag may be sensitive). */
+function constraint(name: string, rule: string): string {
+  return `1 validation error detected: Value at '${name}' failed to satisfy constraint: ${rule}`;
+}
+
+/** The first documented bound an AssumeRole request breaks, or undefined. */
 function validateAssumeRole(r: AssumeRoleCallRecord, policy: string | null): string | undefined {
-  const constraint = (name: string, rule: string) => `1 validation error detected: Value at '${name}' failed to satisfy constraint: ${rule}`;
   if (r.roleArn.length < 20 || r.roleArn.length > 2048) return constraint('roleArn', 'Member must have length between 20 and 2048');
   if (!/^[\w+=,.@-]{2,64}$/.test(r.sessionName)) return constraint('roleSessionName', 'Member must be 2-64 characters of [\\w+=,.@-]');
   const d = r.durationSeconds;
@@ -621,29 +712,85 @@ function validateAssumeRole(r: AssumeRoleCallRecord, policy: string | null): str
     return constraint('durationSeconds', `Member must be between ${AR_MIN_DURATION} and ${AR_MAX_DURATION}`);
   }
   if (r.externalId !== null && !EXTERNAL_ID.test(r.externalId)) return constraint('externalId', 'Member must be 2-1224 characters of [\\w+=,.@:/-]');
-  if (policy !== null && (policy.length < 1 || policy.length > AR_MAX_POLICY_LENGTH)) {
-    return constraint('policy', `Member must have length less than or equal to ${AR_MAX_POLICY_LENGTH}`);
+  const invalidPolicy = validateSessionPolicy(policy, r.policyArns);
+  if (invalidPolicy) return invalidPolicy;
+  switch (brokenTagRule(r.tags)) {
+    case 'count':
+      return constraint('tags', `Member must have length less than or equal to ${AR_MAX_TAGS}`);
+    case 'key':
+      return constraint('tags.member.key', `Member must be 1-${AR_MAX_TAG_KEY} characters of ${TAG_CHARACTERS}`);
+    case 'value':
+      return constraint('tags.member.value', `Member must be 0-${AR_MAX_TAG_VALUE} characters of ${TAG_CHARACTERS}`);
+    case 'duplicate':
+      return 'Duplicate tag keys found. Please note that Tag keys are case insensitive.';
   }
-  if (r.policyArns.length > AR_MAX_POLICY_ARNS) return constraint('policyArns', `Member must have length less than or equal to ${AR_MAX_POLICY_ARNS}`);
-  if (r.policyArns.some((arn) => arn.length < 20 || arn.length > 2048 || !POLICY_ARN.test(arn)))
-    return constraint('policyArns.member.arn', 'Member must be a policy ARN');
-  if (r.tags.length > AR_MAX_TAGS) return constraint('tags', `Member must have length less than or equal to ${AR_MAX_TAGS}`);
-  if (r.tags.some((t) => !TAG_KEY.test(t.key)))
-    return constraint('tags.member.key', `Member must be 1-${AR_MAX_TAG_KEY} characters of [\\p{L}\\p{Z}\\p{N}_.:/=+\\-@]`);
-  if (r.tags.some((t) => !TAG_VALUE.test(t.value)))
-    return constraint('tags.member.value', `Member must be 0-${AR_MAX_TAG_VALUE} characters of [\\p{L}\\p{Z}\\p{N}_.:/=+\\-@]`);
-  if (new Set(r.tags.map((t) => t.key.toLowerCase())).size !== r.tags.length)
-    return 'Duplicate tag keys found. Please note that Tag keys are case insensitive.';
   if (r.transitiveTagKeys.length > AR_MAX_TAGS) return constraint('transitiveTagKeys', `Member must have length less than or equal to ${AR_MAX_TAGS}`);
   const sent = new Set(r.tags.map((t) => t.key.toLowerCase()));
   if (r.transitiveTagKeys.some((k) => !sent.has(k.toLowerCase()))) return 'Every TransitiveTagKeys member must be the key of a tag sent in Tags.';
   return undefined;
 }
 
+/** The first bound Policy and PolicyArns break (the same for AssumeRole and AssumeRoleWithWebIdentity), or undefined. */
+function validateSessionPolicy(policy: string | null, policyArns: readonly string[]): string | undefined {
+  if (policy !== null && (policy.length < 1 || policy.length > AR_MAX_POLICY_LENGTH)) {
+    return constraint('policy', `Member must have length less than or equal to ${AR_MAX_POLICY_LENGTH}`);
+  }
+  if (policyArns.length > AR_MAX_POLICY_ARNS) return constraint('policyArns', `Member must have length less than or equal to ${AR_MAX_POLICY_ARNS}`);
+  if (policyArns.some((arn) => arn.length < 20 || arn.length > 2048 || !POLICY_ARN.test(arn)))
+    return constraint('policyArns.member.arn', 'Member must be a policy ARN');
+  return undefined;
+}
+
+/** Which of STS's rules on a list of session tags `tags` breaks first, whoever sent them, or undefined. */
+function brokenTagRule(tags: readonly SessionTag[]): 'count' | 'key' | 'value' | 'duplicate' | undefined {
+  if (tags.length > AR_MAX_TAGS) return 'count';
+  if (tags.some((t) => !TAG_KEY.test(t.key))) return 'key';
+  if (tags.some((t) => !TAG_VALUE.test(t.value))) return 'value';
+  if (new Set(tags.map((t) => t.key.toLowerCase())).size !== tags.length) return 'duplicate';
+  return undefined;
+}
+
+type TokenTags = { readonly ok: true; readonly tags: SessionTag[]; readonly transitiveKeys: string[] } | { readonly ok: false; readonly reason: string };
+
+/**
+ * The session tags of a verified token's `https://aws.amazon.com/tags` claim (none when it has no
+ * such claim), or why the claim is refused, in words that never echo a key or a value.
+ */
+function tagsFromToken(payload: JWTPayload): TokenTags {
+  const claim = payload[AWS_TAGS_CLAIM];
+  if (claim === undefined) return { ok: true, tags: [], transitiveKeys: [] };
+  const refuse = (why: string): TokenTags => ({ ok: false, reason: `The ${AWS_TAGS_CLAIM} claim ${why}.` });
+  if (!isPlainObject(claim)) return refuse('must be an object');
+  const principalTags = claim['principal_tags'] ?? {};
+  if (!isPlainObject(principalTags)) return refuse('must hold principal_tags as an object');
+  const tags: SessionTag[] = [];
+  for (const [key, values] of Object.entries(principalTags)) {
+    if (!Array.isArray(values) || values.length !== 1 || typeof values[0] !== 'string') return refuse('must give each tag exactly one string value');
+    tags.push({ key, value: values[0] });
+  }
+  const transitiveKeys = claim['transitive_tag_keys'] ?? [];
+  if (!Array.isArray(transitiveKeys) || !transitiveKeys.every((k): k is string => typeof k === 'string')) {
+    return refuse('must list transitive_tag_keys as strings');
+  }
+  const broken = brokenTagRule(tags);
+  if (broken === 'count') return refuse(`must hold at most ${AR_MAX_TAGS} tags`);
+  if (broken === 'key') return refuse(`must have tag keys of 1-${AR_MAX_TAG_KEY} characters of ${TAG_CHARACTERS}`);
+  if (broken === 'value') return refuse(`must have tag values of 0-${AR_MAX_TAG_VALUE} characters of ${TAG_CHARACTERS}`);
+  if (broken === 'duplicate') return refuse('must not repeat a tag key, whatever its case');
+  const keys = new Set(tags.map((t) => t.key.toLowerCase()));
+  if (transitiveKeys.length > AR_MAX_TAGS || transitiveKeys.some((k) => !keys.has(k.toLowerCase()))) {
+    return refuse('must name only its own tag keys in transitive_tag_keys');
+  }
+  return { ok: true, tags, transitiveKeys };
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
 function isJsonObject(text: string): boolean {
   try {
-    const value: unknown = JSON.parse(text);
-    return typeof value === 'object' && value !== null && !Array.isArray(value);
+    return isPlainObject(JSON.parse(text));
   } catch {
     return false;
   }
