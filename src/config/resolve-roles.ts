@@ -7,9 +7,11 @@ import { deriveSessionName, VALID_SESSION_NAME } from '../platform/aws/session-n
 import { parseCamRoleArn, providerIdProblem } from '../platform/tencent/cam-arn.js';
 import { VALID_TENCENT_SESSION_NAME } from '../platform/tencent/session-name.js';
 import { TENCENT_REGION } from '../platform/tencent/sts-endpoints.js';
+import { isTemplate } from '../protocol/workload-identity.js';
 import { choiceProblem, clip, outOfRange, problem, rangeWords } from './checks.js';
 import type { RoleConfig, TokenSourceChoice } from './config.js';
 import { envNames, type FileRole, type Layers, pickSetting, type Resolved, type Sourced } from './layers.js';
+import { type RoleSession, resolveRoleSession, sessionNameTemplateProblem } from './resolve-session.js';
 import { resolveRoleRegion, stsEndpointProblems } from './resolve-sts.js';
 import type { RoleTokenDetector } from './resolve-token-source.js';
 import { SETTING_IDS, type SettingId, type SettingValue, settingSpec } from './settings.js';
@@ -31,6 +33,8 @@ export interface RawRole {
   /** True for the roles of a config file: problems then name `roles[<index>].<key>`. */
   readonly fromFile: boolean;
   readonly settings: RoleSettings;
+  /** The role as the file wrote it, for its session documents (policy, policyArns, chain). */
+  readonly file?: FileRole;
 }
 
 export interface RoleInputs {
@@ -90,7 +94,7 @@ function fileRole(role: FileRole, index: number, layers: Layers): RawRole {
     if (value !== undefined) settings[id] = { value, origin: where };
     else if (inherited) settings[id] = inherited;
   }
-  return { index, origin: where, fromFile: true, settings: settings as RoleSettings };
+  return { index, origin: where, fromFile: true, settings: settings as RoleSettings, file: role };
 }
 
 /** Checks one role and builds it; no role at all when it has no ARN. `seenNames` gathers the names so far. */
@@ -104,9 +108,12 @@ export function checkRole(raw: RawRole, inputs: RoleInputs, seenNames: Set<strin
     return { value: undefined, problems: [problem(field('roleArn'), raw.origin, words)] };
   }
   const account = accountOf(cloud, s.roleArn, field('roleArn'));
-  const name = roleName(raw, seenNames, field('roleName'));
+  const session = raw.file
+    ? resolveRoleSession(raw.file, cloud, s.roleArn.value, (key) => `roles[${raw.index}].${key}`, raw.origin)
+    : { value: {}, problems: [] };
+  const name = roleName(raw, seenNames, field('roleName'), session.value.chain?.at(-1)?.roleArn);
   const token = roleToken(s, cloud, inputs.detectToken, field);
-  const session = sessionName(cloud, s.sessionName, inputs.hostname, field('sessionName'));
+  const sessionNameOf = sessionName(cloud, s.sessionName, inputs.hostname, field('sessionName'));
   const duration = s.durationSeconds;
   const badDuration = duration && outOfRange('durationSeconds', duration.value);
   const common = {
@@ -114,16 +121,17 @@ export function checkRole(raw: RawRole, inputs: RoleInputs, seenNames: Set<strin
     roleArn: s.roleArn.value,
     accountId: account.value,
     token: token.value,
-    sessionName: session.value,
+    sessionName: sessionNameOf.value,
     ...(duration !== undefined ? { durationSeconds: duration.value } : {}),
     ...(s.stsEndpoint ? { stsEndpoint: s.stsEndpoint.value } : {}),
   };
-  const cloudOwn = cloudSettings(cloud, raw, common, field);
+  const cloudOwn = cloudSettings(cloud, raw, common, field, session.value);
   const problems = [
     ...(badCloud ? [problem(field('cloud'), s.cloud.origin, badCloud)] : []),
     ...account.problems,
     ...name.problems,
     ...token.problems,
+    ...sessionNameOf.problems,
     ...session.problems,
     ...(badDuration ? [problem(field('durationSeconds'), duration.origin, `${duration.value} ${rangeWords('durationSeconds')}`)] : []),
     ...cloudOwn.problems,
@@ -140,7 +148,7 @@ export function cloudOf(value: string | undefined): CloudName {
 type CommonRole = Omit<RoleConfig, 'cloud' | 'region' | 'oidcProviderArn' | 'providerId' | 'vpcEndpoint'>;
 
 /** The settings only one cloud's roles have, checked; a setting of another cloud, set on this role, is refused. */
-function cloudSettings(cloud: CloudName, raw: RawRole, common: CommonRole, field: (id: SettingId) => string): Resolved<RoleConfig> {
+function cloudSettings(cloud: CloudName, raw: RawRole, common: CommonRole, field: (id: SettingId) => string, session: RoleSession): Resolved<RoleConfig> {
   const s = raw.settings;
   const foreign = (ids: readonly SettingId[]) =>
     ids
@@ -185,7 +193,7 @@ function cloudSettings(cloud: CloudName, raw: RawRole, common: CommonRole, field
   }
   const region = resolveRoleRegion(s.region, common.roleArn, field('region'), raw.origin);
   return {
-    value: { ...common, cloud, region: region.value ?? '' },
+    value: { ...common, cloud, region: region.value ?? '', ...session },
     problems: [...region.problems, ...foreign(['oidcProviderArn', 'providerId', 'vpcEndpoint'])],
   };
 }
@@ -234,10 +242,13 @@ function roleToken(s: RoleSettings, cloud: CloudName, detect: RoleTokenDetector,
 /** Stands in for a token source that was not found; the configuration is refused anyway. */
 const NO_TOKEN: TokenSourceChoice = { source: { kind: 'file', path: '', platform: 'configured' }, reason: '', notes: [] };
 
-/** The role's name (default: the ARN's last segment), unique among the roles. */
-function roleName(raw: RawRole, seenNames: Set<string>, field: string): Resolved<string> {
+/**
+ * The role's name (default: the last segment of the ARN whose credentials are served: the role's
+ * own, or its chain's last hop's), unique among the roles.
+ */
+function roleName(raw: RawRole, seenNames: Set<string>, field: string, servedArn?: string): Resolved<string> {
   const { roleName: set, roleArn } = raw.settings;
-  const name = set?.value ?? roleArn!.value.split('/').pop() ?? '';
+  const name = set?.value ?? (servedArn ?? roleArn!.value).split('/').pop() ?? '';
   const origin = set?.origin ?? roleArn!.origin;
   let words: string | undefined;
   if (!/^[\w+=,.@-]{1,64}$/.test(name)) words = `role name "${clip(name)}" must be 1–64 characters of letters, digits and +=,.@_-`;
@@ -253,9 +264,16 @@ const SESSION_NAME_RULES: Record<CloudName, { readonly pattern: RegExp; readonly
   tencent: { pattern: VALID_TENCENT_SESSION_NAME, words: '2–128 characters of letters, digits and +=,.@_- (Tencent STS)' },
 };
 
-/** The STS session name: set, or derived from the host name (which fits every cloud's rules). */
+/**
+ * The STS session name: set, or derived from the host name (which fits every cloud's rules). A set
+ * name may be a template over the token's identity (`{namespace}.{pod}`), filled in at each exchange.
+ */
 function sessionName(cloud: CloudName, set: Sourced<string> | undefined, hostname: string | undefined, field: string): Resolved<string> {
   const value = set?.value ?? deriveSessionName(hostname);
+  if (isTemplate(value)) {
+    const bad = sessionNameTemplateProblem(value, cloud);
+    return { value, problems: bad ? [problem(field, set!.origin, bad)] : [] };
+  }
   const rule = SESSION_NAME_RULES[cloud];
   if (rule.pattern.test(value)) return { value, problems: [] };
   return { value, problems: [problem(field, set?.origin ?? 'derived', `"${clip(value)}" must be ${rule.words}`)] };

@@ -11,8 +11,7 @@ import { MAX_SESSION_TAGS, tagKeyProblem, tagValueProblem } from '../platform/aw
 import { isTemplate, parseTemplate } from '../protocol/workload-identity.js';
 import { clip, problem } from './checks.js';
 import type { ChainHopConfig, SessionPolicies, SessionTagConfig } from './config.js';
-import type { FileRole } from './layers.js';
-import type { Resolved } from './layers.js';
+import type { FileRole, Resolved } from './layers.js';
 
 /**
  * What narrows and extends an AWS role's session (#18), from a role of the config file: its session
@@ -52,7 +51,12 @@ export function resolveRoleSession(role: FileRole, cloud: CloudName, hubArn: str
   return { value: { ...policies, ...(chain ? { chain } : {}) }, problems };
 }
 
-function checkPolicies(source: { policy?: unknown; policyArns?: string[] | undefined }, field: (key: string) => string, origin: string, problems: string[]): SessionPolicies {
+function checkPolicies(
+  source: { policy?: unknown; policyArns?: string[] | undefined },
+  field: (key: string) => string,
+  origin: string,
+  problems: string[],
+): SessionPolicies {
   const out: { policy?: string; policyArns?: readonly string[] } = {};
   if (source.policy !== undefined) {
     // Written as YAML or as an object: sent compact, as STS counts every character.
@@ -76,7 +80,9 @@ function checkHop(hop: FileHop, field: (key: string) => string, origin: string, 
   else {
     accountId = parsed.accountId;
     if (partition !== undefined && parsed.partition !== partition) {
-      problems.push(problem(field('roleArn'), origin, `is in partition ${parsed.partition}, the role before it in ${partition}: AssumeRole cannot cross partitions`));
+      problems.push(
+        problem(field('roleArn'), origin, `is in partition ${parsed.partition}, the role before it in ${partition}: AssumeRole cannot cross partitions`),
+      );
     }
   }
   if (hop.externalId !== undefined && !VALID_EXTERNAL_ID.test(hop.externalId)) {
@@ -89,7 +95,13 @@ function checkHop(hop: FileHop, field: (key: string) => string, origin: string, 
   const duration = hop.durationSeconds;
   if (duration !== undefined) {
     if (!Number.isInteger(duration) || duration < MIN_SESSION_SECONDS) {
-      problems.push(problem(field('durationSeconds'), origin, `${duration} must be a whole number of seconds from ${MIN_SESSION_SECONDS} to ${MAX_CHAINED_SESSION_SECONDS}`));
+      problems.push(
+        problem(
+          field('durationSeconds'),
+          origin,
+          `${duration} must be a whole number of seconds from ${MIN_SESSION_SECONDS} to ${MAX_CHAINED_SESSION_SECONDS}`,
+        ),
+      );
     } else if (duration > MAX_CHAINED_SESSION_SECONDS) {
       const words = `${duration} is above ${MAX_CHAINED_SESSION_SECONDS}: AWS caps a chained session (a role assumed with another role's credentials) at one hour, whatever the role's maximum session duration`;
       problems.push(problem(field('durationSeconds'), origin, words));
@@ -149,7 +161,10 @@ const SESSION_NAME_CHARACTERS: Record<CloudName, RegExp> = {
  * exchange. A name without a variable is checked by the caller against the full rule.
  */
 export function sessionNameTemplateProblem(value: string, cloud: CloudName): string | undefined {
-  if (!isTemplate(value)) return SESSION_NAME_CHARACTERS[cloud].test(value) && value.length >= 2 && value.length <= 64 ? undefined : `"${clip(value)}" must be 2–64 characters of letters, digits and +=,.@_-, or a template such as {namespace}.{pod}`;
+  if (!isTemplate(value))
+    return SESSION_NAME_CHARACTERS[cloud].test(value) && value.length >= 2 && value.length <= 64
+      ? undefined
+      : `"${clip(value)}" must be 2–64 characters of letters, digits and +=,.@_-, or a template such as {namespace}.{pod}`;
   const template = parseTemplate(value);
   if ('problem' in template) return `"${clip(value)}" ${template.problem}`;
   if (!SESSION_NAME_CHARACTERS[cloud].test(value.replace(/\{[^{}]*\}/g, ''))) {

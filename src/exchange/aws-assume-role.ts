@@ -44,6 +44,11 @@ export class AwsAssumeRole {
         sessionToken: caller.sessionToken,
         expiration: new Date(caller.expirationWall),
       },
+      // The request is dated by crosscred's clock, not the SDK's own reading of the system clock
+      // (the same thing in production; a test's fake clock otherwise). STS refuses a signature
+      // dated more than 5 minutes from its own time: unlike the unsigned web-identity step, a hop
+      // needs this host's clock to be right (NTP).
+      systemClockOffsetMs: this.clock.wallNow() - Date.now(),
     });
     const command = new AssumeRoleCommand({
       RoleArn: request.roleArn,

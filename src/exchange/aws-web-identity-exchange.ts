@@ -31,6 +31,8 @@ export interface StsClientExtras {
   readonly requestHandler?: StsHttpHandler;
   /** The credentials to sign with: a chain hop's caller. Absent: unsigned calls only. */
   readonly credentials?: AwsCredentialIdentity;
+  /** Added to the system clock to date a signed request (the SDK's `systemClockOffset`). */
+  readonly systemClockOffsetMs?: number;
 }
 
 /** A printable access key id: STS's are 16–128 upper-case letters and digits (ASIA…). */
@@ -57,6 +59,7 @@ export function createStsClient(options: StsEndpointOptions, extras: StsClientEx
     // walking its default chain, which on this host would ask crosscred itself.
     credentials: extras.credentials ?? { accessKeyId: 'unused', secretAccessKey: 'unused' },
     requestHandler: (extras.requestHandler ?? new StsHttpHandler(options)) as never,
+    ...(extras.systemClockOffsetMs ? { systemClockOffset: extras.systemClockOffsetMs } : {}),
   });
 }
 

@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { type Logger, pino } from 'pino';
 import { loadConfig, type ServeFlags } from '../../src/config/load.js';
 import { DemoOidcIssuer } from '../../src/demo/oidc-issuer.js';
-import { StsEmulator, type TrustRule } from '../../src/demo/sts-emulator.js';
+import { StsEmulator, type StsEmulatorOptions, type TrustRule } from '../../src/demo/sts-emulator.js';
 import { loggerOptions } from '../../src/observability/logger.js';
 import { type DaemonDependencies, type RunningDaemon, startDaemon } from '../../src/serve/daemon.js';
 
@@ -52,6 +52,8 @@ export async function startChain(
     tls?: { key: string; cert: string };
     /** STS's clock (epoch ms); see StsEmulatorOptions.now. */
     stsNow?: () => number;
+    /** Who may sts:AssumeRole which role (role chains, #18); see StsEmulatorOptions.assumeRoleTrust. */
+    assumeRoleTrust?: StsEmulatorOptions['assumeRoleTrust'];
   } = {},
 ): Promise<Chain> {
   const issuer = await DemoOidcIssuer.start();
@@ -62,7 +64,12 @@ export async function startChain(
     subject: options.subject ?? SUBJECT,
     ...(options.maxSessionDuration ? { maxSessionDuration: options.maxSessionDuration } : {}),
   }));
-  const sts = await StsEmulator.start({ trust, ...(options.tls ? { tls: options.tls } : {}), ...(options.stsNow ? { now: options.stsNow } : {}) });
+  const sts = await StsEmulator.start({
+    trust,
+    ...(options.tls ? { tls: options.tls } : {}),
+    ...(options.stsNow ? { now: options.stsNow } : {}),
+    ...(options.assumeRoleTrust ? { assumeRoleTrust: options.assumeRoleTrust } : {}),
+  });
   const dir = await mkdtemp(join(tmpdir(), 'crosscred-test-'));
   const tokenFile = join(dir, 'token');
   const writeToken = async (claims: { sub?: string; aud?: string; ttlSeconds?: number } = {}) => {
