@@ -359,6 +359,7 @@ function renderChainsMarkdown(r) {
     "A plain role is one `AssumeRoleWithWebIdentity`. A chained role is that call for the hub role, then one `AssumeRole` hop into a role of another account, signed with the hub's credentials and sending an ExternalId; it serves the hop's credentials. One STS emulator answers both calls, verifying every token and every SigV4 signature.",
     '',
   );
+  if (r.mode === 'quick') out.push('Quick run: one 1 s run of each GET with no warm-up. It shows the mode works; its req/s do not compare.', '');
   out.push('## Hot path', '');
   out.push(
     `One \`crosscred serve\` with one plain and one chained role, a listener for each; every request is a cache hit. \`wrk -t1\`, keep-alive, ${r.plan.hotSeconds} s per run, ${r.plan.repeats} interleaved repeat(s) per endpoint and level, plain and chained back to back: median (min–max).`,
