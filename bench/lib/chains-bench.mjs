@@ -179,23 +179,19 @@ export async function chainsBench({ out, quick, log }) {
       for (const t of targets) await wrkGet({ base: t.base, path: t.path, headers: t.headers, connections: 64, durationS: plan.warmSeconds });
     log('warm-up done');
     const rows = new Map();
-    let rotation = 0;
-    let flip = 0;
-    // Interleaved: each repeat runs both endpoints at every level, plain and chained back to back
-    // (neither always first), before the next repeat starts, so a change in the machine's load
-    // lands on both kinds alike.
+    // Interleaved: each repeat runs both endpoints at every level, plain and chained back to back,
+    // before the next repeat starts, so a change in the machine's load lands on both kinds alike.
+    // The orders turn with the repeat (with two of each, a counter shared across the loop would
+    // put the same one first every time).
     for (let rep = 0; rep < plan.repeats; rep++) {
       report.loadAverages.push(+loadavg()[0].toFixed(2));
-      for (const connections of plan.levels) {
-        const order = ENDPOINTS.map((_, i) => ENDPOINTS[(i + rotation) % ENDPOINTS.length]);
-        rotation++;
-        for (const e of order) {
+      for (const [level, connections] of plan.levels.entries()) {
+        for (const e of turned(ENDPOINTS, rep + level)) {
           const key = `${e.id}@${connections}`;
           if (!rows.has(key)) rows.set(key, { endpoint: e.id, title: e.title, connections, bodyBytes: {}, runs: { plain: [], chained: [] } });
           const row = rows.get(key);
-          const pair = targets.filter((t) => t.endpoint === e);
-          if (flip++ % 2 === 1) pair.reverse();
-          for (const t of pair) {
+          const pair = targets.filter((x) => x.endpoint === e);
+          for (const t of turned(pair, rep)) {
             row.bodyBytes[t.kind] = t.bodyBytes;
             row.runs[t.kind].push(await wrkGet({ base: t.base, path: t.path, headers: t.headers, connections, durationS: plan.hotSeconds }));
           }
@@ -228,14 +224,10 @@ export async function chainsBench({ out, quick, log }) {
   // ------------------------------------------------------------ 2: STS calls and time to ready
   async function startUp() {
     const runs = new Map();
-    let rotation = 0;
     for (let rep = 0; rep < plan.startRepeats; rep++) {
       report.loadAverages.push(+loadavg()[0].toFixed(2));
-      for (const count of plan.roleCounts) {
-        const kinds = Object.keys(KINDS);
-        const order = kinds.map((_, i) => kinds[(i + rotation) % kinds.length]);
-        rotation++;
-        for (const kind of order) {
+      for (const [n, count] of plan.roleCounts.entries()) {
+        for (const kind of turned(Object.keys(KINDS), rep + n)) {
           const run = await startOnce(kind, count);
           const key = `${kind}@${count}`;
           if (!runs.has(key)) runs.set(key, { kind, roles: count, runs: [] });
@@ -296,6 +288,11 @@ export async function chainsBench({ out, quick, log }) {
       running.splice(running.indexOf(p), 1);
     }
   }
+}
+
+/** `xs` turned left by `by` places: with `by` the repeat's number, each item takes its turn first. */
+function turned(xs, by) {
+  return xs.map((_, i) => xs[(i + by) % xs.length]);
 }
 
 /** Each credential listener's base URL by the role it serves, from serve's "credential listener open" log lines. */
