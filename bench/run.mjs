@@ -9,6 +9,8 @@
 // (bench/lib/cluster-bench.mjs, issue 12) and writes bench/results/cluster/latest.{json,md}.
 //   node bench/run.mjs --clouds   runs only the Alibaba and Tencent endpoints beside AWS's
 // (bench/lib/clouds-bench.mjs, issue 13) and writes bench/results/clouds/latest.{json,md}.
+//   node bench/run.mjs --chains [--quick]   runs only chained roles beside plain ones
+// (bench/lib/chains-bench.mjs, issue 18) and writes bench/results/chains/latest.{json,md}.
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -27,6 +29,7 @@ const USAGE = `Usage: npm run bench [-- --quick] [-- --out DIR]
        npm run bench -- --issuer [--storm-vms N] [--hostile-clients N] [--out DIR]
        npm run bench -- --cluster [--max-pods N] [--out DIR]
        npm run bench -- --clouds [--out DIR]
+       npm run bench -- --chains [--quick] [--out DIR]
 
   --quick     16 and 64 connections, 1-2 s runs, fewer cold-path and role-scale points (under 1 min)
   --out DIR   where latest.{json,md,svg} go (default bench/results, or bench/results/quick)
@@ -42,6 +45,12 @@ const USAGE = `Usage: npm run bench [-- --quick] [-- --out DIR]
               Tencent CVM metadata, each cloud's serve its own process (hot path at 16 and 64
               connections, 3 interleaved repeats, node:http beside), time to the first credentials
               with 1 and 100 roles, RSS; writes latest.{json,md} to bench/results/clouds
+  --chains    only chained roles (a web-identity hub role, then one AssumeRole hop) beside plain ones:
+              STS calls and time to ready with 1 and 1,000 roles of each kind, hot-path req/s of one
+              chained and one plain role in one serve (IMDS and container GETs, 16 and 64
+              connections, 3 interleaved repeats); writes latest.{json,md} to bench/results/chains.
+              With --quick: 1 role of each kind and 1 s runs at 64 connections (about 10 s), written
+              to bench/results/quick/chains
 Needs wrk and nginx (apt-get install wrk nginx-light) and a built dist/ (npm run bench builds it).
 `;
 let parsed;
@@ -57,6 +66,7 @@ try {
       cluster: { type: 'boolean', default: false },
       'max-pods': { type: 'string', default: '10000' },
       clouds: { type: 'boolean', default: false },
+      chains: { type: 'boolean', default: false },
     },
   });
 } catch (err) {
@@ -113,6 +123,7 @@ const T0 = performance.now();
 if (opts.issuer) await issuerMode();
 if (opts.cluster) await clusterMode();
 if (opts.clouds) await cloudsMode();
+if (opts.chains) await chainsMode();
 
 if (!existsSync(CLI)) {
   console.error(`${CLI} is missing: run "npm run build" first (npm run bench does)`);
@@ -248,6 +259,29 @@ async function cloudsMode() {
   timer.unref();
   const { cloudsBench } = await import('./lib/clouds-bench.mjs');
   await cloudsBench({ out: opts.out ?? join(BENCH_DIR, 'results', 'clouds'), log });
+  process.exit(0);
+}
+
+// ---------------------------------------------------------------- --chains: chained roles beside plain ones (issue 18)
+async function chainsMode() {
+  if (!existsSync(CLI)) {
+    console.error(`${CLI} is missing: run "npm run build" first (npm run bench does)`);
+    process.exit(2);
+  }
+  if (!wrkVersion()) {
+    console.error('wrk is not installed: apt-get install -y wrk');
+    process.exit(2);
+  }
+  // The full run takes about 3 minutes here, the quick one seconds.
+  const limitMs = (QUICK ? 2 : 10) * 60_000;
+  const timer = setTimeout(() => {
+    console.error(`bench --chains: exceeded ${limitMs / 1000} s, giving up`);
+    process.exit(1);
+  }, limitMs);
+  timer.unref();
+  const { chainsBench } = await import('./lib/chains-bench.mjs');
+  const out = opts.out ?? join(BENCH_DIR, 'results', ...(QUICK ? ['quick', 'chains'] : ['chains']));
+  await chainsBench({ out, quick: QUICK, log });
   process.exit(0);
 }
 
