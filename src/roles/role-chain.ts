@@ -26,33 +26,39 @@ import {
  * one unit, through its single flight, refresh policy and failure classifier.
  *
  * The credentials of the steps before the last are kept (in memory, like everything else) and a
- * refresh starts from the deepest one that still has REUSE_MARGIN_MS to live: a chain whose hub
- * session lasts an hour renews its target about twice per web-identity exchange. When a hop says its
- * caller's credentials are expired or unknown (revoked, or this host's clock is wrong), the chain
- * forgets everything it kept and runs once more from its first step; a failure then is final for
- * this attempt, judged by the classifier with the step it happened at (ChainStepFailure).
+ * refresh starts after the deepest one that still has REUSE_MARGIN_MS to live: a chain whose hub
+ * session lasts an hour renews its target about twice per web-identity exchange. The web-identity
+ * step may be shared by every chain that starts at the same hub with the same token and session
+ * (WebIdentityStep): a thousand targets behind one hub cost one web-identity call, not a thousand.
+ * When a hop says its caller's credentials are expired or unknown (revoked, or this host's clock is
+ * wrong), the chain forgets what it kept and runs once more from its first step; a failure then is
+ * final for this attempt, judged by the classifier with the step it happened at (ChainStepFailure).
  */
 export class ChainedRole implements CredentialExchange {
-  /** `#kept[i]`: the credentials of step i (0 = web identity) and the identity of its token. */
-  #kept: { readonly credentials: AwsCredentials; readonly identity: WorkloadIdentity }[] = [];
+  /** `#kept[i]`: the credentials of hop i (1 … hops − 1), and the identity of the token behind them. */
+  #kept: (ExchangedIdentity | undefined)[] = [];
 
   constructor(
     readonly roleName: string,
-    private readonly first: WebIdentityRole,
-    private readonly firstRoleArn: string,
+    private readonly first: WebIdentityStep,
     private readonly hops: readonly ChainHop[],
     private readonly assumeRole: AwsAssumeRole,
     private readonly clock: Clock,
   ) {}
 
   async exchange(signal?: AbortSignal): Promise<CloudCredentials> {
-    const reused = this.#reusableSteps();
+    const kept = this.#deepestKeptHop();
+    let usedKept = kept > 0;
     try {
-      return await this.#run(reused, signal);
+      if (kept > 0) return await this.#run(kept + 1, this.#kept[kept]!, signal);
+      const first = await this.#first(true, signal);
+      usedKept = first.reused;
+      return await this.#run(1, first.step, signal);
     } catch (err) {
-      if (reused === 0 || signal?.aborted || !callerRejected(err)) throw err;
+      if (!usedKept || signal?.aborted || !callerRejected(err)) throw err;
       this.#kept = [];
-      return await this.#run(0, signal);
+      const first = await this.#first(false, signal);
+      return await this.#run(1, first.step, signal);
     }
   }
 
@@ -64,13 +70,13 @@ export class ChainedRole implements CredentialExchange {
     const reports: ChainStepReport[] = [];
     let previous: ExchangedIdentity | undefined;
     for (let step = 0; step <= this.hops.length; step++) {
-      const roleArn = step === 0 ? this.firstRoleArn : this.hops[step - 1]!.roleArn;
+      const roleArn = step === 0 ? this.first.roleArn : this.hops[step - 1]!.roleArn;
       if (reports.some((r) => !r.ok)) {
         reports.push({ step, roleArn, ok: false, notTried: true });
         continue;
       }
       try {
-        previous = step === 0 ? await this.first.exchangeWithIdentity(signal) : await this.#hop(step, previous!, signal);
+        previous = step === 0 ? await this.first.fresh(signal) : await this.#hop(step, previous!, signal);
         const c = previous.credentials;
         reports.push({ step, roleArn, ok: true, accountId: c.accountId, expirationWall: c.expirationWall });
       } catch (err) {
@@ -80,29 +86,28 @@ export class ChainedRole implements CredentialExchange {
     return reports;
   }
 
-  /** How many leading steps have kept credentials with REUSE_MARGIN_MS left: the run starts after them. */
-  #reusableSteps(): number {
+  /** The deepest hop before the last whose kept credentials, and every one before them, have REUSE_MARGIN_MS left; 0 for none. */
+  #deepestKeptHop(): number {
     const now = this.clock.wallNow();
     let n = 0;
-    while (n < this.hops.length && this.#kept[n] !== undefined && this.#kept[n]!.credentials.expirationWall - now > REUSE_MARGIN_MS) n++;
+    while (n + 1 < this.hops.length && this.#kept[n + 1] !== undefined && this.#kept[n + 1]!.credentials.expirationWall - now > REUSE_MARGIN_MS) n++;
     return n;
   }
 
-  async #run(from: number, signal: AbortSignal | undefined): Promise<CloudCredentials> {
-    let previous: ExchangedIdentity;
-    if (from === 0) {
-      try {
-        previous = await this.first.exchangeWithIdentity(signal);
-      } catch (err) {
-        throw new ChainStepFailure(0, this.firstRoleArn, err);
-      }
-      this.#kept[0] = { credentials: previous.credentials as AwsCredentials, identity: previous.identity };
-    } else {
-      previous = this.#kept[from - 1]!;
+  async #first(reuse: boolean, signal: AbortSignal | undefined): Promise<{ readonly step: ExchangedIdentity; readonly reused: boolean }> {
+    try {
+      return await this.first.credentials(reuse, signal);
+    } catch (err) {
+      throw new ChainStepFailure(0, this.first.roleArn, err);
     }
-    for (let step = Math.max(from, 1); step <= this.hops.length; step++) {
+  }
+
+  /** Hops `from` … last, the first signed with `caller`; keeps what the hops before the last return. */
+  async #run(from: number, caller: ExchangedIdentity, signal: AbortSignal | undefined): Promise<CloudCredentials> {
+    let previous = caller;
+    for (let step = from; step <= this.hops.length; step++) {
       previous = await this.#hop(step, previous, signal);
-      if (step < this.hops.length) this.#kept[step] = { credentials: previous.credentials as AwsCredentials, identity: previous.identity };
+      if (step < this.hops.length) this.#kept[step] = previous;
     }
     return previous.credentials;
   }
@@ -114,9 +119,78 @@ export class ChainedRole implements CredentialExchange {
       const credentials = await this.assumeRole.assume(caller.credentials as AwsCredentials, request, signal);
       return { credentials, identity: caller.identity };
     } catch (err) {
-      throw new ChainStepFailure(step, hop.roleArn, err);
+      const failure = new ChainStepFailure(step, hop.roleArn, err);
+      // The hub's session itself was refused: no chain may be handed it again.
+      if (step === 1 && callerRejected(failure)) this.first.forget(caller);
+      throw failure;
     }
   }
+}
+
+/**
+ * The web-identity step of one or more chains: the hub's session, kept while it has REUSE_MARGIN_MS
+ * left and renewed by one exchange however many chains ask at once. A chain's waiting gives up when
+ * its own deadline passes; the exchange goes on for the others, bounded by the transport's timeouts.
+ */
+export class WebIdentityStep {
+  #kept: ExchangedIdentity | undefined;
+  #inFlight: Promise<ExchangedIdentity> | undefined;
+
+  constructor(
+    readonly roleArn: string,
+    private readonly role: WebIdentityRole,
+    private readonly clock: Clock,
+  ) {}
+
+  /** The kept session when `reuse` allows and it has time left (`reused`), else the next fresh one. */
+  async credentials(reuse: boolean, signal?: AbortSignal): Promise<{ readonly step: ExchangedIdentity; readonly reused: boolean }> {
+    const kept = this.#kept;
+    if (reuse && kept && kept.credentials.expirationWall - this.clock.wallNow() > REUSE_MARGIN_MS) return { step: kept, reused: true };
+    if (!this.#inFlight) {
+      this.#inFlight = this.role.exchangeWithIdentity().then(
+        (step) => {
+          this.#kept = step;
+          this.#inFlight = undefined;
+          return step;
+        },
+        (err: unknown) => {
+          this.#inFlight = undefined;
+          throw err;
+        },
+      );
+    }
+    return { step: await untilAborted(this.#inFlight, signal), reused: false };
+  }
+
+  /** A fresh exchange of its own, kept by nobody: what `doctor` tries. */
+  fresh(signal?: AbortSignal): Promise<ExchangedIdentity> {
+    return this.role.exchangeWithIdentity(signal);
+  }
+
+  /** A hop refused this session: it is not handed out again (unless a newer one replaced it already). */
+  forget(step: ExchangedIdentity): void {
+    if (this.#kept === step) this.#kept = undefined;
+  }
+}
+
+/** `promise`, or a rejection as soon as `signal` aborts (the promise itself goes on). */
+function untilAborted<T>(promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (!signal) return promise;
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    promise.then(
+      (value) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(value);
+      },
+      (err: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(err);
+      },
+    );
+  });
 }
 
 /** Kept credentials are reused for the next hop only while they have this long to live. */
@@ -181,17 +255,44 @@ function checked(parsed: SessionTemplate | { readonly problem: string }, what: s
 /**
  * What the cache refreshes for a configured role: its web-identity step alone, or, with a `chain`,
  * the whole chain. A chain is AWS's only (the configuration refuses it on another cloud's role).
+ * `firstStep` shares one web-identity step between chains (see webIdentityStepKey); without it the
+ * chain has its own.
  */
 export function roleExchangeFor(
   role: RoleConfig,
   source: TokenSource,
   sts: StsConnection,
   clock: Clock,
-  host: string = hostname(),
+  options: { readonly host?: string; readonly firstStep?: WebIdentityStep } = {},
 ): WebIdentityRole | ChainedRole {
+  const host = options.host ?? hostname();
   const first = webIdentityRoleFor(role, source, sts, clock, host);
   if (role.cloud !== 'aws' || !role.chain?.length) return first;
   if (sts.cloud !== 'aws') throw new Error(`role ${role.name} is an AWS role but was given a ${sts.cloud} STS connection`);
   const hops = role.chain.map((hop) => new ChainHop(hop, role.sessionName, host));
-  return new ChainedRole(role.name, first, role.roleArn, hops, new AwsAssumeRole(sts.endpoint, sts.transport, clock), clock);
+  const firstStep = options.firstStep ?? new WebIdentityStep(role.roleArn, first, clock);
+  return new ChainedRole(role.name, firstStep, hops, new AwsAssumeRole(sts.endpoint, sts.transport, clock), clock);
+}
+
+/**
+ * The web-identity step of a chained role, for sharing: chains that name the same hub, token
+ * source, session name, duration and session policies, over the same STS connection, can share one
+ * (`stsKey` is stsConnectionKey's). Undefined for a role without a chain.
+ */
+export function webIdentityStepKey(role: RoleConfig, stsKey: string): string | undefined {
+  if (role.cloud !== 'aws' || !role.chain?.length) return undefined;
+  return JSON.stringify([
+    stsKey,
+    role.roleArn,
+    role.token.source,
+    role.sessionName,
+    role.durationSeconds ?? null,
+    role.policy ?? null,
+    role.policyArns ?? null,
+  ]);
+}
+
+/** A shared web-identity step for a chained role, built from that role's own token source. */
+export function webIdentityStepFor(role: RoleConfig, source: TokenSource, sts: StsConnection, clock: Clock, host: string = hostname()): WebIdentityStep {
+  return new WebIdentityStep(role.roleArn, webIdentityRoleFor(role, source, sts, clock, host), clock);
 }

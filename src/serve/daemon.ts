@@ -7,7 +7,7 @@ import { formatAddress } from '../core/listen-address.js';
 import { isLoopbackHost } from '../core/url-checks.js';
 import type { HttpListener } from '../http/listener.js';
 import { MAX_CONCURRENT_STS_REQUESTS } from '../platform/aws/sts-http-handler.js';
-import { roleExchangeFor } from '../roles/role-chain.js';
+import { roleExchangeFor, type WebIdentityStep, webIdentityStepFor, webIdentityStepKey } from '../roles/role-chain.js';
 import { openStsConnection, otherCloudStsEndpoint, type StsConnection, stsConnectionKey } from '../roles/web-identity-role.js';
 import { createTokenSource } from '../sources/create-token-source.js';
 import type { SourceWarning } from '../sources/source-warnings.js';
@@ -56,6 +56,9 @@ export async function startDaemon(config: Config, deps: DaemonDependencies): Pro
   // its connection pool. A reload that changes the settings gets new clients; old ones are
   // destroyed once no role uses them.
   const stsClients = new Map<string, { connection: StsConnection; close(): void; turns: Turns; users: number }>();
+  // One web-identity step per distinct hub of the chained roles (webIdentityStepKey): chains that
+  // start at the same hub with the same token share its session and its token source.
+  const hubs = new Map<string, { step: WebIdentityStep; source: ReturnType<typeof createTokenSource>; users: number }>();
   const roles = new Map<string, RunningRole>();
   const served = new Map<string, DaemonRole>();
   const roleStatuses = () => [...served.values()].map((r) => r.cache.status());
@@ -76,8 +79,15 @@ export async function startDaemon(config: Config, deps: DaemonDependencies): Pro
     // What a source learns at first use (an instance's metadata open to token-less reads) is a
     // warning in the log, never a failure.
     const sourceWarning = (w: SourceWarning) => log.warn({ role: role.name, code: w.code, fix: w.fix }, w.message);
-    const source = createTokenSource(role.token.source, clock, { tokenCommandStderr, sourceWarning, stsTransport: sts });
-    const exchange = roleExchangeFor(role, source, shared.connection, clock);
+    const hubKey = webIdentityStepKey(role, clientKey);
+    let hub = hubKey === undefined ? undefined : hubs.get(hubKey);
+    const source = hub?.source ?? createTokenSource(role.token.source, clock, { tokenCommandStderr, sourceWarning, stsTransport: sts });
+    if (hubKey !== undefined && !hub) {
+      hub = { step: webIdentityStepFor(role, source, shared.connection, clock), source, users: 0 };
+      hubs.set(hubKey, hub);
+    }
+    if (hub) hub.users++;
+    const exchange = roleExchangeFor(role, source, shared.connection, clock, hub ? { firstStep: hub.step } : {});
     // An ExpiredToken answer costs a second STS call, and a chain one more per hop (and, when a hop
     // finds its caller expired, a second run); each call is bounded by the transport's timeouts.
     const hops = role.cloud === 'aws' ? (role.chain?.length ?? 0) : 0;
@@ -101,7 +111,11 @@ export async function startDaemon(config: Config, deps: DaemonDependencies): Pro
     for (const note of role.token.notes) log.info({ role: role.name }, note);
     const release = async () => {
       cache.close();
-      await source.close?.();
+      if (!hub) await source.close?.();
+      else if (--hub.users === 0) {
+        await source.close?.();
+        hubs.delete(hubKey!);
+      }
       if (--shared.users === 0) {
         shared.close();
         stsClients.delete(clientKey);

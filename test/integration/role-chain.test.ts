@@ -53,16 +53,17 @@ interface HopSpec {
   transitiveTagKeys?: string[];
 }
 
-async function start(hops: HopSpec[], role: Record<string, unknown> = {}, flags: ServeFlags = {}): Promise<InProcessDaemon> {
+async function start(
+  hops: HopSpec[],
+  role: Record<string, unknown> = {},
+  flags: ServeFlags = {},
+  more: Record<string, unknown>[] = [],
+): Promise<InProcessDaemon> {
   clock = new FakeClock(Date.now());
   await chain.writeToken({ ttlSeconds: 48 * 3600 });
   const file = join(chain.dir, `chain-${Math.random().toString(36).slice(2)}.json`);
-  await writeFile(
-    file,
-    JSON.stringify({
-      roles: [{ name: 'app', roleArn: HUB, tokenFile: chain.tokenFile, region: 'us-east-1', stsEndpoint: chain.sts.url, chain: hops, ...role }],
-    }),
-  );
+  const common = { roleArn: HUB, tokenFile: chain.tokenFile, region: 'us-east-1', stsEndpoint: chain.sts.url };
+  await writeFile(file, JSON.stringify({ roles: [{ name: 'app', ...common, chain: hops, ...role }, ...more.map((r) => ({ ...common, ...r }))] }));
   d = await startInProcess(
     chain,
     { config: file, 'role-arn': undefined, 'token-file': undefined, region: undefined, 'sts-endpoint': undefined, ...flags },
@@ -162,6 +163,27 @@ describe('a role chain', () => {
     expect(web).toBeLessThan(hops);
     const view = await viewEndpoints(d!);
     expect(view.imds.status).toBe(200);
+  });
+});
+
+describe('chains that start at one hub', () => {
+  it('share its web-identity step: one call for both, and both renew from it when STS ends it early', async () => {
+    const webBefore = chain.sts.requests.length;
+    await start([{ roleArn: TARGET, externalId: EXTERNAL_ID, durationSeconds: 900 }], { durationSeconds: 3600 }, { listen: ['127.0.0.1:0=app'] }, [
+      { name: 'reports', durationSeconds: 3600, chain: [{ roleArn: TARGET, externalId: EXTERNAL_ID, durationSeconds: 900, sessionName: 'reports' }] },
+    ]);
+    await d!.daemon.roles.get('reports')!.cache.current();
+    expect(chain.sts.requests.length - webBefore).toBe(1);
+    const hub = chain.sts.issued.findLast((c) => c.roleArn === HUB)!;
+    expect(chain.sts.expireCredentials((c) => c.accessKeyId === hub.accessKeyId)).toBe(1);
+    const both = () => ['app', 'reports'].some((r) => d!.daemon.roles.get(r)!.cache.status().refreshing);
+    await clock.advanceSettling(12 * MINUTE, both);
+    // Each chain found the hub's session refused and asked for a new one: at most one call each, and shared when at once.
+    const web = chain.sts.requests.length - webBefore;
+    expect(web).toBeGreaterThanOrEqual(2);
+    expect(web).toBeLessThanOrEqual(3);
+    for (const role of ['app', 'reports']) expect(d!.daemon.roles.get(role)!.cache.status().expiresInSeconds).toBeGreaterThan(600);
+    expect((await viewEndpoints(d!)).imds.status).toBe(200);
   });
 });
 
