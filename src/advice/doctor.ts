@@ -342,7 +342,7 @@ function hopFix(code: string, kind: string): string {
       return "this hop's session policy is not a valid IAM policy document";
     case 'ValidationError':
       return 'STS refused a parameter of this hop: check its role ARN, session name and durationSeconds (a chained session lasts at most one hour)';
-    case 'SESSION_TEMPLATE_UNRESOLVED':
+    case 'CROSSCRED_ERR_SESSION_TEMPLATE_UNRESOLVED':
       return "this hop's session name or a tag names a variable the token does not carry: change the template, or the token";
     default:
       return kind === 'retryable'
