@@ -58,6 +58,7 @@ Role (one role; for several, use --config):
   --role-session-name NAME    STS session name (2-64 of [\\w+=,.@-]). env AWS_ROLE_SESSION_NAME
                               Alibaba: 2-64 of [\\w.@-]            env ALIBABA_CLOUD_ROLE_SESSION_NAME
                               Tencent: 2-128 of [\\w+=,.@-]. Default: crosscred-<hostname>.
+                              Or a template filled from the token: {namespace}.{pod}, vm-{instance}.
   --role-name NAME            Name served under /latest/meta-data/iam/security-credentials/.
                               Default: the last segment of the role ARN.
   --duration-seconds N        Session length to ask for, 900-43200. Default: the role's own.
@@ -137,7 +138,8 @@ Serving:
   --allowed-host NAME         Extra Host header value to accept (DNS-rebinding guard); repeatable.
 
 General:
-  --config PATH               YAML or JSON file: several roles, listeners, all of the above.
+  --config PATH               YAML or JSON file: several roles, listeners, all of the above;
+                              a role's chain of roles in other accounts, session policies and tags.
                                                                      env CROSSCRED_CONFIG
   --log-level LEVEL           fatal, error, warn, info (default), debug, trace, silent.
                                                                      env CROSSCRED_LOG_LEVEL
