@@ -12,7 +12,7 @@ import { DemoOidcIssuer } from '../../dist/demo/oidc-issuer.js';
 import { StsEmulator } from '../../dist/demo/sts-emulator.js';
 import { machine } from './machine.mjs';
 import { memoryOf, spawnServe } from './procs.mjs';
-import { runWrk } from './wrk.mjs';
+import { putMetadataToken, range, spread, summariseRuns, waitReady, wrkGet } from './runs.mjs';
 
 const SUBJECT = 'system:serviceaccount:bench:app';
 const AUDIENCE = 'sts.amazonaws.com';
@@ -66,8 +66,6 @@ const PLANS = {
   quick: { levels: [64], repeats: 1, hotSeconds: 1, warmSeconds: 0, roleCounts: [1], startRepeats: 1 },
 };
 
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)];
-const spread = (xs) => ({ median: median(xs), min: Math.min(...xs), max: Math.max(...xs) });
 /** The kernel's own line (1, 5 and 15 minute load averages, runnable/total tasks): what else the shared machine ran. */
 const procLoadavg = () => readFileSync('/proc/loadavg', 'utf8').trim();
 
@@ -160,7 +158,7 @@ export async function chainsBench({ out, quick, log }) {
       const role = roles[kind].name;
       const base = bases.get(role);
       if (!base) throw new Error(`no credential listener logged for ${role}`);
-      const session = { imdsToken: await putImdsToken(base) };
+      const session = { imdsToken: await putMetadataToken(base) };
       const expected = issuedKey(KINDS[kind].servedBy(0));
       for (const e of ENDPOINTS) {
         const path = e.path(role);
@@ -301,46 +299,10 @@ function listenersByRole(entries) {
 }
 
 function summarise(runs) {
-  const s = {};
-  for (const [kind, rs] of Object.entries(runs))
-    s[kind] = {
-      rps: spread(rs.map((r) => r.rps)),
-      p50Ms: spread(rs.map((r) => r.p50Ms)),
-      p99Ms: spread(rs.map((r) => r.p99Ms)),
-      errors: rs.reduce((a, r) => a + r.errors, 0),
-      requests: rs.reduce((a, r) => a + r.requests, 0),
-    };
+  const s = summariseRuns(runs);
   s.chainedVsPlain = +(s.chained.rps.median / s.plain.rps.median).toFixed(3);
   return s;
 }
-
-async function putImdsToken(base) {
-  const r = await fetch(`${base}/latest/api/token`, { method: 'PUT', headers: { 'x-aws-ec2-metadata-token-ttl-seconds': '21600' } });
-  const body = await r.text();
-  if (r.status !== 200) throw new Error(`PUT /latest/api/token answered ${r.status}`);
-  return body;
-}
-
-/** 1,000 chained roles make 2,000 STS calls before ready; the slack covers a loaded machine. */
-async function waitReady(admin, timeoutMs = 120_000) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      const r = await fetch(`${admin}/readyz`);
-      await r.arrayBuffer();
-      if (r.status === 200) return;
-    } catch {}
-    if (Date.now() > deadline) throw new Error(`${admin}/readyz not 200 after ${timeoutMs} ms`);
-    await new Promise((res) => setTimeout(res, 10));
-  }
-}
-
-/** One keep-alive wrk run of a single GET with fixed headers (`-H`), one thread, summarised by bench/lua/report.lua. */
-function wrkGet({ base, path, headers, connections, durationS }) {
-  return runWrk({ base, scenario: 'get', containerPath: path, headers, connections, durationS, keepAlive: true });
-}
-
-const range = (s, d = 0) => (s.min === s.max ? s.median.toFixed(d) : `${s.median.toFixed(d)} (${s.min.toFixed(d)}–${s.max.toFixed(d)})`);
 
 function renderChainsMarkdown(r) {
   const m = r.machine;

@@ -12,7 +12,7 @@ import { StsEmulator } from '../../dist/demo/sts-emulator.js';
 import { TencentStsEmulator } from '../../dist/demo/tencent-sts-emulator.js';
 import { machine } from './machine.mjs';
 import { memoryOf, spawnNodeBaseline, spawnServe } from './procs.mjs';
-import { runWrk } from './wrk.mjs';
+import { putMetadataToken, range, spread, summariseRuns, waitReady, wrkGet } from './runs.mjs';
 
 const SUBJECT = 'system:serviceaccount:bench:app';
 /** The role every hot-path listener serves; the start-up runs name theirs bench-0 … bench-(N-1). */
@@ -96,9 +96,6 @@ const ENDPOINTS = [
 /** About 4 minutes here. No quick form: even one short run of each endpoint and start-up takes over 20 s, too long for `npm test`'s quick run. */
 const PLAN = { levels: [16, 64], repeats: 3, hotSeconds: 3, warmSeconds: 1, roleCounts: [1, 100], startRepeats: 3 };
 
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)];
-const spread = (xs) => ({ median: median(xs), min: Math.min(...xs), max: Math.max(...xs) });
-
 /** The key an emulator issued last, by the field crosscred's answer names it with. */
 const lastIssuedKey = (sts) => {
   const c = sts.issued.at(-1);
@@ -175,8 +172,8 @@ export async function cloudsBench({ out, log }) {
       await waitReady(p.admin);
       serves[cloud] = { ...p, base: p.listeners[0], afterStartup: memoryOf(p.pid) };
     }
-    session.imdsToken = await putToken(serves.aws.base, 'x-aws-ec2-metadata-token-ttl-seconds');
-    session.ecsToken = await putToken(serves.alibaba.base, 'x-aliyun-ecs-metadata-token-ttl-seconds');
+    session.imdsToken = await putMetadataToken(serves.aws.base, 'x-aws-ec2-metadata-token-ttl-seconds');
+    session.ecsToken = await putMetadataToken(serves.alibaba.base, 'x-aliyun-ecs-metadata-token-ttl-seconds');
 
     // Every endpoint answers 200 with the key its cloud's emulator issued, before any load; the
     // same bytes go to the node:http baseline.
@@ -308,48 +305,10 @@ export async function cloudsBench({ out, log }) {
 }
 
 function summarise(runs) {
-  const s = {};
-  for (const [server, rs] of Object.entries(runs))
-    s[server] = {
-      rps: spread(rs.map((r) => r.rps)),
-      p50Ms: spread(rs.map((r) => r.p50Ms)),
-      p99Ms: spread(rs.map((r) => r.p99Ms)),
-      errors: rs.reduce((a, r) => a + r.errors, 0),
-      requests: rs.reduce((a, r) => a + r.requests, 0),
-    };
+  const s = summariseRuns(runs);
   s.rpsVsNode = +(s.crosscred.rps.median / s['node:http'].rps.median).toFixed(3);
   return s;
 }
-
-async function putToken(base, ttlHeader) {
-  const r = await fetch(`${base}/latest/api/token`, { method: 'PUT', headers: { [ttlHeader]: '21600' } });
-  const body = await r.text();
-  if (r.status !== 200) throw new Error(`PUT /latest/api/token (${ttlHeader}) answered ${r.status}`);
-  return body;
-}
-
-async function waitReady(admin, timeoutMs = 120_000) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      const r = await fetch(`${admin}/readyz`);
-      await r.arrayBuffer();
-      if (r.status === 200) return;
-    } catch {}
-    if (Date.now() > deadline) throw new Error(`${admin}/readyz not 200 after ${timeoutMs} ms`);
-    await new Promise((res) => setTimeout(res, 10));
-  }
-}
-
-/**
- * One keep-alive wrk run of a single GET with fixed headers (`-H`), one thread, summarised by
- * bench/lua/report.lua. bench/lib/wrk.mjs's scenarios carry only AWS's headers.
- */
-function wrkGet({ base, path, headers, connections, durationS }) {
-  return runWrk({ base, scenario: 'get', containerPath: path, headers, connections, durationS, keepAlive: true });
-}
-
-const range = (s, d = 0) => (s.min === s.max ? s.median.toFixed(d) : `${s.median.toFixed(d)} (${s.min.toFixed(d)}–${s.max.toFixed(d)})`);
 
 function renderCloudsMarkdown(r) {
   const m = r.machine;

@@ -41,6 +41,8 @@ export async function runServe(args: string[]): Promise<number> {
         const summary = await daemon.reload(next);
         if (summary.restartNeeded.length > 0)
           logger.warn({ settings: summary.restartNeeded }, 'changed settings need a restart to take effect: they belong to open sockets');
+        if (summary.keptPrevious.length > 0)
+          logger.warn({ roles: summary.keptPrevious }, 'changed roles got no credentials with their new settings: the previous settings keep serving');
         logger.info({ ...summary }, 'configuration reloaded');
       });
     },

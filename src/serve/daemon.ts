@@ -142,7 +142,9 @@ export async function startDaemon(config: Config, deps: DaemonDependencies): Pro
   /**
    * Applies a new configuration (SIGHUP). Roles whose settings did not change keep their cache and
    * go on serving without a pause. A changed or added role is fetched first and swapped in once
-   * that fetch has finished, so the old credentials are served until then. Settings that belong to
+   * that fetch has finished, so the old credentials are served until then. A changed role whose
+   * first fetch fails (a wrong ExternalId, a trust policy not updated yet) while the old one holds
+   * valid credentials is not swapped in: the old one keeps serving and the summary says so. Settings that belong to
    * an open socket (listen and admin addresses, the container secret, IMDSv1, accepted Host names)
    * need a restart; a change to them is reported and otherwise ignored.
    */
@@ -161,6 +163,7 @@ export async function startDaemon(config: Config, deps: DaemonDependencies): Pro
     const added: string[] = [];
     const removed: string[] = [];
     const kept: string[] = [];
+    const keptPrevious: string[] = [];
     const pending: Array<Promise<void>> = [];
     const listenedRoles = new Set(current.listeners.map((l) => l.role));
     const cloudChanged: string[] = [];
@@ -180,6 +183,12 @@ export async function startDaemon(config: Config, deps: DaemonDependencies): Pro
       const built = buildRole(role, next.sts);
       pending.push(
         built.served.cache.start().then(async () => {
+          if (old && built.served.cache.current() === undefined && old.served.cache.current() !== undefined) {
+            keptPrevious.push(`${role.name} (${built.served.cache.status().lastError?.code ?? 'no credentials'})`);
+            replaced.splice(replaced.indexOf(role.name), 1);
+            await built.release();
+            return;
+          }
           roles.set(role.name, built);
           served.set(role.name, built.served);
           await old?.release();
@@ -204,7 +213,7 @@ export async function startDaemon(config: Config, deps: DaemonDependencies): Pro
     await Promise.all(pending);
     for (const logger of [log, ...listenerLoggers]) logger.level = next.logLevel;
     current = next;
-    return { unchanged, replaced, added, removed, restartNeeded };
+    return { unchanged, replaced, added, removed, keptPrevious, restartNeeded };
   };
 
   const listenerLogger = (name: string) => {
@@ -310,6 +319,8 @@ export interface DaemonRole {
 /** What a reload did, by role name; `restartNeeded` names changed settings that were not applied. */
 export interface ReloadSummary {
   readonly unchanged: readonly string[];
+  /** Changed roles whose new settings got no credentials at their first fetch: the old ones keep serving (`name (code)`). */
+  readonly keptPrevious: readonly string[];
   readonly replaced: readonly string[];
   readonly added: readonly string[];
   readonly removed: readonly string[];

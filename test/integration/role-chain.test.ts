@@ -2,7 +2,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { request } from 'undici';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import type { ServeFlags } from '../../src/config/load.js';
+import { loadConfig, type ServeFlags } from '../../src/config/load.js';
 import { type Chain, type InProcessDaemon, roleArn, startChain, startInProcess, viewEndpoints } from '../support/chain.js';
 import { FakeClock } from '../support/fake-clock.js';
 
@@ -197,6 +197,21 @@ describe('a role chain when a step fails', () => {
     expect(view.readyz.body.roles[0]!.lastError).toMatchObject({ kind: 'terminal', code: 'AccessDenied' });
     expect(chain.sts.assumeRoleRequests.slice(before).map((r) => r.roleArn)).toEqual([TARGET]);
     expect(d!.logs.some((l) => l.includes('hop 1') && l.includes(TARGET) && l.includes('AccessDenied'))).toBe(true);
+  });
+
+  it('a reload that gives a hop a wrong ExternalId keeps the previous chain serving', async () => {
+    await start([{ roleArn: TARGET, externalId: EXTERNAL_ID }]);
+    const good = await imdsDocument('security-credentials/app');
+    const file = join(chain.dir, 'reload-wrong-external-id.json');
+    const common = { roleArn: HUB, tokenFile: chain.tokenFile, region: 'us-east-1', stsEndpoint: chain.sts.url };
+    await writeFile(file, JSON.stringify({ roles: [{ name: 'app', ...common, chain: [{ roleArn: TARGET, externalId: 'not-the-one' }] }] }));
+    const summary = await d!.daemon.reload(loadConfig({ flags: { config: file, listen: ['127.0.0.1:0'], 'admin-listen': '127.0.0.1:0' }, env: {} }));
+    expect(summary.keptPrevious).toEqual(['app (AccessDenied)']);
+    expect(summary.replaced).toEqual([]);
+    const view = await viewEndpoints(d!);
+    expect(view.imds.status).toBe(200);
+    expect(JSON.parse(view.imds.text)['AccessKeyId']).toBe(good['AccessKeyId']);
+    expect(view.readyz.status).toBe(200);
   });
 
   it('the second hop failing while the first succeeds: last-good credentials served while valid, then 503', async () => {
