@@ -266,11 +266,10 @@ export function roleExchangeFor(
   options: { readonly host?: string; readonly firstStep?: WebIdentityStep } = {},
 ): WebIdentityRole | ChainedRole {
   const host = options.host ?? hostname();
-  const first = webIdentityRoleFor(role, source, sts, clock, host);
-  if (role.cloud !== 'aws' || !role.chain?.length) return first;
+  if (role.cloud !== 'aws' || !role.chain?.length) return webIdentityRoleFor(role, source, sts, clock, host);
   if (sts.cloud !== 'aws') throw new Error(`role ${role.name} is an AWS role but was given a ${sts.cloud} STS connection`);
   const hops = role.chain.map((hop) => new ChainHop(hop, role.sessionName, host));
-  const firstStep = options.firstStep ?? new WebIdentityStep(role.roleArn, first, clock);
+  const firstStep = options.firstStep ?? webIdentityStepFor(role, source, sts, clock, host);
   return new ChainedRole(role.name, firstStep, hops, new AwsAssumeRole(sts.endpoint, sts.transport, clock), clock);
 }
 
