@@ -54,18 +54,22 @@ export function chainTrustPolicyFor(inputs: ChainTrustInputs): readonly ChainHop
   return chain.map((hop, index) => {
     const previous = index === 0 ? undefined : chain[index - 1]!;
     const trustedRoleArn = previous?.roleArn ?? inputs.role.roleArn;
-    return hopAdvice(index + 1, hop, trustedRoleArn, incomingTags(previous, inputs.tokenSessionTags));
+    return hopAdvice(index + 1, hop, trustedRoleArn, incomingTags(chain.slice(0, index), inputs.tokenSessionTags));
   });
 }
 
-/** Why transitive tags reach this hop, in words, or undefined when none can. */
-function incomingTags(previous: ChainHopConfig | undefined, tokenSessionTags: boolean): string | undefined {
-  if (previous) {
-    return (previous.transitiveTagKeys ?? []).length > 0
-      ? `the hop before marks tags transitive (${previous.transitiveTagKeys!.join(', ')}), and they arrive here`
-      : undefined;
-  }
-  return tokenSessionTags ? 'the token carries session tags: those its claim marks transitive (transitive_tag_keys) arrive here' : undefined;
+/**
+ * Why transitive tags reach this hop, in words, or undefined when none can. Transitive tags last for
+ * the rest of the chain: those of the token and of every hop before this one arrive here.
+ */
+function incomingTags(before: readonly ChainHopConfig[], tokenSessionTags: boolean): string | undefined {
+  const reasons: string[] = [];
+  if (tokenSessionTags) reasons.push('the token carries session tags: those its claim marks transitive (transitive_tag_keys) arrive here');
+  before.forEach((hop, i) => {
+    if ((hop.transitiveTagKeys ?? []).length > 0)
+      reasons.push(`hop ${i + 1} marks tags transitive (${hop.transitiveTagKeys!.join(', ')}), and they last for the rest of the chain`);
+  });
+  return reasons.length > 0 ? reasons.join('; ') : undefined;
 }
 
 function hopAdvice(hop: number, config: ChainHopConfig, trustedRoleArn: string, incoming: string | undefined): ChainHopTrustAdvice {
@@ -87,7 +91,7 @@ function hopAdvice(hop: number, config: ChainHopConfig, trustedRoleArn: string, 
   if (incoming) notes.push(`The trust policy allows sts:TagSession because ${incoming}.`);
   else if (hop === 1)
     notes.push(
-      'If the token carries session tags (the https://aws.amazon.com/tags claim) with transitive keys, they arrive at this hop and its trust policy must allow sts:TagSession too: rerun with --session-tags.',
+      'If the token carries session tags (the https://aws.amazon.com/tags claim) with transitive keys, they arrive at this hop and every one after it, whose trust policies must then allow sts:TagSession too: rerun with --session-tags.',
     );
   return {
     hop,

@@ -4,6 +4,7 @@ import {
   MAX_CHAINED_SESSION_SECONDS,
   MIN_SESSION_SECONDS,
   policyArnsProblem,
+  sessionPoliciesLengthProblem,
   sessionPolicyProblem,
   VALID_EXTERNAL_ID,
 } from '../platform/aws/session-policy.js';
@@ -45,6 +46,7 @@ export function resolveRoleSession(role: FileRole, cloud: CloudName, hubArn: str
   const hub = parseRoleArn(hubArn);
   const partition = 'problem' in hub ? undefined : hub.partition;
   const chain = role.chain?.map((hop, i) => checkHop(hop, (key) => field(`chain[${i}].${key}`), origin, partition, problems));
+  if (chain) transitiveCollisions(chain, (i) => field(`chain[${i}].tags`), origin, problems);
   if (chain && chain.length > MAX_CHAIN_HOPS) {
     problems.push(problem(field('chain'), origin, `has ${chain.length} hops; at most ${MAX_CHAIN_HOPS} (each hop is an STS call at every refresh)`));
   }
@@ -70,6 +72,8 @@ function checkPolicies(
     if (bad) problems.push(problem(field('policyArns'), origin, bad));
     out.policyArns = source.policyArns;
   }
+  const together = sessionPoliciesLengthProblem(out.policy, out.policyArns);
+  if (together) problems.push(problem(field('policy'), origin, together));
   return out;
 }
 
@@ -125,6 +129,25 @@ function checkHop(hop: FileHop, field: (key: string) => string, origin: string, 
     ...(tags.length > 0 ? { tags } : {}),
     ...(transitive?.length ? { transitiveTagKeys: transitive } : {}),
   };
+}
+
+/**
+ * A hop may not send a tag whose key a hop before it made transitive: STS refuses the request (the
+ * inherited tag cannot be replaced). The token's own transitive tags cannot be known here.
+ */
+function transitiveCollisions(chain: readonly ChainHopConfig[], field: (index: number) => string, origin: string, problems: string[]): void {
+  const inherited = new Map<string, number>();
+  chain.forEach((hop, i) => {
+    for (const tag of hop.tags ?? []) {
+      const from = inherited.get(tag.key.toLowerCase());
+      if (from !== undefined) {
+        problems.push(
+          problem(field(i), origin, `key "${clip(tag.key)}" is a transitive tag of hop ${from + 1}, which this session inherits: STS refuses to set it again`),
+        );
+      }
+    }
+    for (const key of hop.transitiveTagKeys ?? []) if (!inherited.has(key.toLowerCase())) inherited.set(key.toLowerCase(), i);
+  });
 }
 
 function checkTags(tags: Record<string, string> | undefined, field: (key: string) => string, origin: string, problems: string[]): SessionTagConfig[] {

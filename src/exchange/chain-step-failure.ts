@@ -11,6 +11,11 @@ export class ChainStepFailure extends Error {
     readonly step: number,
     readonly roleArn: string,
     override readonly cause: unknown,
+    /**
+     * STS refused the credentials this step was signed with, not the step itself: they expired or
+     * are unknown, or (for credentials a step accepted before) were revoked. The chain renews them.
+     */
+    readonly callerRejected = false,
   ) {
     super(`step ${step} of the role chain (${roleArn}) failed`);
   }

@@ -30,13 +30,16 @@ import {
  * session lasts an hour renews its target about twice per web-identity exchange. The web-identity
  * step may be shared by every chain that starts at the same hub with the same token and session
  * (WebIdentityStep): a thousand targets behind one hub cost one web-identity call, not a thousand.
- * When a hop says its caller's credentials are expired or unknown (revoked, or this host's clock is
- * wrong), the chain forgets what it kept and runs once more from its first step; a failure then is
- * final for this attempt, judged by the classifier with the step it happened at (ChainStepFailure).
+ * When a hop refuses the reused credentials it was signed with (ExpiredToken or InvalidClientTokenId:
+ * ended early by STS; AccessDenied for credentials a hop accepted before: revoked), the chain forgets
+ * what it kept and runs once more from its first step; a failure then is final for this attempt,
+ * judged by the classifier with the step it happened at (ChainStepFailure).
  */
 export class ChainedRole implements CredentialExchange {
   /** `#kept[i]`: the credentials of hop i (1 … hops − 1), and the identity of the token behind them. */
   #kept: (ExchangedIdentity | undefined)[] = [];
+  /** Callers a hop of this chain has accepted: an AccessDenied for one of them later means it was revoked. */
+  readonly #accepted = new WeakSet<ExchangedIdentity>();
 
   constructor(
     readonly roleName: string,
@@ -51,13 +54,15 @@ export class ChainedRole implements CredentialExchange {
     let usedKept = kept > 0;
     try {
       if (kept > 0) return await this.#run(kept + 1, this.#kept[kept]!, signal);
-      const first = await this.#first(true, signal);
+      const first = await this.#first(signal);
       usedKept = first.reused;
       return await this.#run(1, first.step, signal);
     } catch (err) {
-      if (!usedKept || signal?.aborted || !callerRejected(err)) throw err;
+      if (!usedKept || signal?.aborted || !(err instanceof ChainStepFailure && err.callerRejected)) throw err;
+      // The hub's session, if it was the one refused, is forgotten by the shared step already:
+      // another chain may have renewed it since, and that newer one is taken without a new call.
       this.#kept = [];
-      const first = await this.#first(false, signal);
+      const first = await this.#first(signal);
       return await this.#run(1, first.step, signal);
     }
   }
@@ -94,9 +99,9 @@ export class ChainedRole implements CredentialExchange {
     return n;
   }
 
-  async #first(reuse: boolean, signal: AbortSignal | undefined): Promise<{ readonly step: ExchangedIdentity; readonly reused: boolean }> {
+  async #first(signal: AbortSignal | undefined): Promise<{ readonly step: ExchangedIdentity; readonly reused: boolean }> {
     try {
-      return await this.first.credentials(reuse, signal);
+      return await this.first.credentials(signal);
     } catch (err) {
       throw new ChainStepFailure(0, this.first.roleArn, err);
     }
@@ -117,12 +122,13 @@ export class ChainedRole implements CredentialExchange {
     try {
       const request = hop.request(caller.identity, this.roleName);
       const credentials = await this.assumeRole.assume(caller.credentials as AwsCredentials, request, signal);
+      this.#accepted.add(caller);
       return { credentials, identity: caller.identity };
     } catch (err) {
-      const failure = new ChainStepFailure(step, hop.roleArn, err);
+      const rejected = callerRejected(err, this.#accepted.has(caller));
       // The hub's session itself was refused: no chain may be handed it again.
-      if (step === 1 && callerRejected(failure)) this.first.forget(caller);
-      throw failure;
+      if (step === 1 && rejected) this.first.forget(caller);
+      throw new ChainStepFailure(step, hop.roleArn, err, rejected);
     }
   }
 }
@@ -142,10 +148,13 @@ export class WebIdentityStep {
     private readonly clock: Clock,
   ) {}
 
-  /** The kept session when `reuse` allows and it has time left (`reused`), else the next fresh one. */
-  async credentials(reuse: boolean, signal?: AbortSignal): Promise<{ readonly step: ExchangedIdentity; readonly reused: boolean }> {
+  /**
+   * The kept session while it has REUSE_MARGIN_MS left (`reused`), else the next fresh one
+   * (joining an exchange already on the wire). A session a hop refused is forgotten first.
+   */
+  async credentials(signal?: AbortSignal): Promise<{ readonly step: ExchangedIdentity; readonly reused: boolean }> {
     const kept = this.#kept;
-    if (reuse && kept && kept.credentials.expirationWall - this.clock.wallNow() > REUSE_MARGIN_MS) return { step: kept, reused: true };
+    if (kept && kept.credentials.expirationWall - this.clock.wallNow() > REUSE_MARGIN_MS) return { step: kept, reused: true };
     if (!this.#inFlight) {
       this.#inFlight = this.role.exchangeWithIdentity().then(
         (step) => {
@@ -202,11 +211,15 @@ export type ChainStepReport =
   | { readonly step: number; readonly roleArn: string; readonly ok: false; readonly failure: ClassifiedFailure }
   | { readonly step: number; readonly roleArn: string; readonly ok: false; readonly notTried: true };
 
-/** A hop says the credentials it was signed with are expired or unknown to STS: renew them from the first step. */
-function callerRejected(err: unknown): boolean {
-  if (!(err instanceof ChainStepFailure) || err.step === 0) return false;
-  const code = classifyFailure(err.cause).code;
-  return code === 'ExpiredToken' || code === 'InvalidClientTokenId';
+/**
+ * A hop's answer says the credentials it was signed with are no good, rather than the hop itself:
+ * expired or unknown to STS, or, for credentials a hop of this chain accepted before, denied (IAM's
+ * "revoke active sessions" is an explicit deny: AccessDenied). A caller that was denied from the
+ * start is a trust-policy problem, which renewing would not fix.
+ */
+function callerRejected(err: unknown, acceptedBefore: boolean): boolean {
+  const code = classifyFailure(err).code;
+  return code === 'ExpiredToken' || code === 'InvalidClientTokenId' || (acceptedBefore && code === 'AccessDenied');
 }
 
 /** One hop, its templates parsed once: `request` fills them in from the workload's identity. */

@@ -42,6 +42,8 @@ export class WebIdentityRole implements CredentialExchange {
     private readonly source: TokenSource,
     private readonly webIdentity: WebIdentityExchange,
     private readonly naming?: SessionNaming,
+    /** This host's name, for `{host}` in this role's templates and its chain's. */
+    private readonly host?: string,
   ) {}
 
   async exchange(signal?: AbortSignal): Promise<CloudCredentials> {
@@ -60,7 +62,7 @@ export class WebIdentityRole implements CredentialExchange {
 
   async #once(signal: AbortSignal | undefined): Promise<ExchangedIdentity> {
     const { token } = await this.source.getToken();
-    const identity = workloadIdentityOfToken(token, this.naming?.host);
+    const identity = workloadIdentityOfToken(token, this.host);
     const sessionName = this.naming ? this.naming.fill(identity, `the session name of role ${this.roleName}`) : undefined;
     return { credentials: await this.webIdentity.exchange(token, signal, sessionName), identity };
   }
@@ -146,7 +148,7 @@ export function openStsConnection(role: RoleConfig, sts: StsConnectionConfig): {
 
 /** The web-identity step of a role: its token source traded at its cloud's STS through `sts`. */
 export function webIdentityRoleFor(role: RoleConfig, source: TokenSource, sts: StsConnection, clock: Clock, host: string = hostname()): WebIdentityRole {
-  return new WebIdentityRole(role.name, source, exchangeFor(role, sts, clock), sessionNamingFor(role, host));
+  return new WebIdentityRole(role.name, source, exchangeFor(role, sts, clock), sessionNamingFor(role, host), host);
 }
 
 function exchangeFor(role: RoleConfig, sts: StsConnection, clock: Clock): WebIdentityExchange {

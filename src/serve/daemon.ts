@@ -143,8 +143,9 @@ export async function startDaemon(config: Config, deps: DaemonDependencies): Pro
    * Applies a new configuration (SIGHUP). Roles whose settings did not change keep their cache and
    * go on serving without a pause. A changed or added role is fetched first and swapped in once
    * that fetch has finished, so the old credentials are served until then. A changed role whose
-   * first fetch fails (a wrong ExternalId, a trust policy not updated yet) while the old one holds
-   * valid credentials is not swapped in: the old one keeps serving and the summary says so. Settings that belong to
+   * first fetch is refused (a wrong ExternalId, a trust policy not updated yet: a terminal failure)
+   * while the old one holds valid credentials is not swapped in: the old one keeps serving and the
+   * summary says so. Settings that belong to
    * an open socket (listen and admin addresses, the container secret, IMDSv1, accepted Host names)
    * need a restart; a change to them is reported and otherwise ignored.
    */
@@ -183,8 +184,11 @@ export async function startDaemon(config: Config, deps: DaemonDependencies): Pro
       const built = buildRole(role, next.sts);
       pending.push(
         built.served.cache.start().then(async () => {
-          if (old && built.served.cache.current() === undefined && old.served.cache.current() !== undefined) {
-            keptPrevious.push(`${role.name} (${built.served.cache.status().lastError?.code ?? 'no credentials'})`);
+          const failure = built.served.cache.status().lastError;
+          // Only a refusal keeps the old role: a transient failure (throttling, a 5xx, the network)
+          // would have left the new settings dropped for nothing; the new role retries on its own.
+          if (old && failure?.kind === 'terminal' && built.served.cache.current() === undefined && old.served.cache.current() !== undefined) {
+            keptPrevious.push(`${role.name} (${failure.code})`);
             replaced.splice(replaced.indexOf(role.name), 1);
             await built.release();
             return;

@@ -1,8 +1,10 @@
 import { readFile, writeFile } from 'node:fs/promises';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { request } from 'undici';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig, type ServeFlags } from '../../src/config/load.js';
+import { sanitizeTagValue } from '../../src/platform/aws/session-tags.js';
 import { type Chain, type InProcessDaemon, roleArn, startChain, startInProcess, viewEndpoints } from '../support/chain.js';
 import { FakeClock } from '../support/fake-clock.js';
 
@@ -85,9 +87,11 @@ async function imdsDocument(path: string): Promise<Record<string, unknown>> {
 
 describe('a role chain', () => {
   it("serves the last hop's credentials, each hop signed with the step before's keys, the target account named", async () => {
-    await start([{ roleArn: TARGET, externalId: EXTERNAL_ID }]);
+    await start([{ roleArn: TARGET, externalId: EXTERNAL_ID, tags: { host: '{host}' } }]);
     const hub = chain.sts.issued.findLast((c) => c.roleArn === HUB)!;
     const target = chain.sts.issued.findLast((c) => c.roleArn === TARGET)!;
+    // {host} fills in whether or not the hub's own session name is a template.
+    expect(chain.sts.assumeRoleRequests.at(-1)!.tags).toEqual([{ key: 'host', value: sanitizeTagValue(hostname()) }]);
     expect(hub.action).toBe('AssumeRoleWithWebIdentity');
     expect(target.action).toBe('AssumeRole');
     const call = chain.sts.assumeRoleRequests.at(-1)!;
@@ -251,6 +255,22 @@ describe('a role chain when a step fails', () => {
     const view = await viewEndpoints(d!);
     expect(view.imds.status).toBe(200);
     expect(view.readyz.body.roles[0]!.consecutiveFailures).toBe(0);
+  });
+
+  it('a hub session revoked after use (AccessDenied where it was accepted before) is renewed from the first step, once', async () => {
+    await start([{ roleArn: TARGET, externalId: EXTERNAL_ID, durationSeconds: 900 }], { durationSeconds: 3600 });
+    const hub = chain.sts.issued.findLast((c) => c.roleArn === HUB)!;
+    const webBefore = chain.sts.requests.length;
+    const hopsBefore = chain.sts.assumeRoleRequests.length;
+    // IAM's "revoke active sessions" is an explicit deny on sessions issued before a time.
+    chain.sts.failNextAssumeRole({ kind: 'error', status: 403, code: 'AccessDenied' });
+    await clock.advanceSettling(12 * MINUTE, busy);
+    const hops = chain.sts.assumeRoleRequests.slice(hopsBefore);
+    expect(hops[0]!.callerAccessKeyId).toBe(hub.accessKeyId);
+    expect(chain.sts.requests.length - webBefore).toBe(1);
+    expect(hops[1]!.callerAccessKeyId).toBe(chain.sts.issued.findLast((c) => c.roleArn === HUB)!.accessKeyId);
+    expect(hops[1]!.callerAccessKeyId).not.toBe(hub.accessKeyId);
+    expect((await viewEndpoints(d!)).readyz.body.roles[0]!.consecutiveFailures).toBe(0);
   });
 
   it('a template the token cannot fill is a terminal, coded error', async () => {

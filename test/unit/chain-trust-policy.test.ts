@@ -78,11 +78,23 @@ describe('trust-policy advice for a role chain', () => {
     expect(hops[1]!.notes.join('\n')).toContain('transitive (team)');
   });
 
-  it("the token's session tags reach hop 1 only: its trust allows sts:TagSession and says why", () => {
+  it("the token's transitive tags reach every hop: each trust allows sts:TagSession and says why", () => {
     const hops = chainTrustPolicyFor({ role: roleWith([hop(SHARED), hop(TARGET)]), tokenSessionTags: true });
-    expect(hops[0]!.trustPolicy.Statement[0]!.Action).toEqual(['sts:AssumeRole', 'sts:TagSession']);
-    expect(hops[0]!.notes.join('\n')).toContain('the token carries session tags');
-    expect(hops[1]!.trustPolicy.Statement[0]!.Action).toBe('sts:AssumeRole');
+    for (const h of hops) {
+      expect(h.trustPolicy.Statement[0]!.Action).toEqual(['sts:AssumeRole', 'sts:TagSession']);
+      expect(h.notes.join('\n')).toContain('the token carries session tags');
+    }
+  });
+
+  it("a hop's transitive tags last for the rest of the chain, not only the next hop", () => {
+    const THIRD = 'arn:aws:iam::123456789012:role/third';
+    const hops = chainTrustPolicyFor({
+      role: roleWith([hop(SHARED, { tags: [{ key: 'team', value: 'a' }], transitiveTagKeys: ['team'] }), hop(TARGET), hop(THIRD)]),
+      tokenSessionTags: false,
+    });
+    expect(hops[1]!.trustPolicy.Statement[0]!.Action).toEqual(['sts:AssumeRole', 'sts:TagSession']);
+    expect(hops[2]!.trustPolicy.Statement[0]!.Action).toEqual(['sts:AssumeRole', 'sts:TagSession']);
+    expect(hops[2]!.notes.join('\n')).toContain('hop 1 marks tags transitive (team)');
   });
 
   it('no chain, no advice; the text numbers hops after the hub and embeds both policies and commands', () => {

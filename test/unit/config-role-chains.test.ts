@@ -112,6 +112,17 @@ describe('a chain in the config file', () => {
       [{ chain: [{ roleArn: TARGET, sessionName: 'has space' }] }, /chain\[0\]\.sessionName/],
       [{ chain: Array.from({ length: 6 }, () => ({ roleArn: TARGET })) }, /at most 5/],
       [{ chain: [] }, /chain/],
+      [{ policy: '{"Statement":"\u2603"}' }, /outside U\+0020–U\+00FF/],
+      [{ policy: `{"Statement":"${'s'.repeat(2000)}"}`, policyArns: ['arn:aws:iam::aws:policy/ReadOnlyAccess'] }, /together, above STS's 2048/],
+      [
+        {
+          chain: [
+            { roleArn: TARGET, tags: { team: 'a' }, transitiveTagKeys: ['team'] },
+            { roleArn: TARGET, tags: { Team: 'b' } },
+          ],
+        },
+        /chain\[1\]\.tags .*transitive tag of hop 1/,
+      ],
     ];
     for (const [role, pattern] of cases) {
       const words = configError(role);

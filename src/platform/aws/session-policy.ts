@@ -4,8 +4,14 @@
  * sent: a configuration STS would refuse is a configuration error at start-up, not a failure at run time.
  */
 
-/** `Policy`: an inline session policy of at most 2,048 characters (before STS packs it). */
+/**
+ * `Policy` and `PolicyArns`: the plaintext of the inline session policy and of the managed
+ * policies' ARNs together is at most 2,048 characters (before STS packs it).
+ */
 export const MAX_SESSION_POLICY_LENGTH = 2048;
+
+/** The characters a session policy may hold: U+0020–U+00FF, tab, line feed and carriage return. */
+const POLICY_CHARACTERS = /^[\u0020-\u00FF\t\n\r]*$/;
 
 /** `PolicyArns`: at most 10 managed policies per session. */
 export const MAX_SESSION_POLICY_ARNS = 10;
@@ -31,6 +37,7 @@ export function sessionPolicyProblem(policy: string): string | undefined {
   if (policy.length > MAX_SESSION_POLICY_LENGTH) {
     return `is ${policy.length} characters, above STS's ${MAX_SESSION_POLICY_LENGTH} for a session policy (spaces count: write it compactly, or use policyArns)`;
   }
+  if (!POLICY_CHARACTERS.test(policy)) return 'holds a character outside U+0020–U+00FF, tab, line feed and carriage return, which STS refuses in a policy';
   let parsed: unknown;
   try {
     parsed = JSON.parse(policy);
@@ -40,6 +47,13 @@ export function sessionPolicyProblem(policy: string): string | undefined {
   if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) return 'is not a JSON object (an IAM policy document)';
   if (!('Statement' in parsed)) return 'has no Statement';
   return undefined;
+}
+
+/** The problem with an inline policy and managed policy ARNs sent together, or undefined. */
+export function sessionPoliciesLengthProblem(policy: string | undefined, arns: readonly string[] | undefined): string | undefined {
+  const total = (policy?.length ?? 0) + (arns ?? []).reduce((n, arn) => n + arn.length, 0);
+  if (policy === undefined || arns === undefined || arns.length === 0 || total <= MAX_SESSION_POLICY_LENGTH) return undefined;
+  return `and policyArns are ${total} characters together, above STS's ${MAX_SESSION_POLICY_LENGTH} for a session's inline and managed policies`;
 }
 
 /** The problem with a list of managed policy ARNs, or undefined. */
