@@ -27,6 +27,11 @@ export async function bundle({ entry, outfile, version }) {
     conditions: [],
     supported: { 'dynamic-import': false },
     define: { CROSSCRED_BUILD_VERSION: JSON.stringify(version) },
+    // tr46 (tencentcloud-sdk-nodejs-common → node-fetch → whatwg-url) requires Node's deprecated
+    // built-in `punycode`. Node warns (DEP0040) on every start when that require comes from code
+    // outside node_modules, which the bundle is: `crosscred doctor` printed the warning. The
+    // userland package of the same code (a dependency, `punycode/`) is bundled instead.
+    alias: { punycode: 'punycode/' },
     // Folds `typeof "<version>" === 'string'` so that version.ts's package.json branch is dropped.
     // Its import.meta, which CommonJS lacks, is still warned about before the fold: that warning
     // is silenced, and the check below proves no use of import.meta is left in the bundle.
