@@ -230,12 +230,12 @@ export class ChainHop {
   readonly #fixedName: string;
   readonly #tags: readonly { readonly key: string; readonly template: SessionTemplate }[];
 
-  constructor(config: ChainHopConfig, roleSessionName: string, host: string) {
+  constructor(config: ChainHopConfig, roleSessionName: string) {
     this.roleArn = config.roleArn;
     this.#config = config;
     const name = config.sessionName ?? roleSessionName;
     const template = checked(parseTemplate(name), 'sessionName');
-    this.#naming = template.variables.length > 0 ? new SessionNaming(template, sessionNameFitter('aws'), host) : undefined;
+    this.#naming = template.variables.length > 0 ? new SessionNaming(template, sessionNameFitter('aws')) : undefined;
     this.#fixedName = name;
     this.#tags = (config.tags ?? []).map((t) => ({ key: t.key, template: checked(parseTemplate(t.value), `tag ${t.key}`) }));
   }
@@ -281,7 +281,8 @@ export function roleExchangeFor(
   const host = options.host ?? hostname();
   if (role.cloud !== 'aws' || !role.chain?.length) return webIdentityRoleFor(role, source, sts, clock, host);
   if (sts.cloud !== 'aws') throw new Error(`role ${role.name} is an AWS role but was given a ${sts.cloud} STS connection`);
-  const hops = role.chain.map((hop) => new ChainHop(hop, role.sessionName, host));
+  // `{host}` comes with the identity the web-identity step reads (WebIdentityRole's host).
+  const hops = role.chain.map((hop) => new ChainHop(hop, role.sessionName));
   const firstStep = options.firstStep ?? webIdentityStepFor(role, source, sts, clock, host);
   return new ChainedRole(role.name, firstStep, hops, new AwsAssumeRole(sts.endpoint, sts.transport, clock), clock);
 }

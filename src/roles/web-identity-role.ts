@@ -75,8 +75,6 @@ export class SessionNaming {
   constructor(
     template: SessionTemplate,
     private readonly fit: (rendered: string) => string,
-    /** This host's name, for `{host}`. */
-    readonly host: string,
   ) {
     this.#template = template;
   }
@@ -101,11 +99,11 @@ export function sessionNameFitter(cloud: RoleConfig['cloud']): (rendered: string
 }
 
 /** The naming of a role whose session name is a template; undefined for a fixed name. */
-export function sessionNamingFor(role: RoleConfig, host: string): SessionNaming | undefined {
+export function sessionNamingFor(role: RoleConfig): SessionNaming | undefined {
   if (!isTemplate(role.sessionName)) return undefined;
   const template = parseTemplate(role.sessionName);
   if ('problem' in template) throw new Error(`role ${role.name}: sessionName ${template.problem} (the configuration checks this)`);
-  return new SessionNaming(template, sessionNameFitter(role.cloud), host);
+  return new SessionNaming(template, sessionNameFitter(role.cloud));
 }
 
 /**
@@ -148,7 +146,7 @@ export function openStsConnection(role: RoleConfig, sts: StsConnectionConfig): {
 
 /** The web-identity step of a role: its token source traded at its cloud's STS through `sts`. */
 export function webIdentityRoleFor(role: RoleConfig, source: TokenSource, sts: StsConnection, clock: Clock, host: string = hostname()): WebIdentityRole {
-  return new WebIdentityRole(role.name, source, exchangeFor(role, sts, clock), sessionNamingFor(role, host), host);
+  return new WebIdentityRole(role.name, source, exchangeFor(role, sts, clock), sessionNamingFor(role), host);
 }
 
 function exchangeFor(role: RoleConfig, sts: StsConnection, clock: Clock): WebIdentityExchange {
