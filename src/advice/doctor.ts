@@ -337,7 +337,7 @@ function hopFix(code: string, kind: string): string {
     case 'ExpiredToken':
     case 'InvalidClientTokenId':
     case 'SignatureDoesNotMatch':
-      return "STS did not accept the fresh credentials of the step before: check this host's clock (NTP), since requests are signed with its time, and that every step goes to the same STS";
+      return "STS did not accept the fresh credentials of the step before: check that every step goes to the same STS, and this host's clock (NTP)";
     case 'MalformedPolicyDocument':
       return "this hop's session policy is not a valid IAM policy document";
     case 'ValidationError':

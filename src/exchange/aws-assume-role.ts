@@ -20,6 +20,18 @@ export interface AssumeRoleRequest {
 }
 
 /**
+ * How far STS's clock was ahead of this host's when it answered the caller's step (ms; 0 when it
+ * sent no Date). STS refuses a signature dated more than 15 minutes from its own time, and the
+ * SDK's own correction (learned from a refused request) dies with each per-call client: so a hop
+ * is dated by crosscred's clock (the system clock in production, a test's fake one otherwise)
+ * moved by STS's last Date. A host whose clock is wrong still gets its chain, as it gets its
+ * unsigned web-identity step.
+ */
+function stsClockAhead(caller: AwsCredentials): number {
+  return caller.stsDateWall !== undefined && caller.receivedWall !== undefined ? caller.stsDateWall - caller.receivedWall : 0;
+}
+
+/**
  * AWS STS AssumeRole, signed by the AWS SDK with the caller's temporary credentials (the step
  * before in a chain): crosscred signs nothing by hand.
  *
@@ -44,11 +56,7 @@ export class AwsAssumeRole {
         sessionToken: caller.sessionToken,
         expiration: new Date(caller.expirationWall),
       },
-      // The request is dated by crosscred's clock, not the SDK's own reading of the system clock
-      // (the same thing in production; a test's fake clock otherwise). STS refuses a signature
-      // dated more than 5 minutes from its own time: unlike the unsigned web-identity step, a hop
-      // needs this host's clock to be right (NTP).
-      systemClockOffsetMs: this.clock.wallNow() - Date.now(),
+      systemClockOffsetMs: this.clock.wallNow() - Date.now() + stsClockAhead(caller),
     });
     const command = new AssumeRoleCommand({
       RoleArn: request.roleArn,

@@ -128,7 +128,8 @@ export function checkedAwsCredentials(
   if (!Number.isFinite(expiration)) {
     throw new CrosscredError('STS_BAD_RESPONSE', `STS answered credentials for role ${role.roleName} without a valid Expiration`);
   }
-  const expired = alreadyExpired(expiration, stsDateWall, clock.wallNow());
+  const receivedWall = clock.wallNow();
+  const expired = alreadyExpired(expiration, stsDateWall, receivedWall);
   if (expired) throw new CrosscredError('STS_BAD_RESPONSE', `STS answered credentials for role ${role.roleName} ${expired}`);
   return {
     cloud: 'aws',
@@ -136,7 +137,7 @@ export function checkedAwsCredentials(
     secretAccessKey: c.SecretAccessKey,
     sessionToken: c.SessionToken,
     expirationWall: expiration,
-    ...(stsDateWall !== undefined ? { stsDateWall } : {}),
+    ...(stsDateWall !== undefined ? { stsDateWall, receivedWall } : {}),
     roleArn: role.roleArn,
     accountId: role.accountId,
   };

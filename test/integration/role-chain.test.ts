@@ -25,13 +25,15 @@ const POLICY = { Version: '2012-10-17', Statement: [{ Effect: 'Allow', Action: '
 const MINUTE = 60_000;
 
 let clock = new FakeClock(Date.now());
+/** How far STS's clock runs ahead of this host's (a host without NTP). */
+let stsAheadMs = 0;
 let chain: Chain;
 let d: InProcessDaemon | undefined;
 
 beforeAll(async () => {
   chain = await startChain({
     roles: ['hub'],
-    stsNow: () => clock.wallNow(),
+    stsNow: () => clock.wallNow() + stsAheadMs,
     assumeRoleTrust: [
       { roleArn: TARGET, principal: HUB, externalId: EXTERNAL_ID, allowTagSession: true },
       { roleArn: THIRD, principal: `arn:aws:iam::${TARGET_ACCOUNT}:role/deploy`, allowTagSession: true },
@@ -40,6 +42,7 @@ beforeAll(async () => {
 });
 afterAll(() => chain?.close());
 afterEach(async () => {
+  stsAheadMs = 0;
   chain.sts.heal();
   await d?.close();
   d = undefined;
@@ -167,6 +170,21 @@ describe('a role chain', () => {
     expect(web).toBeLessThan(hops);
     const view = await viewEndpoints(d!);
     expect(view.imds.status).toBe(200);
+  });
+});
+
+describe('a host whose clock is wrong', () => {
+  it("still gets its chain: hops are dated by STS's clock, learned from its last answer", async () => {
+    // Beyond the 15 minutes STS allows a signature's date.
+    stsAheadMs = 25 * MINUTE;
+    const hopsBefore = chain.sts.assumeRoleRequests.length;
+    await start([{ roleArn: TARGET, externalId: EXTERNAL_ID, durationSeconds: 900 }], { durationSeconds: 3600 });
+    expect((await viewEndpoints(d!)).imds.status).toBe(200);
+    await clock.advanceSettling(3 * 60 * MINUTE, busy);
+    const hops = chain.sts.assumeRoleRequests.slice(hopsBefore);
+    expect(hops.length).toBeGreaterThanOrEqual(4);
+    expect(d!.daemon.roles.get('app')!.cache.status().consecutiveFailures).toBe(0);
+    expect((await viewEndpoints(d!)).imds.status).toBe(200);
   });
 });
 

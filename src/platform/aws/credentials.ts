@@ -13,6 +13,11 @@ export interface AwsCredentials {
    * AWS stops accepting them, whatever this host's clock says.
    */
   readonly stsDateWall?: number;
+  /**
+   * This host's clock when that answer was read (epoch ms), beside `stsDateWall`: their difference
+   * is how far STS's clock is ahead, which dates a request signed with these credentials.
+   */
+  readonly receivedWall?: number;
   /** The role that was assumed, as configured. */
   readonly roleArn: string;
   /** The 12-digit account of the role. */
