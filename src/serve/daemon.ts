@@ -74,12 +74,14 @@ export async function startDaemon(config: Config, deps: DaemonDependencies): Pro
       stsClients.set(clientKey, shared);
     }
     shared.users++;
+    const hubKey = webIdentityStepKey(role, clientKey);
+    // The token source of a shared hub outlives the role that built it: its lines name the hub.
+    const whose = hubKey === undefined ? { role: role.name } : { hub: role.roleArn };
     // Debug only, and masked: a vendor CLI's stderr can hold its refresh token and client secret.
-    const tokenCommandStderr = (masked: string) => log.debug({ role: role.name, stderr: masked }, 'token command wrote to stderr');
+    const tokenCommandStderr = (masked: string) => log.debug({ ...whose, stderr: masked }, 'token command wrote to stderr');
     // What a source learns at first use (an instance's metadata open to token-less reads) is a
     // warning in the log, never a failure.
-    const sourceWarning = (w: SourceWarning) => log.warn({ role: role.name, code: w.code, fix: w.fix }, w.message);
-    const hubKey = webIdentityStepKey(role, clientKey);
+    const sourceWarning = (w: SourceWarning) => log.warn({ ...whose, code: w.code, fix: w.fix }, w.message);
     let hub = hubKey === undefined ? undefined : hubs.get(hubKey);
     const source = hub?.source ?? createTokenSource(role.token.source, clock, { tokenCommandStderr, sourceWarning, stsTransport: sts });
     if (hubKey !== undefined && !hub) {
