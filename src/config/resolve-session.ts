@@ -1,5 +1,6 @@
 import type { CloudName } from '../core/clouds.js';
 import { parseRoleArn } from '../platform/aws/role-arn.js';
+import { VALID_SESSION_NAME } from '../platform/aws/session-name.js';
 import {
   MAX_CHAINED_SESSION_SECONDS,
   MIN_SESSION_SECONDS,
@@ -93,7 +94,11 @@ function checkHop(hop: FileHop, field: (key: string) => string, origin: string, 
     problems.push(problem(field('externalId'), origin, 'must be 2–1224 characters of letters, digits and +=,.@:/-_'));
   }
   if (hop.sessionName !== undefined) {
-    const bad = sessionNameTemplateProblem(hop.sessionName, 'aws');
+    const bad = isTemplate(hop.sessionName)
+      ? sessionNameTemplateProblem(hop.sessionName, 'aws')
+      : VALID_SESSION_NAME.test(hop.sessionName)
+        ? undefined
+        : `"${clip(hop.sessionName)}" must be 2–64 characters of letters, digits and +=,.@_-, or a template such as {namespace}.{pod}`;
     if (bad) problems.push(problem(field('sessionName'), origin, bad));
   }
   const duration = hop.durationSeconds;
@@ -184,10 +189,6 @@ const SESSION_NAME_CHARACTERS: Record<CloudName, RegExp> = {
  * exchange. A name without a variable is checked by the caller against the full rule.
  */
 export function sessionNameTemplateProblem(value: string, cloud: CloudName): string | undefined {
-  if (!isTemplate(value))
-    return SESSION_NAME_CHARACTERS[cloud].test(value) && value.length >= 2 && value.length <= 64
-      ? undefined
-      : `"${clip(value)}" must be 2–64 characters of letters, digits and +=,.@_-, or a template such as {namespace}.{pod}`;
   const template = parseTemplate(value);
   if ('problem' in template) return `"${clip(value)}" ${template.problem}`;
   if (!SESSION_NAME_CHARACTERS[cloud].test(value.replace(/\{[^{}]*\}/g, ''))) {

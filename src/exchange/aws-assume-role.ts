@@ -68,7 +68,7 @@ export class AwsAssumeRole {
       ...(request.tags?.length ? { Tags: request.tags.map((t) => ({ Key: t.key, Value: t.value })) } : {}),
       ...(request.transitiveTagKeys?.length ? { TransitiveTagKeys: [...request.transitiveTagKeys] } : {}),
     });
-    const stsDate = recordStsDate(command as never);
+    const stsDate = recordStsDate(command);
     const output = await client.send(command, signal ? { abortSignal: signal } : {});
     return checkedAwsCredentials(output.Credentials, stsDate(), this.clock, request);
   }

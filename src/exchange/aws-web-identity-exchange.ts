@@ -1,5 +1,5 @@
 import { AssumeRoleWithWebIdentityCommand, type Credentials, STSClient } from '@aws-sdk/client-sts';
-import type { AwsCredentialIdentity } from '@smithy/types';
+import type { AwsCredentialIdentity, MiddlewareStack } from '@smithy/types';
 import type { Clock } from '../core/clock.js';
 import { CrosscredError } from '../core/errors.js';
 import type { AwsCredentials } from '../platform/aws/credentials.js';
@@ -95,7 +95,7 @@ export class AwsWebIdentityExchange implements WebIdentityExchange<AwsCredential
  * Has `command` note the Date header of STS's answer; the function returned reads it (epoch ms,
  * or undefined when STS sent none) once the command has been sent.
  */
-export function recordStsDate(command: { middlewareStack: AssumeRoleWithWebIdentityCommand['middlewareStack'] }): () => number | undefined {
+export function recordStsDate<I extends object, O extends object>(command: { readonly middlewareStack: MiddlewareStack<I, O> }): () => number | undefined {
   let stsDateWall: number | undefined;
   command.middlewareStack.add(
     (next) => async (args) => {

@@ -226,17 +226,15 @@ function callerRejected(err: unknown, acceptedBefore: boolean): boolean {
 export class ChainHop {
   readonly roleArn: string;
   readonly #config: ChainHopConfig;
-  readonly #naming: SessionNaming | undefined;
-  readonly #fixedName: string;
+  readonly #naming: SessionNaming;
   readonly #tags: readonly { readonly key: string; readonly template: SessionTemplate }[];
 
   constructor(config: ChainHopConfig, roleSessionName: string) {
     this.roleArn = config.roleArn;
     this.#config = config;
-    const name = config.sessionName ?? roleSessionName;
-    const template = checked(parseTemplate(name), 'sessionName');
-    this.#naming = template.variables.length > 0 ? new SessionNaming(template, sessionNameFitter('aws')) : undefined;
-    this.#fixedName = name;
+    // A fixed name is a template without variables: filling it in gives it back, and fitting a name
+    // the configuration already checked changes nothing.
+    this.#naming = new SessionNaming(checked(parseTemplate(config.sessionName ?? roleSessionName), 'sessionName'), sessionNameFitter('aws'));
     this.#tags = (config.tags ?? []).map((t) => ({ key: t.key, template: checked(parseTemplate(t.value), `tag ${t.key}`) }));
   }
 
@@ -247,7 +245,7 @@ export class ChainHop {
       roleName,
       roleArn: c.roleArn,
       accountId: c.accountId,
-      sessionName: this.#naming ? this.#naming.fill(identity, `the session name of ${where}`) : this.#fixedName,
+      sessionName: this.#naming.fill(identity, `the session name of ${where}`),
       ...(c.externalId !== undefined ? { externalId: c.externalId } : {}),
       ...(c.durationSeconds !== undefined ? { durationSeconds: c.durationSeconds } : {}),
       ...(c.policy !== undefined ? { policy: c.policy } : {}),
