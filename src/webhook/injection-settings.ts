@@ -26,6 +26,22 @@ const MAX_TOKEN_EXPIRATION_SECONDS = 2 ** 32;
 const MAX_AUDIENCE_CHARS = 1024;
 
 /**
+ * The audience annotation `key` (else `fallback`), trimmed: one audience, or the problem that
+ * denies the pod. Shared by every cloud's annotations (other-cloud-settings.ts).
+ */
+export function readAudience(
+  a: Readonly<Record<string, string>>,
+  key: string,
+  fallback: string,
+  who: string,
+): string | { readonly kind: 'problem'; readonly problem: string } {
+  const audience = (a[key] ?? fallback).trim();
+  if (audience === '' || audience.length > MAX_AUDIENCE_CHARS || /[\s,]/.test(audience))
+    return { kind: 'problem', problem: `${who}: annotation ${key} must be one audience without spaces or commas` };
+  return audience;
+}
+
+/**
  * Reads the ServiceAccount's annotations: ours first, then IRSA's (`eks.amazonaws.com/…`, which
  * Helm charts already set). `none` when there is no role: the pod is not ours to change.
  * `problem` when an annotation is present but unusable: the pod is denied, never silently left
@@ -44,9 +60,8 @@ export function injectionSettings(
   if ('problem' in parsed) return { kind: 'problem', problem: `${who}: annotation ${roleKey} ${parsed.problem}` };
 
   const audienceKey = a[ANNOTATIONS.audience] !== undefined ? ANNOTATIONS.audience : EKS_ANNOTATIONS.audience;
-  const audience = (a[audienceKey] ?? DEFAULT_AUDIENCE).trim();
-  if (audience === '' || audience.length > MAX_AUDIENCE_CHARS || /[\s,]/.test(audience))
-    return { kind: 'problem', problem: `${who}: annotation ${audienceKey} must be one audience without spaces or commas` };
+  const audience = readAudience(a, audienceKey, DEFAULT_AUDIENCE, who);
+  if (typeof audience !== 'string') return audience;
 
   const expirationKey = a[ANNOTATIONS.tokenExpiration] !== undefined ? ANNOTATIONS.tokenExpiration : EKS_ANNOTATIONS.tokenExpiration;
   const expirationText = a[expirationKey]?.trim();

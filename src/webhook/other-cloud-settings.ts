@@ -4,6 +4,7 @@ import type { ServiceAccount } from '../platform/kubernetes/service-accounts.js'
 import { parseCamRoleArn, providerIdProblem } from '../platform/tencent/cam-arn.js';
 import { TENCENT_REGION } from '../platform/tencent/sts-endpoints.js';
 import { ALIBABA_DEFAULT_AUDIENCE, ANNOTATIONS, TENCENT_DEFAULT_AUDIENCE } from '../protocol/pod-identity.js';
+import { readAudience } from './injection-settings.js';
 
 /** A RAM role a ServiceAccount names, served to its pods by a `crosscred-alibaba` sidecar. */
 export interface AlibabaRole {
@@ -25,9 +26,6 @@ export interface OtherCloudRoles {
   readonly alibaba?: AlibabaRole;
   readonly tencent?: TencentRole;
 }
-
-/** Audiences are URLs or short names; the bound keeps a denial message short. */
-const MAX_AUDIENCE_CHARS = 1024;
 
 type Read<T> = { kind: 'role'; role: T } | { kind: 'none' } | { kind: 'problem'; problem: string };
 
@@ -64,7 +62,7 @@ function alibabaRole(a: Readonly<Record<string, string>>, who: string): Read<Ali
   const stsRegion = a[ANNOTATIONS.alibabaStsRegion]?.trim();
   if (stsRegion !== undefined && !ALIBABA_REGION.test(stsRegion))
     return problem(who, ANNOTATIONS.alibabaStsRegion, 'is not an Alibaba Cloud region id (for example cn-hangzhou)');
-  const audience = audienceOf(a, ANNOTATIONS.alibabaAudience, ALIBABA_DEFAULT_AUDIENCE, who);
+  const audience = readAudience(a, ANNOTATIONS.alibabaAudience, ALIBABA_DEFAULT_AUDIENCE, who);
   if (typeof audience !== 'string') return audience;
   return { kind: 'role', role: { roleArn, oidcProviderArn, ...(stsRegion !== undefined ? { stsRegion } : {}), audience } };
 }
@@ -82,7 +80,7 @@ function tencentRole(a: Readonly<Record<string, string>>, who: string): Read<Ten
   if (providerProblem) return problem(who, ANNOTATIONS.tencentProviderId, providerProblem);
   const region = a[ANNOTATIONS.tencentRegion]!.trim();
   if (!TENCENT_REGION.test(region)) return problem(who, ANNOTATIONS.tencentRegion, 'is not a Tencent Cloud region (for example ap-guangzhou)');
-  const audience = audienceOf(a, ANNOTATIONS.tencentAudience, TENCENT_DEFAULT_AUDIENCE, who);
+  const audience = readAudience(a, ANNOTATIONS.tencentAudience, TENCENT_DEFAULT_AUDIENCE, who);
   if (typeof audience !== 'string') return audience;
   return { kind: 'role', role: { roleArn, providerId, region, audience } };
 }
@@ -96,11 +94,4 @@ function required(a: Readonly<Record<string, string>>, who: string, keys: readon
 
 function problem(who: string, key: string, why: string): { kind: 'problem'; problem: string } {
   return { kind: 'problem', problem: `${who}: annotation ${key} ${why}` };
-}
-
-function audienceOf(a: Readonly<Record<string, string>>, key: string, fallback: string, who: string): string | { kind: 'problem'; problem: string } {
-  const audience = (a[key] ?? fallback).trim();
-  if (audience === '' || audience.length > MAX_AUDIENCE_CHARS || /[\s,]/.test(audience))
-    return { kind: 'problem', problem: `${who}: annotation ${key} must be one audience without spaces or commas` };
-  return audience;
 }
