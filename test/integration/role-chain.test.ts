@@ -302,9 +302,14 @@ describe('a role chain when a step fails', () => {
     await start([{ roleArn: TARGET, externalId: EXTERNAL_ID, policy: POLICY }, { roleArn: THIRD }], { policy: POLICY }, { 'log-level': 'trace' } as ServeFlags);
     chain.sts.failNextAssumeRole({ kind: 'error', status: 403, code: 'AccessDenied', message: 'echo Statement s3:GetObject' });
     await clock.advanceSettling(70 * MINUTE, busy);
+    // What the daemon holds and serves after the refreshes: the last hop's secret and session token.
+    const served = await imdsDocument('security-credentials/app');
     const log = d!.logs.join('\n');
-    const secrets = chain.sts.issued.flatMap((c) => [c.accessKeyId]).filter(Boolean);
-    expect(secrets.length).toBeGreaterThan(0);
+    expect(log.length).toBeGreaterThan(0);
+    for (const secret of [served['SecretAccessKey'], served['Token']]) {
+      expect(typeof secret === 'string' && secret.length > 20).toBe(true);
+      expect(log).not.toContain(secret as string);
+    }
     expect(log).not.toContain(await readFile(chain.tokenFile, 'utf8'));
     expect(log).not.toContain('s3:GetObject');
     expect(log).not.toContain('reports/*');

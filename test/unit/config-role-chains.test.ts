@@ -111,7 +111,7 @@ describe('a chain in the config file', () => {
       [{ chain: [{ roleArn: TARGET, tags: { a: 'b' }, transitiveTagKeys: ['c'] }] }, /not a key of this hop's tags/],
       [{ chain: [{ roleArn: TARGET, sessionName: 'has space' }] }, /chain\[0\]\.sessionName/],
       [{ chain: Array.from({ length: 6 }, () => ({ roleArn: TARGET })) }, /at most 5/],
-      [{ chain: [] }, /chain/],
+      [{ chain: [] }, /roles\.0\.chain: Too small: expected array to have >=1 items/],
       [{ policy: '{"Statement":"\u2603"}' }, /outside U\+0020–U\+00FF/],
       [{ policy: `{"Statement":"${'s'.repeat(2000)}"}`, policyArns: ['arn:aws:iam::aws:policy/ReadOnlyAccess'] }, /together, above STS's 2048/],
       [
