@@ -193,14 +193,7 @@ export class RoleCredentialCache {
       expiresInSeconds: entry ? Math.floor((entry.credentials.expirationWall - this.#clock.wallNow()) / 1000) : null,
       refreshing: this.#inflight !== undefined,
       consecutiveFailures: this.#failures,
-      lastError: this.#lastFailure
-        ? {
-            kind: this.#lastFailure.kind,
-            code: this.#lastFailure.code,
-            message: this.#lastFailure.message,
-            ...(this.#lastFailure.hint ? { hint: this.#lastFailure.hint } : {}),
-          }
-        : null,
+      lastError: this.#lastFailure ?? null,
       nextAttemptInSeconds: this.#nextAttemptMono === undefined ? null : Math.max(0, Math.round((this.#nextAttemptMono - now) / 1000)),
     };
   }

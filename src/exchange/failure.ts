@@ -69,17 +69,18 @@ const OTHER_CLOUD_CODES = {
   },
 } as const;
 
+/** crosscred's own codes that no retry can fix: the configuration asks for what will never be. */
+const TERMINAL_OWN_CODES: ReadonlySet<string> = new Set(['CROSSCRED_ERR_SESSION_TEMPLATE_UNRESOLVED']);
+
 export function classifyFailure(err: unknown): ClassifiedFailure {
   if (err instanceof ChainStepFailure) return classifyChainStep(err);
   if (err instanceof CloudStsRefusal) return classifyOtherCloud(err);
-  if (isCrosscredError(err, 'SESSION_TEMPLATE_UNRESOLVED')) {
-    // The configuration asks for what the token will never carry: a person has to change one of them.
-    return { kind: 'terminal', code: err.code, message: err.message };
-  }
   if (isCrosscredError(err)) {
     // Our own errors: token-source problems are transient (a file mid-rotation, a kubelet that
-    // has not written yet) and a bad or late STS answer is retried like a 5xx.
-    return { kind: 'retryable', code: err.code, message: err.message };
+    // has not written yet) and a bad or late STS answer is retried like a 5xx; those in
+    // TERMINAL_OWN_CODES need a person. Each carries its catalogue hint.
+    const kind = TERMINAL_OWN_CODES.has(err.code) ? 'terminal' : 'retryable';
+    return { kind, code: err.code, message: err.message, hint: err.hint };
   }
 
   const e = (err ?? {}) as { name?: unknown; code?: unknown; $metadata?: { httpStatusCode?: number }; cause?: { code?: unknown } };

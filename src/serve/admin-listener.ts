@@ -1,7 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import type { RoleStatus } from '../cache/role-credential-cache.js';
-import { ErrorCodes, type ErrorName } from '../core/errors.js';
 import type { ListenAddress } from '../core/listen-address.js';
 import { HostGuard } from '../http/host-guard.js';
 import { HttpListener } from '../http/listener.js';
@@ -82,17 +81,15 @@ export interface PublicRoleStatus extends Omit<RoleStatus, 'lastError'> {
   readonly lastError: { readonly kind: string; readonly code: string; readonly hint?: string } | null;
 }
 
-const CROSSCRED_CODE = /^CROSSCRED_ERR_([A-Z0-9_]+)$/;
-
 /**
  * The status without the failure's message: a message can carry what an outside program or server
  * said (a token command's output, an STS or API server answer), which is not for an unauthenticated
- * page. The code names the failure; crosscred's own codes also get their fixed hint.
+ * page. The code names the failure, and its fixed hint (crosscred's catalogue, or the classifier's
+ * per STS code) says what to check.
  */
 export function publicStatus(status: RoleStatus): PublicRoleStatus {
   const failure = status.lastError;
   if (failure === null) return { ...status, lastError: null };
-  const name = CROSSCRED_CODE.exec(failure.code)?.[1];
-  const hint = name !== undefined && Object.hasOwn(ErrorCodes, name) ? ErrorCodes[name as ErrorName].hint : failure.hint;
+  const hint = failure.hint;
   return { ...status, lastError: { kind: failure.kind, code: failure.code, ...(hint !== undefined ? { hint } : {}) } };
 }

@@ -1,13 +1,13 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { type CachedCredentials, ofCloud } from '../cache/role-credential-cache.js';
-import { APPLICATION_JSON, type ErrorFormat, send, sendError, TEXT_PLAIN } from '../http/responses.js';
+import { APPLICATION_JSON, send, sendError, TEXT_PLAIN } from '../http/responses.js';
 import type { RouteTable } from '../http/route-table.js';
 import { alibabaDocumentsFor } from '../platform/alibaba/credential-documents.js';
-import { answerFromCache, type ListenerContext } from './listener-context.js';
+import { answerFromCache, type ListenerContext, type ServedRole } from './listener-context.js';
 import { addMetadataTokens, type MetadataTokenDialect } from './metadata-tokens.js';
 
 /** The URI provider's path on a loopback listener without a secret. */
-export const ALIBABA_URI_PATH = '/v1/alibaba/credentials';
+const ALIBABA_URI_PATH = '/v1/alibaba/credentials';
 /** The URI provider's path with the container secret as its last segment (URL-encoded). */
 const ALIBABA_URI_SECRET_ROUTE = `${ALIBABA_URI_PATH}/:role`;
 
@@ -38,11 +38,14 @@ export function addAlibabaRoutes(table: RouteTable, ctx: ListenerContext): void 
   if (ctx.imdsEnabled) addEcsMetadataRoutes(table, ctx);
 }
 
-/** Answers with the listener's role's document (or 503 with Retry-After, never 200 with nothing valid). */
-function serveDocument(res: ServerResponse, ctx: ListenerContext, format: ErrorFormat, render: (entry: CachedCredentials) => Buffer | undefined) {
-  // The listener's role as now configured (a reload may have replaced it; it is never removed).
-  return answerFromCache(res, ctx.roles.get(ctx.roleName)!, format === 'json' ? APPLICATION_JSON : TEXT_PLAIN, format, render);
+/** The listener's role as now configured (a reload may have replaced it; it is never removed). */
+function currentRole(ctx: ListenerContext): ServedRole {
+  return ctx.roles.get(ctx.roleName)!;
 }
+
+/** The URI provider's JSON, and ECS metadata's: built once, not per request. */
+const renderUri = (entry: CachedCredentials) => (ofCloud(entry, 'alibaba') ? alibabaDocumentsFor(entry).uri : undefined);
+const renderEcsMetadata = (entry: CachedCredentials) => (ofCloud(entry, 'alibaba') ? alibabaDocumentsFor(entry).ecsMetadata : undefined);
 
 /**
  * The URI provider. Alibaba's SDKs send a plain GET to ALIBABA_CLOUD_CREDENTIALS_URI with no auth
@@ -52,7 +55,7 @@ function serveDocument(res: ServerResponse, ctx: ListenerContext, format: ErrorF
  * never the path sent, is what metrics and logs see.
  */
 function addUriRoutes(table: RouteTable, ctx: ListenerContext): void {
-  const serve = (res: ServerResponse) => serveDocument(res, ctx, 'json', (entry) => (ofCloud(entry, 'alibaba') ? alibabaDocumentsFor(entry).uri : undefined));
+  const serve = (res: ServerResponse) => answerFromCache(res, currentRole(ctx), APPLICATION_JSON, 'json', renderUri);
   table.add(ALIBABA_URI_PATH, 'json', {
     get: (_req, res) => {
       if (ctx.containerSecret)
@@ -88,7 +91,7 @@ function addEcsMetadataRoutes(table: RouteTable, ctx: ListenerContext): void {
   const serveCredentials = (req: IncomingMessage, res: ServerResponse, name: string) => {
     if (!authorized(req, res)) return;
     if (name !== ctx.roleName) return sendError(res, 'NOT_FOUND', 'no such RAM role on this listener', 'text');
-    return serveDocument(res, ctx, 'text', (entry) => (ofCloud(entry, 'alibaba') ? alibabaDocumentsFor(entry).ecsMetadata : undefined));
+    return answerFromCache(res, currentRole(ctx), TEXT_PLAIN, 'text', renderEcsMetadata);
   };
   for (const base of [CREDENTIALS_LIST, CREDENTIALS_LIST_ALIYUNGO]) {
     table.add(base, 'text', { get: listRoles });

@@ -92,7 +92,8 @@ export async function startDaemon(config: Config, deps: DaemonDependencies): Pro
     const exchange = roleExchangeFor(role, source, shared.connection, clock, hub ? { firstStep: hub.step } : {});
     // An ExpiredToken answer costs a second STS call, and a chain one more per hop (and, when a hop
     // finds its caller expired, a second run); each call is bounded by the transport's timeouts.
-    const hops = role.cloud === 'aws' ? (role.chain?.length ?? 0) : 0;
+    const chain = role.cloud === 'aws' ? (role.chain ?? []) : [];
+    const hops = chain.length;
     const exchangeTimeoutMs = (2 + 2 * hops) * (sts.connectTimeoutMs + sts.responseTimeoutMs) + EXCHANGE_SLACK_MS;
     const cache = new RoleCredentialCache({ exchange, clock, random, logger: log, observer: metrics, exchangeTimeoutMs, turns: shared.turns });
     log.info(
@@ -105,7 +106,7 @@ export async function startDaemon(config: Config, deps: DaemonDependencies): Pro
         stsEndpoint: role.cloud === 'aws' ? (role.stsEndpoint ?? `regional (sts.${role.region}.amazonaws.com)`) : otherCloudStsEndpoint(role),
         durationSeconds: role.durationSeconds ?? 'role default',
         // The hops' roles only: a session policy or tag value is never logged.
-        ...(hops > 0 && role.cloud === 'aws' ? { chain: role.chain!.map((hop) => hop.roleArn) } : {}),
+        ...(hops > 0 ? { chain: chain.map((hop) => hop.roleArn) } : {}),
       },
       'role configured',
     );

@@ -112,10 +112,24 @@ describe('classifyFailure: retryable failures', () => {
     expect(classifyFailure(Object.assign(networkError('ETIMEDOUT'), { $metadata: { httpStatusCode: 400 } }))).toMatchObject({ kind: 'retryable' });
   });
 
-  it("retries crosscred's own errors, keeping their code", () => {
+  it("retries crosscred's own errors, keeping their code and their catalogue hint", () => {
     const err = new CrosscredError('TOKEN_NOT_JWT', 'token file /t does not hold a compact JWT');
-    expect(classifyFailure(err)).toEqual({ kind: 'retryable', code: 'CROSSCRED_ERR_TOKEN_NOT_JWT', message: err.message });
+    expect(classifyFailure(err)).toEqual({
+      kind: 'retryable',
+      code: 'CROSSCRED_ERR_TOKEN_NOT_JWT',
+      message: err.message,
+      hint: expect.stringMatching(/does not hold a complete JWT yet/),
+    });
     expect(classifyFailure(new CrosscredError('STS_BAD_RESPONSE', 'no key'))).toMatchObject({ kind: 'retryable', code: 'CROSSCRED_ERR_STS_BAD_RESPONSE' });
+  });
+
+  it('treats a session template the token cannot fill as terminal', () => {
+    const err = new CrosscredError('SESSION_TEMPLATE_UNRESOLVED', 'the session name of role app names {pod}, which the web-identity token does not carry');
+    expect(classifyFailure(err)).toMatchObject({
+      kind: 'terminal',
+      code: 'CROSSCRED_ERR_SESSION_TEMPLATE_UNRESOLVED',
+      hint: expect.stringMatching(/change the template/),
+    });
   });
 
   it('retries anything unrecognised without a status as UnexpectedError', () => {

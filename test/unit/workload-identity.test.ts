@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { fitSessionName, VALID_SESSION_NAME } from '../../src/platform/aws/session-name.js';
+import { sanitizeTagValue } from '../../src/platform/aws/session-tags.js';
 import {
   ATTESTATION_CLAIM,
   parseTemplate,
@@ -99,5 +100,15 @@ describe('fitSessionName', () => {
       const text = String.fromCodePoint(...Array.from({ length: next() % 120 }, () => 32 + (next() % 2000)));
       expect(fitSessionName(text)).toMatch(VALID_SESSION_NAME);
     }
+  });
+});
+
+describe('sanitizeTagValue', () => {
+  it('never splits a character that would not fit whole at the 256-unit limit', () => {
+    const value = `${'a'.repeat(255)}\u{20000}`;
+    const out = sanitizeTagValue(value);
+    expect(out).toBe('a'.repeat(255));
+    expect(sanitizeTagValue(`${'a'.repeat(254)}\u{20000}`)).toBe(`${'a'.repeat(254)}\u{20000}`);
+    expect(sanitizeTagValue('team#a')).toBe('team_a');
   });
 });

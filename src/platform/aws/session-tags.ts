@@ -6,8 +6,8 @@
 
 /** At most 50 session tags, keys 1–128 characters, values 0–256. */
 export const MAX_SESSION_TAGS = 50;
-export const MAX_TAG_KEY_LENGTH = 128;
-export const MAX_TAG_VALUE_LENGTH = 256;
+const MAX_TAG_KEY_LENGTH = 128;
+const MAX_TAG_VALUE_LENGTH = 256;
 
 /** IAM's tag character set: letters, digits, white space and `_ . : / = + - @`. */
 const TAG_CHARACTER = /[\p{L}\p{Z}\p{N}_.:/=+\-@]/u;
@@ -36,8 +36,10 @@ export function tagValueProblem(value: string): string | undefined {
 export function sanitizeTagValue(value: string): string {
   let out = '';
   for (const ch of value) {
-    if (out.length >= MAX_TAG_VALUE_LENGTH) break;
-    out += TAG_CHARACTER.test(ch) ? ch : '_';
+    const kept = TAG_CHARACTER.test(ch) ? ch : '_';
+    // STS counts UTF-16 units: a character that would not fit whole is left out, never split.
+    if (out.length + kept.length > MAX_TAG_VALUE_LENGTH) break;
+    out += kept;
   }
-  return out.slice(0, MAX_TAG_VALUE_LENGTH);
+  return out;
 }
