@@ -418,33 +418,17 @@ export class StsEmulator extends StsStandIn<StsFault> {
       );
     }
 
-    const accountId = /^arn:aws:iam::(\d{12}):role\//.exec(roleArn)?.[1] ?? '000000000000';
-    const roleName = roleArn.split('/').pop()!;
-    const lifetime = lifetimeOverride ?? duration;
-    const expiration = new Date(Math.floor(this.now() / 1000 + lifetime) * 1000);
-    const accessKeyId = `ASIA${randomBytes(12).toString('hex').toUpperCase().slice(0, 16)}`;
-    const secretAccessKey = randomBytes(30).toString('base64');
-    const sessionToken = randomBytes(300).toString('base64');
-    const sessionArn = `arn:aws:sts::${accountId}:assumed-role/${roleName}/${sessionName}`;
-    this.issued.push({
-      accessKeyId,
-      roleArn,
-      sessionName,
-      subject,
-      expiration,
-      action: 'AssumeRoleWithWebIdentity',
-      ...(tags.length > 0 ? { sessionTags: tags } : {}),
-    });
     const transitive = new Set(transitiveKeys.map((k) => k.toLowerCase()));
-    this.#remember(
-      { accessKeyId, secretAccessKey, sessionToken, expiration, arn: sessionArn },
+    const { accessKeyId, secretAccessKey, sessionToken, expiration, sessionArn } = this.#mintSession(
+      { roleArn, sessionName, subject, action: 'AssumeRoleWithWebIdentity', ...(tags.length > 0 ? { sessionTags: tags } : {}) },
+      lifetimeOverride ?? duration,
       tags.filter((t) => transitive.has(t.key.toLowerCase())),
     );
     const xml = `<AssumeRoleWithWebIdentityResponse xmlns="${NS}">
   <AssumeRoleWithWebIdentityResult>
     <Audience>${escapeXml(rule.audience)}</Audience>
     <AssumedRoleUser>
-      <AssumedRoleId>AROA${randomBytes(8).toString('hex').toUpperCase()}:${escapeXml(sessionName)}</AssumedRoleId>
+      <AssumedRoleId>${roleIdOf(roleArn)}:${escapeXml(sessionName)}</AssumedRoleId>
       <Arn>${escapeXml(sessionArn)}</Arn>
     </AssumedRoleUser>
     <Provider>${escapeXml(rule.issuer)}</Provider>
@@ -465,6 +449,27 @@ export class StsEmulator extends StsStandIn<StsFault> {
   }
 
   /** Accepts signatures from a role session it issued, and remembers that it is one (for role chaining). */
+  /**
+   * A new role session, as both actions issue it: its keys, dated by STS's clock, recorded in
+   * `issued` and remembered (with the tags it passes on) for the SigV4 checks of the next hop.
+   */
+  #mintSession(
+    record: Omit<IssuedCredentials, 'accessKeyId' | 'expiration'>,
+    lifetimeSeconds: number,
+    passedOn: readonly SessionTag[],
+  ): { accessKeyId: string; secretAccessKey: string; sessionToken: string; expiration: Date; sessionArn: string } {
+    const accountId = /^arn:aws[a-z-]*:iam::(\d{12}):role\//.exec(record.roleArn)?.[1] ?? '000000000000';
+    const roleName = record.roleArn.split('/').pop()!;
+    const expiration = new Date(Math.floor(this.now() / 1000 + lifetimeSeconds) * 1000);
+    const accessKeyId = `ASIA${randomBytes(12).toString('hex').toUpperCase().slice(0, 16)}`;
+    const secretAccessKey = randomBytes(30).toString('base64');
+    const sessionToken = randomBytes(300).toString('base64');
+    const sessionArn = `arn:aws:sts::${accountId}:assumed-role/${roleName}/${record.sessionName}`;
+    this.issued.push({ ...record, accessKeyId, expiration });
+    this.#remember({ accessKeyId, secretAccessKey, sessionToken, expiration, arn: sessionArn }, passedOn);
+    return { accessKeyId, secretAccessKey, sessionToken, expiration, sessionArn };
+  }
+
   #remember(credentials: KnownCredentials, transitiveTags: readonly SessionTag[]): void {
     if (this.#knownKeys.size >= MAX_KNOWN_KEYS) this.#forgetExpiredKeys();
     this.#knownKeys.set(credentials.accessKeyId, credentials);
@@ -575,16 +580,11 @@ export class StsEmulator extends StsStandIn<StsFault> {
       return refuse(400, 'PackedPolicyTooLarge', `Packed size of ${tags.length > 0 ? 'session tags' : 'policy'} consumes ${packedPercent}% of allotted space.`);
     }
 
-    const accountId = /^arn:aws[a-z-]*:iam::(\d{12}):role\//.exec(roleArn)?.[1] ?? '000000000000';
-    const roleName = roleArn.split('/').pop()!;
-    const lifetime = after.lifetimeSeconds ?? duration;
-    const expiration = new Date(Math.floor(this.now() / 1000 + lifetime) * 1000);
-    const accessKeyId = `ASIA${randomBytes(12).toString('hex').toUpperCase().slice(0, 16)}`;
-    const secretAccessKey = randomBytes(30).toString('base64');
-    const sessionToken = randomBytes(300).toString('base64');
-    const sessionArn = `arn:aws:sts::${accountId}:assumed-role/${roleName}/${sessionName}`;
-    this.issued.push({ accessKeyId, roleArn, sessionName, subject: caller.arn, expiration, action: 'AssumeRole', sessionTags });
-    this.#remember({ accessKeyId, secretAccessKey, sessionToken, expiration, arn: sessionArn }, passedOn);
+    const { accessKeyId, secretAccessKey, sessionToken, expiration, sessionArn } = this.#mintSession(
+      { roleArn, sessionName, subject: caller.arn, action: 'AssumeRole', sessionTags },
+      after.lifetimeSeconds ?? duration,
+      passedOn,
+    );
     tracked.outcome = 'issued';
     const xml = `<AssumeRoleResponse xmlns="${NS}">
   <AssumeRoleResult>
