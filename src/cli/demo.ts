@@ -243,9 +243,11 @@ async function selfCheck(cloud: CloudName, base: string, authTokenFile: string, 
   if (cloud === 'tencent') {
     const list = await request(`${base}/latest/meta-data/cam/security-credentials/`);
     const listed = await list.body.text();
-    const res = await request(`${base}/latest/meta-data/cam/security-credentials/${listed}`);
+    // The list's body becomes the next path only once it is known to be a list.
+    if (list.statusCode !== 200) throw new Error(`the CVM metadata role list answered ${list.statusCode}`);
+    const res = await request(`${base}/latest/meta-data/cam/security-credentials/${encodeURIComponent(listed)}`);
     const body = (await res.body.json()) as { Code?: string; TmpSecretId?: string; Expiration?: string };
-    if (list.statusCode !== 200 || res.statusCode !== 200 || body.Code !== 'Success') throw new Error(`the CVM metadata role answered ${res.statusCode}`);
+    if (res.statusCode !== 200 || body.Code !== 'Success') throw new Error(`the CVM metadata role answered ${res.statusCode}`);
     return `the CVM metadata served role "${listed}" (secret id ${body.TmpSecretId?.slice(0, 4)}…, expiring ${body.Expiration}).`;
   }
   const put = await request(`${base}/latest/api/token`, { method: 'PUT', headers: { 'x-aws-ec2-metadata-token-ttl-seconds': '21600' } });

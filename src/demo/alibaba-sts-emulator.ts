@@ -1,5 +1,6 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import { decodeJwt, type JWTPayload } from 'jose';
 import { StsStandIn, type TransportFault } from './sts-stand-in.js';
 import { globMatch, readSmallBody, WebIdentityVerifier } from './web-identity-verifier.js';
 
@@ -236,13 +237,10 @@ function sendError(res: ServerResponse, hostId: string, status: number, code: st
   res.writeHead(status, { 'content-type': 'application/json;charset=utf-8' }).end(JSON.stringify(body));
 }
 
-/** The claims of a three-part JWT, unverified; undefined when it is not one. */
-function unverifiedClaims(token: string): { iss?: unknown; aud?: unknown; exp?: unknown; iat?: unknown } | undefined {
-  const parts = token.split('.');
-  if (parts.length !== 3) return undefined;
+/** The claims of a compact JWT, unverified (jose's decodeJwt); undefined when it is not one. */
+function unverifiedClaims(token: string): JWTPayload | undefined {
   try {
-    const claims: unknown = JSON.parse(Buffer.from(parts[1]!, 'base64url').toString('utf8'));
-    return typeof claims === 'object' && claims !== null ? claims : undefined;
+    return decodeJwt(token);
   } catch {
     return undefined;
   }
