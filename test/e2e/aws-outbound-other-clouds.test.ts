@@ -128,7 +128,11 @@ describe('an EC2 workload with a role in Tencent Cloud', () => {
       }
       // /readyz names the code, never a message; the log line says what to do.
       expect(body?.roles[0]?.lastError?.code).toBe('CROSSCRED_ERR_TOKEN_REQUEST_FAILED');
-      expect(daemon.output.join('\n')).toMatch(/OutboundWebIdentityFederationDisabled.*enable/i);
+      // The cache records the failure before it logs it, and the line crosses the child's stdout
+      // pipe after that: on a busy machine /readyz can say why before the line has arrived.
+      const said = /OutboundWebIdentityFederationDisabled.*enable/i;
+      for (let i = 0; i < 100 && !said.test(daemon.output.join('\n')); i++) await new Promise((r) => setTimeout(r, 100));
+      expect(daemon.output.join('\n')).toMatch(said);
     } finally {
       aws.outboundFederationEnabled = true;
     }
